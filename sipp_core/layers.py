@@ -1,0 +1,139 @@
+"""Which layers SiPP can prune, and what it needs to know about each.
+
+A prunable layer is an ``nn.Linear`` or an ``nn.Conv2d`` with ``groups == 1``
+(SPEC-sipp section 1). Every other module that owns a weight is reported as
+left dense, so nothing is silently mis-pruned. Layers are keyed by their
+qualified module name ("features.0"), never by position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Shape facts of one prunable layer (SPEC-sipp sections 1 and 3)."""
+
+    name: str
+    kind: str  # "linear" or "conv2d"
+    weight_shape: tuple[int, ...]
+    out_units: int  # F: neurons or filters
+    fan_in: int  # J: in_features, or C_in * kh * kw in F.unfold order
+    kernel_size: int  # k_l = kh * kw (1 for Linear)
+    patches: int  # P_l = H_out * W_out (1 for Linear)
+
+    @property
+    def num_weights(self) -> int:
+        return self.out_units * self.fan_in
+
+
+def is_prunable(module: nn.Module) -> bool:
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.Conv2d) and module.groups == 1
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Qualified name -> module for every layer SiPP prunes, in forward order of definition."""
+    return {name: m for name, m in model.named_modules() if is_prunable(m)}
+
+
+def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, reason) for modules that own parameters but are left dense."""
+    out = []
+    for name, m in model.named_modules():
+        if is_prunable(m):
+            continue
+        own = [p for _, p in m.named_parameters(recurse=False)]
+        if not own:
+            continue
+        if isinstance(m, nn.Conv2d):
+            reason = f"grouped convolution (groups={m.groups}) is not supported; left dense"
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
+            reason = "normalisation parameters are not pruned"
+        else:
+            reason = f"{type(m).__name__} is not a supported layer (Linear, Conv2d groups=1); left dense"
+        out.append((name, reason))
+    return out
+
+
+def unfold_input(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """The layer's input as (B, J, P): J in weight.view(F, -1) order, P patches."""
+    if isinstance(module, nn.Linear):
+        return a.reshape(a.shape[0], -1, 1)  # (B, J, 1)
+    if module.padding_mode != "zeros":
+        raise ValueError(f"padding_mode={module.padding_mode!r} is not supported; use 'zeros'")
+    return F.unfold(
+        a, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+    )  # (B, C_in*kh*kw, H_out*W_out)
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The weight viewed as F x J (SPEC-sipp section 1)."""
+    return module.weight.reshape(module.weight.shape[0], -1)
+
+
+class capture_inputs:
+    """Context manager recording the input of the named layers during forward passes.
+
+    >>> with capture_inputs(model, ["fc1"]) as inputs:
+    ...     model(x)
+    >>> inputs["fc1"]  # (B, in_features)
+    """
+
+    def __init__(self, model: nn.Module, names, detach: bool = True):
+        self.model = model
+        self.names = list(names)
+        self.detach = detach
+        self.inputs: dict[str, torch.Tensor] = {}
+        self._handles = []
+
+    def __enter__(self):
+        modules = dict(self.model.named_modules())
+        for name in self.names:
+            def hook(mod, args, name=name):
+                x = args[0]
+                self.inputs[name] = x.detach() if self.detach else x
+            self._handles.append(modules[name].register_forward_pre_hook(hook))
+        return self.inputs
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        return False
+
+
+def layer_infos(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, LayerInfo]:
+    """LayerInfo for every prunable layer, using one dummy forward pass to learn P_l."""
+    layers = prunable_layers(model)
+    param = next(model.parameters())
+    x = torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture_inputs(model, layers) as inputs:
+            model(x)
+    finally:
+        model.train(was_training)
+    infos = {}
+    for name, m in layers.items():
+        if name not in inputs:
+            continue  # never called in forward: nothing to prune against
+        unfolded = unfold_input(m, inputs[name])
+        w = weight_matrix(m)
+        k = 1 if isinstance(m, nn.Linear) else int(m.kernel_size[0] * m.kernel_size[1])
+        infos[name] = LayerInfo(
+            name=name,
+            kind="linear" if isinstance(m, nn.Linear) else "conv2d",
+            weight_shape=tuple(m.weight.shape),
+            out_units=w.shape[0],
+            fan_in=w.shape[1],
+            kernel_size=k,
+            patches=int(unfolded.shape[2]),
+        )
+    return infos
