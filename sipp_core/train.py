@@ -85,7 +85,7 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             n += len(idx)
         if should_stop is not None and should_stop():
             raise InterruptedError(f"training cancelled after {epoch + 1} of {epochs} epochs")

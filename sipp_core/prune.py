@@ -1,0 +1,209 @@
+"""prune(): validate, compute (or reuse) sensitivities, plan, and build a pruned copy.
+
+The original model is never mutated: the pruned network is a deep copy whose
+weights are replaced by the plan's values (zeros where pruned, reweighted where
+sampled), so `result.model.state_dict()` is a plain exportable state_dict.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .bounds import check_delta, check_epsilon
+from .layers import LayerInfo, dense_layers, layer_infos, prunable_layers
+from .planner import METHODS, LayerPlan, make_plan
+
+SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
+PATCH_REDUCTIONS = ("max", "mean")
+ALLOCATIONS = ("global", "bound-optimal")
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One prunable layer's budget and bound (JSON-ready primitives)."""
+
+    name: str
+    kind: str
+    kept: int
+    total: int
+    bound: float  # largest row bound over rows with signal (nan for methods without a bound)
+    bound_mean: float
+    rows_sampled: int
+    rows_deterministic: int
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class PruneResult:
+    model: nn.Module  # the pruned copy, eval mode
+    masks: dict[str, torch.Tensor]  # bool, shaped like each weight
+    plans: dict[str, LayerPlan]
+    infos: dict[str, LayerInfo]
+    sensitivities: dict[str, torch.Tensor] | None
+    layers: list[LayerSummary]
+    keep_ratio: float  # realised, over prunable weights
+    kept: int
+    total: int
+    params_kept: int  # all parameters (biases, norms count as kept)
+    params_total: int
+    dense: list[tuple[str, str]]  # (name, reason) of layers left dense
+    settings: dict
+    timings_s: dict = field(default_factory=dict)
+
+    def masks_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.masks.items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The pruned weights as a plain state_dict (CPU tensors)."""
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+
+def validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction="max", allocation="global", c_prime=3.0):
+    """Raise ValueError naming the first bad argument and its valid range."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if (keep_ratio is None) == (epsilon is None):
+        raise ValueError("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither")
+    if keep_ratio is not None:
+        if not isinstance(keep_ratio, (int, float)) or not (0.0 < float(keep_ratio) <= 1.0) or math.isnan(keep_ratio):
+            raise ValueError(f"keep_ratio must be in (0, 1]; got {keep_ratio!r}")
+    if epsilon is not None:
+        check_epsilon(epsilon)
+        if method not in SIPP_METHODS:
+            raise ValueError(
+                f"epsilon mode needs a SiPP method ({', '.join(SIPP_METHODS)}); {method!r} takes keep_ratio"
+            )
+    check_delta(delta)
+    if patch_reduction not in PATCH_REDUCTIONS:
+        raise ValueError(f"patch_reduction must be one of {PATCH_REDUCTIONS}; got {patch_reduction!r}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}; got {allocation!r}")
+    if not (isinstance(c_prime, (int, float)) and c_prime >= 1.0 and math.isfinite(c_prime)):
+        raise ValueError(f"c_prime must be a finite number >= 1; got {c_prime!r}")
+
+
+def apply_plans(model: nn.Module, plans: dict[str, LayerPlan]) -> nn.Module:
+    """A deep copy of `model` with each planned layer's weight replaced by the plan's values."""
+    pruned = copy.deepcopy(model)
+    modules = dict(pruned.named_modules())
+    with torch.no_grad():
+        for name, plan in plans.items():
+            w = modules[name].weight
+            w.copy_(plan.values.to(device=w.device, dtype=w.dtype).reshape(w.shape))
+    return pruned.eval()
+
+
+def prune(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str = "sipp-hybrid",
+    keep_ratio: float | None = None,
+    epsilon: float | None = None,
+    delta: float = 1e-16,
+    seed: int = 0,
+    sensitivities: dict[str, torch.Tensor] | None = None,
+    patch_reduction: str = "max",
+    labels: torch.Tensor | None = None,
+    allocation: str = "global",
+    c_prime: float = 3.0,
+    progress=None,
+) -> PruneResult:
+    """Prune a copy of `model` using the batch S = `inputs`.
+
+    Args:
+        model: a network whose Linear / Conv2d (groups=1) layers are pruned; never modified.
+        inputs: the batch S, shaped (|S|, *input_shape).
+        method: one of METHODS.
+        keep_ratio: share of prunable weights to keep, in (0, 1] (keep-ratio mode), or
+        epsilon: the per-row relative error to guarantee, > 0 (epsilon mode, SiPP methods only).
+        delta: failure probability in (0, 1); enters L_l in both modes.
+        seed: seeds sampling; the same settings give the same masks and values.
+        sensitivities: reuse precomputed sensitivities (same model, S and patch reduction).
+        labels: labels of S, needed by "snip".
+        allocation: deterministic SiPP in keep-ratio mode: "global" (authors') or "bound-optimal".
+        c_prime: C' of the hybrid rule (SPEC 8.2).
+
+    Returns: PruneResult. Raises: ValueError for invalid arguments (names the argument and range).
+
+    >>> r = prune(model, s_batch, keep_ratio=0.1)        # doctest: +SKIP
+    >>> r.keep_ratio, r.layers[0].bound                   # doctest: +SKIP
+    """
+    validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction, allocation, c_prime)
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or len(inputs) == 0:
+        raise ValueError("inputs must be a non-empty tensor batch S shaped (|S|, *input_shape)")
+    if method == "snip" and labels is None:
+        raise ValueError("method 'snip' needs labels of the batch S (labels=...)")
+    timings = {}
+    infos = layer_infos(model, tuple(inputs.shape[1:]))
+    if not infos:
+        raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
+    t0 = time.perf_counter()
+    if sensitivities is None:
+        from .sensitivity import compute_sensitivities
+
+        sensitivities = compute_sensitivities(model, inputs, patch_reduction=patch_reduction, progress=progress)
+    else:
+        missing = set(infos) - set(sensitivities)
+        if missing:
+            raise ValueError(f"sensitivities lack layers {sorted(missing)}; recompute them for this model")
+    timings["sensitivity"] = time.perf_counter() - t0
+    snip = None
+    if method == "snip":
+        from .baselines import snip_scores
+
+        snip = snip_scores(model, inputs, labels)
+    t1 = time.perf_counter()
+    modules = prunable_layers(model)
+    weights = {n: modules[n].weight.detach().cpu().float() for n in infos}
+    plans = make_plan(
+        method, weights, infos, keep_ratio=keep_ratio, epsilon=epsilon, delta=delta, seed=seed,
+        sensitivities=sensitivities, snip_scores=snip, allocation=allocation, c_prime=c_prime,
+    )
+    pruned = apply_plans(model, plans)
+    timings["prune"] = time.perf_counter() - t1
+    layers = [
+        LayerSummary(
+            name=n, kind=infos[n].kind, kept=int(p.kept), total=int(p.total),
+            bound=float(p.bound_max), bound_mean=float(p.bound_mean),
+            rows_sampled=int((p.row_method == 1).sum()), rows_deterministic=int((p.row_method == 0).sum()),
+        )
+        for n, p in plans.items()
+    ]
+    kept = sum(l.kept for l in layers)
+    total = sum(l.total for l in layers)
+    all_params = sum(p.numel() for p in model.parameters())
+    settings = dict(
+        method=method, keep_ratio=keep_ratio, epsilon=epsilon, delta=delta, seed=seed,
+        patch_reduction=patch_reduction, allocation=allocation, c_prime=c_prime, sample_size=len(inputs),
+    )
+    return PruneResult(
+        model=pruned, masks={n: p.mask.clone() for n, p in plans.items()}, plans=plans, infos=infos,
+        sensitivities=sensitivities, layers=layers, keep_ratio=kept / total, kept=kept, total=total,
+        params_kept=all_params - (total - kept), params_total=all_params, dense=dense_layers(model),
+        settings=settings, timings_s=timings,
+    )
+
+
+def to_json(obj) -> str:
+    """JSON with NaN/inf written as null (strict JSON readers reject NaN)."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2)

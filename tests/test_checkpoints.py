@@ -1,0 +1,95 @@
+"""Checkpoint cache: round trip, corrupted and foreign files, shipped checkpoints."""
+import warnings
+
+import pytest
+import torch
+
+from sipp_core import checkpoints
+from sipp_core.checkpoints import (
+    ASSETS_DIR, CheckpointError, cache_dir, checkpoint_name, load_model, load_trained, read_checkpoint,
+)
+from sipp_core.models import build_model
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(tmp_path))
+    return tmp_path / "checkpoints"
+
+
+def _tiny(**kw):
+    return load_trained("mlp", "moons", epochs=3, seed=1, **kw)
+
+
+def test_train_then_cache_round_trip(cache):
+    seen = []
+    first = _tiny(progress=lambda f, m: seen.append(f))
+    assert first.source == "trained" and seen[-1] == 1.0
+    assert (cache / checkpoint_name("mlp", "moons", 3, 1)).exists()
+    second = _tiny()
+    assert second.source == "cache"
+    assert second.test_accuracy == first.test_accuracy
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not second.model.training
+
+
+def test_corrupted_file_is_set_aside_and_rebuilt(cache):
+    path = cache / checkpoint_name("mlp", "moons", 3, 1)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x80\x04 this is not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="rejected"):
+        got = _tiny()
+    assert got.source == "trained"
+    assert path.with_suffix(".pt.corrupt").exists()  # kept for inspection, not deleted
+    assert read_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1) >= 0
+
+
+def test_foreign_checkpoint_is_rejected(cache):
+    _tiny()
+    good = cache / checkpoint_name("mlp", "moons", 3, 1)
+    other = cache / checkpoint_name("mlp", "moons", 3, 2)
+    other.write_bytes(good.read_bytes())  # right format, wrong seed inside
+    with pytest.raises(CheckpointError, match="describes"):
+        read_checkpoint(other, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=2)
+
+
+def test_hostile_pickle_is_not_executed(cache, tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('executed')",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": checkpoints.FORMAT, "payload": Boom()}, path)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        read_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1)
+
+
+def test_no_training_when_not_allowed(cache):
+    with pytest.raises(FileNotFoundError):
+        load_trained("mlp", "moons", epochs=2, seed=9, allow_training=False)
+
+
+def test_untrained_model_is_in_eval_mode():
+    m = load_model("lenet300", "mnist5k", pretrained=False)
+    assert not m.training
+
+
+def test_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(tmp_path))
+    assert cache_dir() == tmp_path / "checkpoints"
+
+
+@pytest.mark.parametrize("name,floor", [("lenet300", 0.92), ("lenet5", 0.95)])
+def test_shipped_checkpoints_reach_stated_accuracy(name, floor, cache):
+    from sipp_core.data import load_dataset
+    from sipp_core.train import accuracy
+
+    assert (ASSETS_DIR / checkpoint_name(name, "mnist5k", 30, 0)).exists()
+    trained = load_trained(name, "mnist5k")
+    assert trained.source == "shipped"
+    data = load_dataset("mnist5k")
+    measured = accuracy(trained.model, data.x_test, data.y_test)
+    assert measured == pytest.approx(trained.test_accuracy, abs=1e-6)
+    assert measured >= floor
+    assert not list(cache.glob("*")) if cache.exists() else True  # nothing trained

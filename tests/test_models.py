@@ -1,0 +1,59 @@
+"""Every zoo model builds and runs on every compatible input shape; mismatches explain themselves."""
+import pytest
+import torch
+
+from sipp_core.layers import layer_infos
+from sipp_core.models import MODELS, ModelDataMismatch, build_model, check_compatible, compatible_models
+
+SHAPES = {"mnist-like": (1, 28, 28), "digits": (1, 8, 8), "moons": (2,), "cifar-like": (3, 32, 32)}
+HEAVY = {"vgg16_bn", "resnet56"}  # forward is still fast, but keep the suite lean on 2 cores
+
+
+@pytest.mark.parametrize("shape_name", SHAPES)
+@pytest.mark.parametrize("name", MODELS)
+def test_builds_and_runs_forward(name, shape_name):
+    shape = SHAPES[shape_name]
+    if name not in compatible_models(shape):
+        with pytest.raises(ModelDataMismatch) as err:
+            build_model(name, shape, 10)
+        assert "Models that fit this data set" in str(err.value)
+        return
+    if name in HEAVY and shape_name != "cifar-like":
+        pytest.skip("heavy model: checked on its own data shape")
+    model = build_model(name, shape, 7, seed=0).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, *shape))
+    assert out.shape == (3, 7)
+    assert layer_infos(model, shape)  # every model has prunable layers
+
+
+def test_same_seed_same_weights():
+    a = build_model("lenet5", (1, 28, 28), 10, seed=3)
+    b = build_model("lenet5", (1, 28, 28), 10, seed=3)
+    c = build_model("lenet5", (1, 28, 28), 10, seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ValueError, match="lenet300.*lenet5"):
+        check_compatible("alexnet", (1, 28, 28))
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ValueError, match="depth"):
+        build_model("lenet300", (1, 28, 28), 10, depth=3)
+
+
+def test_tiny_teaching_mlp():
+    model = build_model("mlp", (2,), 3, widths=(4,))
+    infos = layer_infos(model, (2,))
+    assert [(i.out_units, i.fan_in) for i in infos.values()] == [(4, 2), (3, 4)]
+
+
+def test_lenet300_and_resnet20_layer_counts():
+    infos = layer_infos(build_model("lenet300", (1, 28, 28), 10), (1, 28, 28))
+    assert [i.weight_shape for i in infos.values()] == [(300, 784), (100, 300), (10, 100)]
+    infos = layer_infos(build_model("resnet20", (3, 32, 32), 10), (3, 32, 32))
+    assert len(infos) == 20  # 19 convolutions + the classifier
+    assert infos["conv1"].patches == 32 * 32 and infos["fc"].patches == 1
