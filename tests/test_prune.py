@@ -1,0 +1,126 @@
+"""prune(): argument validation, the original is never mutated, reproducibility, export, CLI."""
+import json
+import math
+
+import pytest
+import torch
+
+from sipp_core.__main__ import main as cli
+from sipp_core.measure import measure_layer_errors
+from sipp_core.models import build_model
+from sipp_core.prune import prune
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    model = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
+    x = torch.randn(24, 1, 16, 16)  # negative inputs: the first layer uses pseudo-points
+    y = torch.randint(0, 4, (24,))
+    return model, x, y
+
+
+ALL = ["sipp-hybrid", "sipp-det", "sipp-rand", "wt", "layerwise", "snip", "uniform", "random"]
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_original_unchanged_and_masks_shaped(net, method):
+    model, x, y = net
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = prune(model, x, method=method, keep_ratio=0.2, labels=y, seed=1)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"{method} mutated {k}"
+    mods = dict(r.model.named_modules())
+    for name, mask in r.masks.items():
+        w = mods[name].weight
+        assert mask.shape == w.shape and mask.dtype == torch.bool
+        assert torch.all(w[~mask] == 0)  # pruned weights are exactly zero in the copy
+    assert r.kept == sum(int(m.sum()) for m in r.masks.values())
+    assert 0 < r.keep_ratio <= 1
+    assert r.params_total == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", ["sipp-hybrid", "sipp-rand", "uniform", "random"])
+def test_same_seed_same_result(net, method):
+    model, x, y = net
+    a = prune(model, x, method=method, keep_ratio=0.1, seed=5)
+    b = prune(model, x, method=method, keep_ratio=0.1, seed=5)
+    for k in a.masks:
+        assert torch.equal(a.masks[k], b.masks[k])
+        assert torch.equal(a.plans[k].values, b.plans[k].values)
+
+
+def test_epsilon_mode_deterministic_bound_holds_on_s(net):
+    model, x, _ = net
+    r = prune(model, x, method="sipp-det", epsilon=0.3, delta=1e-6)
+    errs = measure_layer_errors(model, r.plans, x)
+    for name, e in errs.items():
+        assert e.failure_rate == 0.0, name  # eps_det holds exactly on every point of S
+        assert r.plans[name].row_bound.max() <= 0.3 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(epsilon=0.0), "eps"),
+        (dict(epsilon=-1.0), "eps"),
+        (dict(keep_ratio=0.1, delta=2.0), "delta"),
+        (dict(keep_ratio=0.1, delta=0.0), "delta"),
+        (dict(keep_ratio=0.0), "keep_ratio"),
+        (dict(keep_ratio=1.5), "keep_ratio"),
+        (dict(), "exactly one"),
+        (dict(keep_ratio=0.1, epsilon=0.1), "exactly one"),
+        (dict(keep_ratio=0.1, method="magic"), "method"),
+        (dict(epsilon=0.1, method="wt"), "epsilon mode"),
+        (dict(keep_ratio=0.1, method="snip"), "labels"),
+        (dict(keep_ratio=0.1, patch_reduction="median"), "patch_reduction"),
+    ],
+)
+def test_invalid_arguments_name_the_problem(net, kwargs, match):
+    model, x, _ = net
+    with pytest.raises(ValueError, match=match):
+        prune(model, x, **kwargs)
+
+
+def test_unsupported_layers_are_listed_and_left_dense():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 4, 3, groups=2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3)
+    ).eval()
+    x = torch.randn(8, 4, 6, 6)
+    r = prune(model, x, keep_ratio=0.5)
+    assert list(r.masks) == ["3"]
+    assert r.dense and r.dense[0][0] == "0" and "grouped" in r.dense[0][1]
+    assert torch.equal(r.model[0].weight, model[0].weight)
+
+
+def test_cli_prune_json_and_exit_codes(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = cli(["prune", "--model", "lenet300", "--dataset", "mnist5k", "--keep-ratio", "0.1", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "keep ratio" in text and "accuracy" in text
+    d = json.loads(out.read_text())
+    for key in ["method", "keep_ratio", "sample_size", "accuracy_before", "accuracy_after", "agreement", "layers", "timings_s"]:
+        assert key in d
+    assert d["sample_size"] == 152
+    assert abs(d["keep_ratio"] - 0.1) <= 0.005 * 0.1
+    for layer in d["layers"]:
+        for key in ["name", "kept", "total", "bound", "measured_max_s", "measured_max_heldout", "failure_rate"]:
+            assert key in layer
+    assert set(d["timings_s"]) >= {"sensitivity", "prune", "evaluate"}
+    assert d["accuracy_before"] > 0.9
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--epsilon", "0"], "eps"),
+        (["--keep-ratio", "0.1", "--delta", "2"], "delta"),
+        (["--keep-ratio", "0.1", "--sample-size", "100000"], "sample_size"),
+        (["--keep-ratio", "0.1", "--method", "nope"], "method"),
+    ],
+)
+def test_cli_invalid_exits_2(args, match, capsys):
+    code = cli(["prune", "--model", "lenet300", "--dataset", "mnist5k", *args])
+    assert code == 2
+    assert match in capsys.readouterr().err
