@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -49,11 +48,6 @@ METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand", "wt", "layerwise", "snip", "u
 SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
 ALLOCATIONS = ("global", "bound-optimal")
 REALISED_REL_TOL = 0.005  # SPEC 8.5: |realised - kappa| <= 0.005 kappa
-# Planning runs many small, memory-bound tensor ops. On a busy machine every op that
-# torch spreads over OpenMP threads waits for a descheduled worker (measured: a 235k-element
-# sum took 8 ms with 2 threads under load, 0.01 ms with 1), so make_plan runs them on one
-# thread and restores the setting afterwards. None leaves torch's setting alone.
-PLAN_THREADS: int | None = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,35 +119,6 @@ def _check_layers(weights, infos, sensitivities, need_sens: bool):
             if not isinstance(s, torch.Tensor) or tuple(s.shape) != tuple(weights[n].shape):
                 raise ValueError(f"sensitivities[{n!r}] must be a tensor shaped like the weight {tuple(weights[n].shape)}; got {tuple(getattr(s, 'shape', ()))}")
     return names
-
-
-# ----------------------------------------------------------------------- threads
-
-_THREAD_LOCK = threading.Lock()
-_THREAD_USERS = 0
-_THREAD_SAVED = None
-
-
-@contextmanager
-def _plan_threads():
-    """torch.set_num_threads(PLAN_THREADS) while any make_plan runs (reference-counted)."""
-    global _THREAD_USERS, _THREAD_SAVED
-    if PLAN_THREADS is None:
-        yield
-        return
-    with _THREAD_LOCK:
-        if _THREAD_USERS == 0:
-            _THREAD_SAVED = torch.get_num_threads()
-            if _THREAD_SAVED != PLAN_THREADS:
-                torch.set_num_threads(PLAN_THREADS)
-        _THREAD_USERS += 1
-    try:
-        yield
-    finally:
-        with _THREAD_LOCK:
-            _THREAD_USERS -= 1
-            if _THREAD_USERS == 0 and torch.get_num_threads() != _THREAD_SAVED:
-                torch.set_num_threads(_THREAD_SAVED)
 
 
 # ----------------------------------------------------------------------- row cache
@@ -399,10 +364,9 @@ def make_plan(
     >>> sum(p.kept for p in plans.values()) / sum(p.total for p in plans.values())  # doctest: +SKIP
     """
     _check_args(method, keep_ratio, epsilon, delta, seed, allocation, c_prime)
-    with _plan_threads():
-        names = _check_layers(weights, infos, sensitivities, method in SIPP_METHODS)
-        return _make_plan(method, weights, infos, names, keep_ratio, epsilon, delta, seed, sensitivities, snip_scores,
-                          allocation, c_prime)
+    names = _check_layers(weights, infos, sensitivities, method in SIPP_METHODS)
+    return _make_plan(method, weights, infos, names, keep_ratio, epsilon, delta, seed, sensitivities, snip_scores,
+                      allocation, c_prime)
 
 
 def _make_plan(method, weights, infos, names, keep_ratio, epsilon, delta, seed, sensitivities, snip_scores,
