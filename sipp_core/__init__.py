@@ -21,7 +21,8 @@ _NAMES = {
     "make_plan": "planner", "METHODS": "planner",
     "measure_layer_errors": "measure", "end_to_end": "measure",
     "prepare": "pipeline", "evaluate_prune": "pipeline",
-    "smp": "smoothness", "nonsmoothness": "smoothness", "make_paths": "smoothness",
+    "smp": "smoothness", "nonsmoothness": "smoothness", "make_paths": "smoothness", "compare": "smoothness",
+    "segment_paths": "smoothness", "Paths": "smoothness", "Nonsmoothness": "smoothness", "jacobian_norms": "smoothness",
     "layer_infos": "layers", "prunable_layers": "layers", "dense_layers": "layers",
 }
 
