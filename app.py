@@ -1,0 +1,18 @@
+"""SiPP Studio: prune a real network with Sensitivity-informed Provable Pruning and see why.
+
+Run:  streamlit run app.py
+"""
+import streamlit as st
+
+from ui.runtime import app_icon, configure_torch
+
+st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide")
+
+from ui.nav import build_navigation, run_page  # noqa: E402
+from ui.sidebar import render_sidebar  # noqa: E402
+
+configure_torch()
+
+page = build_navigation()
+render_sidebar()
+run_page(page)

@@ -1,0 +1,267 @@
+"""Chart builders, images, tables and the live formulas, outside Streamlit.
+
+Every chart has a title and labelled axes; big layers become bounded images;
+the formulas the app shows reproduce the engine's numbers.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ui import charts, charts_images, formulas as fx, tables  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    from sipp_core.pipeline import prepare
+
+    return prepare("lenet300", "mnist5k", sample_size=40, heldout=120)
+
+
+@pytest.fixture(scope="module")
+def report(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    return evaluate_prune(prepared, method="sipp-hybrid", keep_ratio=0.05)
+
+
+@pytest.fixture(scope="module")
+def eps_report(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    return evaluate_prune(prepared, method="sipp-rand", epsilon=2.0, delta=1e-6)
+
+
+def _walk(spec, fn):
+    if isinstance(spec, dict):
+        fn(spec)
+        for k, v in spec.items():
+            if k not in ("datasets", "data", "values"):
+                _walk(v, fn)
+    elif isinstance(spec, list):
+        for v in spec:
+            _walk(v, fn)
+
+
+def _titled(enc: dict, ch: str) -> bool | None:
+    """None when the view does not encode `ch` with a field; else whether it carries a title (or no axis)."""
+    e = enc.get(ch) if isinstance(enc, dict) else None
+    if not isinstance(e, dict) or "field" not in e:
+        return None
+    return bool(e.get("title")) or e.get("axis", {}) is None
+
+
+def assert_readable(chart):
+    """A title at the top, and every positional axis titled (in a layer chart: by some layer)."""
+    spec = chart.to_dict()
+    assert spec.get("title") or any(
+        isinstance(s, dict) and s.get("title") for s in spec.get("vconcat", []) + spec.get("hconcat", []) + spec.get("layer", []))
+    missing = []
+
+    def check(d):
+        if "layer" in d:
+            for ch in ("x", "y"):
+                marks = [_titled(l.get("encoding", {}), ch) for l in d["layer"] if isinstance(l, dict)]
+                marks = [m for m in marks if m is not None]
+                if marks and not any(marks):
+                    missing.append(ch)
+        elif "mark" in d and d not in parents:
+            for ch in ("x", "y"):
+                if _titled(d.get("encoding", {}), ch) is False:
+                    missing.append(ch)
+
+    parents = [l for d in _all_layers(spec) for l in d]
+    _walk(spec, check)
+    assert not missing, missing
+
+
+def _all_layers(spec):
+    out = []
+    _walk(spec, lambda d: out.append(d["layer"]) if "layer" in d else None)
+    return out
+
+
+def test_charts_never_import_streamlit():
+    code = ("import sys; sys.path.insert(0, %r); import ui.charts, ui.charts_images, ui.tables, ui.formulas, "
+            "ui.learn_core; assert 'streamlit' not in sys.modules, 'streamlit imported'" % str(ROOT))
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prune_page_charts(report):
+    for c in (charts.density_chart(report), charts.bound_vs_measured(report)):
+        assert isinstance(c, alt.TopLevelMixin)
+        assert_readable(c)
+
+
+def test_bound_chart_uses_a_log_axis_and_shows_the_loose_bound(report):
+    spec = charts.bound_vs_measured(report).to_dict()
+    text = str(spec)
+    assert "'type': 'log'" in text
+    assert "largest row bound" in text and "measured max held-out" in text
+
+
+def test_baseline_chart_says_there_is_no_bound(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    r = evaluate_prune(prepared, method="wt", keep_ratio=0.05)
+    spec = str(charts.bound_vs_measured(r).to_dict())
+    assert "no error bound" in spec
+    assert "no bound" in str(charts.failure_rates(r, 1e-16).to_dict())
+
+
+def test_sensitivity_charts(prepared, report):
+    assert_readable(charts.sensitivity_histogram(prepared))
+    df, zeros = tables.sensitivity_histogram(prepared.sensitivities)
+    assert len(df) < 400 and set(zeros) == set(prepared.sensitivities)  # pre-binned, not raw edges
+    from sipp_core.layers import prunable_layers
+
+    name = list(prepared.infos)[1]
+    w = prunable_layers(prepared.model)[name].weight
+    pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], report.result.masks[name])
+    assert len(pts) <= 2500
+    assert_readable(charts.sensitivity_vs_weight(pts, name))
+    assert_readable(charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name))
+    top = tables.top_edges(prepared, report, k=10)
+    assert len(top) == 10 and top["s"].is_monotonic_decreasing
+
+
+def test_kept_edge_views(report):
+    names = tables.layer_names(report)
+    small = names[-1]  # 100 x 10: interactive
+    assert_readable(charts.heatmap_small(tables.heatmap_frame(report, small), small))
+    assert_readable(charts.kept_per_unit(report, small))
+    mask, vals, w = tables.kept_matrix(report, names[0])  # 300 x 784: an image
+    img = charts_images.kept_heatmap(mask, vals, "first layer")
+    assert isinstance(img, Image.Image) and img.width <= 1200 and img.height <= 900
+    dense, kept, wsum = tables.input_pixel_maps(report, names[0])
+    assert dense.shape == (28, 28) and kept.sum() == report.result.plans[names[0]].kept
+    pic = charts_images.count_maps([("original", dense), ("pruned", kept)], "pixels", "edges")
+    assert pic.width < 1000
+
+
+def test_conv_views():
+    from sipp_core.models import build_model
+    from sipp_core.prune import prune
+
+    net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
+    x = torch.randn(12, 1, 16, 16)
+    r = prune(net, x, method="sipp-det", keep_ratio=0.3)
+    plan = r.plans["0"]
+    img = charts_images.filter_grid(plan.mask.numpy(), plan.values.numpy(), "conv")
+    assert isinstance(img, Image.Image)
+
+
+def test_guarantee_charts(report, eps_report):
+    name = tables.layer_names(report)[1]
+    for rep in (report, eps_report):
+        assert_readable(charts.row_scatter(rep, name, "heldout"))
+        assert_readable(charts.row_scatter(rep, name, "s"))
+        assert_readable(charts.failure_rates(rep, 1e-6))
+    df = tables.sweep_frame({2.0: eps_report, 1.0: report})
+    assert list(df["eps"]) == [1.0, 2.0]
+    assert_readable(charts.eps_sweep(df, 2.0, "sipp-rand"))
+
+
+def test_layer_table_and_headline(report):
+    df = tables.layer_table(report)
+    assert list(df["name"]) == tables.layer_names(report)
+    h = tables.headline(report)
+    assert h["kept"] == report.result.kept and 0 < h["keep_ratio"] < 0.06
+    assert h["has_bound"] and h["bound_max"] > 0
+
+
+# ---- formulas: the numbers shown are the engine's numbers ------------------------------------
+
+def test_sample_size_formula_matches_engine_and_spec():
+    from sipp_core.bounds import sample_size
+    from sipp_core.layers import layer_infos
+    from sipp_core.models import build_model
+
+    net = build_model("lenet300", (1, 28, 28), 10)
+    eta, eta_max = fx.eta_counts(layer_infos(net, (1, 28, 28)))
+    assert (eta, eta_max) == (410, 300)
+    assert fx.sample_size_value(eta, eta_max, 1e-16) == 152 == sample_size(net, (1, 28, 28), 1e-16)
+    assert "152" in fx.tex_sample_size_live(eta, eta_max, 1e-16)
+
+
+@pytest.mark.parametrize("m,T,P,k,delta", [(1, 1.0, 1, 1, 1e-16), (7, 3.5, 784, 25, 0.1), (50, 12.0, 1, 1, 1e-6)])
+def test_bound_formulas_match_engine(m, T, P, k, delta):
+    from sipp_core import bounds
+
+    L = fx.log_term_value(P, k, delta)
+    assert L == pytest.approx(float(bounds.log_term(P, k, delta)))
+    assert fx.eps_rand_value(m, T, L) == pytest.approx(float(bounds.eps_rand(m, T, L)))
+    eps = 0.7
+    # the closed form shown in the app; the engine corrects float round-off at the ceiling by one at most
+    assert abs(fx.m_for_eps_value(eps, T, L) - int(bounds.m_for_eps(eps, T, L))) <= 1
+
+
+def test_row_bound_shown_is_the_engines(report):
+    from ui.explain import row_numbers, worst_row
+
+    layer, f, c = worst_row(report)
+    r = row_numbers(report, layer, f, c)
+    expected = r["eps_rand"] if r["method"] == 1 else 3.0 * r["eps_det"]
+    assert r["bound"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_tex_numbers():
+    assert fx.tex_num(1e-16) == "10^{-16}"
+    assert fx.tex_num(0.25) == "0.25"
+    assert "10^{5}" in fx.tex_num(123456.0)
+    assert fx.tex_num(float("nan")) == r"\text{n/a}"
+
+
+def test_edge_trace_recomputes_the_engines_sensitivity(prepared):
+    from sipp_core.layers import capture_inputs, prunable_layers
+
+    mods = prunable_layers(prepared.model)
+    for name in prepared.infos:
+        with torch.no_grad(), capture_inputs(prepared.model, [name]) as got:
+            prepared.model(prepared.s_x)
+        s = prepared.sensitivities[name].reshape(prepared.infos[name].out_units, -1)
+        for f, j in [(0, 0), (1, 3), divmod(int(torch.argmax(s)), s.shape[1])]:
+            tr = fx.edge_sensitivity_trace(mods[name], got[name], f, j)
+            assert tr["s"] == pytest.approx(float(s[f, j]), rel=1e-4, abs=1e-6), (name, f, j)
+
+
+def test_edge_trace_on_a_conv_layer():
+    from sipp_core.layers import capture_inputs, prunable_layers
+    from sipp_core.models import build_model
+    from sipp_core.sensitivity import compute_sensitivities
+
+    net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
+    x = torch.randn(10, 1, 16, 16)
+    sens = compute_sensitivities(net, x, patch_reduction="max")
+    mods = prunable_layers(net)
+    for name in ("0", "3"):
+        with torch.no_grad(), capture_inputs(net, [name]) as got:
+            net(x)
+        s = sens[name].reshape(sens[name].shape[0], -1)
+        f, j = divmod(int(torch.argmax(s)), s.shape[1])
+        tr = fx.edge_sensitivity_trace(mods[name], got[name], f, j)
+        assert tr["s"] == pytest.approx(float(s[f, j]), rel=1e-4, abs=1e-6)
+
+
+def test_learn_walk_matches_the_engine():
+    from ui import learn_core as lc
+
+    toy = lc.train_toy("moons", 4, 0, epochs=5)
+    for layer in toy.layer_names:
+        w = lc.walk_layer(toy, layer, s_size=6)
+        assert np.allclose(w.s, w.s_engine, rtol=1e-4, atol=1e-6)
+        rows = lc.row_table(w, 1, 1e-2)
+        assert len(rows) == 2 * w.W.shape[0]
+    assert_readable(charts.network_diagram([toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]))
+    assert math.isfinite(toy.accuracy)

@@ -1,0 +1,390 @@
+"""Altair chart builders over the engine's records (no streamlit: they work in Jupyter too).
+
+Each builder takes engine records (Report, Prepared, or the small frames of
+ui.tables) and returns an Altair chart with a title, labelled axes (with units)
+and the Okabe-Ito colour-blind-safe palette. Log axes cannot show 0: values of
+0 are drawn at a labelled floor and the tooltip keeps the true number.
+
+    >>> from ui import charts
+    >>> charts.bound_vs_measured(report)          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from ui import tables
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+OKABE = dict(orange="#E69F00", sky="#56B4E9", green="#009E73", yellow="#F0E442", blue="#0072B2",
+             vermillion="#D55E00", purple="#CC79A7", grey="#999999", black="#000000")
+KEPT_COLORS = alt.Scale(domain=["kept", "pruned"], range=[OKABE["blue"], "#C8C8C8"])
+SIGN_COLORS = alt.Scale(domain=list(tables.SIGN_NAMES.values()), range=[OKABE["blue"], OKABE["orange"]])
+METHOD_COLORS = alt.Scale(domain=list(tables.ROW_METHOD_NAMES.values()),
+                          range=[OKABE["blue"], OKABE["orange"], OKABE["green"], OKABE["grey"]])
+SERIES = ["largest row bound", "mean row bound", "measured max on S", "measured max held-out", "measured p95 held-out"]
+SERIES_COLORS = alt.Scale(domain=SERIES, range=[OKABE["vermillion"], OKABE["orange"], OKABE["green"], OKABE["blue"],
+                                                OKABE["sky"]])
+SERIES_SHAPES = alt.Scale(domain=SERIES, range=["triangle-up", "triangle-down", "circle", "square", "diamond"])
+REL_ERR = "relative error |ẑ − z| / z^σ (unitless, log scale)"
+WIDTH, HEIGHT = 560, 300
+
+
+def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
+    return alt.Title(text, subtitle=subtitle or "", anchor="start", fontSize=15, subtitleFontSize=12,
+                     subtitleColor="#555555")
+
+
+def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0, x_axis: bool = True):
+    """Record the element height the chart needs (title, plot, x axis, bottom legend) in its usermeta.
+
+    Streamlit's theme does not honour a single view's own height: the app passes this number as
+    ``st.altair_chart(height=...)`` (see ui/show.py). Jupyter ignores it.
+    """
+    total = 44 + 19 * subtitle_lines + plot_height + (66 if x_axis else 16) + (40 + 24 * legend_rows if legend_rows else 0)
+    return chart.properties(usermeta={"sipp_height": int(total)})
+
+
+def _floor(values, default: float = 1e-6) -> float:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    if v.size == 0:
+        return default
+    return float(10 ** math.floor(math.log10(v.min()) - 1))
+
+
+def _layer_order(report) -> list[str]:
+    return tables.layer_names(report)
+
+
+# ---- Prune page ------------------------------------------------------------------------------
+
+def density_chart(report, width: int = WIDTH) -> alt.Chart:
+    """Share of each layer's weights kept (horizontal bars, labelled kept / total)."""
+    df = tables.layer_table(report)[["name", "kept", "total", "density"]].copy()
+    df["percent"] = 100 * df["density"]
+    df["label"] = [f"{k:,} / {t:,}" for k, t in zip(df["kept"], df["total"])]
+    order = _layer_order(report)
+    base = alt.Chart(df).encode(
+        y=alt.Y("name:N", sort=order, title="layer (module name)"),
+        x=alt.X("percent:Q", title="weights kept (% of the layer)", scale=alt.Scale(domain=[0, 100])),
+        tooltip=[alt.Tooltip("name:N", title="layer"), alt.Tooltip("kept:Q", format=","),
+                 alt.Tooltip("total:Q", format=",", title="weights"), alt.Tooltip("percent:Q", format=".2f", title="kept %")],
+    )
+    bars = base.mark_bar(color=OKABE["blue"], height={"band": 0.7})
+    text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="label:N")
+    ratio = report.result.keep_ratio
+    rule = alt.Chart(pd.DataFrame({"x": [100 * ratio]})).mark_rule(color=OKABE["vermillion"], strokeDash=[4, 3]).encode(x="x:Q")
+    h = max(120, 40 * len(df))
+    return sized((bars + text + rule).properties(
+        title=_title("Weights kept per layer", f"dashed line: overall keep ratio {100 * ratio:.2f}% of prunable weights"),
+        width=width, height=h,
+    ), h)
+
+
+def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Per layer: largest and mean row bound beside the largest measured errors (log axis)."""
+    df = tables.guarantee_frame(report)
+    has_bound = df[df["series"].str.contains("bound")]["value"].notna().any()
+    if not has_bound:
+        df = df[~df["series"].str.contains("bound")]
+    floor = _floor(df["value"].tolist())
+    df["shown"] = df["value"].where(df["value"] > 0, floor)
+    df["note"] = np.where(df["value"] > 0, "", "0 (drawn at the floor)")
+    df = df.dropna(subset=["shown"])
+    order = _layer_order(report)
+    pts = alt.Chart(df).mark_point(filled=True, size=140, opacity=0.95).encode(
+        x=alt.X("layer:N", sort=order, title="layer (module name)", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("series:N", sort=SERIES),
+        y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
+        color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None, legend=alt.Legend(orient="bottom", columns=3)),
+        shape=alt.Shape("series:N", scale=SERIES_SHAPES, sort=SERIES, title=None),
+        tooltip=["layer:N", "series:N", alt.Tooltip("value:Q", format=".4g", title="value"), alt.Tooltip("note:N", title="")],
+    )
+    one = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["1 = the row's whole signal z^σ"]}))
+    rule = one.mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
+    lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#555555", fontSize=11).encode(
+        y="y:Q", x=alt.value(2), text="label:N")
+    sub = (["bounds are per row (unit, sign), relative to z⁺ + z⁻ per sign", "points on the bottom line are exact zeros"]
+           if has_bound else ["this method has no error bound: only the measured error is shown"])
+    return sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
+                                                width=width, height=height), height, len(sub), 2)
+
+
+# ---- Sensitivity page ------------------------------------------------------------------------
+
+def sensitivity_histogram(prepared, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Distribution of s per layer on a log axis (pre-binned; share of each layer's edges)."""
+    df, zeros = tables.sensitivity_histogram(prepared.sensitivities)
+    df["mid"] = np.sqrt(df["lo"] * df["hi"])
+    df["percent"] = 100 * df["share"]
+    zero_txt = ", ".join(f"{n}: {z:,}" for n, z in zeros.items() if z)
+    order = list(prepared.sensitivities)
+    chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30), interpolate="monotone", strokeWidth=2).encode(
+        x=alt.X("mid:Q", scale=alt.Scale(type="log"), title="sensitivity s (share of a row's signal, log scale)"),
+        y=alt.Y("percent:Q", title="edges in the bin (% of the layer)"),
+        color=alt.Color("layer:N", sort=order, title="layer",
+                        scale=alt.Scale(range=[OKABE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")])),
+        tooltip=["layer:N", alt.Tooltip("lo:Q", format=".2e", title="from"), alt.Tooltip("hi:Q", format=".2e", title="to"),
+                 alt.Tooltip("count:Q", format=",", title="edges")],
+    )
+    sub = "8 bins per decade" + (f"; edges with s = 0 (not on a log axis): {zero_txt}" if zero_txt else "")
+    return sized(chart.properties(title=_title("How sensitivity is distributed in each layer", sub), width=width,
+                                  height=height), height)
+
+
+def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Sampled edges of one layer: s against |w|, coloured by kept/pruned when a mask is given."""
+    df = df[(df["s"] > 0) & (df["abs_w"] > 0)]
+    color = (alt.Color("kept:N", scale=KEPT_COLORS, title=None, legend=alt.Legend(orient="bottom"))
+             if "kept" in df else alt.value(OKABE["blue"]))
+    tips = [alt.Tooltip("unit:Q", title="unit f"), alt.Tooltip("input:Q", title="input j"),
+            alt.Tooltip("w:Q", format=".4f", title="w"), alt.Tooltip("s:Q", format=".3e", title="s")]
+    if "kept" in df:
+        tips.append("kept:N")
+    chart = alt.Chart(df).mark_circle(size=14, opacity=0.55).encode(
+        x=alt.X("abs_w:Q", scale=alt.Scale(type="log"), title="|w| (weight magnitude, log scale)"),
+        y=alt.Y("s:Q", scale=alt.Scale(type="log"), title="sensitivity s (log scale)"),
+        color=color, tooltip=tips,
+    )
+    return sized(chart.properties(
+        title=_title(f"Sensitivity vs weight magnitude, layer {layer}",
+                     [f"{len(df):,} sampled edges with s > 0 and w ≠ 0", "SiPP ranks by s, magnitude pruning by |w|"]),
+        width=width, height=height), height, 2, 1 if "kept" in df else 0)
+
+
+def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Total sensitivity T of every (unit, sign) row of one layer."""
+    d = df[df["T"] > 0]
+    chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
+        x=alt.X("unit:Q", title="output unit f (index)"),
+        y=alt.Y("T:Q", scale=alt.Scale(type="log"), title="total sensitivity T = Σ s (log scale)"),
+        color=alt.Color("sign:N", scale=SIGN_COLORS, title="row sign", legend=alt.Legend(orient="bottom")),
+        tooltip=["unit:Q", "sign:N", alt.Tooltip("T:Q", format=".3f"), alt.Tooltip("nnz:Q", title="weights with s > 0")],
+    )
+    return sized(chart.properties(
+        title=_title(f"Total sensitivity per unit, layer {layer}",
+                     ["T ≥ 1 for every row with signal", "a larger T needs more samples: m(ε) grows with T"]),
+        width=width, height=height), height, 2, 1)
+
+
+def edge_profile(g: np.ndarray, n_images: int, point: int, width: int = WIDTH, height: int = 200) -> alt.Chart:
+    """g_fj(x) of one edge over the points of S (pseudo-points a+ / a- when inputs are signed)."""
+    n = len(g)
+    signed = n > n_images
+    kinds = np.where(np.arange(n) < n_images, "a⁺ = max(a, 0)" if signed else "a (all ≥ 0)", "a⁻ = max(−a, 0)")
+    idx = np.arange(n) % max(n_images, 1)
+    df = pd.DataFrame(dict(point=idx, g=g, kind=kinds, is_max=np.arange(n) == point))
+    base = alt.Chart(df).encode(
+        x=alt.X("point:Q", title="point of S (index)"),
+        y=alt.Y("g:Q", title="g_fj(x) (share of the row's signal)"),
+        tooltip=["point:Q", "kind:N", alt.Tooltip("g:Q", format=".4g")],
+    )
+    pts = base.mark_circle(size=24, opacity=0.7).encode(
+        color=alt.Color("kind:N", title="pseudo-point", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"]])))
+    top = base.transform_filter("datum.is_max").mark_point(size=220, color=OKABE["vermillion"], strokeWidth=2)
+    return sized((pts + top).properties(title=_title("g for this edge on every point of S",
+                                                     "the circled point attains the max: that value is s"),
+                                        width=width, height=height), height)
+
+
+# ---- Kept edges page ---------------------------------------------------------------------------
+
+def heatmap_small(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int | None = None) -> alt.Chart:
+    """Interactive kept-edge heatmap of a SMALL layer: hover shows w, s, kept (use images for big layers)."""
+    F, J = int(df["unit"].max()) + 1, int(df["input"].max()) + 1
+    lim = float(np.nanmax(np.abs(df["value"].to_numpy()))) if df["value"].notna().any() else 1.0
+    tick = max(1, J // 10)
+    base = alt.Chart(df).encode(
+        x=alt.X("input:O", title="input j", axis=alt.Axis(values=list(range(0, J, tick)), labelAngle=0)),
+        y=alt.Y("unit:O", title="output unit f", axis=alt.Axis(values=list(range(0, F, max(1, F // 10))))),
+        tooltip=[alt.Tooltip("unit:Q", title="unit f"), alt.Tooltip("input:Q", title="input j"),
+                 alt.Tooltip("w:Q", format=".4f", title="w (original)"), alt.Tooltip("s:Q", format=".3e", title="s"),
+                 "kept:N", alt.Tooltip("value:Q", format=".4f", title="value after pruning")],
+    )
+    pruned = base.transform_filter("datum.kept == 'pruned'").mark_rect(color="#DDDDDD")
+    kept = base.transform_filter("datum.kept == 'kept'").mark_rect().encode(
+        color=alt.Color("value:Q", title="kept weight",
+                        scale=alt.Scale(domain=[-lim, 0, lim], range=[OKABE["orange"], "#FFFFFF", OKABE["blue"]])))
+    h = height or int(min(420, max(120, 14 * F)))
+    return sized((pruned + kept).properties(
+        title=_title(f"Kept edges of layer {layer}", "grey: pruned; colour: value kept (sampled weights are reweighted)"),
+        width=width, height=h), h)
+
+
+def kept_per_unit(report, layer: str, width: int = WIDTH, height: int = 220) -> alt.Chart:
+    df = tables.kept_per_unit(report, layer)
+    chart = alt.Chart(df).mark_bar().encode(
+        x=alt.X("unit:O", title="output unit f", axis=alt.Axis(values=list(range(0, int(df["unit"].max()) + 1,
+                                                                          max(1, (int(df["unit"].max()) + 1) // 10))),
+                                                           labelAngle=0)),
+        y=alt.Y("kept:Q", stack="zero", title="weights kept (count)"),
+        color=alt.Color("sign:N", scale=SIGN_COLORS, title="row"),
+        tooltip=["unit:Q", "sign:N", "kept:Q"],
+    )
+    return sized(chart.properties(title=_title(f"Kept weights per unit, layer {layer}",
+                                               "stacked: the unit's positive-weight row and negative-weight row"),
+                                  width=width, height=height), height)
+
+
+# ---- Guarantees page -----------------------------------------------------------------------------
+
+def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360) -> alt.Chart:
+    """Per row: bound (x) against the largest measured error (y), log-log, with y = x."""
+    df = tables.row_scatter_frame(report, layer, on)
+    ok = df[(df["bound"] > 0) & np.isfinite(df["bound"]) & (df["measured"].notna())].copy()
+    floor = _floor(ok["measured"].tolist() + ok["bound"].tolist())
+    ok["shown"] = ok["measured"].where(ok["measured"] > 0, floor)
+    where = "held-out points" if on == "heldout" else "the points of S"
+    if ok.empty:
+        return sized(alt.Chart(pd.DataFrame({"t": ["no row with a positive bound and signal"]})).mark_text(fontSize=14).encode(
+            text="t:N").properties(title=_title(f"Bound vs measured per row, layer {layer}"), width=width, height=120),
+            120, x_axis=False)
+    lo = min(floor, ok["bound"].min()) / 2
+    hi = max(ok["bound"].max(), ok["shown"].max()) * 2
+    pts = alt.Chart(ok).mark_circle(size=28, opacity=0.7).encode(
+        x=alt.X("bound:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title="row bound ε (log scale)"),
+        y=alt.Y("shown:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title=f"largest measured error on {where} (log)"),
+        color=alt.Color("method:N", scale=METHOD_COLORS, title="row pruned by", legend=alt.Legend(orient="bottom")),
+        tooltip=["unit:Q", "sign:N", "method:N", "kept:Q", alt.Tooltip("bound:Q", format=".4g"),
+                 alt.Tooltip("measured:Q", format=".4g")],
+    )
+    line = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(color=OKABE["black"], strokeDash=[5, 4]).encode(
+        x="x:Q", y="y:Q")
+    above = int((ok["measured"] > ok["bound"]).sum())
+    whole = int((df["bound"] == 0).sum())
+    sub = [f"dashed: y = x (points above it broke their bound: {above} of {len(ok)} rows)",
+           f"{whole} rows with bound 0 (kept whole or empty) are not drawn; zeros sit at the floor"]
+    return sized((line + pts).properties(title=_title(f"Bound vs measured per row, layer {layer}", sub), width=width,
+                                         height=height), height, 2, 1)
+
+
+def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Share of (row, point) pairs whose measured error exceeded the row's bound, beside delta."""
+    df = tables.failure_frame(report)
+    df = df[df["failure_rate"].notna()].copy()
+    if df.empty:
+        return sized(alt.Chart(pd.DataFrame({"t": ["this method has no bound, so no failure rate"]})).mark_text(fontSize=14).encode(
+            text="t:N").properties(title=_title("Failure rate beside δ"), width=width, height=80), 80, x_axis=False)
+    df["percent"] = 100 * df["failure_rate"]
+    df["label"] = [f"{f:,} of {p:,}" for f, p in zip(df["failures"], df["pairs"])]
+    order = _layer_order(report)
+    top = max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)
+    base = alt.Chart(df).encode(
+        x=alt.X("layer:N", sort=order, title="layer", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("points:N", sort=["on S", "held-out"]),
+        y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)", scale=alt.Scale(domain=[0, top])),
+        color=alt.Color("points:N", title="measured on", sort=["on S", "held-out"],
+                        scale=alt.Scale(range=[OKABE["green"], OKABE["blue"]]), legend=alt.Legend(orient="bottom")),
+        tooltip=["layer:N", "points:N", alt.Tooltip("percent:Q", format=".4f", title="failure %"), "label:N"],
+    )
+    bars = base.mark_bar()
+    text = base.mark_text(dy=-6, fontSize=11).encode(text="label:N")
+    d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
+    rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
+    return sized((bars + text + rule).properties(
+        title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
+                                                 "labels: failures of (row, point) pairs"]),
+        width=width, height=height), height, 2, 1)
+
+
+def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH) -> alt.Chart:
+    """Keep ratio, largest bound and largest measured error as eps moves (eps mode)."""
+    d = df.copy()
+    d["keep_percent"] = 100 * d["keep_ratio"]
+    long = d.melt(id_vars=["eps"], value_vars=["bound_max", "measured_max_heldout", "measured_max_s"],
+                  var_name="series", value_name="value")
+    names = {"bound_max": "largest row bound", "measured_max_heldout": "measured max held-out",
+             "measured_max_s": "measured max on S"}
+    long["series"] = long["series"].map(names)
+    floor = _floor(long["value"].tolist())
+    long["shown"] = long["value"].where(long["value"] > 0, floor)
+    x = alt.X("eps:Q", scale=alt.Scale(type="log"), title="ε requested (log scale)")
+    keep = alt.Chart(d).mark_line(point=True, color=OKABE["blue"]).encode(
+        x=x, y=alt.Y("keep_percent:Q", title="weights kept (%)"),
+        tooltip=[alt.Tooltip("eps:Q", format="g"), alt.Tooltip("keep_percent:Q", format=".2f", title="kept %"),
+                 alt.Tooltip("accuracy_after:Q", format=".3f", title="accuracy after")],
+    ).properties(width=width, height=170, title=_title("Keep ratio as ε moves"))
+    err = alt.Chart(long).mark_line(point=True).encode(
+        x=x, y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
+        color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()),
+                                                    range=[OKABE["vermillion"], OKABE["blue"], OKABE["green"]]), title=None,
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("eps:Q", format="g"), "series:N", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(width=width, height=220, title=_title("Bound and measured error as ε moves",
+                                                        "each point is a full prune + measurement at that ε"))
+    yx = alt.Chart(pd.DataFrame({"eps": sorted(d["eps"])})).mark_line(color=OKABE["grey"], strokeDash=[4, 4]).encode(
+        x="eps:Q", y="eps:Q")
+    layers_keep, layers_err = [keep], [err, yx]
+    if current_eps is not None:
+        r = alt.Chart(pd.DataFrame({"eps": [current_eps]})).mark_rule(color=OKABE["black"], strokeDash=[2, 2]).encode(x="eps:Q")
+        layers_keep.append(r)
+        layers_err.append(r)
+    return alt.vconcat(alt.layer(*layers_keep), alt.layer(*layers_err)).properties(
+        title=_title(f"ε sweep ({method})", "grey dashed: bound = ε; black dotted: the sidebar's ε"))
+
+
+# ---- Learn page ------------------------------------------------------------------------------------
+
+def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = None, highlight: tuple | None = None,
+                    layer_titles: list[str] | None = None, width: int = 520, height: int = 300) -> alt.Chart:
+    """A tiny fully connected net drawn as a graph: edge width |w|, colour sign, grey dashes when pruned."""
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    nodes, edges = [], []
+    for li, n in enumerate(sizes):
+        for k in range(n):
+            nodes.append(dict(x=li, y=(k - (n - 1) / 2), layer=li, idx=k, label=f"{k}"))
+    pos = {(d["layer"], d["idx"]): (d["x"], d["y"]) for d in nodes}
+    for li, w in enumerate(weights):
+        amax = float(np.abs(w).max()) or 1.0
+        for f in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                x0, y0 = pos[(li, j)]
+                x1, y1 = pos[(li + 1, f)]
+                kept = True if masks is None or masks[li] is None else bool(masks[li][f, j])
+                hl = highlight is not None and highlight == (li, f, j)
+                edges.append(dict(x=x0, y=y0, x2=x1, y2=y1, w=float(w[f, j]), width=0.5 + 5 * abs(w[f, j]) / amax,
+                                  sign="+ (positive weights)" if w[f, j] > 0 else "- (negative weights)",
+                                  state="kept" if kept else "pruned", edge=f"layer {li}: unit {f} ← input {j}", hl=hl))
+    e = pd.DataFrame(edges)
+    n = pd.DataFrame(nodes)
+    xs = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.3, len(sizes) - 0.7]))
+    ys = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-(max(sizes)) / 2 - 0.2, max(sizes) / 2 + 0.2]))
+    kept = alt.Chart(e).transform_filter("datum.state == 'kept'").mark_rule(opacity=0.85).encode(
+        x=xs, y=ys, x2="x2:Q", y2="y2:Q", strokeWidth=alt.StrokeWidth("width:Q", legend=None),
+        color=alt.Color("sign:N", scale=SIGN_COLORS, title="weight sign"),
+        tooltip=["edge:N", alt.Tooltip("w:Q", format=".4f"), "state:N"])
+    pruned = alt.Chart(e).transform_filter("datum.state == 'pruned'").mark_rule(strokeDash=[3, 3], color="#BBBBBB").encode(
+        x=xs, y=ys, x2="x2:Q", y2="y2:Q", tooltip=["edge:N", alt.Tooltip("w:Q", format=".4f"), "state:N"])
+    hl = alt.Chart(e).transform_filter("datum.hl").mark_rule(color=OKABE["vermillion"], strokeWidth=6, opacity=0.6).encode(
+        x=xs, y=ys, x2="x2:Q", y2="y2:Q")
+    dots = alt.Chart(n).mark_circle(size=420, color="#333333").encode(x=xs, y=ys, tooltip=["layer:Q", "idx:Q"])
+    labels = alt.Chart(n).mark_text(color="white", fontSize=11).encode(x=xs, y=ys, text="label:N")
+    titles = layer_titles or (["input"] + [f"layer {i}" for i in range(1, len(sizes))])
+    heads = alt.Chart(pd.DataFrame(dict(x=list(range(len(sizes))), y=[max(sizes) / 2 + 0.05] * len(sizes), t=titles))).mark_text(
+        fontSize=12, fontWeight="bold").encode(x=xs, y=ys, text="t:N")
+    return sized(alt.layer(pruned, kept, hl, dots, labels, heads).properties(
+        title=_title("The tiny network", "edge width ∝ |w|; dashed grey: pruned"), width=width, height=height),
+        height, 1, 1, x_axis=False)
+
+
+def toy_data(x: np.ndarray, y: np.ndarray, s_index: np.ndarray | None = None, chosen: int | None = None,
+             width: int = 360, height: int = 300) -> alt.Chart:
+    df = pd.DataFrame(dict(x1=x[:, 0], x2=x[:, 1], cls=[f"class {int(c)}" for c in y]))
+    base = alt.Chart(df).mark_circle(size=18, opacity=0.35).encode(
+        x=alt.X("x1:Q", title="feature 1 (standardised)"), y=alt.Y("x2:Q", title="feature 2 (standardised)"),
+        color=alt.Color("cls:N", title="class", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"], OKABE["green"]])))
+    layers = [base]
+    if s_index is not None and len(s_index):
+        d = df.iloc[np.asarray(s_index)].copy()
+        d["point"] = np.arange(len(d))
+        layers.append(alt.Chart(d).mark_point(size=90, color=OKABE["black"], strokeWidth=1.5).encode(
+            x="x1:Q", y="x2:Q", tooltip=["point:Q", "cls:N", alt.Tooltip("x1:Q", format=".3f"), alt.Tooltip("x2:Q", format=".3f")]))
+        if chosen is not None:
+            layers.append(alt.Chart(d.iloc[[chosen]]).mark_point(size=320, color=OKABE["vermillion"], strokeWidth=3,
+                                                                 shape="diamond").encode(x="x1:Q", y="x2:Q"))
+    return sized(alt.layer(*layers).properties(title=_title("The data and the points of S",
+                                                            "black rings: S; red diamond: the point being followed"),
+                                               width=width, height=height), height, 1, 1)

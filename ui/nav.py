@@ -1,0 +1,73 @@
+"""Navigation: one registry of pages grouped in sections.
+
+To add a page (e.g. the coming "Nonsmoothness" and "Trade-offs" pages, in the
+"Analyses" section), write a thin pages/<name>.py that calls ``entry(render)``
+and append one PageSpec to PAGES; empty sections are not shown.
+"""
+from __future__ import annotations
+
+import runpy
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+_ACTIVE = threading.local()  # set while app.py runs the selected page
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str  # relative to app.py
+    title: str
+    icon: str
+    section: str
+    default: bool = False
+
+
+SECTIONS = ("Prune and inspect", "Analyses", "Teach")  # "Analyses" will hold Nonsmoothness and Trade-offs
+
+PAGES: list[PageSpec] = [
+    PageSpec("pages/prune.py", "Prune", ":material/content_cut:", "Prune and inspect", default=True),
+    PageSpec("pages/sensitivity.py", "Sensitivity", ":material/insights:", "Prune and inspect"),
+    PageSpec("pages/kept_edges.py", "Kept edges", ":material/grid_on:", "Prune and inspect"),
+    PageSpec("pages/guarantees.py", "Guarantees", ":material/verified:", "Prune and inspect"),
+    PageSpec("pages/learn.py", "Learn", ":material/school:", "Teach"),
+    PageSpec("pages/nonsmoothness.py", "Nonsmoothness", ":material/show_chart:", "Analyses"),
+]
+
+
+def build_navigation():
+    sections: dict[str, list] = {}
+    for name in SECTIONS:
+        items = [p for p in PAGES if p.section == name]
+        if not items:
+            continue
+        # URL paths are the file stems (/kept_edges): the same names Streamlit's legacy pages/ routing
+        # uses, so a deep link works even as the very first request to a fresh server.
+        sections[name] = [st.Page(p.path, title=p.title, icon=p.icon, default=p.default) for p in items]
+    return st.navigation(sections)
+
+
+def run_page(page) -> None:
+    """app.py: run the selected page, marking that the shared sidebar has been drawn."""
+    _ACTIVE.on = True
+    try:
+        page.run()
+    finally:
+        _ACTIVE.on = False
+
+
+def entry(render: Callable[[], None]) -> None:
+    """What every file in pages/ calls.
+
+    Normally app.py has drawn the sidebar and st.navigation runs this page. On a fresh server whose
+    very first request is a deep link (e.g. /guarantees), Streamlit's legacy pages/ routing runs the
+    page file by itself; then run the app instead, which routes back here with the sidebar drawn.
+    """
+    if getattr(_ACTIVE, "on", False):
+        render()
+        return
+    runpy.run_path(str(APP), run_name="__main__")

@@ -1,0 +1,106 @@
+"""The one shared sidebar: every setting, bound to the URL so a copied link reproduces the view.
+
+Each widget's key is its query parameter (``?model=lenet300&method=sipp-det&keep=0.05``).
+Values are persisted for the whole session, so switching pages keeps them.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import engine
+from ui.settings import (ALLOCATION_LABELS, ALLOCATIONS, DELTA_OPTIONS, DEVICES, EPS_OPTIONS, METHOD_LABELS, MODES,
+                         PATCH_LABELS, PATCH_REDUCTIONS, Settings, fmt_num)
+
+BIND = dict(bind="query-params", persist_state="session")
+DEFAULTS = Settings()
+
+
+def _methods() -> list[str]:
+    try:
+        from sipp_core.planner import METHODS
+
+        return list(METHODS)
+    except Exception:  # the planner is not importable: the page will say why
+        return list(METHOD_LABELS)
+
+
+def _models() -> tuple[list[str], dict]:
+    from sipp_core.models import MODELS
+
+    return list(MODELS), {k: v.description for k, v in MODELS.items()}
+
+
+def _datasets() -> tuple[list[str], dict]:
+    from sipp_core.data import DATASETS
+
+    return list(DATASETS), dict(DATASETS)
+
+
+def render_sidebar() -> Settings:
+    """Draw the settings widgets and return the current Settings (also kept in session_state)."""
+    models, model_desc = _models()
+    datasets, data_desc = _datasets()
+    methods = _methods()
+    sb = st.sidebar
+    with sb:
+        st.markdown("### Network")
+        model = st.selectbox("Model", models, index=models.index(DEFAULTS.model), key="model",
+                             help="Zoo networks: " + "; ".join(f"**{k}**: {v}" for k, v in model_desc.items()), **BIND)
+        dataset = st.selectbox("Data set", datasets, index=datasets.index(DEFAULTS.dataset), key="data",
+                               help="; ".join(f"**{k}**: {v}" for k, v in data_desc.items()), **BIND)
+        st.markdown("### Pruning")
+        method = st.selectbox("Method", methods, index=methods.index(DEFAULTS.method), key="method",
+                              help="; ".join(f"**{m}**: {METHOD_LABELS.get(m, m)}" for m in methods), **BIND)
+        st.caption(METHOD_LABELS.get(method, method))
+        mode = st.radio("Budget", MODES, index=0, key="mode", horizontal=True,
+                        help="Keep ratio: you choose how many weights stay. eps and delta: you choose the error "
+                             "guarantee and SiPP finds the smallest network that meets it.", **BIND)
+        keep, eps = DEFAULTS.keep_ratio, DEFAULTS.epsilon
+        if mode == "keep ratio":
+            keep = st.slider("Keep ratio κ (share of prunable weights)", 0.005, 1.0, DEFAULTS.keep_ratio, 0.005,
+                             key="keep", format="%.3f", **BIND)
+        else:
+            eps = st.select_slider("ε: guaranteed relative error per row (log scale)", EPS_OPTIONS,
+                                   value=DEFAULTS.epsilon, format_func=fmt_num, key="eps", **BIND)
+        delta = st.select_slider("δ: failure probability (log scale)", DELTA_OPTIONS, value=DEFAULTS.delta,
+                                 format_func=fmt_num, key="delta",
+                                 help="Enters L_l, hence the bounds and the allocation, in both modes.", **BIND)
+        st.markdown("### Sensitivity (recomputed when these change)")
+        auto = st.toggle("|S| from the formula", value=True, key="s_auto", **BIND)
+        try:
+            facts = engine.model_facts(model, dataset)
+        except Exception:  # shown as an error with its fix on the page
+            facts = None
+        size = st.number_input("|S|: points in the sample S", min_value=1, max_value=100_000,
+                               value=DEFAULTS.sample_size, step=1, key="s", disabled=auto, **BIND)
+        if facts:
+            note = (f"Formula $|S| = \\lceil 3\\ln(8\\,\\eta\\,\\eta_{{\\max}}/\\delta_S)\\rceil$ = **{facts['formula']}** "
+                    f"(η = {facts['eta']:,}, η_max = {facts['eta_max']:,}, δ_S = 1e-16)")
+            if auto and facts["formula"] > facts["pool"]:
+                note += f"; the S-pool holds {facts['pool']:,} points, so all of them are used"
+            st.caption(note)
+        seed = st.number_input("Seed (draws S and the samples)", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                               key="seed", **BIND)
+        patch = st.selectbox("Patch reduction (conv layers)", PATCH_REDUCTIONS, key="patch", **BIND)
+        st.caption(PATCH_LABELS[patch])
+        device = st.selectbox("Device (training)", DEVICES, key="device", **BIND)
+        try:
+            _, used = engine.resolve_device(device)
+            st.caption(f"Device: {used}. Sensitivities and pruning run on the CPU.")
+        except ValueError as exc:
+            st.caption(f":red[{exc}]")
+        with st.expander("Advanced"):
+            allocation = st.selectbox("Allocation (SiPP det., keep-ratio mode)", ALLOCATIONS, key="alloc", **BIND)
+            st.caption(ALLOCATION_LABELS[allocation] + ". Per-layer densities on the Prune page show the difference.")
+            c_prime = st.number_input("C′ (hybrid rule and hybrid det. bound)", min_value=1.0, max_value=100.0,
+                                      value=3.0, step=0.5, key="cprime", **BIND)
+    settings = Settings(model=model, dataset=dataset, method=method, mode=mode, keep_ratio=float(keep),
+                        epsilon=float(eps), delta=float(delta), auto_sample=bool(auto), sample_size=int(size),
+                        seed=int(seed), patch_reduction=patch, device=device, allocation=allocation,
+                        c_prime=float(c_prime))
+    st.session_state["_settings"] = settings
+    return settings
+
+
+def current_settings() -> Settings:
+    return st.session_state.get("_settings", DEFAULTS)

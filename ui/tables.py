@@ -1,0 +1,279 @@
+"""Small pandas / numpy records derived from the engine's records (no streamlit).
+
+Every function takes engine objects (Prepared, Report, PruneResult, LayerError)
+and returns a DataFrame or a dict of primitives that a chart or a table shows.
+Sizes are bounded (pre-binned histograms, sampled points) so a browser never
+receives more than a few thousand rows.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROW_METHOD_NAMES = {0: "deterministic", 1: "sampled", 2: "kept whole", 3: "pruned entirely"}
+SIGN_NAMES = {0: "+ (positive weights)", 1: "- (negative weights)"}
+
+
+def _f(v) -> float:
+    """float, with None for NaN/inf (for tables)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v
+
+
+def headline(report) -> dict:
+    """The Prune page's headline numbers, as plain floats/ints."""
+    r, e = report.result, report.end_to_end
+    rows = report.layer_rows()
+    bounds = [x["bound"] for x in rows if x["bound"] is not None and not math.isnan(x["bound"])]
+    meas_h = [x["measured_max_heldout"] for x in rows]
+    meas_s = [x["measured_max_s"] for x in rows]
+    fail = [x["failure_rate"] for x in rows if not math.isnan(x["failure_rate"])]
+    p = report.prepared
+    timings = dict(load=p.timings_s.get("load", float("nan")), sensitivity=p.timings_s.get("sensitivity", float("nan")),
+                   prune=report.timings_s.get("prune", float("nan")), evaluate=report.timings_s.get("evaluate", float("nan")))
+    return dict(
+        kept=r.kept, total=r.total, keep_ratio=r.keep_ratio,
+        params_kept=r.params_kept, params_total=r.params_total,
+        accuracy_before=e.accuracy_before, accuracy_after=e.accuracy_after, agreement=e.agreement,
+        logits_rel_error=e.logits_rel_error,
+        bound_max=max(bounds) if bounds else float("nan"),
+        measured_max_heldout=max(meas_h) if meas_h else float("nan"),
+        measured_max_s=max(meas_s) if meas_s else float("nan"),
+        failure_rate=max(fail) if fail else float("nan"),
+        has_bound=bool(bounds), timings=timings,
+        method=r.settings["method"], sample_size=p.sample_size, sample_size_formula=p.sample_size_formula,
+        test_points=len(p.record.y_test), heldout_points=len(p.heldout_x),
+    )
+
+
+def layer_table(report) -> pd.DataFrame:
+    """One row per prunable layer (the Prune page's table and the CSV download)."""
+    rows = report.layer_rows()
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["density"] = df["kept"] / df["total"]
+    order = ["name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
+             "measured_max_s", "measured_max_heldout", "measured_p95_heldout", "measured_mean_heldout",
+             "failure_rate_s", "failure_rate"]
+    return df[[c for c in order if c in df.columns]].reset_index(drop=True)
+
+
+LAYER_TABLE_LABELS = {
+    "name": "layer", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
+    "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "bound": "largest bound",
+    "bound_mean": "mean bound", "measured_max_s": "max error on S", "measured_max_heldout": "max error held-out",
+    "measured_p95_heldout": "p95 error held-out", "measured_mean_heldout": "mean error held-out",
+    "failure_rate_s": "failure rate on S", "failure_rate": "failure rate held-out",
+}
+
+
+def layer_names(report_or_prepared) -> list[str]:
+    if hasattr(report_or_prepared, "result"):
+        return [l.name for l in report_or_prepared.result.layers]
+    return list(report_or_prepared.infos)
+
+
+# ---- sensitivity ---------------------------------------------------------------------------
+
+def sensitivity_histogram(sensitivities: dict, bins_per_decade: int = 8) -> tuple[pd.DataFrame, dict]:
+    """Log-binned share of edges per layer (pre-binned: ~100 rows per layer) and the zero counts."""
+    pos = [s[s > 0] for s in sensitivities.values()]
+    allpos = torch.cat([p.flatten() for p in pos]) if pos else torch.tensor([])
+    if allpos.numel() == 0:
+        return pd.DataFrame(columns=["layer", "lo", "hi", "share", "count"]), {n: int(s.numel()) for n, s in sensitivities.items()}
+    lo = math.floor(math.log10(float(allpos.min())) * bins_per_decade) / bins_per_decade
+    hi = math.ceil(math.log10(float(allpos.max())) * bins_per_decade) / bins_per_decade + 1e-9
+    edges = np.arange(lo, hi + 1.0 / bins_per_decade, 1.0 / bins_per_decade)
+    frames, zeros = [], {}
+    for name, s in sensitivities.items():
+        v = s.flatten().double().numpy()
+        zeros[name] = int((v <= 0).sum())
+        counts, _ = np.histogram(np.log10(v[v > 0]), bins=edges)
+        frames.append(pd.DataFrame(dict(layer=name, lo=10 ** edges[:-1], hi=10 ** edges[1:], count=counts,
+                                        share=counts / max(v.size, 1))))
+    df = pd.concat(frames, ignore_index=True)
+    return df[df["count"] > 0].reset_index(drop=True), zeros
+
+
+def weight_sensitivity_points(weight: torch.Tensor, sens: torch.Tensor, mask: torch.Tensor | None,
+                              max_points: int = 2500, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of edges with |w|, s and kept (for the s-vs-|w| scatter)."""
+    w = weight.reshape(weight.shape[0], -1).detach().float().cpu()
+    s = sens.reshape(w.shape).float().cpu()
+    n = w.numel()
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(n, generator=gen)[:max_points] if n > max_points else torch.arange(n)
+    f, j = idx // w.shape[1], idx % w.shape[1]
+    df = pd.DataFrame(dict(unit=f.numpy(), input=j.numpy(), w=w.flatten()[idx].numpy(),
+                           abs_w=w.flatten()[idx].abs().numpy(), s=s.flatten()[idx].numpy()))
+    if mask is not None:
+        df["kept"] = np.where(mask.reshape(w.shape).flatten()[idx].numpy(), "kept", "pruned")
+    return df
+
+
+def row_totals_frame(weight: torch.Tensor, sens: torch.Tensor) -> pd.DataFrame:
+    """Total sensitivity T of every (unit, sign) row and its number of weights with s > 0."""
+    w = weight.reshape(weight.shape[0], -1).detach().float().cpu()
+    s = sens.reshape(w.shape).double().cpu()
+    out = []
+    for col, sel in ((0, w > 0), (1, w < 0)):
+        t = (s * sel).sum(1)
+        nnz = ((s > 0) & sel).sum(1)
+        out.append(pd.DataFrame(dict(unit=np.arange(w.shape[0]), sign=SIGN_NAMES[col], T=t.numpy(), nnz=nnz.numpy())))
+    return pd.concat(out, ignore_index=True)
+
+
+def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> pd.DataFrame:
+    """The k edges of largest sensitivity (of one layer, or of all layers)."""
+    from sipp_core.layers import prunable_layers
+
+    mods = prunable_layers(prepared.model)
+    frames = []
+    for name, s in prepared.sensitivities.items():
+        if layer is not None and name != layer:
+            continue
+        w = mods[name].weight.detach().reshape(s.shape[0], -1).float().cpu()
+        flat = s.reshape(w.shape).flatten().float()
+        kk = min(k, flat.numel())
+        vals, idx = torch.topk(flat, kk)
+        f, j = idx // w.shape[1], idx % w.shape[1]
+        df = pd.DataFrame(dict(layer=name, unit=f.numpy(), input=j.numpy(), w=w.flatten()[idx].numpy(), s=vals.numpy()))
+        if report is not None:
+            m = report.result.masks[name].reshape(w.shape).flatten()
+            df["kept"] = m[idx].numpy()
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True).sort_values("s", ascending=False).head(k)
+    return df.reset_index(drop=True)
+
+
+# ---- kept edges ----------------------------------------------------------------------------
+
+def kept_matrix(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask F x J bool, pruned-copy values F x J, original weights F x J) of one layer."""
+    from sipp_core.layers import prunable_layers
+
+    plan = report.result.plans[name]
+    w = prunable_layers(report.prepared.model)[name].weight.detach().float().cpu()
+    F = w.shape[0]
+    return (plan.mask.reshape(F, -1).numpy(), plan.values.reshape(F, -1).float().numpy(), w.reshape(F, -1).numpy())
+
+
+def heatmap_frame(report, name: str) -> pd.DataFrame:
+    """Long table of every edge of a SMALL layer: unit, input, w, s, kept, new value."""
+    mask, vals, w = kept_matrix(report, name)
+    s = report.prepared.sensitivities[name].reshape(w.shape).float().numpy()
+    F, J = w.shape
+    ff, jj = np.meshgrid(np.arange(F), np.arange(J), indexing="ij")
+    return pd.DataFrame(dict(unit=ff.ravel(), input=jj.ravel(), w=w.ravel(), s=s.ravel(),
+                             kept=np.where(mask.ravel(), "kept", "pruned"), value=np.where(mask.ravel(), vals.ravel(), np.nan)))
+
+
+def kept_per_unit(report, name: str) -> pd.DataFrame:
+    plan = report.result.plans[name]
+    rk = plan.row_kept.reshape(-1, 2).numpy()
+    F = rk.shape[0]
+    return pd.concat([
+        pd.DataFrame(dict(unit=np.arange(F), sign=SIGN_NAMES[c], kept=rk[:, c])) for c in (0, 1)
+    ], ignore_index=True)
+
+
+def input_pixel_maps(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For a first layer on image inputs: per-pixel (dense edge count, kept edge count, kept |w| sum).
+
+    Linear layers: the J inputs ARE the flattened pixels. Conv layers: every edge (f, c, dy, dx) is
+    used once per output patch, so a pixel's count is a transposed convolution of the kept mask.
+    Returns arrays shaped (H, W) summed over channels, or None for a non-image / deeper layer.
+    """
+    from sipp_core.layers import prunable_layers
+
+    prepared = report.prepared
+    shape = tuple(prepared.record.input_shape)
+    if len(shape) != 3:
+        return None
+    mod = prunable_layers(prepared.model)[name]
+    info = prepared.infos[name]
+    C, H, W = shape
+    mask = report.result.plans[name].mask
+    vals = report.result.plans[name].values
+    if info.kind == "linear":
+        if info.fan_in != C * H * W:
+            return None
+        dense = np.full((C, H, W), float(info.out_units))
+        kept = mask.reshape(info.out_units, C, H, W).sum(0).float().numpy()
+        wsum = vals.reshape(info.out_units, C, H, W).abs().sum(0).float().numpy()
+        return dense.sum(0), kept.sum(0), wsum.sum(0)
+    if mod.in_channels != C:
+        return None
+    import torch.nn.functional as Fn
+
+    with torch.no_grad():
+        x = torch.zeros(1, C, H, W)
+        out = Fn.conv2d(x, mod.weight.detach().cpu(), None, mod.stride, mod.padding, mod.dilation)
+        ones = torch.ones_like(out)
+
+        def back(weight):
+            full = Fn.conv_transpose2d(ones, weight.float(), None, mod.stride, mod.padding, 0, 1, mod.dilation)
+            return full[0, :, :H, :W].sum(0).numpy()
+
+        dense = back(torch.ones_like(mod.weight.detach().cpu()))
+        kept = back(mask.float())
+        wsum = back(vals.abs().float())
+    return dense, kept, wsum
+
+
+# ---- guarantees ----------------------------------------------------------------------------
+
+def row_scatter_frame(report, name: str, on: str = "heldout") -> pd.DataFrame:
+    """Per (unit, sign) row: its bound, the largest measured error (S or held-out) and how it was pruned."""
+    plan = report.result.plans[name]
+    err = (report.errors_heldout if on == "heldout" else report.errors_s)[name]
+    b = plan.row_bound.reshape(-1, 2).double().numpy()
+    e = err.row_error.reshape(-1, 2).double().numpy()
+    meth = plan.row_method.reshape(-1, 2).numpy()
+    kept = plan.row_kept.reshape(-1, 2).numpy()
+    F = b.shape[0]
+    frames = []
+    for c in (0, 1):
+        frames.append(pd.DataFrame(dict(unit=np.arange(F), sign=SIGN_NAMES[c], bound=b[:, c], measured=e[:, c],
+                                        method=[ROW_METHOD_NAMES.get(int(m), str(m)) for m in meth[:, c]],
+                                        kept=kept[:, c])))
+    return pd.concat(frames, ignore_index=True)
+
+
+def guarantee_frame(report) -> pd.DataFrame:
+    """Long table: per layer, the largest bound, the mean bound, and measured errors on S / held-out."""
+    recs = []
+    for row in report.layer_rows():
+        for series, key in (("largest row bound", "bound"), ("mean row bound", "bound_mean"),
+                            ("measured max on S", "measured_max_s"), ("measured max held-out", "measured_max_heldout"),
+                            ("measured p95 held-out", "measured_p95_heldout")):
+            recs.append(dict(layer=row["name"], series=series, value=_f(row[key])))
+    return pd.DataFrame(recs)
+
+
+def failure_frame(report) -> pd.DataFrame:
+    recs = []
+    for name in layer_names(report):
+        for on, errs in (("on S", report.errors_s), ("held-out", report.errors_heldout)):
+            e = errs[name]
+            recs.append(dict(layer=name, points=on, failure_rate=_f(e.failure_rate), pairs=int(e.pairs),
+                             failures=int(round(_f(e.failure_rate) * e.pairs)) if not math.isnan(_f(e.failure_rate)) else 0))
+    return pd.DataFrame(recs)
+
+
+def sweep_frame(reports: dict) -> pd.DataFrame:
+    """{eps: Report} -> one row per eps with keep ratio, largest bound and largest measured errors."""
+    recs = []
+    for eps, rep in sorted(reports.items()):
+        h = headline(rep)
+        recs.append(dict(eps=float(eps), keep_ratio=h["keep_ratio"], bound_max=h["bound_max"],
+                         measured_max_heldout=h["measured_max_heldout"], measured_max_s=h["measured_max_s"],
+                         accuracy_after=h["accuracy_after"]))
+    return pd.DataFrame(recs)

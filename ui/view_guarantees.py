@@ -1,0 +1,91 @@
+"""Page 4, Guarantees: bound beside measured error per layer and per row, failure rate vs delta, eps sweep."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import charts, show, engine, tables
+from ui.explain import explain_expander
+from ui.settings import SIPP_METHODS, fmt_num
+from ui.view_common import obtain
+
+SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def promise_box(s, report) -> None:
+    h = tables.headline(report)
+    held = h["heldout_points"]
+    if s.method not in SIPP_METHODS:
+        st.info(f"**{s.method} gives no guarantee.** Only the measured error is shown: on the points of S and on "
+                f"{held} held-out points. Pick a SiPP method to see bounds.", icon=":material/info:")
+        return
+    loose = "" if not h["has_bound"] or h["bound_max"] < 1 else (
+        f" Here the largest bound is **{h['bound_max']:.3g}** while the largest measured error is "
+        f"**{h['measured_max_heldout']:.3g}**: the bound is loose by a factor of about "
+        f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g}, which is typical at this budget.")
+    st.info(
+        "**What the guarantee promises.** For every unit and sign separately (a *row*), the pruned layer's "
+        "pre-activation ẑ stays within ε·z^σ of the original z^σ, so |ẑ − z| ≤ ε·(z⁺ + z⁻) — relative to the "
+        "row's signal, not to |z|. **For which points:** sampled rows, with probability ≥ 1 − δ "
+        f"(δ = {fmt_num(s.delta)}) for a point drawn like S; deterministic rows, exactly on the {report.prepared.sample_size} "
+        "points of S (on new points it is the empirical analogue). A deterministic bound ≥ 1 says nothing, "
+        "since such a row's error is at most 1 anyway." + loose, icon=":material/verified:")
+
+
+@st.fragment
+def _rows(s, report) -> None:
+    names = tables.layer_names(report)
+    c1, c2 = st.columns([2, 1])
+    layer = c1.selectbox("Layer", names, index=0, key="guar_layer")
+    on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
+    show.chart(charts.row_scatter(report, layer, "heldout" if on.startswith("held") else "s"))
+    if s.method == "sipp-hybrid":
+        st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
+                   "(unbiased) row whose errors do not cancel (SPEC 8.3).")
+
+
+def _sweep_reports(s, prepared) -> dict:
+    return {e: engine.get_report(s, prepared, epsilon=e) for e in SWEEP_EPS}
+
+
+@st.fragment
+def _sweep(s, prepared, report) -> None:
+    st.subheader("As ε moves")
+    method = s.method if s.method in SIPP_METHODS else "sipp-hybrid"
+    ss = s if method == s.method else type(s)(**{**s.as_dict(), "method": method})
+    per_run = sum(report.timings_s.get(k, 0.0) for k in ("prune", "evaluate"))
+    cached = all(engine.is_report_cached(ss, epsilon=e) for e in SWEEP_EPS)
+    auto = cached or per_run * len(SWEEP_EPS) < 8.0
+    if not auto and not st.button(f"Run the ε sweep ({len(SWEEP_EPS)} prunes, about {per_run * len(SWEEP_EPS):.0f} s)",
+                                  key="sweep_button"):
+        st.caption("Each point of the sweep is a full prune and measurement in ε mode.")
+        return
+    try:
+        with st.spinner("Pruning at each ε…"):
+            reps = _sweep_reports(ss, prepared)
+    except Exception as exc:  # noqa: BLE001
+        from ui.view_common import show_error
+
+        show_error(exc)
+        return
+    df = tables.sweep_frame(reps)
+    cur = s.epsilon if s.mode != "keep ratio" else None
+    show.chart(charts.eps_sweep(df, cur, method))
+    note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
+    st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
+               "and moves with it." + note)
+
+
+def render() -> None:
+    s, prepared, report = obtain("Guarantees")
+    promise_box(s, report)
+    if s.patch_reduction == "mean":
+        st.warning("Patch reduction 'mean' (the authors' deterministic variant) carries no bound: the bounds "
+                   "below are computed as usual but are not guaranteed for conv layers (SPEC 8.11).",
+                   icon=":material/warning:")
+    left, right = st.columns(2)
+    show.chart(charts.bound_vs_measured(report), left)
+    show.chart(charts.failure_rates(report, s.delta), right)
+    st.subheader("Per row")
+    _rows(s, report)
+    _sweep(s, prepared, report)
+    explain_expander(s, prepared, report)

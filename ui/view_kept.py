@@ -1,0 +1,62 @@
+"""Page 3, Kept edges: per-layer heatmaps, kept counts per unit, input pixels, conv filters."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import charts, show, charts_images, engine, tables
+from ui.view_common import obtain
+
+INTRO = "Which edges survived. Small layers are interactive (hover an edge); large layers are drawn as images."
+SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image (a chart would freeze the browser)
+
+
+def _image(key: tuple, build):
+    return engine.derived(key, build)
+
+
+@st.fragment
+def _layer_view(s, report) -> None:
+    names = tables.layer_names(report)
+    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="kept_layer")
+    info = report.prepared.infos[layer]
+    n = info.out_units * info.fan_in
+    rkey = (s.heavy_key, tuple(sorted(s.prune_kwargs().items())), layer)
+    if n <= SMALL_LAYER:
+        show.chart(charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
+    else:
+        def build():
+            mask, vals, _ = tables.kept_matrix(report, layer)
+            return charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} ({info.out_units} x {info.fan_in})")
+
+        st.image(_image(("heatmap",) + rkey, build), width="content")
+        st.caption(f"{n:,} edges: drawn as an image (rows: output units f, columns: inputs j). "
+                   "Grey: pruned; colour: the value kept (sampled weights are reweighted).")
+    if info.kind == "conv2d":
+        def grid():
+            plan = report.result.plans[layer]
+            return charts_images.filter_grid(plan.mask.numpy(), plan.values.float().numpy(),
+                                             f"Conv filters of layer {layer}")
+
+        st.image(_image(("grid",) + rkey, grid), width="content")
+    show.chart(charts.kept_per_unit(report, layer))
+
+
+def render() -> None:
+    s, prepared, report = obtain("Kept edges", INTRO)
+    _layer_view(s, report)
+    first = tables.layer_names(report)[0]
+    if prepared.record.is_image:
+        maps = tables.input_pixel_maps(report, first)
+        if maps is not None:
+            st.subheader("The first layer on the input pixels")
+            dense, kept, wsum = maps
+            rkey = (s.heavy_key, tuple(sorted(s.prune_kwargs().items())))
+
+            def counts():
+                return charts_images.count_maps(
+                    [("original network", dense), ("pruned network", kept)],
+                    f"Layer {first}: edges per input pixel", "edges per pixel")
+
+            st.image(_image(("pixels",) + rkey, counts), width="content")
+            st.caption("Each pixel: how many of the first layer's edges read it (summed over units, and over "
+                       "patches for a convolution). Pruning keeps edges on the strokes' pixels and drops the border.")

@@ -1,0 +1,91 @@
+"""Page 2, Sensitivity: distributions, s vs |w|, totals per unit, top edges, one edge's formula live."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import charts, show, engine, formulas as fx, tables
+from ui.view_common import obtain
+
+INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-signed) input signal it ever "
+         "carried on the sample S. SiPP keeps high-s edges; magnitude pruning keeps high-|w| edges.")
+
+
+def layer_inputs(s, prepared, name: str):
+    """The layer's input on S as the ORIGINAL network feeds it (cached; computed under the model lock)."""
+    from sipp_core.layers import capture_inputs
+
+    def build():
+        with engine.model_lock(prepared), capture_inputs(prepared.model, [name]) as got:
+            import torch
+
+            with torch.no_grad():
+                prepared.model.eval()
+                prepared.model(prepared.s_x)
+        return got[name].detach().cpu().clone()
+
+    return engine.derived(("layer_inputs", s.heavy_key, name), build)
+
+
+@st.fragment
+def _per_layer(s, prepared, report) -> None:
+    from sipp_core.layers import prunable_layers
+
+    names = list(prepared.infos)
+    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name")
+    mod = prunable_layers(prepared.model)[layer]
+    left, right = st.columns(2)
+    pts = tables.weight_sensitivity_points(mod.weight, prepared.sensitivities[layer], report.result.masks[layer])
+    show.chart(charts.sensitivity_vs_weight(pts, layer), left)
+    rt = tables.row_totals_frame(mod.weight, prepared.sensitivities[layer])
+    show.chart(charts.row_totals(rt, layer), right)
+
+
+@st.fragment
+def _one_edge(s, prepared, report) -> None:
+    from sipp_core.layers import prunable_layers
+
+    st.subheader("One edge, by the definition")
+    names = list(prepared.infos)
+    c1, c2, c3 = st.columns(3)
+    layer = c1.selectbox("Layer of the edge", names, index=len(names) - 1, key="edge_layer")
+    info = prepared.infos[layer]
+    top = tables.top_edges(prepared, report, k=1, layer=layer).iloc[0]
+    f = c2.number_input(f"Unit f (0 … {info.out_units - 1})", 0, info.out_units - 1, int(top["unit"]), key=f"edge_f_{layer}")
+    j = c3.number_input(f"Input j (0 … {info.fan_in - 1})", 0, info.fan_in - 1, int(top["input"]), key=f"edge_j_{layer}")
+    st.caption("Starts at the layer's most sensitive edge; type any unit and input.")
+    mod = prunable_layers(prepared.model)[layer]
+    a = layer_inputs(s, prepared, layer)
+    tr = fx.edge_sensitivity_trace(mod, a, int(f), int(j), prepared.patch_reduction)
+    st.latex(fx.TEX_Z)
+    st.latex(fx.TEX_G)
+    st.latex(fx.TEX_S[prepared.patch_reduction])
+    st.latex(fx.tex_edge_live(tr, int(f), int(j), prepared.patch_reduction))
+    engine_s = float(prepared.sensitivities[layer].reshape(info.out_units, -1)[int(f), int(j)])
+    kept = bool(report.result.masks[layer].reshape(info.out_units, -1)[int(f), int(j)])
+    agree = abs(engine_s - tr["s"]) <= 1e-4 * max(1.0, abs(engine_s))
+    st.markdown(
+        f"w = {tr['w']:.5g}; recomputed s = **{tr['s']:.6g}**, engine's s = **{engine_s:.6g}** "
+        + ("(agree)" if agree else ":red[(differ: please report this)]")
+        + f"; at {fx.point_label(tr)}; this edge is **{'kept' if kept else 'pruned'}** by {s.method}."
+    )
+    if tr["sign"] != 0:
+        show.chart(charts.edge_profile(tr["g"], tr["n_images"], tr["point"]))
+        if tr["signed"]:
+            st.caption("This layer's input has negative entries, so every point x is split into the non-negative "
+                       "pseudo-points a⁺ = max(a, 0) and a⁻ = max(−a, 0) (SPEC 2.1).")
+
+
+def render() -> None:
+    s, prepared, report = obtain("Sensitivity", INTRO)
+    st.latex(fx.TEX_S[prepared.patch_reduction])
+    if prepared.patch_reduction == "mean":
+        st.warning("Patch reduction 'mean' is the authors' deterministic variant: it carries no bound (SPEC 8.11).")
+    show.chart(charts.sensitivity_histogram(prepared))
+    _per_layer(s, prepared, report)
+    st.subheader("Most sensitive edges")
+    top = engine.top_edges(engine.report_key(s), prepared, report)
+    st.dataframe(top, hide_index=True, width="stretch", column_config={
+        "unit": st.column_config.NumberColumn("unit f"), "input": st.column_config.NumberColumn("input j"),
+        "w": st.column_config.NumberColumn("w", format="%.4f"), "s": st.column_config.NumberColumn("s", format="%.4g"),
+        "kept": st.column_config.CheckboxColumn("kept")})
+    _one_edge(s, prepared, report)
