@@ -7,6 +7,7 @@ qualified module name ("features.0"), never by position.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,9 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
 class capture_inputs:
     """Context manager recording the input of the named layers during forward passes.
 
+    Only forward passes run by the thread that entered the context are recorded, so
+    two threads (two app sessions) hooking one shared model never see each other's inputs.
+
     >>> with capture_inputs(model, ["fc1"]) as inputs:
     ...     model(x)
     >>> inputs["fc1"]  # (B, in_features)
@@ -94,8 +98,11 @@ class capture_inputs:
 
     def __enter__(self):
         modules = dict(self.model.named_modules())
+        owner = threading.get_ident()
         for name in self.names:
             def hook(mod, args, name=name):
+                if threading.get_ident() != owner:
+                    return
                 x = args[0]
                 self.inputs[name] = x.detach() if self.detach else x
             self._handles.append(modules[name].register_forward_pre_hook(hook))

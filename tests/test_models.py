@@ -57,3 +57,18 @@ def test_lenet300_and_resnet20_layer_counts():
     infos = layer_infos(build_model("resnet20", (3, 32, 32), 10), (3, 32, 32))
     assert len(infos) == 20  # 19 convolutions + the classifier
     assert infos["conv1"].patches == 32 * 32 and infos["fc"].patches == 1
+
+
+def test_capture_inputs_ignores_other_threads():
+    import threading
+
+    from sipp_core.layers import capture_inputs
+
+    model = build_model("lenet300", (1, 28, 28), 10).eval()
+    mine, other = torch.ones(2, 1, 28, 28), torch.zeros(5, 1, 28, 28)
+    with capture_inputs(model, ["1"]) as inputs:
+        t = threading.Thread(target=lambda: model(other))
+        t.start(); t.join()
+        assert "1" not in inputs  # the other thread's forward is not recorded
+        model(mine)
+    assert inputs["1"].shape == (2, 784) and torch.all(inputs["1"] == 1)
