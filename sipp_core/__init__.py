@@ -10,6 +10,8 @@ notebook pays only for what it uses.
 """
 from importlib import import_module
 
+__version__ = "0.1.0"
+
 _NAMES = {
     "load_dataset": "data", "DataRecord": "data", "DATASETS": "data", "load_npz_dataset": "data",
     "build_model": "models", "MODELS": "models", "compatible_models": "models",
@@ -23,6 +25,8 @@ _NAMES = {
     "prepare": "pipeline", "evaluate_prune": "pipeline",
     "smp": "smoothness", "nonsmoothness": "smoothness", "make_paths": "smoothness", "compare": "smoothness",
     "segment_paths": "smoothness", "Paths": "smoothness", "Nonsmoothness": "smoothness", "jacobian_norms": "smoothness",
+    "sweep": "sweep", "prune_potential": "sweep", "prune_retrain": "retrain", "train_isolated": "retrain",
+    "RunHistory": "history",
     "layer_infos": "layers", "prunable_layers": "layers", "dense_layers": "layers",
 }
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m sipp_core {train,prune} ...` (see --help)."""
+"""Command line: `python -m sipp_core {train,prune,sweep} ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     q.add_argument("--json", help="write the JSON report here")
     q.set_defaults(func=cmd_prune)
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 

@@ -1,0 +1,687 @@
+"""Bring your own: a user's weights, exported program or data set, checked before anything runs.
+
+    model = load_state_dict_upload(data, "lenet300", record)   # (a) a state_dict for a zoo architecture
+    model = load_exported_upload(data, record)                 # (b) a torch.export program (.pt2)
+    record = load_npz_upload(data, name="my data")             # (c) a .npz data set
+    describe_model(model, record)                              # which layers SiPP can prune, and which not
+
+Safety: nothing is unpickled freely.
+
+* state_dicts load with ``torch.load(..., weights_only=True)``: only tensors and plain
+  containers; any other Python object ("pickle with disallowed globals") is refused.
+* ``torch.export.load`` itself falls back to full pickle for some payloads (pickled
+  weights or constants, custom/opaque objects, the sample inputs, legacy archives)
+  and can carry compiled AOTInductor code. So the archive is scanned first
+  (:func:`scan_pt2`): every pickled payload must load with ``weights_only=True``,
+  custom or opaque objects, compiled code and legacy layouts are refused, and every
+  operator the graph calls must be an ATen operator or a plain arithmetic /
+  symbolic-shape helper. Only then is the export loader called.
+* ``.npz`` files are read with ``allow_pickle=False`` (``data.load_npz_dataset``).
+
+Every refusal is a ValueError whose message names the problem and the fix.
+
+Exported programs: ``ExportedProgram.module()`` is a flat graph in which Linear and
+Conv2d layers are function calls (``aten.linear`` / ``aten.conv2d``), not modules, so
+SiPP (which finds layers by module type and hooks their inputs) would see no prunable
+layer. :func:`load_exported_upload` rebuilds each such call whose weight is a
+parameter used by that call only into a real ``nn.Linear`` / ``nn.Conv2d`` (same
+parameter objects, same qualified names, e.g. "1.weight"), and ReLU / max-pool calls
+into ``nn.ReLU`` / ``nn.MaxPool2d`` modules; everything else (batch norm, additions,
+matrix products from decomposed graphs) runs as exported and is left dense.
+:func:`describe_model` reports both lists. The result is a plain ``torch.fx.GraphModule``
+(export's own module refuses ``.eval()``); batch norm inside it stays in the mode
+it was exported in, so use exported programs for pruning and evaluation, not retraining.
+The program must accept any batch size (export with a dynamic batch dimension).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickletools
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MODEL_MAX_BYTES",
+    "NPZ_UPLOAD_MAX_BYTES",
+    "ModelDescription",
+    "describe_model",
+    "load_exported_upload",
+    "load_npz_upload",
+    "load_state_dict_upload",
+    "scan_pt2",
+]
+
+MODEL_MAX_BYTES = 200 * 1024**2  # Streamlit's default upload limit is 200 MB as well
+NPZ_UPLOAD_MAX_BYTES = 200 * 1024**2
+
+_SAVE_HINT = "save it with torch.save(model.state_dict(), 'weights.pt')"
+_EXPORT_HINT = (
+    "export it with ep = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim('batch')},)) "
+    "and torch.export.save(ep, 'model.pt2')"
+)
+# Operators an uploaded graph may call. Anything else (for example a Python function named by
+# its module path, which the export deserializer would resolve with getattr) is refused.
+_ALLOWED_TARGET_PREFIXES = ("torch.ops.aten.", "torch.ops.prims.", "_operator.", "torch.sym_", "math.",
+                            "torch._sym_", "builtins.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _read_upload(data: Any, max_bytes: int, what: str) -> bytes:
+    """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+    elif hasattr(data, "read"):  # e.g. streamlit's UploadedFile
+        if hasattr(data, "seek"):
+            data.seek(0)
+        raw = data.read(max_bytes + 1)
+        if not isinstance(raw, (bytes, bytearray)):
+            raise TypeError("the file object must be opened in binary mode")
+        raw = bytes(raw)
+    else:
+        raise TypeError(f"expected the file's bytes or a binary file object, got {type(data).__name__}")
+    if len(raw) > max_bytes:
+        raise ValueError(
+            f"{what}: the upload is {len(raw) / 1024**2:.1f} MiB (or more); the limit is {max_bytes / 1024**2:.0f} MiB. "
+            "Upload a smaller file (for weights: the state_dict only, float32, no optimizer state)"
+        )
+    if not raw:
+        raise ValueError(f"{what}: the upload is empty (0 bytes); choose the file again")
+    return raw
+
+
+def _zip_names(raw: bytes) -> list[str] | None:
+    if not raw.startswith(b"PK"):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def _strip_root(name: str) -> str:
+    """'archive/data/weights/w' -> 'data/weights/w' (torch archives nest everything under one folder)."""
+    return name.split("/", 1)[1] if "/" in name else name
+
+
+def _looks_like_pt2(names: list[str]) -> bool:
+    inner = {_strip_root(n) for n in names}
+    return "archive_format" in inner or any(n.startswith("models/") and n.endswith(".json") for n in inner)
+
+
+def _looks_like_npz(names: list[str]) -> bool:
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def _looks_like_torch_save(names: list[str]) -> bool:
+    return any(_strip_root(n) == "data.pkl" for n in names)
+
+
+def _first(items, n=5) -> str:
+    items = list(items)
+    more = f" (and {len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(str(i) for i in items[:n]) + more
+
+
+def _check_runs_on(model: nn.Module, record, what: str) -> None:
+    """A dry forward on two test points: shapes, class count and finite outputs, before anything runs."""
+    x = record.x_test[:2]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        raise ValueError(
+            f"{what} cannot take this data set's inputs shaped {tuple(record.input_shape)} "
+            f"(a batch of 2 failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "choose the data set the model was trained for"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(x):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{what} must return logits shaped (batch, classes); it returned {shape}")
+    if out.shape[1] != record.num_classes:
+        raise ValueError(
+            f"{what} outputs {out.shape[1]} classes but the data set {record.name!r} has {record.num_classes}; "
+            "use the data set the model was trained for, or a model with one output per class"
+        )
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{what} returns NaN or infinite logits on test points; check the weights")
+
+
+# ---------------------------------------------------------------------------------------------------
+# (a) state_dict for a zoo architecture
+
+
+def _torch_load_weights_only(raw: bytes, what: str):
+    names = _zip_names(raw)
+    if names is not None and _looks_like_pt2(names):
+        raise ValueError(f"{what}: this is an exported program (.pt2), not a state_dict; "
+                         "upload it as an exported program instead")
+    if names is not None and _looks_like_npz(names):
+        raise ValueError(f"{what}: this is a NumPy .npz archive, not a PyTorch file; upload data sets as a data set, "
+                         f"and weights as a state_dict ({_SAVE_HINT})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the refusal below says it all
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # disallowed globals, truncated zip, wrong magic number, random bytes, ...
+        msg = str(exc)
+        found = re.findall(r"GLOBAL ([\w.]+)", msg) or _pickle_globals(raw, names)
+        if found:
+            raise ValueError(
+                f"{what}: the file holds Python objects other than tensors (it asks for {found[0]}); such files "
+                f"can run code when loaded and are refused. Upload the weights only: {_SAVE_HINT}"
+            ) from exc
+        first = msg.splitlines()[0][:160] if msg else type(exc).__name__
+        raise ValueError(f"{what}: not a readable PyTorch file ({first}); {_SAVE_HINT}") from exc
+
+
+_TORCH_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
+                          "builtins.bytearray", "_codecs.encode", "numpy.")
+
+
+def _pickle_globals(raw: bytes, names: list[str] | None) -> list[str]:
+    """Globals (module.name) a pickle would import, outside torch's own: read from the opcodes, never executed."""
+    if names is not None:  # a torch.save zip: its pickle is <root>/data.pkl
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                pkl = [n for n in names if _strip_root(n) == "data.pkl"]
+                if not pkl:
+                    return []
+                raw = z.read(pkl[0])
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+            return []
+    out, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(raw):
+            if op.name == "GLOBAL":
+                out.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                out.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # not a pickle at all
+        pass
+    return [g for g in out if not g.startswith(_TORCH_GLOBAL_PREFIXES)]
+
+
+def _extract_state_dict(payload: Any, what: str) -> dict[str, torch.Tensor]:
+    if isinstance(payload, dict):
+        for key in ("state_dict", "model_state_dict"):
+            if key in payload and isinstance(payload[key], dict):
+                return dict(payload[key])
+        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            return dict(payload)
+        bad = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
+        raise ValueError(
+            f"{what}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry; "
+            f"these entries are not tensors: {_first(bad)}. {_SAVE_HINT}"
+        )
+    raise ValueError(f"{what}: expected a state_dict (a dict of tensors), got a {type(payload).__name__}; {_SAVE_HINT}")
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DataParallel ('module.') and torch.compile ('_orig_mod.') wrap every key; unwrap when all keys have it."""
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _guess_architecture(state: dict[str, torch.Tensor], record, exclude: str) -> str | None:
+    from .models import MODELS, build_model, compatible_models
+
+    want = {k: tuple(v.shape) for k, v in state.items()}
+    for name in compatible_models(record.input_shape):
+        if name in (exclude, "mlp"):
+            continue
+        try:
+            with torch.device("meta"):
+                ref = build_model(name, record.input_shape, record.num_classes)
+        except Exception:
+            continue
+        if set(ref.state_dict()) == set(want):
+            return name
+    return None
+
+
+def load_state_dict_upload(
+    data: Any,
+    model_name: str,
+    dataset_record,
+    *,
+    max_bytes: int = MODEL_MAX_BYTES,
+    model_options: dict | None = None,
+) -> nn.Module:
+    """A zoo model for ``dataset_record`` with the uploaded weights, in eval mode on the CPU.
+
+    Accepts a bare state_dict, or a dict with a "state_dict" (or "model_state_dict") entry,
+    such as SiPP Studio's own checkpoints; "module." / "_orig_mod." key prefixes are removed.
+
+    Checks, in order: size, file type, weights_only loading, tensors only, key names, tensor
+    shapes (naming the class count and the input size when those differ), NaN/inf, then a dry
+    forward on two test points.
+
+    Args:
+        data: the file's bytes or a binary file object (e.g. a Streamlit UploadedFile).
+        model_name: a zoo architecture (models.MODELS).
+        dataset_record: the DataRecord the model is for.
+        max_bytes: size limit.
+        model_options: build options (e.g. widths for "mlp").
+
+    Raises:
+        ValueError: the message names the problem and the fix.
+    """
+    from .layers import prunable_layers
+    from .models import build_model
+
+    what = f"weights for {model_name}"
+    raw = _read_upload(data, max_bytes, what)
+    payload = _torch_load_weights_only(raw, what)
+    if isinstance(payload, dict) and isinstance(payload.get("model"), str) and payload["model"] != model_name:
+        note = f" (the file says it is for {payload['model']!r})"
+    else:
+        note = ""
+    state = _strip_prefixes(_extract_state_dict(payload, what))
+    rec = dataset_record
+    model = build_model(model_name, rec.input_shape, rec.num_classes, **(model_options or {}))
+    ref = model.state_dict()
+    missing = [k for k in ref if k not in state]
+    unexpected = [k for k in state if k not in ref]
+    mismatched = [k for k in ref if k in state and tuple(state[k].shape) != tuple(ref[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        layers = list(prunable_layers(model))
+        if layers:
+            first_w, last_w = f"{layers[0]}.weight", f"{layers[-1]}.weight"
+            if last_w in mismatched and state[last_w].ndim >= 1 and state[last_w].shape[0] != ref[last_w].shape[0]:
+                parts.append(f"class count: the file's output layer {last_w} has {state[last_w].shape[0]} outputs, "
+                             f"the data set {rec.name!r} has {rec.num_classes} classes")
+            if first_w in mismatched and state[first_w].ndim >= 2 and state[first_w].shape[1] != ref[first_w].shape[1]:
+                parts.append(f"input size: the file's first layer {first_w} takes {state[first_w].shape[1]} inputs "
+                             f"per unit, this data set's inputs {tuple(rec.input_shape)} need {ref[first_w].shape[1]}")
+        if mismatched:
+            parts.append("shape mismatches: " + _first(
+                f"{k} {tuple(state[k].shape)} in the file vs {tuple(ref[k].shape)} in {model_name}" for k in mismatched))
+        if missing:
+            parts.append(f"missing keys: {_first(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_first(unexpected)}")
+        guess = _guess_architecture(state, rec, model_name) if (missing or unexpected) else None
+        fix = (f"it looks like a {guess!r} state_dict: choose that architecture" if guess else
+               f"choose the architecture and data set the weights were trained for ({_SAVE_HINT})")
+        raise ValueError(f"{what} on {rec.name!r}{note} do not fit: " + "; ".join(parts) + f". Fix: {fix}")
+    bad_dtype = [k for k in ref if ref[k].is_floating_point() and not state[k].is_floating_point()]
+    if bad_dtype:
+        raise ValueError(f"{what}: these tensors should hold floating-point numbers but hold integers or booleans: "
+                         f"{_first(bad_dtype)}; save the trained float weights")
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if not_finite:
+        raise ValueError(f"{what}: NaN or infinite values in {_first(not_finite)}; the training diverged or the file "
+                         "is damaged: upload weights from a successful run")
+    model.load_state_dict({k: state[k] for k in ref}, strict=True)
+    model.eval()
+    _check_runs_on(model, rec, f"the uploaded {model_name}")
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# (b) exported program
+
+
+def _weights_only_ok(blob: bytes) -> str | None:
+    """None when a torch.save blob loads with weights_only=True; else why not."""
+    try:
+        torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        return None
+    except Exception as exc:
+        return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def _graph_targets(obj: Any, out: set[str]) -> None:
+    """Every operator name ('target') anywhere in the serialized graph, subgraphs included."""
+    if isinstance(obj, dict):
+        t = obj.get("target")
+        if isinstance(t, str) and ("inputs" in obj or "outputs" in obj):
+            out.add(t)
+        for v in obj.values():
+            _graph_targets(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _graph_targets(v, out)
+
+
+def scan_pt2(raw: bytes) -> dict:
+    """Check an exported-program archive before torch.export.load sees it (see the module docstring).
+
+    Returns a summary dict (models, operators, payload counts). Raises ValueError naming what was refused.
+    """
+    what = "exported program"
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(f"{what}: not a .pt2 archive (not a zip file: {exc}); {_EXPORT_HINT}") from exc
+    with zf:
+        names = zf.namelist()
+        if _looks_like_torch_save(names) and not _looks_like_pt2(names):
+            raise ValueError(f"{what}: this is a torch.save file (a state_dict or checkpoint), not an exported "
+                             "program; upload it as a state_dict and choose its architecture")
+        if _looks_like_npz(names):
+            raise ValueError(f"{what}: this is a NumPy .npz archive; upload data sets as a data set")
+        if not _looks_like_pt2(names):
+            raise ValueError(f"{what}: a zip file, but not a torch.export archive (no models/*.json); {_EXPORT_HINT}")
+        inner = {_strip_root(n): n for n in names}
+        refused = [n for n in inner if n.startswith(("data/aotinductor/", "data/executorch/", "data/mtia"))]
+        if refused:
+            raise ValueError(f"{what}: the archive carries compiled code ({_first(refused, 2)}), which is never loaded "
+                             f"here; upload the plain exported program: {_EXPORT_HINT}")
+        models = sorted(n[len("models/"):-len(".json")] for n in inner if n.startswith("models/") and n.endswith(".json"))
+        if models != ["model"]:
+            raise ValueError(f"{what}: expected one program named 'model', found {models or 'none'}; {_EXPORT_HINT}")
+        legacy = [n for n in inner if n in ("data/weights/model.pt", "data/constants/model.pt")]
+        if legacy:
+            raise ValueError(f"{what}: an old archive layout ({legacy[0]}) that is unpickled without restrictions; "
+                             f"re-export it with this PyTorch ({torch.__version__}): {_EXPORT_HINT}")
+        pickled = 0
+        for kind in ("weights", "constants"):
+            cfg_name = f"data/{kind}/model_{kind}_config.json"
+            if cfg_name not in inner:
+                continue
+            try:
+                cfg = json.loads(zf.read(inner[cfg_name]))
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{what}: {cfg_name} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+            entries = cfg.get("config", {}) if isinstance(cfg, dict) else {}
+            for fqn, meta in entries.items():
+                path = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
+                if path.startswith(("custom_obj_", "opaque_obj_")):
+                    raise ValueError(f"{what}: {fqn} is a custom Python object, which would need unrestricted pickle "
+                                     f"and is refused; export a model whose state is tensors only")
+                if isinstance(meta, dict) and meta.get("use_pickle"):
+                    key = f"data/{kind}/{path}"
+                    if key not in inner:
+                        raise ValueError(f"{what}: {kind} entry {fqn} points at a missing file {key}")
+                    why = _weights_only_ok(zf.read(inner[key]))
+                    if why is not None:
+                        raise ValueError(f"{what}: the pickled {kind[:-1]} {fqn} holds objects other than tensors "
+                                         f"({why}); refused")
+                    pickled += 1
+        for n in inner:
+            if n.startswith("data/sample_inputs/"):
+                why = _weights_only_ok(zf.read(inner[n]))
+                if why is not None:
+                    raise ValueError(f"{what}: the sample inputs {n} hold objects other than tensors ({why}); refused")
+        try:
+            graph = json.loads(zf.read(inner["models/model.json"]))
+        except ValueError as exc:
+            raise ValueError(f"{what}: models/model.json is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+    targets: set[str] = set()
+    _graph_targets(graph, targets)
+    bad = sorted(t for t in targets if not t.startswith(_ALLOWED_TARGET_PREFIXES))
+    if bad:
+        raise ValueError(f"{what}: the graph calls operators that are not ATen operators: {_first(bad)}; only "
+                         "standard PyTorch operators are accepted (export a plain model, no custom ops)")
+    return dict(models=models, operators=sorted(targets), pickled_payloads=pickled)
+
+
+def _getattr_path(root: nn.Module, path: str):
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _ints(v, n=2) -> tuple[int, ...]:
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(i) for i in v)
+    return v * n if len(v) == 1 else v
+
+
+def _adopt_layers(gm: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, list[str]]:
+    """Turn aten.linear / aten.conv2d / relu / max_pool2d calls into real modules (see the module docstring).
+
+    Returns the rebuilt GraphModule and notes on calls that were left as functions."""
+    aten = torch.ops.aten
+    graph = gm.graph
+    notes: list[str] = []
+    uses: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            uses[node.target] = uses.get(node.target, 0) + len(node.users)
+    used_names = {n for n, _ in gm.named_modules()} | {n for n, _ in gm.named_parameters()}
+    counter = 0
+
+    def fresh(base: str) -> str:
+        nonlocal counter
+        while True:
+            name = f"{base}_{counter}"
+            counter += 1
+            if name not in used_names and not hasattr(gm, name):
+                used_names.add(name)
+                return name
+
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in (aten.linear.default, aten.conv2d.default):
+            is_linear = node.target is aten.linear.default
+            names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
+            args = dict(zip(names, node.args))
+            args.update(node.kwargs)
+            w_node, b_node = args.get("weight"), args.get("bias")
+            ok = isinstance(w_node, torch.fx.Node) and w_node.op == "get_attr" and w_node.target.endswith(".weight")
+            ok = ok and (b_node is None or (isinstance(b_node, torch.fx.Node) and b_node.op == "get_attr"
+                                             and b_node.target == w_node.target[: -len("weight")] + "bias"))
+            if not ok:
+                notes.append(f"{node.name}: {node.target} whose weight is not a named parameter; left dense")
+                continue
+            owner_path = w_node.target[: -len(".weight")]
+            owner = _getattr_path(gm, owner_path)
+            own = {n for n, _ in owner.named_parameters(recurse=False)} | {n for n, _ in owner.named_buffers(recurse=False)}
+            shared = uses.get(w_node.target, 0) > 1 or (b_node is not None and uses.get(b_node.target, 0) > 1)
+            if shared or list(owner.children()) or not own <= {"weight", "bias"} or type(owner) is not nn.Module:
+                notes.append(f"{owner_path}: weight shared or held with other state; left dense")
+                continue
+            w = owner.weight
+            if not isinstance(w, nn.Parameter):
+                notes.append(f"{owner_path}: weight is a constant, not a parameter; left dense")
+                continue
+            bias = getattr(owner, "bias", None) if b_node is not None else None
+            if is_linear:
+                if w.ndim != 2:
+                    notes.append(f"{owner_path}: linear weight of {w.ndim} dims; left dense")
+                    continue
+                layer = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device="meta")
+            else:
+                groups = int(args.get("groups", 1))
+                if w.ndim != 4:
+                    notes.append(f"{owner_path}: conv weight of {w.ndim} dims; left dense")
+                    continue
+                layer = nn.Conv2d(
+                    w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=_ints(args.get("stride", 1)),
+                    padding=_ints(args.get("padding", 0)), dilation=_ints(args.get("dilation", 1)), groups=groups,
+                    bias=bias is not None, device="meta",
+                )
+            layer.weight = w
+            if bias is not None:
+                layer.bias = bias
+            parent_path, _, leaf = owner_path.rpartition(".")
+            parent = _getattr_path(gm, parent_path) if parent_path else gm
+            setattr(parent, leaf, layer)
+            with graph.inserting_before(node):
+                new = graph.call_module(owner_path, (args["input"],))
+            new.meta = dict(node.meta)
+            node.replace_all_uses_with(new)
+            graph.erase_node(node)
+        elif node.target is aten.relu.default and len(node.args) == 1 and not node.kwargs:
+            name = fresh("relu")
+            gm.add_submodule(name, nn.ReLU())
+            with graph.inserting_before(node):
+                new = graph.call_module(name, (node.args[0],))
+            new.meta = dict(node.meta)
+            node.replace_all_uses_with(new)
+            graph.erase_node(node)
+        elif node.target is aten.max_pool2d.default and not node.kwargs:
+            a = list(node.args) + [None] * (6 - len(node.args))
+            x, kernel, stride, padding, dilation, ceil = a[:6]
+            name = fresh("maxpool")
+            gm.add_submodule(name, nn.MaxPool2d(
+                _ints(kernel), stride=_ints(stride) if stride else None, padding=_ints(padding or 0),
+                dilation=_ints(dilation or 1), ceil_mode=bool(ceil)))
+            with graph.inserting_before(node):
+                new = graph.call_module(name, (x,))
+            new.meta = dict(node.meta)
+            node.replace_all_uses_with(new)
+            graph.erase_node(node)
+        elif node.target in (aten.addmm.default, aten.mm.default, aten.matmul.default, aten.convolution.default,
+                             aten.bmm.default):
+            notes.append(f"{node.name}: {node.target} (a decomposed layer) runs as exported and is left dense; "
+                         "export without run_decompositions() to make it prunable")
+    graph.eliminate_dead_code()
+    graph.lint()
+    # A plain GraphModule: export's own module refuses .eval()/.train(), which the engine calls.
+    rebuilt = torch.fx.GraphModule(gm, graph)
+    return rebuilt, notes
+
+
+def _expected_input(ep) -> str:
+    try:
+        user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(ep.graph_signature.user_inputs)]
+        shapes = [tuple("N" if re.fullmatch(r"s\d+", str(d)) else str(d) for d in n.meta["val"].shape) for n in user]
+        return ", ".join("(" + ", ".join(s) + ")" for s in shapes)
+    except Exception:
+        return "unknown"
+
+
+def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MAX_BYTES) -> nn.Module:
+    """The model of an uploaded ``torch.export`` program (.pt2), checked and made prunable.
+
+    Returns a ``torch.fx.GraphModule`` (CPU, eval mode) whose Linear / Conv2d calls are real
+    modules where possible; ``describe_model(model, record)`` lists what SiPP can prune.
+
+    Raises:
+        ValueError: too big, not a .pt2, refused by the safety scan, not loadable by this PyTorch,
+            more than one input or output, fixed batch size, wrong input shape or class count.
+    """
+    what = "exported program"
+    raw = _read_upload(data, max_bytes, what)
+    scan_pt2(raw)
+    try:
+        ep = torch.export.load(io.BytesIO(raw))
+    except Exception as exc:
+        raise ValueError(f"{what}: could not be loaded by torch.export.load with PyTorch {torch.__version__} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                         f"re-export it with this version: {_EXPORT_HINT}") from exc
+    user_inputs = list(ep.graph_signature.user_inputs)
+    user_outputs = list(ep.graph_signature.user_outputs)
+    if len(user_inputs) != 1 or len(user_outputs) != 1:
+        raise ValueError(f"{what}: the program takes {len(user_inputs)} inputs and returns {len(user_outputs)} "
+                         "outputs; SiPP needs one image/vector batch in and one logits tensor out")
+    expected = _expected_input(ep)
+    try:
+        gm = ep.module()
+    except Exception as exc:
+        raise ValueError(f"{what}: the program could not be turned into a module ({exc})") from exc
+    gm, _notes = _adopt_layers(gm)
+    rec = dataset_record
+    for n in (1, 2):
+        try:
+            with torch.no_grad():
+                out = gm(rec.x_test[:n])
+        except Exception as exc:
+            text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if n == 2 and "size()[0]" in text:
+                raise ValueError(f"{what}: it was exported for a fixed batch size of 1 and cannot take batches; "
+                                 f"{_EXPORT_HINT}") from exc
+            raise ValueError(f"{what} expects inputs shaped {expected}, but the data set {rec.name!r} gives "
+                             f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text}); choose the data set "
+                             "the program was exported for") from exc
+        if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] != n:
+            raise ValueError(f"{what}: returned {out.shape[0]} rows for a batch of {n}; {_EXPORT_HINT}")
+    _check_runs_on(gm, rec, f"the {what}")
+    for p in gm.parameters():
+        p.requires_grad_(True)
+    return gm.eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# (c) .npz data set
+
+
+def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes: int = NPZ_UPLOAD_MAX_BYTES):
+    """An uploaded .npz data set as a DataRecord: the size limit here, every other check in
+    ``data.load_npz_dataset`` (x_train, y_train, x_test, y_test; allow_pickle=False)."""
+    from .data import load_npz_dataset
+
+    raw = _read_upload(data, max_bytes, "Invalid .npz data set")
+    names = _zip_names(raw)
+    if names is not None and (_looks_like_pt2(names) or _looks_like_torch_save(names)):
+        raise ValueError("Invalid .npz data set: this is a PyTorch file (weights or an exported program), not a "
+                         "data set; upload it in the model box, and the data as np.savez(path, x_train=..., "
+                         "y_train=..., x_test=..., y_test=...)")
+    return load_npz_dataset(raw, name=name, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# what can be pruned
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What SiPP sees in a model: prunable layers, layers left dense, and why."""
+
+    prunable: tuple[dict, ...]  # name, kind, weight_shape, weights
+    dense: tuple[dict, ...]  # name, reason
+    notes: tuple[str, ...] = field(default_factory=tuple)  # graph calls left as functions (exported programs)
+    prunable_weights: int = 0
+    total_parameters: int = 0
+
+    @property
+    def prunable_share(self) -> float:
+        return self.prunable_weights / self.total_parameters if self.total_parameters else 0.0
+
+    def to_dict(self) -> dict:
+        return dict(prunable=[dict(d) for d in self.prunable], dense=[dict(d) for d in self.dense],
+                    notes=list(self.notes), prunable_weights=self.prunable_weights,
+                    total_parameters=self.total_parameters, prunable_share=self.prunable_share)
+
+
+def describe_model(model: nn.Module, record) -> ModelDescription:
+    """Prunable layers (those a forward pass on the data set actually calls), dense layers and notes."""
+    from .layers import dense_layers, layer_infos
+
+    infos = layer_infos(model, record.input_shape)
+    prunable = tuple(dict(name=n, kind=i.kind, weight_shape=list(i.weight_shape), weights=i.num_weights)
+                     for n, i in infos.items())
+    dense = [dict(name=n, reason=r) for n, r in dense_layers(model)]
+    notes: list[str] = []
+    if isinstance(model, torch.fx.GraphModule):
+        aten = torch.ops.aten
+        for node in model.graph.nodes:
+            if node.op == "call_function" and node.target in (
+                aten.linear.default, aten.conv2d.default, aten.addmm.default, aten.mm.default,
+                aten.matmul.default, aten.convolution.default, aten.bmm.default,
+            ):
+                notes.append(f"{node.name}: {node.target} runs as exported (not a module); left dense")
+            elif node.op == "get_attr" and node.target.endswith(".weight"):
+                owner = node.target[: -len(".weight")]
+                if owner not in infos:
+                    dense.append(dict(name=owner, reason="weight used by a graph call that is not a layer module"))
+    total = sum(p.numel() for p in model.parameters())
+    return ModelDescription(prunable=prunable, dense=tuple(dense), notes=tuple(notes),
+                            prunable_weights=sum(d["weights"] for d in prunable), total_parameters=total)

@@ -1,0 +1,568 @@
+"""Run history: every prune, sweep and retraining run saved to a local SQLite file.
+
+    hist = RunHistory()                                   # $SIPP_DATA_HOME/runs.sqlite, or the default below
+    run_id = hist.add("prune", settings, results, timings)
+    hist.list(kind="prune", model="lenet300")             # newest first, list[RunRecord]
+    hist.frame()                                          # the same as a pandas DataFrame (one row per run)
+    hist.get(run_id).settings                             # reopen: feed the settings back to the engine
+    hist.compare([3, 7])                                  # key figures side by side
+    hist.delete(run_id)
+
+Where: ``RunHistory(path)``; without a path, ``$SIPP_DATA_HOME/runs.sqlite``, else
+``$XDG_DATA_HOME/sipp-studio/runs.sqlite``, else ``~/.local/share/sipp-studio/runs.sqlite``.
+
+Why SQLite and how it is used:
+
+* Survives restarts: it is a file; schema version in ``PRAGMA user_version``.
+* Two app sessions writing at once lose nothing: WAL journal (readers never block
+  the writer), a busy timeout, and one short ``BEGIN IMMEDIATE`` transaction per
+  write on a fresh connection, retried on "database is locked". No connection is
+  shared between threads, so the object is safe to share across Streamlit sessions.
+* A corrupted file is detected on open (``sqlite3.DatabaseError`` or a failing
+  ``PRAGMA quick_check``), moved aside to ``runs.sqlite.corrupt-<UTC timestamp>``
+  together with its ``-wal``/``-shm`` companions (never deleted), reported with a
+  ``RuntimeWarning`` and ``.recovered_from`` / ``.recovery_message``, and a fresh
+  database is created in its place.
+
+Stored per run: kind, creation time, settings, results, timings (JSON; NaN and
+infinity become null), versions (python, torch, numpy, sipp_core, git commit when
+known), an optional label, and the model / dataset / method columns pulled out of
+the settings so that listing and filtering stay fast.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import sqlite3
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["RunHistory", "RunRecord", "HistoryError", "default_history_path", "software_versions", "to_jsonable"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 15.0
+KINDS = ("prune", "sweep", "retrain", "isolation", "other")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind      TEXT NOT NULL,
+    created   REAL NOT NULL,          -- unix time, seconds
+    label     TEXT,
+    model     TEXT,
+    dataset   TEXT,
+    method    TEXT,
+    settings  TEXT NOT NULL,          -- JSON
+    results   TEXT NOT NULL,          -- JSON
+    timings   TEXT NOT NULL,          -- JSON
+    versions  TEXT NOT NULL           -- JSON
+);
+CREATE INDEX IF NOT EXISTS runs_kind_created ON runs(kind, created);
+CREATE INDEX IF NOT EXISTS runs_model_dataset ON runs(model, dataset);
+"""
+_SCHEMA_STATEMENTS = [
+    "\n".join(line.split("--")[0] for line in stmt.splitlines()).strip()
+    for stmt in _SCHEMA.split(";")
+    if stmt.strip()
+]
+
+
+class HistoryError(RuntimeError):
+    """The history database could not be read or written (the message says why and what to do)."""
+
+
+def default_history_path() -> Path:
+    """``$SIPP_DATA_HOME/runs.sqlite``, else ``$XDG_DATA_HOME/sipp-studio/runs.sqlite``, else ``~/.local/share/...``."""
+    root = os.environ.get("SIPP_DATA_HOME")
+    if root:
+        return Path(root) / "runs.sqlite"
+    base = os.environ.get("XDG_DATA_HOME") or (Path.home() / ".local" / "share")
+    return Path(base) / "sipp-studio" / "runs.sqlite"
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit, read from .git without a subprocess (None outside a git checkout)."""
+    try:
+        git = Path(__file__).resolve().parent.parent / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            p = git / ref
+            if p.exists():
+                return p.read_text().strip()[:12]
+            packed = git / "packed-refs"
+            if packed.exists():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0][:12]
+            return None
+        return head[:12]
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _static_versions() -> tuple:
+    out: dict[str, Any] = {"python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+        out["cuda"] = torch.version.cuda
+    except Exception:  # pragma: no cover - torch is a hard dependency
+        out["torch"] = None
+    try:
+        import numpy
+
+        out["numpy"] = numpy.__version__
+    except Exception:  # pragma: no cover
+        out["numpy"] = None
+    import sipp_core
+
+    out["sipp_core"] = getattr(sipp_core, "__version__", None)
+    out["git"] = _git_commit()
+    out["platform"] = platform.platform(terse=True)
+    return tuple(out.items())
+
+
+def software_versions() -> dict[str, Any]:
+    """Versions recorded with every run: python, torch (+cuda), numpy, sipp_core, git commit, platform."""
+    return dict(_static_versions())
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values: tensors and arrays become lists, NaN/inf become None, tuples lists, keys strings."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch / numpy tensors and scalars
+        return to_jsonable(obj.tolist())
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    if hasattr(obj, "item") and callable(obj.item):
+        return to_jsonable(obj.item())
+    return str(obj)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One saved run, as read back."""
+
+    id: int
+    kind: str
+    created: float  # unix time, seconds
+    label: str | None
+    model: str | None
+    dataset: str | None
+    method: str | None
+    settings: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def created_iso(self) -> str:
+        return datetime.fromtimestamp(self.created, tz=timezone.utc).isoformat(timespec="seconds")
+
+    def to_dict(self) -> dict:
+        return dict(
+            id=self.id, kind=self.kind, created=self.created, created_iso=self.created_iso, label=self.label,
+            model=self.model, dataset=self.dataset, method=self.method, settings=self.settings,
+            results=self.results, timings=self.timings, versions=self.versions,
+        )
+
+    def summary(self) -> dict:
+        """One flat row for a listing: identity plus the scalar settings and results (nested values skipped)."""
+        row = dict(id=self.id, kind=self.kind, created=self.created_iso, label=self.label,
+                   model=self.model, dataset=self.dataset, method=self.method)
+        for prefix, d in (("", self.settings), ("", self.results)):
+            for k, v in _flatten(d).items():
+                row.setdefault(prefix + k, v)
+        t = self.timings.get("total") if isinstance(self.timings, dict) else None
+        row["time_s"] = t if isinstance(t, (int, float)) else _sum_numbers(self.timings)
+        return row
+
+
+def _sum_numbers(d: Any) -> float | None:
+    if not isinstance(d, dict):
+        return None
+    vals = [v for v in d.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return float(sum(vals)) if vals else None
+
+
+def _flatten(d: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Scalar leaves of nested dicts as 'a.b' keys; lists are skipped (too long to compare cell by cell)."""
+    out: dict[str, Any] = {}
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 2:
+            out.update(_flatten(v, key + ".", depth + 1))
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[key] = v
+    return out
+
+
+def _to_time(v: Any) -> float:
+    """datetime, ISO string or unix seconds -> unix seconds."""
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(v, str):
+        dt = datetime.fromisoformat(v)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    raise ValueError(f"a time must be a datetime, an ISO 8601 string or unix seconds; got {v!r}")
+
+
+class RunHistory:
+    """A local SQLite store of runs (see the module docstring).
+
+    Args:
+        path: the database file; default :func:`default_history_path`.
+        timeout: seconds a write waits for another writer before giving up.
+
+    Attributes:
+        path: the database file.
+        recovered_from: where a corrupted file was moved on open (None when it was fine).
+        recovery_message: what was wrong with it (None when it was fine).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = BUSY_TIMEOUT_S):
+        self.path = Path(path) if path is not None else default_history_path()
+        self.timeout = float(timeout)
+        self.recovered_from: Path | None = None
+        self.recovery_message: str | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open()
+
+    # -- connection handling ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits, an app crash none.
+        con.execute("PRAGMA synchronous = NORMAL")
+        return con
+
+    def _retry(self, fn):
+        """Run fn() again while another writer holds the lock (beyond the busy timeout's own waiting)."""
+        deadline = time.monotonic() + 2 * self.timeout
+        delay = 0.01
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    def _open(self) -> None:
+        problem = self._check_file()
+        if problem is not None:
+            self._set_aside(problem)
+        try:
+            self._retry(self._init_schema)
+        except sqlite3.DatabaseError as exc:
+            # Corruption that only shows when writing the schema: set aside once, then start fresh.
+            if self.recovered_from is not None:
+                raise HistoryError(f"could not create a run history at {self.path}: {exc}") from exc
+            self._set_aside(f"{type(exc).__name__}: {exc}")
+            self._retry(self._init_schema)
+
+    def _check_file(self) -> str | None:
+        """None if the file is absent, empty or a sound SQLite database; else what is wrong."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        try:
+            con = self._connect()
+            try:
+                rows = con.execute("PRAGMA quick_check").fetchall()
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                return None  # another session is writing: the file is in use, not broken
+            return f"{type(exc).__name__}: {exc}"
+        except sqlite3.DatabaseError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if [r[0] for r in rows] != ["ok"]:
+            return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:3])
+        if tables and "runs" not in tables:
+            return f"a SQLite file, but not a run history (tables: {', '.join(sorted(tables))})"
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"{self.path} was written by a newer SiPP Studio (schema {version} > {SCHEMA_VERSION}); "
+                "upgrade, or open another file with RunHistory(path=...)"
+            )
+        return None
+
+    def _set_aside(self, problem: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        self.recovered_from = aside
+        self.recovery_message = (
+            f"the run history {self.path} could not be read ({problem}); it was moved to {aside.name} "
+            "(not deleted) and a new, empty history was started"
+        )
+        warnings.warn(self.recovery_message, RuntimeWarning, stacklevel=4)
+
+    def _init_schema(self) -> None:
+        con = self._connect()
+        try:
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # e.g. a file system without shared memory: still correct, just slower
+                warnings.warn(f"run history {self.path}: WAL journal not available (mode {mode})", RuntimeWarning)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA_STATEMENTS:
+                    con.execute(statement)
+                if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+
+    def _write(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        def once():
+            con = self._connect()
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = con.execute(sql, params)
+                    con.execute("COMMIT")
+                    return cur
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
+
+        try:
+            return self._retry(once)
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(
+                f"could not write to the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
+            ) from exc
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        def once():
+            con = self._connect()
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+
+        try:
+            return self._retry(once)
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(
+                f"could not read the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
+            ) from exc
+
+    # -- public API ------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        kind: str,
+        settings: dict,
+        results: dict,
+        timings: dict | None = None,
+        *,
+        label: str | None = None,
+        versions: dict | None = None,
+    ) -> int:
+        """Save one run; returns its id. Versions of python/torch/numpy/sipp_core are recorded automatically.
+
+        Args:
+            kind: "prune", "sweep", "retrain", "isolation" (or "other").
+            settings: what the run was asked to do (model, dataset, method, ... are indexed when present).
+            results: realised figures.
+            timings: seconds per stage.
+            label: an optional name the user gave the run.
+            versions: extra version facts merged over the automatic ones.
+        Raises:
+            ValueError: unknown kind, or settings/results that are not dicts.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        for name, d in (("settings", settings), ("results", results), ("timings", timings or {})):
+            if not isinstance(d, dict):
+                raise ValueError(f"{name} must be a dict; got {type(d).__name__}")
+        vers = software_versions()
+        vers.update(versions or {})
+
+        def pick(key):
+            v = settings.get(key)
+            if isinstance(v, (list, tuple)):
+                v = ",".join(str(x) for x in v)
+            return None if v is None else str(v)
+
+        method = pick("method") or pick("methods")
+        cur = self._write(
+            "INSERT INTO runs(kind, created, label, model, dataset, method, settings, results, timings, versions) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, time.time(), label, pick("model"), pick("dataset"), method,
+             _dumps(settings), _dumps(results), _dumps(timings or {}), _dumps(vers)),
+        )
+        return int(cur.lastrowid)
+
+    def add_entry(self, entry: Any, *, label: str | None = None) -> int:
+        """Save a record that knows how to describe itself: anything with ``history_entry()``
+        (SweepResult, CascadeResult, IsolationResult) or a pipeline ``Report`` (saved as kind "prune")."""
+        if hasattr(entry, "history_entry"):
+            e = entry.history_entry()
+            return self.add(e["kind"], e["settings"], e["results"], e.get("timings"), label=label)
+        if hasattr(entry, "to_dict") and hasattr(entry, "end_to_end"):  # pipeline.Report
+            d = entry.to_dict()
+            setting_keys = ("model", "dataset", "method", "keep_ratio_requested", "epsilon", "delta", "seed",
+                            "sample_size", "sample_size_formula", "patch_reduction", "allocation")
+            settings = {k: d[k] for k in setting_keys if k in d}
+            results = {k: v for k, v in d.items() if k not in settings and k != "timings_s"}
+            return self.add("prune", settings, results, d.get("timings_s", {}), label=label)
+        raise TypeError(f"cannot save a {type(entry).__name__}: give a record with history_entry() or a Report")
+
+    def get(self, run_id: int) -> RunRecord:
+        """The run with this id. Raises KeyError when there is none (e.g. it was deleted)."""
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (int(run_id),))
+        if not rows:
+            raise KeyError(f"no run with id {run_id} in {self.path}")
+        return self._record(rows[0])
+
+    def list(
+        self,
+        kind: str | None = None,
+        *,
+        model: str | None = None,
+        dataset: str | None = None,
+        method: str | None = None,
+        label: str | None = None,
+        since: Any = None,
+        until: Any = None,
+        text: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, filtered by any of: kind, model, dataset, method (a sweep matches each of its
+        methods), label (substring), since/until (datetime, ISO string or unix seconds), text (substring of
+        the settings or label JSON), limit."""
+        where, params = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        for col, val in (("model", model), ("dataset", dataset)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if method is not None:
+            where.append("(method = ? OR ',' || method || ',' LIKE ?)")
+            params += [method, f"%,{method},%"]
+        if label is not None:
+            where.append("label LIKE ?")
+            params.append(f"%{label}%")
+        if since is not None:
+            where.append("created >= ?")
+            params.append(_to_time(since))
+        if until is not None:
+            where.append("created <= ?")
+            params.append(_to_time(until))
+        if text is not None:
+            where.append("(settings LIKE ? OR IFNULL(label, '') LIKE ?)")
+            params += [f"%{text}%", f"%{text}%"]
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [self._record(r) for r in self._read(sql, tuple(params))]
+
+    def frame(self, kind: str | None = None, **filters):
+        """``list(...)`` as a pandas DataFrame, one flat row per run (see RunRecord.summary)."""
+        import pandas as pd
+
+        return pd.DataFrame([r.summary() for r in self.list(kind, **filters)])
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return int(self._read("SELECT COUNT(*) FROM runs")[0][0])
+        return int(self._read("SELECT COUNT(*) FROM runs WHERE kind = ?", (kind,))[0][0])
+
+    def delete(self, run_id: int | Iterable[int]) -> int:
+        """Delete one run or several; returns how many were deleted (0 for ids that do not exist)."""
+        ids = [int(run_id)] if isinstance(run_id, (int, str)) else [int(i) for i in run_id]
+        if not ids:
+            return 0
+        cur = self._write(f"DELETE FROM runs WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        return int(cur.rowcount)
+
+    def compare(self, ids: Iterable[int]):
+        """Key figures of several runs side by side: a DataFrame with one column per run (named
+        '#<id> <kind>') and one row per scalar setting/result/timing; rows that differ first.
+
+        Raises KeyError naming any id that does not exist."""
+        import pandas as pd
+
+        ids = [int(i) for i in ids]
+        records = [self.get(i) for i in ids]
+        cols = {}
+        for r in records:
+            flat = {"kind": r.kind, "created": r.created_iso, "label": r.label}
+            flat.update({f"settings.{k}": v for k, v in _flatten(r.settings).items()})
+            flat.update({f"results.{k}": v for k, v in _flatten(r.results).items()})
+            flat.update({f"timings.{k}": v for k, v in _flatten(r.timings).items()})
+            flat.update({f"versions.{k}": v for k, v in _flatten(r.versions).items()})
+            cols[f"#{r.id} {r.kind}"] = flat
+        df = pd.DataFrame(cols)
+        if df.empty:
+            return df
+        differs = df.astype(str).nunique(axis=1) > 1
+        order = list(df.index[differs]) + list(df.index[~differs])
+        df = df.loc[order]
+        df.insert(0, "differs", differs.loc[order].values)
+        return df
+
+    @staticmethod
+    def _record(row: tuple) -> RunRecord:
+        rid, kind, created, label, model, dataset, method, settings, results, timings, versions = row
+        return RunRecord(
+            id=int(rid), kind=kind, created=float(created), label=label, model=model, dataset=dataset,
+            method=method, settings=json.loads(settings), results=json.loads(results),
+            timings=json.loads(timings), versions=json.loads(versions),
+        )
+
+    def __repr__(self) -> str:
+        return f"RunHistory({str(self.path)!r})"

@@ -1,0 +1,546 @@
+"""Trade-off sweeps: keep ratios x methods x seeds on one trained network.
+
+    res = sweep("lenet300", "mnist5k", methods=["sipp-hybrid", "wt"], ratio_range=(0.5, 0.01), count=8, seeds=2)
+    df = res.to_frame()                     # one row per (seed, method, keep ratio)
+    prune_potential(df, max_accuracy_drop=0.01)   # per method: largest pruned share within 1 point of accuracy
+
+    python -m sipp_core sweep --model lenet300 --dataset mnist5k --methods sipp-hybrid,wt --ratios 0.5:0.01:8
+
+How it runs: for each seed s, ``pipeline.prepare(model, dataset, seed=s)`` draws S with that seed and
+computes the sensitivities once; every (method, keep ratio) point of that seed reuses them and prunes
+with ``seed=s``. Keep ratios are a geometric grid from the largest to the smallest (user-set range and
+count) or an explicit list. Per point: accuracy after pruning (test split), top-1 agreement with the
+dense network, relative logits error, the largest per-row bound over all layers (nan for methods
+without a bound), the realised keep ratio and the time to prune and evaluate the point (sensitivities
+excluded; they are reported per seed in ``timings_s``). With ``measure_errors=True`` each point also
+measures layer-local errors on S and held-out points (``pipeline.evaluate_prune``), which costs more
+than the pruning itself; the default skips it.
+
+Results are cached on disk (``<cache>/sweeps/<key>.json``, cache = SIPP_CACHE_DIR or
+~/.cache/sipp-studio) under a key of every setting plus the checkpoint file's identity; a cancelled
+(partial) sweep is returned with ``cancelled=True`` and never cached. A point whose pruning raises
+ValueError is kept as a row with ``error`` set and NaN figures, so one bad point does not lose a sweep.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_METHODS", "SweepResult", "sweep", "geometric_ratios", "parse_ratios", "prune_potential",
+    "add_sweep_parser", "cmd_sweep", "sweep_cache_dir",
+]
+
+DEFAULT_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand", "wt", "random")
+DEFAULT_RANGE = (0.5, 0.01)
+DEFAULT_COUNT = 8
+CACHE_VERSION = 1  # bump when rows change meaning
+
+ROW_FIELDS = (
+    "method", "seed", "keep_ratio_requested", "keep_ratio", "kept", "total", "accuracy_before", "accuracy_after",
+    "accuracy_drop", "agreement", "logits_rel_error", "bound_max", "measured_max_heldout", "failure_rate_heldout",
+    "time_s", "error",
+)
+
+
+def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
+    """`count` keep ratios from hi down to lo, evenly spaced in log (rounded to 6 significant digits)."""
+    hi, lo, count = float(hi), float(lo), int(count)
+    if not (0 < lo <= 1 and 0 < hi <= 1) or math.isnan(hi) or math.isnan(lo):
+        raise ValueError(f"keep-ratio range ends must lie in (0, 1]; got {hi:g} and {lo:g}")
+    if count < 1:
+        raise ValueError(f"the number of keep ratios must be at least 1; got {count}")
+    if count == 1:
+        return (float(f"{hi:.6g}"),)
+    if hi == lo:
+        raise ValueError(f"keep-ratio range ends are equal ({hi:g}); give two different ends or count 1")
+    hi, lo = max(hi, lo), min(hi, lo)
+    return tuple(float(f"{v:.6g}") for v in np.geomspace(hi, lo, count))
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """'K1:K2:N' (geometric grid of N ratios from K1 to K2) or 'a,b,c' (explicit list, any order)."""
+    text = str(text).strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            return geometric_ratios(float(parts[0]), float(parts[1]), int(parts[2]))
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        if "keep-ratio" in str(exc) or "number of keep ratios" in str(exc):
+            raise
+        raise ValueError(f"ratios must be 'K1:K2:N' (e.g. 0.5:0.01:8) or a comma list (e.g. 0.5,0.1,0.02); "
+                         f"got {text!r}") from exc
+    return _check_ratios(values)
+
+
+def _check_ratios(values: Iterable[float]) -> tuple[float, ...]:
+    vals = tuple(float(v) for v in values)
+    if not vals:
+        raise ValueError("give at least one keep ratio")
+    bad = [v for v in vals if not (0 < v <= 1) or math.isnan(v)]
+    if bad:
+        raise ValueError(f"keep ratios must lie in (0, 1]; got {bad[0]:g}")
+    return tuple(sorted(set(vals), reverse=True))
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, bool):
+        raise ValueError("seeds must be a count (int >= 1) or a list of integer seeds")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be at least 1 (a count) or a list of seeds; got {seeds}")
+        return tuple(range(seeds))
+    try:
+        out = tuple(int(s) for s in seeds)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"seeds must be a count or a list of integers; got {seeds!r}") from exc
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise ValueError(f"seeds must be distinct non-negative integers; got {list(out)}")
+    return out
+
+
+def _check_methods(methods) -> tuple[str, ...]:
+    from .planner import METHODS
+
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError(f"give at least one method: {', '.join(METHODS)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method {bad[0]!r}; valid methods: {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods repeat: {list(methods)}")
+    return methods
+
+
+def sweep_cache_dir() -> Path:
+    """<SIPP_CACHE_DIR or ~/.cache/sipp-studio>/sweeps (next to the checkpoint cache)."""
+    from .checkpoints import cache_dir
+
+    return cache_dir().parent / "sweeps"
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Rows are plain dicts with the keys of ROW_FIELDS (see the module docstring)."""
+
+    rows: tuple
+    settings: dict
+    timings_s: dict = field(default_factory=dict)
+    cancelled: bool = False
+    from_cache: bool = False
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows), columns=list(ROW_FIELDS))
+
+    def summary_frame(self):
+        """Mean over seeds per (method, keep_ratio_requested), with the accuracy's std and the seed count."""
+        df = self.to_frame()
+        if df.empty:
+            return df
+        num = ["keep_ratio", "accuracy_before", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error",
+               "bound_max", "measured_max_heldout", "failure_rate_heldout", "time_s"]
+        df[num] = df[num].astype(float)
+        g = df.groupby(["method", "keep_ratio_requested"], sort=False)
+        out = g[num].mean()
+        out["accuracy_std"] = g["accuracy_after"].std(ddof=0)
+        out["seeds"] = g["seed"].count()
+        out["errors"] = g["error"].apply(lambda s: int(s.notna().sum()))
+        return out.reset_index().sort_values(["method", "keep_ratio_requested"], ascending=[True, False],
+                                             key=lambda c: c.map(self._method_order) if c.name == "method" else c)
+
+    def _method_order(self, m):
+        methods = list(self.settings.get("methods", []))
+        return methods.index(m) if m in methods else len(methods)
+
+    def to_dict(self) -> dict:
+        return dict(kind="sweep", rows=[dict(r) for r in self.rows], settings=dict(self.settings),
+                    timings_s=dict(self.timings_s), cancelled=self.cancelled)
+
+    def to_json(self) -> str:
+        from .history import to_jsonable
+
+        return json.dumps(to_jsonable(self.to_dict()), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, *, from_cache: bool = False) -> "SweepResult":
+        d = json.loads(text)
+        nan = float("nan")
+        rows = tuple({k: (nan if r.get(k) is None and k not in ("error",) and k in _FLOAT_FIELDS else r.get(k))
+                      for k in ROW_FIELDS} for r in d["rows"])
+        return cls(rows=rows, settings=d["settings"], timings_s=d.get("timings_s", {}),
+                   cancelled=d.get("cancelled", False), from_cache=from_cache)
+
+    def history_entry(self) -> dict:
+        return dict(kind="sweep", settings=dict(self.settings),
+                    results=dict(rows=[dict(r) for r in self.rows], cancelled=self.cancelled, points=len(self.rows)),
+                    timings=dict(self.timings_s))
+
+
+_FLOAT_FIELDS = {"keep_ratio", "accuracy_before", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error",
+                 "bound_max", "measured_max_heldout", "failure_rate_heldout", "time_s"}
+
+
+def _checkpoint_identity(model_name: str, dataset: str) -> dict:
+    """What identifies the trained network without loading it: the checkpoint file (shipped or cached)."""
+    from .checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
+    from .train import DEFAULT_EPOCHS
+
+    fname = checkpoint_name(model_name, dataset, DEFAULT_EPOCHS.get(model_name, 30), 0)
+    for p in (ASSETS_DIR / fname, cache_dir() / fname):
+        if p.exists():
+            st = p.stat()
+            return dict(path=str(p), size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return dict(path=None)
+
+
+def _cache_key(settings: dict, ident: dict) -> str:
+    blob = json.dumps(dict(v=CACHE_VERSION, settings=settings, checkpoint=ident), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _nan_row(method, seed, ratio, error=None, **extra) -> dict:
+    row = {k: float("nan") for k in ROW_FIELDS}
+    row.update(method=method, seed=seed, keep_ratio_requested=ratio, kept=None, total=None, error=error)
+    row.update(extra)
+    return row
+
+
+def _call_prepare(fn, seed, progress):
+    """fn(seed, progress) when fn takes two arguments, else fn(seed)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+        two = len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        two = False
+    return fn(seed, progress) if two else fn(seed)
+
+
+def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> dict:
+    """Prune once with cached sensitivities and evaluate: one sweep row."""
+    t0 = time.perf_counter()
+    if measure_errors:
+        from .pipeline import evaluate_prune
+
+        rep = evaluate_prune(prepared, method=method, keep_ratio=ratio, delta=delta, seed=seed, allocation=allocation)
+        result, e2e = rep.result, rep.end_to_end
+        held = [v for v in rep.errors_heldout.values()]
+        measured = max((e.max for e in held), default=float("nan"))
+        fails = [e.failure_rate for e in held if not math.isnan(e.failure_rate)]
+        failure = max(fails) if fails else float("nan")
+    else:
+        from .measure import end_to_end
+        from .prune import prune
+
+        result = prune(prepared.model, prepared.s_x, method=method, keep_ratio=ratio, delta=delta, seed=seed,
+                       sensitivities=prepared.sensitivities, patch_reduction=prepared.patch_reduction,
+                       labels=prepared.s_y, allocation=allocation)
+        rec = prepared.record
+        e2e = end_to_end(prepared.model, result.model, rec.x_test, rec.y_test, before_logits=prepared.test_logits)
+        measured = failure = float("nan")
+    bounds = [l.bound for l in result.layers if not math.isnan(l.bound)]
+    return dict(
+        method=method, seed=seed, keep_ratio_requested=ratio, keep_ratio=float(result.keep_ratio),
+        kept=int(result.kept), total=int(result.total), accuracy_before=e2e.accuracy_before,
+        accuracy_after=e2e.accuracy_after, accuracy_drop=e2e.accuracy_before - e2e.accuracy_after,
+        agreement=e2e.agreement, logits_rel_error=e2e.logits_rel_error,
+        bound_max=max(bounds) if bounds else float("nan"), measured_max_heldout=measured,
+        failure_rate_heldout=failure, time_s=time.perf_counter() - t0, error=None,
+    )
+
+
+def sweep(
+    model_name: str,
+    dataset: str,
+    *,
+    methods=DEFAULT_METHODS,
+    ratios: Iterable[float] | None = None,
+    ratio_range: tuple[float, float] = DEFAULT_RANGE,
+    count: int = DEFAULT_COUNT,
+    seeds=1,
+    sample_size: int | None = None,
+    delta: float = 1e-16,
+    allocation: str = "global",
+    measure_errors: bool = False,
+    cache: bool = True,
+    prepare_fn: Callable | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SweepResult:
+    """Keep ratios x methods x seeds on one trained network (see the module docstring).
+
+    Args:
+        model_name, dataset: the trained network (shipped, cached or trained now) and its data set.
+        methods: planner methods (a list, or a comma-separated string).
+        ratios: explicit keep ratios; else a geometric grid of `count` ratios over `ratio_range` (hi, lo).
+        seeds: a count n (seeds 0..n-1) or a list of seeds; each seed draws its own S and sampling.
+        sample_size: |S| (default: the formula, capped at the S-pool).
+        delta: failure probability of the bounds (and of the SiPP allocation).
+        allocation: deterministic SiPP's budget allocation ("global" or "bound-optimal").
+        measure_errors: also measure layer-local errors (slower); adds measured_max_heldout and
+            failure_rate_heldout (largest over layers).
+        cache: read and write the on-disk result cache.
+        prepare_fn: optional callable seed -> pipeline.Prepared (e.g. the app's cached prepare);
+            default ``pipeline.prepare(model_name, dataset, sample_size=..., seed=seed)``.
+        progress: progress(fraction, message), messages with a time estimate.
+        should_stop: polled before every point; True stops and returns the rows so far (cancelled=True).
+
+    Raises:
+        ValueError: bad methods, ratios, seeds, delta or allocation (before any work starts).
+    """
+    from .prune import validate_arguments
+    from .retrain import JobProgress
+
+    methods = _check_methods(methods)
+    grid = _check_ratios(ratios) if ratios is not None else geometric_ratios(ratio_range[0], ratio_range[1], count)
+    seed_list = _check_seeds(seeds)
+    for m in methods:
+        validate_arguments(m, grid[0], None, delta, "max", allocation)
+    if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
+        raise ValueError(f"sample_size must be a positive integer or None; got {sample_size!r}")
+    settings = dict(model=model_name, dataset=dataset, methods=list(methods), ratios=list(grid),
+                    seeds=list(seed_list), sample_size=sample_size, delta=delta, allocation=allocation,
+                    measure_errors=bool(measure_errors))
+    job = JobProgress(progress)
+    path = None
+    prepare_fn_given = prepare_fn is not None
+    settings_key = dict(settings)  # settings gains sample_size_used while running: key on the request only
+    if cache and not prepare_fn_given:
+        ident = _checkpoint_identity(model_name, dataset)
+        if ident.get("path"):
+            path = sweep_cache_dir() / f"{_cache_key(settings_key, ident)}.json"
+            if path.exists():
+                try:
+                    res = SweepResult.from_json(path.read_text(), from_cache=True)
+                    job.report(1.0, "sweep read from the cache")
+                    return res
+                except (ValueError, KeyError, OSError):
+                    path.unlink(missing_ok=True)  # a damaged cache entry is simply recomputed
+    if prepare_fn is None:
+        from .pipeline import prepare
+
+        def prepare_fn(seed, _progress=None):
+            return prepare(model_name, dataset, sample_size=sample_size, seed=seed, progress=_progress)
+
+    t_start = time.perf_counter()
+    points = len(methods) * len(grid)
+    prep_units = max(2.0, points / 8)  # sensitivities weigh about this many points on the progress bar
+    per_seed = prep_units + points
+    total_units = per_seed * len(seed_list)
+    rows: list[dict] = []
+    timings = dict(sensitivity={}, prepare={}, points=0.0)
+    cancelled = False
+    for si, seed in enumerate(seed_list):
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
+        base = si * per_seed
+        job.report(base / total_units, f"seed {seed}: sensitivities")
+        tp = time.perf_counter()
+        prepared = _call_prepare(prepare_fn, seed, job.stage(base / total_units, (base + prep_units) / total_units,
+                                                            f"seed {seed}: "))
+        timings["prepare"][str(seed)] = time.perf_counter() - tp
+        timings["sensitivity"][str(seed)] = float(prepared.timings_s.get("sensitivity", float("nan")))
+        settings.setdefault("sample_size_used", {})[str(seed)] = int(prepared.sample_size)
+        k = 0
+        for method in methods:
+            for ratio in grid:
+                if should_stop is not None and should_stop():
+                    cancelled = True
+                    break
+                try:
+                    row = _point(prepared, method, ratio, seed, delta, allocation, measure_errors)
+                except ValueError as exc:
+                    row = _nan_row(method, seed, ratio, error=str(exc))
+                rows.append(row)
+                timings["points"] += row["time_s"] if not math.isnan(row["time_s"]) else 0.0
+                k += 1
+                job.report((base + prep_units + k) / total_units,
+                           f"seed {seed}: {method} at keep ratio {ratio:g} -> accuracy "
+                           f"{row['accuracy_after']:.4f}" if row["error"] is None else f"{method} {ratio:g}: failed")
+            if cancelled:
+                break
+        if cancelled:
+            break
+    timings["total"] = time.perf_counter() - t_start
+    res = SweepResult(rows=tuple(rows), settings=settings, timings_s=timings, cancelled=cancelled)
+    if cache and path is None and prepare_fn_given is False and not cancelled:
+        ident = _checkpoint_identity(model_name, dataset)  # the checkpoint may have been trained just now
+        if ident.get("path"):
+            path = sweep_cache_dir() / f"{_cache_key(settings_key, ident)}.json"
+    if path is not None and not cancelled:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(res.to_json())
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache is not an error
+    job.report(1.0, "sweep cancelled" if cancelled else f"sweep finished: {len(rows)} points")
+    return res
+
+
+def prune_potential(frame, max_accuracy_drop: float):
+    """Per method, the largest pruned share (1 - keep ratio) whose accuracy drop stays within the limit.
+
+    Rule: average over seeds first (mean accuracy drop and mean realised keep ratio per method and
+    requested keep ratio), then walk the grid from the largest keep ratio down and stop at the first
+    ratio whose mean drop exceeds ``max_accuracy_drop`` (or that failed); the answer is the last ratio
+    before that. A lucky point further down after a failing one does not count. Drops are in accuracy
+    units (0.01 = one percentage point) against the dense network's accuracy.
+
+    Args:
+        frame: SweepResult.to_frame() (or a SweepResult).
+        max_accuracy_drop: the largest acceptable drop, >= 0.
+
+    Returns: a DataFrame with method, max_pruned_share, keep_ratio (realised, mean), keep_ratio_requested,
+    accuracy_after (mean), accuracy_drop (mean), seeds and note. max_pruned_share is NaN when even the
+    largest keep ratio of the grid drops too much (nothing is known above the grid).
+    """
+    import pandas as pd
+
+    if hasattr(frame, "to_frame"):
+        frame = frame.to_frame()
+    if not (isinstance(max_accuracy_drop, (int, float)) and max_accuracy_drop >= 0) or math.isnan(max_accuracy_drop):
+        raise ValueError(f"max_accuracy_drop must be a number >= 0 (0.01 = one point); got {max_accuracy_drop!r}")
+    out = []
+    cols = ["method", "max_pruned_share", "keep_ratio", "keep_ratio_requested", "accuracy_after", "accuracy_drop",
+            "seeds", "note"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    df = frame.copy()
+    for c in ("keep_ratio", "accuracy_after", "accuracy_drop"):
+        df[c] = df[c].astype(float)
+    for method, g in df.groupby("method", sort=False):
+        agg = g.groupby("keep_ratio_requested").agg(
+            keep_ratio=("keep_ratio", "mean"), accuracy_after=("accuracy_after", "mean"),
+            accuracy_drop=("accuracy_drop", "mean"), seeds=("seed", "nunique"),
+            failed=("error", lambda s: bool(s.notna().any())),
+        ).sort_index(ascending=False)
+        best = None
+        for ratio, r in agg.iterrows():
+            if r["failed"] or math.isnan(r["accuracy_drop"]) or r["accuracy_drop"] > max_accuracy_drop + 1e-12:
+                break
+            best = (ratio, r)
+        if best is None:
+            top = agg.index[0]
+            out.append(dict(method=method, max_pruned_share=float("nan"), keep_ratio=float("nan"),
+                            keep_ratio_requested=float("nan"), accuracy_after=float("nan"),
+                            accuracy_drop=float("nan"), seeds=int(agg["seeds"].max()),
+                            note=f"no grid point within the drop (the largest keep ratio tried was {top:g})"))
+        else:
+            ratio, r = best
+            note = "" if ratio != agg.index[-1] else "the smallest keep ratio of the grid: extend the grid down"
+            out.append(dict(method=method, max_pruned_share=1.0 - float(r["keep_ratio"]), keep_ratio=float(r["keep_ratio"]),
+                            keep_ratio_requested=float(ratio), accuracy_after=float(r["accuracy_after"]),
+                            accuracy_drop=float(r["accuracy_drop"]), seeds=int(r["seeds"]), note=note))
+    return pd.DataFrame(out, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line
+
+
+def _stderr_progress(fraction: float, message: str) -> None:
+    bar = "#" * int(30 * fraction)
+    print(f"\rsweep [{bar:<30}] {100 * fraction:5.1f}% {message[:70]:<70}", end="", file=sys.stderr, flush=True)
+    if fraction >= 1.0:
+        print(file=sys.stderr)
+
+
+def _fmt(v, spec=".4f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec)
+
+
+def format_table(res: SweepResult) -> str:
+    """The sweep as a text table: one line per (method, keep ratio), means over seeds."""
+    s = res.summary_frame()
+    seeds = len(res.settings.get("seeds", [1]))
+    acc_head = "acc (mean±sd)" if seeds > 1 else "accuracy"
+    head = (f"{'method':<12}{'keep req':>9}{'keep':>9}{acc_head:>16}{'agree':>8}{'logit err':>10}"
+            f"{'max bound':>11}{'ms/pt':>8}")
+    lines = [head, "-" * len(head)]
+    for _, r in s.iterrows():
+        acc = _fmt(r["accuracy_after"]) + (f"±{r['accuracy_std']:.3f}" if seeds > 1 else "")
+        lines.append(f"{r['method']:<12}{r['keep_ratio_requested']:>9.4g}{_fmt(r['keep_ratio']):>9}{acc:>16}"
+                     f"{_fmt(r['agreement']):>8}{_fmt(r['logits_rel_error'], '.3g'):>10}"
+                     f"{_fmt(r['bound_max'], '.3g'):>11}{_fmt(1e3 * r['time_s'], '.0f'):>8}"
+                     + (f"  ({int(r['errors'])} failed)" if r["errors"] else ""))
+    return "\n".join(lines)
+
+
+def cmd_sweep(args) -> int:
+    methods = _check_methods(args.methods)  # validate before any expensive work
+    grid = parse_ratios(args.ratios)
+    res = sweep(args.model, args.dataset, methods=methods, ratios=grid, seeds=args.seeds,
+                sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
+                measure_errors=args.measure_errors, cache=not args.no_cache,
+                progress=None if args.quiet else _stderr_progress)
+    rows = res.rows
+    before = next((r["accuracy_before"] for r in rows if not math.isnan(r["accuracy_before"])), float("nan"))
+    print(f"{args.model} on {args.dataset}: {len(methods)} methods x {len(grid)} keep ratios x "
+          f"{len(res.settings['seeds'])} seed(s); dense accuracy {_fmt(before)}"
+          + (" (from the cache)" if res.from_cache else ""))
+    print(format_table(res))
+    errors = [r for r in rows if r["error"]]
+    for r in errors[:5]:
+        print(f"  failed: {r['method']} at {r['keep_ratio_requested']:g} (seed {r['seed']}): {r['error']}")
+    t = res.timings_s
+    if t.get("sensitivity"):
+        sens = ", ".join(f"{v:.2f}" for v in t["sensitivity"].values())
+        print(f"time: total {t.get('total', 0):.1f} s; sensitivities per seed {sens} s; points {t.get('points', 0):.1f} s")
+    if args.max_drop is not None:
+        pp = prune_potential(res.to_frame(), args.max_drop)
+        print(f"prune potential within an accuracy drop of {args.max_drop:g}:")
+        for _, r in pp.iterrows():
+            share = "-" if math.isnan(r["max_pruned_share"]) else f"{100 * r['max_pruned_share']:.1f}% pruned"
+            print(f"  {r['method']:<12}{share:>16}  {r['note']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(res.to_json())
+        print(f"sweep written to {args.json}")
+    return 0
+
+
+def add_sweep_parser(subparsers):
+    """Add the `sweep` sub-command to an argparse subparsers object; returns the new parser."""
+    p = subparsers.add_parser("sweep", help="keep ratios x methods x seeds on one trained network")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated planner methods")
+    p.add_argument("--ratios", default=f"{DEFAULT_RANGE[0]}:{DEFAULT_RANGE[1]}:{DEFAULT_COUNT}",
+                   help="K1:K2:N for N ratios on a geometric grid from K1 to K2, or a comma list")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1): S and sampling per seed")
+    p.add_argument("--sample-size", type=int, help="|S| (default: the formula of SPEC section 2.5)")
+    p.add_argument("--delta", type=float, default=1e-16)
+    p.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
+    p.add_argument("--measure-errors", action="store_true", help="also measure layer-local errors (slower)")
+    p.add_argument("--max-drop", type=float, help="print the prune potential within this accuracy drop (0.01 = 1 point)")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", help="write the rows and settings here")
+    p.set_defaults(func=cmd_sweep)
+    return p

@@ -1,0 +1,282 @@
+"""Bring your own: state_dicts, exported programs and .npz uploads; every bad or hostile file the tests write
+themselves is refused with a message naming the problem, and nothing is unpickled freely."""
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from sipp_core import byo
+from sipp_core.byo import (describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload,
+                           scan_pt2)
+from sipp_core.data import load_dataset
+from sipp_core.layers import prunable_layers
+from sipp_core.models import build_model
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons")
+
+
+def _mlp(classes=2, inputs=(2,), seed=0):
+    return build_model("mlp", inputs, classes, widths=(8,), seed=seed).eval()
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _export(model, example, dynamic=True) -> bytes:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    ep = torch.export.export(model, (example,), dynamic_shapes=shapes)
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported(moons):
+    model = _mlp(seed=3)
+    return model, _export(model, moons.x_test[:2])
+
+
+def _rewrite(raw: bytes, change) -> bytes:
+    """A copy of a zip archive with entries changed by change(dict inner_name -> bytes)."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        root = z.namelist()[0].split("/", 1)[0]
+        entries = {n.split("/", 1)[1]: z.read(n) for n in z.namelist()}
+    change(entries)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for n, data in entries.items():
+            z.writestr(f"{root}/{n}", data)
+    return out.getvalue()
+
+
+class Evil:  # any class outside torch's allowlist stands for "arbitrary code on load"
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+# ---------------------------------------------------------------------------------------------- state_dict
+
+
+def test_state_dict_variants_load(moons):
+    ref = _mlp(seed=1)
+    x = moons.x_test[:16]
+    sd = ref.state_dict()
+    for payload in (sd, {"state_dict": sd, "epochs": 3}, {f"module.{k}": v for k, v in sd.items()}):
+        m = load_state_dict_upload(_saved(payload), "mlp", moons, model_options=dict(widths=(8,)))
+        assert torch.equal(m(x), ref(x)) and not m.training
+    m = load_state_dict_upload(io.BytesIO(_saved(sd)), "mlp", moons, model_options=dict(widths=(8,)))  # file object
+    assert torch.equal(m(x), ref(x))
+
+
+def test_state_dict_shipped_checkpoint_loads():
+    rec = load_dataset("mnist5k")
+    from sipp_core.checkpoints import ASSETS_DIR
+
+    raw = (ASSETS_DIR / "lenet300-mnist5k-e30-s0.pt").read_bytes()
+    m = load_state_dict_upload(raw, "lenet300", rec)
+    assert float((m(rec.x_test).argmax(1) == rec.y_test).float().mean()) > 0.9
+
+
+def test_state_dict_too_big_and_empty(moons):
+    raw = _saved(_mlp().state_dict())
+    with pytest.raises(ValueError, match=r"limit is .* MiB"):
+        load_state_dict_upload(raw, "mlp", moons, max_bytes=100, model_options=dict(widths=(8,)))
+    with pytest.raises(ValueError, match="empty"):
+        load_state_dict_upload(b"", "mlp", moons)
+
+
+@pytest.mark.parametrize("raw, match", [
+    (b"\x00\x01garbage" * 50, "not a readable PyTorch file"),
+    (b"PK\x03\x04 truncated zip", "not a readable PyTorch file"),
+])
+def test_state_dict_not_a_torch_file(moons, raw, match):
+    with pytest.raises(ValueError, match=match):
+        load_state_dict_upload(raw, "mlp", moons, model_options=dict(widths=(8,)))
+
+
+def test_state_dict_pickle_with_disallowed_globals_never_runs(moons, capsys):
+    sd = dict(_mlp().state_dict())
+    sd["extra"] = Evil()
+    for raw in (_saved(sd), pickle.dumps(sd)):  # a torch.save zip and a bare pickle
+        with pytest.raises(ValueError, match="Python objects other than tensors"):
+            load_state_dict_upload(raw, "mlp", moons, model_options=dict(widths=(8,)))
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_state_dict_wrong_keys_names_the_architecture():
+    rec = load_dataset("mnist5k")
+    sd = build_model("lenet5", (1, 28, 28), 10, seed=0).state_dict()
+    with pytest.raises(ValueError) as info:
+        load_state_dict_upload(_saved(sd), "lenet300", rec)
+    msg = str(info.value)
+    assert "missing keys" in msg and "unexpected keys" in msg and "'lenet5'" in msg
+
+
+def test_state_dict_class_count_and_input_size():
+    rec = load_dataset("mnist5k")
+    sd = build_model("lenet300", (1, 28, 28), 4, seed=0).state_dict()
+    with pytest.raises(ValueError, match=r"class count: .* 4 outputs, the data set 'mnist5k' has 10 classes"):
+        load_state_dict_upload(_saved(sd), "lenet300", rec)
+    digits = load_dataset("digits")
+    with pytest.raises(ValueError, match=r"input size: .* takes 784 inputs .* need 64"):
+        load_state_dict_upload(_saved(build_model("lenet300", (1, 28, 28), 10).state_dict()), "lenet300", digits)
+
+
+def test_state_dict_nan_and_non_dict(moons):
+    sd = _mlp().state_dict()
+    sd["1.weight"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1.weight"):
+        load_state_dict_upload(_saved(sd), "mlp", moons, model_options=dict(widths=(8,)))
+    with pytest.raises(ValueError, match="expected a state_dict"):
+        load_state_dict_upload(_saved([torch.zeros(2)]), "mlp", moons)
+    with pytest.raises(ValueError, match="not tensors: epochs"):
+        load_state_dict_upload(_saved({"epochs": 3, "w": torch.zeros(1)}), "mlp", moons)
+
+
+def test_state_dict_refuses_other_file_kinds(moons, exported):
+    with pytest.raises(ValueError, match="exported program"):
+        load_state_dict_upload(exported[1], "mlp", moons)
+    buf = io.BytesIO()
+    np.savez(buf, a=np.zeros(3))
+    with pytest.raises(ValueError, match="npz"):
+        load_state_dict_upload(buf.getvalue(), "mlp", moons)
+
+
+# ---------------------------------------------------------------------------------------------- exported
+
+
+def test_exported_round_trip_is_prunable(moons, exported):
+    ref, raw = exported
+    gm = load_exported_upload(raw, moons)
+    x = moons.x_test[:32]
+    assert torch.allclose(gm(x), ref(x), atol=1e-6)
+    assert list(prunable_layers(gm)) == ["1", "3"]  # same qualified names as the zoo model
+    assert set(gm.state_dict()) == set(ref.state_dict())
+    d = describe_model(gm, moons)
+    assert [p["name"] for p in d.prunable] == ["1", "3"] and d.prunable_weights == 2 * 8 + 8 * 2
+    assert 0 < d.prunable_share < 1 and d.to_dict()["notes"] == []
+    gm.train()  # export's own module refuses this; the rebuilt one accepts it
+    gm.eval()
+
+
+def test_exported_prunes_with_the_engine(moons, exported):
+    pytest.importorskip("sipp_core.sensitivity")
+    from sipp_core.prune import prune
+
+    gm = load_exported_upload(exported[1], moons)
+    r = prune(gm, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)
+    assert 0 < r.keep_ratio <= 0.5 + 1e-9 and set(r.masks) == {"1", "3"}
+
+
+def test_exported_checks(moons, exported):
+    with pytest.raises(ValueError, match="limit"):
+        load_exported_upload(exported[1], moons, max_bytes=1000)
+    with pytest.raises(ValueError, match="not a .pt2 archive"):
+        load_exported_upload(b"hello world, not a zip", moons)
+    with pytest.raises(ValueError, match="torch.save file"):
+        load_exported_upload(_saved(_mlp().state_dict()), moons)
+    spirals = load_dataset("spirals")  # (2,) inputs, 3 classes
+    with pytest.raises(ValueError, match="outputs 2 classes but the data set 'spirals' has 3"):
+        load_exported_upload(exported[1], spirals)
+    digits = load_dataset("digits")
+    with pytest.raises(ValueError, match=r"expects inputs shaped \(N, 2\)"):
+        load_exported_upload(exported[1], digits)
+
+
+def test_exported_fixed_batch_is_explained(moons):
+    raw = _export(_mlp(), moons.x_test[:1], dynamic=False)
+    with pytest.raises(ValueError, match="fixed batch size"):
+        load_exported_upload(raw, moons)
+
+
+@pytest.fixture
+def loader_must_not_run(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("torch.export.load was called on a file the scan should have refused")
+
+    monkeypatch.setattr(torch.export, "load", boom)
+
+
+def test_hostile_pickled_weight_refused(moons, exported, loader_must_not_run):
+    def change(e):
+        cfg = json.loads(e["data/weights/model_weights_config.json"])
+        first = next(iter(cfg["config"]))
+        cfg["config"][first]["use_pickle"] = True
+        e["data/weights/model_weights_config.json"] = json.dumps(cfg).encode()
+        e["data/weights/" + cfg["config"][first]["path_name"]] = _saved({"w": Evil()})
+
+    with pytest.raises(ValueError, match="objects other than tensors"):
+        load_exported_upload(_rewrite(exported[1], change), moons)
+
+
+def test_hostile_custom_object_refused(moons, exported, loader_must_not_run):
+    def change(e):
+        cfg = json.loads(e["data/constants/model_constants_config.json"])
+        cfg.setdefault("config", {})["evil"] = {"path_name": "opaque_obj_0", "use_pickle": True}
+        e["data/constants/model_constants_config.json"] = json.dumps(cfg).encode()
+        e["data/constants/opaque_obj_0"] = pickle.dumps(Evil())
+
+    with pytest.raises(ValueError, match="custom Python object"):
+        load_exported_upload(_rewrite(exported[1], change), moons)
+
+
+def test_hostile_sample_inputs_refused(moons, exported, loader_must_not_run):
+    def change(e):
+        e["data/sample_inputs/model.pt"] = _saved((Evil(),))
+
+    with pytest.raises(ValueError, match="sample inputs"):
+        load_exported_upload(_rewrite(exported[1], change), moons)
+
+
+def test_hostile_graph_target_refused(moons, exported, loader_must_not_run):
+    def change(e):
+        text = e["models/model.json"].decode()
+        e["models/model.json"] = text.replace("torch.ops.aten.relu.default", "torch.serialization.pickle.loads").encode()
+
+    with pytest.raises(ValueError, match="not ATen operators: torch.serialization.pickle.loads"):
+        load_exported_upload(_rewrite(exported[1], change), moons)
+
+
+def test_compiled_code_and_legacy_refused(moons, exported, loader_must_not_run):
+    with pytest.raises(ValueError, match="compiled code"):
+        load_exported_upload(_rewrite(exported[1], lambda e: e.update({"data/aotinductor/model/x.so": b"\x7fELF"})), moons)
+    with pytest.raises(ValueError, match="old archive layout"):
+        load_exported_upload(_rewrite(exported[1], lambda e: e.update({"data/weights/model.pt": b"x"})), moons)
+
+
+def test_scan_summary(exported):
+    s = scan_pt2(exported[1])
+    assert s["models"] == ["model"] and "torch.ops.aten.linear.default" in s["operators"]
+
+
+# ---------------------------------------------------------------------------------------------- npz
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_npz_upload():
+    rng = np.random.default_rng(0)
+    raw = _npz(x_train=rng.normal(size=(40, 3)).astype(np.float32), y_train=np.arange(40) % 2,
+               x_test=rng.normal(size=(10, 3)).astype(np.float32), y_test=np.arange(10) % 2)
+    rec = load_npz_upload(raw, name="mine")
+    assert rec.input_shape == (3,) and rec.num_classes == 2 and rec.name == "mine"
+    with pytest.raises(ValueError, match=r"limit is"):
+        load_npz_upload(raw, max_bytes=100)
+    with pytest.raises(ValueError, match="PyTorch file"):
+        load_npz_upload(_saved({"w": torch.zeros(2)}))
+    with pytest.raises(ValueError, match="Invalid .npz"):
+        load_npz_upload(_npz(x_train=np.zeros((40, 3))))
