@@ -1,0 +1,295 @@
+"""Page 5, Nonsmoothness: SMP before vs after pruning, propagation per stage, one path's logits, transitions.
+
+The sweep (sipp_core.smoothness) runs behind a form button and is cached per (model, data, sensitivity
+settings, prune settings, path settings) in a process-wide store, so moving between pages does not
+recompute; both networks are deep-copied under the model lock before the sweep, so shared objects
+are never touched.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import traceback
+
+import streamlit as st
+
+from ui import charts_smoothness as cs
+from ui import engine, show
+from ui.sidebar import BIND
+from ui.view_common import friendly, obtain
+
+INTRO = ("How **kinked** is the network's input-output map, and does pruning change that? Along straight input "
+         "paths a ReLU / max-pool network is piecewise linear: its slope jumps at every kink. **SMP** (\"sum of "
+         "the magnitude of peaks\") adds those jumps up, per unit of input distance. The same paths go through "
+         "the original and the pruned network.")
+DEFINITION_NOTE = (
+    "**SMP as computed here.** Take x(t) = x_a + t·(x_b − x_a) at N equally spaced t in [0, 1] (step h = 1/(N−1)); "
+    "for each logit y take the absolute second difference d_i; keep its local maxima above a robust noise floor θ, "
+    "at least 3 points apart; add each peak's ±1 window; divide by h·‖x_b − x_a‖. As N grows this tends to the "
+    "total jump of the directional derivative along the path, and to 0 for a smooth network. The output's SMP is "
+    "the sum over logits; a layer's is the mean over (at most *max units* sampled) units.\n\n"
+    "The name and the idea come from Liu, Wong and Dai, *Modeling the Nonsmoothness of Modern Neural Networks* "
+    "(arXiv 2103.14731, 2021). **Their paper's own definition could not be checked against its text** (the full "
+    "text was not available to us): this definition follows the name and the mathematics of piecewise-linear "
+    "networks, so compare the formula below with the paper before relying on exact numbers.")
+
+PATH_COUNTS = [4, 8, 16, 32, 64]
+POINTS = [256, 512, 1024, 2048, 4096]
+KINDS = ("mixed", "same-class", "different-class", "local")
+KIND_HELP = ("mixed: about a third each of same-class pairs, different-class pairs and short local segments "
+             "x ± r·u around a held-out point (r = 5% of the typical distance between two points)")
+UNITS = ["auto", 128, 256, 512, 1024, 2048, 4096]
+CONV_UNITS, DENSE_UNITS = 512, 4096
+BYTES = 512 * 2**20
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> engine.Store:
+    """Finished comparisons, shared by all sessions (never mutated)."""
+    return engine.Store(12, BYTES)
+
+
+def _has_conv(s) -> bool:
+    try:
+        return any(l["kind"] == "conv2d" for l in engine.model_facts(s.model, s.dataset)["layers"])  # noqa: E741
+    except Exception:  # noqa: BLE001 - the page header already reported it
+        return False
+
+
+def _units(choice, conv: bool) -> int:
+    return (CONV_UNITS if conv else DENSE_UNITS) if choice == "auto" else int(choice)
+
+
+def _form(s) -> tuple[dict, bool]:
+    conv = _has_conv(s)
+    with st.form("ns_form", border=True):
+        st.markdown("**Paths and sampling**")
+        c1, c2, c3, c4, c5 = st.columns([1.2, 1.4, 1.2, 0.8, 1.2])
+        count = c1.select_slider("Paths", PATH_COUNTS, value=16, key="ns_paths",
+                                 help="P straight segments through held-out inputs; both networks see the same ones.", **BIND)
+        points = c2.select_slider("Points per path N", POINTS, value=1024, key="ns_points",
+                                  help="More points resolve more kinks (SMP converges as N grows).", **BIND)
+        kind = c3.selectbox("Path kind", KINDS, key="ns_kind", help=KIND_HELP, **BIND)
+        seed = c4.number_input("Path seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="ns_seed", **BIND)
+        units = c5.selectbox("Max units per layer", UNITS, key="ns_units",
+                             format_func=lambda u: f"auto ({CONV_UNITS if conv else DENSE_UNITS:,})" if u == "auto" else f"{u:,}",
+                             help=f"Per-layer SMP is a mean over at most this many seeded units (auto: {CONV_UNITS} for "
+                                  f"conv nets, {DENSE_UNITS} otherwise). Cost grows with it.", **BIND)
+        submitted = st.form_submit_button("Measure nonsmoothness", type="primary", key="ns_run",
+                                          icon=":material/show_chart:")
+        st.caption("Cost ≈ paths × points × sampled units, for both networks. At 16 × 1024 on two busy CPU cores: "
+                   "lenet300 about 4 s, lenet5 (max units 512) about 12 s; for bigger conv nets lower the points "
+                   "or the max units first.")
+    return dict(count=int(count), points=int(points), kind=str(kind), seed=int(seed), max_units=_units(units, conv)), submitted
+
+
+def _key(s, opts: dict) -> tuple:
+    return ("nonsmoothness", engine.report_key(s), tuple(sorted(opts.items())))
+
+
+def _compute(prepared, report, opts: dict, progress):
+    """compare() on private copies of both networks, with progress over the two sweeps."""
+    from sipp_core.smoothness import Comparison, make_paths, nonsmoothness
+
+    rec = prepared.record
+    paths = make_paths(rec.x_test, rec.y_test, count=opts["count"], points=opts["points"], kind=opts["kind"],
+                       seed=opts["seed"])
+    with engine.model_lock(prepared):  # the shared models may carry another session's hooks only under this lock
+        original = copy.deepcopy(prepared.model)
+        pruned = copy.deepcopy(report.result.model)
+    kw = dict(max_units=opts["max_units"], threads=1)
+    a = nonsmoothness(original, paths, progress=lambda f, m: progress(0.5 * f, f"original network: {m}"), **kw)
+    b = nonsmoothness(pruned, paths, progress=lambda f, m: progress(0.5 + 0.5 * f, f"pruned network: {m}"), **kw)
+    return Comparison(a, b)
+
+
+def _sweep_error(exc: BaseException) -> None:
+    msg = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = "Out of memory during the sweep. Fix: fewer paths or points per path, or a lower max units."
+    elif isinstance(exc, ValueError) and ("class" in msg or "count" in msg or "points" in msg or "kind" in msg):
+        text = f"{msg}. Fix: change the path kind or the number of paths above."
+    elif isinstance(exc, (ValueError, TypeError)):
+        text = (f"{msg}. Fix: this network cannot be swept as is; try another model in the sidebar, "
+                "or other path settings above.")
+    else:
+        text = friendly(exc)
+    st.error(text, icon=":material/error:")
+    with st.expander("Technical details"):
+        st.code("".join(traceback.format_exception_only(type(exc), exc)).strip())
+
+
+def _get(s, prepared, report, opts: dict, submitted: bool):
+    """The cached comparison, computing it (with st.progress) when the form was submitted; None otherwise."""
+    store = _results()
+    key = _key(s, opts)
+    hit = store.peek(key)
+    if hit is not None:
+        return hit
+    if not submitted:
+        st.info("Choose the paths and press **Measure nonsmoothness**. The result is kept, so coming back to this "
+                "page (or changing only the path shown below) does not recompute it.", icon=":material/touch_app:")
+        return None
+    bar = st.progress(0.0, text="starting the sweep…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=str(message)[:120])
+
+    try:
+        comp = store.get_or_build(key, lambda: _compute(prepared, report, opts, progress))
+    except Exception as exc:  # noqa: BLE001 - every engine error is shown with its fix, never raised
+        bar.empty()
+        _sweep_error(exc)
+        return None
+    bar.empty()
+    return comp
+
+
+def _summary(s, comp) -> None:
+    o, p = comp.original.summary(), comp.pruned.summary()
+    m1, m2, m3, m4 = st.columns(4)
+    ratio = p["smp"] / o["smp"] if o["smp"] else float("nan")
+    m1.metric("SMP before (mean over paths)", f"{o['smp']:.3g}")
+    m2.metric("SMP after pruning", f"{p['smp']:.3g}", f"{100 * (ratio - 1):+.0f}%", delta_color="off")
+    m3.metric("Region transitions before → after", f"{o['region_transitions']:.0f} → {p['region_transitions']:.0f}")
+    m4.metric("Logit trajectory before → after", f"{o['output_trajectory']:.2f} → {p['output_trajectory']:.2f}")
+    st.dataframe(cs.summary_frame(comp), hide_index=True, width="stretch", column_config={
+        "measure": st.column_config.TextColumn("measure", width="large"),
+        "unit": st.column_config.TextColumn("unit"),
+        "original": st.column_config.NumberColumn("original", format="%.4g"),
+        "pruned": st.column_config.NumberColumn("pruned", format="%.4g"),
+        "pruned / original": st.column_config.NumberColumn("pruned / original", format="%.2f×")})
+    st.caption(f"{comp.original.paths.count} paths × {comp.original.paths.points} points, {comp.original.dtype}; "
+               f"sweep took {comp.original.timings_s.get('sweep', 0):.1f} s (original) and "
+               f"{comp.pruned.timings_s.get('sweep', 0):.1f} s (pruned). SMP is in units of logit-slope jump per "
+               "unit of input distance.")
+
+
+@st.fragment
+def _distribution(comp, class_names) -> None:
+    metric = st.radio("Per path", list(cs.PATH_METRICS), horizontal=True, key="ns_metric",
+                      format_func=lambda m: cs.PATH_METRICS[m][0])
+    show.chart(cs.path_distribution(comp, metric, class_names))
+
+
+def _default_logits(comp, i: int, classes: int) -> list[int]:
+    paths = comp.original.paths
+    out = []
+    for c in (int(paths.labels_a[i]), int(paths.labels_b[i])):
+        if 0 <= c < classes and c not in out:
+            out.append(c)
+    if len(out) < 2:
+        order = comp.original.logit_smp[i].argsort(descending=True).tolist()
+        out += [c for c in order if c not in out][: 2 - len(out)]
+    return out
+
+
+@st.fragment
+def _one_path(comp, record) -> None:
+    st.subheader("One path, both networks")
+    paths = comp.original.paths
+    names = record.class_names
+    classes = int(comp.original.logits.shape[-1])
+    default = next((i for i, k in enumerate(paths.kinds) if k == "different-class"), 0)
+    c1, c2 = st.columns([1.3, 2])
+    i = c1.selectbox("Path", list(range(paths.count)), index=default, key="ns_path",
+                     format_func=lambda j: f"{cs.path_label(paths, j, names)} (SMP {float(comp.original.smp[j]):.3g} → "
+                                           f"{float(comp.pruned.smp[j]):.3g})")
+    logits = c2.multiselect("Logits to draw (at most 4)", list(range(classes)), default=_default_logits(comp, i, classes),
+                            max_selections=4, key=f"ns_logits_{i}",
+                            format_func=lambda c: f"{c} (class {names[c]})" if c < len(names) else str(c))
+    pics = cs.path_images(paths, i, record.mean, record.std)
+    if pics:
+        cols = st.columns([1, 1, 1, 4])
+        for col, (cap, img) in zip(cols, pics):
+            col.image(img, caption=cap, width="content")
+        cols[3].caption(f"‖x_b − x_a‖ = {float(paths.lengths[i]):.4g} (normalised input units). Every point on the "
+                        "path is fed to both networks.")
+    what = st.radio("Draw", ["value", "slope"], horizontal=True, key="ns_draw",
+                    format_func=lambda w: "logit values" if w == "value" else "slopes (each kink is a jump)")
+    for c in logits:
+        show.chart(cs.logit_chart(comp, i, int(c), names, what))
+    if not logits:
+        st.caption("Pick a logit to draw.")
+    _formula(comp, i, logits or [0], names)
+
+
+def _formula(comp, i: int, logits: list[int], names) -> None:
+    st.markdown("**The formula with this path's numbers**")
+    st.latex(cs.TEX_DEFINITION)
+    st.latex(cs.TEX_SMP)
+    c = st.columns([1, 2])[0].selectbox("Logit for the formula", logits, key=f"ns_formula_logit_{i}",
+                     format_func=lambda k: f"{k} (class {names[k]})" if k < len(names) else str(k))
+    left, right = st.columns(2)
+    for col, (tag, rec) in zip((left, right), (("original", comp.original), ("pruned", comp.pruned))):
+        n = cs.logit_peak_numbers(rec, i, int(c))
+        agree = abs(n["smp"] - n["engine_smp"]) <= 1e-6 * max(1.0, abs(n["engine_smp"]))
+        col.latex(cs.tex_live(n, tag))
+        floor_used = n["floor"] > n["noise_threshold"]
+        col.markdown(
+            f"h = 1/{n['N'] - 1} = {n['h']:.3g}; ‖x_b − x_a‖ = {n['length']:.4g}; median(d) = {n['median']:.3g}, "
+            f"MAD(d) = {n['mad']:.3g} → θ = **{n['threshold']:.3g}**"
+            + (" (the rounding floor 8·ε·max|y|)" if floor_used else "")
+            + f"; **{n['peaks']}** peaks, windowed sum **{n['sum']:.4g}** → SMP = **{n['smp']:.4g}** "
+            + ("(agrees with the sweep)" if agree else f":red[(the sweep has {n['engine_smp']:.4g}: please report this)]")
+            + f". Output SMP of this path, summed over all {int(rec.logits.shape[-1])} logits: "
+              f"**{n['output_smp']:.4g}**, with {n['output_peaks']} points where some logit peaks.")
+    show.chart(cs.second_difference_chart(comp, i, int(c)))
+
+
+def _unmeasured(comp) -> None:
+    rows = dict(comp.original.unmeasured)
+    rows.update(dict(comp.pruned.unmeasured))
+    after_unmeasured = sorted({l.name for l in comp.original.layers if l.input_from == "(unmeasured)"})  # noqa: E741
+    affine = [l.name for l in comp.original.layers if l.input_from == "input" and l.kind in ("linear", "conv2d")]  # noqa: E741
+    lines = []
+    if rows:
+        lines.append("**Not measured** (their kinks show only in later layers and in the logits): "
+                     + "; ".join(f"`{n}`: {r}" for n, r in rows.items()))
+    else:
+        lines.append("**Every nonlinearity was measured**: all ReLUs and 2-D max pools are hooked; no other "
+                     "nonlinear module was found.")
+    if after_unmeasured:
+        lines.append("Stages whose input passes through an unmeasured affine module first (BatchNorm, average "
+                     "pooling, a residual add), so their input SMP is measured on their own input: "
+                     + ", ".join(f"`{n}`" for n in after_unmeasured) + ".")
+    if affine:
+        lines.append("Fed directly by the input, hence affine along a straight path and reported as exactly 0 "
+                     "(not measured): " + ", ".join(f"`{n}`" for n in affine) + ".")
+    lines.append("Affine modules (BatchNorm in eval mode, average pooling, residual additions, Flatten) are not "
+                 "stages of their own: they cannot add kinks.")
+    st.markdown("\n\n".join(lines))
+
+
+def _downloads(s, comp) -> None:
+    stem = f"{s.model}-{s.dataset}-{s.method}-nonsmoothness"
+    js = json.dumps({"original": comp.original.to_dict(), "pruned": comp.pruned.to_dict()}, indent=1, default=str)
+    csv = cs.layer_frame(comp).to_csv(index=False)
+    d1, d2 = st.columns(2)
+    d1.download_button("Both records (JSON)", js, f"{stem}.json", "application/json", on_click="ignore",
+                       icon=":material/download:")
+    d2.download_button("Per-layer table (CSV)", csv, f"{stem}-layers.csv", "text/csv", on_click="ignore",
+                       icon=":material/download:")
+
+
+def render() -> None:
+    s, prepared, report = obtain("Nonsmoothness", INTRO)
+    st.info(DEFINITION_NOTE, icon=":material/function:")
+    st.latex(cs.TEX_SMP)
+    opts, submitted = _form(s)
+    comp = _get(s, prepared, report, opts, submitted)
+    if comp is None:
+        st.stop()
+    st.subheader("SMP before vs after pruning")
+    _summary(s, comp)
+    _distribution(comp, prepared.record.class_names)
+    st.subheader("Through the network")
+    show.chart(cs.propagation_chart(comp))
+    left, right = st.columns(2) if len(comp.original.layers) <= 6 else (st.container(), st.container())
+    show.chart(cs.transitions_chart(comp), left)  # side by side only while every stage label fits
+    show.chart(cs.trajectory_chart(comp), right)
+    _unmeasured(comp)
+    with st.expander("Per-layer table and downloads"):
+        st.dataframe(cs.layer_frame(comp), hide_index=True, width="stretch")
+        _downloads(s, comp)
+    _one_path(comp, prepared.record)
