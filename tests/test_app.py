@@ -165,7 +165,8 @@ def tiny_app():
     at.selectbox(key="data").set_value("moons").run()
     at.selectbox(key="model").set_value("mlp").run()
     _ok(at)
-    if at.button(key="prepare_button") is not None and not at.metric:
+    # The button is absent when an earlier test in this process already prepared mlp/moons.
+    if not at.metric and any(b.key == "prepare_button" for b in at.button):
         at.button(key="prepare_button").click().run()
     _ok(at)
     assert not at.error, [e.value for e in at.error]

@@ -102,9 +102,12 @@ def _model_locks() -> dict:
     return {"_": threading.Lock()}
 
 
-def model_lock(prepared) -> threading.Lock:
-    """The lock that serialises engine calls running this Prepared's shared model."""
-    locks = _model_locks()
+def model_lock(prepared, locks: dict | None = None) -> threading.Lock:
+    """The lock that serialises engine calls running this Prepared's shared model.
+
+    `locks`: the result of model_locks(), looked up in the script thread, when calling from a worker thread.
+    """
+    locks = locks if locks is not None else _model_locks()
     with locks["_"]:
         return locks.setdefault(id(prepared), threading.Lock())
 
@@ -181,8 +184,12 @@ def can_auto_prepare(settings: Settings) -> bool:
     return settings.model in LIGHT_MODELS and checkpoint_status(settings.model, settings.dataset) != "missing"
 
 
-def get_prepared(settings: Settings, progress: Callable[[float, str], None] | None = None):
-    """prepare() for the heavy settings, built once per process and shared (never mutate it)."""
+def get_prepared(settings: Settings, progress: Callable[[float, str], None] | None = None, *, store: Store | None = None):
+    """prepare() for the heavy settings, built once per process and shared (never mutate it).
+
+    `store`: the result of prepared_store(), looked up in the script thread; pass it when calling from a
+    worker thread (a st.cache_resource call there logs Streamlit's "missing ScriptRunContext" warning).
+    """
     from sipp_core.pipeline import prepare
 
     device, _ = resolve_device(settings.device)
@@ -197,7 +204,17 @@ def get_prepared(settings: Settings, progress: Callable[[float, str], None] | No
         prepared.timings_s.setdefault("prepare_total", time.perf_counter() - t0)
         return prepared
 
-    return _stores()["prepared"].get_or_build(settings.heavy_key, build)
+    return (store if store is not None else _stores()["prepared"]).get_or_build(settings.heavy_key, build)
+
+
+def prepared_store() -> Store:
+    """The process-wide store of Prepared records (for get_prepared(..., store=) from worker threads)."""
+    return _stores()["prepared"]
+
+
+def model_locks() -> dict:
+    """The process-wide model locks (for model_lock(..., locks=) from worker threads)."""
+    return _model_locks()
 
 
 def peek_prepared(settings: Settings):

@@ -9,6 +9,8 @@ import streamlit as st
 from ui import charts, engine, show, tables
 from ui.explain import explain_expander
 from ui.view_common import fmt_pct, fmt_val, obtain
+from ui.view_history import record_prune
+from ui.view_speed import render_panel as render_speed_panel
 
 INTRO = ("Pick a network, a method and a budget in the sidebar. SiPP keeps the edges whose **sensitivity** "
          "(their largest share of a unit's input signal on the sample S) is high, and reports a **bound** on "
@@ -99,3 +101,5 @@ def render() -> None:
     st.caption("Load the state_dict into the same architecture with `model.load_state_dict(torch.load(path))`; "
                "pruned weights are exact zeros, sampled weights are reweighted.")
     explain_expander(s, prepared, report)
+    render_speed_panel(report, engine.report_key(s))
+    record_prune(s, report)  # the run history: once per distinct setting, not on every rerun

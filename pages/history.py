@@ -1,0 +1,5 @@
+"""Run history: every prune, sweep and retraining run, saved locally; list, filter, reopen, compare, delete."""
+from ui.nav import entry
+from ui.view_history import render
+
+entry(render)

@@ -1,0 +1,333 @@
+"""Bring your own: upload weights for a zoo architecture or an exported program, and optionally a .npz data set.
+
+Every check runs before anything else (sipp_core.byo): size, file type, loading with
+``torch.load(weights_only=True)`` or the scanned export loader only (never arbitrary pickle), names and
+shapes, the class count, a dry forward pass. A refusal is an ``st.error`` that names the fix; the app
+and the sidebar keep working.
+
+Uploads are per session: the model, the data set and everything derived from them live in
+``st.session_state`` only (never in a process-wide cache), so no other session can see them, and they
+go when the session ends.
+
+After a good upload the model is pruned on the chosen data set with the sidebar's method and budget,
+using the same engine calls as the Prune page (sensitivities once per upload, |S| and seed from the
+sidebar; moving κ or ε re-prunes only): its headline metrics, the per-layer charts and table, and the
+pruned state_dict for download.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts, show, tables
+from ui.settings import METHOD_LABELS, Settings, check_settings
+from ui.sidebar import current_settings
+from ui.view_common import fmt_pct, fmt_val, show_error
+
+STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "prepared", "reports"}
+KINDS = {"state_dict": "weights (state_dict) for a zoo architecture", "export": "exported program (torch.export .pt2)"}
+DATA_SOURCES = {"sidebar": "the sidebar's data set", "npz": "upload a .npz data set"}
+AUTO_PRUNE_WEIGHTS = 2_000_000  # above this many prunable weights, sensitivities wait for a click
+INTRO = ("Prune **your own network**: upload its weights for one of the zoo architectures, or a whole exported "
+         "program, and prune it on a zoo data set or your own. Files are checked before anything runs and are "
+         "loaded safely: weights with `torch.load(weights_only=True)` (tensors only), exported programs through "
+         "PyTorch's export loader after a scan that refuses pickled objects, custom operators and compiled code; "
+         "`.npz` data sets without pickle. Nothing you upload is shared with other sessions or kept on disk.")
+
+
+def _limit_mb() -> int:
+    from sipp_core.byo import MODEL_MAX_BYTES
+
+    return int(MODEL_MAX_BYTES // 2**20)
+
+
+# ---- pure helpers (tested without a browser) --------------------------------------------------------
+
+def load_model_upload(kind: str, data, record, arch: str | None = None):
+    """(model, ModelDescription) for an upload; ValueError (with the fix) when it is refused."""
+    from sipp_core.byo import describe_model, load_exported_upload, load_state_dict_upload
+
+    if kind == "state_dict":
+        if not arch:
+            raise ValueError("choose the architecture the weights belong to")
+        model = load_state_dict_upload(data, arch, record)
+    elif kind == "export":
+        model = load_exported_upload(data, record)
+    else:
+        raise ValueError(f"unknown upload kind {kind!r}; choose {' or '.join(KINDS)}")
+    desc = describe_model(model, record)
+    if not desc.prunable:
+        raise ValueError("the model has no layer SiPP can prune (nn.Linear or nn.Conv2d, called in the forward pass); "
+                         "upload a network with Linear or Conv2d layers")
+    return model, desc
+
+
+def load_data_upload(data, name: str = "upload", seed: int = 0):
+    from sipp_core.byo import load_npz_upload
+
+    return load_npz_upload(data, name=name, seed=seed)
+
+
+def prepare_upload(model, record, *, sample_size: int | None = None, seed: int = 0, patch_reduction: str = "max",
+                   heldout: int = 500, label: str = "upload", progress=None):
+    """pipeline.prepare for a model in hand: draw S, compute sensitivities, logits on the test split.
+
+    Mirrors sipp_core.pipeline.prepare step by step (which loads zoo checkpoints itself)."""
+    import torch
+
+    from sipp_core.bounds import draw_sample, sample_size as sample_size_formula
+    from sipp_core.checkpoints import TrainedModel
+    from sipp_core.layers import layer_infos
+    from sipp_core.pipeline import DELTA_S, Prepared
+    from sipp_core.sensitivity import compute_sensitivities
+    from sipp_core.train import predict
+
+    t0 = time.perf_counter()
+    model = model.eval()
+    logits = predict(model, record.x_test)
+    acc = float((logits.argmax(1) == record.y_test).float().mean())
+    trained = TrainedModel(model, label, record.name, 0, int(seed), acc, "upload", "")
+    formula = sample_size_formula(model, record.input_shape, DELTA_S)
+    n_pool = len(record.x_pool)
+    size = min(formula, n_pool) if sample_size is None else int(sample_size)
+    idx = draw_sample(n_pool, size, int(seed))
+    s_x, s_y = record.x_pool[idx], record.y_pool[idx]
+    timings = {"load": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    sens = compute_sensitivities(model, s_x, patch_reduction=patch_reduction, progress=progress)
+    timings["sensitivity"] = time.perf_counter() - t1
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    h_idx = torch.randperm(len(record.x_test), generator=gen)[: min(heldout, len(record.x_test))]
+    return Prepared(trained=trained, record=record, s_index=idx, s_x=s_x, s_y=s_y, sample_size=size,
+                    sample_size_formula=formula, seed=int(seed), patch_reduction=patch_reduction, sensitivities=sens,
+                    infos=layer_infos(model, record.input_shape), heldout_x=record.x_test[h_idx], test_logits=logits,
+                    timings_s=timings)
+
+
+def prune_upload(prepared, s: Settings):
+    """evaluate_prune with the sidebar's method and budget."""
+    from sipp_core.pipeline import evaluate_prune
+
+    return evaluate_prune(prepared, **s.prune_kwargs())
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+FIX_WORDS = ("fix", "save it", "export it", "re-export", "choose", "upload", "use the", "use a", "lower", "raise")
+FIXES = {
+    "model": "Fix: upload the weights of the architecture chosen above, saved with "
+             "torch.save(model.state_dict(), 'weights.pt'), or an exported program for this data set.",
+    "data": "Fix: save the data with np.savez('data.npz', x_train=..., y_train=..., x_test=..., y_test=...): "
+            "images (N, C, H, W) or (N, H, W, C) or vectors (N, D), integer labels 0..K−1 shaped (N,).",
+    "prune": "Fix: change the method or budget in the sidebar.",
+}
+
+
+def refusal(what: str, exc: BaseException, kind: str = "model") -> str:
+    """The st.error text for a refused upload: the engine's reason, and a fix when the reason names none."""
+    msg = str(exc).strip().rstrip(".") or type(exc).__name__
+    fix = "" if any(w in msg.lower() for w in FIX_WORDS) else " " + FIXES.get(kind, "")
+    return f"{what} was refused: {msg}.{fix}"
+
+
+def _refuse(what: str, exc: BaseException, kind: str = "model") -> None:
+    if isinstance(exc, ValueError):
+        st.error(refusal(what, exc, kind), icon=":material/block:")
+    else:
+        show_error(exc)
+
+
+def _signature(kind, arch, data_src, sidebar_data, model_file, npz_file) -> tuple:
+    def fid(f):
+        return None if f is None else (f.file_id, f.name, f.size)
+
+    return (kind, arch if kind == "state_dict" else None, data_src,
+            sidebar_data if data_src == "sidebar" else None, fid(model_file), fid(npz_file))
+
+
+def _record(s: Settings, data_src: str, npz_file):
+    from ui import engine
+
+    if data_src == "npz":
+        if npz_file is None:
+            return None
+        name = npz_file.name.rsplit(".", 1)[0][:40] or "upload"
+        return load_data_upload(npz_file.getvalue(), name=name, seed=0)
+    return engine.load_record(s.dataset)
+
+
+def _summary(state: dict) -> None:
+    desc, rec = state["desc"], state["record"]
+    st.success(f"**{state['label']}** loaded and checked on **{rec.name}** ({len(rec.x_test):,} test points, "
+               f"{rec.num_classes} classes, inputs {tuple(rec.input_shape)}): {len(desc.prunable)} prunable layer(s), "
+               f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
+               f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
+    with st.expander("What SiPP sees in this model", icon=":material/account_tree:"):
+        st.dataframe(pd.DataFrame([dict(layer=d["name"], kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
+                                        weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch")
+        if desc.dense:
+            st.caption("Left dense: " + "; ".join(f"{d['name']} ({d['reason']})" for d in desc.dense))
+        for n in desc.notes:
+            st.caption(n)
+
+
+def _prune_section(s: Settings, state: dict) -> None:
+    problems = check_settings(s)
+    for p in problems:
+        st.error(p, icon=":material/error:")
+    if problems:
+        return
+    if not s.auto_sample and s.sample_size > len(state["record"].x_pool):
+        st.error(f"|S| = {s.sample_size:,} is more than this data set's S-pool holds ({len(state['record'].x_pool):,}). "
+                 "Fix: choose a smaller |S| in the sidebar or switch '|S| from the formula' on.", icon=":material/error:")
+        return
+    heavy = (None if s.auto_sample else int(s.sample_size), int(s.seed), s.patch_reduction)
+    prepared = state.get("prepared", {}).get(heavy)
+    if prepared is None:
+        big = state["desc"].prunable_weights > AUTO_PRUNE_WEIGHTS
+        if big and not st.button("Compute sensitivities and prune", type="primary", key="byo_prepare"):
+            st.info(f"{state['desc'].prunable_weights:,} prunable weights: computing sensitivities can take a while.",
+                    icon=":material/hourglass:")
+            return
+        bar = st.progress(0.0, text="computing sensitivities…")
+        try:
+            prepared = prepare_upload(state["model"], state["record"], sample_size=heavy[0], seed=heavy[1],
+                                      patch_reduction=heavy[2], label=state["label"],
+                                      progress=lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0), text=m[:120]))
+        except Exception as exc:  # noqa: BLE001
+            bar.empty()
+            _refuse("Pruning the upload", exc, "prune")
+            return
+        bar.empty()
+        state["prepared"] = {heavy: prepared}  # one set of sensitivities per session
+        state["reports"] = {}
+    rkey = (heavy, tuple(sorted(s.prune_kwargs().items())))
+    report = state["reports"].get(rkey)
+    if report is None:
+        try:
+            report = prune_upload(prepared, s)
+        except Exception as exc:  # noqa: BLE001
+            _refuse("Pruning with these settings", exc, "prune")
+            return
+        if len(state["reports"]) >= 4:
+            state["reports"].pop(next(iter(state["reports"])))
+        state["reports"][rkey] = report
+
+    st.subheader("Pruned with the sidebar's settings")
+    budget = f"keep ratio κ = {s.keep_ratio:.3f}" if s.mode == "keep ratio" else f"ε = {s.epsilon:g}"
+    st.caption(f"{METHOD_LABELS.get(s.method, s.method)} · {budget} · seed {s.seed} · |S| = {prepared.sample_size} "
+               "(change them in the sidebar; the sidebar's model is not used here)")
+    h = tables.headline(report)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Weights kept", fmt_pct(h["keep_ratio"], 2))
+    c1.caption(f"{h['kept']:,} of {h['total']:,} prunable weights")
+    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]),
+              delta=f"{100 * (h['accuracy_after'] - h['accuracy_before']):+.1f} pts")
+    c2.caption(f"before: {fmt_pct(h['accuracy_before'])} · {h['test_points']:,} test points, no retraining")
+    c3.metric("Agreement", fmt_pct(h["agreement"]))
+    c3.caption(f"logits relative error {h['logits_rel_error']:.3g}")
+    c4.metric("Largest bound", fmt_val(h["bound_max"]) if h["has_bound"] else "none")
+    c4.caption("largest row bound, w.p. ≥ 1 − δ per row" if h["has_bound"] else "this method gives no guarantee")
+    c5.metric("Largest measured error", fmt_val(h["measured_max_heldout"]))
+    c5.caption(f"on {h['heldout_points']} held-out points")
+    left, right = st.columns(2)
+    show.chart(charts.density_chart(report), left)
+    show.chart(charts.bound_vs_measured(report), right)
+    st.subheader("Per layer")
+    df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
+    num = st.column_config.NumberColumn
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        "kept share": num(format="percent"), "largest bound": num(format="%.3g"),
+        "max error held-out": num(format="%.3g"), "failure rate held-out": num(format="percent")})
+
+    def state_dict_bytes():
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(report.result.state_dict(), buf)
+        return buf.getvalue()
+
+    st.download_button("Pruned state_dict (.pt)", state_dict_bytes, f"{state['label']}-pruned.pt",
+                       "application/octet-stream", on_click="ignore", icon=":material/download:", key="byo_download")
+
+
+def render() -> None:
+    from sipp_core.models import compatible_models
+
+    s = current_settings()
+    st.title("Bring your own")
+    st.markdown(INTRO)
+    mb = _limit_mb()
+    left, right = st.columns(2)
+    with left:
+        st.markdown("#### Model")
+        kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind")
+    with right:
+        st.markdown("#### Data set")
+        data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src",
+                            format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
+        npz_file = None
+        if data_src == "npz":
+            npz_file = st.file_uploader(f"Data set (.npz, at most {mb} MB)", type=["npz"], key="byo_npz_file",
+                                        help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images "
+                                             "(N, C, H, W) or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). "
+                                             "Read without pickle.")
+    try:
+        record = _record(s, data_src, npz_file)
+    except Exception as exc:  # noqa: BLE001
+        with right:
+            _refuse("The data set", exc, "data")
+        record = None
+    with right:
+        if record is not None:
+            st.caption(f"{record.name}: inputs {tuple(record.input_shape)}, {record.num_classes} classes, "
+                       f"{len(record.x_train):,} train / {len(record.x_pool):,} S-pool / {len(record.x_test):,} test")
+        elif data_src == "npz" and npz_file is None:
+            st.caption("Upload a .npz to continue (or use the sidebar's data set).")
+    with left:
+        arch = None
+        if kind == "state_dict":
+            names = compatible_models(tuple(record.input_shape)) if record is not None else []
+            from sipp_core.models import MODELS
+
+            names = names or list(MODELS)
+            default = names.index(s.model) if s.model in names else 0
+            arch = st.selectbox("Architecture", names, index=default, key="byo_arch",
+                                format_func=lambda n: f"{n}: {MODELS[n].description}",
+                                help="The zoo network the weights belong to (models that fit the data set's inputs).")
+            model_file = st.file_uploader(f"Weights (.pt / .pth, at most {mb} MB)", type=["pt", "pth"],
+                                          key="byo_model_file",
+                                          help="torch.save(model.state_dict(), 'weights.pt'); a dict with a "
+                                               "'state_dict' entry works too. Loaded with weights_only=True.")
+        else:
+            model_file = st.file_uploader(f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
+                                          help="ep = torch.export.export(model.eval(), (x,), dynamic_shapes="
+                                               "({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2')")
+    if record is None:
+        st.stop()
+    if model_file is None:
+        st.info("Upload a model file to check it and prune it. Nothing runs before the checks pass.",
+                icon=":material/upload_file:")
+        st.session_state.pop(STATE, None)
+        st.stop()
+
+    sig = _signature(kind, arch, data_src, s.dataset, model_file, npz_file)
+    state = st.session_state.get(STATE)
+    if state is None or state.get("sig") != sig:
+        st.session_state.pop(STATE, None)
+        digest = hashlib.sha256(model_file.getvalue()).hexdigest()[:10]
+        with st.spinner("Checking the upload…"):
+            try:
+                model, desc = load_model_upload(kind, model_file.getvalue(), record, arch)
+            except Exception as exc:  # noqa: BLE001
+                _refuse(f"“{model_file.name}”", exc)
+                st.stop()
+        label = (arch if kind == "state_dict" else "exported") + f"-{digest}"
+        state = dict(sig=sig, model=model, record=record, desc=desc, label=label, prepared={}, reports={})
+        st.session_state[STATE] = state
+    _summary(state)
+    _prune_section(s, state)

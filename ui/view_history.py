@@ -1,0 +1,387 @@
+"""Run history: every prune, sweep and retraining run in a local SQLite file; list, filter, reopen, compare, delete.
+
+The database is sipp_core.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
+``~/.local/share/sipp-studio/runs.sqlite``): one object per path per process (it opens a fresh SQLite
+connection per call, so sessions share it safely). A damaged file is set aside by the engine, never
+deleted; this page shows its message. Saving never breaks a page: a failure becomes a short warning.
+
+Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
+on every rerun; sweeps and retraining runs are saved by their background job when they finish (a
+cancelled run is saved too, marked cancelled).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from ui import engine
+from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
+
+KIND_LABELS = {"prune": "prune", "sweep": "trade-off sweep", "retrain": "prune-retrain cascade",
+               "isolation": "training in isolation", "other": "other"}
+# Settings field -> the sidebar widget key (= its query parameter), for "Reopen".
+WIDGET_KEYS = {"model": "model", "dataset": "data", "method": "method", "mode": "mode", "keep_ratio": "keep",
+               "epsilon": "eps", "delta": "delta", "auto_sample": "s_auto", "sample_size": "s", "seed": "seed",
+               "patch_reduction": "patch", "device": "device", "allocation": "alloc", "c_prime": "cprime"}
+LIST_LIMIT = 500
+
+
+# ---- the database ---------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str):
+    from sipp_core.history import RunHistory
+
+    return RunHistory(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _saved() -> dict:
+    """Process-wide: which prune settings were saved already (path, report key) -> run id."""
+    return {"lock": threading.Lock(), "keys": {}}
+
+
+def history(reopen: bool = False):
+    """The RunHistory at the default path (None, with the reason in session_state, when it cannot be opened)."""
+    from sipp_core.history import default_history_path
+
+    path = str(default_history_path())
+    try:
+        if reopen:
+            _open.clear()
+        return _open(path)
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
+        st.session_state["_history_error"] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def _safe(fn, *args, **kwargs):
+    """Run a history call; on a database error reopen once (the engine then checks and sets aside the file)."""
+    from sipp_core.history import HistoryError
+
+    try:
+        return fn(*args, **kwargs)
+    except HistoryError:
+        h = history(reopen=True)
+        if h is None:
+            raise
+        return getattr(h, fn.__name__)(*args, **kwargs)
+
+
+def prune_entry(s: Settings, report) -> tuple[dict, dict, dict]:
+    """(settings, results, timings) of one prune run, as the history stores it."""
+    from ui import tables
+
+    h = tables.headline(report)
+    settings = s.as_dict()
+    settings.pop("epsilon" if s.mode == "keep ratio" else "keep_ratio")
+    settings.update(sample_size_used=h["sample_size"], sample_size_formula=h["sample_size_formula"])
+    results = {k: v for k, v in h.items() if k not in ("timings", "method", "sample_size", "sample_size_formula")}
+    results["layers"] = tables.layer_table(report).to_dict(orient="records")
+    results["dense_layers"] = [dict(name=n, reason=why) for n, why in report.result.dense]
+    return settings, results, dict(h["timings"])
+
+
+def record_prune(s: Settings, report) -> int | None:
+    """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
+    hist = history()
+    if hist is None:
+        return None
+    key = (str(hist.path), engine.report_key(s))
+    saved = _saved()
+    with saved["lock"]:
+        if key in saved["keys"]:
+            return None
+        saved["keys"][key] = None
+    try:
+        run_id = _safe(hist.add, "prune", *prune_entry(s, report))
+    except Exception as exc:  # noqa: BLE001
+        with saved["lock"]:
+            saved["keys"].pop(key, None)
+        st.caption(f":orange[This run was not saved to the run history: {exc}]")
+        return None
+    with saved["lock"]:
+        saved["keys"][key] = run_id
+    return run_id
+
+
+def saver(hist):
+    """on_done for a background job: save job.result to `hist` (resolved in the script thread)."""
+    def on_done(job) -> None:
+        if hist is not None and job.result is not None:
+            job.run_id = hist.add_entry(job.result)
+
+    return on_done
+
+
+def _forget(ids) -> None:
+    saved = _saved()
+    with saved["lock"]:
+        for k, v in list(saved["keys"].items()):
+            if v in ids:
+                saved["keys"].pop(k, None)
+
+
+# ---- listing --------------------------------------------------------------------------------------
+
+def _num(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v
+
+
+def describe_run(r) -> str:
+    """One line for a run: what was asked and the headline figure."""
+    s, res = r.settings, r.results
+    where = f"{r.model or '?'} / {r.dataset or '?'}"
+    if r.kind == "prune":
+        budget = (f"κ = {_num(s.get('keep_ratio')):.3g}" if s.get("mode", "keep ratio") == "keep ratio"
+                  else f"ε = {fmt_num(_num(s.get('epsilon')))}")
+        what = f"{r.method} · {budget} · seed {s.get('seed', 0)}"
+    elif r.kind == "sweep":
+        what = (f"{len(s.get('methods', []))} methods × {len(s.get('ratios', []))} ratios × "
+                f"{len(s.get('seeds', []))} seed(s)")
+    elif r.kind == "retrain":
+        what = f"{r.method} · schedule {', '.join(f'{x:g}' for x in s.get('schedule', []))} · {s.get('epochs')} ep/step"
+    elif r.kind == "isolation":
+        what = (f"{r.method} · κ = {_num(s.get('keep_ratio')):.3g} · {s.get('epochs')} epochs · "
+                f"rewind {s.get('rewind_epoch')} · prune at {s.get('prune_at')}")
+    else:
+        what = r.method or ""
+    acc = _num(res.get("accuracy_after"))
+    tail = f" → accuracy {100 * acc:.2f}%" if math.isfinite(acc) else ""
+    if res.get("cancelled"):
+        tail += " (cancelled, partial)"
+    return f"{where} · {what}{tail}"
+
+
+def run_row(r) -> dict:
+    res = r.results
+    keep = _num(res.get("keep_ratio"))
+    acc = _num(res.get("accuracy_after"))
+    t = r.timings.get("total") if isinstance(r.timings, dict) else None
+    if not isinstance(t, (int, float)):
+        t = sum(v for v in r.timings.values() if isinstance(v, (int, float)) and not isinstance(v, bool)) \
+            if isinstance(r.timings, dict) else float("nan")
+    return {"id": r.id, "when": datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M:%S"),
+            "kind": KIND_LABELS.get(r.kind, r.kind), "model": r.model, "data set": r.dataset, "method": r.method,
+            "kept share": keep if math.isfinite(keep) else None, "accuracy after": acc if math.isfinite(acc) else None,
+            "time (s)": float(t) if t == t else None, "label": r.label or "", "run": describe_run(r)}
+
+
+def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """hist.compare() as strings (its cells mix numbers, text and None)."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:.5g}"
+        return str(v)
+
+    out = df.drop(columns=["differs"]).map(cell)
+    out.insert(0, "differs", df["differs"].map(lambda b: "≠" if b else ""))
+    return out
+
+
+# ---- reopen ---------------------------------------------------------------------------------------
+
+def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
+    """Sidebar widget values for a saved prune run's settings, and notes on anything that could not be restored."""
+    from sipp_core.data import DATASETS
+    from sipp_core.models import MODELS
+
+    values, notes = {}, []
+    defaults = Settings()
+    for field, key in WIDGET_KEYS.items():
+        if field not in settings or settings[field] is None:
+            continue
+        v = settings[field]
+        if field == "model" and v not in MODELS:
+            notes.append(f"model {v!r} is no longer in the zoo")
+            continue
+        if field == "dataset" and v not in DATASETS:
+            notes.append(f"data set {v!r} is not available")
+            continue
+        if field == "epsilon":
+            v = min(EPS_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-30))))
+        elif field == "delta":
+            v = min(DELTA_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-300))))
+        elif field == "keep_ratio":
+            v = min(1.0, max(0.005, round(float(v) / 0.005) * 0.005))
+            v = float(f"{v:.3f}")
+        elif field in ("sample_size", "seed"):
+            v = int(v)
+        elif field in ("c_prime",):
+            v = float(v)
+        elif field == "auto_sample":
+            v = bool(v)
+        values[key] = v
+    values.setdefault("mode", defaults.mode)
+    return values, notes
+
+
+def _reopen_prune(values: dict) -> None:
+    """Callback (runs before the script, so the sidebar is drawn with these values)."""
+    for key, v in values.items():
+        st.session_state[key] = v
+    st.session_state["_history_goto_prune"] = True
+
+
+def _show_stored(r) -> None:
+    """A sweep's or retraining run's stored table and chart."""
+    if r.kind == "sweep":
+        from ui.view_tradeoffs import show_sweep
+
+        frame = pd.DataFrame(r.results.get("rows", []))
+        show_sweep(frame, r.settings, key=f"hist_{r.id}", cancelled=bool(r.results.get("cancelled")))
+    elif r.kind == "retrain":
+        from ui.view_retrain import show_cascade
+
+        show_cascade(r.results.get("steps", []), _num(r.results.get("dense_accuracy")), r.settings,
+                     cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
+    elif r.kind == "isolation":
+        from ui.view_retrain import show_isolation
+
+        show_isolation(r.results.get("ticket", {}), r.results.get("random", {}),
+                       _num(r.results.get("dense_accuracy")), r.settings,
+                       cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
+    else:
+        st.json(r.to_dict(), expanded=False)
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+def render() -> None:
+    st.title("Run history")
+    if st.session_state.pop("_history_goto_prune", False):
+        st.switch_page("pages/prune.py", query_params={})
+    hist = history()
+    if hist is None:
+        st.error(f"The run history could not be opened ({st.session_state.get('_history_error')}). Fix: check that "
+                 "the data folder is writable, or set SIPP_DATA_HOME to a writable folder and restart the app.",
+                 icon=":material/error:")
+        st.stop()
+    st.caption(f"Every prune, sweep and retraining run is saved to `{hist.path}` (SQLite; survives restarts; "
+               "several app sessions can write at once). Set SIPP_DATA_HOME to keep it elsewhere.")
+    if hist.recovery_message:
+        st.warning(f"The run history was damaged: {hist.recovery_message}. Nothing was deleted: the old file is "
+                   f"kept at `{hist.recovered_from}` for inspection.", icon=":material/warning:")
+    try:
+        records = _safe(hist.list, limit=LIST_LIMIT)
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"The run history could not be read: {exc}. Fix: reload the page; a damaged file is set aside "
+                 "automatically when the history is reopened.", icon=":material/error:")
+        st.stop()
+    if not records:
+        st.info("No runs yet. Prune on the Prune page, or run a sweep or retraining on the Trade-offs and "
+                "Retraining pages; each run appears here.", icon=":material/history:")
+        return
+
+    rows = pd.DataFrame([run_row(r) for r in records])
+    kinds = [v for k, v in KIND_LABELS.items() if k != "other"] + (["other"] if "other" in set(rows["kind"]) else [])
+    pick_kinds = st.pills("Kind", kinds, default=kinds, selection_mode="multi", key="hist_kinds") or []
+    f2, f3, f4 = st.columns([1, 1, 2])
+    models = ["any"] + sorted(m for m in rows["model"].dropna().unique())
+    model = f2.selectbox("Model", models, key="hist_model")
+    datasets = ["any"] + sorted(d for d in rows["data set"].dropna().unique())
+    dataset = f3.selectbox("Data set", datasets, key="hist_data")
+    text = f4.text_input("Search (method, settings, label)", key="hist_text", placeholder="e.g. sipp-det or wt")
+    shown = rows[rows["kind"].isin(pick_kinds)]
+    if model != "any":
+        shown = shown[shown["model"] == model]
+    if dataset != "any":
+        shown = shown[shown["data set"] == dataset]
+    if text.strip():
+        t = text.strip().lower()
+        shown = shown[shown["run"].str.lower().str.contains(t, regex=False)
+                      | shown["label"].str.lower().str.contains(t, regex=False)
+                      | shown["method"].fillna("").str.lower().str.contains(t, regex=False)]
+    more = f" (the newest {LIST_LIMIT})" if len(records) == LIST_LIMIT else ""
+    st.caption(f"{len(shown)} of {len(rows)} runs{more}, newest first.")
+    num = st.column_config.NumberColumn
+    shown = shown[["id", "when", "kind", "accuracy after", "kept share", "run", "time (s)", "label", "model",
+                   "data set", "method"]]
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        "id": num(format="%d", width="small"), "kept share": num(format="percent"),
+        "accuracy after": num(format="percent"), "time (s)": num(format="%.2f"),
+        "run": st.column_config.TextColumn(width="large", help="what was asked, and the headline figure")})
+    st.download_button("History as CSV", shown.to_csv(index=False), "sipp-run-history.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:")
+
+    by_id = {r.id: r for r in records}
+    options = [int(i) for i in shown["id"]]
+    picked = st.multiselect("Select runs to reopen, compare or delete", options, key="hist_pick",
+                            format_func=lambda i: f"#{i} {KIND_LABELS.get(by_id[i].kind, by_id[i].kind)}: "
+                                                  f"{describe_run(by_id[i])}",
+                            placeholder="choose one run to reopen, two or more to compare")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 2])
+    one = len(picked) == 1
+    reopen_values = None
+    if one and by_id[picked[0]].kind == "prune":
+        reopen_values, notes = settings_from_run(by_id[picked[0]].settings)
+        for n in notes:
+            st.warning(f"Run #{picked[0]}: {n}; the sidebar keeps its current value there.", icon=":material/warning:")
+    b1.button("Reopen", key="hist_reopen", disabled=reopen_values is None, icon=":material/open_in_new:",
+              on_click=_reopen_prune if reopen_values is not None else None,
+              args=(reopen_values,) if reopen_values is not None else None,
+              help="Select one prune run: its settings go back into the sidebar (and the URL) and the Prune page "
+                   "opens. A selected sweep or retraining run shows its stored table and chart below.")
+    compare = b2.button("Compare", key="hist_compare", disabled=len(picked) < 2, icon=":material/compare_arrows:")
+    delete = b3.button(f"Delete {len(picked)} run(s)" if picked else "Delete", key="hist_delete",
+                       disabled=not picked, icon=":material/delete:")
+
+    if delete:
+        st.session_state["_hist_confirm"] = list(picked)
+    confirm = st.session_state.get("_hist_confirm")
+    if confirm:
+        st.warning(f"Delete run(s) {', '.join(f'#{i}' for i in confirm)} from the history? This cannot be undone.",
+                   icon=":material/delete:")
+        c1, c2, _ = st.columns([1, 1, 3])
+        if c1.button("Yes, delete", key="hist_confirm_delete", type="primary"):
+            n = _safe(hist.delete, confirm)
+            _forget(set(confirm))
+            st.session_state.pop("_hist_confirm", None)
+            st.session_state.pop("hist_pick", None)
+            st.toast(f"Deleted {n} run(s).", icon=":material/delete:")
+            st.rerun()
+        if c2.button("Keep them", key="hist_cancel_delete"):
+            st.session_state.pop("_hist_confirm", None)
+            st.rerun()
+
+    if compare and len(picked) >= 2:
+        st.subheader("Compare")
+        try:
+            df = _safe(hist.compare, picked)
+        except KeyError as exc:
+            st.error(f"{exc}. Fix: reload the page; the run was deleted meanwhile.", icon=":material/error:")
+        else:
+            st.caption("One column per run; rows that differ between the runs first (marked ≠).")
+            st.dataframe(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
+
+    if one:
+        r = by_id[picked[0]]
+        st.subheader(f"Run #{r.id}: {KIND_LABELS.get(r.kind, r.kind)}")
+        st.caption(f"{describe_run(r)} · saved {run_row(r)['when']} · versions: "
+                   + ", ".join(f"{k} {v}" for k, v in r.versions.items() if v and k in ("sipp_core", "torch", "git")))
+        if r.kind == "prune":
+            res = r.results
+            c = st.columns(4)
+            c[0].metric("Weights kept", f"{100 * _num(res.get('keep_ratio')):.2f}%")
+            c[1].metric("Accuracy after", f"{100 * _num(res.get('accuracy_after')):.1f}%")
+            c[2].metric("Largest bound", f"{_num(res.get('bound_max')):.3g}" if res.get("has_bound") else "none")
+            c[3].metric("Largest measured error", f"{_num(res.get('measured_max_heldout')):.3g}")
+            st.caption(f"Method: {METHOD_LABELS.get(r.method, r.method)}. Press **Reopen** to put these settings back "
+                       "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
+            layers = pd.DataFrame(res.get("layers", []))
+            if not layers.empty:
+                st.dataframe(layers, hide_index=True, width="stretch")
+        else:
+            _show_stored(r)

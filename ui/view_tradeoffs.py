@@ -1,0 +1,296 @@
+"""Trade-offs: keep ratios x methods x seeds on the sidebar's trained network (sipp_core.sweep).
+
+The sweep runs in a background job (ui/jobs.py) with live progress and a Cancel button; a cancelled
+sweep shows the points it finished. Sensitivities come from the app's own cache (``prepare_fn``): the
+sidebar's seed reuses what the other pages computed, further seeds are computed once and cached too.
+Each seed's network is a private deep copy (taken under the model lock), so a sweep never touches the
+model other sessions are using. Finished sweeps are kept in a process-wide store keyed by every
+setting, and saved to the run history.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts_tradeoffs as ct
+from ui import engine, jobs, show
+from ui.settings import METHOD_LABELS, Settings, fmt_num
+from ui.sidebar import BIND, current_settings
+from ui.view_common import describe, get_prepared, show_error
+
+JOB_KEY = "_job_sweep"
+RANGE_OPTIONS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+INTRO = ("Prune the **same trained network** at many keep ratios with several methods and compare accuracy, "
+         "output error and SiPP's guaranteed bound. Each point prunes once, without retraining; the sensitivities "
+         "are computed once per seed and reused by every point. The network, |S|, δ and the allocation come from "
+         "the sidebar.")
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> engine.Store:
+    """Finished (not cancelled) sweeps, shared by all sessions (never mutated)."""
+    return engine.Store(24, 64 * 2**20)
+
+
+def _methods() -> list[str]:
+    from sipp_core.planner import METHODS
+
+    return list(METHODS)
+
+
+def sweep_request(s: Settings, methods, lo: float, hi: float, count: int, seeds: int) -> dict:
+    """The sweep's arguments (plain values) for the sidebar settings and the page's widgets."""
+    from sipp_core.sweep import geometric_ratios
+
+    grid = geometric_ratios(hi, lo, int(count)) if hi != lo else (float(hi),)
+    return dict(model=s.model, dataset=s.dataset, methods=list(methods), ratios=list(grid),
+                seeds=[int(s.seed) + i for i in range(int(seeds))],
+                sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta),
+                allocation=s.allocation)
+
+
+def result_key(s: Settings, req: dict) -> tuple:
+    heavy = tuple(v for i, v in enumerate(s.heavy_key) if i != 3)  # the seeds are in the request
+    return (heavy, tuple(req["methods"]), tuple(req["ratios"]), tuple(req["seeds"]), req["delta"], req["allocation"])
+
+
+def prepare_fn(s: Settings):
+    """seed -> the app's cached Prepared for the sidebar settings with that seed, with a private model copy.
+
+    Safe in a worker thread: the process-wide store and locks are looked up here, in the script thread.
+    """
+    store, locks = engine.prepared_store(), engine.model_locks()
+
+    def fn(seed: int, progress=None):
+        prepared = engine.get_prepared(dataclasses.replace(s, seed=int(seed)), progress, store=store)
+        with engine.model_lock(prepared, locks):
+            model = copy.deepcopy(prepared.model)
+        return dataclasses.replace(prepared, trained=dataclasses.replace(prepared.trained, model=model))
+
+    return fn
+
+
+def run_sweep(req: dict, prepare, progress=None, should_stop=None):
+    """The sweep itself (what the background job runs); `prepare` from prepare_fn(), made in the script thread."""
+    from sipp_core.sweep import sweep
+
+    return sweep(req["model"], req["dataset"], methods=req["methods"], ratios=req["ratios"], seeds=req["seeds"],
+                 sample_size=req["sample_size"], delta=req["delta"], allocation=req["allocation"], cache=False,
+                 prepare_fn=prepare, progress=progress, should_stop=should_stop)
+
+
+@st.cache_resource(show_spinner=False)
+def _observed() -> dict:
+    """(model, dataset) -> (seconds per point, seconds per new seed) seen in the last finished sweep (all sessions)."""
+    return {}
+
+
+def _observe(observed: dict, s: Settings, res) -> None:
+    """Remember what a finished sweep cost (runs in the worker; a plain dict write)."""
+    t = res.timings_s
+    n = len(res.rows)
+    if n and t.get("points"):
+        prep = [v for v in t.get("prepare", {}).values() if v > 0.05]  # seeds that computed sensitivities
+        old = observed.get((s.model, s.dataset), (None, None))
+        observed[(s.model, s.dataset)] = (t["points"] / n, sum(prep) / len(prep) if prep else old[1])
+
+
+def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> float:
+    """Points x seconds per point + seeds without sensitivities x seconds per seed.
+
+    From the last finished sweep on this network when there is one; else from the sidebar's own prune
+    (prune time, a cold first call, so an overestimate) and its sensitivity time."""
+    seen_point, seen_seed = _observed().get((s.model, s.dataset), (None, None))
+    if seen_point is not None:
+        per_point = seen_point
+    elif report is not None:
+        per_point = max(0.02, float(report.timings_s.get("prune", 0.1)) + 0.02)
+    else:
+        per_point = 0.15
+    per_seed = seen_seed or float(prepared.timings_s.get("prepare_total", prepared.timings_s.get("sensitivity", 2.0)))
+    points = len(req["methods"]) * len(req["ratios"]) * len(req["seeds"])
+    new_seeds = sum(not engine.is_prepared(dataclasses.replace(s, seed=sd)) for sd in req["seeds"])
+    return points * per_point + new_seeds * per_seed
+
+
+# ---- showing a sweep (also used by the history page) ----------------------------------------------
+
+def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = False, drop_bind: bool = False) -> None:
+    """Charts, prune potential, tables and downloads for a sweep's rows."""
+    from sipp_core.sweep import ROW_FIELDS, SweepResult, prune_potential
+
+    if frame.empty:
+        st.info("The sweep finished no point before it was cancelled.", icon=":material/info:")
+        return
+    frame = frame.reindex(columns=list(ROW_FIELDS))
+    if cancelled:
+        st.warning(f"Cancelled: showing the {len(frame)} points that finished.", icon=":material/stop_circle:")
+    failed = frame[frame["error"].notna()]
+    if len(failed):
+        st.warning(f"{len(failed)} point(s) failed and are left out of the charts, e.g. {failed.iloc[0]['method']} at "
+                   f"{failed.iloc[0]['keep_ratio_requested']:g}: {failed.iloc[0]['error']}", icon=":material/warning:")
+    extra = BIND if drop_bind else {}
+    col, _ = st.columns([1, 2])
+    drop = col.number_input("Largest acceptable accuracy drop (percentage points)", min_value=0.0, max_value=100.0,
+                           value=1.0, step=0.5, format="%.2f", key=f"{key}_drop",
+                           help="The prune potential is the largest pruned share whose mean accuracy (over seeds) "
+                                "stays within this drop of the dense network, walking down the grid.", **extra)
+    left, right = st.columns(2)
+    show.chart(ct.accuracy_chart(frame, max_drop_pts=drop), left)
+    show.chart(ct.error_chart(frame), right)
+    pp = prune_potential(frame, drop / 100.0)
+    left, right = st.columns(2)
+    show.chart(ct.potential_chart(pp, drop), left)
+    bound = ct.bound_chart(frame)
+    if bound is not None:
+        show.chart(bound, right)
+    else:
+        right.info("None of these methods gives an error bound (only SiPP does).", icon=":material/info:")
+
+    st.subheader("Prune potential")
+    table = pd.DataFrame({
+        "method": pp["method"], "largest pruned share": pp["max_pruned_share"],
+        "at keep ratio": pp["keep_ratio_requested"], "kept share (realised)": pp["keep_ratio"],
+        "accuracy after": pp["accuracy_after"], "accuracy drop (points)": 100 * pp["accuracy_drop"],
+        "seeds": pp["seeds"], "note": pp["note"]})
+    num = st.column_config.NumberColumn
+    st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_potential", column_config={
+        "largest pruned share": num(format="percent"), "kept share (realised)": num(format="percent"),
+        "at keep ratio": num(format="%.4g"), "accuracy after": num(format="percent"),
+        "accuracy drop (points)": num(format="%.2f")})
+    st.caption("Rule: average over seeds, walk from the largest keep ratio down, stop at the first ratio whose mean "
+               "drop exceeds the limit; a lucky point further down does not count. Known only up to the grid's "
+               "resolution: extend or refine the grid for a sharper answer.")
+
+    agg = ct.aggregate(frame)
+    with st.expander(f"All points ({len(frame)} rows; means over seeds below)", icon=":material/table:"):
+        st.dataframe(agg.rename(columns={
+            "keep_ratio_requested": "keep ratio asked", "keep_pct": "kept % (realised)", "acc_pct": "accuracy %",
+            "acc_lo": "accuracy % (lowest seed)", "acc_hi": "accuracy % (highest seed)", "err": "logits error",
+            "err_lo": "logits error (lowest)", "err_hi": "logits error (highest)", "bound": "largest bound",
+            "bound_lo": "largest bound (lowest)", "bound_hi": "largest bound (highest)", "agreement_pct": "agreement %",
+            "drop_pts": "drop (points)", "time_ms": "time per point (ms)"}), hide_index=True, width="stretch",
+            key=f"{key}_agg")
+        st.caption("Per seed and point:")
+        st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_rows")
+    res = SweepResult(rows=tuple(frame.to_dict(orient="records")), settings=dict(settings), cancelled=cancelled)
+    stem = f"sweep-{settings.get('model', 'model')}-{settings.get('dataset', 'data')}"
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("Points (CSV)", frame.to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore",
+                       icon=":material/download:", key=f"{key}_csv")
+    d2.download_button("Sweep (JSON)", res.to_json(), f"{stem}.json", "application/json", on_click="ignore",
+                       icon=":material/download:", key=f"{key}_json")
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+def _header(s: Settings):
+    st.title("Trade-offs")
+    st.caption(describe(s) + " · the method and budget of the sidebar are not used here")
+    st.markdown(INTRO)
+    try:
+        engine.resolve_device(s.device)
+        facts = engine.model_facts(s.model, s.dataset)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+        st.stop()
+    if not s.auto_sample and s.sample_size > facts["pool"]:
+        st.error(f"|S| = {s.sample_size:,} is more than the S-pool holds ({facts['pool']:,}). Fix: choose a smaller "
+                 "|S| in the sidebar or switch '|S| from the formula' on.", icon=":material/error:")
+        st.stop()
+    prepared = get_prepared(s)
+    if prepared is None:
+        st.stop()
+    return prepared
+
+
+def render() -> None:
+    s = current_settings()
+    prepared = _header(s)
+    methods_all = _methods()
+    st.subheader("Sweep")
+    c1, c2 = st.columns([2, 1.3])
+    methods = c1.multiselect("Methods", methods_all, default=["sipp-hybrid", "sipp-det", "sipp-rand", "wt", "random"],
+                             key="to_methods", help="Each method prunes the same network at every keep ratio: "
+                             + "; ".join(f"**{m}**: {METHOD_LABELS.get(m, m)}" for m in methods_all), **BIND)
+    lo, hi = c2.select_slider("Keep-ratio range (log grid)", RANGE_OPTIONS, value=(0.01, 0.5), format_func=fmt_num,
+                              key="to_range", help="The grid runs from the largest to the smallest keep ratio, evenly "
+                                                   "spaced in log.", **BIND)
+    c3, c4, c5 = st.columns([1.2, 1, 2])
+    count = c3.slider("Keep ratios on the grid", 2, 16, 8, key="to_count", **BIND) if hi != lo else 1
+    seeds = c4.number_input("Seeds", min_value=1, max_value=5, value=1, step=1, key="to_seeds",
+                            help=f"Seeds {s.seed}, {s.seed + 1}, …: each draws its own S and sampling; bands in the "
+                                 "charts show their range.", **BIND)
+    if not methods:
+        st.error("Choose at least one method. Fix: pick methods in the box above.", icon=":material/error:")
+        st.stop()
+    try:
+        req = sweep_request(s, methods, lo, hi, count, seeds)
+    except ValueError as exc:
+        st.error(f"{exc}. Fix: choose two different ends of the range, or a different count.", icon=":material/error:")
+        st.stop()
+    key = result_key(s, req)
+    points = len(req["methods"]) * len(req["ratios"]) * len(req["seeds"])
+    report = None
+    try:
+        report = engine.get_report(s, prepared) if engine.is_report_cached(s) else None
+    except Exception:  # noqa: BLE001 - only used for the estimate
+        report = None
+    est = estimate_seconds(s, req, prepared, report)
+    cached = _results().peek(key)
+    c5.caption(f"Keep ratios: {', '.join(f'{r:.3g}' for r in req['ratios'])}  \n"
+               f"{len(req['methods'])} methods × {len(req['ratios'])} ratios × {len(req['seeds'])} seed(s) = "
+               f"**{points} points**, estimated **{jobs.fmt_seconds(est)}**"
+               + (" (this sweep is cached: shown at once)" if cached is not None else ""))
+
+    running = jobs.is_running(JOB_KEY)
+    start = st.button("Run sweep", type="primary", key="to_run", icon=":material/play_arrow:",
+                      disabled=running or cached is not None,
+                      help="Runs in the background with a Cancel button; results are cached for everyone.")
+    if start and not running:
+        from ui.view_history import history, saver
+
+        hist = history()
+        store, observed = _results(), _observed()
+        save = saver(hist)
+
+        def on_done(job, key=key, store=store):
+            res = job.result
+            if res is not None and not res.cancelled:
+                store.get_or_build(key, lambda: res)
+            if res is not None:
+                _observe(observed, s, res)
+            save(job)
+
+        st.session_state["_sweep_key"] = key
+        prepare = prepare_fn(s)
+        jobs.start(JOB_KEY, "sweep", "Sweep", lambda progress, stop: run_sweep(req, prepare, progress, stop),
+                   on_done=on_done, estimate_s=est)
+        st.rerun()  # redraw with the button off and the progress bar on
+    job = jobs.watch(JOB_KEY)
+
+    if job is not None and job.done and job.error is not None:
+        show_error(job.error)
+    result, note, from_cache = cached, None, cached is not None
+    if job is not None and job.done and job.result is not None:
+        if st.session_state.get("_sweep_key") == key:
+            result, from_cache = job.result, False
+        elif result is None:
+            result = job.result
+            note = "Showing your last sweep: its settings differ from the ones above (press Run sweep for those)."
+    if result is None:
+        if job is None or job.done:
+            st.info("Choose methods and a keep-ratio range, then press **Run sweep**.", icon=":material/info:")
+        return
+    st.divider()
+    if note:
+        st.caption(f":orange[{note}]")
+    rs = result.settings
+    st.caption(f"{rs['model']} on {rs['dataset']} · seeds {', '.join(map(str, rs['seeds']))} · δ = {fmt_num(rs['delta'])}"
+               f" · allocation {rs['allocation']} · total {jobs.fmt_seconds(result.timings_s.get('total', math.nan))}"
+               + (" (from the cache)" if from_cache else ""))
+    show_sweep(result.to_frame(), rs, key="to", cancelled=result.cancelled, drop_bind=True)
