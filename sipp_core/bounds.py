@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .layers import LayerInfo, layer_infos
+from .layers import LayerInfo, layer_infos, prunable_layers
 
 DEFAULT_DELTA = 1e-16  # the authors' default failure probability (also delta_S for |S|)
 SAMPLE_C = 3.0  # C in |S| = ceil(C ln(8 eta eta_max / delta_S))
@@ -320,7 +320,7 @@ def det_m_for_eps(sens: torch.Tensor, weight: torch.Tensor, epsilon) -> torch.Te
 
 def sample_size_terms(model: torch.nn.Module, input_shape) -> tuple[int, int]:
     """(eta, eta_max): total F * P over the prunable layers and the largest single F * P."""
-    infos = layer_infos(model, tuple(int(d) for d in input_shape))
+    infos = layer_infos(model, tuple(int(d) for d in input_shape)) if prunable_layers(model) else {}
     if not infos:
         raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
     sizes = [i.out_units * i.patches for i in infos.values()]

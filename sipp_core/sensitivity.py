@@ -60,6 +60,7 @@ DEFAULT_CHUNK_BYTES = 512 * 2**20
 _CACHE_FRIENDLY_BYTES = 4 * 2**20
 _BIG_BYTES = 64 * 2**20  # one chunk of the screened engine (bounds the number of chunks)
 _GPU_STEP_BYTES = 256 * 2**20
+_PIECE_ELEMS = 2**16  # elements squared together (stays in L2 through the squarings)
 _BLOCK = 64  # (point, patch) pairs per screening block
 _POWER = 16  # p of the float32 p-norm bounds (float64 layers use 32)
 _DIRECT_MAX_PRODUCTS = 2**25  # conv layers below this many products use the direct engine
@@ -92,9 +93,12 @@ def compute_sensitivities(
         patch_reduction: "max" (the paper's, default; the deterministic bound holds
             on S) or "mean" (the authors' deterministic variant, no bound).
         progress: optional ``progress(fraction, message)`` callback, once per layer.
-        chunk_bytes: bound on the engine's working memory per step (beyond the
-            layer input being processed and one activation-sized buffer of
-            reciprocals 1/z); results do not depend on it.
+        chunk_bytes: bound on the engines' working memory (their buffers and
+            temporaries, reused across layers), beyond the layer input being
+            processed and its padded / pseudo-point copy (at most twice its size);
+            it is respected down to one point (or one block of points) per step.
+            Results do not depend on it. The default is also capped internally at
+            64 MiB on a CPU (steps that fit in cache are faster) and 256 MiB on a GPU.
 
     Returns:
         {qualified layer name: tensor shaped like the layer's weight}, float32 on the
@@ -237,9 +241,13 @@ def _check_chunk_bytes(chunk_bytes) -> int:
 
 def _check_inputs(inputs, device, dtype) -> torch.Tensor:
     if not isinstance(inputs, torch.Tensor):
-        raise ValueError(f"inputs must be a torch.Tensor batch shaped (|S|, *input_shape); got {type(inputs).__name__}")
+        raise ValueError(
+            f"inputs must be a torch.Tensor batch shaped (|S|, *input_shape); got {type(inputs).__name__}"
+        )
     if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must be a non-empty batch shaped (|S|, *input_shape); got shape {tuple(inputs.shape)}")
+        raise ValueError(
+            f"inputs must be a non-empty batch shaped (|S|, *input_shape); got shape {tuple(inputs.shape)}"
+        )
     if not inputs.is_floating_point():
         raise ValueError(f"inputs must be floating point (normalised data); got {inputs.dtype}")
     x = inputs.detach().to(device=device, dtype=dtype)
@@ -617,21 +625,34 @@ class _Blocks:
             out[n:].zero_()
         return out
 
-    def block_major(self, nat: torch.Tensor, out: torch.Tensor, scale=None) -> torch.Tensor:
-        """nat (rows, X, ppad) -> out (blocks, X, bs), optionally multiplied by scale (X,)."""
+    def block_major(self, nat: torch.Tensor, out: torch.Tensor, scale=None, power: int = 1) -> torch.Tensor:
+        """nat (rows, X, ppad) -> (blocks, X, bs) in ``out``, optionally (nat * scale[X]) ** power.
+
+        Without padding, groups or sub-blocks the layouts coincide and nat itself is
+        used when no scaling is asked for. The power is taken piece by piece so that
+        each piece stays in cache through its squarings.
+        """
         rows, x, ppad = nat.shape
         nb, bs, group = self.nb, self.bs, self.group
         k = rows // group * nb
+        if scale is None and nb == 1 and group == 1:
+            return nat
         if group == 1:
             src = nat.view(rows, x, nb, bs).transpose(1, 2)  # (rows, nb, X, bs)
             dst = out[:k].view(rows, nb, x, bs)
+            sview = None if scale is None else scale.view(1, 1, x, 1)
         else:
             src = nat.view(rows // group, group, x, ppad).transpose(1, 2)  # (q, X, group, P)
             dst = out[:k].view(rows // group, x, group, ppad)
-        if scale is None:
-            dst.copy_(src)
-        else:
-            torch.mul(src, scale.view(*([1] * (src.ndim - 3)), x, 1, 1) if group > 1 else scale.view(1, 1, x, 1), out=dst)
+            sview = None if scale is None else scale.view(1, x, 1, 1)
+        piece = max(1, _PIECE_ELEMS // max(1, dst[0].numel()))
+        for i in range(0, dst.shape[0], piece):
+            d = dst[i : i + piece]
+            if sview is None:
+                d.copy_(src[i : i + piece])
+            else:
+                torch.mul(src[i : i + piece], sview, out=d)
+            _pow(d, power)
         return out[:k]
 
 
@@ -735,7 +756,7 @@ def _conv_max_screened(
         inv_alpha, scale_c = _unit_scale(xc.amax(dim=(0, 2, 3)), dtype)  # (C,)
         scale = torch.outer(scale_r, scale_c.repeat_interleave(kk))  # (G, J), bounds every product
         dead = unused | (scale == 0)
-        x_ = _pow(lay.block_major(rb, rx, inv_rho), power)  # (k, G, bs)
+        x_ = lay.block_major(rb, rx, inv_rho, power)  # (k, G, bs): (R / rho)^p
         y_ = _pow(torch.mul(xc, inv_alpha[None, :, None, None], out=ax[:n]), power)
         geo.unfold(y_, out=unf[:n])
         rows = lay.rows(n)
@@ -787,7 +808,10 @@ def _conv_max_screened(
         if bool(starved.any()):
             # upper bound of every product of the chunk for these pairs: (S_max (1 + e) + floor)^(1/p)
             rc = starved.nonzero()
-            top = smax[rc[:, 0], rc[:, 1]] if smax is not None else torch.zeros(rc.shape[0], dtype=torch.float64, device=device)
+            if smax is None:
+                top = torch.zeros(rc.shape[0], dtype=torch.float64, device=device)
+            else:
+                top = smax[rc[:, 0], rc[:, 1]]
             bound = ((top * (1 + rel) + floor) ** (1.0 / power)) * scale[rc[:, 0], rc[:, 1]] * (1 + 1e-12)
             deferred.append((i, n, rc, bound))
     for i, n, rc, bound in deferred:

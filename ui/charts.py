@@ -261,6 +261,14 @@ def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, heigh
                                          height=height), height, 2, 1)
 
 
+def _compact(n: int) -> str:
+    n = int(n)
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
 def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
     """Share of (row, point) pairs whose measured error exceeded the row's bound, beside delta."""
     df = tables.failure_frame(report)
@@ -269,7 +277,9 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
         return sized(alt.Chart(pd.DataFrame({"t": ["this method has no bound, so no failure rate"]})).mark_text(fontSize=14).encode(
             text="t:N").properties(title=_title("Failure rate beside δ"), width=width, height=80), 80, x_axis=False)
     df["percent"] = 100 * df["failure_rate"]
-    df["label"] = [f"{f:,} of {p:,}" for f, p in zip(df["failures"], df["pairs"])]
+    # Compact labels ("0/91.2k"): full counts side by side overlapped at 1280 px; the tooltip has them.
+    df["label"] = [f"{_compact(f)}/{_compact(p)}" for f, p in zip(df["failures"], df["pairs"])]
+    df["pairs_detail"] = [f"{f:,} of {p:,}" for f, p in zip(df["failures"], df["pairs"])]
     order = _layer_order(report)
     top = max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)
     base = alt.Chart(df).encode(
@@ -278,15 +288,16 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
         y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)", scale=alt.Scale(domain=[0, top])),
         color=alt.Color("points:N", title="measured on", sort=["on S", "held-out"],
                         scale=alt.Scale(range=[OKABE["green"], OKABE["blue"]]), legend=alt.Legend(orient="bottom")),
-        tooltip=["layer:N", "points:N", alt.Tooltip("percent:Q", format=".4f", title="failure %"), "label:N"],
+        tooltip=["layer:N", "points:N", alt.Tooltip("percent:Q", format=".4f", title="failure %"),
+                 alt.Tooltip("pairs_detail:N", title="failures of (row, point) pairs")],
     )
     bars = base.mark_bar()
-    text = base.mark_text(dy=-6, fontSize=11).encode(text="label:N")
+    text = base.mark_text(dy=-6, fontSize=10).encode(text="label:N")
     d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
     return sized((bars + text + rule).properties(
         title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
-                                                 "labels: failures of (row, point) pairs"]),
+                                                 "labels: failures / (row, point) pairs (k = thousand, M = million)"]),
         width=width, height=height), height, 2, 1)
 
 
