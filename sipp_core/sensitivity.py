@@ -14,23 +14,26 @@ With the max patch reduction the two maxima merge, so
     s = |W| * M,  M[(f, sigma), j] = max over (x, p) of a_{j,p}(x) / z^sigma_{f,p}(x),
 
 a max-times ("tropical") product of the reciprocals 1/z (rows x pairs) and the
-unfolded inputs (pairs x columns), which BLAS cannot do. Three exact engines:
+unfolded inputs (pairs x columns), which BLAS cannot do. The engines, all exact
+(the same float32 products, the same maxima as the per-point, per-unit definition):
 
-- ``direct``: the product evaluated batched in chunks (Linear layers, small convs).
-  For split inputs a+ and a- have disjoint supports, so one point's two pseudo-points
-  are evaluated as one rank-2 product.
-- ``screened`` (large conv layers, max reduction): a matrix product in p-th powers,
-  S_b = sum_{t in b} (R_t A_t)^p over blocks b of patches, bounds every block's max
-  from above and below; only the few blocks that can still hold the max are then
-  evaluated exactly. Discarding a block needs a *strict* inequality between real
-  numbers with rounding margins, so the result is identical to the direct product
-  (float32 products, the same maxima), only much cheaper.
-- ``mean`` reduction: a plain batched matrix product per point, then the max over points.
+- ``direct``: the product evaluated batched, blocked over output rows so one block
+  stays in cache while the pairs stream past (Linear layers, small convs). With
+  pseudo-points, a+ and a- of one point have disjoint supports, so both are done as
+  one rank-2 product.
+- ``screened`` (conv layers, max reduction): one batched matrix product of p-th powers,
+  S_b = sum over the pairs t of a block b of (R_t A_t / scale)^p, bounds every block's
+  max from above and below (p-norm against max-norm); only the few blocks that can
+  still hold a (row, column) max are then evaluated exactly. A block is discarded
+  only on a strict inequality that holds whatever the rounding (explicit margins for
+  the float error of S and for underflow), so the result equals the direct product's.
+- ``mean`` reduction: a batched matrix product per point, then the max over points.
 
 Inputs are captured with forward pre-hooks during ONE batched forward pass over S
-(model in eval mode, no grad); each layer's sensitivity is computed inside its hook
-and the input dropped, so only one layer input is held at a time. The model is not
-modified: its modules' train/eval flags are restored and every hook is removed.
+(model in eval mode, no grad); each layer's sensitivity is computed inside its hook,
+so only one layer input is held at a time. The model is not modified: its modules'
+train/eval flags are restored and every hook is removed. On CUDA, TF32 is switched
+off for the duration (it would cost three digits of z).
 
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 >>> sens = compute_sensitivities(model, torch.randn(8, 4))
@@ -209,9 +212,7 @@ def layer_sensitivity(
             else:
                 g_rows, j_cols = 2 * w.shape[0], w.shape[1]
                 products = g_rows * j_cols * xp.shape[0] * geo.patches
-                use_direct = engine == "direct" or (
-                    engine == "auto" and (products <= _DIRECT_MAX_PRODUCTS or geo.patches < 4)
-                )
+                use_direct = engine == "direct" or (engine == "auto" and products <= _DIRECT_MAX_PRODUCTS)
                 if use_direct:
                     m = _conv_max_direct(xp, w, geo, budget)
                 else:
@@ -373,7 +374,7 @@ def _split(x: torch.Tensor, negative: bool) -> tuple[torch.Tensor, bool]:
 # stream past it; buffers are allocated once (fresh large allocations are slow).
 
 _ROW_BLOCK_ELEMS = 2**17  # output block (rows x J) per pass, ~512 KiB
-_PAIRS_PER_PASS = 16  # pairs multiplied per pass into the block (measured best on 2 cores)
+_PASS_ELEMS = 2**21  # products per pass into an output block (measured best on 2 cores)
 
 
 def _maxtimes(r: torch.Tensor, a: torch.Tensor, budget: _Budget, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -395,7 +396,7 @@ def _maxtimes_impl(r, a, budget: _Budget, out, rank2: bool) -> torch.Tensor:
     if k_pairs == 0:
         return out
     rows = max(1, min(g_rows, _ROW_BLOCK_ELEMS // j_cols, budget.elems() // j_cols))
-    step = max(1, min(k_pairs, budget.big_elems(4) // (rows * j_cols), _PAIRS_PER_PASS))
+    step = max(1, min(k_pairs, budget.big_elems(4) // (rows * j_cols), _PASS_ELEMS // (rows * j_cols)))
     buf = budget.buffer("mt_buf", (step, rows, j_cols), device=a.device)
     red = budget.buffer("mt_red", (rows, j_cols), device=a.device)
     for g0 in range(0, g_rows, rows):
@@ -728,12 +729,13 @@ def _conv_max_screened(
         points while few products are needed, unfolded once when many are."""
 
         def __init__(self, xc):
-            self.xc, self.cols, self.budget = xc, None, xc.shape[0] * j_cols * p // 4
+            # gathering costs more per product than one unfold pass: allow a quarter of it
+            self.xc, self.cols, self.allowance = xc, None, xc.shape[0] * j_cols * p // 4
 
         def columns(self, needed: int):
-            if self.cols is None and needed > self.budget:
+            if self.cols is None and needed > self.allowance:
                 self.cols = raw_columns(self.xc)
-            self.budget -= needed
+            self.allowance -= needed
             return self.cols
 
     def evaluate(src: "_Source", block, r, j):
