@@ -62,14 +62,29 @@ def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
     return out
 
 
-def unfold_input(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
-    """The layer's input as (B, J, P): J in weight.view(F, -1) order, P patches."""
-    if isinstance(module, nn.Linear):
-        return a.reshape(a.shape[0], -1, 1)  # (B, J, 1)
+def conv_padded(module: nn.Conv2d, a: torch.Tensor) -> tuple[torch.Tensor, object]:
+    """(input, padding) to give F.unfold / F.conv2d so they match module's own forward.
+
+    String padding ('same', 'valid') and non-zero padding modes are applied explicitly,
+    the way nn.Conv2d does it, so every consumer sees the same patches as the layer.
+    """
     if module.padding_mode != "zeros":
-        raise ValueError(f"padding_mode={module.padding_mode!r} is not supported; use 'zeros'")
+        return F.pad(a, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
+    if isinstance(module.padding, str):
+        return F.pad(a, module._reversed_padding_repeated_twice), 0
+    return a, module.padding
+
+
+def unfold_input(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """The layer's input as (B, J, P): J in weight.view(F, -1) order, P patches.
+
+    A Linear layer applied to (B, ..., J) inputs sees every middle position as a patch.
+    """
+    if isinstance(module, nn.Linear):
+        return a.reshape(a.shape[0], -1, a.shape[-1]).transpose(1, 2)  # (B, J, P)
+    a, padding = conv_padded(module, a)
     return F.unfold(
-        a, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+        a, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride
     )  # (B, C_in*kh*kw, H_out*W_out)
 
 
@@ -81,7 +96,8 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
 class capture_inputs:
     """Context manager recording the input of the named layers during forward passes.
 
-    Only forward passes run by the thread that entered the context are recorded, so
+    A module called several times in one forward keeps its last input (no zoo model
+    does this). Only forward passes run by the thread that entered the context are recorded, so
     two threads (two app sessions) hooking one shared model never see each other's inputs.
 
     >>> with capture_inputs(model, ["fc1"]) as inputs:
@@ -118,7 +134,9 @@ class capture_inputs:
 def layer_infos(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, LayerInfo]:
     """LayerInfo for every prunable layer, using one dummy forward pass to learn P_l."""
     layers = prunable_layers(model)
-    param = next(model.parameters())
+    if not layers:
+        return {}
+    param = next(iter(layers.values())).weight
     x = torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device)
     was_training = model.training
     model.eval()

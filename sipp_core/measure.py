@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import capture_inputs, prunable_layers
+from .layers import capture_inputs, conv_padded, prunable_layers
 from .train import predict
 
 NO_SIGNAL = 1.1920929e-07
@@ -41,8 +41,10 @@ def _signed_parts(weight: torch.Tensor):
 def _apply(module: nn.Module, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The layer's linear map with weight w and no bias, output as (B, F, P)."""
     if isinstance(module, nn.Linear):
-        return F.linear(a.reshape(a.shape[0], -1), w).unsqueeze(-1)
-    out = F.conv2d(a, w, None, module.stride, module.padding, module.dilation)
+        out = F.linear(a, w)  # (B, ..., F): middle positions are patches, as in unfold_input
+        return out.reshape(out.shape[0], -1, out.shape[-1]).transpose(1, 2)
+    a, padding = conv_padded(module, a)
+    out = F.conv2d(a, w, None, module.stride, padding, module.dilation)
     return out.flatten(2)
 
 

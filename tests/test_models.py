@@ -72,3 +72,36 @@ def test_capture_inputs_ignores_other_threads():
         assert "1" not in inputs  # the other thread's forward is not recorded
         model(mine)
     assert inputs["1"].shape == (2, 784) and torch.all(inputs["1"] == 1)
+
+
+@pytest.mark.parametrize("conv", [
+    dict(padding="same"), dict(padding="valid"), dict(padding=1, padding_mode="reflect"),
+    dict(padding=(1, 2), padding_mode="circular", stride=2),
+])
+def test_unfold_matches_the_layer_for_every_padding(conv):
+    from sipp_core.layers import unfold_input, weight_matrix
+    from sipp_core.measure import _apply
+
+    m = torch.nn.Conv2d(3, 4, 3, bias=False, **conv)
+    a = torch.randn(2, 3, 9, 9)
+    want = m(a).flatten(2)  # (B, F, P)
+    got = weight_matrix(m) @ unfold_input(m, a)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(_apply(m, a, m.weight), want, atol=1e-5)
+    infos = layer_infos(torch.nn.Sequential(m), (3, 9, 9))
+    assert infos["0"].patches == want.shape[2]
+
+
+def test_linear_on_sequences_treats_positions_as_patches():
+    from sipp_core.layers import unfold_input
+    from sipp_core.measure import _apply
+
+    m = torch.nn.Linear(5, 3, bias=False)
+    a = torch.randn(2, 7, 5)
+    want = m(a).transpose(1, 2)  # (B, F, P=7)
+    assert torch.allclose(m.weight @ unfold_input(m, a), want, atol=1e-6)
+    assert torch.allclose(_apply(m, a, m.weight), want, atol=1e-6)
+
+
+def test_layer_infos_on_a_model_without_prunable_layers():
+    assert layer_infos(torch.nn.Sequential(torch.nn.ReLU()), (3,)) == {}
