@@ -93,3 +93,22 @@ def test_shipped_checkpoints_reach_stated_accuracy(name, floor, cache):
     assert measured == pytest.approx(trained.test_accuracy, abs=1e-6)
     assert measured >= floor
     assert not list(cache.glob("*")) if cache.exists() else True  # nothing trained
+
+
+def test_cli_train_prints_progress_and_accuracy(cache, tmp_path, capsys):
+    from sipp_core.__main__ import main as cli
+
+    out = tmp_path / "m.pt"
+    assert cli(["train", "--model", "mlp", "--dataset", "moons", "--epochs", "2", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 2/2" in captured.err and "100.0%" in captured.err
+    assert "test accuracy" in captured.out
+    acc = read_checkpoint(out, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=2, seed=0)
+    assert f"{acc:.4f}" in captured.out
+
+
+def test_cli_train_unknown_model_exits_2(capsys):
+    from sipp_core.__main__ import main as cli
+
+    assert cli(["train", "--model", "alexnet", "--dataset", "moons", "--epochs", "1"]) == 2
+    assert "valid models" in capsys.readouterr().err
