@@ -14,3 +14,29 @@ for var, sub in (("SIPP_DATA_HOME", "data-home"), ("SIPP_CACHE_DIR", "cache")):
 @pytest.fixture(scope="session")
 def test_root():
     return _ROOT
+
+
+@pytest.fixture(scope="session")
+def moons_mlp_cache(tmp_path_factory):
+    """A checkpoint cache holding mlp/moons, trained briefly (3 epochs) but filed under the default
+    60-epoch name, so load_trained finds it instead of training 60 epochs in every test."""
+    import torch
+
+    from sipp_core.checkpoints import checkpoint_name, save_checkpoint
+    from sipp_core.data import load_dataset
+    from sipp_core.models import build_model
+    from sipp_core.train import DEFAULT_EPOCHS, train_model
+
+    root = tmp_path_factory.mktemp("cache")
+    rec = load_dataset("moons")
+    epochs = DEFAULT_EPOCHS["mlp"]
+    with torch.random.fork_rng(devices=[]):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        net, acc = train_model(build_model("mlp", rec.input_shape, rec.num_classes, seed=0), rec, epochs=3,
+                               device="cpu")
+        torch.set_num_threads(threads)
+    save_checkpoint(root / "checkpoints" / checkpoint_name("mlp", "moons", epochs, 0), net, name="mlp",
+                    dataset="moons", epochs=epochs, seed=0, input_shape=rec.input_shape,
+                    num_classes=rec.num_classes, test_accuracy=acc)
+    return root

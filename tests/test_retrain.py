@@ -12,31 +12,9 @@ from sipp_core.retrain import (CascadeResult, apply_masks, masks_hold, prune_ret
 from sipp_core.train import train_model
 
 
-@pytest.fixture(scope="module")
-def _cache_dir(tmp_path_factory):
-    """A checkpoint cache holding mlp/moons, trained briefly (3 epochs) but filed under the default
-    60-epoch name, so load_trained finds it instead of training 60 epochs in every test."""
-    from sipp_core.checkpoints import checkpoint_name, save_checkpoint
-    from sipp_core.train import DEFAULT_EPOCHS, train_model
-
-    root = tmp_path_factory.mktemp("cache")
-    rec = load_dataset("moons")
-    epochs = DEFAULT_EPOCHS["mlp"]
-    with torch.random.fork_rng(devices=[]):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        net, acc = train_model(build_model("mlp", rec.input_shape, rec.num_classes, seed=0), rec, epochs=3,
-                               device="cpu")
-        torch.set_num_threads(threads)
-    save_checkpoint(root / "checkpoints" / checkpoint_name("mlp", "moons", epochs, 0), net, name="mlp",
-                    dataset="moons", epochs=epochs, seed=0, input_shape=rec.input_shape,
-                    num_classes=rec.num_classes, test_accuracy=acc)
-    return root
-
-
 @pytest.fixture(autouse=True)
-def _env(_cache_dir, monkeypatch):
-    monkeypatch.setenv("SIPP_CACHE_DIR", str(_cache_dir))
+def _env(moons_mlp_cache, monkeypatch):
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(moons_mlp_cache))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny nets: one thread is much faster on a busy 2-core machine
     yield
