@@ -274,6 +274,13 @@ def test_byo_good_state_dict_is_pruned_and_bad_uploads_are_refused():
     assert at.success and "266,200 prunable weights" in at.success[0].value
     assert _metric(at, "Weights kept").startswith("10.")
     assert len(at.dataframe) >= 2
+    from sipp_core.history import RunHistory
+    from ui.view_history import settings_from_run
+
+    runs = [r for r in RunHistory().list(kind="prune") if r.settings.get("source") == "upload"]
+    assert runs and runs[0].settings["model"].startswith("lenet300")  # the upload's prune is in the history
+    values, notes = settings_from_run(runs[0].settings)
+    assert "model" not in values and any("Bring your own" in n for n in notes)
     # hostile pickle: refused with the fix, the sidebar and its values are kept
     at.slider(key="keep").set_value(0.05).run()
     at.file_uploader(key="byo_model_file").set_value(("evil.pt", pickle.dumps({"w": _Hostile()}),

@@ -216,6 +216,9 @@ def _prune_section(s: Settings, state: dict) -> None:
         if len(state["reports"]) >= 4:
             state["reports"].pop(next(iter(state["reports"])))
         state["reports"][rkey] = report
+        from ui.view_history import record_upload_prune
+
+        record_upload_prune(s, report, state["label"])  # every prune lands in the run history
 
     st.subheader("Pruned with the sidebar's settings")
     budget = f"keep ratio κ = {s.keep_ratio:.3f}" if s.mode == "keep ratio" else f"ε = {s.epsilon:g}"

@@ -86,6 +86,24 @@ def prune_entry(s: Settings, report) -> tuple[dict, dict, dict]:
     return settings, results, dict(h["timings"])
 
 
+def record_upload_prune(s: Settings, report, label: str) -> int | None:
+    """Save a prune of an uploaded model (Bring your own); called once per new report of the session.
+
+    The run is marked as an upload and names the files, so reopening it cannot pretend to rebuild
+    a zoo model from the sidebar.
+    """
+    hist = history()
+    if hist is None:
+        return None
+    settings, results, timings = prune_entry(s, report)
+    settings.update(source="upload", model=label, dataset=report.prepared.record.name)
+    try:
+        return _safe(hist.add, "prune", settings, results, timings, label=f"upload: {label}")
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
+        st.caption(f":orange[This run was not saved to the run history: {exc}]")
+        return None
+
+
 def record_prune(s: Settings, report) -> int | None:
     """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
     hist = history()
@@ -200,8 +218,14 @@ def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
 
     values, notes = {}, []
     defaults = Settings()
+    upload = settings.get("source") == "upload"
+    if upload:
+        notes.append(f"this run pruned an uploaded model ({settings.get('model')}); upload it again on "
+                     "'Bring your own' to prune it with these settings")
     for field, key in WIDGET_KEYS.items():
         if field not in settings or settings[field] is None:
+            continue
+        if upload and field in ("model", "dataset"):
             continue
         v = settings[field]
         if field == "model" and v not in MODELS:
