@@ -7,7 +7,6 @@ error is |zhat^s - z^s| / z^s where z^s > float32 eps (SPEC 7 and 8.9).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +136,3 @@ def end_to_end(original: nn.Module, pruned: nn.Module, x: torch.Tensor, y: torch
         logits_rel_error=float(rel.mean()),
     )
 
-
-def finite_or_none(v: float):
-    return v if isinstance(v, float) and math.isfinite(v) else None
