@@ -22,7 +22,7 @@ _NAMES = {
     "prune": "prune", "PruneResult": "prune",
     "make_plan": "planner", "METHODS": "planner",
     "measure_layer_errors": "measure", "end_to_end": "measure",
-    "prepare": "pipeline", "evaluate_prune": "pipeline",
+    "prepare": "pipeline", "prepare_trained": "pipeline", "evaluate_prune": "pipeline",
     "smp": "smoothness", "nonsmoothness": "smoothness", "make_paths": "smoothness", "compare": "smoothness",
     "segment_paths": "smoothness", "Paths": "smoothness", "Nonsmoothness": "smoothness", "jacobian_norms": "smoothness",
     "sweep": "sweep", "prune_potential": "sweep", "prune_retrain": "retrain", "train_isolated": "retrain",

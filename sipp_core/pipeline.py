@@ -59,12 +59,28 @@ def prepare(
     device: str | None = "cpu",
     progress=None,
 ) -> Prepared:
-    """Load (or train) the model, draw S from the S-pool and compute sensitivities."""
-    timings = {}
+    """Load (or train) a zoo model, draw S from the S-pool and compute sensitivities."""
     t0 = time.perf_counter()
     record = load_dataset(dataset)
     trained = load_trained(model, dataset, progress=progress, device=device)
-    timings["load"] = time.perf_counter() - t0
+    load_s = time.perf_counter() - t0
+    return prepare_trained(trained, record, sample_size=sample_size, seed=seed, patch_reduction=patch_reduction,
+                           heldout=heldout, progress=progress, load_s=load_s)
+
+
+def prepare_trained(
+    trained: TrainedModel,
+    record: DataRecord,
+    *,
+    sample_size: int | None = None,
+    seed: int = 0,
+    patch_reduction: str = "max",
+    heldout: int = 500,
+    progress=None,
+    load_s: float = 0.0,
+) -> Prepared:
+    """prepare() for a model already in hand (an upload, a notebook's own network)."""
+    timings = {"load": load_s}
     net = trained.model
     formula = sample_size_formula(net, record.input_shape, DELTA_S)
     n_pool = len(record.x_pool)

@@ -74,38 +74,17 @@ def load_data_upload(data, name: str = "upload", seed: int = 0):
 
 def prepare_upload(model, record, *, sample_size: int | None = None, seed: int = 0, patch_reduction: str = "max",
                    heldout: int = 500, label: str = "upload", progress=None):
-    """pipeline.prepare for a model in hand: draw S, compute sensitivities, logits on the test split.
-
-    Mirrors sipp_core.pipeline.prepare step by step (which loads zoo checkpoints itself)."""
-    import torch
-
-    from sipp_core.bounds import draw_sample, sample_size as sample_size_formula
+    """pipeline.prepare for an uploaded model: its test accuracy, then S, sensitivities and test logits."""
     from sipp_core.checkpoints import TrainedModel
-    from sipp_core.layers import layer_infos
-    from sipp_core.pipeline import DELTA_S, Prepared
-    from sipp_core.sensitivity import compute_sensitivities
-    from sipp_core.train import predict
+    from sipp_core.pipeline import prepare_trained
+    from sipp_core.train import accuracy
 
     t0 = time.perf_counter()
     model = model.eval()
-    logits = predict(model, record.x_test)
-    acc = float((logits.argmax(1) == record.y_test).float().mean())
-    trained = TrainedModel(model, label, record.name, 0, int(seed), acc, "upload", "")
-    formula = sample_size_formula(model, record.input_shape, DELTA_S)
-    n_pool = len(record.x_pool)
-    size = min(formula, n_pool) if sample_size is None else int(sample_size)
-    idx = draw_sample(n_pool, size, int(seed))
-    s_x, s_y = record.x_pool[idx], record.y_pool[idx]
-    timings = {"load": time.perf_counter() - t0}
-    t1 = time.perf_counter()
-    sens = compute_sensitivities(model, s_x, patch_reduction=patch_reduction, progress=progress)
-    timings["sensitivity"] = time.perf_counter() - t1
-    gen = torch.Generator().manual_seed(int(seed) + 1)
-    h_idx = torch.randperm(len(record.x_test), generator=gen)[: min(heldout, len(record.x_test))]
-    return Prepared(trained=trained, record=record, s_index=idx, s_x=s_x, s_y=s_y, sample_size=size,
-                    sample_size_formula=formula, seed=int(seed), patch_reduction=patch_reduction, sensitivities=sens,
-                    infos=layer_infos(model, record.input_shape), heldout_x=record.x_test[h_idx], test_logits=logits,
-                    timings_s=timings)
+    trained = TrainedModel(model, label, record.name, 0, int(seed), accuracy(model, record.x_test, record.y_test),
+                           "upload", "")
+    return prepare_trained(trained, record, sample_size=sample_size, seed=int(seed), patch_reduction=patch_reduction,
+                           heldout=heldout, progress=progress, load_s=time.perf_counter() - t0)
 
 
 def prune_upload(prepared, s: Settings):
