@@ -46,10 +46,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .train import DEFAULT_EPOCHS, DEFAULT_LR, Progress, accuracy, pick_device, predict
+from .train import DEFAULT_EPOCHS, DEFAULT_LR, Progress, accuracy, pick_device, predict, run_epoch
 
 __all__ = [
     "TrainLog", "CascadeResult", "IsolationResult", "train_masked", "apply_masks", "masks_hold",
@@ -230,6 +229,11 @@ def train_masked(
             mf = m.to(device=dev, dtype=w.dtype)
             dev_masks[n] = mf
             hooks.append(w.register_hook(lambda g, mf=mf: g * mf))
+    @torch.no_grad()
+    def rezero():  # Adam's momentum would otherwise revive pruned weights
+        for name, mf in dev_masks.items():
+            modules[name].weight.mul_(mf)
+
     snapshot_epochs = set(int(e) for e in snapshot_epochs)
     if 0 in snapshot_epochs:
         log.snapshots[0] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -240,24 +244,8 @@ def train_masked(
     try:
         for epoch in range(epochs):
             order = torch.randperm(len(x), generator=gen)
-            total, n = 0.0, 0
-            for i in range(0, len(x), batch_size):
-                if should_stop is not None and should_stop():
-                    log.cancelled = True
-                    break
-                idx = order[i : i + batch_size]
-                xb, yb = x[idx].to(dev), y[idx].to(dev)
-                loss = F.cross_entropy(model(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                if dev_masks:
-                    with torch.no_grad():
-                        for name, mf in dev_masks.items():
-                            modules[name].weight.mul_(mf)
-                total += float(loss.detach()) * len(idx)
-                n += len(idx)
+            total, n, log.cancelled = run_epoch(model, opt, sched, x, y, order, batch_size, dev,
+                                                after_step=rezero if dev_masks else None, should_stop=should_stop)
             if log.cancelled:
                 break
             log.epochs_done = epoch + 1

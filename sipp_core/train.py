@@ -45,6 +45,30 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((predict(model, x).argmax(1) == y).float().mean())
 
 
+def run_epoch(model, opt, sched, x, y, order, batch_size, device, *, after_step=None, should_stop=None):
+    """One pass over x in `order`; returns (summed loss, points seen, cancelled).
+
+    `after_step` runs after every optimizer step (masked training re-zeroes pruned weights there);
+    `should_stop` is polled before every batch so a cancel lands within one step.
+    """
+    total, n = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        if should_stop is not None and should_stop():
+            return total, n, True
+        idx = order[i : i + batch_size]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if after_step is not None:
+            after_step()
+        total += float(loss.detach()) * len(idx)
+        n += len(idx)
+    return total, n, False
+
+
 def train_model(
     model: nn.Module,
     record,
@@ -76,17 +100,7 @@ def train_model(
     start = time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)
-        total, n = 0.0, 0
-        for i in range(0, len(x), batch_size):
-            idx = order[i : i + batch_size]
-            xb, yb = x[idx].to(dev), y[idx].to(dev)
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
+        total, n, _ = run_epoch(model, opt, sched, x, y, order, batch_size, dev)
         if should_stop is not None and should_stop():
             raise InterruptedError(f"training cancelled after {epoch + 1} of {epochs} epochs")
         if progress is not None:

@@ -40,3 +40,15 @@ def moons_mlp_cache(tmp_path_factory):
                     dataset="moons", epochs=epochs, seed=0, input_shape=rec.input_shape,
                     num_classes=rec.num_classes, test_accuracy=acc)
     return root
+
+
+@pytest.fixture
+def tiny_moons_env(moons_mlp_cache, monkeypatch):
+    """The mlp/moons cache as SIPP_CACHE_DIR and one torch thread (tiny nets: much faster on a busy 2-core box)."""
+    import torch
+
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(moons_mlp_cache))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield moons_mlp_cache
+    torch.set_num_threads(threads)

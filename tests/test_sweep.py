@@ -14,12 +14,8 @@ from sipp_core.sweep import (ROW_FIELDS, SweepResult, add_sweep_parser, geometri
 
 
 @pytest.fixture(autouse=True)
-def _env(moons_mlp_cache, monkeypatch):
-    monkeypatch.setenv("SIPP_CACHE_DIR", str(moons_mlp_cache))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: one thread is much faster on a busy 2-core machine
+def _env(tiny_moons_env):
     yield
-    torch.set_num_threads(threads)
 
 
 def _needs_engine():
