@@ -14,13 +14,14 @@ Jobs:
   upsampled noise, normalised per channel) and the batch-norm statistics are
   calibrated on them (a few train-mode forward passes, no training).
 
-For each job it prints the median time of compute_sensitivities, a slow reference
-that follows the authors' torchprune loop (S fed one image at a time, a Python loop
-over output units computing that unit's g and updating the max), the speed ratio
-measured in the same run, the agreement of the two, and the peak extra memory.
-The reference is timed on a subset of the points when the full run would take
-long; its time is then extrapolated linearly in the number of points (it is
-linear: every point is processed alone) and the output says so.
+For each job it prints the median time of compute_sensitivities, two slow references
+from benchmarks/sens_reference.py (S fed one image at a time, a Python loop over output
+units computing that unit's g and updating the max): "authors' loop" does every step the
+authors' torchprune tracker does per point and unit, "lean loop" only the steps the edge
+sensitivities need. For each it prints the speed ratio measured in the same run and the
+agreement with ours; then the peak extra memory. A reference is timed on a subset of the
+points when the full run would take long; its time is then extrapolated linearly in the
+number of points (it is linear: every point is processed alone) and the output says so.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sipp_core.bounds import draw_sample, sample_size  # noqa: E402
-from sipp_core.layers import prunable_layers, weight_matrix  # noqa: E402
-from sipp_core.sensitivity import EPS, compute_sensitivities  # noqa: E402
+from sipp_core.sensitivity import compute_sensitivities  # noqa: E402
+
+from sens_reference import authors_loop, lean_loop  # noqa: E402
 
 # --------------------------------------------------------------------------- models and data
 
@@ -138,60 +140,6 @@ def calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
         for _ in range(3):
             model(x)
     model.eval()
-
-
-# --------------------------------------------------------------------------- the authors' loop
-
-
-def reference_sensitivities(model: nn.Module, points: torch.Tensor, patch_reduction: str = "max"
-                            ) -> dict[str, torch.Tensor]:
-    """The authors' torchprune structure: one image per forward pass; per prunable layer,
-    W+ and W- (no bias) give z+ and z- (|z| <= eps set to inf); then a Python loop over
-    the output units computes that unit's g over (J, P) for W+ and W-, keeps the larger,
-    reduces over patches, and the running max over points is updated."""
-    layers = prunable_layers(model)
-    sens = {n: torch.zeros(weight_matrix(m).shape, device=points.device) for n, m in layers.items()}
-    plus, minus = {}, {}
-    for n, m in layers.items():
-        w = m.weight.detach()
-        plus[n], minus[n] = w.clamp(min=0), w.clamp(max=0)
-
-    def run(name, module, a):
-        if bool((a < 0).any()):
-            a = torch.cat([a.clamp(min=0), -a.clamp(max=0)])
-        if isinstance(module, nn.Linear):
-            zp = Fnn.linear(a, plus[name]).reshape(a.shape[0], -1, 1)
-            zm = Fnn.linear(a, minus[name]).reshape(a.shape[0], -1, 1)
-            au = a.reshape(a.shape[0], -1, 1)
-        else:
-            kw = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
-            zp = Fnn.conv2d(a, plus[name], **kw).flatten(2)
-            zm = Fnn.conv2d(a, minus[name], **kw).flatten(2)
-            au = Fnn.unfold(a, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                            stride=module.stride)
-        zp = zp.masked_fill(zp.abs() <= EPS, float("inf"))
-        zm = zm.masked_fill(zm.abs() <= EPS, float("inf"))
-        wp = plus[name].reshape(plus[name].shape[0], -1)
-        wm = minus[name].reshape(minus[name].shape[0], -1)
-        g_sens = torch.zeros(a.shape[0], *sens[name].shape, device=a.device)
-        for f in range(wp.shape[0]):
-            g = torch.max(wp[f][None, :, None] * au / zp[:, f][:, None, :],
-                          wm[f][None, :, None] * au / zm[:, f][:, None, :])
-            g = g.amax(-1) if patch_reduction == "max" else g.mean(-1)
-            g_sens[:, f] = g
-        sens[name].copy_(torch.max(sens[name], g_sens.amax(0)))
-
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: run(n, mod, args[0].detach()))
-               for n, m in layers.items()]
-    try:
-        with torch.no_grad():
-            for i in range(points.shape[0]):
-                model(points[i : i + 1])
-    finally:
-        for h in handles:
-            h.remove()
-    # the authors keep max(g+, g-): a zero weight's entry carries that max; SPEC: |W| * ...
-    return {n: s.abs().reshape(layers[n].weight.shape) for n, s in sens.items()}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -295,34 +243,35 @@ def run_job(job, name, model, s, args, device, ref_points):
     n_ref = min(ref_points, s.shape[0])
     sub = s[:n_ref]
     scale = s.shape[0] / n_ref
-    ref = lambda: reference_sensitivities(model, sub, args.reduction)  # noqa: E731
+    loops = {"authors' loop": authors_loop, "lean loop": lean_loop}
     ours()  # warm-up
     # interleaved: every reference run sits between two runs of ours, so a change of the
     # machine's load hits both sides
-    t_ours, t_ref, pair_ratios = [], [], []
+    t_ours, t_ref, pair_ratios = [], {k: [] for k in loops}, {k: [] for k in loops}
     for k in range(max(args.repeat, args.ref_repeat)):
-        t1 = median_time(ours, 1, device)[0]
-        t_ours.append(t1)
+        t_ours.append(median_time(ours, 1, device)[0])
         if k < args.ref_repeat:
-            tr = median_time(ref, 1, device)[0] * scale
-            t2 = median_time(ours, 1, device)[0]
-            t_ours.append(t2)
-            t_ref.append(tr)
-            pair_ratios.append(tr / statistics.median([t1, t2]))
+            for label, loop in loops.items():
+                tr = median_time(lambda: loop(model, sub, args.reduction), 1, device)[0] * scale  # noqa: B023
+                t_ours.append(median_time(ours, 1, device)[0])
+                t_ref[label].append(tr)
+                pair_ratios[label].append(tr / statistics.median(t_ours[-2:]))
     med = statistics.median(t_ours)
     print(f"compute_sensitivities ({args.reduction}): median {med * 1e3:.1f} ms over {len(t_ours)} runs "
           f"(min {min(t_ours) * 1e3:.1f}, max {max(t_ours) * 1e3:.1f})")
     how = f"measured on all {n_ref} points" if scale == 1 else (
         f"measured on the first {n_ref} points, extrapolated linearly to all {s.shape[0]} "
         f"(x{scale:.2f}: every point is processed alone)")
-    print(f"reference (authors' loop): median {statistics.median(t_ref):.2f} s over {len(t_ref)} runs, {how}")
-    print(f"speed ratio reference / compute_sensitivities: {statistics.median(t_ref) / med:.1f}x "
-          f"(medians; per interleaved pair: median {statistics.median(pair_ratios):.1f}x, "
-          f"range {min(pair_ratios):.1f}x to {max(pair_ratios):.1f}x)")
-    want = reference_sensitivities(model, sub, args.reduction)
-    got = compute_sensitivities(model, sub, patch_reduction=args.reduction)
-    print(f"agreement with the reference on its {n_ref} points: "
-          f"max relative difference {max_rel_diff(got, want):.2e}")
+    for label, loop in loops.items():
+        ref_med = statistics.median(t_ref[label])
+        ratios = pair_ratios[label]
+        print(f"reference, {label}: median {ref_med:.2f} s over {len(t_ref[label])} runs, {how}")
+        print(f"  speed ratio {label} / compute_sensitivities: {ref_med / med:.1f}x (medians; per interleaved "
+              f"pair: median {statistics.median(ratios):.1f}x, range {min(ratios):.1f}x to {max(ratios):.1f}x)")
+        want = loop(model, sub, args.reduction)
+        got = compute_sensitivities(model, sub, patch_reduction=args.reduction)
+        print(f"  agreement with the {label} on its {n_ref} points: max relative difference "
+              f"{max_rel_diff(got, want):.2e}")
     if device.type == "cpu":
         try:
             import psutil  # noqa: F401
