@@ -61,12 +61,15 @@ DEFAULT_CHUNK_BYTES = 512 * 2**20
 # temporaries stay in cache and are recycled by the allocator instead of being
 # mapped fresh from the OS on every call
 _CACHE_FRIENDLY_BYTES = 4 * 2**20
-_BIG_BYTES = 64 * 2**20  # one chunk of the screened engine (bounds the number of chunks)
+_BIG_BYTES = 64 * 2**20  # the screened engine's working set: a span's bounds and one chunk
 _GPU_STEP_BYTES = 256 * 2**20
-_PIECE_ELEMS = 2**16  # elements squared together (stays in L2 through the squarings)
+_PIECE_ELEMS = 2**18  # elements scaled and squared together (few ops, mostly in cache)
 _BLOCK = 64  # (point, patch) pairs per screening block
-_POWER = 16  # p of the float32 p-norm bounds (float64 layers use 32)
+_POWER = 16  # p of the float32 and bfloat16 p-norm bounds (float64 layers use 32)
 _DIRECT_MAX_PRODUCTS = 2**25  # conv layers below this many products use the direct engine
+_CHUNK_SHARE = 0.25  # at most this share of the screened engine's budget for one chunk
+_MIN_CHUNK = 8  # points: the screened engine's chunks are not made smaller to fit fewer spans
+_RUN = 8  # blocks per run in candidate selection (one max per run first)
 
 __all__ = [
     "EPS", "PATCH_REDUCTIONS", "DEFAULT_CHUNK_BYTES", "compute_sensitivities", "layer_sensitivity", "left_dense",
@@ -206,17 +209,18 @@ def layer_sensitivity(
             if a.ndim == 3:
                 a = a.unsqueeze(0)
             geo = _Geometry.of(module, a)
-            xp, split = _split(geo.pad(a), negative)  # (N, C, Hp, Wp) >= 0
-            if patch_reduction == "mean":
-                m = _conv_mean(xp, w, geo, budget)
+            g_rows, j_cols = 2 * w.shape[0], w.shape[1]
+            products = g_rows * j_cols * a.shape[0] * (2 if negative else 1) * geo.patches
+            use_direct = engine == "direct" or (engine == "auto" and products <= _DIRECT_MAX_PRODUCTS)
+            if patch_reduction == "max" and not use_direct:
+                # padded (and split) chunk by chunk: no padded copy of the whole input
+                m = _conv_max_screened(_Points(a, geo, negative), w, geo, budget, wide=negative)
             else:
-                g_rows, j_cols = 2 * w.shape[0], w.shape[1]
-                products = g_rows * j_cols * xp.shape[0] * geo.patches
-                use_direct = engine == "direct" or (engine == "auto" and products <= _DIRECT_MAX_PRODUCTS)
-                if use_direct:
-                    m = _conv_max_direct(xp, w, geo, budget)
+                xp, _ = _split(geo.pad(a), negative)  # (N, C, Hp, Wp) >= 0
+                if patch_reduction == "mean":
+                    m = _conv_mean(xp, w, geo, budget)
                 else:
-                    m = _conv_max_screened(xp, w, geo, budget, wide=split)
+                    m = _conv_max_direct(xp, w, geo, budget)
         s = _select(m, w)
     return s.reshape(weight.shape)
 
@@ -341,11 +345,10 @@ class _Budget:
 # --------------------------------------------------------------------------- shared math
 
 
-def _recip(z: torch.Tensor) -> torch.Tensor:
-    """1/z where z > EPS, 0 elsewhere ("no signal"), in place on z."""
-    small = z <= EPS
-    z.reciprocal_()
-    return z.masked_fill_(small, 0.0)
+def _recip(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """1/z where z > EPS, 0 elsewhere ("no signal"), in place on z or into out."""
+    Fnn.threshold_(z, EPS, math.inf)  # z <= EPS -> inf, whose reciprocal is 0: two passes, no mask
+    return z.reciprocal_() if out is None else torch.reciprocal(z, out=out)
 
 
 def _signed(w: torch.Tensor) -> torch.Tensor:
@@ -527,6 +530,44 @@ class _Geometry:
         return (h + w).reshape(-1)
 
 
+class _Points:
+    """The points of a conv layer's input a (N, C, H, W) as the engines see them: padded,
+    and split into pseudo-points [max(a, 0); max(-a, 0)] when ``negative``; produced
+    chunk by chunk into a reused buffer (the same values as ``_split(geo.pad(a))``)."""
+
+    def __init__(self, a: torch.Tensor, geo: _Geometry, negative: bool):
+        self.a, self.geo, self.negative = a, geo, negative
+        self.count = a.shape[0] * (2 if negative else 1)
+        self.device = a.device
+        self.shape = (a.shape[1], geo.hp, geo.wp)
+
+    def chunk(self, i: int, n: int, buf: torch.Tensor) -> torch.Tensor:
+        """Points i .. i + n - 1, (n, C, Hp, Wp), in buf."""
+        a, geo, out = self.a, self.geo, buf[:n]
+        if geo.pad_mode != "constant":  # padding copies values: it commutes with the split
+            return out.copy_(geo.pad(self._fill(i, n, a.new_empty(n, *a.shape[1:]))))
+        left, right, top, bottom = geo.pads
+        h, w = a.shape[2], a.shape[3]
+        out[:, :, :top].zero_()
+        out[:, :, top + h :].zero_()
+        out[:, :, top : top + h, :left].zero_()
+        out[:, :, top : top + h, left + w :].zero_()
+        self._fill(i, n, out[:, :, top : top + h, left : left + w])
+        return out
+
+    def _fill(self, i: int, n: int, dst: torch.Tensor) -> torch.Tensor:
+        """Unpadded points i .. i + n - 1 into dst (n, C, H, W)."""
+        a, big = self.a, self.a.shape[0]
+        if not self.negative:
+            return dst.copy_(a[i : i + n])
+        pos = max(0, min(n, big - i))  # the first pos points are a+, the rest a-
+        if pos:
+            torch.clamp(a[i : i + pos], min=0, out=dst[:pos])
+        if pos < n:
+            torch.neg(a[i + pos - big : i + n - big], out=dst[pos:]).clamp_(min=0)
+        return dst
+
+
 # --------------------------------------------------------------------------- Conv2d, mean
 
 
@@ -612,31 +653,30 @@ class _Blocks:
         """Points in the natural layout of a chunk of n points (whole groups)."""
         return -(-n // self.group) * self.group
 
-    def natural(self, src: torch.Tensor, buf: torch.Tensor | None) -> torch.Tensor:
-        """src (n, X, P) in natural layout; a copy into buf only when padding is needed."""
-        n, x, p = src.shape
-        rows = self.rows(n)
-        if not self.padded and rows == n:
-            return src
+    def unfold(self, xc: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+        """The unfolded points xc (n, C, Hp, Wp), natural layout (rows, J, ppad), in buf."""
+        n, p, rows = xc.shape[0], self.geo.patches, self.rows(xc.shape[0])
         out = buf[:rows]
+        self.geo.unfold(xc, out=out[:n, :, :p])
         if self.padded:
-            out[:, :, p:].zero_()
-        out[:n, :, :p].copy_(src)
+            out[:n, :, p:].zero_()
         if rows > n:
             out[n:].zero_()
         return out
 
-    def block_major(self, nat: torch.Tensor, out: torch.Tensor, scale=None, power: int = 1) -> torch.Tensor:
+    def block_major(self, nat: torch.Tensor, out: torch.Tensor, scale=None, power: int = 1,
+                    scratch: torch.Tensor | None = None) -> torch.Tensor:
         """nat (rows, X, ppad) -> (blocks, X, bs) in ``out``, optionally (nat * scale[X]) ** power.
 
-        Without padding, groups or sub-blocks the layouts coincide and nat itself is
-        used when no scaling is asked for. The power is taken piece by piece so that
-        each piece stays in cache through its squarings.
+        Without sub-blocks or groups the layouts coincide and nat itself is used when no
+        scaling is asked for. The power is taken piece by piece (few ops per piece); when
+        ``out`` is narrower than the product (bfloat16) the pieces are squared in
+        ``scratch`` and only the last squaring is rounded.
         """
         rows, x, ppad = nat.shape
         nb, bs, group = self.nb, self.bs, self.group
         k = rows // group * nb
-        if scale is None and nb == 1 and group == 1:
+        if scale is None and nb == 1 and group == 1 and out.dtype == nat.dtype:
             return nat
         if group == 1:
             src = nat.view(rows, x, nb, bs).transpose(1, 2)  # (rows, nb, X, bs)
@@ -646,190 +686,322 @@ class _Blocks:
             src = nat.view(rows // group, group, x, ppad).transpose(1, 2)  # (q, X, group, P)
             dst = out[:k].view(rows // group, x, group, ppad)
             sview = None if scale is None else scale.view(1, x, 1, 1)
-        piece = max(1, _PIECE_ELEMS // max(1, dst[0].numel()))
+        if sview is None:
+            dst.copy_(src)
+            return out[:k]
+        narrow = out.dtype.itemsize < torch.promote_types(nat.dtype, scale.dtype).itemsize
+        piece = max(1, (scratch.numel() if narrow else _PIECE_ELEMS) // max(1, dst[0].numel()))
         for i in range(0, dst.shape[0], piece):
             d = dst[i : i + piece]
-            if sview is None:
-                d.copy_(src[i : i + piece])
+            if narrow:
+                t = scratch[: d.numel()].view(d.shape)
+                torch.mul(src[i : i + piece], sview, out=t)
+                torch.mul(_pow(t, power // 2), t, out=d)
             else:
                 torch.mul(src[i : i + piece], sview, out=d)
-            _pow(d, power)
+                _pow(d, power)
         return out[:k]
 
 
+_BF16_CPU: bool | None = None
+
+
+def _bf16_bounds(device: torch.device) -> bool:
+    """Whether the bounds' matrix product runs in bfloat16: only on CPUs with native
+    bfloat16 dot products (twice the float32 rate there, emulated and slow elsewhere)
+    and only if the product accumulates in float32, which the margins assume (checked
+    once: 512 ones sum to 256 in bfloat16). Not on CUDA: cuBLAS may reduce in bfloat16."""
+    global _BF16_CPU
+    if device.type != "cpu":
+        return False
+    if _BF16_CPU is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = next((line.split() for line in f if line.startswith("flags")), [])
+        except OSError:
+            flags = []
+        _BF16_CPU = "avx512_bf16" in flags or "amx_bf16" in flags
+        if _BF16_CPU:
+            ones = torch.ones(1, 1, 512, dtype=torch.bfloat16)
+            _BF16_CPU = float(torch.bmm(ones, ones.transpose(1, 2))) == 512.0
+    return _BF16_CPU
+
+
+def _keys(s: torch.Tensor) -> torch.Tensor:
+    """A view of S (>= 0) that compares like S: bfloat16 bit patterns as int16 (same
+    order for non-negative values; integer comparisons and reductions are vectorised)."""
+    return s.view(torch.int16) if s.dtype == torch.bfloat16 else s
+
+
+def _key_values(keys: torch.Tensor, dtype) -> torch.Tensor:
+    """float64 values of keys from :func:`_keys`."""
+    return (keys.view(torch.bfloat16) if dtype == torch.bfloat16 else keys).double()
+
+
+def _keys_at_most(cut: torch.Tensor, dtype) -> torch.Tensor:
+    """The largest keys of ``dtype`` values <= cut (float64, >= 0 or inf): rounding never
+    raises a threshold, so no block at or above it is lost."""
+    c = cut.to(dtype)
+    if dtype == torch.float64:
+        return c
+    up = c.double() > cut
+    if dtype == torch.bfloat16:
+        return c.view(torch.int16).sub_(up.to(torch.int16))  # c > 0 here: the next value below
+    return torch.where(up, torch.nextafter(c, torch.zeros_like(c)), c)
+
+
+def _first_argmax(x: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """Index along dim 0 of the first maximum of x (n, M), given top = x.amax(0): three
+    vectorised passes (torch's argmax along a leading dim is an order of magnitude slower)."""
+    n = x.shape[0]
+    wtype = torch.uint8 if n < 2**8 else torch.int16 if n < 2**15 else torch.int32  # narrow: faster
+    weight = torch.arange(n, 0, -1, device=x.device).to(wtype).view(n, *([1] * (x.ndim - 1)))
+    return n - ((x == top) * weight).amax(dim=0).long()
+
+
+def _run_blocks(run: torch.Tensor, col: torch.Tensor, gj: int, length: int) -> torch.Tensor:
+    """(length, R) flat positions (block * GJ + pair) in S of the blocks of runs run[i] of pair col[i]."""
+    first = run * (length * gj) + col
+    return first + torch.arange(0, length * gj, gj, device=run.device)[:, None]
+
+
+def _candidates(keys: torch.Tensor, gmax: torch.Tensor, cut: torch.Tensor, length: int) -> torch.Tensor:
+    """Flat positions (block * GJ + pair) of the keys (blocks, GJ) >= cut[pair], given gmax,
+    the max over each run of ``length`` blocks: only the pairs, then the runs, that reach
+    their cut are searched (few, once each pair's best block is known)."""
+    gj = keys.shape[1]
+    cols = (gmax.amax(dim=0) >= cut).nonzero().squeeze(1)
+    run, i = (gmax.index_select(1, cols) >= cut[cols]).nonzero().unbind(1)
+    col = cols[i]
+    pos = _run_blocks(run, col, gj, length)
+    return pos[keys.take(pos) >= cut[col]]
+
+
+def _even_chunks(n_pts: int, step: int, group: int) -> list[int]:
+    """Chunk starts (and the end) for n_pts points in chunks of at most step points, as
+    even as whole groups allow: no lone-point tail (a one-point conv may round differently)."""
+    units = -(-n_pts // group)
+    count = -(-units // max(1, step // group))
+    return [min(n_pts, (units * c // count) * group) for c in range(count + 1)]
+
+
 def _conv_max_screened(
-    xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budget, wide: bool = False
+    pts: _Points, w: torch.Tensor, geo: _Geometry, budget: _Budget, wide: bool = False
 ) -> torch.Tensor:
     """M (2F, J), exact, by bounding blocks of patches with p-norms (matrix products)
     and evaluating exactly only the blocks that may still hold a (row, column) max.
 
-    The points are streamed in small chunks. In a chunk, rho_r = max of row r's
-    reciprocals and alpha_c = max of input channel c, so every factor x = R / rho and
-    y = A / alpha lies in [0, 1]. For a block b of at most n_b (point, patch) pairs,
-    S_b = sum (x y)^p (one batched matrix product) satisfies, in units of
-    (rho_r alpha_c)^p (e: relative rounding of S, floor: terms lost to underflow),
+    The points are taken in spans, as many as the budget holds the bounds and the
+    reciprocals of. In a span, rho_r = max of row r's reciprocals and alpha_c = max of
+    input channel c, so every factor x = R / rho and y = A / alpha lies in [0, 1]. For a
+    block b of at most n_b (point, patch) pairs, S_b = sum (x y)^p (batched matrix
+    products, in small chunks of points) satisfies, in units of (rho_r alpha_c)^p
+    (e: relative rounding of S, floor: terms lost to underflow),
 
         max_b^p <= S_b (1 + e) + floor   and   max_b^p >= (S_b (1 - e) - floor) / n_b.
 
     L[r, j] is the best lower bound known so far (attained products or the bound
-    above). A block is skipped only when its upper bound is strictly below L: every
-    product in it then rounds to at most L, so the max is found among the evaluated
-    blocks, exactly as the direct engine finds it. (Row, column) pairs whose products
-    in a chunk all sit below the float range of the bounds are deferred and evaluated
-    at the end unless the chunk's bound for them falls below the final L.
+    above). Each (row, column)'s most promising block of the span (largest S) is
+    evaluated exactly first where it can beat L; then every other block whose upper
+    bound is not strictly below L. A block is skipped only on that strict inequality:
+    every product in it then rounds to at most L, so the max is found among the
+    evaluated blocks, exactly as the direct engine finds it. (Row, column) pairs whose
+    products in a span all sit below the float range of the bounds are deferred and
+    evaluated at the end unless the span's bound for them falls below the final L.
     ``wide``: float64 and p = 32 (pseudo-point layers, whose reciprocals span many
-    orders of magnitude); else float32 and p = _POWER.
+    orders of magnitude); else p = _POWER and S in bfloat16 where the CPU multiplies
+    it natively (x^p and y^p rounded to 8 bits, S accumulated in float32 and rounded:
+    three roundings of at most 2^-8 each: |e| < 2^-6, margin 2^-5), float32 otherwise.
     """
-    device = xp.device
+    device = pts.device
     f_units, j_cols = w.shape
     g_rows = 2 * f_units
     gj = g_rows * j_cols
-    n_pts, p = xp.shape[0], geo.patches
+    n_pts, p = pts.count, geo.patches
+    point = pts.shape[0] * pts.shape[1] * pts.shape[2]
     ws4 = _signed(w).reshape(-1, geo.channels, geo.kh, geo.kw)
     kk = geo.kh * geo.kw
     nb, bs, group = _block_layout(geo)
     if wide:
         dtype, power, tiny, rel = torch.float64, 32, 2.0**-1021, 1e-9
+    elif _bf16_bounds(device):
+        dtype, power, tiny, rel = torch.bfloat16, _POWER, 2.0**-125, 2.0**-5
     else:
         dtype, power, tiny, rel = torch.float32, _POWER, 2.0**-125, 1e-4
+    sdtype = torch.float64 if wide else torch.float32  # scaling and squaring
     floor = bs * tiny
-    sel = torch.cat([w > 0, w < 0])  # (G, J): the row that owns each weight
+    unused = ~torch.cat([w > 0, w < 0])  # (G, J): entries no row owns (zero weights, the other sign)
 
-    esize = 2 if dtype == torch.float64 else 1
-    per_block = (g_rows + j_cols) * bs * (1 + esize) + g_rows * j_cols * (esize + 1)
-    per_point = per_block * nb / group + (xp[0].numel() + j_cols * p) * esize + (g_rows + j_cols) * p
-    step = max(group, int(budget.big_elems() // max(1.0, per_point)) // group * group)
-    step = min(step, -(-n_pts // group) * group)
     lay = _Blocks(geo, nb, bs, group)
-    nblk, rows_max, ppad = lay.count(step), lay.rows(step), lay.ppad
+    ppad = lay.ppad
+    esize = dtype.itemsize / 4
+    blocks = nb / group  # per point
+    # float32 elements per point, kept for a span (S with its run maxima, reciprocals,
+    # points) and used per chunk (z, x^p, y^p unfolded and in blocks, scaled points)
+    kept = blocks * gj * esize * (1 + 1 / _RUN) + g_rows * ppad + point
+    work = g_rows * ppad * (1 + esize) + j_cols * ppad * 2 * esize + point * (sdtype.itemsize / 4 + esize)
+    pieces = max(budget.elems(), g_rows * ppad * group)  # x^p squared piece by piece
+    total = budget.big_elems() - pieces - budget.elems(2)  # and the exact products' gathered rows
+    ev = max(group, min(budget.elems(), total // 8) // (j_cols * ppad) // group * group)  # unfolded at once
+    total -= lay.rows(ev) * j_cols * ppad
+    # as few spans as the budget allows (each span evaluates its pairs' best blocks), then
+    # chunks as large as what is left allows, up to a cache-friendly share
+    step_cap = max(group, int(total * _CHUNK_SHARE // work) // group * group)
+    step = min(step_cap, max(group, _MIN_CHUNK // group * group))
+    span = max(step, int((total - step * work) // kept) // group * group)
+    spans = _even_chunks(n_pts, span, group)
+    span = max(b - a for a, b in zip(spans, spans[1:]))
+    step = max(step, min(step_cap, int((total - span * kept) // work) // group * group))
+    step, ev = min(step, span), min(ev, span)
+    nblk = lay.count(step)
+    run_len = min(_RUN, lay.count(span))  # S is padded to whole runs
+    ax = budget.buffer("ax", (step, *pts.shape), sdtype, device)
+    ay = budget.buffer("ay", (step, *pts.shape), dtype, device) if dtype != sdtype else None
     rx = budget.buffer("rx", (nblk, g_rows, bs), dtype, device)
-    a_blk = budget.buffer("a_blk", (nblk, j_cols, bs), dtype, device)
-    ax = budget.buffer("ax", (step, *xp.shape[1:]), dtype, device)
-    s_buf = budget.buffer("s_buf", (nblk, g_rows, j_cols), dtype, device)
-    unf = budget.buffer("unf", (rows_max, j_cols, p), dtype, device)  # unfolded y^p
-    nat_needed = lay.padded or group > 1
-    r_nat_buf = budget.buffer("r_nat", (rows_max, g_rows, ppad), device=device) if nat_needed else None
-    a_nat_buf = budget.buffer("a_nat", (rows_max, j_cols, ppad), device=device) if nat_needed else None
-    a_raw = budget.buffer("a_raw", (step, j_cols, p), device=device)
+    unf = budget.buffer("unf", (lay.rows(step), j_cols, ppad), dtype, device)  # unfolded y^p
+    a_blk = budget.buffer("a_blk", (nblk, j_cols, bs), dtype, device) if nb > 1 or group > 1 else unf
+    a_nat = budget.buffer("a_nat", (lay.rows(ev), j_cols, ppad), device=device)
+    scratch = budget.buffer("scratch", (pieces,), device=device)
+    x_span = budget.buffer("x_span", (span, *pts.shape), device=device)
+    r_span = budget.buffer("r_span", (lay.rows(span), g_rows, ppad), device=device)
+    s_span = budget.buffer("s_span", (-(-lay.count(span) // run_len) * run_len, g_rows, j_cols), dtype, device)
 
     m = torch.zeros(g_rows, j_cols, device=device)  # exact maxima found so far
     low = torch.zeros(g_rows, j_cols, dtype=torch.float64, device=device)  # L (absolute)
-    deferred = []  # (chunk start, chunk size, (r, j) pairs, bound on the chunk's products)
-
-    def load(i: int, n: int) -> torch.Tensor:
-        """The chunk's reciprocals in natural layout (rows, G, ppad)."""
-        return lay.natural(_recip(geo.z(xp[i : i + n], ws4)), r_nat_buf)
-
-    def raw_columns(xc: torch.Tensor) -> torch.Tensor:
-        """The chunk's unfolded inputs in natural layout (rows, J, ppad)."""
-        return lay.natural(geo.unfold(xc, out=a_raw[: xc.shape[0]]), a_nat_buf)
-
-    class _Source:
-        """The chunk's inputs for exact evaluation: gathered straight from the padded
-        points while few products are needed, unfolded once when many are."""
-
-        def __init__(self, xc):
-            # gathering costs more per product than one unfold pass: allow a quarter of it
-            self.xc, self.cols, self.allowance = xc, None, xc.shape[0] * j_cols * p // 4
-
-        def columns(self, needed: int):
-            if self.cols is None and needed > self.allowance:
-                self.cols = raw_columns(self.xc)
-            self.allowance -= needed
-            return self.cols
-
-    def evaluate(src: "_Source", block, r, j):
-        cols = src.columns(block.numel() * bs)
-        if cols is not None:
-            _exact_blocks(block, r, j, rb, cols, lay, m, budget)
-        else:
-            _exact_blocks_take(block, r, j, rb, src.xc, geo, lay, m, budget)
-
-    unused = ~sel  # (G, J) entries no row owns (zero weights, the other sign)
+    deferred = []  # (span start, span end, (r, j) pairs, bound on the span's products)
     inf = torch.full((), math.inf, dtype=torch.float64, device=device)
-    for i in range(0, n_pts, step):
-        n = min(step, n_pts - i)
-        k = lay.count(n)
-        xc = xp[i : i + n]
-        rb = load(i, n)  # (rows, G, ppad)
+
+    def load(s0: int, s1: int) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor]:
+        """The span's points, its reciprocals in natural layout (rows, G, ppad), its chunks
+        and the max of each row's reciprocals."""
+        xs = pts.chunk(s0, s1 - s0, x_span)
+        rs = r_span[: lay.rows(s1 - s0)]
+        chunks = _even_chunks(s1 - s0, step, group)
+        top = torch.zeros(g_rows, device=device)
+        for c0, c1 in zip(chunks, chunks[1:]):  # c0: a whole number of groups
+            n = c1 - c0
+            out = rs[c0 : c0 + lay.rows(n)]
+            _recip(geo.z(xs[c0:c1], ws4), out=out[:n, :, :p])
+            if lay.padded:
+                out[:n, :, p:].zero_()
+            out[n:].zero_()
+            torch.maximum(top, out.amax(dim=(0, 2)), out=top)
+        return xs, rs, chunks, top
+
+    def evaluate(flat: torch.Tensor, xs: torch.Tensor, rs: torch.Tensor) -> None:
+        """Exact maxima of the blocks in ``flat`` (block * GJ + pair, blocks of the span):
+        inputs gathered straight from the points while few products are needed (a
+        quarter of an unfolding's cost), else unfolded a few points at a time."""
+        if flat.numel() == 0:
+            return
+        n = xs.shape[0]
+        blk = flat // gj
+        rj = flat - blk * gj
+        if flat.numel() * bs * 4 <= n * j_cols * p:
+            _exact_blocks_take(blk, rj // j_cols, rj % j_cols, rs, xs, geo, lay, m, budget)
+            return
+        blk, order = blk.sort()
+        rj = rj[order]
+        per = lay.count(ev)
+        edges = torch.searchsorted(blk, torch.arange(0, lay.count(n) + per, per, device=device)).tolist()
+        for q, (e0, e1) in enumerate(zip(edges, edges[1:])):
+            if e0 == e1:
+                continue
+            i0 = q * ev
+            i1 = min(n, i0 + ev)
+            cols = lay.unfold(xs[i0:i1], a_nat)
+            r_part = rs[i0 : i0 + lay.rows(i1 - i0)]
+            r, j = rj[e0:e1] // j_cols, rj[e0:e1] % j_cols
+            _exact_blocks(blk[e0:e1] - q * per, r, j, r_part, cols, lay, m, budget)
+
+    def exhaust(rc: torch.Tensor, xs: torch.Tensor, rs: torch.Tensor) -> None:
+        """Exact maxima of every block of the span for the (r, j) pairs rc (R, 2)."""
+        n = xs.shape[0]
+        nbk = lay.count(n)
+        if rc.shape[0] * nbk * bs * 4 <= n * j_cols * p:  # few products: gathered
+            pairs = rc[:, 0] * j_cols + rc[:, 1]
+            evaluate((torch.arange(nbk, device=device)[:, None] * gj + pairs).view(-1), xs, rs)
+            return
+        for i0 in range(0, n, ev):
+            i1 = min(n, i0 + ev)
+            cols = lay.unfold(xs[i0:i1], a_nat)
+            r_part = rs[i0 : i0 + lay.rows(i1 - i0)]
+            nbk = lay.count(i1 - i0)
+            every = torch.arange(nbk, device=device)
+            per = max(1, budget.elems(8) // (bs * nbk))
+            for q0 in range(0, rc.shape[0], per):
+                part = rc[q0 : q0 + per]
+                _exact_blocks(every.repeat(part.shape[0]), part[:, 0].repeat_interleave(nbk),
+                              part[:, 1].repeat_interleave(nbk), r_part, cols, lay, m, budget)
+
+    for s0, s1 in zip(spans, spans[1:]):
+        xs, rs, chunks, top_r = load(s0, s1)
         # factors x = R * inv_rho and y = A * inv_alpha in [0, 1] (up to rounding); scale holds
         # the exact inverse of the factors used, so real products = x * y * scale
-        inv_rho, scale_r = _unit_scale(rb.amax(dim=(0, 2)), dtype)  # (G,)
-        inv_alpha, scale_c = _unit_scale(xc.amax(dim=(0, 2, 3)), dtype)  # (C,)
+        inv_rho, scale_r = _unit_scale(top_r, sdtype)  # (G,)
+        inv_alpha, scale_c = _unit_scale(xs.amax(dim=(0, 2, 3)), sdtype)  # (C,)
         scale = torch.outer(scale_r, scale_c.repeat_interleave(kk))  # (G, J), bounds every product
         dead = unused | (scale == 0)
-        x_ = lay.block_major(rb, rx, inv_rho, power)  # (k, G, bs): (R / rho)^p
-        y_ = _pow(torch.mul(xc, inv_alpha[None, :, None, None], out=ax[:n]), power)
-        geo.unfold(y_, out=unf[:n])
-        rows = lay.rows(n)
-        if rows > n:
-            unf[n:rows].zero_()
-        yb = lay.block_major(_padded(unf[:n], ppad) if lay.padded else unf[:rows], a_blk)
-        sb = torch.bmm(x_, yb.transpose(1, 2), out=s_buf[:k])  # (k, G, J)
-        # L in this chunk's units, float64 (the ratio can be huge or tiny)
+        for c0, c1 in zip(chunks, chunks[1:]):  # S of every block of the span
+            n = c1 - c0
+            b0, k = lay.count(c0), lay.count(n)
+            x_ = lay.block_major(rs[c0 : c0 + lay.rows(n)], rx, inv_rho, power, scratch)  # (k, G, bs)
+            y_ = torch.mul(xs[c0:c1], inv_alpha[None, :, None, None], out=ax[:n])
+            if ay is None:
+                y_ = _pow(y_, power)
+            else:  # squared in float32, rounded once
+                y_ = torch.mul(_pow(y_, power // 2), y_, out=ay[:n])
+            yb = lay.block_major(lay.unfold(y_, unf), a_blk)  # (k, J, bs)
+            torch.bmm(x_, yb.transpose(1, 2), out=s_span[b0 : b0 + k])
+        k = lay.count(s1 - s0)
+        runs = -(-k // run_len)
+        keys = _keys(s_span[: runs * run_len]).view(runs * run_len, gj)
+        keys[k:].fill_(-1)  # below every cut (cut >= 0)
+        gmax = keys.view(runs, run_len, gj).amax(dim=1)  # (runs, GJ)
+        top = gmax.amax(dim=0)  # (GJ,): each pair's largest S in the span
+        smax = _key_values(top, dtype).view(g_rows, j_cols)
+        # L in this span's units, float64 (the ratio can be huge or tiny), and the span's
+        # own lower bounds
         known = _pow(low / scale, power).masked_fill_(dead, 0.0)
-        smax = None  # per (r, j): the chunk's largest S, where known
-        src = _Source(xc)
-        if i == 0:
-            # first chunk, nothing known yet: evaluate each pair's most promising block
-            # (largest S) exactly, and take its own p-norm lower bounds
-            top = sb.amax(dim=0)
-            smax = top.double()
-            torch.maximum(known, (smax * (1 - rel) - floor).clamp(min=0) / bs, out=known)
-            pilot = ((sb == top) & (top > 0) & ~dead).view(-1).nonzero().squeeze(1)
-            if pilot.numel():
-                rj = pilot % gj
-                evaluate(src, pilot // gj, rj // j_cols, rj % j_cols)
-                torch.maximum(low, m.double(), out=low)
-                torch.maximum(known, _pow(low / scale, power).masked_fill_(dead, 0.0), out=known)
+        torch.maximum(known, (smax * (1 - rel) - floor).clamp(min=0) / bs, out=known)
         thresh = (known - floor) / (1 + rel)
-        starved = (thresh <= 0) & ~dead  # every product here sits below the float range
-        if i == 0:
-            cut = torch.where(starved | dead, inf, thresh)
-        else:
-            # later chunks: blocks at or above the threshold known *before* the chunk are
-            # candidates (all blocks of starved pairs); their own lower bounds then raise
-            # the threshold and prune the list again
-            cut = torch.where(dead, inf, thresh.clamp(min=0))
-        flat = (sb >= cut.to(dtype)).view(-1).nonzero().squeeze(1)
-        if flat.numel() and i > 0:
-            vals = sb.view(-1)[flat].double()
-            rj = flat % gj
-            smax = torch.zeros(gj, dtype=torch.float64, device=device)
-            smax.scatter_reduce_(0, rj, vals, reduce="amax", include_self=True)
-            smax = smax.view(g_rows, j_cols)
-            torch.maximum(known, (smax * (1 - rel) - floor).clamp(min=0) / bs, out=known)
+        # each pair's most promising block first, where it can beat L: its max raises L
+        want = ((smax > 0) & (smax >= thresh) & ~dead).view(-1)
+        if bool(want.any()):
+            col = want.nonzero().squeeze(1)
+            run = _first_argmax(gmax, top)[col]
+            pos = _run_blocks(run, col, gj, run_len)  # (run length, W)
+            sub = keys.take(pos)
+            best = _first_argmax(sub, top[col])
+            pilot = pos.gather(0, best[None]).squeeze(0)
+            # done: out of S and of their runs' maxima
+            keys.view(-1)[pilot] = -1
+            gmax.view(-1)[run * gj + col] = sub.scatter_(0, best[None], -1).amax(dim=0)
+            evaluate(pilot, xs, rs)
+            torch.maximum(low, m.double(), out=low)
+            torch.maximum(known, _pow(low / scale, power).masked_fill_(dead, 0.0), out=known)
             thresh = (known - floor) / (1 + rel)
-            starved = (thresh <= 0) & ~dead
-            keep = (vals >= thresh.view(-1)[rj]) & ~starved.view(-1)[rj]
-            flat = flat[keep]
-        if flat.numel():
-            rj = flat % gj
-            evaluate(src, flat // gj, rj // j_cols, rj % j_cols)
-            torch.maximum(low, m.double(), out=low)  # attained products: the best L
+        starved = (thresh <= 0) & ~dead  # every product here sits below the float range
+        cut = torch.where(starved | dead, inf, thresh).view(-1)
+        evaluate(_candidates(keys, gmax, _keys_at_most(cut, dtype), run_len), xs, rs)
+        torch.maximum(low, m.double(), out=low)  # attained products: the best L
         if bool(starved.any()):
-            # upper bound of every product of the chunk for these pairs: (S_max (1 + e) + floor)^(1/p)
+            # upper bound of every product of the span for these pairs: (S_max (1 + e) + floor)^(1/p)
             rc = starved.nonzero()
-            if smax is None:
-                top = torch.zeros(rc.shape[0], dtype=torch.float64, device=device)
+            top_s = smax[rc[:, 0], rc[:, 1]]
+            bound = ((top_s * (1 + rel) + floor) ** (1.0 / power)) * scale[rc[:, 0], rc[:, 1]] * (1 + 1e-12)
+            if s1 == n_pts or rc.shape[0] * k * bs * 4 <= (s1 - s0) * j_cols * p:
+                # no later span to raise L, or few products: now, while the span is at hand
+                exhaust(rc[bound >= m[rc[:, 0], rc[:, 1]].double()], xs, rs)
             else:
-                top = smax[rc[:, 0], rc[:, 1]]
-            bound = ((top * (1 + rel) + floor) ** (1.0 / power)) * scale[rc[:, 0], rc[:, 1]] * (1 + 1e-12)
-            deferred.append((i, n, rc, bound))
-    for i, n, rc, bound in deferred:
+                deferred.append((s0, s1, rc, bound))
+    for s0, s1, rc, bound in deferred:
         keep = bound >= m[rc[:, 0], rc[:, 1]].double()
         if not bool(keep.any()):
             continue
         rc = rc[keep]
-        rb = load(i, n)
-        ab = raw_columns(xp[i : i + n])
-        nbk = lay.count(n)
-        blocks = torch.arange(nbk, device=device)
-        per = max(1, budget.elems(8) // (bs * nbk))
-        for q0 in range(0, rc.shape[0], per):
-            part = rc[q0 : q0 + per]
-            _exact_blocks(blocks.repeat(part.shape[0]), part[:, 0].repeat_interleave(nbk),
-                          part[:, 1].repeat_interleave(nbk), rb, ab, lay, m, budget)
+        xs, rs, _, _ = load(s0, s1)
+        exhaust(rc, xs, rs)
     return m
 
 
@@ -856,42 +1028,51 @@ def _exact_blocks_take(block, r, j, r_nat, xc, geo: _Geometry, lay: _Blocks, m, 
     if block.numel() == 0:
         return
     device = xc.device
-    g_rows, j_cols = r_nat.shape[1], geo.fan_in
-    nb, bs, group, ppad, p = lay.nb, lay.bs, lay.group, lay.ppad, geo.patches
+    nb, bs, group, p = lay.nb, lay.bs, lay.group, geo.patches
     n_pts = xc.shape[0]
     point_size = geo.channels * geo.hp * geo.wp
     joff = geo.column_offsets(device)
     toff = geo.patch_offsets(device)
     x_flat = xc.reshape(-1)
-    m_flat = m.view(-1)
     t = torch.arange(bs, device=device)
     if group == 1:
         pos = torch.arange(nb * bs, device=device).clamp(max=p - 1)  # padding: any valid patch (R = 0)
         toff_tab = toff[pos].view(nb, bs)
-        r_rows = r_nat.reshape(-1, nb, bs)
     else:
         t_point, t_patch = t // p, t % p
-        r_rows = r_nat.reshape(-1, ppad)
-        member = torch.arange(group, device=device)
     step = max(1, budget.elems(6) // bs)
     for s0 in range(0, block.numel(), step):
         bl, rr, jj = block[s0 : s0 + step], r[s0 : s0 + step], j[s0 : s0 + step]
+        rv = _gather_rows(r_nat, bl, rr, lay, budget, "ex_r")
         if group == 1:
             q, sub = bl // nb, bl % nb
-            rv = r_rows[q * g_rows + rr, sub]  # (T, bs)
             av = torch.take(x_flat, (q * point_size + joff[jj])[:, None] + toff_tab[sub])
         else:
-            pts = bl[:, None] * group + member[None, :]  # (T, group)
-            rv = r_rows[pts * g_rows + rr[:, None]].reshape(-1, bs)
             pt = (bl[:, None] * group + t_point[None, :]).clamp(max=n_pts - 1)  # past the chunk: R = 0
             av = torch.take(x_flat, pt * point_size + joff[jj][:, None] + toff[t_patch][None, :])
-        best = (rv * av).amax(dim=1)
-        m_flat.scatter_reduce_(0, rr * j_cols + jj, best, reduce="amax", include_self=True)
+        _update_max(m, rr, jj, rv, av)
 
 
-def _padded(t: torch.Tensor, ppad: int) -> torch.Tensor:
-    """(n, X, P) zero-padded to (n, X, ppad)."""
-    return Fnn.pad(t, (0, ppad - t.shape[2]))
+def _gather_rows(nat, bl, x, lay: _Blocks, budget: _Budget, key: str) -> torch.Tensor:
+    """(T, bs): row x[i] of block bl[i] from a natural layout nat (rows, X, ppad).
+
+    index_select on a 2-d view (rows of bs, or of P for groups of points): an order of
+    magnitude faster than advanced indexing with two index tensors."""
+    xs, bs, nb, group = nat.shape[1], lay.bs, lay.nb, lay.group
+    t = bl.numel()
+    out = budget.buffer(key, (t * bs,), nat.dtype, nat.device)
+    if group == 1:
+        idx = (bl // nb * xs + x) * nb + bl % nb
+        return torch.index_select(nat.reshape(-1, bs), 0, idx, out=out.view(t, bs))
+    pts = bl[:, None] * group + torch.arange(group, device=bl.device)  # (T, group)
+    idx = (pts * xs + x[:, None]).view(-1)
+    return torch.index_select(nat.reshape(-1, lay.ppad), 0, idx, out=out.view(t * group, lay.ppad)).view(t, bs)
+
+
+def _update_max(m, r, j, rv, av) -> None:
+    """m[r, j] = max(m[r, j], max of rv * av along dim 1), in place (rv is overwritten)."""
+    best = rv.mul_(av).amax(dim=1)
+    m.view(-1).scatter_reduce_(0, r * m.shape[1] + j, best, reduce="amax", include_self=True)
 
 
 def _exact_blocks(block, r, j, r_nat, a_nat, lay: _Blocks, m, budget: _Budget) -> None:
@@ -900,26 +1081,9 @@ def _exact_blocks(block, r, j, r_nat, a_nat, lay: _Blocks, m, budget: _Budget) -
     block, r, j: (T,) int64, block = q * nb + sub-block; r_nat (rows, G, ppad) the chunk's
     reciprocals and a_nat (rows, J, ppad) its unfolded inputs in natural layout.
     """
-    if block.numel() == 0:
-        return
-    g_rows, j_cols = r_nat.shape[1], a_nat.shape[1]
-    nb, bs, group, ppad = lay.nb, lay.bs, lay.group, lay.ppad
-    m_flat = m.view(-1)
-    step = max(1, budget.elems(4) // bs)
-    if group == 1:
-        r_rows, a_rows = r_nat.reshape(-1, nb, bs), a_nat.reshape(-1, nb, bs)
-    else:
-        r_rows, a_rows = r_nat.reshape(-1, ppad), a_nat.reshape(-1, ppad)
-        member = torch.arange(group, device=r_nat.device)
+    step = max(1, budget.elems(4) // lay.bs)
     for s0 in range(0, block.numel(), step):
         bl, rr, jj = block[s0 : s0 + step], r[s0 : s0 + step], j[s0 : s0 + step]
-        if group == 1:
-            q, sub = bl // nb, bl % nb
-            rv = r_rows[q * g_rows + rr, sub]  # (T, bs)
-            av = a_rows[q * j_cols + jj, sub]
-        else:
-            pts = bl[:, None] * group + member[None, :]  # (T, group)
-            rv = r_rows[pts * g_rows + rr[:, None]].reshape(-1, bs)
-            av = a_rows[pts * j_cols + jj[:, None]].reshape(-1, bs)
-        best = (rv * av).amax(dim=1)
-        m_flat.scatter_reduce_(0, rr * j_cols + jj, best, reduce="amax", include_self=True)
+        rv = _gather_rows(r_nat, bl, rr, lay, budget, "ex_r")
+        av = _gather_rows(a_nat, bl, jj, lay, budget, "ex_a")
+        _update_max(m, rr, jj, rv, av)
