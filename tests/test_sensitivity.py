@@ -190,7 +190,12 @@ def test_pseudo_points_decided_per_layer():
         ((12, 3, 10, 10), dict(cin=3, cout=3, k=3, padding=1), "heavy"),  # values over many decades
     ],
 )
-def test_screened_equals_direct(shape, conv, scale):
+@pytest.mark.parametrize("bounds", ["float32", "bfloat16"])
+def test_screened_equals_direct(shape, conv, scale, bounds, monkeypatch):
+    # the bounds' product runs in bfloat16 only on CPUs that multiply it natively: test both paths
+    if bounds == "bfloat16" and not sens_mod._bf16_bounds(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16 products")
+    monkeypatch.setattr(sens_mod, "_BF16_CPU", bounds == "bfloat16")
     torch.manual_seed(11)
     layer = _conv(11, **conv)
     x = torch.randn(*shape)
