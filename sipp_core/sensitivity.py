@@ -690,13 +690,13 @@ class _Blocks:
             dst.copy_(src)
             return out[:k]
         narrow = out.dtype.itemsize < torch.promote_types(nat.dtype, scale.dtype).itemsize
-        piece = max(1, (scratch.numel() if narrow else _PIECE_ELEMS) // max(1, dst[0].numel()))
+        piece = max(1, (min(scratch.numel(), _PIECE_ELEMS) if narrow else _PIECE_ELEMS) // max(1, dst[0].numel()))
         for i in range(0, dst.shape[0], piece):
             d = dst[i : i + piece]
             if narrow:
                 t = scratch[: d.numel()].view(d.shape)
                 torch.mul(src[i : i + piece], sview, out=t)
-                torch.mul(_pow(t, power // 2), t, out=d)
+                d.copy_(_pow(t, power))  # squared in place, rounded once by the copy (no temporary)
             else:
                 torch.mul(src[i : i + piece], sview, out=d)
                 _pow(d, power)
@@ -831,6 +831,16 @@ def _conv_max_screened(
     sdtype = torch.float64 if wide else torch.float32  # scaling and squaring
     floor = bs * tiny
     unused = ~torch.cat([w > 0, w < 0])  # (G, J): entries no row owns (zero weights, the other sign)
+    # bfloat16: S as (J, G) per block, y^p @ (x^p)^T (~10-25% faster there than (G, J)); every
+    # per-pair array (m, L, scale, S's pairs) then runs j-major: pair = j * G + r
+    flip = dtype == torch.bfloat16
+    pshape = (j_cols, g_rows) if flip else (g_rows, j_cols)
+    if flip:
+        unused = unused.T.contiguous()
+
+    def split(pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r, j) of flat pair indices."""
+        return (pair % g_rows, pair // g_rows) if flip else (pair // j_cols, pair % j_cols)
 
     lay = _Blocks(geo, nb, bs, group)
     ppad = lay.ppad
@@ -864,10 +874,10 @@ def _conv_max_screened(
     scratch = budget.buffer("scratch", (pieces,), device=device)
     x_span = budget.buffer("x_span", (span, *pts.shape), device=device)
     r_span = budget.buffer("r_span", (lay.rows(span), g_rows, ppad), device=device)
-    s_span = budget.buffer("s_span", (-(-lay.count(span) // run_len) * run_len, g_rows, j_cols), dtype, device)
+    s_span = budget.buffer("s_span", (-(-lay.count(span) // run_len) * run_len, *pshape), dtype, device)
 
-    m = torch.zeros(g_rows, j_cols, device=device)  # exact maxima found so far
-    low = torch.zeros(g_rows, j_cols, dtype=torch.float64, device=device)  # L (absolute)
+    m = torch.zeros(pshape, device=device)  # exact maxima found so far
+    low = torch.zeros(pshape, dtype=torch.float64, device=device)  # L (absolute)
     deferred = []  # (span start, span end, (r, j) pairs, bound on the span's products)
     inf = torch.full((), math.inf, dtype=torch.float64, device=device)
 
@@ -898,7 +908,7 @@ def _conv_max_screened(
         blk = flat // gj
         rj = flat - blk * gj
         if flat.numel() * bs * 4 <= n * j_cols * p:
-            _exact_blocks_take(blk, rj // j_cols, rj % j_cols, rs, xs, geo, lay, m, budget)
+            _exact_blocks_take(blk, *split(rj), rj, rs, xs, geo, lay, m, budget)
             return
         blk, order = blk.sort()
         rj = rj[order]
@@ -911,15 +921,15 @@ def _conv_max_screened(
             i1 = min(n, i0 + ev)
             cols = lay.unfold(xs[i0:i1], a_nat)
             r_part = rs[i0 : i0 + lay.rows(i1 - i0)]
-            r, j = rj[e0:e1] // j_cols, rj[e0:e1] % j_cols
-            _exact_blocks(blk[e0:e1] - q * per, r, j, r_part, cols, lay, m, budget)
+            r, j = split(rj[e0:e1])
+            _exact_blocks(blk[e0:e1] - q * per, r, j, rj[e0:e1], r_part, cols, lay, m, budget)
 
     def exhaust(rc: torch.Tensor, xs: torch.Tensor, rs: torch.Tensor) -> None:
-        """Exact maxima of every block of the span for the (r, j) pairs rc (R, 2)."""
+        """Exact maxima of every block of the span for the pairs rc (R, 2), indices into m."""
         n = xs.shape[0]
         nbk = lay.count(n)
         if rc.shape[0] * nbk * bs * 4 <= n * j_cols * p:  # few products: gathered
-            pairs = rc[:, 0] * j_cols + rc[:, 1]
+            pairs = rc[:, 0] * pshape[1] + rc[:, 1]
             evaluate((torch.arange(nbk, device=device)[:, None] * gj + pairs).view(-1), xs, rs)
             return
         for i0 in range(0, n, ev):
@@ -931,8 +941,8 @@ def _conv_max_screened(
             per = max(1, budget.elems(8) // (bs * nbk))
             for q0 in range(0, rc.shape[0], per):
                 part = rc[q0 : q0 + per]
-                _exact_blocks(every.repeat(part.shape[0]), part[:, 0].repeat_interleave(nbk),
-                              part[:, 1].repeat_interleave(nbk), r_part, cols, lay, m, budget)
+                rj = (part[:, 0] * pshape[1] + part[:, 1]).repeat_interleave(nbk)
+                _exact_blocks(every.repeat(part.shape[0]), *split(rj), rj, r_part, cols, lay, m, budget)
 
     for s0, s1 in zip(spans, spans[1:]):
         xs, rs, chunks, top_r = load(s0, s1)
@@ -940,7 +950,8 @@ def _conv_max_screened(
         # the exact inverse of the factors used, so real products = x * y * scale
         inv_rho, scale_r = _unit_scale(top_r, sdtype)  # (G,)
         inv_alpha, scale_c = _unit_scale(xs.amax(dim=(0, 2, 3)), sdtype)  # (C,)
-        scale = torch.outer(scale_r, scale_c.repeat_interleave(kk))  # (G, J), bounds every product
+        scale_j = scale_c.repeat_interleave(kk)
+        scale = torch.outer(scale_j, scale_r) if flip else torch.outer(scale_r, scale_j)  # bounds every product
         dead = unused | (scale == 0)
         for c0, c1 in zip(chunks, chunks[1:]):  # S of every block of the span
             n = c1 - c0
@@ -950,16 +961,19 @@ def _conv_max_screened(
             if ay is None:
                 y_ = _pow(y_, power)
             else:  # squared in float32, rounded once
-                y_ = torch.mul(_pow(y_, power // 2), y_, out=ay[:n])
+                y_ = ay[:n].copy_(_pow(y_, power))
             yb = lay.block_major(lay.unfold(y_, unf), a_blk)  # (k, J, bs)
-            torch.bmm(x_, yb.transpose(1, 2), out=s_span[b0 : b0 + k])
+            if flip:
+                torch.bmm(yb, x_.transpose(1, 2), out=s_span[b0 : b0 + k])
+            else:
+                torch.bmm(x_, yb.transpose(1, 2), out=s_span[b0 : b0 + k])
         k = lay.count(s1 - s0)
         runs = -(-k // run_len)
         keys = _keys(s_span[: runs * run_len]).view(runs * run_len, gj)
         keys[k:].fill_(-1)  # below every cut (cut >= 0)
         gmax = keys.view(runs, run_len, gj).amax(dim=1)  # (runs, GJ)
         top = gmax.amax(dim=0)  # (GJ,): each pair's largest S in the span
-        smax = _key_values(top, dtype).view(g_rows, j_cols)
+        smax = _key_values(top, dtype).view(pshape)
         # L in this span's units, float64 (the ratio can be huge or tiny), and the span's
         # own lower bounds
         known = _pow(low / scale, power).masked_fill_(dead, 0.0)
@@ -1002,7 +1016,7 @@ def _conv_max_screened(
         rc = rc[keep]
         xs, rs, _, _ = load(s0, s1)
         exhaust(rc, xs, rs)
-    return m
+    return m.T.contiguous() if flip else m
 
 
 def _unit_scale(top: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1023,7 +1037,7 @@ def _pow(x: torch.Tensor, power: int) -> torch.Tensor:
     return x
 
 
-def _exact_blocks_take(block, r, j, r_nat, xc, geo: _Geometry, lay: _Blocks, m, budget: _Budget) -> None:
+def _exact_blocks_take(block, r, j, rj, r_nat, xc, geo: _Geometry, lay: _Blocks, m, budget: _Budget) -> None:
     """As :func:`_exact_blocks`, reading the inputs straight from the padded points xc."""
     if block.numel() == 0:
         return
@@ -1031,59 +1045,86 @@ def _exact_blocks_take(block, r, j, r_nat, xc, geo: _Geometry, lay: _Blocks, m, 
     nb, bs, group, p = lay.nb, lay.bs, lay.group, geo.patches
     n_pts = xc.shape[0]
     point_size = geo.channels * geo.hp * geo.wp
-    joff = geo.column_offsets(device)
     toff = geo.patch_offsets(device)
     x_flat = xc.reshape(-1)
-    t = torch.arange(bs, device=device)
+    ri = _row_index(block, r, r_nat.shape[1], lay) if group == 1 else None
+    base = geo.column_offsets(device)[j]  # (T,)
     if group == 1:
         pos = torch.arange(nb * bs, device=device).clamp(max=p - 1)  # padding: any valid patch (R = 0)
         toff_tab = toff[pos].view(nb, bs)
+        sub = block % nb
+        base += block.div(nb, rounding_mode="floor") * point_size
     else:
-        t_point, t_patch = t // p, t % p
+        t = torch.arange(bs, device=device)
+        t_point, t_off = t // p, toff[t % p]
+    rows = _rows_view(r_nat, lay)
     step = max(1, budget.elems(6) // bs)
     for s0 in range(0, block.numel(), step):
-        bl, rr, jj = block[s0 : s0 + step], r[s0 : s0 + step], j[s0 : s0 + step]
-        rv = _gather_rows(r_nat, bl, rr, lay, budget, "ex_r")
+        s1 = s0 + step
+        idx = ri[s0:s1] if ri is not None else _row_index(block[s0:s1], r[s0:s1], r_nat.shape[1], lay)
+        rv = _gather(rows, idx, bs, budget, "ex_r")
         if group == 1:
-            q, sub = bl // nb, bl % nb
-            av = torch.take(x_flat, (q * point_size + joff[jj])[:, None] + toff_tab[sub])
+            av = torch.take(x_flat, base[s0:s1, None] + toff_tab[sub[s0:s1]])
         else:
-            pt = (bl[:, None] * group + t_point[None, :]).clamp(max=n_pts - 1)  # past the chunk: R = 0
-            av = torch.take(x_flat, pt * point_size + joff[jj][:, None] + toff[t_patch][None, :])
-        _update_max(m, rr, jj, rv, av)
+            pt = (block[s0:s1, None] * group + t_point).clamp_(max=n_pts - 1)  # past the chunk: R = 0
+            av = torch.take(x_flat, pt.mul_(point_size).add_(base[s0:s1, None]).add_(t_off))
+        _update_max(m, rj[s0:s1], rv, av)
 
 
-def _gather_rows(nat, bl, x, lay: _Blocks, budget: _Budget, key: str) -> torch.Tensor:
-    """(T, bs): row x[i] of block bl[i] from a natural layout nat (rows, X, ppad).
-
-    index_select on a 2-d view (rows of bs, or of P for groups of points): an order of
-    magnitude faster than advanced indexing with two index tensors."""
-    xs, bs, nb, group = nat.shape[1], lay.bs, lay.nb, lay.group
-    t = bl.numel()
-    out = budget.buffer(key, (t * bs,), nat.dtype, nat.device)
-    if group == 1:
-        idx = (bl // nb * xs + x) * nb + bl % nb
-        return torch.index_select(nat.reshape(-1, bs), 0, idx, out=out.view(t, bs))
-    pts = bl[:, None] * group + torch.arange(group, device=bl.device)  # (T, group)
-    idx = (pts * xs + x[:, None]).view(-1)
-    return torch.index_select(nat.reshape(-1, lay.ppad), 0, idx, out=out.view(t * group, lay.ppad)).view(t, bs)
+def _row_index(bl, x, xs: int, lay: _Blocks) -> torch.Tensor:
+    """(T, g) rows of :func:`_rows_view` (g = group, or 1) holding row x[i] of block bl[i]
+    of a natural layout (rows, xs, ppad). With g = 1 computed once for all steps (fewer
+    small ops; no larger than the block list); groups: step by step (g times larger)."""
+    if lay.group == 1:
+        nb = lay.nb
+        return ((bl.div(nb, rounding_mode="floor") * xs + x) * nb + bl % nb)[:, None]
+    pts = bl[:, None] * lay.group + torch.arange(lay.group, device=bl.device)  # (T, group)
+    return pts.mul_(xs).add_(x[:, None])
 
 
-def _update_max(m, r, j, rv, av) -> None:
-    """m[r, j] = max(m[r, j], max of rv * av along dim 1), in place (rv is overwritten)."""
+def _rows_view(nat: torch.Tensor, lay: _Blocks) -> torch.Tensor:
+    """nat (rows, X, ppad) as rows of one block's (or, for groups, one point's) patches."""
+    return nat.reshape(-1, lay.bs if lay.group == 1 else lay.ppad)
+
+
+def _gather(rows: torch.Tensor, idx: torch.Tensor, bs: int, budget: _Budget, key: str) -> torch.Tensor:
+    """(T, bs): the rows idx (T, g) of ``rows``, side by side.
+
+    index_select on a 2-d view: an order of magnitude faster than advanced indexing
+    with two index tensors."""
+    t = idx.shape[0]
+    out = budget.buffer(key, (idx.numel(), rows.shape[1]), rows.dtype, rows.device)
+    return torch.index_select(rows, 0, idx.view(-1), out=out).view(t, bs)
+
+
+def _update_max(m, rj, rv, av) -> None:
+    """m.view(-1)[rj] = max(m.view(-1)[rj], max of rv * av along dim 1), in place (rv is overwritten)."""
     best = rv.mul_(av).amax(dim=1)
-    m.view(-1).scatter_reduce_(0, r * m.shape[1] + j, best, reduce="amax", include_self=True)
+    m.view(-1).scatter_reduce_(0, rj, best, reduce="amax", include_self=True)
 
 
-def _exact_blocks(block, r, j, r_nat, a_nat, lay: _Blocks, m, budget: _Budget) -> None:
+def _exact_blocks(block, r, j, rj, r_nat, a_nat, lay: _Blocks, m, budget: _Budget) -> None:
     """m[r, j] = max(m[r, j], max over the block's pairs of R[r, pair] * A[j, pair]).
 
-    block, r, j: (T,) int64, block = q * nb + sub-block; r_nat (rows, G, ppad) the chunk's
-    reciprocals and a_nat (rows, J, ppad) its unfolded inputs in natural layout.
+    block, r, j: (T,) int64, block = q * nb + sub-block, rj = r * J + j; r_nat (rows, G,
+    ppad) the chunk's reciprocals and a_nat (rows, J, ppad) its unfolded inputs in
+    natural layout.
     """
+    if block.numel() == 0:
+        return
+    g_rows, j_cols = r_nat.shape[1], a_nat.shape[1]
+    whole = lay.group == 1
+    if whole:
+        ri, ai = _row_index(block, r, g_rows, lay), _row_index(block, j, j_cols, lay)
+    r_rows, a_rows = _rows_view(r_nat, lay), _rows_view(a_nat, lay)
     step = max(1, budget.elems(4) // lay.bs)
     for s0 in range(0, block.numel(), step):
-        bl, rr, jj = block[s0 : s0 + step], r[s0 : s0 + step], j[s0 : s0 + step]
-        rv = _gather_rows(r_nat, bl, rr, lay, budget, "ex_r")
-        av = _gather_rows(a_nat, bl, jj, lay, budget, "ex_a")
-        _update_max(m, rr, jj, rv, av)
+        s1 = s0 + step
+        if whole:
+            rsel, asel = ri[s0:s1], ai[s0:s1]
+        else:
+            rsel = _row_index(block[s0:s1], r[s0:s1], g_rows, lay)
+            asel = _row_index(block[s0:s1], j[s0:s1], j_cols, lay)
+        rv = _gather(r_rows, rsel, lay.bs, budget, "ex_r")
+        av = _gather(a_rows, asel, lay.bs, budget, "ex_a")
+        _update_max(m, rj[s0:s1], rv, av)
