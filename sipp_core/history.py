@@ -373,12 +373,7 @@ class RunHistory:
             finally:
                 con.close()
 
-        try:
-            return self._retry(once)
-        except sqlite3.DatabaseError as exc:
-            raise HistoryError(
-                f"could not write to the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
-            ) from exc
+        return self._checked(once, "write to")
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         def once():
@@ -388,11 +383,15 @@ class RunHistory:
             finally:
                 con.close()
 
+        return self._checked(once, "read")
+
+    def _checked(self, once, verb: str):
+        """once() with retries; a database error becomes a HistoryError naming the file and the fix."""
         try:
             return self._retry(once)
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"could not read the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
+                f"could not {verb} the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
             ) from exc
 
     # -- public API ------------------------------------------------------------------------------------

@@ -175,6 +175,21 @@ def _result_for(job_key: str, key: tuple):
     return cached, cached is not None, None
 
 
+def _finished(job_key: str, key: tuple):
+    """Polls the job; shows its error (for these settings), then the result's provenance and time.
+    Returns the result to show, or None."""
+    job = jobs.watch(job_key)
+    if job is not None and job.done and job.error is not None and st.session_state.get(job_key + "_key") == key:
+        show_error(job.error)
+    res, from_cache, note = _result_for(job_key, key)
+    if res is None:
+        return None
+    if note:
+        st.caption(f":orange[{note}]")
+    st.caption(f"Took {jobs.fmt_seconds(res.timings_s.get('total', math.nan))}" + (" (from the cache)" if from_cache else ""))
+    return res
+
+
 def _downloads(result, stem: str, frame: pd.DataFrame, key: str) -> None:
     d1, d2, _ = st.columns([1, 1, 3])
     d1.download_button("Table (CSV)", frame.to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore",
@@ -320,15 +335,9 @@ def _cascade_tab(s: Settings) -> None:
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(CASCADE_JOB, "retrain", "Prune-retrain cascade", key,
                lambda progress, stop: prune_retrain(s.model, s.dataset, progress=progress, should_stop=stop, **kw), est, s)
-    job = jobs.watch(CASCADE_JOB)
-    if job is not None and job.done and job.error is not None and st.session_state.get(CASCADE_JOB + "_key") == key:
-        show_error(job.error)
-    res, from_cache, note = _result_for(CASCADE_JOB, key)
+    res = _finished(CASCADE_JOB, key)
     if res is None:
         return
-    if note:
-        st.caption(f":orange[{note}]")
-    st.caption(f"Took {jobs.fmt_seconds(res.timings_s.get('total', math.nan))}" + (" (from the cache)" if from_cache else ""))
     show_cascade(list(res.steps), res.dense_accuracy, res.settings, res.cancelled, key="rt", device=res.device,
                  result=res)
 
@@ -397,15 +406,9 @@ def _isolation_tab(s: Settings) -> None:
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(ISOLATION_JOB, "isolation", "Training in isolation", key,
                lambda progress, stop: train_isolated(s.model, s.dataset, progress=progress, should_stop=stop, **kw), est, s)
-    job = jobs.watch(ISOLATION_JOB)
-    if job is not None and job.done and job.error is not None and st.session_state.get(ISOLATION_JOB + "_key") == key:
-        show_error(job.error)
-    res, from_cache, note = _result_for(ISOLATION_JOB, key)
+    res = _finished(ISOLATION_JOB, key)
     if res is None:
         return
-    if note:
-        st.caption(f":orange[{note}]")
-    st.caption(f"Took {jobs.fmt_seconds(res.timings_s.get('total', math.nan))}" + (" (from the cache)" if from_cache else ""))
     show_isolation(res.ticket, res.random, res.dense_accuracy, res.settings, res.cancelled, key="li",
                    device=res.device, result=res)
 
