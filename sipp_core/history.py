@@ -31,6 +31,7 @@ the settings so that listing and filtering stay fast.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -236,6 +237,20 @@ def _to_time(v: Any) -> float:
     raise ValueError(f"a time must be a datetime, an ISO 8601 string or unix seconds; got {v!r}")
 
 
+@contextlib.contextmanager
+def _transaction(con: sqlite3.Connection):
+    """BEGIN IMMEDIATE (takes the write lock at once, so writers queue instead of deadlocking);
+    COMMIT on success, ROLLBACK on any error."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
 class RunHistory:
     """A local SQLite store of runs (see the module docstring).
 
@@ -343,17 +358,11 @@ class RunHistory:
             mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":  # e.g. a file system without shared memory: still correct, just slower
                 warnings.warn(f"run history {self.path}: WAL journal not available (mode {mode})", RuntimeWarning)
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(con):
                 for statement in _SCHEMA_STATEMENTS:
                     con.execute(statement)
                 if con.execute("PRAGMA user_version").fetchone()[0] == 0:
                     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
         finally:
             con.close()
 
@@ -361,15 +370,8 @@ class RunHistory:
         def once():
             con = self._connect()
             try:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = con.execute(sql, params)
-                    con.execute("COMMIT")
-                    return cur
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
+                with _transaction(con):
+                    return con.execute(sql, params)
             finally:
                 con.close()
 

@@ -95,7 +95,7 @@ def epoch_seconds(s: Settings, button_key: str) -> tuple[float, str] | None:
     """Seconds per training epoch for the estimate, and where the number comes from.
 
     Small zoo networks are timed at once; a large one (seconds per batch on a CPU) only after a click,
-    so opening the page never stalls. None while that click is pending."""
+    so opening the page never stalls. None while that click is pending, or after an error (shown)."""
     seen = _observed().get((s.model, s.dataset, s.device))
     if seen:
         return seen, "seen in the last run"
@@ -105,8 +105,12 @@ def epoch_seconds(s: Settings, button_key: str) -> tuple[float, str] | None:
             st.caption(f"{s.model} is a large network: press **Estimate the time** before starting (a few seconds).")
             return None
         st.session_state[f"_timed_{s.model}_{s.dataset}_{s.device}"] = True
-    with st.spinner("Timing a few training steps…"):
-        return measured_epoch_seconds(s.model, s.dataset, s.device, _threads()), "timed on this machine"
+    try:
+        with st.spinner("Timing a few training steps…"):
+            return measured_epoch_seconds(s.model, s.dataset, s.device, _threads()), "timed on this machine"
+    except Exception as exc:  # noqa: BLE001 - shown with its fix; the page stays up
+        show_error(exc)
+        return None
 
 
 def _observe(observed: dict, key: tuple, result) -> None:
@@ -311,11 +315,7 @@ def _cascade_tab(s: Settings) -> None:
         return
     key = ("cascade", s.model, s.dataset, method, sched, int(epochs), int(s.seed),
            None if s.auto_sample else int(s.sample_size), float(s.delta), s.device)
-    try:
-        timing = epoch_seconds(s, "rt_estimate")
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-        return
+    timing = epoch_seconds(s, "rt_estimate")
     if timing is None:
         return
     per_epoch, source = timing
@@ -377,11 +377,7 @@ def _isolation_tab(s: Settings) -> None:
         return
     key = ("isolation", s.model, s.dataset, method, float(keep), int(epochs), int(rewind), prune_at, scope,
            int(s.seed), None if s.auto_sample else int(s.sample_size), float(s.delta), s.device)
-    try:
-        timing = epoch_seconds(s, "li_estimate")
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-        return
+    timing = epoch_seconds(s, "li_estimate")
     if timing is None:
         return
     per_epoch, source = timing
