@@ -40,6 +40,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sipp_core.bounds import draw_sample, sample_size  # noqa: E402
+from sipp_core.runtime import configure_allocator  # noqa: E402
 from sipp_core.sensitivity import compute_sensitivities  # noqa: E402
 
 from sens_reference import authors_loop, lean_loop  # noqa: E402
@@ -304,12 +305,15 @@ def main(argv=None):
     ap.add_argument("--memory-probe", choices=["lenet", "resnet20"], help=argparse.SUPPRESS)
     ap.add_argument("--chunk-bytes", type=int, default=512 * 2**20, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    tuned = configure_allocator()  # the process settings of the app and the command line
     if args.memory_probe:
         memory_probe(args.memory_probe, args.chunk_bytes, args.reduction)
         return
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
           "(other jobs on this machine slow both sides alike; ratios are measured in the same run)")
+    print("malloc: " + ("blocks up to 64 MiB from the heap, as in the app and the command line "
+                        "(sipp_core.runtime.configure_allocator)" if tuned else "glibc defaults"))
     if args.job in ("lenet", "all"):
         model, s = build_job("lenet")
         _, what = mnist_like()

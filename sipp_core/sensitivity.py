@@ -31,8 +31,11 @@ unfolded inputs (pairs x columns), which BLAS cannot do. The engines, all exact
 
 Inputs are captured with forward pre-hooks during ONE batched forward pass over S
 (model in eval mode, no grad); each layer's sensitivity is computed inside its hook,
-so only one layer input is held at a time. The model is not modified: its modules'
-train/eval flags are restored and every hook is removed. On CUDA, TF32 is switched
+so only one layer input is held at a time. A plain Conv2d's output is then not
+convolved a second time: it is z+ - z- of the engine's own partial pre-activations
+(sipp_core.conv_output; same rounding order as the convolution), handed to the model
+by a forward hook while the module itself convolves a single point. The model is not
+modified: its modules' train/eval flags are restored and every hook is removed. On CUDA, TF32 is switched
 off for the duration (it would cost three digits of z).
 
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
@@ -51,6 +54,7 @@ import torch
 import torch.nn.functional as Fnn
 from torch import nn
 
+from .conv_output import ConvOutput, as_module_output, fusable
 from .layers import dense_layers, prunable_layers
 
 EPS = float(torch.finfo(torch.float32).eps)  # z <= EPS counts as "no signal" (SPEC 2.2)
@@ -141,20 +145,33 @@ def compute_sensitivities(
         state = {"done": 0.0}
         budget = _Budget(chunk_bytes, device)
 
+        fused: dict = {}  # module -> its output, built from the engine's z (conv_output)
+
         def hook(module, args):
             name = names[module]
             a = args[0]
-            s = layer_sensitivity(module, a, patch_reduction=patch_reduction, chunk_bytes=chunk_bytes, _budget=budget)
+            holder = {} if fusable(module, a) else None
+            s = layer_sensitivity(module, a, patch_reduction=patch_reduction, chunk_bytes=chunk_bytes,
+                                  _budget=budget, _output=holder)
             s = s.to("cpu", torch.float32)
             prev = results.get(name)
             results[name] = s if prev is None else torch.maximum(prev, s)
             state["done"] += costs.get(name, 0.0)
             if progress is not None:
                 progress(min(1.0, state["done"] / total_cost), f"sensitivity of {name}")
+            if holder and "y" in holder:
+                # the module convolves one point only; its output is replaced by post_hook
+                fused[module] = holder["y"]
+                return (a[:1], *args[1:])
+            return None
+
+        def post_hook(module, args, output):
+            return fused.pop(module, None)
 
         if progress is not None:
             progress(0.0, f"forward pass over S ({x.shape[0]} points)")
         handles = [m.register_forward_pre_hook(hook) for m in layers.values()]
+        handles += [m.register_forward_hook(post_hook) for m in layers.values()]
         try:
             with torch.no_grad(), _exact_math():
                 model(x)
@@ -175,12 +192,15 @@ def layer_sensitivity(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     engine: str = "auto",
     _budget: "_Budget | None" = None,
+    _output: dict | None = None,
 ) -> torch.Tensor:
     """Sensitivities of one prunable layer from its input batch; shaped like its weight.
 
     ``layer_input`` is what the layer receives (|S|, ...); computed on its device in
     float32, returned there. ``engine`` ("auto", "direct", "screened") only chooses
-    how the exact max is found; every engine gives the same numbers.
+    how the exact max is found; every engine gives the same numbers. ``_output`` (a
+    dict; conv layers with 4-d inputs only): receives "y", the layer's output (bias
+    added) assembled from the engine's partial pre-activations (see conv_output).
     """
     _check_reduction(patch_reduction)
     chunk_bytes = _check_chunk_bytes(chunk_bytes)
@@ -212,15 +232,18 @@ def layer_sensitivity(
             g_rows, j_cols = 2 * w.shape[0], w.shape[1]
             products = g_rows * j_cols * a.shape[0] * (2 if negative else 1) * geo.patches
             use_direct = engine == "direct" or (engine == "auto" and products <= _DIRECT_MAX_PRODUCTS)
+            out = None if _output is None else ConvOutput(a.shape[0], w.shape[0], geo.patches, negative, a.device)
             if patch_reduction == "max" and not use_direct:
                 # padded (and split) chunk by chunk: no padded copy of the whole input
-                m = _conv_max_screened(_Points(a, geo, negative), w, geo, budget, wide=negative)
+                m = _conv_max_screened(_Points(a, geo, negative), w, geo, budget, wide=negative, out_y=out)
             else:
                 xp, _ = _split(geo.pad(a), negative)  # (N, C, Hp, Wp) >= 0
                 if patch_reduction == "mean":
-                    m = _conv_mean(xp, w, geo, budget)
+                    m = _conv_mean(xp, w, geo, budget, out)
                 else:
-                    m = _conv_max_direct(xp, w, geo, budget)
+                    m = _conv_max_direct(xp, w, geo, budget, out)
+            if out is not None and out.complete():
+                _output["y"] = as_module_output(out, module, geo.ho, geo.wo)
         s = _select(m, w)
     return s.reshape(weight.shape)
 
@@ -571,7 +594,8 @@ class _Points:
 # --------------------------------------------------------------------------- Conv2d, mean
 
 
-def _conv_mean(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budget) -> torch.Tensor:
+def _conv_mean(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budget,
+               out_y: ConvOutput | None = None) -> torch.Tensor:
     """M (2F, J) = max over pseudo-points of the mean over patches of a_{j,p} / z_{f,p}."""
     ws4 = _signed(w).reshape(-1, geo.channels, geo.kh, geo.kw)
     g_rows, j_cols, p = ws4.shape[0], geo.fan_in, geo.patches
@@ -583,7 +607,10 @@ def _conv_mean(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budge
     for i in range(0, xp.shape[0], step):
         chunk = xp[i : i + step]
         n = chunk.shape[0]
-        r = _recip(geo.z(chunk, ws4))  # (n, G, P)
+        z = geo.z(chunk, ws4)  # (n, G, P)
+        if out_y is not None:
+            out_y.add(i, z)
+        r = _recip(z)
         geo.unfold(chunk, out=cols[:n])  # (n, J, P)
         torch.bmm(r, cols[:n].transpose(1, 2), out=sums[:n])  # (n, G, J)
         torch.maximum(out, sums[:n].amax(0), out=out)
@@ -593,7 +620,8 @@ def _conv_mean(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budge
 # --------------------------------------------------------------------------- Conv2d, max, direct
 
 
-def _conv_max_direct(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budget) -> torch.Tensor:
+def _conv_max_direct(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: _Budget,
+                     out_y: ConvOutput | None = None) -> torch.Tensor:
     """M (2F, J) by evaluating every product a_{j,p}(x) / z_{f,p}(x), in chunks of points."""
     ws4 = _signed(w).reshape(-1, geo.channels, geo.kh, geo.kw)
     g_rows, j_cols, p = ws4.shape[0], geo.fan_in, geo.patches
@@ -602,7 +630,10 @@ def _conv_max_direct(xp: torch.Tensor, w: torch.Tensor, geo: _Geometry, budget: 
     for i in range(0, xp.shape[0], step):
         chunk = xp[i : i + step]
         n = chunk.shape[0]
-        r = _recip(geo.z(chunk, ws4)).transpose(1, 2).reshape(n * p, g_rows)  # (pairs, G)
+        z = geo.z(chunk, ws4)
+        if out_y is not None:
+            out_y.add(i, z)
+        r = _recip(z).transpose(1, 2).reshape(n * p, g_rows)  # (pairs, G)
         cols = geo.unfold(chunk).transpose(1, 2).reshape(n * p, j_cols)  # (pairs, J)
         _maxtimes(r, cols, budget, out=out)
     return out
@@ -786,7 +817,8 @@ def _even_chunks(n_pts: int, step: int, group: int) -> list[int]:
 
 
 def _conv_max_screened(
-    pts: _Points, w: torch.Tensor, geo: _Geometry, budget: _Budget, wide: bool = False
+    pts: _Points, w: torch.Tensor, geo: _Geometry, budget: _Budget, wide: bool = False,
+    out_y: ConvOutput | None = None,
 ) -> torch.Tensor:
     """M (2F, J), exact, by bounding blocks of patches with p-norms (matrix products)
     and evaluating exactly only the blocks that may still hold a (row, column) max.
@@ -883,19 +915,22 @@ def _conv_max_screened(
 
     def load(s0: int, s1: int) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor]:
         """The span's points, its reciprocals in natural layout (rows, G, ppad), its chunks
-        and the max of each row's reciprocals."""
+        and the max of each row's reciprocals (and the layer's output, on the first load)."""
         xs = pts.chunk(s0, s1 - s0, x_span)
         rs = r_span[: lay.rows(s1 - s0)]
         chunks = _even_chunks(s1 - s0, step, group)
         top = torch.zeros(g_rows, device=device)
         for c0, c1 in zip(chunks, chunks[1:]):  # c0: a whole number of groups
             n = c1 - c0
-            out = rs[c0 : c0 + lay.rows(n)]
-            _recip(geo.z(xs[c0:c1], ws4), out=out[:n, :, :p])
+            z = geo.z(xs[c0:c1], ws4)
+            if out_y is not None:
+                out_y.add(s0 + c0, z)
+            rc = rs[c0 : c0 + lay.rows(n)]
+            _recip(z, out=rc[:n, :, :p])
             if lay.padded:
-                out[:n, :, p:].zero_()
-            out[n:].zero_()
-            torch.maximum(top, out.amax(dim=(0, 2)), out=top)
+                rc[:n, :, p:].zero_()
+            rc[n:].zero_()
+            torch.maximum(top, rc.amax(dim=(0, 2)), out=top)
         return xs, rs, chunks, top
 
     def evaluate(flat: torch.Tensor, xs: torch.Tensor, rs: torch.Tensor) -> None:
