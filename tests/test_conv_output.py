@@ -2,6 +2,8 @@
 and its use in compute_sensitivities' forward pass."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +15,11 @@ from sipp_core.sensitivity import compute_sensitivities, layer_sensitivity
 
 def _scale(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """sum |W| |a| per output: what float32 rounding of a convolution is relative to."""
-    return nn.functional.conv2d(x.abs(), layer.weight.abs(), None, layer.stride, layer.padding, layer.dilation)
+    absolute = copy.deepcopy(layer)
+    with torch.no_grad():
+        absolute.weight.abs_()
+        absolute.bias = None
+        return absolute(x.abs())
 
 
 CASES = {
@@ -23,6 +29,9 @@ CASES = {
                                  "direct"),
     "reflect padding, direct": (dict(cin=2, cout=3, padding=1, padding_mode="reflect"), (5, 2, 6, 7), "normal",
                                 "direct"),
+    "same padding, even kernel": (dict(cin=3, cout=5, k=4, padding="same", bias=True), (7, 3, 9, 10), "normal",
+                                  "screened"),
+    "circular padding": (dict(cin=3, cout=5, padding=2, padding_mode="circular"), (7, 3, 9, 10), "relu", "screened"),
 }
 
 
@@ -33,7 +42,7 @@ def test_assembled_output_is_the_convolution(case, reduction, chunk_bytes):
     conv, shape, kind, engine = CASES[case]
     conv = dict(conv)
     torch.manual_seed(3)
-    layer = nn.Conv2d(conv.pop("cin"), conv.pop("cout"), 3, **{"bias": False, **conv})
+    layer = nn.Conv2d(conv.pop("cin"), conv.pop("cout"), conv.pop("k", 3), **{"bias": False, **conv})
     x = torch.randn(*shape)
     if kind == "relu":
         x = x.relu()
