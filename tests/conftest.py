@@ -1,4 +1,5 @@
 """Keep every test away from the user's real folders: run history, checkpoint cache, data."""
+import contextlib
 import os
 import tempfile
 
@@ -9,6 +10,21 @@ import pytest
 _ROOT = tempfile.mkdtemp(prefix="sipp-tests-")
 for var, sub in (("SIPP_DATA_HOME", "data-home"), ("SIPP_CACHE_DIR", "cache")):
     os.environ.setdefault(var, os.path.join(_ROOT, sub))
+
+
+@contextlib.contextmanager
+def env_var(name: str, value: str):
+    """os.environ[name] = value inside the block; the old value (or its absence) afterwards.
+    For module-scoped fixtures, where pytest's monkeypatch (function-scoped) is not available."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ which these tests point at a temporary folder.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
+from conftest import env_var
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -19,13 +19,8 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module", autouse=True)
 def _cache_dir(tmp_path_factory):
-    old = os.environ.get("SIPP_CACHE_DIR")
-    os.environ["SIPP_CACHE_DIR"] = str(tmp_path_factory.mktemp("sipp-cache"))
-    yield
-    if old is None:
-        os.environ.pop("SIPP_CACHE_DIR", None)
-    else:
-        os.environ["SIPP_CACHE_DIR"] = old
+    with env_var("SIPP_CACHE_DIR", str(tmp_path_factory.mktemp("sipp-cache"))):
+        yield
 
 
 def _app():

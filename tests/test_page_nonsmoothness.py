@@ -7,7 +7,6 @@ builders run on a tiny synthetic comparison.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import altair as alt
 import pytest
 import torch
+from conftest import env_var
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,17 +29,12 @@ TIMEOUT = 120
 def _cache_dir(tmp_path_factory):
     import streamlit as st
 
-    old = os.environ.get("SIPP_CACHE_DIR")
-    os.environ["SIPP_CACHE_DIR"] = str(tmp_path_factory.mktemp("sipp-cache"))
-    yield
-    # The app's stores live in st.cache_resource for the whole process: leave none of this module's
-    # models (trained into a folder that is about to go) to other test files that expect a fresh app.
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    if old is None:
-        os.environ.pop("SIPP_CACHE_DIR", None)
-    else:
-        os.environ["SIPP_CACHE_DIR"] = old
+    with env_var("SIPP_CACHE_DIR", str(tmp_path_factory.mktemp("sipp-cache"))):
+        yield
+        # The app's stores live in st.cache_resource for the whole process: leave none of this module's
+        # models (trained into a folder that is about to go) to other test files that expect a fresh app.
+        st.cache_resource.clear()
+        st.cache_data.clear()
 
 
 def _ok(at) -> None:
