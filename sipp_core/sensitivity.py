@@ -105,8 +105,10 @@ def compute_sensitivities(
         progress: optional ``progress(fraction, message)`` callback, once per layer.
         chunk_bytes: bound on the engines' working memory (their buffers and
             temporaries, reused across layers), beyond the layer input being
-            processed and its padded / pseudo-point copy (at most twice its size);
-            it is respected down to one point (or one block of points) per step.
+            processed, its padded / pseudo-point copy (at most twice its size) and
+            the layer's output (which the forward pass holds anyway; for a plain
+            Conv2d it is built by the engine, see conv_output); it is respected
+            down to one point (or one block of points) per step.
             Results do not depend on it. The default is also capped internally at
             64 MiB on a CPU (steps that fit in cache are faster) and 256 MiB on a GPU.
 
