@@ -33,10 +33,10 @@ Inputs are captured with forward pre-hooks during ONE batched forward pass over 
 (model in eval mode, no grad); each layer's sensitivity is computed inside its hook,
 so only one layer input is held at a time. A plain Conv2d's output is then not
 convolved a second time: it is z+ - z- of the engine's own partial pre-activations
-(sipp_core.conv_output; same rounding order as the convolution), handed to the model
-by a forward hook while the module itself convolves a single point. The model is not
-modified: its modules' train/eval flags are restored and every hook is removed. On CUDA, TF32 is switched
-off for the duration (it would cost three digits of z).
+(sipp_core.conv_output; rounding error of the same order as the convolution's), handed
+to the model by a forward hook while the module itself convolves a single point. The
+model is not modified: its modules' train/eval flags are restored and every hook is
+removed. On CUDA, TF32 is switched off for the duration (it would cost three digits of z).
 
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 >>> sens = compute_sensitivities(model, torch.randn(8, 4))
