@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import pickletools
 import re
 import warnings
@@ -243,7 +242,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _guess_architecture(state: dict[str, torch.Tensor], record, exclude: str) -> str | None:
-    from .models import MODELS, build_model, compatible_models
+    from .models import build_model, compatible_models
 
     want = {k: tuple(v.shape) for k, v in state.items()}
     for name in compatible_models(record.input_shape):

@@ -28,7 +28,6 @@ import inspect
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field

@@ -364,7 +364,6 @@ def logit_frame(comp, path: int, logit: int, what: str = "value") -> pd.DataFram
     if what not in ("value", "slope"):
         raise ValueError(f"what must be 'value' or 'slope'; got {what!r}")
     paths = comp.original.paths
-    n = paths.points
     t = paths.t().numpy()
     scale = paths.step * float(paths.lengths[path])
     rows = []

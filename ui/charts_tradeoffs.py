@@ -209,7 +209,7 @@ def potential_chart(potential: pd.DataFrame, max_drop_pts: float, width: int = W
     text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="label:N")
     h = max(110, 34 * len(d))
     return sized((bars + text).properties(
-        title=_title("Prune potential per method", [f"the most weights pruned with a mean accuracy drop",
+        title=_title("Prune potential per method", ["the most weights pruned with a mean accuracy drop",
                                                      f"of at most {max_drop_pts:g} points, on this grid"]),
         width=width, height=h), h, 2)
 

@@ -17,8 +17,8 @@ ROW_METHOD_NAMES = {0: "deterministic", 1: "sampled", 2: "kept whole", 3: "prune
 SIGN_NAMES = {0: "+ (positive weights)", 1: "- (negative weights)"}
 
 
-def _f(v) -> float:
-    """float, with None for NaN/inf (for tables)."""
+def as_float(v) -> float:
+    """float(v), or NaN where v is None or not a number (for tables and run listings)."""
     try:
         v = float(v)
     except (TypeError, ValueError):
@@ -254,7 +254,7 @@ def guarantee_frame(report) -> pd.DataFrame:
         for series, key in (("largest row bound", "bound"), ("mean row bound", "bound_mean"),
                             ("measured max on S", "measured_max_s"), ("measured max held-out", "measured_max_heldout"),
                             ("measured p95 held-out", "measured_p95_heldout")):
-            recs.append(dict(layer=row["name"], series=series, value=_f(row[key])))
+            recs.append(dict(layer=row["name"], series=series, value=as_float(row[key])))
     return pd.DataFrame(recs)
 
 
@@ -263,8 +263,9 @@ def failure_frame(report) -> pd.DataFrame:
     for name in layer_names(report):
         for on, errs in (("on S", report.errors_s), ("held-out", report.errors_heldout)):
             e = errs[name]
-            recs.append(dict(layer=name, points=on, failure_rate=_f(e.failure_rate), pairs=int(e.pairs),
-                             failures=int(round(_f(e.failure_rate) * e.pairs)) if not math.isnan(_f(e.failure_rate)) else 0))
+            rate = as_float(e.failure_rate)
+            recs.append(dict(layer=name, points=on, failure_rate=rate, pairs=int(e.pairs),
+                             failures=0 if math.isnan(rate) else int(round(rate * e.pairs))))
     return pd.DataFrame(recs)
 
 

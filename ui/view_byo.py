@@ -26,7 +26,7 @@ import streamlit as st
 from ui import charts, show, tables
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
-from ui.view_common import fmt_pct, fmt_val, show_error
+from ui.view_common import headline_metrics, show_error
 
 STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "prepared", "reports"}
 KINDS = {"state_dict": "weights (state_dict) for a zoo architecture", "export": "exported program (torch.export .pt2)"}
@@ -204,18 +204,7 @@ def _prune_section(s: Settings, state: dict) -> None:
     st.caption(f"{METHOD_LABELS.get(s.method, s.method)} · {budget} · seed {s.seed} · |S| = {prepared.sample_size} "
                "(change them in the sidebar; the sidebar's model is not used here)")
     h = tables.headline(report)
-    c1, c2, c3, c4, c5 = st.columns(5)
-    c1.metric("Weights kept", fmt_pct(h["keep_ratio"], 2))
-    c1.caption(f"{h['kept']:,} of {h['total']:,} prunable weights")
-    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]),
-              delta=f"{100 * (h['accuracy_after'] - h['accuracy_before']):+.1f} pts")
-    c2.caption(f"before: {fmt_pct(h['accuracy_before'])} · {h['test_points']:,} test points, no retraining")
-    c3.metric("Agreement", fmt_pct(h["agreement"]))
-    c3.caption(f"logits relative error {h['logits_rel_error']:.3g}")
-    c4.metric("Largest bound", fmt_val(h["bound_max"]) if h["has_bound"] else "none")
-    c4.caption("largest row bound, w.p. ≥ 1 − δ per row" if h["has_bound"] else "this method gives no guarantee")
-    c5.metric("Largest measured error", fmt_val(h["measured_max_heldout"]))
-    c5.caption(f"on {h['heldout_points']} held-out points")
+    headline_metrics(h, detailed=False)
     left, right = st.columns(2)
     show.chart(charts.density_chart(report), left)
     show.chart(charts.bound_vs_measured(report), right)

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import engine
+from ui.tables import as_float
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
 
 KIND_LABELS = {"prune": "prune", "sweep": "trade-off sweep", "retrain": "prune-retrain cascade",
@@ -146,21 +147,13 @@ def _forget(ids) -> None:
 
 # ---- listing --------------------------------------------------------------------------------------
 
-def _num(v):
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-    return v
-
-
 def describe_run(r) -> str:
     """One line for a run: what was asked and the headline figure."""
     s, res = r.settings, r.results
     where = f"{r.model or '?'} / {r.dataset or '?'}"
     if r.kind == "prune":
-        budget = (f"κ = {_num(s.get('keep_ratio')):.3g}" if s.get("mode", "keep ratio") == "keep ratio"
-                  else f"ε = {fmt_num(_num(s.get('epsilon')))}")
+        budget = (f"κ = {as_float(s.get('keep_ratio')):.3g}" if s.get("mode", "keep ratio") == "keep ratio"
+                  else f"ε = {fmt_num(as_float(s.get('epsilon')))}")
         what = f"{r.method} · {budget} · seed {s.get('seed', 0)}"
     elif r.kind == "sweep":
         what = (f"{len(s.get('methods', []))} methods × {len(s.get('ratios', []))} ratios × "
@@ -168,11 +161,11 @@ def describe_run(r) -> str:
     elif r.kind == "retrain":
         what = f"{r.method} · schedule {', '.join(f'{x:g}' for x in s.get('schedule', []))} · {s.get('epochs')} ep/step"
     elif r.kind == "isolation":
-        what = (f"{r.method} · κ = {_num(s.get('keep_ratio')):.3g} · {s.get('epochs')} epochs · "
+        what = (f"{r.method} · κ = {as_float(s.get('keep_ratio')):.3g} · {s.get('epochs')} epochs · "
                 f"rewind {s.get('rewind_epoch')} · prune at {s.get('prune_at')}")
     else:
         what = r.method or ""
-    acc = _num(res.get("accuracy_after"))
+    acc = as_float(res.get("accuracy_after"))
     tail = f" → accuracy {100 * acc:.2f}%" if math.isfinite(acc) else ""
     if res.get("cancelled"):
         tail += " (cancelled, partial)"
@@ -181,8 +174,8 @@ def describe_run(r) -> str:
 
 def run_row(r) -> dict:
     res = r.results
-    keep = _num(res.get("keep_ratio"))
-    acc = _num(res.get("accuracy_after"))
+    keep = as_float(res.get("keep_ratio"))
+    acc = as_float(res.get("accuracy_after"))
     t = r.timings.get("total") if isinstance(r.timings, dict) else None
     if not isinstance(t, (int, float)):
         t = sum(v for v in r.timings.values() if isinstance(v, (int, float)) and not isinstance(v, bool)) \
@@ -269,13 +262,13 @@ def _show_stored(r) -> None:
     elif r.kind == "retrain":
         from ui.view_retrain import show_cascade
 
-        show_cascade(r.results.get("steps", []), _num(r.results.get("dense_accuracy")), r.settings,
+        show_cascade(r.results.get("steps", []), as_float(r.results.get("dense_accuracy")), r.settings,
                      cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
     elif r.kind == "isolation":
         from ui.view_retrain import show_isolation
 
         show_isolation(r.results.get("ticket", {}), r.results.get("random", {}),
-                       _num(r.results.get("dense_accuracy")), r.settings,
+                       as_float(r.results.get("dense_accuracy")), r.settings,
                        cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
     else:
         st.json(r.to_dict(), expanded=False)
@@ -398,10 +391,10 @@ def render() -> None:
         if r.kind == "prune":
             res = r.results
             c = st.columns(4)
-            c[0].metric("Weights kept", f"{100 * _num(res.get('keep_ratio')):.2f}%")
-            c[1].metric("Accuracy after", f"{100 * _num(res.get('accuracy_after')):.1f}%")
-            c[2].metric("Largest bound", f"{_num(res.get('bound_max')):.3g}" if res.get("has_bound") else "none")
-            c[3].metric("Largest measured error", f"{_num(res.get('measured_max_heldout')):.3g}")
+            c[0].metric("Weights kept", f"{100 * as_float(res.get('keep_ratio')):.2f}%")
+            c[1].metric("Accuracy after", f"{100 * as_float(res.get('accuracy_after')):.1f}%")
+            c[2].metric("Largest bound", f"{as_float(res.get('bound_max')):.3g}" if res.get("has_bound") else "none")
+            c[3].metric("Largest measured error", f"{as_float(res.get('measured_max_heldout')):.3g}")
             st.caption(f"Method: {METHOD_LABELS.get(r.method, r.method)}. Press **Reopen** to put these settings back "
                        "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
             layers = pd.DataFrame(res.get("layers", []))

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import charts, engine, show, tables
 from ui.explain import explain_expander
-from ui.view_common import fmt_pct, fmt_val, obtain
+from ui.view_common import headline_metrics, obtain
 from ui.view_history import record_prune
 from ui.view_speed import render_panel as render_speed_panel
 
@@ -45,20 +45,7 @@ def _download_bytes(report):
 def render() -> None:
     s, prepared, report = obtain("Prune", INTRO)
     h = tables.headline(report)
-    c1, c2, c3, c4, c5 = st.columns(5)
-    c1.metric("Weights kept", fmt_pct(h["keep_ratio"], 2))
-    c1.caption(f"{h['kept']:,} of {h['total']:,} prunable weights · all parameters (biases too): "
-               f"{fmt_pct(h['params_kept'] / h['params_total'], 2)} of {h['params_total']:,}")
-    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]),
-              delta=f"{100 * (h['accuracy_after'] - h['accuracy_before']):+.1f} pts")
-    c2.caption(f"before: {fmt_pct(h['accuracy_before'])} · top-1 on {h['test_points']:,} test points, no retraining")
-    c3.metric("Agreement", fmt_pct(h["agreement"]))
-    c3.caption(f"same class as the original · logits relative error {h['logits_rel_error']:.3g}")
-    c4.metric("Largest bound", fmt_val(h["bound_max"]) if h["has_bound"] else "none")
-    c4.caption("largest row bound (relative to z⁺ + z⁻), holds w.p. ≥ 1 − δ per row" if h["has_bound"]
-               else "this method gives no guarantee")
-    c5.metric("Largest measured error", fmt_val(h["measured_max_heldout"]))
-    c5.caption(f"largest row error on {h['heldout_points']} held-out points · on S: {fmt_val(h['measured_max_s'])}")
+    headline_metrics(h)
     t = h["timings"]
     st.caption("Time per stage: " + " · ".join(
         f"{k} {v * 1000:.0f} ms" if v < 1 else f"{k} {v:.2f} s" for k, v in t.items() if not math.isnan(v))
