@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .uploads import read_upload
+
 __all__ = [
     "MODEL_MAX_BYTES",
     "NPZ_UPLOAD_MAX_BYTES",
@@ -78,17 +80,7 @@ _ALLOWED_TARGET_PREFIXES = ("torch.ops.aten.", "torch.ops.prims.", "_operator.",
 
 def _read_upload(data: Any, max_bytes: int, what: str) -> bytes:
     """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        raw = bytes(data)
-    elif hasattr(data, "read"):  # e.g. streamlit's UploadedFile
-        if hasattr(data, "seek"):
-            data.seek(0)
-        raw = data.read(max_bytes + 1)
-        if not isinstance(raw, (bytes, bytearray)):
-            raise TypeError("the file object must be opened in binary mode")
-        raw = bytes(raw)
-    else:
-        raise TypeError(f"expected the file's bytes or a binary file object, got {type(data).__name__}")
+    raw = read_upload(data, max_bytes)
     if len(raw) > max_bytes:
         raise ValueError(
             f"{what}: the upload is {len(raw) / 1024**2:.1f} MiB (or more); the limit is {max_bytes / 1024**2:.0f} MiB. "

@@ -67,6 +67,7 @@ import torch
 
 from . import data_files
 from .data_files import DatasetUnavailableError, default_data_dir, resolve_data_dir
+from .uploads import read_upload
 
 __all__ = [
     "DATASETS",
@@ -657,19 +658,11 @@ def _open_npz(path_or_bytes: Any) -> tuple[BinaryIO, str, str]:
             raise _npz_error(f"{path} is larger than {NPZ_MAX_BYTES // 1024**2} MiB")
         data = path.read_bytes()
         label = path.name
-    elif isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data, label = bytes(path_or_bytes), "upload"
-    elif hasattr(path_or_bytes, "read"):  # e.g. streamlit's UploadedFile
-        if hasattr(path_or_bytes, "seek"):
-            path_or_bytes.seek(0)
-        data = path_or_bytes.read(NPZ_MAX_BYTES + 1)
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError("the file-like object must be opened in binary mode")
+    else:  # bytes or a binary file object (e.g. streamlit's UploadedFile)
+        data = read_upload(path_or_bytes, NPZ_MAX_BYTES)
         if len(data) > NPZ_MAX_BYTES:
             raise _npz_error(f"the upload is larger than {NPZ_MAX_BYTES // 1024**2} MiB")
         label = str(getattr(path_or_bytes, "name", "upload"))
-    else:
-        raise TypeError(f"expected a path, bytes or a binary file object, got {type(path_or_bytes).__name__}")
     return io.BytesIO(bytes(data)), label, hashlib.sha256(data).hexdigest()
 
 
