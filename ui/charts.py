@@ -277,8 +277,9 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
         return sized(alt.Chart(pd.DataFrame({"t": ["this method has no bound, so no failure rate"]})).mark_text(fontSize=14).encode(
             text="t:N").properties(title=_title("Failure rate beside δ"), width=width, height=80), 80, x_axis=False)
     df["percent"] = 100 * df["failure_rate"]
-    # Compact labels ("0/91.2k"): full counts side by side overlapped at 1280 px; the tooltip has them.
-    df["label"] = [f"{_compact(f)}/{_compact(p)}" for f, p in zip(df["failures"], df["pairs"])]
+    # Compact two-line labels ("0 of" over "91.2k"): on one line, neighbouring bars' labels ran into each
+    # other at 1280 px with five layers; the tooltip has the full counts.
+    df["label"] = [f"{_compact(f)} of\n{_compact(p)}" for f, p in zip(df["failures"], df["pairs"])]
     df["pairs_detail"] = [f"{f:,} of {p:,}" for f, p in zip(df["failures"], df["pairs"])]
     order = _layer_order(report)
     top = max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)
@@ -292,12 +293,13 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
                  alt.Tooltip("pairs_detail:N", title="failures of (row, point) pairs")],
     )
     bars = base.mark_bar()
-    text = base.mark_text(dy=-6, fontSize=10).encode(text="label:N")
+    # dy: Vega anchors a multi-line label by its first line; lift it by one line so both sit above the bar
+    text = base.mark_text(dy=-16, fontSize=10, baseline="bottom", lineBreak="\n").encode(text="label:N")
     d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
     return sized((bars + text + rule).properties(
         title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
-                                                 "labels: failures / (row, point) pairs (k = thousand, M = million)"]),
+                                                 "labels: failures of (row, point) pairs (k = thousand, M = million)"]),
         width=width, height=height), height, 2, 1)
 
 
