@@ -17,6 +17,17 @@ average pooling, residual additions, Flatten) - they appear inside the input
 of the next measured stage; functional ``F.linear`` / ``F.conv2d`` calls; other
 nonlinearities (listed by ``unmeasured_modules``).
 
+Products rounded once: float32 matrix products round differently for
+different row counts and CPUs (on one AVX-512 Xeon a Linear layer gives other
+last bits for 7 rows than for 64: MKL picks another kernel for small batches;
+with AVX2 kernels a row's bits even depend on its position in the batch). At
+the path resolution used here a kink can be as small as that rounding, so a
+peak could appear or vanish with the chunking or the CPU. Every Linear and
+Conv2d call of a float32 sweep therefore runs in float64, where each product
+of two float32 numbers is exact, and is rounded to float32 once: the
+correctly rounded sum, whatever the kernel's order (up to a float64 rounding
+that lands within 1e-16 of a float32 rounding boundary).
+
 Chunking: points run in chunks along t for groups of paths; a chunk computes
 points [s - 1, e + 1) and owns [s, e), so every step (t_k, t_k+1) - sign
 flips, argmax switches, trajectory - is counted exactly once across chunk
@@ -45,6 +56,7 @@ from .smoothness_rules import linear_coeff, pool_rule, relu_rule
 
 RELU_FUNCS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
 POOL_FUNCS = {F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d}
+PRODUCT_FUNCS = {F.linear, F.conv2d}
 _UNMEASURED_TYPES = (
     nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Hardswish, nn.Hardtanh, nn.Hardsigmoid, nn.Hardshrink, nn.Softshrink, nn.Tanh, nn.Sigmoid,
@@ -61,6 +73,16 @@ def unmeasured_modules(model: nn.Module) -> list[tuple[str, str]]:
             out.append((name, f"{type(m).__name__} is not hooked (only ReLU and 2-D max pooling are); "
                               "its effect shows only in later layers and in the logits"))
     return out
+
+
+def rounded_product(func, args, kwargs):
+    """A float32 Linear/Conv2d call computed in float64 and rounded once to float32: the
+    result no longer depends on the kernel's summation order (batch size, CPU kind)."""
+    x = args[0]
+    if x.dtype != torch.float32:
+        return func(*args, **kwargs)
+    wide = lambda v: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v  # noqa: E731
+    return func(*(wide(v) for v in args), **{k: wide(v) for k, v in kwargs.items()}).float()
 
 
 @dataclass
@@ -277,6 +299,8 @@ class Sweeper(TorchFunctionMode):
             return self._relu(func, args, kwargs)
         if func in POOL_FUNCS and args[0].ndim == 4:
             return self._pool(func, args, kwargs)
+        if func in PRODUCT_FUNCS:
+            return rounded_product(func, args, kwargs)
         return func(*args, **kwargs)
 
     def _context_name(self, module_type, suffix):
