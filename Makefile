@@ -1,14 +1,16 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
-# Both create the virtual environment on first use.
+# Both create the virtual environment on first use, with the exact versions of constraints.txt,
+# and install sipp_core into it (editable), which also gives the `sipp` command.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test browser-deps bench clean-venv
+.PHONY: run test browser-deps bench constraints clean-venv
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -c constraints.txt -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
 	touch $@
 
 run: $(VENV)/.installed
@@ -24,6 +26,15 @@ browser-deps:
 
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Re-pin after editing requirements.txt: resolve the lower bounds afresh in a scratch venv, freeze it.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/pip install -r requirements.txt
+	(echo "# Exact versions installed by make run, make test and CI (pip constraints; see README \"Pinned environment\")."; \
+	 echo "# Regenerate after changing requirements.txt: make constraints"; \
+	 .venv-pin/bin/pip freeze --exclude-editable | sort -f) > constraints.txt
+	rm -rf .venv-pin
 
 clean-venv:
 	rm -rf $(VENV)

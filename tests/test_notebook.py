@@ -7,6 +7,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "examples" / "sipp_walkthrough.ipynb"
 
 
+def test_notebook_imports_the_installed_package():
+    text = NOTEBOOK.read_text()
+    assert "sys.path" not in text and ("import sipp_core" in text or "from sipp_core" in text)
+
+
 def test_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -1,0 +1,58 @@
+"""The package installs as documented: importable from any folder, a `sipp` command, pinned versions."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _names(lines) -> dict[str, str]:
+    """{normalised name: lower bound spec} of requirement lines (comments and options skipped)."""
+    out = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        m = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line)
+        out[m.group(1).lower().replace("_", "-")] = m.group(2).replace(" ", "")
+    return out
+
+
+def test_sipp_core_imports_from_any_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import sipp_core, ui.charts; print(sipp_core.__file__)"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).parent == ROOT / "sipp_core"
+
+
+def test_sipp_command_is_the_module_command(tmp_path):
+    sipp = Path(sys.executable).parent / "sipp"
+    assert sipp.exists(), "the `sipp` console command is missing: pip install -e . in the repository"
+    a = subprocess.run([str(sipp), "prune", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    b = subprocess.run([sys.executable, "-m", "sipp_core", "prune", "--help"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert a.returncode == b.returncode == 0
+    assert a.stdout.split("\n", 1)[1] == b.stdout.split("\n", 1)[1]  # same options; only the program name differs
+
+
+def test_requirements_agree_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = _names(project["dependencies"] + project["optional-dependencies"]["app"]
+                      + project["optional-dependencies"]["test"])
+    assert _names((ROOT / "requirements.txt").read_text().splitlines()) == declared
+
+
+def test_constraints_pin_every_requirement_exactly():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt must pin exact versions, got {line!r}"
+            pins[name.lower().replace("_", "-")] = version
+    for name in _names((ROOT / "requirements.txt").read_text().splitlines()):
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+    assert "torch" in pins and "torchvision" in pins
