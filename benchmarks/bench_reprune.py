@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from sipp_core.measure import end_to_end  # noqa: E402
 from sipp_core.pipeline import evaluate_prune, prepare  # noqa: E402
-from sipp_core.prune import prune  # noqa: E402
+from sipp_core.pruning import prune  # noqa: E402
 from sipp_core.runtime import configure_torch  # noqa: E402
 
 CASES = [

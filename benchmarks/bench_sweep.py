@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sipp_core.sweep import DEFAULT_METHODS, format_table, geometric_ratios, sweep  # noqa: E402
+from sipp_core.sweeps import DEFAULT_METHODS, format_table, geometric_ratios, sweep  # noqa: E402
 
 TARGET_S = 60.0
 

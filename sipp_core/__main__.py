@@ -46,7 +46,7 @@ def _fmt(v, spec=".3g"):
 
 def cmd_prune(args) -> int:
     from .pipeline import evaluate_prune, prepare
-    from .prune import to_json, validate_arguments
+    from .pruning import to_json, validate_arguments
 
     # Validate before any expensive work so a typo answers at once.
     validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     q.add_argument("--json", help="write the JSON report here")
     q.set_defaults(func=cmd_prune)
-    from .sweep import add_sweep_parser
+    from .sweeps import add_sweep_parser
 
     add_sweep_parser(sub)
     return p

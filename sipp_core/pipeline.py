@@ -19,7 +19,7 @@ from .checkpoints import TrainedModel, load_trained
 from .data import DataRecord, load_dataset
 from .layers import LayerInfo, layer_infos
 from .measure import EndToEnd, LayerError, end_to_end, measure_layer_errors
-from .prune import PruneResult, prune
+from .pruning import PruneResult, prune
 from .sensitivity import compute_sensitivities
 from .train import predict
 

@@ -285,7 +285,7 @@ def _draw_s(net: nn.Module, record, sample_size: int | None, seed: int):
 
 
 def _prune_masks(net, s_x, s_y, *, method, keep_ratio, delta, seed, sensitivities=None):
-    from .prune import prune
+    from .pruning import prune
 
     return prune(net, s_x, method=method, keep_ratio=keep_ratio, delta=delta, seed=seed, labels=s_y,
                  sensitivities=sensitivities)
@@ -396,7 +396,7 @@ def prune_retrain(
     """
     from .checkpoints import load_trained
     from .data import load_dataset
-    from .prune import validate_arguments
+    from .pruning import validate_arguments
 
     _check_common(method, lr, epochs)
     sched = _check_schedule(schedule)
@@ -554,7 +554,7 @@ def train_isolated(
     from .checkpoints import cache_dir, checkpoint_name, load_trained, save_checkpoint
     from .data import load_dataset
     from .models import build_model
-    from .prune import validate_arguments
+    from .pruning import validate_arguments
 
     epochs = int(epochs if epochs is not None else DEFAULT_EPOCHS.get(model_name, 30))
     _check_common(method, lr, epochs)

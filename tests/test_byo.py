@@ -171,7 +171,7 @@ def test_exported_round_trip_is_prunable(moons, exported):
 
 def test_exported_prunes_with_the_engine(moons, exported):
     pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.prune import prune
+    from sipp_core.pruning import prune
 
     gm = load_exported_upload(exported[1], moons)
     r = prune(gm, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)

@@ -152,7 +152,7 @@ def test_kept_edge_views(report):
 
 def test_conv_views():
     from sipp_core.models import build_model
-    from sipp_core.prune import prune
+    from sipp_core.pruning import prune
 
     net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
     x = torch.randn(12, 1, 16, 16)

@@ -372,7 +372,7 @@ def test_chart_builders_handle_nan_bounds_and_single_seed():
 
     import pandas as pd
 
-    from sipp_core.sweep import prune_potential
+    from sipp_core.sweeps import prune_potential
     from ui import charts_tradeoffs as ct
 
     rows = []

@@ -8,7 +8,7 @@ import torch
 from sipp_core.__main__ import main as cli
 from sipp_core.measure import measure_layer_errors
 from sipp_core.models import build_model
-from sipp_core.prune import prune
+from sipp_core.pruning import prune
 
 
 @pytest.fixture(scope="module")

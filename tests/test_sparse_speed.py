@@ -86,7 +86,7 @@ def test_bad_inputs():
 
 def test_measure_a_prune_result():
     pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.prune import prune
+    from sipp_core.pruning import prune
 
     model = build_model("lenet300", (1, 12, 12), 4, seed=0).eval()
     result = prune(model, torch.randn(16, 1, 12, 12), method="wt", keep_ratio=0.05)

@@ -9,7 +9,7 @@ import torch
 
 from sipp_core.data import load_dataset
 from sipp_core.models import build_model
-from sipp_core.sweep import (ROW_FIELDS, SweepResult, add_sweep_parser, geometric_ratios, parse_ratios,
+from sipp_core.sweeps import (ROW_FIELDS, SweepResult, add_sweep_parser, geometric_ratios, parse_ratios,
                              prune_potential, sweep)
 
 

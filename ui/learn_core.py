@@ -134,7 +134,7 @@ def method_results(toy: Toy, walk_s_index: np.ndarray, keep_ratio: float, delta:
     import copy
 
     from sipp_core.measure import end_to_end, measure_layer_errors
-    from sipp_core.prune import prune
+    from sipp_core.pruning import prune
     from sipp_core.sensitivity import compute_sensitivities
 
     net = copy.deepcopy(toy.model)

@@ -250,7 +250,7 @@ def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> 
         failure = max(fails) if fails else float("nan")
     else:
         from .measure import end_to_end
-        from .prune import prune
+        from .pruning import prune
 
         result = prune(prepared.model, prepared.s_x, method=method, keep_ratio=ratio, delta=delta, seed=seed,
                        sensitivities=prepared.sensitivities, patch_reduction=prepared.patch_reduction,
@@ -308,7 +308,7 @@ def sweep(
     Raises:
         ValueError: bad methods, ratios, seeds, delta or allocation (before any work starts).
     """
-    from .prune import validate_arguments
+    from .pruning import validate_arguments
     from .retrain import JobProgress
 
     methods = _check_methods(methods)
