@@ -30,6 +30,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .errors import DataUnavailable
+
 __all__ = [
     "DATA_DIR_ENV",
     "DatasetUnavailableError",
@@ -53,7 +55,7 @@ _MAX_IDX_ELEMENTS = 400_000_000
 _MAX_PICKLE_BYTES = 512 * 1024 * 1024
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(DataUnavailable):
     """A file-backed data set is neither on disk nor downloadable right now.
 
     The message names the folder searched, the files expected there, and the

@@ -12,8 +12,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import BadInput
 
-class ModelDataMismatch(ValueError):
+
+class ModelDataMismatch(BadInput):
     """The chosen model cannot take the chosen data set's inputs."""
 
 

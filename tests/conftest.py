@@ -5,6 +5,9 @@ import tempfile
 
 import pytest
 
+# The fault suite's rows: (case, surface, outcome, result), filled as marked tests finish.
+_FAULT_ROWS: list[tuple[str, str, str, str]] = []
+
 # Set at import time (before any test module imports the app or the engine) so that
 # subprocesses started by tests, such as the browser test's `streamlit run`, inherit them.
 _ROOT = tempfile.mkdtemp(prefix="sipp-tests-")
@@ -68,3 +71,34 @@ def tiny_moons_env(moons_mlp_cache, monkeypatch):
     torch.set_num_threads(1)
     yield moons_mlp_cache
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(case, surface, outcome): a case of the fault and bad-input suite")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    mark = item.get_closest_marker("fault")
+    if mark is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        result = "ok" if report.passed else ("skipped" if report.skipped else "FAILED")
+        _FAULT_ROWS.append((mark.kwargs["case"], mark.kwargs["surface"], mark.kwargs["outcome"], result))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault suite's table: one row per case, with the promised outcome and whether it held."""
+    if not _FAULT_ROWS:
+        return
+    tr = terminalreporter
+    w = max(len(r[0]) for r in _FAULT_ROWS)
+    tr.write_sep("=", f"fault and bad-input suite: {len(_FAULT_ROWS)} cases")
+    tr.write_line(f"| {'case':<{w}} | {'surface':<12} | {'outcome':<11} | result |")
+    tr.write_line(f"|{'-' * (w + 2)}|{'-' * 14}|{'-' * 13}|--------|")
+    for case, surface, outcome, result in sorted(_FAULT_ROWS, key=lambda r: (r[1], r[0])):
+        tr.write_line(f"| {case:<{w}} | {surface:<12} | {outcome:<11} | {result:<6} |")
+    bad = sum(r[3] == "FAILED" for r in _FAULT_ROWS)
+    tr.write_line(f"{len(_FAULT_ROWS) - bad} of {len(_FAULT_ROWS)} cases ended as promised")
