@@ -18,7 +18,7 @@ Safety: nothing is unpickled freely.
   symbolic-shape helper. Only then is the export loader called.
 * ``.npz`` files are read with ``allow_pickle=False`` (``data.load_npz_dataset``).
 
-Every refusal is a ValueError whose message names the problem and the fix.
+Every refusal is an ``UploadError`` (a ValueError) whose message names the problem and the fix.
 
 Exported programs: ``ExportedProgram.module()`` is a flat graph in which Linear and
 Conv2d layers are function calls (``aten.linear`` / ``aten.conv2d``), not modules, so
@@ -47,7 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .uploads import read_upload
+from .errors import UploadError
+from .uploads import read_upload, safe_load_message
 
 __all__ = [
     "MODEL_MAX_BYTES",
@@ -82,12 +83,12 @@ def _read_upload(data: Any, max_bytes: int, what: str) -> bytes:
     """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes."""
     raw = read_upload(data, max_bytes)
     if len(raw) > max_bytes:
-        raise ValueError(
+        raise UploadError(
             f"{what}: the upload is {len(raw) / 1024**2:.1f} MiB (or more); the limit is {max_bytes / 1024**2:.0f} MiB. "
             "Upload a smaller file (for weights: the state_dict only, float32, no optimizer state)"
         )
     if not raw:
-        raise ValueError(f"{what}: the upload is empty (0 bytes); choose the file again")
+        raise UploadError(f"{what}: the upload is empty (0 bytes); choose the file again")
     return raw
 
 
@@ -134,7 +135,7 @@ def _check_runs_on(model: nn.Module, record, what: str) -> None:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:
-        raise ValueError(
+        raise UploadError(
             f"{what} cannot take this data set's inputs shaped {tuple(record.input_shape)} "
             f"(a batch of 2 failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
             "choose the data set the model was trained for"
@@ -143,14 +144,14 @@ def _check_runs_on(model: nn.Module, record, what: str) -> None:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(x):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{what} must return logits shaped (batch, classes); it returned {shape}")
+        raise UploadError(f"{what} must return logits shaped (batch, classes); it returned {shape}")
     if out.shape[1] != record.num_classes:
-        raise ValueError(
+        raise UploadError(
             f"{what} outputs {out.shape[1]} classes but the data set {record.name!r} has {record.num_classes}; "
             "use the data set the model was trained for, or a model with one output per class"
         )
     if not torch.isfinite(out).all():
-        raise ValueError(f"{what} returns NaN or infinite logits on test points; check the weights")
+        raise UploadError(f"{what} returns NaN or infinite logits on test points; check the weights")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -160,25 +161,27 @@ def _check_runs_on(model: nn.Module, record, what: str) -> None:
 def _torch_load_weights_only(raw: bytes, what: str):
     names = _zip_names(raw)
     if names is not None and _looks_like_pt2(names):
-        raise ValueError(f"{what}: this is an exported program (.pt2), not a state_dict; "
-                         "upload it as an exported program instead")
+        raise UploadError(f"{what}: this is an exported program (.pt2), not a state_dict; "
+                          "upload it as an exported program instead")
     if names is not None and _looks_like_npz(names):
-        raise ValueError(f"{what}: this is a NumPy .npz archive, not a PyTorch file; upload data sets as a data set, "
-                         f"and weights as a state_dict ({_SAVE_HINT})")
+        raise UploadError(f"{what}: this is a NumPy .npz archive, not a PyTorch file; upload data sets as a data set, "
+                          f"and weights as a state_dict ({_SAVE_HINT})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the refusal below says it all
             return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # disallowed globals, truncated zip, wrong magic number, random bytes, ...
-        msg = str(exc)
-        found = re.findall(r"GLOBAL ([\w.]+)", msg) or _pickle_globals(raw, names)
+        found = re.findall(r"GLOBAL ([\w.]+)", str(exc)) or _pickle_globals(raw, names)
         if found:
-            raise ValueError(
+            raise UploadError(
                 f"{what}: the file holds Python objects other than tensors (it asks for {found[0]}); such files "
-                f"can run code when loaded and are refused. Upload the weights only: {_SAVE_HINT}"
+                "can run code when loaded and are refused",
+                f"upload the weights only: {_SAVE_HINT}",
             ) from exc
-        first = msg.splitlines()[0][:160] if msg else type(exc).__name__
-        raise ValueError(f"{what}: not a readable PyTorch file ({first}); {_SAVE_HINT}") from exc
+        raise UploadError(
+            f"{what}: this file is not a readable PyTorch file saved with torch.save ({safe_load_message(exc)})",
+            f"{_SAVE_HINT} and upload that file",
+        ) from exc
 
 
 _TORCH_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
@@ -218,11 +221,12 @@ def _extract_state_dict(payload: Any, what: str) -> dict[str, torch.Tensor]:
         if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             return dict(payload)
         bad = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
-        raise ValueError(
+        raise UploadError(
             f"{what}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry; "
             f"these entries are not tensors: {_first(bad)}. {_SAVE_HINT}"
         )
-    raise ValueError(f"{what}: expected a state_dict (a dict of tensors), got a {type(payload).__name__}; {_SAVE_HINT}")
+    raise UploadError(f"{what}: expected a state_dict (a dict of tensors), got a {type(payload).__name__}; "
+                      f"{_SAVE_HINT}")
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -275,7 +279,7 @@ def load_state_dict_upload(
         model_options: build options (e.g. widths for "mlp").
 
     Raises:
-        ValueError: the message names the problem and the fix.
+        UploadError (a ValueError): the message names the problem and the fix.
     """
     from .layers import prunable_layers
     from .models import build_model
@@ -315,15 +319,15 @@ def load_state_dict_upload(
         guess = _guess_architecture(state, rec, model_name) if (missing or unexpected) else None
         fix = (f"it looks like a {guess!r} state_dict: choose that architecture" if guess else
                f"choose the architecture and data set the weights were trained for ({_SAVE_HINT})")
-        raise ValueError(f"{what} on {rec.name!r}{note} do not fit: " + "; ".join(parts) + f". Fix: {fix}")
+        raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + "; ".join(parts) + f". Fix: {fix}")
     bad_dtype = [k for k in ref if ref[k].is_floating_point() and not state[k].is_floating_point()]
     if bad_dtype:
-        raise ValueError(f"{what}: these tensors should hold floating-point numbers but hold integers or booleans: "
-                         f"{_first(bad_dtype)}; save the trained float weights")
+        raise UploadError(f"{what}: these tensors should hold floating-point numbers but hold integers or booleans: "
+                          f"{_first(bad_dtype)}; save the trained float weights")
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if not_finite:
-        raise ValueError(f"{what}: NaN or infinite values in {_first(not_finite)}; the training diverged or the file "
-                         "is damaged: upload weights from a successful run")
+        raise UploadError(f"{what}: NaN or infinite values in {_first(not_finite)}; the training diverged or the file "
+                          "is damaged: upload weights from a successful run")
     model.load_state_dict({k: state[k] for k in ref}, strict=True)
     model.eval()
     _check_runs_on(model, rec, f"the uploaded {model_name}")
@@ -340,7 +344,7 @@ def _weights_only_ok(blob: bytes) -> str | None:
         torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         return None
     except Exception as exc:
-        return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return safe_load_message(exc)
 
 
 def _graph_targets(obj: Any, out: set[str]) -> None:
@@ -359,34 +363,34 @@ def _graph_targets(obj: Any, out: set[str]) -> None:
 def scan_pt2(raw: bytes) -> dict:
     """Check an exported-program archive before torch.export.load sees it (see the module docstring).
 
-    Returns a summary dict (models, operators, payload counts). Raises ValueError naming what was refused.
+    Returns a summary dict (models, operators, payload counts). Raises UploadError naming what was refused.
     """
     what = "exported program"
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ValueError(f"{what}: not a .pt2 archive (not a zip file: {exc}); {_EXPORT_HINT}") from exc
+        raise UploadError(f"{what}: not a .pt2 archive (not a zip file: {exc}); {_EXPORT_HINT}") from exc
     with zf:
         names = zf.namelist()
         if _looks_like_torch_save(names) and not _looks_like_pt2(names):
-            raise ValueError(f"{what}: this is a torch.save file (a state_dict or checkpoint), not an exported "
-                             "program; upload it as a state_dict and choose its architecture")
+            raise UploadError(f"{what}: this is a torch.save file (a state_dict or checkpoint), not an exported "
+                              "program; upload it as a state_dict and choose its architecture")
         if _looks_like_npz(names):
-            raise ValueError(f"{what}: this is a NumPy .npz archive; upload data sets as a data set")
+            raise UploadError(f"{what}: this is a NumPy .npz archive; upload data sets as a data set")
         if not _looks_like_pt2(names):
-            raise ValueError(f"{what}: a zip file, but not a torch.export archive (no models/*.json); {_EXPORT_HINT}")
+            raise UploadError(f"{what}: a zip file, but not a torch.export archive (no models/*.json); {_EXPORT_HINT}")
         inner = {_strip_root(n): n for n in names}
         refused = [n for n in inner if n.startswith(("data/aotinductor/", "data/executorch/", "data/mtia"))]
         if refused:
-            raise ValueError(f"{what}: the archive carries compiled code ({_first(refused, 2)}), which is never loaded "
-                             f"here; upload the plain exported program: {_EXPORT_HINT}")
+            raise UploadError(f"{what}: the archive carries compiled code ({_first(refused, 2)}), which is never "
+                              f"loaded here; upload the plain exported program: {_EXPORT_HINT}")
         models = sorted(n[len("models/"):-len(".json")] for n in inner if n.startswith("models/") and n.endswith(".json"))
         if models != ["model"]:
-            raise ValueError(f"{what}: expected one program named 'model', found {models or 'none'}; {_EXPORT_HINT}")
+            raise UploadError(f"{what}: expected one program named 'model', found {models or 'none'}; {_EXPORT_HINT}")
         legacy = [n for n in inner if n in ("data/weights/model.pt", "data/constants/model.pt")]
         if legacy:
-            raise ValueError(f"{what}: an old archive layout ({legacy[0]}) that is unpickled without restrictions; "
-                             f"re-export it with this PyTorch ({torch.__version__}): {_EXPORT_HINT}")
+            raise UploadError(f"{what}: an old archive layout ({legacy[0]}) that is unpickled without restrictions; "
+                              f"re-export it with this PyTorch ({torch.__version__}): {_EXPORT_HINT}")
         pickled = 0
         for kind in ("weights", "constants"):
             cfg_name = f"data/{kind}/model_{kind}_config.json"
@@ -395,37 +399,37 @@ def scan_pt2(raw: bytes) -> dict:
             try:
                 cfg = json.loads(zf.read(inner[cfg_name]))
             except (ValueError, KeyError) as exc:
-                raise ValueError(f"{what}: {cfg_name} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+                raise UploadError(f"{what}: {cfg_name} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
             entries = cfg.get("config", {}) if isinstance(cfg, dict) else {}
             for fqn, meta in entries.items():
                 path = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
                 if path.startswith(("custom_obj_", "opaque_obj_")):
-                    raise ValueError(f"{what}: {fqn} is a custom Python object, which would need unrestricted pickle "
-                                     f"and is refused; export a model whose state is tensors only")
+                    raise UploadError(f"{what}: {fqn} is a custom Python object, which would need unrestricted pickle "
+                                      f"and is refused; export a model whose state is tensors only")
                 if isinstance(meta, dict) and meta.get("use_pickle"):
                     key = f"data/{kind}/{path}"
                     if key not in inner:
-                        raise ValueError(f"{what}: {kind} entry {fqn} points at a missing file {key}")
+                        raise UploadError(f"{what}: {kind} entry {fqn} points at a missing file {key}")
                     why = _weights_only_ok(zf.read(inner[key]))
                     if why is not None:
-                        raise ValueError(f"{what}: the pickled {kind[:-1]} {fqn} holds objects other than tensors "
-                                         f"({why}); refused")
+                        raise UploadError(f"{what}: the pickled {kind[:-1]} {fqn} holds objects other than tensors "
+                                          f"({why}); refused")
                     pickled += 1
         for n in inner:
             if n.startswith("data/sample_inputs/"):
                 why = _weights_only_ok(zf.read(inner[n]))
                 if why is not None:
-                    raise ValueError(f"{what}: the sample inputs {n} hold objects other than tensors ({why}); refused")
+                    raise UploadError(f"{what}: the sample inputs {n} hold objects other than tensors ({why}); refused")
         try:
             graph = json.loads(zf.read(inner["models/model.json"]))
         except ValueError as exc:
-            raise ValueError(f"{what}: models/model.json is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+            raise UploadError(f"{what}: models/model.json is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
     targets: set[str] = set()
     _graph_targets(graph, targets)
     bad = sorted(t for t in targets if not t.startswith(_ALLOWED_TARGET_PREFIXES))
     if bad:
-        raise ValueError(f"{what}: the graph calls operators that are not ATen operators: {_first(bad)}; only "
-                         "standard PyTorch operators are accepted (export a plain model, no custom ops)")
+        raise UploadError(f"{what}: the graph calls operators that are not ATen operators: {_first(bad)}; only "
+                          "standard PyTorch operators are accepted (export a plain model, no custom ops)")
     return dict(models=models, operators=sorted(targets), pickled_payloads=pickled)
 
 
@@ -566,7 +570,7 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
     modules where possible; ``describe_model(model, record)`` lists what SiPP can prune.
 
     Raises:
-        ValueError: too big, not a .pt2, refused by the safety scan, not loadable by this PyTorch,
+        UploadError (a ValueError): too big, not a .pt2, refused by the safety scan, not loadable by this PyTorch,
             more than one input or output, fixed batch size, wrong input shape or class count.
     """
     what = "exported program"
@@ -575,19 +579,19 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
     try:
         ep = torch.export.load(io.BytesIO(raw))
     except Exception as exc:
-        raise ValueError(f"{what}: could not be loaded by torch.export.load with PyTorch {torch.__version__} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                         f"re-export it with this version: {_EXPORT_HINT}") from exc
+        raise UploadError(f"{what}: could not be loaded by torch.export.load with PyTorch {torch.__version__} "
+                          f"({type(exc).__name__}: {safe_load_message(exc)})",
+                          f"re-export it with this version: {_EXPORT_HINT}") from exc
     user_inputs = list(ep.graph_signature.user_inputs)
     user_outputs = list(ep.graph_signature.user_outputs)
     if len(user_inputs) != 1 or len(user_outputs) != 1:
-        raise ValueError(f"{what}: the program takes {len(user_inputs)} inputs and returns {len(user_outputs)} "
-                         "outputs; SiPP needs one image/vector batch in and one logits tensor out")
+        raise UploadError(f"{what}: the program takes {len(user_inputs)} inputs and returns {len(user_outputs)} "
+                          "outputs; SiPP needs one image/vector batch in and one logits tensor out")
     expected = _expected_input(ep)
     try:
         gm = ep.module()
     except Exception as exc:
-        raise ValueError(f"{what}: the program could not be turned into a module ({exc})") from exc
+        raise UploadError(f"{what}: the program could not be turned into a module ({exc})") from exc
     gm, _notes = _adopt_layers(gm)
     rec = dataset_record
     for n in (1, 2):
@@ -597,13 +601,13 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
         except Exception as exc:
             text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             if n == 2 and "size()[0]" in text:
-                raise ValueError(f"{what}: it was exported for a fixed batch size of 1 and cannot take batches; "
-                                 f"{_EXPORT_HINT}") from exc
-            raise ValueError(f"{what} expects inputs shaped {expected}, but the data set {rec.name!r} gives "
-                             f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text}); choose the data set "
-                             "the program was exported for") from exc
+                raise UploadError(f"{what}: it was exported for a fixed batch size of 1 and cannot take batches; "
+                                  f"{_EXPORT_HINT}") from exc
+            raise UploadError(f"{what} expects inputs shaped {expected}, but the data set {rec.name!r} gives "
+                              f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text}); choose the data set "
+                              "the program was exported for") from exc
         if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] != n:
-            raise ValueError(f"{what}: returned {out.shape[0]} rows for a batch of {n}; {_EXPORT_HINT}")
+            raise UploadError(f"{what}: returned {out.shape[0]} rows for a batch of {n}; {_EXPORT_HINT}")
     _check_runs_on(gm, rec, f"the {what}")
     for p in gm.parameters():
         p.requires_grad_(True)
@@ -622,9 +626,9 @@ def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes
     raw = _read_upload(data, max_bytes, "Invalid .npz data set")
     names = _zip_names(raw)
     if names is not None and (_looks_like_pt2(names) or _looks_like_torch_save(names)):
-        raise ValueError("Invalid .npz data set: this is a PyTorch file (weights or an exported program), not a "
-                         "data set; upload it in the model box, and the data as np.savez(path, x_train=..., "
-                         "y_train=..., x_test=..., y_test=...)")
+        raise UploadError("Invalid .npz data set: this is a PyTorch file (weights or an exported program), not a "
+                          "data set; upload it in the model box, and the data as np.savez(path, x_train=..., "
+                          "y_train=..., x_test=..., y_test=...)")
     return load_npz_dataset(raw, name=name, seed=seed)
 
 
@@ -662,17 +666,76 @@ def describe_model(model: nn.Module, record) -> ModelDescription:
     dense = [dict(name=n, reason=r) for n, r in dense_layers(model)]
     notes: list[str] = []
     if isinstance(model, torch.fx.GraphModule):
-        aten = torch.ops.aten
-        for node in model.graph.nodes:
-            if node.op == "call_function" and node.target in (
-                aten.linear.default, aten.conv2d.default, aten.addmm.default, aten.mm.default,
-                aten.matmul.default, aten.convolution.default, aten.bmm.default,
-            ):
-                notes.append(f"{node.name}: {node.target} runs as exported (not a module); left dense")
-            elif node.op == "get_attr" and node.target.endswith(".weight"):
-                owner = node.target[: -len(".weight")]
-                if owner not in infos:
-                    dense.append(dict(name=owner, reason="weight used by a graph call that is not a layer module"))
+        dense = _exported_dense(model, infos, dense)
+        notes = _exported_notes(model)
     total = sum(p.numel() for p in model.parameters())
     return ModelDescription(prunable=prunable, dense=tuple(dense), notes=tuple(notes),
                             prunable_weights=sum(d["weights"] for d in prunable), total_parameters=total)
+
+
+_NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+               "InstanceNorm2d", "RMSNorm")
+
+
+def _short_type(module_type: Any) -> str:
+    """'torch.nn.modules.conv.Conv1d' -> 'torch.nn.Conv1d'; other types as exported."""
+    if not isinstance(module_type, str):
+        module_type = f"{module_type.__module__}.{module_type.__qualname__}"
+    cls = module_type.rpartition(".")[2]
+    if module_type.startswith("torch.nn.modules.") and getattr(nn, cls, None) is not None:
+        return f"torch.nn.{cls}"
+    return module_type
+
+
+def _exported_types(gm: torch.fx.GraphModule) -> dict[str, str]:
+    """{owner of a parameter: the module type that used it when exported}. An exported graph keeps
+    parameters on plain nn.Module holders, so the original type survives only in nn_module_stack."""
+    types: dict[str, str] = {}
+    for node in gm.graph.nodes:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if not stack:
+            continue
+        module_type = _short_type(list(stack.values())[-1][1])
+        for arg in node.all_input_nodes:
+            if arg.op == "get_attr":
+                types.setdefault(arg.target.rpartition(".")[0], module_type)
+    return types
+
+
+def _unsupported_reason(module_type: str) -> str:
+    cls = module_type.rpartition(".")[2]
+    if cls in _NORM_TYPES:
+        return f"{module_type}: normalisation parameters are not pruned"
+    if module_type in ("torch.nn.Linear", "torch.nn.Conv2d"):  # supported, but _adopt_layers could not rebuild it
+        return (f"{module_type} runs as a graph call, not as a module (its weight is shared, a constant or held "
+                "with other state); left dense")
+    return f"{module_type} is not supported: SiPP prunes only Linear and Conv2d (groups=1) layers; left dense"
+
+
+def _exported_dense(gm: torch.fx.GraphModule, infos: dict, dense: list[dict]) -> list[dict]:
+    """Dense layers of an exported program, each named with the module type it was exported from."""
+    types = _exported_types(gm)
+    modules = dict(gm.named_modules())
+    out = []
+    for d in dense:
+        if type(modules.get(d["name"])) is nn.Module and d["name"] in types:  # a holder, not the layer itself
+            d = dict(d, reason=_unsupported_reason(types[d["name"]]))
+        out.append(d)
+    listed = {d["name"] for d in out}
+    for node in gm.graph.nodes:
+        owner = node.target[: -len(".weight")] if node.op == "get_attr" and node.target.endswith(".weight") else None
+        if owner is not None and owner not in infos and owner not in listed:
+            module_type = types.get(owner)
+            reason = (_unsupported_reason(module_type) if module_type else
+                      "weight used by a graph call that is not a layer module; left dense")
+            out.append(dict(name=owner, reason=reason))
+            listed.add(owner)
+    return out
+
+
+def _exported_notes(gm: torch.fx.GraphModule) -> list[str]:
+    aten = torch.ops.aten
+    calls = (aten.linear.default, aten.conv2d.default, aten.addmm.default, aten.mm.default, aten.matmul.default,
+             aten.convolution.default, aten.bmm.default)
+    return [f"{node.name}: {node.target} runs as exported (not a module); left dense"
+            for node in gm.graph.nodes if node.op == "call_function" and node.target in calls]

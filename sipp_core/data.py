@@ -57,6 +57,7 @@ import numbers
 import os
 import threading
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ import torch
 
 from . import data_files
 from .data_files import DatasetUnavailableError, default_data_dir, resolve_data_dir
+from .errors import DegenerateData, UploadError
 from .uploads import read_upload
 
 __all__ = [
@@ -218,26 +220,46 @@ def _stratified_split(
     return rng.permutation(train), rng.permutation(pool), rng.permutation(test)
 
 
-def _normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float, image: bool) -> torch.Tensor:
-    """float32 tensor of ((x * scale) - mean) / std, stats per channel (image) or per feature."""
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32)
-    if scale != 1.0:
-        t.mul_(scale)
+_CHUNK_ROWS = 4096  # rows converted or summed at once: no full float copy of a large split
+
+
+def _rows(x: np.ndarray, rows: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+    return x[start:stop] if rows is None else x[rows[start:stop]]
+
+
+def _normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float, image: bool,
+               rows: np.ndarray | None = None) -> torch.Tensor:
+    """float32 tensor of ((x[rows] * scale) - mean) / std, stats per channel (image) or per feature.
+
+    Filled chunk by chunk, so the only full-size allocation is the result (the ops are
+    elementwise: the values are those of one whole-array pass)."""
+    n = x.shape[0] if rows is None else len(rows)
+    out = torch.empty((n, *x.shape[1:]), dtype=torch.float32)
     m = torch.as_tensor(mean, dtype=torch.float32)
     s = torch.as_tensor(std, dtype=torch.float32)
     if image:
         m, s = m.view(-1, 1, 1), s.view(-1, 1, 1)
-    return t.sub_(m).div_(s).contiguous()
+    for start in range(0, n, _CHUNK_ROWS):
+        part = out[start : start + _CHUNK_ROWS]
+        chunk = _rows(x, rows, start, start + _CHUNK_ROWS)
+        # native byte order: torch cannot read a big-endian array (np.savez keeps the order it was given)
+        part.copy_(torch.from_numpy(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("="))))
+        if scale != 1.0:
+            part.mul_(scale)
+        part.sub_(m).div_(s)
+    return out
 
 
-def _train_stats(x: np.ndarray, scale: float, image: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Mean/std of the (scaled) train split, per channel or per feature; zero std becomes 1."""
+def _train_stats(x: np.ndarray, scale: float, image: bool,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std of the (scaled) train split x[rows], per channel or per feature; zero std becomes 1."""
     axes = (0, 2, 3) if image else (0,)
     # In chunks: a float64 copy of a large upload would double its memory.
+    n = x.shape[0] if rows is None else len(rows)
     total = total_sq = 0.0
-    count = x.shape[0] * (x.shape[2] * x.shape[3] if image else 1)
-    for start in range(0, x.shape[0], 4096):
-        xf = x[start : start + 4096].astype(np.float64) * scale
+    count = n * (x.shape[2] * x.shape[3] if image else 1)
+    for start in range(0, n, _CHUNK_ROWS):
+        xf = _rows(x, rows, start, start + _CHUNK_ROWS).astype(np.float64) * scale
         total = total + xf.sum(axis=axes)
         total_sq = total_sq + np.square(xf).sum(axis=axes)
     mean = total / count
@@ -259,11 +281,13 @@ def _build(
     image = x.ndim == 4
     tr, po, te = idx
     if x_test is None:
-        x_test, y_test = x[te], y[te]
+        x_test, y_test = x, y[te]  # the test rows te of x
+    else:
+        te = None  # every row of x_test
     mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
-    def norm(a: np.ndarray) -> torch.Tensor:
-        return _normalize(a, mean, std, scale, image)
+    def norm(a: np.ndarray, rows: np.ndarray | None) -> torch.Tensor:
+        return _normalize(a, mean, std, scale, image, rows)
 
     def lab(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
@@ -271,8 +295,8 @@ def _build(
     return DataRecord(
         name=name, input_shape=tuple(x.shape[1:]), num_classes=len(class_names),
         class_names=tuple(class_names), mean=_tup(mean), std=_tup(std),
-        x_train=norm(x[tr]), y_train=lab(y[tr]), x_pool=norm(x[po]), y_pool=lab(y[po]),
-        x_test=norm(x_test), y_test=lab(y_test), seed=seed, source=source, key=key,
+        x_train=norm(x, tr), y_train=lab(y[tr]), x_pool=norm(x, po), y_pool=lab(y[po]),
+        x_test=norm(x_test, te), y_test=lab(y_test), seed=seed, source=source, key=key,
     )
 
 
@@ -639,13 +663,30 @@ def load_dataset(
 
 NPZ_REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 NPZ_OPTIONAL = ("class_names",)
-NPZ_MAX_BYTES = 2 * 1024**3  # uncompressed, all arrays together
+# What the arrays may take once decompressed, all together, and separately what the record's
+# normalised float32 copies of x_train and x_test may take (4 bytes a value: 4x for uint8
+# images). Both are checked from the zip entries and .npy headers before anything is
+# decompressed, and the record is built chunk by chunk, so loading an upload peaks near
+# twice this over the process's baseline, whatever its compressed size (zip bombs).
+# 512 MiB holds MNIST (70,000 28x28 images: 220 MB as float32) with room to spare.
+NPZ_MAX_EXPANDED_BYTES = 512 * 1024**2
+NPZ_MAX_BYTES = NPZ_MAX_EXPANDED_BYTES  # the file itself: a larger one could not expand to less
 NPZ_MIN_TRAIN, NPZ_MIN_TEST, NPZ_MAX_CLASSES = 20, 5, 1000
 _NPZ_FIX = "save it with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+_NPZ_RESAVE = "the file is damaged or was not written by np.savez; " + _NPZ_FIX
+_RESCALE_FIX = ("rescale the inputs before saving, e.g. standardise each feature or divide by the largest "
+                "magnitude, so that they fit float32 (about 3.4e38)")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Errors a damaged zip member raises while it is decompressed.
+_ZIP_READ_ERRORS = (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
-def _npz_error(msg: str) -> ValueError:
-    return ValueError(f"Invalid .npz data set: {msg}")
+def _npz_error(msg: str, fix: str = "") -> UploadError:
+    return UploadError(f"Invalid .npz data set: {msg}", fix)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB" if n >= 1024**2 else f"{n:,} bytes"
 
 
 def _open_npz(path_or_bytes: Any) -> tuple[BinaryIO, str, str]:
@@ -655,46 +696,116 @@ def _open_npz(path_or_bytes: Any) -> tuple[BinaryIO, str, str]:
         if not path.is_file():
             raise _npz_error(f"no file at {path}")
         if path.stat().st_size > NPZ_MAX_BYTES:
-            raise _npz_error(f"{path} is larger than {NPZ_MAX_BYTES // 1024**2} MiB")
+            raise _npz_error(f"{path} is larger than {_mib(NPZ_MAX_BYTES)}", "use fewer points or smaller images")
         data = path.read_bytes()
         label = path.name
     else:  # bytes or a binary file object (e.g. streamlit's UploadedFile)
         data = read_upload(path_or_bytes, NPZ_MAX_BYTES)
         if len(data) > NPZ_MAX_BYTES:
-            raise _npz_error(f"the upload is larger than {NPZ_MAX_BYTES // 1024**2} MiB")
+            raise _npz_error(f"the upload is larger than {_mib(NPZ_MAX_BYTES)}", "use fewer points or smaller images")
         label = str(getattr(path_or_bytes, "name", "upload"))
     return io.BytesIO(bytes(data)), label, hashlib.sha256(data).hexdigest()
 
 
-def _read_npz_arrays(stream: BinaryIO) -> dict[str, np.ndarray]:
+def _open_npz_archive(stream: BinaryIO) -> np.lib.npyio.NpzFile:
+    # np.load reads a lone .npy at once, allocating whatever its header claims: refuse it unread.
+    if stream.read(6) == b"\x93NUMPY":
+        raise _npz_error(f"this is a single .npy array, not an .npz archive of named arrays; {_NPZ_FIX}")
+    stream.seek(0)
     try:
         npz = np.load(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _npz_error(f"not a readable .npz archive ({exc}); {_NPZ_FIX}") from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise _npz_error(f"this is a single .npy array, not an .npz archive of named arrays; {_NPZ_FIX}")
-    with npz:
-        total = sum(info.file_size for info in npz.zip.infolist())
-        if total > NPZ_MAX_BYTES:
-            raise _npz_error(f"its arrays take {total / 1024**2:.0f} MiB uncompressed; the limit is "
-                             f"{NPZ_MAX_BYTES // 1024**2} MiB (use fewer points or smaller images)")
-        keys = list(npz.files)
-        missing = [k for k in NPZ_REQUIRED if k not in keys]
-        if missing:
-            raise _npz_error(f"missing array(s) {', '.join(missing)} (found: {', '.join(keys) or 'none'}); {_NPZ_FIX}")
-        extra = [k for k in keys if k not in NPZ_REQUIRED + NPZ_OPTIONAL]
-        if extra:
-            raise _npz_error(f"unexpected array(s) {', '.join(extra)}; only {', '.join(NPZ_REQUIRED + NPZ_OPTIONAL)} "
-                             "are read: remove the others")
-        out = {}
-        for k in keys:
-            try:
-                out[k] = npz[k]
-            except ValueError as exc:  # object arrays need pickle, which we never allow
-                raise _npz_error(f"{k} holds Python objects (dtype=object), which would need pickle and is not "
-                                 f"allowed; store plain numeric arrays, e.g. {k}=np.asarray({k}, dtype=np.float32)"
-                                 ) from exc
-    return out
+    return npz
+
+
+def _npz_members(npz: np.lib.npyio.NpzFile) -> dict[str, zipfile.ZipInfo]:
+    """{array name: its zip entry}, once the names are checked (no decompression yet)."""
+    members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in npz.zip.infolist()}
+    keys = list(members)
+    missing = [k for k in NPZ_REQUIRED if k not in keys]
+    if missing:
+        raise _npz_error(f"missing array(s) {', '.join(missing)} (found: {', '.join(keys) or 'none'}); {_NPZ_FIX}")
+    extra = [k for k in keys if k not in NPZ_REQUIRED + NPZ_OPTIONAL]
+    if extra:
+        raise _npz_error(f"unexpected array(s) {', '.join(extra)}; only {', '.join(NPZ_REQUIRED + NPZ_OPTIONAL)} "
+                         "are read: remove the others")
+    return members
+
+
+def _check_expanded_size(npz: np.lib.npyio.NpzFile) -> None:
+    """Refuse archives whose entries declare more than NPZ_MAX_EXPANDED_BYTES once decompressed."""
+    infos = npz.zip.infolist()
+    total = sum(i.file_size for i in infos)
+    if total > NPZ_MAX_EXPANDED_BYTES:
+        big = max(infos, key=lambda i: i.file_size)
+        raise _npz_error(
+            f"its arrays expand to {_mib(total)} once decompressed ({big.filename} alone to {_mib(big.file_size)}, "
+            f"from a {_mib(sum(i.compress_size for i in infos))} file); the limit is {_mib(NPZ_MAX_EXPANDED_BYTES)} "
+            "for all arrays together", "use fewer points or smaller images (uint8 pixels take a quarter of float32)")
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a member's .npy header, checked against the size its zip entry declares,
+    so that reading it allocates exactly what the archive holds (a forged header allocates nothing)."""
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f".npy format version {version}")
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            header_len = f.tell()
+    except _ZIP_READ_ERRORS as exc:
+        raise _npz_error(f"{key} is not a readable .npy array ({exc})", _NPZ_RESAVE) from exc
+    if dtype.hasobject:
+        raise _object_error(key)
+    if any(d < 0 for d in shape):
+        raise _npz_error(f"{key}'s header claims the shape {shape}", _NPZ_RESAVE)
+    claimed = math.prod(shape) * dtype.itemsize
+    if header_len + claimed != info.file_size:
+        raise _npz_error(f"{key}'s header claims shape {shape} {dtype} ({_mib(claimed)}) but the archive holds "
+                         f"{_mib(info.file_size - header_len)} of data for it", _NPZ_RESAVE)
+    return shape, dtype
+
+
+def _object_error(key: str) -> UploadError:
+    # object arrays need pickle, which we never allow
+    return _npz_error(f"{key} holds Python objects (dtype=object), which would need pickle and is not allowed; "
+                      f"store plain numeric arrays, e.g. {key}=np.asarray({key}, dtype=np.float32)")
+
+
+def _read_member(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except _ZIP_READ_ERRORS as exc:  # data shorter than its header says, a bad CRC, broken deflate
+        raise _npz_error(f"{key} could not be read ({exc})", _NPZ_RESAVE) from exc
+
+
+def _read_npz_arrays(stream: BinaryIO) -> dict[str, np.ndarray]:
+    """The archive's arrays, reading no more than their headers and zip entries declare.
+
+    A zip entry's declared size can lie: zipfile's reader stops there (and checks the CRC
+    there), so a deflate stream that expands further is never expanded past it, and the
+    .npy header must agree with it to the byte (_npy_header)."""
+    with _open_npz_archive(stream) as npz:
+        members = _npz_members(npz)
+        _check_expanded_size(npz)
+        shapes = {key: _npy_header(npz.zip, info, key)[0] for key, info in members.items()}
+        _check_record_size(shapes)
+        return {key: _read_member(npz, key) for key in members}
+
+
+def _check_record_size(shapes: dict[str, tuple[int, ...]]) -> None:
+    """The normalised float32 copies of x_train and x_test must fit NPZ_MAX_EXPANDED_BYTES as well:
+    4 bytes a value, so uint8 images would otherwise grow fourfold past the decompression limit."""
+    values = sum(math.prod(shapes[k]) for k in ("x_train", "x_test"))
+    if 4 * values > NPZ_MAX_EXPANDED_BYTES:
+        raise _npz_error(f"x_train and x_test hold {values:,} values, which take {_mib(4 * values)} as float32 "
+                         f"once normalised; the limit is {_mib(NPZ_MAX_EXPANDED_BYTES)}",
+                         "use fewer points or smaller images")
 
 
 def _channels_first(x: np.ndarray, which: str) -> np.ndarray:
@@ -728,10 +839,26 @@ def _check_labels(y: np.ndarray, which: str, n: int) -> np.ndarray:
             raise _npz_error(f"{which} must hold integer class indices; found non-integer values")
     elif y.dtype.kind not in "iu":
         raise _npz_error(f"{which} has dtype {y.dtype}: labels must be integers 0..K-1")
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise _npz_error(f"{which} contains the label {y.min()}: labels must lie in 0..K-1")
-    return y
+    _check_label_range(y, which)
+    return y.astype(np.int64)
+
+
+def _check_label_range(y: np.ndarray, which: str) -> None:
+    """Labels in 0..NPZ_MAX_CLASSES-1, checked in their own dtype: before anything is built per class,
+    and before a cast to int64 could wrap a huge label round to a small or negative one."""
+    if not y.size:
+        return
+    lo, hi = y.min(), y.max()
+    if lo < 0:
+        raise _npz_error(f"{which} contains the label {_label(lo)}: labels must lie in 0..K-1")
+    if hi >= NPZ_MAX_CLASSES:
+        raise _npz_error(f"{which} contains the label {_label(hi)}: labels must be class indices 0..K-1, "
+                         f"with at most {NPZ_MAX_CLASSES} classes",
+                         f"number the classes 0, 1, 2, ..., e.g. {which} = np.unique({which}, return_inverse=True)[1]")
+
+
+def _label(v: Any) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
 
 
 def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0) -> DataRecord:
@@ -740,8 +867,13 @@ def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0)
     Accepted inputs: ``x_*`` numeric, shaped (N, D) vectors, (N, H, W) images,
     (N, H, W, C) or (N, C, H, W) with C in {1, 3} (stored channels first);
     ``y_*`` integer class indices in 0..K-1, shaped (N,). An optional
-    ``class_names`` string array gives K and the names. No NaN/inf, at least
-    20 train and 5 test points. Loaded with ``allow_pickle=False``.
+    ``class_names`` string array gives K and the names; K is at most
+    ``NPZ_MAX_CLASSES`` (1,000). No NaN/inf, values within float32's range, at
+    least 20 train and 5 test points, and not every feature constant. Loaded
+    with ``allow_pickle=False``; the file may be at most ``NPZ_MAX_BYTES`` and
+    its arrays may take at most ``NPZ_MAX_EXPANDED_BYTES`` (512 MiB) together
+    once decompressed, checked from the zip entries and .npy headers before
+    anything is decompressed.
 
     The S-pool is a seeded stratified 10% of x_train (at most 1,000 points);
     x_test is the test split. uint8 inputs are scaled to [0, 1]; then each
@@ -755,7 +887,10 @@ def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0)
         seed: split seed.
 
     Raises:
-        ValueError: the file is invalid; the message names the problem and the fix.
+        UploadError (a ValueError): the file is invalid or too large; the
+            message names the problem and the fix.
+        DegenerateData (a ValueError): the arrays pass every check but would
+            give NaN or empty results (values beyond float32, constant inputs).
     """
     seed = _check_seed(seed)
     if not isinstance(name, str) or not name.strip():
@@ -767,15 +902,7 @@ def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0)
 
 def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int) -> DataRecord:
     arrays = _read_npz_arrays(stream)
-    xs = {}
-    for which in ("x_train", "x_test"):
-        x = arrays[which]
-        if x.dtype.kind not in "iuf":
-            raise _npz_error(f"{which} has dtype {x.dtype}: inputs must be numbers (use {which}.astype(np.float32))")
-        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-            raise _npz_error(f"{which} contains {bad} NaN or infinite value(s); remove or impute them")
-        xs[which] = _channels_first(x, which)
+    xs = {which: _check_inputs(arrays[which], which) for which in ("x_train", "x_test")}
     x_train, x_test = xs["x_train"], xs["x_test"]
     if x_train.shape[1:] != x_test.shape[1:]:
         raise _npz_error(f"x_train points are shaped {arrays['x_train'].shape[1:]} but x_test points "
@@ -785,33 +912,82 @@ def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int)
     if x_train.shape[0] < NPZ_MIN_TRAIN or x_test.shape[0] < NPZ_MIN_TEST:
         raise _npz_error(f"too few points ({x_train.shape[0]} train, {x_test.shape[0]} test); "
                          f"need at least {NPZ_MIN_TRAIN} train and {NPZ_MIN_TEST} test points")
-    k = int(max(y_train.max(), y_test.max())) + 1
-    if "class_names" in arrays:
-        cn = arrays["class_names"]
-        if cn.dtype.kind not in "US" or cn.ndim != 1:
-            raise _npz_error("class_names must be a 1-D array of strings, e.g. np.array(['cat', 'dog'])")
-        class_names = tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in cn.tolist())
-        if len(class_names) < k:
-            raise _npz_error(f"labels go up to {k - 1} but class_names has only {len(class_names)} names; "
-                             f"labels must lie in 0..{len(class_names) - 1}")
-        k = len(class_names)
-    else:
-        class_names = tuple(str(i) for i in range(k))
+    k = int(max(y_train.max(), y_test.max())) + 1  # at most NPZ_MAX_CLASSES: _check_labels
+    class_names = _class_names(arrays.get("class_names"), k)
     if len(np.unique(y_train)) < 2:
         raise _npz_error("y_train holds a single class; a classifier needs at least 2")
-    if k > NPZ_MAX_CLASSES:
-        raise _npz_error(f"labels go up to {k - 1}; at most {NPZ_MAX_CLASSES} classes are supported "
-                         "(labels must be class indices 0..K-1)")
+    image = x_train.ndim == 4
+    _check_not_constant(x_train, image)
 
     n = x_train.shape[0]
     n_pool = min(1000, max(2, int(round(0.1 * n))))
     tr, po, _ = _stratified_split(y_train, n_pool, 0, np.random.default_rng(seed))
-    image = x_train.ndim == 4
     scale = 1 / 255 if x_train.dtype == np.uint8 and x_test.dtype == np.uint8 else 1.0
-    mean, std = _train_stats(x_train[tr], scale, image)
-    return _build(
+    mean, std = _train_stats(x_train, scale, image, rows=tr)
+    rec = _build(
         name, x_train, y_train, (tr, po, np.arange(0)), class_names=class_names, mean=mean, std=std,
         scale=scale, seed=seed, x_test=x_test, y_test=y_test, key=f"npz:{digest[:16]}?name={name}&seed={seed}",
         source=f"user file {label} (sha256 {digest[:12]}); S-pool: stratified {n_pool} of x_train "
         f"(seed {seed}); normalised with train statistics",
     )
+    _check_normalised(rec)
+    return rec
+
+
+def _check_inputs(x: np.ndarray, which: str) -> np.ndarray:
+    """x_train or x_test checked (numbers, finite, within float32, not empty) and channels first."""
+    if x.dtype.kind not in "iuf":
+        raise _npz_error(f"{which} has dtype {x.dtype}: inputs must be numbers (use {which}.astype(np.float32))")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise _npz_error(f"{which} contains {bad} NaN or infinite value(s); remove or impute them")
+    _check_magnitude(x, which)
+    x = _channels_first(x, which)
+    if 0 in x.shape[1:]:
+        raise _npz_error(f"{which} has shape {x.shape}: each point must hold at least one value")
+    return x
+
+
+def _check_magnitude(x: np.ndarray, which: str) -> None:
+    """float64 inputs beyond float32's range would become inf, and then NaN once normalised."""
+    if x.dtype.kind != "f" or x.dtype.itemsize <= 4 or not x.size:
+        return
+    peak = max(float(x.max()), -float(x.min()))  # two passes, no |x| copy
+    if peak > _FLOAT32_MAX:
+        raise DegenerateData(f"{which} holds values as large as {peak:.3g} in magnitude, beyond what float32 "
+                             "(the networks' number type) can hold; normalised, they would be NaN or infinite",
+                             _RESCALE_FIX)
+
+
+def _class_names(cn: np.ndarray | None, k: int) -> tuple[str, ...]:
+    if cn is None:
+        return tuple(str(i) for i in range(k))
+    if cn.dtype.kind not in "US" or cn.ndim != 1:
+        raise _npz_error("class_names must be a 1-D array of strings, e.g. np.array(['cat', 'dog'])")
+    if len(cn) > NPZ_MAX_CLASSES:
+        raise _npz_error(f"class_names has {len(cn)} names; at most {NPZ_MAX_CLASSES} classes are supported")
+    if len(cn) < k:
+        raise _npz_error(f"labels go up to {k - 1} but class_names has only {len(cn)} names; "
+                         f"labels must lie in 0..{len(cn) - 1}")
+    return tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in cn.tolist())
+
+
+def _check_not_constant(x: np.ndarray, image: bool) -> None:
+    """Refuse x_train whose every feature (or channel) holds one value: normalised, every input
+    would be 0, so nothing could be learned and SiPP's S would be all zero."""
+    axes = (0, 2, 3) if image else 0
+    if np.array_equal(x.max(axis=axes), x.min(axis=axes)):
+        what = "channel" if image else "feature"
+        raise DegenerateData(f"x_train is constant: every {what} has the same value at every training point, so "
+                             "after normalisation every input is 0 and there is nothing to learn or prune",
+                             "check that the file holds the real inputs (not a placeholder array)")
+
+
+def _check_normalised(rec: DataRecord) -> None:
+    """Normalised inputs must be finite: the train mean/std can overflow float32 arithmetic even when
+    every value fits, and the engine would then blame the model for NaN outputs."""
+    for which, x in (("x_train", rec.x_train), ("x_train", rec.x_pool), ("x_test", rec.x_test)):
+        # in chunks: torch.isfinite of a whole split allocates more than the split itself
+        if not all(bool(torch.isfinite(x[i : i + _CHUNK_ROWS]).all()) for i in range(0, len(x), _CHUNK_ROWS)):
+            raise DegenerateData(f"{which} holds values too large for float32 arithmetic: normalised with the "
+                                 f"train split's mean and std, {which} becomes NaN or infinite", _RESCALE_FIX)

@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 from .bounds import check_delta, check_epsilon
 from .layers import LayerInfo, dense_layers, layer_infos, prunable_layers
 from .planner import METHODS, LayerPlan, make_plan
+from .sensitivity import check_not_all_zero
 
 SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
 PATCH_REDUCTIONS = ("max", "mean")
@@ -102,6 +104,19 @@ def apply_plans(model: nn.Module, plans: dict[str, LayerPlan]) -> nn.Module:
     return pruned.eval()
 
 
+def _warn_layers_without_signal(plans: dict[str, LayerPlan]) -> None:
+    """A SiPP layer whose bound is NaN had no row with signal: its input was 0 on every point of S
+    (e.g. every unit before it inactive), so all its weights were pruned and nothing bounds it."""
+    silent = [n for n, p in plans.items() if math.isnan(p.bound_max)]
+    if silent:
+        warnings.warn(
+            f"layer(s) {', '.join(silent)} received only zeros on every point of S: no weight got any sensitivity, "
+            "so all were pruned and their bound is undefined (NaN). Fix: draw S from real inputs, or check "
+            "that the layer before them is not dead (every unit inactive)",
+            RuntimeWarning, stacklevel=3,
+        )
+
+
 def prune(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -141,6 +156,7 @@ def prune(
     validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction, allocation, c_prime)
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or len(inputs) == 0:
         raise ValueError("inputs must be a non-empty tensor batch S shaped (|S|, *input_shape)")
+    check_not_all_zero(inputs)  # also with precomputed sensitivities: they would be all zero
     if method == "snip" and labels is None:
         raise ValueError("method 'snip' needs labels of the batch S (labels=...)")
     timings = {}
@@ -169,6 +185,8 @@ def prune(
         method, weights, infos, keep_ratio=keep_ratio, epsilon=epsilon, delta=delta, seed=seed,
         sensitivities=sensitivities, snip_scores=snip, allocation=allocation, c_prime=c_prime,
     )
+    if method in SIPP_METHODS:
+        _warn_layers_without_signal(plans)
     pruned = apply_plans(model, plans)
     timings["prune"] = time.perf_counter() - t1
     layers = [

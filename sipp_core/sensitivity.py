@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -55,6 +56,7 @@ import torch.nn.functional as Fnn
 from torch import nn
 
 from .conv_output import ConvOutput, as_module_output, fusable
+from .errors import BadInput, DegenerateData
 from .layers import dense_layers, prunable_layers
 
 EPS = float(torch.finfo(torch.float32).eps)  # z <= EPS counts as "no signal" (SPEC 2.2)
@@ -76,7 +78,8 @@ _MIN_CHUNK = 8  # points: the screened engine's chunks are not made smaller to f
 _RUN = 8  # blocks per run in candidate selection (one max per run first)
 
 __all__ = [
-    "EPS", "PATCH_REDUCTIONS", "DEFAULT_CHUNK_BYTES", "compute_sensitivities", "layer_sensitivity", "left_dense",
+    "EPS", "PATCH_REDUCTIONS", "DEFAULT_CHUNK_BYTES", "check_not_all_zero", "compute_sensitivities",
+    "layer_sensitivity", "left_dense",
 ]
 
 Progress = Callable[[float, str], None]
@@ -123,6 +126,7 @@ def compute_sensitivities(
         ValueError: unknown patch_reduction, an empty or non-floating input batch, a
             batch that does not fit the model, chunk_bytes < 1, or non-finite
             activations.
+        DegenerateData (a ValueError): every entry of ``inputs`` is 0.
     """
     _check_reduction(patch_reduction)
     chunk_bytes = _check_chunk_bytes(chunk_bytes)
@@ -131,6 +135,7 @@ def compute_sensitivities(
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     x = _check_inputs(inputs, device, dtype)
+    check_not_all_zero(x)
     if not layers:
         if progress is not None:
             progress(1.0, "no prunable layer")
@@ -284,6 +289,17 @@ def _check_inputs(inputs, device, dtype) -> torch.Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError("inputs hold nan or inf values")
     return x
+
+
+def check_not_all_zero(inputs: torch.Tensor) -> None:
+    """Refuse an S whose every entry is 0: the first layer would get no sensitivity at all, be
+    pruned to nothing, and have no row with signal to bound (its bound would be NaN)."""
+    if not bool(inputs.any()):
+        raise DegenerateData(
+            f"every point of S is zero ({inputs.shape[0]} points): no weight of the first layer gets any "
+            "sensitivity, so SiPP would prune that layer to nothing and could give it no bound",
+            "draw S from real inputs (the S-pool of a data set, normalised as the model was trained)",
+        )
 
 
 def _dry_run(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
@@ -737,27 +753,59 @@ class _Blocks:
 
 
 _BF16_CPU: bool | None = None
+BOUNDS_ENV = "SIPP_CONV_BOUNDS"  # auto (default) | float32 | bfloat16: which bounds path the screened engine takes
 
 
 def _bf16_bounds(device: torch.device) -> bool:
-    """Whether the bounds' matrix product runs in bfloat16: only on CPUs with native
-    bfloat16 dot products (twice the float32 rate there, emulated and slow elsewhere)
-    and only if the product accumulates in float32, which the margins assume (checked
-    once: 512 ones sum to 256 in bfloat16). Not on CUDA: cuBLAS may reduce in bfloat16."""
+    """Whether the bounds' matrix product runs in bfloat16.
+
+    Automatically only on CPUs with native bfloat16 dot products (twice the float32
+    rate there, emulated and slow elsewhere). ``SIPP_CONV_BOUNDS=float32`` or
+    ``bfloat16`` forces a path, so that both are tested on every machine; the
+    sensitivities are the same either way (the bounds only decide which blocks are
+    evaluated exactly). bfloat16 is taken only if the product accumulates in float32,
+    which the margins assume (checked once: 512 ones sum to 256 in bfloat16). Not on
+    CUDA: cuBLAS may reduce in bfloat16."""
     global _BF16_CPU
     if device.type != "cpu":
         return False
     if _BF16_CPU is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = next((line.split() for line in f if line.startswith("flags")), [])
-        except OSError:
-            flags = []
-        _BF16_CPU = "avx512_bf16" in flags or "amx_bf16" in flags
-        if _BF16_CPU:
-            ones = torch.ones(1, 1, 512, dtype=torch.bfloat16)
-            _BF16_CPU = float(torch.bmm(ones, ones.transpose(1, 2))) == 512.0
+        _BF16_CPU = _choose_bf16(os.environ.get(BOUNDS_ENV, "auto").strip().lower() or "auto")
     return _BF16_CPU
+
+
+def _choose_bf16(choice: str) -> bool:
+    if choice not in ("auto", "float32", "bfloat16"):
+        raise BadInput(f"{BOUNDS_ENV}={choice!r} is not a bounds path",
+                       f"set {BOUNDS_ENV} to auto, float32 or bfloat16, or unset it")
+    if choice == "float32":
+        return False
+    if choice == "auto" and not _native_bf16():
+        return False
+    if not bf16_accumulates_in_float32():
+        if choice == "bfloat16":
+            raise BadInput(f"{BOUNDS_ENV}=bfloat16 was asked for, but this CPU's bfloat16 products do not "
+                           "accumulate in float32, which the bounds' margins need",
+                           f"unset {BOUNDS_ENV} (or set it to float32)")
+        return False
+    return True
+
+
+def _native_bf16() -> bool:
+    """The CPU has bfloat16 dot products and torch's kernels may use them (not capped below AVX-512)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    capped = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")  # e.g. ATEN_CPU_CAPABILITY=avx2
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped
+
+
+def bf16_accumulates_in_float32() -> bool:
+    """512 ones multiply-add to 512 only if the bfloat16 product accumulates in float32."""
+    ones = torch.ones(1, 1, 512, dtype=torch.bfloat16)
+    return float(torch.bmm(ones, ones.transpose(1, 2))) == 512.0
 
 
 def _keys(s: torch.Tensor) -> torch.Tensor:
