@@ -22,7 +22,12 @@ Why SQLite and how it is used:
   ``PRAGMA quick_check``), moved aside to ``runs.sqlite.corrupt-<UTC timestamp>``
   together with its ``-wal``/``-shm`` companions (never deleted), reported with a
   ``RuntimeWarning`` and ``.recovered_from`` / ``.recovery_message``, and a fresh
-  database is created in its place.
+  database is created in its place. The same happens when the file is damaged
+  while in use (a read or write then fails with a database error): the call is
+  retried once on the fresh file.
+* A single damaged row (JSON that no longer parses) never hides the others:
+  ``list()`` skips it, moves it to the table ``damaged_runs`` of the same file
+  (not deleted), warns, and reports it in ``.damaged_ids`` / ``.damaged_message``.
 
 Stored per run: kind, creation time, settings, results, timings (JSON; NaN and
 infinity become null), versions (python, torch, numpy, sipp_core, git commit when
@@ -38,12 +43,15 @@ import math
 import os
 import platform
 import sqlite3
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from .errors import SippError
 
 __all__ = ["RunHistory", "RunRecord", "HistoryError", "default_history_path", "software_versions", "to_jsonable"]
 
@@ -67,7 +75,23 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_kind_created ON runs(kind, created);
 CREATE INDEX IF NOT EXISTS runs_model_dataset ON runs(model, dataset);
+CREATE TABLE IF NOT EXISTS damaged_runs (
+    id        INTEGER PRIMARY KEY,    -- the id it had in runs
+    kind      TEXT,
+    created   REAL,
+    label     TEXT,
+    model     TEXT,
+    dataset   TEXT,
+    method    TEXT,
+    settings  TEXT,
+    results   TEXT,
+    timings   TEXT,
+    versions  TEXT,
+    reason    TEXT,                   -- why it could not be read
+    moved     REAL                    -- unix time it was set aside
+);
 """
+_RUN_COLUMNS = "id, kind, created, label, model, dataset, method, settings, results, timings, versions"
 _SCHEMA_STATEMENTS = [
     "\n".join(line.split("--")[0] for line in stmt.splitlines()).strip()
     for stmt in _SCHEMA.split(";")
@@ -75,7 +99,7 @@ _SCHEMA_STATEMENTS = [
 ]
 
 
-class HistoryError(RuntimeError):
+class HistoryError(SippError, RuntimeError):
     """The history database could not be read or written (the message says why and what to do)."""
 
 
@@ -260,8 +284,10 @@ class RunHistory:
 
     Attributes:
         path: the database file.
-        recovered_from: where a corrupted file was moved on open (None when it was fine).
-        recovery_message: what was wrong with it (None when it was fine).
+        recovered_from: where a corrupted file was moved, on open or later (None when it was fine).
+        recovery_message: what was wrong with it and what was done (None when it was fine).
+        damaged_ids: ids of damaged runs this object found and set aside (in the table damaged_runs).
+        damaged_message: what was found and done with them (None when there were none).
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = BUSY_TIMEOUT_S):
@@ -269,6 +295,10 @@ class RunHistory:
         self.timeout = float(timeout)
         self.recovered_from: Path | None = None
         self.recovery_message: str | None = None
+        self.damaged_ids: list[int] = []
+        self.damaged_message: str | None = None
+        # One object is shared by every app session: recoveries and the damaged-row record are serialised.
+        self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
 
@@ -303,8 +333,10 @@ class RunHistory:
             self._retry(self._init_schema)
         except sqlite3.DatabaseError as exc:
             # Corruption that only shows when writing the schema: set aside once, then start fresh.
-            if self.recovered_from is not None:
-                raise HistoryError(f"could not create a run history at {self.path}: {exc}") from exc
+            if problem is not None:
+                raise HistoryError(f"could not create a run history at {self.path} ({exc})",
+                                   "set SIPP_DATA_HOME to another folder, or open another file with "
+                                   "RunHistory(path=...)") from exc
             self._set_aside(f"{type(exc).__name__}: {exc}")
             self._retry(self._init_schema)
 
@@ -332,19 +364,27 @@ class RunHistory:
             return f"a SQLite file, but not a run history (tables: {', '.join(sorted(tables))})"
         if version > SCHEMA_VERSION:
             raise HistoryError(
-                f"{self.path} was written by a newer SiPP Studio (schema {version} > {SCHEMA_VERSION}); "
-                "upgrade, or open another file with RunHistory(path=...)"
+                f"{self.path} was written by a newer SiPP Studio (schema {version} > {SCHEMA_VERSION})",
+                "upgrade SiPP Studio, or open another file with RunHistory(path=...)",
             )
         return None
 
     def _set_aside(self, problem: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        os.replace(self.path, aside)
-        for suffix in ("-wal", "-shm", "-journal"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                os.replace(side, aside.with_name(aside.name + suffix))
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm", "-journal"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + suffix))
+        except OSError as exc:
+            raise HistoryError(
+                f"the run history {self.path} could not be read ({problem}) and could not be moved aside "
+                f"({exc.strerror or exc})",
+                "move that file away yourself (a new history is then started), or set SIPP_DATA_HOME to a "
+                "writable folder",
+            ) from exc
         self.recovered_from = aside
         self.recovery_message = (
             f"the run history {self.path} could not be read ({problem}); it was moved to {aside.name} "
@@ -388,13 +428,56 @@ class RunHistory:
         return self._checked(once, "read")
 
     def _checked(self, once, verb: str):
-        """once() with retries; a database error becomes a HistoryError naming the file and the fix."""
+        """once() with retries. A database error caused by a damaged file (corrupted, emptied or deleted
+        while in use) sets the file aside, starts a fresh one and retries once; any other becomes a
+        HistoryError naming the file and the fix."""
         try:
             return self._retry(once)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(
-                f"could not {verb} the run history {self.path} ({exc}); reopen it (RunHistory()) to check the file"
-            ) from exc
+            if not self._recover():
+                raise self._failure(verb, exc) from exc
+        try:
+            return self._retry(once)
+        except sqlite3.DatabaseError as exc:
+            raise self._failure(verb, exc) from exc
+
+    def _failure(self, verb: str, exc: BaseException) -> HistoryError:
+        return HistoryError(
+            f"could not {verb} the run history {self.path} ({exc})",
+            "close other programs that use this file and try again; if it keeps failing, move the file away "
+            "(a new history is started) or set SIPP_DATA_HOME to another folder",
+        )
+
+    def _recover(self) -> bool:
+        """After a failed call: if the file itself is at fault, set it aside and start a fresh one.
+        False when the file looks sound (the error was something else, e.g. a lock held too long)."""
+        with self._lock:
+            problem = self._check_file()
+            if problem is not None:
+                self._set_aside(problem)
+            elif self._has_runs_table() is not False:
+                return False  # the file is sound (or busy): the error was something else
+            else:  # deleted or emptied while in use: nothing to set aside, but say so
+                self.recovered_from = None
+                self.recovery_message = (
+                    f"the run history {self.path} was deleted or emptied while in use; "
+                    "a new, empty history was started there"
+                )
+                warnings.warn(self.recovery_message, RuntimeWarning, stacklevel=5)
+            self._retry(self._init_schema)
+            return True
+
+    def _has_runs_table(self) -> bool | None:
+        """Whether the file holds the runs table; None when that cannot be told now (e.g. it is locked)."""
+        try:
+            con = self._connect()
+            try:
+                row = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return None
+        return row is not None
 
     # -- public API ------------------------------------------------------------------------------------
 
@@ -460,10 +543,15 @@ class RunHistory:
 
     def get(self, run_id: int) -> RunRecord:
         """The run with this id. Raises KeyError when there is none (e.g. it was deleted)."""
-        rows = self._read("SELECT * FROM runs WHERE id = ?", (int(run_id),))
+        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (int(run_id),))
         if not rows:
             raise KeyError(f"no run with id {run_id} in {self.path}")
-        return self._record(rows[0])
+        good, damaged = self._records(rows)
+        if damaged:
+            moved = self._set_aside_rows(damaged)
+            raise KeyError(f"run {run_id} in {self.path} is damaged ({damaged[0][1]})"
+                           + ("; it was moved to the table damaged_runs" if moved else ""))
+        return good[0]
 
     def list(
         self,
@@ -504,12 +592,24 @@ class RunHistory:
         if text is not None:
             where.append("(settings LIKE ? OR IFNULL(label, '') LIKE ?)")
             params += [f"%{text}%", f"%{text}%"]
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [self._record(r) for r in self._read(sql, tuple(params))]
+        good, damaged = self._records(self._read(sql, tuple(params)))
+        found = []
+        for _ in range(100):  # each pass moves at least one row out of the table; bounded all the same
+            if not damaged:
+                break
+            found += damaged
+            if not self._set_aside_rows(damaged, warn=False) or limit is None:
+                break
+            # The damaged rows left the table: read again so a limited listing is still full.
+            good, damaged = self._records(self._read(sql, tuple(params)))
+        if found:
+            self._warn_damaged(found)
+        return good
 
     def frame(self, kind: str | None = None, **filters):
         """``list(...)`` as a pandas DataFrame, one flat row per run (see RunRecord.summary)."""
@@ -556,14 +656,68 @@ class RunHistory:
         df.insert(0, "differs", differs.loc[order].values)
         return df
 
+    def damaged_count(self) -> int:
+        """How many damaged runs the table damaged_runs holds (set aside by any session, ever)."""
+        return int(self._read("SELECT COUNT(*) FROM damaged_runs")[0][0])
+
     @staticmethod
     def _record(row: tuple) -> RunRecord:
+        """A row as a RunRecord; ValueError or TypeError when it is damaged."""
         rid, kind, created, label, model, dataset, method, settings, results, timings, versions = row
-        return RunRecord(
-            id=int(rid), kind=kind, created=float(created), label=label, model=model, dataset=dataset,
-            method=method, settings=json.loads(settings), results=json.loads(results),
-            timings=json.loads(timings), versions=json.loads(versions),
-        )
+        parts = {}
+        for name, text in (("settings", settings), ("results", results), ("timings", timings),
+                           ("versions", versions)):
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError(f"its {name} are not a JSON object")
+            parts[name] = value
+        if not isinstance(kind, str):
+            raise ValueError("it has no kind")
+        return RunRecord(id=int(rid), kind=kind, created=float(created), label=label, model=model, dataset=dataset,
+                         method=method, **parts)
+
+    def _records(self, rows) -> tuple[list[RunRecord], list[tuple[int, str]]]:
+        """(the readable runs, [(id, what is wrong)] for the damaged ones)."""
+        good, damaged = [], []
+        for row in rows:
+            try:
+                good.append(self._record(row))
+            except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+                damaged.append((row[0], f"{type(exc).__name__}: {exc}"))
+        return good, damaged
+
+    def _set_aside_rows(self, damaged: list[tuple[int, str]], *, warn: bool = True) -> bool:
+        """Move damaged rows to the table damaged_runs (kept, not deleted), record and report them.
+        True when they were moved; False when the move failed (they are then only skipped)."""
+        def once():
+            con = self._connect()
+            try:
+                with _transaction(con):
+                    for rid, why in damaged:
+                        con.execute(f"INSERT OR REPLACE INTO damaged_runs({_RUN_COLUMNS}, reason, moved) "
+                                    f"SELECT {_RUN_COLUMNS}, ?, ? FROM runs WHERE id = ?", (why, time.time(), rid))
+                        con.execute("DELETE FROM runs WHERE id = ?", (rid,))
+            finally:
+                con.close()
+
+        try:
+            self._retry(once)
+            moved, where = True, f"moved to the table damaged_runs in {self.path} (kept, not deleted)"
+        except sqlite3.DatabaseError as exc:
+            moved, where = False, f"skipped (they could not be moved to the table damaged_runs: {exc})"
+        with self._lock:
+            self.damaged_ids = sorted(set(self.damaged_ids) | {int(rid) for rid, _ in damaged})
+            ids = ", ".join(f"#{i}" for i in self.damaged_ids)
+            self.damaged_message = (
+                f"{len(self.damaged_ids)} damaged run(s) ({ids}) in the run history could not be read and were "
+                f"{where}; the other runs are unaffected"
+            )
+        if warn:
+            self._warn_damaged(damaged)
+        return moved
+
+    def _warn_damaged(self, damaged: list[tuple[int, str]]) -> None:
+        warnings.warn(f"{self.damaged_message} (first problem: {damaged[0][1]})", RuntimeWarning, stacklevel=4)
 
     def __repr__(self) -> str:
         return f"RunHistory({str(self.path)!r})"

@@ -551,7 +551,7 @@ def train_isolated(
     (masked, before training), accuracy (after training), accuracy_curve, loss_curve, layer_density,
     pruned_weights_zero, seconds.
     """
-    from .checkpoints import cache_dir, checkpoint_name, load_trained, save_checkpoint
+    from .checkpoints import cache_dir, checkpoint_name, cache_checkpoint, load_trained
     from .data import load_dataset
     from .models import build_model
     from .pruning import validate_arguments
@@ -615,10 +615,10 @@ def train_isolated(
             dense_acc = accuracy(net, record.x_test, record.y_test)
             theta_rewind = log.snapshots[rewind_epoch]
             if not opts and lr == DEFAULT_LR and batch_size == 64:  # exactly train_model's recipe: cache it
-                save_checkpoint(cache_dir() / checkpoint_name(model_name, dataset, epochs, seed), net,
-                                name=model_name, dataset=dataset, epochs=epochs, seed=seed,
-                                input_shape=record.input_shape, num_classes=record.num_classes,
-                                test_accuracy=dense_acc)
+                cache_checkpoint(cache_dir() / checkpoint_name(model_name, dataset, epochs, seed), net,
+                                 name=model_name, dataset=dataset, epochs=epochs, seed=seed,
+                                 input_shape=record.input_shape, num_classes=record.num_classes,
+                                 test_accuracy=dense_acc)  # a read-only cache warns; the run goes on
     settings = dict(model=model_name, dataset=dataset, method=method, keep_ratio=keep_ratio, epochs=epochs,
                     rewind_epoch=rewind_epoch, prune_at=prune_at, random_scope=random_scope, lr=lr,
                     batch_size=batch_size, seed=seed, delta=delta, model_options=opts)

@@ -41,7 +41,8 @@ def test_corrupted_file_is_set_aside_and_rebuilt(cache):
     with pytest.warns(RuntimeWarning, match="rejected"):
         got = _tiny()
     assert got.source == "trained"
-    assert path.with_suffix(".pt.corrupt").exists()  # kept for inspection, not deleted
+    # kept for inspection, not deleted; time-stamped so a later corruption cannot overwrite it
+    assert len(list(path.parent.glob(path.name + ".*.corrupt"))) == 1
     assert read_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1) >= 0
 
 

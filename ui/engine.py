@@ -157,11 +157,11 @@ def resolve_device(choice: str) -> tuple[str, str]:
 
 def checkpoint_status(model: str, dataset: str) -> str:
     """'shipped', 'cache' or 'missing' for the checkpoint prepare() would load (seed 0, default epochs)."""
-    from sipp_core.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
+    from sipp_core.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name, shipped_problem
     from sipp_core.train import DEFAULT_EPOCHS
 
     name = checkpoint_name(model, dataset, int(DEFAULT_EPOCHS.get(model, 30)), 0)
-    if (ASSETS_DIR / name).exists():
+    if (ASSETS_DIR / name).exists() and shipped_problem(ASSETS_DIR / name) is None:  # a tampered file is refused
         return "shipped"
     if (cache_dir() / name).exists():
         return "cache"

@@ -2,8 +2,10 @@
 
 The database is sipp_core.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
 ``~/.local/share/sipp-studio/runs.sqlite``): one object per path per process (it opens a fresh SQLite
-connection per call, so sessions share it safely). A damaged file is set aside by the engine, never
-deleted; this page shows its message. Saving never breaks a page: a failure becomes a short warning.
+connection per call, so sessions share it safely). A damaged file (found on open, or while the app
+runs) is set aside by the engine, never deleted, and a fresh file started; damaged single runs are
+moved to the table ``damaged_runs``. This page shows what was set aside and where, after listing (a
+listing is what finds the damage). Saving never breaks a page: a failure becomes a short warning.
 
 Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
 on every rerun; sweeps and retraining runs are saved by their background job when they finish (a
@@ -18,6 +20,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
+from sipp_core.errors import SippError, fix_of
 from ui import engine
 from ui.tables import as_float
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
@@ -56,7 +59,9 @@ def history(reopen: bool = False):
             _open.clear()
         return _open(path)
     except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
-        st.session_state["_history_error"] = f"{type(exc).__name__}: {exc}"
+        st.session_state["_history_error"] = (exc.problem if isinstance(exc, SippError)
+                                              else f"{type(exc).__name__}: {exc}")
+        st.session_state["_history_fix"] = fix_of(exc)
         return None
 
 
@@ -282,23 +287,36 @@ def render() -> None:
         st.switch_page("pages/prune.py", query_params={})
     hist = history()
     if hist is None:
-        st.error(f"The run history could not be opened ({st.session_state.get('_history_error')}). Fix: check that "
-                 "the data folder is writable, or set SIPP_DATA_HOME to a writable folder and restart the app.",
+        fix = st.session_state.get("_history_fix") or ("check that the data folder is writable, or set "
+                                                       "SIPP_DATA_HOME to a writable folder and restart the app")
+        st.error(f"The run history could not be opened ({st.session_state.get('_history_error')}). Fix: {fix}.",
                  icon=":material/error:")
         st.stop()
-    st.caption(f"Every prune, sweep and retraining run is saved to `{hist.path}` (SQLite; survives restarts; "
-               "several app sessions can write at once). Set SIPP_DATA_HOME to keep it elsewhere.")
-    if hist.recovery_message:
-        st.warning(f"The run history was damaged: {hist.recovery_message}. Nothing was deleted: the old file is "
-                   f"kept at `{hist.recovered_from}` for inspection.", icon=":material/warning:")
     try:
         records = _safe(hist.list, limit=LIST_LIMIT)
     except Exception as exc:  # noqa: BLE001
-        st.error(f"The run history could not be read: {exc}. Fix: reload the page; a damaged file is set aside "
-                 "automatically when the history is reopened.", icon=":material/error:")
+        fix = fix_of(exc) or ("set SIPP_DATA_HOME to a writable folder and restart the app; a damaged file is "
+                              "set aside automatically when the history is reopened")
+        problem = exc.problem if isinstance(exc, SippError) else str(exc)
+        st.error(f"The run history could not be read: {problem}. Fix: {fix}.", icon=":material/error:")
         st.stop()
+    # Listing is what finds a file damaged while the app ran (and _safe may have reopened it):
+    # report from the history now in use, so damage is never shown as an empty history.
+    hist = history() or hist
+    st.caption(f"Every prune, sweep and retraining run is saved to `{hist.path}` (SQLite; survives restarts; "
+               "several app sessions can write at once). Set SIPP_DATA_HOME to keep it elsewhere.")
+    if hist.recovery_message:
+        kept = (f" Nothing was deleted: the old file is kept at `{hist.recovered_from}` for inspection."
+                if hist.recovered_from is not None else "")
+        st.warning(f"The run history was damaged: {hist.recovery_message}.{kept} New runs are saved to a fresh "
+                   f"history file at `{hist.path}`.", icon=":material/warning:")
+    if hist.damaged_message:
+        st.warning(f"Some runs were damaged: {hist.damaged_message}. Fix: nothing to do; inspect them with "
+                   f"`sqlite3 {hist.path} 'SELECT * FROM damaged_runs'` if you need them.",
+                   icon=":material/warning:")
     if not records:
-        st.info("No runs yet. Prune on the Prune page, or run a sweep or retraining on the Trade-offs and "
+        st.info(("No runs in the fresh history yet. " if hist.recovery_message else "No runs yet. ")
+                + "Prune on the Prune page, or run a sweep or retraining on the Trade-offs and "
                 "Retraining pages; each run appears here.", icon=":material/history:")
         return
 
