@@ -1,13 +1,28 @@
-"""Command line: `python -m sipp_core {train,prune,sweep} ...` (see --help)."""
+"""Command line: `sipp {train,prune,sweep} ...` or `python -m sipp_core ...` (see --help).
+
+Every anticipated failure prints one message naming the problem and the fix,
+never a traceback: exit status 2 for bad arguments or input, 1 for a failure
+(an unreadable checkpoint, an offline data set, a full disk). SIPP_DEBUG=1
+shows the traceback as well, for reporting a bug.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
+
+from .errors import BadInput, SippError, StorageError
+
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 def _progress_printer(prefix: str):
     def show(fraction: float, message: str) -> None:
+        if fraction <= 0.0:  # an announcement (what starts now, how long it takes): keep it on its own line
+            print(f"{prefix}: {message}", file=sys.stderr, flush=True)
+            return
         bar = "#" * int(30 * fraction)
         print(f"\r{prefix} [{bar:<30}] {100 * fraction:5.1f}% {message[:60]:<60}", end="", file=sys.stderr, flush=True)
         if fraction >= 1.0:
@@ -51,7 +66,8 @@ def cmd_prune(args) -> int:
     # Validate before any expensive work so a typo answers at once.
     validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
     prepared = prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
-                       patch_reduction=args.patch_reduction, device=args.device)
+                       patch_reduction=args.patch_reduction, device=args.device,
+                       progress=None if args.quiet else _progress_printer("prepare"))
     report = evaluate_prune(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed, allocation=args.allocation)
     d = report.to_dict()
@@ -73,23 +89,55 @@ def cmd_prune(args) -> int:
     print(f"time: sensitivity {t['sensitivity'] * 1e3:.0f} ms, prune {t['prune'] * 1e3:.0f} ms, "
           f"evaluate {t['evaluate'] * 1e3:.0f} ms")
     if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(to_json(d))
+        write_text(args.json, to_json(d))
         print(f"report written to {args.json}")
     return 0
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a report; a full or read-only disk is a StorageError naming the file and the fix."""
+    try:
+        with open(path, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise StorageError(f"could not write {path} ({exc.strerror or exc})",
+                           "choose a writable folder with free space for the report") from exc
+
+
+def seed_arg(text: str) -> int:
+    """argparse type: an integer seed in 0..2**63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{SEED_MAX} (seeds are non-negative 64-bit integers)")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N; cuda only where a CUDA GPU is present."""
+    from .train import pick_device
+
+    try:
+        pick_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .planner import METHODS
 
-    p = argparse.ArgumentParser(prog="python -m sipp_core", description="SiPP Studio engine")
+    prog = "sipp" if os.path.basename(sys.argv[0]) == "sipp" else "python -m sipp_core"
+    p = argparse.ArgumentParser(prog=prog, description="SiPP Studio engine")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a zoo model and cache its checkpoint")
     t.add_argument("--model", required=True)
     t.add_argument("--dataset", default="mnist5k")
     t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--seed", type=seed_arg, default=0)
+    t.add_argument("--device", type=device_arg, default="auto", help="auto, cpu or cuda")
     t.add_argument("--out", help="checkpoint path (default: the checkpoint cache)")
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("prune", help="prune a trained model and print a per-layer table")
@@ -101,11 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--epsilon", type=float)
     q.add_argument("--delta", type=float, default=1e-16)
     q.add_argument("--sample-size", type=int, help="|S| (default: the formula of SPEC section 2.5)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=seed_arg, default=0)
     q.add_argument("--patch-reduction", default="max", choices=["max", "mean"])
     q.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
-    q.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    q.add_argument("--device", type=device_arg, default="cpu",
+                   help="where a model without a checkpoint is trained: auto, cpu or cuda (sensitivities, "
+                        "pruning and evaluation always run on the CPU, where their results are exact)")
     q.add_argument("--json", help="write the JSON report here")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=cmd_prune)
     from .sweeps import add_sweep_parser
 
@@ -113,16 +164,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one plain line (what was set aside, what was not cached), not Python's source lines."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
+def report_error(exc: BaseException) -> int:
+    """Print one message (problem, then fix) for an error; return the exit status."""
+    if isinstance(exc, SippError):
+        print(f"error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, (ValueError, TypeError)):  # the engine's argument checks name the argument and range
+        print(f"error: {exc}", file=sys.stderr)
+        return BadInput.exit_code
+    if isinstance(exc, MemoryError):
+        print("error: out of memory\nfix: choose a smaller model, data set or --sample-size", file=sys.stderr)
+        return 1
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: a file could not be read or written{where}: {exc.strerror or exc}\n"
+              "fix: check that the folder exists, is writable and has free space", file=sys.stderr)
+        return 1
+    print(f"error: unexpected {type(exc).__name__}: {exc}\n"
+          "fix: this is a bug; run again with SIPP_DEBUG=1 and report the traceback", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     from .runtime import configure_torch
 
     args = build_parser().parse_args(argv)
     configure_torch()  # small intra-op pool: measured 5-20x faster than 2 threads on a busy 2-core box
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except ValueError as exc:  # bad arguments or data: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one message, not a traceback (SIPP_DEBUG=1 shows it)
+        if os.environ.get("SIPP_DEBUG"):
+            raise
+        return report_error(exc)
 
 
 if __name__ == "__main__":

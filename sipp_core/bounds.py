@@ -360,7 +360,7 @@ def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:
         size = size.item()
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= int(size) <= n:
         raise ValueError(f"sample_size must be an integer from 1 to {n} (the pool holds {n} points); got {size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randperm(n, generator=gen)[: int(size)]

@@ -1,6 +1,7 @@
 """Training and evaluation of zoo models, seeded, with a progress callback."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Callable
@@ -69,6 +70,31 @@ def run_epoch(model, opt, sched, x, y, order, batch_size, device, *, after_step=
     return total, n, False
 
 
+def seconds_per_step(model: nn.Module, x, y, batch_size: int, device, lr: float = DEFAULT_LR) -> float:
+    """Median time of one training step, measured on a copy (the model and its RNG use are untouched)."""
+    probe = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    xb, yb = x[:batch_size].to(device), y[:batch_size].to(device)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(probe(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
+
+
+def format_duration(seconds: float) -> str:
+    """'40 s', '3.5 min', '1.2 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def train_model(
     model: nn.Module,
     record,
@@ -97,6 +123,10 @@ def train_model(
     x, y = record.x_train, record.y_train
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    if progress is not None:  # a long run announces itself with an estimate before it starts
+        est = seconds_per_step(model, x, y, batch_size, dev, lr) * steps_per_epoch * epochs
+        progress(0.0, f"training {epochs} epochs x {steps_per_epoch} steps on {dev.type}: about "
+                      f"{format_duration(est)} (timed from 3 steps)")
     start = time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)

@@ -1,0 +1,230 @@
+"""Fault cases of the command line and the library's public surface: one message, the right exit status.
+
+Exit status 2 for bad arguments or input, 1 for failures; stderr carries
+"error: <problem>" and, where there is one, "fix: <fix>"; never a traceback.
+Most cases call ``main()`` in this process (fast); a few run the real command.
+"""
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import sipp_core.checkpoints as ckpt
+from sipp_core.__main__ import main
+from sipp_core.bounds import draw_sample
+from sipp_core.data import load_dataset
+from sipp_core.models import build_model
+from sipp_core.train import train_model
+from faults import fault
+
+ROOT = Path(__file__).resolve().parents[1]
+MOONS = ["--model", "mlp", "--dataset", "moons"]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """main(argv) as the shell would see it: the exit status (argparse's SystemExit included), stdout, stderr."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@fault("prune --seed 99999999999999999999999", surface="command line", outcome="clear error")
+def test_overflowing_seed_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--seed", "9" * 23)
+    assert code == 2 and "--seed" in err and "0.." in err and "Overflow" not in err
+
+
+@fault("prune --seed -5", surface="command line", outcome="clear error")
+def test_negative_seed_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--seed", "-5")
+    assert code == 2 and "--seed" in err
+
+
+@fault("draw_sample(seed=-5)", surface="library", outcome="clear error")
+def test_draw_sample_refuses_a_negative_seed():
+    with pytest.raises(ValueError, match="seed"):
+        draw_sample(100, 10, seed=-5)
+    with pytest.raises(ValueError, match="seed"):
+        draw_sample(100, 10, seed=2**64)
+    assert torch.equal(draw_sample(100, 10, seed=2**63 - 1), draw_sample(100, 10, seed=2**63 - 1))
+
+
+@fault("prune --device tpu", surface="command line", outcome="clear error")
+def test_unknown_device_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--device", "tpu")
+    assert code == 2 and "--device" in err and "'tpu'" in err
+
+
+@fault("prune --device cuda without a GPU", surface="command line", outcome="clear error")
+def test_cuda_without_gpu_is_refused(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: --device cuda is honoured for training")
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--device", "cuda")
+    assert code == 2 and "no CUDA GPU" in err
+
+
+@fault("prune on an offline torchvision data set", surface="command line", outcome="clear error")
+def test_offline_dataset_is_one_message(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIPP_DATA_DIR", str(tmp_path / "empty"))
+    code, _, err = run_cli(capsys, "prune", "--model", "lenet300", "--dataset", "mnist", "--keep-ratio", "0.5")
+    assert code == 1
+    assert err.startswith("error: ") and "\nfix: " in err and "mnist5k" in err
+
+
+@fault("sweep on an offline torchvision data set", surface="command line", outcome="clear error")
+def test_offline_dataset_sweep_is_one_message(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIPP_DATA_DIR", str(tmp_path / "empty"))
+    code, _, err = run_cli(capsys, "sweep", "--model", "lenet300", "--dataset", "fashion-mnist", "--quiet")
+    assert code == 1 and "fix: " in err
+
+
+@fault("prune with a tampered shipped checkpoint", surface="command line", outcome="recovered")
+def test_tampered_shipped_checkpoint_is_refused_and_rebuilt(capsys, monkeypatch, tmp_path, tiny_moons_env):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    name = ckpt.checkpoint_name("mlp", "moons", 60, 0)
+    (assets / name).write_bytes((tiny_moons_env / "checkpoints" / name).read_bytes())
+    ckpt.write_manifest(assets)
+    raw = bytearray((assets / name).read_bytes())
+    raw[-100] ^= 0x01  # one flipped bit inside the tensor data
+    (assets / name).write_bytes(bytes(raw))
+    monkeypatch.setattr(ckpt, "ASSETS_DIR", assets)
+    code, out, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--quiet")
+    assert code == 0 and "warning: " in err and name in err and "git checkout" in err
+    assert "accuracy" in out
+
+
+@fault("prune with a read-only checkpoint cache", surface="command line", outcome="recovered")
+def test_read_only_cache_prunes_and_warns(capsys, monkeypatch, tmp_path):
+    # root ignores chmod, so the read-only folder is simulated where the file would be written
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(tmp_path / "ro"))
+    monkeypatch.setattr(ckpt, "DEFAULT_EPOCHS", {**ckpt.DEFAULT_EPOCHS, "mlp": 1})
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", refuse)
+    code, out, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--quiet")
+    assert code == 0, err
+    assert "was not saved to the checkpoint cache" in err and "SIPP_CACHE_DIR" in err
+    assert "accuracy" in out
+
+
+@fault("prune --json into a read-only folder", surface="command line", outcome="clear error")
+def test_unwritable_report_is_one_message(capsys, tiny_moons_env, tmp_path):
+    target = tmp_path / "no-such-folder" / "report.json"
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--quiet", "--json", str(target))
+    assert code == 1 and "could not write" in err and "fix: " in err
+
+
+@fault("prune --keep-ratio 0", surface="command line", outcome="clear error")
+def test_zero_keep_ratio_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0")
+    assert code == 2 and "keep_ratio" in err
+
+
+@fault("prune --epsilon 0", surface="command line", outcome="clear error")
+def test_zero_epsilon_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--epsilon", "0")
+    assert code == 2 and "epsilon" in err
+
+
+@fault("prune --method magic", surface="command line", outcome="clear error")
+def test_unknown_method_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--method", "magic", "--keep-ratio", "0.5")
+    assert code == 2 and "magic" in err
+
+
+@fault("prune --sample-size larger than the S-pool", surface="command line", outcome="clear error")
+def test_sample_size_beyond_pool_is_refused(capsys, tiny_moons_env):
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--sample-size", "100000", "--quiet")
+    assert code == 2 and "sample_size" in err
+
+
+@fault("prune a model that does not fit the data", surface="command line", outcome="clear error")
+def test_model_that_does_not_fit_is_refused(capsys):
+    code, _, err = run_cli(capsys, "prune", "--model", "resnet20", "--dataset", "moons", "--keep-ratio", "0.5")
+    assert code == 2 and "Models that fit this data set" in err
+
+
+@fault("sweep --ratios 2:1:x", surface="command line", outcome="clear error")
+def test_bad_ratio_grid_is_refused(capsys):
+    code, _, err = run_cli(capsys, "sweep", *MOONS, "--ratios", "2:1:x", "--quiet")
+    assert code == 2 and "error: " in err
+
+
+@fault("an unexpected error inside a command", surface="command line", outcome="clear error")
+def test_unexpected_error_is_one_line_with_how_to_report(capsys, monkeypatch):
+    import sipp_core.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(pipeline, "prepare", broken)
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5")
+    assert code == 1 and "something inside broke" in err and "SIPP_DEBUG=1" in err
+
+
+@fault("prune announces a long training run first", surface="command line", outcome="recovered")
+def test_training_is_announced_with_an_estimate(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ckpt, "DEFAULT_EPOCHS", {**ckpt.DEFAULT_EPOCHS, "mlp": 2})
+    code, out, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5")
+    assert code == 0
+    first = err.splitlines()[0]
+    assert first.startswith("prepare: training 2 epochs x ") and "about " in first and "timed from 3 steps" in first
+
+
+def test_the_estimate_does_not_change_training():
+    rec = load_dataset("moons")
+    a, acc_a = train_model(build_model("mlp", rec.input_shape, rec.num_classes, seed=0), rec, epochs=1, device="cpu")
+    seen = []
+    b, acc_b = train_model(build_model("mlp", rec.input_shape, rec.num_classes, seed=0), rec, epochs=1, device="cpu",
+                           progress=lambda f, m: seen.append(m))
+    assert "about" in seen[0] and acc_a == acc_b
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+@fault("SIPP_CONV_BOUNDS=fast", surface="command line", outcome="clear error")
+def test_bad_bounds_setting_is_refused(capsys, monkeypatch, tiny_moons_env):
+    import sipp_core.sensitivity as sens
+
+    monkeypatch.setattr(sens, "_BF16_CPU", None)
+    monkeypatch.setenv(sens.BOUNDS_ENV, "fast")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3))
+    with pytest.raises(ValueError, match="SIPP_CONV_BOUNDS"):
+        sens.compute_sensitivities(model, torch.randn(64, 3, 40, 40).relu())
+    monkeypatch.setattr(sens, "_BF16_CPU", None)
+
+
+@fault("public names after importing submodules first", surface="library", outcome="recovered")
+def test_public_names_do_not_depend_on_import_order():
+    code = ("from sipp_core.pipeline import prepare\nimport sipp_core.retrain\n"
+            "from sipp_core import prune, sweep, smp, nonsmoothness, load_model\n"
+            "import inspect\n"
+            "assert all(inspect.isfunction(f) for f in (prune, sweep, smp, nonsmoothness, load_model)), "
+            "[type(f) for f in (prune, sweep, smp, nonsmoothness, load_model)]\n"
+            "import sipp_core\nassert inspect.isfunction(sipp_core.prune) and inspect.isfunction(sipp_core.sweep)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@fault("the real command: bad argument and offline data", surface="command line", outcome="clear error")
+def test_real_command_exit_statuses(tmp_path):
+    env = {"SIPP_DATA_DIR": str(tmp_path / "empty"), "PATH": str(Path(sys.executable).parent)}
+    bad = subprocess.run([sys.executable, "-m", "sipp_core", "prune", *MOONS, "--keep-ratio", "0.5", "--seed", "x"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    offline = subprocess.run([sys.executable, "-m", "sipp_core", "prune", "--model", "lenet300", "--dataset", "mnist",
+                              "--keep-ratio", "0.5"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert offline.returncode == 1 and "Traceback" not in offline.stderr and "fix: " in offline.stderr
