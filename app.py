@@ -9,10 +9,10 @@ from ui.runtime import app_icon, configure_torch
 st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide")
 
 from ui.nav import build_navigation, run_page  # noqa: E402
-from ui.sidebar import render_sidebar  # noqa: E402
+from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
 
 configure_torch()
 
 page = build_navigation()
-render_sidebar()
+show_link_problems(render_sidebar())
 run_page(page)

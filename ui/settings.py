@@ -111,3 +111,66 @@ def check_settings(s: Settings) -> list[str]:
     if s.c_prime < 1:
         problems.append("C' must be at least 1. Fix: set C' to 3 (the authors' value) or more.")
     return problems
+
+
+# --------------------------------------------------------------------------- links
+# What each URL parameter of the sidebar may hold. A link with anything else would be
+# silently reset by the widget; url_problems names each such value so the page can say so.
+def _choice(options):
+    return ("choice", tuple(str(o) for o in options))
+
+
+def _number(lo, hi, integer=False):
+    return ("int" if integer else "float", lo, hi)
+
+
+def _log_choice(options):
+    return ("log", tuple(float(o) for o in options))
+
+
+def sidebar_url_spec(models, datasets, methods) -> dict:
+    """{query parameter: what it may hold} for the shared sidebar's widgets."""
+    return {
+        "model": _choice(models), "data": _choice(datasets), "method": _choice(methods), "mode": _choice(MODES),
+        "keep": _number(0.005, 1.0), "eps": _log_choice(EPS_OPTIONS), "delta": _log_choice(DELTA_OPTIONS),
+        "s_auto": ("bool",), "s": _number(1, 100_000, integer=True), "seed": _number(0, 2**31 - 1, integer=True),
+        "patch": _choice(PATCH_REDUCTIONS), "device": _choice(DEVICES), "alloc": _choice(ALLOCATIONS),
+        "cprime": _number(1.0, 100.0),
+    }
+
+
+def _why_not(raw: str, rule) -> str | None:
+    """None if raw fits rule, else the reason in words."""
+    kind = rule[0]
+    if kind == "choice":
+        return None if raw in rule[1] else "it is not one of " + ", ".join(rule[1])
+    if kind == "bool":
+        return None if raw.lower() in ("true", "false") else "it must be true or false"
+    try:
+        value = float(raw)
+    except ValueError:
+        return "it is not a number"
+    if math.isnan(value):
+        return "it is not a number"
+    if kind == "log":
+        near = any(math.isclose(value, o, rel_tol=1e-9) for o in rule[1])
+        return None if near else f"it is not one of the slider's values ({fmt_num(rule[1][0])} to {fmt_num(rule[1][-1])}: 1, 2, 5 per decade)"
+    _, lo, hi = rule
+    if kind == "int" and value != int(value):
+        return "it must be a whole number"
+    return None if lo <= value <= hi else f"it is outside {fmt_num(lo)} to {fmt_num(hi)}"
+
+
+def url_problems(params, spec: dict) -> list[str]:
+    """One sentence per URL parameter whose value a widget would not accept (and would replace)."""
+    out = []
+    for key, rule in spec.items():
+        if key not in params:
+            continue
+        values = params.get_all(key) if hasattr(params, "get_all") else [params[key]]
+        raw = str(values[-1]) if values else ""
+        reason = _why_not(raw.strip(), rule)
+        if reason:
+            out.append(f"The link's value {key}={raw!r} was ignored because {reason}; the sidebar shows its "
+                       f"default instead. Fix: choose {key} in the sidebar, or correct the link.")
+    return out

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui import engine
 from ui.settings import (ALLOCATION_LABELS, ALLOCATIONS, DELTA_OPTIONS, DEVICES, EPS_OPTIONS, METHOD_LABELS, MODES,
-                         PATCH_LABELS, PATCH_REDUCTIONS, Settings, fmt_num)
+                         PATCH_LABELS, PATCH_REDUCTIONS, Settings, fmt_num, sidebar_url_spec, url_problems)
 
 BIND = dict(bind="query-params", persist_state="session")
 DEFAULTS = Settings()
@@ -36,11 +36,29 @@ def _datasets() -> tuple[list[str], dict]:
     return list(DATASETS), dict(DATASETS)
 
 
+def warn_about_link(spec: dict) -> None:
+    """Once per session, before the widgets read the URL: name every link value they would reset."""
+    if st.session_state.get("_link_checked"):
+        return
+    st.session_state["_link_checked"] = True
+    st.session_state["_link_problems"] = url_problems(st.query_params, spec)
+
+
+def show_link_problems(settings: Settings) -> None:
+    """The link's rejected values, on the page the link opened, until the user changes a setting."""
+    first = st.session_state.setdefault("_link_settings", settings)
+    if settings != first:
+        st.session_state["_link_problems"] = []
+    for text in st.session_state.get("_link_problems", []):
+        st.warning(text, icon=":material/link_off:")
+
+
 def render_sidebar() -> Settings:
     """Draw the settings widgets and return the current Settings (also kept in session_state)."""
     models, model_desc = _models()
     datasets, data_desc = _datasets()
     methods = _methods()
+    warn_about_link(sidebar_url_spec(models, datasets, methods))
     sb = st.sidebar
     with sb:
         st.markdown("### Network")

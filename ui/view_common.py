@@ -10,6 +10,8 @@ import traceback
 
 import streamlit as st
 
+from sipp_core.errors import CheckpointError, SippError
+from sipp_core.models import ModelDataMismatch
 from ui import engine
 from ui.settings import METHOD_LABELS, Settings, check_settings, fmt_num
 from ui.sidebar import current_settings
@@ -19,11 +21,11 @@ def friendly(exc: BaseException) -> str:
     """One message with a fix for an engine error (no traceback)."""
     name = type(exc).__name__
     msg = str(exc).strip() or name
-    if name == "ModelDataMismatch":
+    if isinstance(exc, SippError) and exc.fix:  # the engine named the problem and the fix itself
+        return f"{exc.problem}. Fix: {exc.fix}"
+    if isinstance(exc, ModelDataMismatch):
         return f"{msg}. Fix: pick one of those models in the sidebar, or another data set."
-    if name == "DatasetUnavailableError":
-        return f"{msg}"
-    if name == "CheckpointError":
+    if isinstance(exc, CheckpointError):
         return f"A checkpoint could not be used: {msg}. Fix: delete that file; it is rebuilt on the next run."
     if "sample_size" in msg or "|S|" in msg:
         return f"{msg}. Fix: switch '|S| from the formula' on, or choose a smaller |S|."
