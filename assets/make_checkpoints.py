@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sipp_core.checkpoints import ASSETS_DIR, checkpoint_name, save_checkpoint, write_manifest  # noqa: E402
-from sipp_core.data import load_dataset  # noqa: E402
-from sipp_core.models import build_model  # noqa: E402
-from sipp_core.train import DEFAULT_EPOCHS, train_model  # noqa: E402
+from sipp_core.io.checkpoints import ASSETS_DIR, checkpoint_name, save_checkpoint, write_manifest  # noqa: E402
+from sipp_core.io.data import load_dataset  # noqa: E402
+from sipp_core.zoo.models import build_model  # noqa: E402
+from sipp_core.zoo.train import DEFAULT_EPOCHS, train_model  # noqa: E402
 
 SHIPPED = [("lenet300", "mnist5k"), ("lenet5", "mnist5k")]
 

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from sipp_core.measure import end_to_end  # noqa: E402
+from sipp_core.plan.measure import end_to_end  # noqa: E402
 from sipp_core.pipeline import evaluate_prune, prepare  # noqa: E402
-from sipp_core.pruning import prune  # noqa: E402
+from sipp_core.plan.pruning import prune  # noqa: E402
 from sipp_core.runtime import configure_torch  # noqa: E402
 
 CASES = [

@@ -1,4 +1,4 @@
-"""Benchmark: empirical sensitivities (sipp_core.sensitivity) against the authors' loop.
+"""Benchmark: empirical sensitivities (sipp_core.sensitivity.core) against the authors' loop.
 
     .venv/bin/python benchmarks/bench_sensitivity.py                 # CPU, both jobs
     .venv/bin/python benchmarks/bench_sensitivity.py --device cuda   # on a GPU
@@ -39,9 +39,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sipp_core.bounds import draw_sample, sample_size  # noqa: E402
+from sipp_core.plan.bounds import draw_sample, sample_size  # noqa: E402
 from sipp_core.runtime import configure_allocator  # noqa: E402
-from sipp_core.sensitivity import compute_sensitivities  # noqa: E402
+from sipp_core.sensitivity.core import compute_sensitivities  # noqa: E402
 
 from sens_reference import authors_loop, lean_loop  # noqa: E402
 
@@ -50,13 +50,13 @@ from sens_reference import authors_loop, lean_loop  # noqa: E402
 
 def lenet300() -> nn.Module:
     try:
-        from sipp_core.checkpoints import load_model  # type: ignore
+        from sipp_core.io.checkpoints import load_model  # type: ignore
 
         return load_model("lenet300", "mnist5k")
     except Exception:  # noqa: BLE001 - fall back to a freshly initialised network
         pass
     try:
-        from sipp_core.models import build_model
+        from sipp_core.zoo.models import build_model
 
         return build_model("lenet300", (1, 28, 28), 10, seed=0)
     except Exception:  # noqa: BLE001
@@ -107,7 +107,7 @@ class _ResNet20(nn.Module):
 
 def resnet20() -> nn.Module:
     try:
-        from sipp_core.models import build_model
+        from sipp_core.zoo.models import build_model
 
         return build_model("resnet20", (3, 32, 32), 10, seed=0)
     except Exception:  # noqa: BLE001

@@ -24,7 +24,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sipp_core.smoothness import compare, make_paths  # noqa: E402
+from sipp_core.smoothness.core import compare, make_paths  # noqa: E402
 
 
 def lenet300(num_classes=10):
@@ -41,11 +41,11 @@ def lenet5(num_classes=10):
 
 
 def build(name: str) -> tuple[nn.Module, str]:
-    """The zoo's model if sipp_core.models is there, else the local definition."""
+    """The zoo's model if sipp_core.zoo.models is there, else the local definition."""
     try:
-        from sipp_core.models import build_model
+        from sipp_core.zoo.models import build_model
 
-        return build_model(name, (1, 28, 28), 10, seed=0), "sipp_core.models"
+        return build_model(name, (1, 28, 28), 10, seed=0), "sipp_core.zoo.models"
     except Exception:  # noqa: BLE001 - zoo not ready: fall back
         torch.manual_seed(0)
         return {"lenet300": lenet300, "lenet5": lenet5}[name](), "local definition"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sipp_core.sweeps import DEFAULT_METHODS, format_table, geometric_ratios, sweep  # noqa: E402
+from sipp_core.jobs.sweeps import DEFAULT_METHODS, format_table, geometric_ratios, sweep  # noqa: E402
 
 TARGET_S = 60.0
 
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ratios = geometric_ratios(0.5, 0.01, args.count)
     methods = args.methods.split(",")
     # Warm-up outside the timed region: imports and the data set load once per process in the app too.
-    from sipp_core.checkpoints import load_trained
+    from sipp_core.io.checkpoints import load_trained
 
     load_trained(args.model, args.dataset)
     wall0, cpu0 = time.perf_counter(), time.process_time()

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as Fnn
 from torch import nn
 
-from sipp_core.layers import prunable_layers, weight_matrix
-from sipp_core.sensitivity import EPS
+from sipp_core.zoo.layers import prunable_layers, weight_matrix
+from sipp_core.sensitivity.core import EPS
 
 __all__ = ["authors_loop", "lean_loop"]
 

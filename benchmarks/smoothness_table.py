@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sipp_core.pipeline import evaluate_prune, prepare  # noqa: E402
 from sipp_core.runtime import configure_torch  # noqa: E402
-from sipp_core.smoothness import compare, make_paths  # noqa: E402
+from sipp_core.smoothness.core import compare, make_paths  # noqa: E402
 
 
 def main() -> None:

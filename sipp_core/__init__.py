@@ -13,21 +13,21 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _NAMES = {
-    "load_dataset": "data", "DataRecord": "data", "DATASETS": "data", "load_npz_dataset": "data",
-    "build_model": "models", "MODELS": "models", "compatible_models": "models",
-    "load_model": "checkpoints", "load_trained": "checkpoints",
-    "train_model": "train", "accuracy": "train", "predict": "train",
-    "compute_sensitivities": "sensitivity",
-    "sample_size": "bounds", "draw_sample": "bounds", "eps_rand": "bounds", "m_for_eps": "bounds",
-    "prune": "pruning", "PruneResult": "pruning",
-    "make_plan": "planner", "METHODS": "planner",
-    "measure_layer_errors": "measure", "end_to_end": "measure",
+    "load_dataset": "io.data", "DataRecord": "io.data", "DATASETS": "io.data", "load_npz_dataset": "io.data",
+    "build_model": "zoo.models", "MODELS": "zoo.models", "compatible_models": "zoo.models",
+    "load_model": "io.checkpoints", "load_trained": "io.checkpoints",
+    "train_model": "zoo.train", "accuracy": "zoo.train", "predict": "zoo.train",
+    "compute_sensitivities": "sensitivity.core",
+    "sample_size": "plan.bounds", "draw_sample": "plan.bounds", "eps_rand": "plan.bounds", "m_for_eps": "plan.bounds",
+    "prune": "plan.pruning", "PruneResult": "plan.pruning",
+    "make_plan": "plan.planner", "METHODS": "plan.planner",
+    "measure_layer_errors": "plan.measure", "end_to_end": "plan.measure",
     "prepare": "pipeline", "prepare_trained": "pipeline", "evaluate_prune": "pipeline",
-    "smp": "smoothness", "nonsmoothness": "smoothness", "make_paths": "smoothness", "compare": "smoothness",
-    "segment_paths": "smoothness", "Paths": "smoothness", "Nonsmoothness": "smoothness", "jacobian_norms": "smoothness",
-    "sweep": "sweeps", "prune_potential": "sweeps", "prune_retrain": "retrain", "train_isolated": "retrain",
-    "RunHistory": "history",
-    "layer_infos": "layers", "prunable_layers": "layers", "dense_layers": "layers",
+    "smp": "smoothness.core", "nonsmoothness": "smoothness.core", "make_paths": "smoothness.core", "compare": "smoothness.core",
+    "segment_paths": "smoothness.core", "Paths": "smoothness.core", "Nonsmoothness": "smoothness.core", "jacobian_norms": "smoothness.core",
+    "sweep": "jobs.sweeps", "prune_potential": "jobs.sweeps", "prune_retrain": "jobs.retrain", "train_isolated": "jobs.retrain",
+    "RunHistory": "jobs.history",
+    "layer_infos": "zoo.layers", "prunable_layers": "zoo.layers", "dense_layers": "zoo.layers",
 }
 
 __all__ = sorted(_NAMES)

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .bounds import draw_sample, sample_size as sample_size_formula
-from .checkpoints import TrainedModel, load_trained
-from .data import DataRecord, load_dataset
-from .layers import LayerInfo, layer_infos
-from .measure import EndToEnd, LayerError, end_to_end, measure_layer_errors
-from .pruning import PruneResult, prune
-from .sensitivity import compute_sensitivities
-from .train import predict
-
-DELTA_S = 1e-16  # failure probability behind the |S| formula (the authors' value)
+from .io.checkpoints import TrainedModel, load_trained
+from .io.data import DataRecord, load_dataset
+from .options import DELTA_S
+from .plan.bounds import draw_sample
+from .plan.bounds import sample_size as sample_size_formula
+from .plan.measure import EndToEnd, LayerError, end_to_end, measure_layer_errors
+from .plan.pruning import PruneResult, prune
+from .sensitivity.core import compute_sensitivities
+from .zoo.layers import LayerInfo, layer_infos
+from .zoo.train import predict
 
 
 @dataclass(frozen=True, eq=False)

@@ -41,10 +41,10 @@ def moons_mlp_cache(tmp_path_factory):
     60-epoch name, so load_trained finds it instead of training 60 epochs in every test."""
     import torch
 
-    from sipp_core.checkpoints import checkpoint_name, save_checkpoint
-    from sipp_core.data import load_dataset
-    from sipp_core.models import build_model
-    from sipp_core.train import DEFAULT_EPOCHS, train_model
+    from sipp_core.io.checkpoints import checkpoint_name, save_checkpoint
+    from sipp_core.io.data import load_dataset
+    from sipp_core.zoo.models import build_model
+    from sipp_core.zoo.train import DEFAULT_EPOCHS, train_model
 
     root = tmp_path_factory.mktemp("cache")
     rec = load_dataset("moons")

@@ -1,4 +1,4 @@
-"""Budget allocation (SPEC-sipp sections 5 and 8) and make_plan's SiPP modes."""
+"""Budget allocation (docs/sipp.md §5 and §8) and make_plan's SiPP modes."""
 import heapq
 import math
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from sipp_core import allocate as al
-from sipp_core import bounds
-from sipp_core.layers import LayerInfo
-from sipp_core.planner import METHODS, clear_cache, make_plan, prepared_rows, realised_keep_ratio
-from sipp_core.sparsify import eps_det_rows
+from sipp_core.plan import allocate as al
+from sipp_core.plan import bounds
+from sipp_core.plan.planner import METHODS, clear_cache, make_plan, prepared_rows, realised_keep_ratio
+from sipp_core.plan.sparsify import eps_det_rows
+from sipp_core.zoo.layers import LayerInfo
 
 
 def build_rows(weight, sens):
@@ -83,7 +83,7 @@ def test_allocator_eps_rand_agrees_with_bounds():
     m, t, lt = torch.tensor([1.0, 3.0, 50.0]), torch.tensor([1.0, 2.5, 7.0], dtype=torch.float64), torch.tensor([38.0, 38.0, 45.0], dtype=torch.float64)
     want = torch.as_tensor(bounds.eps_rand(m.double(), t, lt), dtype=torch.float64)
     np.testing.assert_allclose(al._eps_rand_np(m.numpy().astype(float), 2 * (lt * t).numpy()), want.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(al.eps_rand_rows(m, t, lt).numpy(), want.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bounds.eps_rand_rows(m, t, lt).numpy(), want.numpy(), rtol=1e-12)
 
 
 def test_continuous_allocation_meets_budget_and_kkt(lenet):
@@ -384,7 +384,7 @@ def test_invalid_layers_name_the_argument():
 def _tiny_conv_net(seed=0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3))
-    from sipp_core.layers import layer_infos, prunable_layers
+    from sipp_core.zoo.layers import layer_infos, prunable_layers
 
     infos = layer_infos(model, (2, 5, 5))
     weights = {n: m.weight.detach() for n, m in prunable_layers(model).items()}
@@ -408,7 +408,7 @@ def test_every_method_on_a_tiny_conv_net(method, kappa):
         assert p.mask.shape == weights[n].shape and p.values.shape == weights[n].shape
         assert not bool(p.values[~p.mask].any())
         if method.startswith("sipp"):
-            assert not bool((p.mask & (sens[n] == 0)).any())  # SPEC 8.7: s = 0 never kept
+            assert not bool((p.mask & (sens[n] == 0)).any())  # docs/sipp.md §8.7: s = 0 never kept
             assert bool((p.row_bound >= 0).all()) and math.isfinite(p.bound_max)
     if kappa == 1.0:
         assert kept == (positive if method.startswith("sipp") else total)

@@ -1,4 +1,4 @@
-"""Baselines (SPEC-sipp section 6) and implied_bounds."""
+"""Baselines (docs/sipp.md §6) and implied_bounds."""
 import copy
 import math
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core import baselines as bl
-from sipp_core.layers import LayerInfo, layer_infos, prunable_layers
-from sipp_core.planner import implied_bounds, make_plan, realised_keep_ratio
+from sipp_core.plan import baselines as bl
+from sipp_core.plan.planner import implied_bounds, make_plan, realised_keep_ratio
+from sipp_core.zoo.layers import LayerInfo, layer_infos, prunable_layers
 
 
 def net_weights(shapes=((300, 784), (100, 300), (10, 100)), seed=0):

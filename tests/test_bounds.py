@@ -1,4 +1,4 @@
-"""Row bounds and |S| (sipp_core.bounds, SPEC-sipp sections 2.5 and 3)."""
+"""Row bounds and |S| (sipp_core.plan.bounds, docs/sipp.md §2.5 and §3)."""
 from __future__ import annotations
 
 import math
@@ -8,12 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core.bounds import (
-    check_delta, check_epsilon, det_m_for_eps, draw_sample, eps_det, eps_rand, log_term, m_for_eps, row_totals,
-    sample_size, sample_size_terms, sorted_rows,
+from sipp_core.plan.bounds import (
+    check_delta,
+    check_epsilon,
+    det_m_for_eps,
+    draw_sample,
+    eps_det,
+    eps_rand,
+    log_term,
+    m_for_eps,
+    row_totals,
+    sample_size,
+    sample_size_terms,
+    sorted_rows,
 )
-from sipp_core.layers import layer_infos
-
+from sipp_core.zoo.layers import layer_infos
 
 # --------------------------------------------------------------------------- L_l
 
@@ -157,7 +166,7 @@ def test_sample_size_lenet300_is_152():
 
 
 def test_sample_size_resnet20_is_183():
-    from sipp_core.models import build_model
+    from sipp_core.zoo.models import build_model
 
     model = build_model("resnet20", (3, 32, 32), 10, seed=0)
     eta, eta_max = sample_size_terms(model, (3, 32, 32))

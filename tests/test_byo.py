@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from sipp_core import byo
-from sipp_core.byo import (describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload,
-                           scan_pt2)
-from sipp_core.data import load_dataset
-from sipp_core.layers import prunable_layers
-from sipp_core.models import build_model
+from sipp_core.io import byo
+from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload, scan_pt2
+from sipp_core.io.data import load_dataset
+from sipp_core.zoo.layers import prunable_layers
+from sipp_core.zoo.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,7 @@ def test_state_dict_variants_load(moons):
 
 def test_state_dict_shipped_checkpoint_loads():
     rec = load_dataset("mnist5k")
-    from sipp_core.checkpoints import ASSETS_DIR
+    from sipp_core.io.checkpoints import ASSETS_DIR
 
     raw = (ASSETS_DIR / "lenet300-mnist5k-e30-s0.pt").read_bytes()
     m = load_state_dict_upload(raw, "lenet300", rec)
@@ -170,8 +169,8 @@ def test_exported_round_trip_is_prunable(moons, exported):
 
 
 def test_exported_prunes_with_the_engine(moons, exported):
-    pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.pruning import prune
+    pytest.importorskip("sipp_core.sensitivity.core")
+    from sipp_core.plan.pruning import prune
 
     gm = load_exported_upload(exported[1], moons)
     r = prune(gm, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)

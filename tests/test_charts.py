@@ -19,7 +19,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ui import charts, charts_images, formulas as fx, tables  # noqa: E402
+from ui import charts, charts_images, tables  # noqa: E402
+from ui import formulas as fx
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_sensitivity_charts(prepared, report):
     assert_readable(charts.sensitivity_histogram(prepared))
     df, zeros = tables.sensitivity_histogram(prepared.sensitivities)
     assert len(df) < 400 and set(zeros) == set(prepared.sensitivities)  # pre-binned, not raw edges
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     name = list(prepared.infos)[1]
     w = prunable_layers(prepared.model)[name].weight
@@ -151,8 +152,8 @@ def test_kept_edge_views(report):
 
 
 def test_conv_views():
-    from sipp_core.models import build_model
-    from sipp_core.pruning import prune
+    from sipp_core.plan.pruning import prune
+    from sipp_core.zoo.models import build_model
 
     net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
     x = torch.randn(12, 1, 16, 16)
@@ -184,9 +185,9 @@ def test_layer_table_and_headline(report):
 # ---- formulas: the numbers shown are the engine's numbers ------------------------------------
 
 def test_sample_size_formula_matches_engine_and_spec():
-    from sipp_core.bounds import sample_size
-    from sipp_core.layers import layer_infos
-    from sipp_core.models import build_model
+    from sipp_core.plan.bounds import sample_size
+    from sipp_core.zoo.layers import layer_infos
+    from sipp_core.zoo.models import build_model
 
     net = build_model("lenet300", (1, 28, 28), 10)
     eta, eta_max = fx.eta_counts(layer_infos(net, (1, 28, 28)))
@@ -197,7 +198,7 @@ def test_sample_size_formula_matches_engine_and_spec():
 
 @pytest.mark.parametrize("m,T,P,k,delta", [(1, 1.0, 1, 1, 1e-16), (7, 3.5, 784, 25, 0.1), (50, 12.0, 1, 1, 1e-6)])
 def test_bound_formulas_match_engine(m, T, P, k, delta):
-    from sipp_core import bounds
+    from sipp_core.plan import bounds
 
     L = fx.log_term_value(P, k, delta)
     assert L == pytest.approx(float(bounds.log_term(P, k, delta)))
@@ -224,7 +225,7 @@ def test_tex_numbers():
 
 
 def test_edge_trace_recomputes_the_engines_sensitivity(prepared):
-    from sipp_core.layers import capture_inputs, prunable_layers
+    from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
     mods = prunable_layers(prepared.model)
     for name in prepared.infos:
@@ -237,9 +238,9 @@ def test_edge_trace_recomputes_the_engines_sensitivity(prepared):
 
 
 def test_edge_trace_on_a_conv_layer():
-    from sipp_core.layers import capture_inputs, prunable_layers
-    from sipp_core.models import build_model
-    from sipp_core.sensitivity import compute_sensitivities
+    from sipp_core.sensitivity.core import compute_sensitivities
+    from sipp_core.zoo.layers import capture_inputs, prunable_layers
+    from sipp_core.zoo.models import build_model
 
     net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
     x = torch.randn(10, 1, 16, 16)

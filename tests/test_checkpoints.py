@@ -4,11 +4,17 @@ import warnings
 import pytest
 import torch
 
-from sipp_core import checkpoints
-from sipp_core.checkpoints import (
-    ASSETS_DIR, CheckpointError, cache_dir, checkpoint_name, load_model, load_trained, read_checkpoint,
+from sipp_core.io import checkpoints
+from sipp_core.io.checkpoints import (
+    ASSETS_DIR,
+    CheckpointError,
+    cache_dir,
+    checkpoint_name,
+    load_model,
+    load_trained,
+    read_checkpoint,
 )
-from sipp_core.models import build_model
+from sipp_core.zoo.models import build_model
 
 
 @pytest.fixture
@@ -83,8 +89,8 @@ def test_cache_dir_honours_env(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name,floor", [("lenet300", 0.92), ("lenet5", 0.95)])
 def test_shipped_checkpoints_reach_stated_accuracy(name, floor, cache):
-    from sipp_core.data import load_dataset
-    from sipp_core.train import accuracy
+    from sipp_core.io.data import load_dataset
+    from sipp_core.zoo.train import accuracy
 
     assert (ASSETS_DIR / checkpoint_name(name, "mnist5k", 30, 0)).exists()
     trained = load_trained(name, "mnist5k")

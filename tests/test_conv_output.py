@@ -1,4 +1,4 @@
-"""The conv output built from the engines' partial pre-activations (sipp_core.conv_output)
+"""The conv output built from the engines' partial pre-activations (sipp_core.sensitivity.conv_output)
 and its use in compute_sensitivities' forward pass."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core import sensitivity as sens_mod
-from sipp_core.layers import capture_inputs
-from sipp_core.sensitivity import compute_sensitivities, layer_sensitivity
+from sipp_core.sensitivity import core as sens_mod
+from sipp_core.sensitivity.core import compute_sensitivities, layer_sensitivity
+from sipp_core.zoo.layers import capture_inputs
 
 
 def _scale(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,7 @@ def test_not_fused_for_a_conv_subclass():
 
 
 def test_output_parts_arrive_once_and_in_order():
-    from sipp_core.conv_output import ConvOutput
+    from sipp_core.sensitivity.conv_output import ConvOutput
 
     z = torch.rand(6, 4, 5)  # 3 points and their negative parts, F = 2, P = 5
     out = ConvOutput(3, 2, 5, negative=True, device="cpu")

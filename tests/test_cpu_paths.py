@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sipp_core.sensitivity as sens_mod
+import sipp_core.sensitivity.core as sens_mod
 from sipp_core.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +49,9 @@ def test_numerical_tests_pass_on_every_cpu_path(path):
 _PROBE = textwrap.dedent("""
     import hashlib, json, torch
     from torch import nn
-    from sipp_core.smoothness import make_paths, nonsmoothness
+    from sipp_core.smoothness.core import make_paths, nonsmoothness
     from sipp_core import compute_sensitivities
-    import sipp_core.sensitivity as sm
+    import sipp_core.sensitivity.core as sm
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(6, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 16), nn.ReLU(),

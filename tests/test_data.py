@@ -1,4 +1,4 @@
-"""Tests of sipp_core.data / sipp_core.data_files: splits, options, file readers, npz validation.
+"""Tests of sipp_core.io.data / sipp_core.io.data_files: splits, options, file readers, npz validation.
 
 No network: file-backed sets are read from tiny files written here, and the
 download function is monkeypatched wherever a download could be attempted.
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from sipp_core import data_files
-from sipp_core.data import (
+from sipp_core.io import data_files
+from sipp_core.io.data import (
     DATASETS,
     DEFAULT_DATASET,
     DataRecord,

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faults import fault
 from streamlit.testing.v1 import AppTest
 
-from faults import fault
 from ui.settings import sidebar_url_spec, url_problems
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import sipp_core.checkpoints as ckpt
-from sipp_core.__main__ import main
-from sipp_core.bounds import draw_sample
-from sipp_core.data import load_dataset
-from sipp_core.models import build_model
-from sipp_core.train import train_model
 from faults import fault
+
+import sipp_core.io.checkpoints as ckpt
+from sipp_core.__main__ import main
+from sipp_core.io.data import load_dataset
+from sipp_core.plan.bounds import draw_sample
+from sipp_core.zoo.models import build_model
+from sipp_core.zoo.train import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MOONS = ["--model", "mlp", "--dataset", "moons"]
@@ -164,12 +164,12 @@ def test_bad_ratio_grid_is_refused(capsys):
 
 @fault("an unexpected error inside a command", surface="command line", outcome="clear error")
 def test_unexpected_error_is_one_line_with_how_to_report(capsys, monkeypatch):
-    import sipp_core.pipeline as pipeline
+    import sipp_core.__main__ as cli
 
     def broken(*args, **kwargs):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(pipeline, "prepare", broken)
+    monkeypatch.setattr(cli, "prepare", broken)
     code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5")
     assert code == 1 and "something inside broke" in err and "SIPP_DEBUG=1" in err
 
@@ -197,7 +197,7 @@ def test_the_estimate_does_not_change_training():
 
 @fault("SIPP_CONV_BOUNDS=fast", surface="command line", outcome="clear error")
 def test_bad_bounds_setting_is_refused(capsys, monkeypatch, tiny_moons_env):
-    import sipp_core.sensitivity as sens
+    import sipp_core.sensitivity.core as sens
 
     monkeypatch.setattr(sens, "_BF16_CPU", None)
     monkeypatch.setenv(sens.BOUNDS_ENV, "fast")
@@ -209,7 +209,7 @@ def test_bad_bounds_setting_is_refused(capsys, monkeypatch, tiny_moons_env):
 
 @fault("public names after importing submodules first", surface="library", outcome="recovered")
 def test_public_names_do_not_depend_on_import_order():
-    code = ("from sipp_core.pipeline import prepare\nimport sipp_core.retrain\n"
+    code = ("from sipp_core.pipeline import prepare\nimport sipp_core.jobs.retrain\n"
             "from sipp_core import prune, sweep, smp, nonsmoothness, load_model\n"
             "import inspect\n"
             "assert all(inspect.isfunction(f) for f in (prune, sweep, smp, nonsmoothness, load_model)), "

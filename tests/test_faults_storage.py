@@ -18,15 +18,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from faults import fault
-from sipp_core import checkpoints
-from sipp_core.checkpoints import (
-    FORMAT, checkpoint_name, load_trained, read_checkpoint, read_manifest, save_checkpoint, write_manifest,
-)
+
 from sipp_core.errors import CheckpointError, SippError, StorageError
-from sipp_core.history import HistoryError, RunHistory
-from sipp_core.models import build_model
+from sipp_core.io import checkpoints
+from sipp_core.io.checkpoints import (
+    FORMAT,
+    checkpoint_name,
+    load_trained,
+    read_checkpoint,
+    read_manifest,
+    save_checkpoint,
+    write_manifest,
+)
+from sipp_core.jobs.history import HistoryError, RunHistory
+from sipp_core.zoo.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the app's `ui` package, for the page tests

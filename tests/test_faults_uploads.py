@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload
-from sipp_core.data import NPZ_MAX_EXPANDED_BYTES, load_dataset, load_npz_dataset
 from sipp_core.errors import DegenerateData, UploadError
-from sipp_core.models import build_model
-from sipp_core.pruning import prune
-from sipp_core.sensitivity import compute_sensitivities
-from sipp_core.uploads import safe_load_message
+from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload
+from sipp_core.io.data import NPZ_MAX_EXPANDED_BYTES, load_dataset, load_npz_dataset
+from sipp_core.io.uploads import safe_load_message
+from sipp_core.plan.pruning import prune
+from sipp_core.sensitivity.core import compute_sensitivities
+from sipp_core.zoo.models import build_model
 from tests.faults import fault, run_limited
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def write_bomb(path: Path, arrays: dict, rows: int, cols: int, dtype="<f8") -> N
 
 CHILD = """
 import time
-from sipp_core.data import load_npz_dataset
+from sipp_core.io.data import load_npz_dataset
 from sipp_core.errors import SippError
 
 def status(key):
@@ -112,7 +112,7 @@ print(f"MEMORY rss_before_mb={{before}} rss_peak_mb={{status('VmHWM:')}} seconds
 def import_vm_mb():
     """Address space the child takes just by importing the engine (torch alone maps ~3 GB of it):
     the caps below are this plus what the case may use."""
-    probe = ("import sipp_core.data\n"
+    probe = ("import sipp_core.io.data\n"
              "print(next(l for l in open('/proc/self/status') if l.startswith('VmPeak:')).split()[1])")
     proc = run_limited(probe, memory_mb=64 * 1024, env={"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
@@ -387,7 +387,7 @@ def test_safe_load_message_never_advises_unsafe_loading():
 
 @fault("exported program whose pickled weight holds an object", surface="library", outcome="clear error")
 def test_exported_pickled_object_message_has_no_unsafe_advice():
-    from sipp_core import byo
+    from sipp_core.io import byo
 
     why = byo._weights_only_ok(_saved({"w": Evil()}))
     assert why and "print" in why and not any(u in why for u in UNSAFE)

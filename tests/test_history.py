@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from sipp_core.history import HistoryError, RunHistory, default_history_path
+from sipp_core.jobs.history import HistoryError, RunHistory, default_history_path
 
 
 def _settings(i=0, method="wt"):
@@ -175,9 +175,9 @@ def test_nan_never_written_as_invalid_json(tmp_path):
 
 
 def test_add_entry_from_engine_records(tmp_path):
-    pytest.importorskip("sipp_core.sensitivity")
+    pytest.importorskip("sipp_core.sensitivity.core")
+    from sipp_core.jobs.sweeps import SweepResult
     from sipp_core.pipeline import evaluate_prune, prepare
-    from sipp_core.sweeps import SweepResult
 
     h = RunHistory(tmp_path / "h.sqlite")
     report = evaluate_prune(prepare("lenet300", "mnist5k", sample_size=8, heldout=16), method="wt", keep_ratio=0.1)

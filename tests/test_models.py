@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from sipp_core.layers import layer_infos
-from sipp_core.models import MODELS, ModelDataMismatch, build_model, check_compatible, compatible_models
+from sipp_core.zoo.layers import layer_infos
+from sipp_core.zoo.models import MODELS, ModelDataMismatch, build_model, check_compatible, compatible_models
 
 SHAPES = {"mnist-like": (1, 28, 28), "digits": (1, 8, 8), "moons": (2,), "cifar-like": (3, 32, 32)}
 HEAVY = {"vgg16_bn", "resnet56"}  # forward is still fast, but keep the suite lean on 2 cores
@@ -62,7 +62,7 @@ def test_lenet300_and_resnet20_layer_counts():
 def test_capture_inputs_ignores_other_threads():
     import threading
 
-    from sipp_core.layers import capture_inputs
+    from sipp_core.zoo.layers import capture_inputs
 
     model = build_model("lenet300", (1, 28, 28), 10).eval()
     mine, other = torch.ones(2, 1, 28, 28), torch.zeros(5, 1, 28, 28)
@@ -79,8 +79,8 @@ def test_capture_inputs_ignores_other_threads():
     dict(padding=(1, 2), padding_mode="circular", stride=2),
 ])
 def test_unfold_matches_the_layer_for_every_padding(conv):
-    from sipp_core.layers import unfold_input, weight_matrix
-    from sipp_core.measure import _apply
+    from sipp_core.plan.measure import _apply
+    from sipp_core.zoo.layers import unfold_input, weight_matrix
 
     m = torch.nn.Conv2d(3, 4, 3, bias=False, **conv)
     a = torch.randn(2, 3, 9, 9)
@@ -93,8 +93,8 @@ def test_unfold_matches_the_layer_for_every_padding(conv):
 
 
 def test_linear_on_sequences_treats_positions_as_patches():
-    from sipp_core.layers import unfold_input
-    from sipp_core.measure import _apply
+    from sipp_core.plan.measure import _apply
+    from sipp_core.zoo.layers import unfold_input
 
     m = torch.nn.Linear(5, 3, bias=False)
     a = torch.randn(2, 7, 5)

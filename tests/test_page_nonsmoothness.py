@@ -79,7 +79,7 @@ def swept():
     assert at.selectbox(key="ns_kind").value == "mixed" and at.selectbox(key="ns_units").value == "auto"
     assert at.number_input(key="ns_seed").value == 0
     assert at.button(key="ns_run") is not None
-    assert any("could not be checked" in i.value for i in at.info)  # the caveat on the definition
+    assert any("docs/nonsmoothness.md" in i.value for i in at.info)  # where the definition is written out
     assert any("Measure nonsmoothness" in i.value for i in at.info)  # nothing runs before the click
     assert not at.dataframe and len(at.latex) == 1
     return _sweep(at)
@@ -114,12 +114,12 @@ def test_page_widgets_change_the_view_without_recomputing(swept):
 
 
 def test_an_engine_error_is_a_message_with_the_fix(swept, monkeypatch):
-    import sipp_core.smoothness
+    import sipp_core.smoothness.core
 
     def boom(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(sipp_core.smoothness, "nonsmoothness", boom)
+    monkeypatch.setattr(sipp_core.smoothness.core, "nonsmoothness", boom)
     at = swept
     at.number_input(key="ns_seed").set_value(7)
     at.button(key="ns_run").click().run()
@@ -176,7 +176,7 @@ def _untitled(spec) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_comparison():
     """A random 2-8-8-3 ReLU net and a copy with half its first-layer weights zeroed, on 5 paths."""
-    from sipp_core.smoothness import compare, make_paths
+    from sipp_core.smoothness.core import compare, make_paths
 
     gen = torch.Generator().manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -230,7 +230,7 @@ def test_live_formula_numbers_reproduce_the_sweep(tiny_comparison):
 
 
 def test_long_paths_stay_under_altairs_row_limit(tiny_comparison):
-    from sipp_core.smoothness import compare
+    from sipp_core.smoothness.core import compare
     from ui import charts_smoothness as cs
 
     net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))

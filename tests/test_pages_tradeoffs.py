@@ -82,7 +82,7 @@ def app():
 def _lenet300_state_dict_bytes() -> bytes:
     import torch
 
-    from sipp_core.checkpoints import ASSETS_DIR, checkpoint_name
+    from sipp_core.io.checkpoints import ASSETS_DIR, checkpoint_name
 
     payload = torch.load(ASSETS_DIR / checkpoint_name("lenet300", "mnist5k", 30, 0), weights_only=True)
     buf = io.BytesIO()
@@ -217,7 +217,7 @@ def test_training_in_isolation_can_be_cancelled():
 # ---- run history ----------------------------------------------------------------------------------
 
 def test_history_lists_reopens_and_deletes_a_prune_run():
-    from sipp_core.history import RunHistory
+    from sipp_core.jobs.history import RunHistory
 
     at = _app().run()
     at.slider(key="keep").set_value(0.045).run()  # a prune run with a distinct setting
@@ -274,7 +274,7 @@ def test_byo_good_state_dict_is_pruned_and_bad_uploads_are_refused():
     assert at.success and "266,200 prunable weights" in at.success[0].value
     assert _metric(at, "Weights kept").startswith("10.")
     assert len(at.dataframe) >= 2
-    from sipp_core.history import RunHistory
+    from sipp_core.jobs.history import RunHistory
     from ui.view_history import settings_from_run
 
     runs = [r for r in RunHistory().list(kind="prune") if r.settings.get("source") == "upload"]
@@ -300,7 +300,7 @@ def test_byo_good_state_dict_is_pruned_and_bad_uploads_are_refused():
 
 
 def test_byo_helpers_refuse_hostile_and_wrong_files():
-    from sipp_core.data import load_dataset
+    from sipp_core.io.data import load_dataset
     from ui.view_byo import load_data_upload, load_model_upload
 
     rec = load_dataset("mnist5k")
@@ -330,7 +330,7 @@ def test_byo_refusals_always_name_a_fix():
 def test_byo_npz_upload_with_an_uploaded_state_dict(tmp_path):
     import numpy as np
 
-    from sipp_core.data import load_dataset
+    from sipp_core.io.data import load_dataset
 
     rec = load_dataset("mnist5k")
     buf = io.BytesIO()
@@ -372,7 +372,7 @@ def test_chart_builders_handle_nan_bounds_and_single_seed():
 
     import pandas as pd
 
-    from sipp_core.sweeps import prune_potential
+    from sipp_core.jobs.sweeps import prune_potential
     from ui import charts_tradeoffs as ct
 
     rows = []

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sipp_core.__main__ import main as cli
-from sipp_core.measure import measure_layer_errors
-from sipp_core.models import build_model
-from sipp_core.pruning import prune
+from sipp_core.plan.measure import measure_layer_errors
+from sipp_core.plan.pruning import prune
+from sipp_core.zoo.models import build_model
 
 
 @pytest.fixture(scope="module")

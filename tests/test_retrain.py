@@ -5,11 +5,18 @@ import math
 import pytest
 import torch
 
-from sipp_core.data import load_dataset
-from sipp_core.models import build_model
-from sipp_core.retrain import (CascadeResult, apply_masks, masks_hold, prune_retrain, random_masks, train_isolated,
-                               train_masked)
-from sipp_core.train import train_model
+from sipp_core.io.data import load_dataset
+from sipp_core.jobs.retrain import (
+    CascadeResult,
+    apply_masks,
+    masks_hold,
+    prune_retrain,
+    random_masks,
+    train_isolated,
+    train_masked,
+)
+from sipp_core.zoo.models import build_model
+from sipp_core.zoo.train import train_model
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +40,8 @@ def _half_masks(model, seed=0):
 
 
 def _needs_engine():
-    pytest.importorskip("sipp_core.sensitivity")
-    pytest.importorskip("sipp_core.bounds")
+    pytest.importorskip("sipp_core.sensitivity.core")
+    pytest.importorskip("sipp_core.plan.bounds")
 
 
 def test_dense_train_masked_reproduces_train_model(moons):
@@ -166,3 +173,15 @@ def test_train_isolated_tiny(kw, moons):
     assert set(df["run"]) == {"ticket", "random"} and df["epoch"].max() == 3
     assert res.history_entry()["results"]["ticket_accuracy"] == t["accuracy"]
     assert masks_hold(res.ticket_model, res.ticket_masks)
+
+
+def test_cascade_takes_a_prepared_model(tiny_moons_env):
+    from sipp_core.pipeline import prepare
+
+    prepared = prepare("mlp", "moons", sample_size=20, seed=0)
+    before = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+    kw = dict(method="wt", schedule=(0.5,), epochs=1, sample_size=20, device="cpu")
+    by_name = prune_retrain("mlp", "moons", **kw)
+    in_hand = prune_retrain(prepared, **kw)
+    assert [s["accuracy_finetuned"] for s in in_hand.steps] == [s["accuracy_finetuned"] for s in by_name.steps]
+    assert all(torch.equal(v, prepared.model.state_dict()[k]) for k, v in before.items())  # never mutated

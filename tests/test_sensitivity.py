@@ -1,4 +1,4 @@
-"""Empirical sensitivities (sipp_core.sensitivity) against a slow oracle written from SPEC-sipp 2.
+"""Empirical sensitivities (sipp_core.sensitivity.core) against a slow oracle written from docs/sipp.md §2.
 
 The oracle loops over points, output units, patches and edges in plain Python and
 reads every conv input by explicit index arithmetic (no unfold, no batching), in
@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core import sensitivity as sens_mod
-from sipp_core.bounds import eps_det
-from sipp_core.layers import capture_inputs, prunable_layers
-from sipp_core.sensitivity import EPS, compute_sensitivities, layer_sensitivity, left_dense
+from sipp_core.plan.bounds import eps_det
+from sipp_core.sensitivity import core as sens_mod
+from sipp_core.sensitivity.core import EPS, compute_sensitivities, layer_sensitivity, left_dense
+from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
 RTOL = 1e-5
 

@@ -1,4 +1,4 @@
-"""Tests of the nonsmoothness engine (SPEC-smoothness) against closed forms and slow loops."""
+"""Tests of the nonsmoothness engine (docs/nonsmoothness.md) against closed forms and slow loops."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sipp_core.smoothness import (
-    compare, find_peaks, jacobian_norms, make_paths, nonsmoothness, segment_paths, smp,
+from sipp_core.smoothness.core import (
+    compare,
+    find_peaks,
+    jacobian_norms,
+    make_paths,
+    nonsmoothness,
+    segment_paths,
+    smp,
 )
 
 F64 = torch.float64
@@ -306,7 +312,7 @@ def test_sweep_matches_slow_per_unit_loop_and_covers_functional_relu():
                 assert int(layer.flips[p]) == flips, name
                 flips_total += flips
         assert int(rec.flipped_units[p]) == flips_total
-    # propagation (SPEC 3): the linear rule bounds Linear/Conv stages; ReLU and max-pool rules predict
+    # propagation (docs/nonsmoothness.md §3): the linear rule bounds Linear/Conv stages; ReLU and max-pool rules predict
     for layer in rec.layers:
         s, pred = layer.smp.mean().item(), layer.smp_predicted.mean().item()
         if layer.kind in ("linear", "conv2d"):
@@ -332,7 +338,7 @@ def test_results_do_not_depend_on_chunking_or_grouping():
 
 
 def test_results_do_not_depend_on_row_blocks(monkeypatch):
-    import sipp_core.smoothness_peaks as peaks
+    import sipp_core.smoothness.peaks as peaks
 
     torch.manual_seed(2)
     net = SmallResNet().eval()

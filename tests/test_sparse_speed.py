@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sipp_core.models import build_model
-from sipp_core.sparse_speed import EXPLANATION, csr_matmul, file_sizes, measure, to_csr
+from sipp_core.plan.sparse_speed import EXPLANATION, csr_matmul, file_sizes, measure, to_csr
+from sipp_core.zoo.models import build_model
 
 
 def _masked(model, keep=0.1, seed=0):
@@ -85,8 +85,8 @@ def test_bad_inputs():
 
 
 def test_measure_a_prune_result():
-    pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.pruning import prune
+    pytest.importorskip("sipp_core.sensitivity.core")
+    from sipp_core.plan.pruning import prune
 
     model = build_model("lenet300", (1, 12, 12), 4, seed=0).eval()
     result = prune(model, torch.randn(16, 1, 12, 12), method="wt", keep_ratio=0.05)

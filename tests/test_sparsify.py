@@ -1,12 +1,12 @@
-"""Sparsifiers (SPEC-sipp section 4) against slow, obviously correct row loops."""
+"""Sparsifiers (docs/sipp.md §4) against slow, obviously correct row loops."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from sipp_core import sparsify as sp
-from sipp_core.allocate import eps_rand_rows
+from sipp_core.plan import sparsify as sp
+from sipp_core.plan.bounds import eps_rand_rows
 
 
 def rand_layer(f=12, j=20, seed=0, zero_w=0.1, zero_s=0.15, ties=True):
@@ -47,7 +47,7 @@ def test_rows_totals_and_order_match_definition():
 
 
 def test_rows_agree_with_bounds_row_totals_and_eps_det():
-    from sipp_core import bounds
+    from sipp_core.plan import bounds
 
     w, s = rand_layer(seed=3)
     rows = sp.build_rows(w, s)
@@ -300,9 +300,9 @@ def _row_errors(module, a, w, v):
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_deterministic_bound_holds_on_s_with_real_sensitivities(kind):
     """eps_det holds exactly on every point of S (max patch reduction): an end-to-end oracle."""
-    sensitivity = pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.layers import capture_inputs, layer_infos, prunable_layers
-    from sipp_core.planner import make_plan
+    sensitivity = pytest.importorskip("sipp_core.sensitivity.core")
+    from sipp_core.plan.planner import make_plan
+    from sipp_core.zoo.layers import capture_inputs, layer_infos, prunable_layers
 
     torch.manual_seed(0)
     if kind == "mlp":
@@ -334,9 +334,9 @@ def test_deterministic_bound_holds_on_s_with_real_sensitivities(kind):
 
 def test_sampling_bound_holds_on_s_with_real_sensitivities():
     """Sampled rows: the guarantee is probabilistic (delta = 1e-16), so on S it holds in practice."""
-    sensitivity = pytest.importorskip("sipp_core.sensitivity")
-    from sipp_core.layers import capture_inputs, layer_infos, prunable_layers
-    from sipp_core.planner import make_plan
+    sensitivity = pytest.importorskip("sipp_core.sensitivity.core")
+    from sipp_core.plan.planner import make_plan
+    from sipp_core.zoo.layers import capture_inputs, layer_infos, prunable_layers
 
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(200, 60), torch.nn.ReLU(), torch.nn.Linear(60, 10))

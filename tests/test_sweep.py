@@ -7,10 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from sipp_core.data import load_dataset
-from sipp_core.models import build_model
-from sipp_core.sweeps import (ROW_FIELDS, SweepResult, add_sweep_parser, geometric_ratios, parse_ratios,
-                             prune_potential, sweep)
+from sipp_core.io.data import load_dataset
+from sipp_core.jobs.sweeps import (
+    ROW_FIELDS,
+    SweepResult,
+    add_sweep_parser,
+    geometric_ratios,
+    parse_ratios,
+    prune_potential,
+    sweep,
+)
+from sipp_core.zoo.models import build_model
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +26,8 @@ def _env(tiny_moons_env):
 
 
 def _needs_engine():
-    pytest.importorskip("sipp_core.sensitivity")
-    pytest.importorskip("sipp_core.bounds")
+    pytest.importorskip("sipp_core.sensitivity.core")
+    pytest.importorskip("sipp_core.plan.bounds")
 
 
 def test_geometric_grid():
@@ -136,15 +143,28 @@ def test_sweep_measure_errors_and_prepare_fn():
 
     calls = []
 
-    def prep(seed):
+    def prep(seed, progress=None):
         calls.append(seed)
-        return prepare("mlp", "moons", sample_size=20, seed=seed)
+        return prepare("mlp", "moons", sample_size=20, seed=seed, progress=progress)
 
     res = sweep("mlp", "moons", methods=["sipp-rand"], ratios=[0.4], seeds=[3], measure_errors=True,
                 prepare_fn=prep)
     r = res.rows[0]
     assert calls == [3] and r["seed"] == 3 and not math.isnan(r["measured_max_heldout"])
     assert 0 <= r["failure_rate_heldout"] <= 1
+
+
+def test_sweep_takes_a_prepared_model(tiny_moons_env):
+    from sipp_core.pipeline import prepare
+
+    prepared = prepare("mlp", "moons", sample_size=20, seed=0)
+    by_name = sweep("mlp", "moons", methods=["wt", "sipp-det"], ratios=[0.5, 0.2], seeds=[0, 1], sample_size=20,
+                    cache=False)
+    in_hand = sweep(prepared, methods=["wt", "sipp-det"], ratios=[0.5, 0.2], seeds=[0, 1], cache=False)
+    assert [r["accuracy_after"] for r in in_hand.rows] == [r["accuracy_after"] for r in by_name.rows]
+    assert [r["keep_ratio"] for r in in_hand.rows] == [r["keep_ratio"] for r in by_name.rows]
+    with pytest.raises(ValueError, match="name the data set"):
+        sweep("mlp", methods=["wt"], ratios=[0.5])
 
 
 def _cli(argv):

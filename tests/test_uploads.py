@@ -1,11 +1,11 @@
-"""Reading an upload's bytes (sipp_core.uploads)."""
+"""Reading an upload's bytes (sipp_core.io.uploads)."""
 from __future__ import annotations
 
 import io
 
 import pytest
 
-from sipp_core.uploads import read_upload
+from sipp_core.io.uploads import read_upload
 
 
 def test_bytes_like_and_binary_files():

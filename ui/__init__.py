@@ -2,7 +2,7 @@
 
 No streamlit (usable from a notebook): ``charts.py`` (Altair builders),
 ``charts_images.py`` (PIL heatmaps), ``tables.py`` (pandas records),
-``formulas.py`` (SPEC formulas as LaTeX with live numbers), ``learn_core.py``
+``formulas.py`` (the formulas of docs/sipp.md as LaTeX with live numbers), ``learn_core.py``
 (the Learn page's numbers), ``settings.py``, ``runtime.py`` and ``serve.py``
 (starts ``streamlit run`` for the browser test and the benchmark).
 

@@ -1,8 +1,8 @@
-"""Nonsmoothness page: tables, live formula numbers and Altair charts over sipp_core.smoothness records.
+"""Nonsmoothness page: tables, live formula numbers and Altair charts over sipp_core.smoothness.core records.
 
 No streamlit here, so everything works in Jupyter too:
 
-    >>> from sipp_core.smoothness import compare, make_paths      # doctest: +SKIP
+    >>> from sipp_core.smoothness.core import compare, make_paths      # doctest: +SKIP
     >>> comp = compare(model, pruned, make_paths(x_test, y_test, count=16))
     >>> from ui import charts_smoothness as cs
     >>> cs.summary_frame(comp); cs.propagation_chart(comp)
@@ -217,7 +217,7 @@ def propagation_chart(comp, width: int = WIDTH, height: int = 300) -> alt.Chart:
     dots = measured.mark_point(filled=True, size=70, opacity=1)
     pred = base.transform_filter(alt.datum.series == SERIES[1]).mark_point(
         shape="diamond", filled=False, size=220, strokeWidth=2)
-    sub = [f"SMP {SMP_UNIT}; line and dots: measured; hollow diamonds: the SPEC §3 rule applied to the stage's measured input",
+    sub = [f"SMP {SMP_UNIT}; line and dots: measured; hollow diamonds: the docs/nonsmoothness.md §3 rule applied to the stage's measured input",
            "the linear/conv rule is an upper bound (kinks of different inputs may cancel); ReLU and max-pool rules are estimates"]
     if floor is not None:
         sub.append(f"exact zeros at {floor:g}: a layer fed by the input is affine along a straight path")
@@ -313,7 +313,7 @@ def logit_peak_numbers(rec, path: int, logit: int) -> dict:
     for N <= 4096), so 'smp' agrees with rec.logit_smp[path, logit]; median and MAD are recomputed the
     same way (exactly constant windows left out) to show where the threshold comes from.
     """
-    from sipp_core.smoothness_peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
+    from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
 
     paths = rec.paths
     y = rec.logits[path, :, logit].to(getattr(torch, rec.dtype))  # (N,)
@@ -348,7 +348,7 @@ def tex_live(n: dict, tag: str) -> str:
 
 
 def _peak_rows(rec, path: int, logits: list[int]) -> dict[int, list[int]]:
-    from sipp_core.smoothness_peaks import signal_peaks
+    from sipp_core.smoothness.peaks import signal_peaks
 
     y = rec.logits[path].to(getattr(torch, rec.dtype)).T[logits]  # (L, N)
     pk = signal_peaks(y)

@@ -2,7 +2,7 @@
 
 Everything here works in Jupyter too:
 
-    >>> from sipp_core.sweeps import sweep, prune_potential                       # doctest: +SKIP
+    >>> from sipp_core.jobs.sweeps import sweep, prune_potential                       # doctest: +SKIP
     >>> res = sweep("lenet300", "mnist5k", methods=["sipp-hybrid", "wt"], count=6)
     >>> from ui import charts_tradeoffs as ct
     >>> ct.accuracy_chart(res.to_frame()); ct.potential_chart(prune_potential(res.to_frame(), 0.01))

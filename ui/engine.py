@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from sipp_core.options import DELTA_S
 from ui.settings import Settings
 
 
@@ -124,7 +125,7 @@ FAILURE_MEMORY_S = 60.0  # an unavailable data set (offline download) is not ret
 
 @st.cache_resource(show_spinner=False)
 def _load_record(dataset: str):
-    from sipp_core.data import load_dataset
+    from sipp_core.io.data import load_dataset
 
     return load_dataset(dataset)
 
@@ -157,8 +158,8 @@ def resolve_device(choice: str) -> tuple[str, str]:
 
 def checkpoint_status(model: str, dataset: str) -> str:
     """'shipped', 'cache' or 'missing' for the checkpoint prepare() would load (seed 0, default epochs)."""
-    from sipp_core.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name, shipped_problem
-    from sipp_core.train import DEFAULT_EPOCHS
+    from sipp_core.io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name, shipped_problem
+    from sipp_core.zoo.train import DEFAULT_EPOCHS
 
     name = checkpoint_name(model, dataset, int(DEFAULT_EPOCHS.get(model, 30)), 0)
     if (ASSETS_DIR / name).exists() and shipped_problem(ASSETS_DIR / name) is None:  # a tampered file is refused
@@ -274,9 +275,8 @@ def model_facts(model: str, dataset: str) -> dict:
 
     Raises ValueError (unknown or mismatched model/data set) or the data loader's error.
     """
-    from sipp_core.layers import layer_infos
-    from sipp_core.models import build_model
-
+    from sipp_core.zoo.layers import layer_infos
+    from sipp_core.zoo.models import build_model
     from ui.formulas import eta_counts, sample_size_value
 
     rec = load_record(dataset)
@@ -291,7 +291,6 @@ def model_facts(model: str, dataset: str) -> dict:
     )
 
 
-DELTA_S = 1e-16  # sipp_core.pipeline.DELTA_S (kept here so the sidebar needs no engine import)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -16,11 +16,11 @@ PLAIN_WORDS = """
   points from the same distribution). Deterministic rows: exactly on the points of S; on unseen points it
   is the empirical analogue.
 - **A deterministic bound ≥ 1 says nothing.** Without reweighting the pruned sum can only shrink, so its
-  relative error is at most 1 anyway (SPEC 8.10).
-- **Mean patch reduction has no bound** (SPEC 8.11): it is the authors' deterministic variant and does not
+  relative error is at most 1 anyway (docs/sipp.md §8.10).
+- **Mean patch reduction has no bound** (docs/sipp.md §8.11): it is the authors' deterministic variant and does not
   bound the per-patch ratio.
 - **Hybrid mixes rows.** One unit can hold a deterministic (biased low) row and a sampled (unbiased) row;
-  their errors do not cancel (SPEC 8.3).
+  their errors do not cancel (docs/sipp.md §8.3).
 - **Loose is a finding, not a bug.** Bounds far above 1 are common at realistic budgets: the charts use log
   axes and say so.
 """
@@ -41,7 +41,7 @@ def worst_row(report) -> tuple[str, int, int] | None:
 
 def row_numbers(report, name: str, f: int, c: int) -> dict:
     """The numbers behind one row's bound: T, nnz, m, L_l, eps_rand(m), eps_det(m), the engine's bound."""
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     prepared = report.prepared
     plan = report.result.plans[name]
@@ -66,7 +66,7 @@ def explain_expander(s, prepared, report, expanded: bool = False) -> None:
 
     with st.expander("Formulas with these numbers, and how to read them", expanded=expanded,
                      icon=":material/function:"):
-        st.markdown("**Sample size** (SPEC 2.5): η = output units F·P summed over prunable layers, "
+        st.markdown("**Sample size** (docs/sipp.md §2.5): η = output units F·P summed over prunable layers, "
                     "η_max = the largest layer's F·P.")
         eta, eta_max = fx.eta_counts(prepared.infos)
         st.latex(fx.TEX_SAMPLE_SIZE)
@@ -74,11 +74,11 @@ def explain_expander(s, prepared, report, expanded: bool = False) -> None:
         used = prepared.sample_size
         st.caption(f"|S| used: {used}" + (" (manual)" if not s.auto_sample else
                                           (" (the whole S-pool: the formula asks for more)" if used < prepared.sample_size_formula else "")))
-        st.markdown("**Log term per layer** (SPEC 3), with δ = " + fmt_num(s.delta) + ":")
+        st.markdown("**Log term per layer** (docs/sipp.md §3), with δ = " + fmt_num(s.delta) + ":")
         st.latex(fx.TEX_LOG_TERM)
         for name, info in prepared.infos.items():
             st.latex(rf"\text{{{name}}}:\ " + fx.tex_log_term_live(info.patches, info.kernel_size, s.delta))
-        st.markdown("**Row bounds** (SPEC 3): sampling and deterministic.")
+        st.markdown("**Row bounds** (docs/sipp.md §3): sampling and deterministic.")
         st.latex(fx.TEX_EPS_RAND)
         st.latex(fx.TEX_M_FOR_EPS)
         st.latex(fx.TEX_EPS_DET)
@@ -97,9 +97,9 @@ def explain_expander(s, prepared, report, expanded: bool = False) -> None:
             st.caption(f"The engine's bound for this row: {r['bound']:.4g}.")
         else:
             st.caption("No row carries a positive bound here (baseline method, or every row kept whole).")
-        st.markdown("**What it promises** (SPEC 3):")
+        st.markdown("**What it promises** (docs/sipp.md §3):")
         st.latex(fx.TEX_GUARANTEE)
         st.latex(fx.TEX_COMBINED)
         st.markdown(PLAIN_WORDS)
         if s.patch_reduction == "mean":
-            st.warning("Patch reduction is 'mean': the authors' deterministic variant. It carries no bound (SPEC 8.11).")
+            st.warning("Patch reduction is 'mean': the authors' deterministic variant. It carries no bound (docs/sipp.md §8.11).")

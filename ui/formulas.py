@@ -1,7 +1,7 @@
-"""The SPEC-sipp formulas as LaTeX, filled with live numbers (no streamlit).
+"""The docs/sipp.md formulas as LaTeX, filled with live numbers (no streamlit).
 
-Symbols follow SPEC-sipp.md exactly (sections 2 and 3). The numeric helpers
-here mirror sipp_core.bounds so a formula can be shown beside the value the
+Symbols follow docs/sipp.md exactly (sections 2 and 3). The numeric helpers
+here mirror sipp_core.plan.bounds so a formula can be shown beside the value the
 engine used; tests/test_charts.py checks that they agree.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import math
 import numpy as np
 import torch
 
-C_SAMPLE = 3  # the C of the |S| formula (SPEC 2.5)
+C_SAMPLE = 3  # the C of the |S| formula (docs/sipp.md §2.5)
 
-# ---- the formulas exactly as SPEC-sipp writes them ---------------------------------------
+# ---- the formulas exactly as docs/sipp.md writes them ---------------------------------------
 
 TEX_SAMPLE_SIZE = r"|S| = \left\lceil C \,\ln\!\left(\frac{8\,\eta\,\eta_{\max}}{\delta_S}\right)\right\rceil,\qquad C = 3"
 TEX_LOG_TERM = r"L_l = \ln\!\left(\frac{8\,(P_l + 1)\,k_l}{\delta}\right)"
@@ -55,7 +55,7 @@ def tex_num(v: float, digits: int = 3) -> str:
     return f"{mant:.{digits - 1}f} \\times 10^{{{exp}}}"
 
 
-# ---- numbers (mirrors of sipp_core.bounds) --------------------------------------------------
+# ---- numbers (mirrors of sipp_core.plan.bounds) --------------------------------------------------
 
 def sample_size_value(eta: int, eta_max: int, delta_s: float) -> int:
     return int(math.ceil(C_SAMPLE * math.log(8 * eta * eta_max / delta_s)))
@@ -83,7 +83,7 @@ def eps_det_value(row_s: np.ndarray, m: int) -> float:
 
 
 def eta_counts(infos: dict) -> tuple[int, int]:
-    """(eta, eta_max) of SPEC 2.5: output units F * P summed over prunable layers, and the largest."""
+    """(eta, eta_max) of docs/sipp.md §2.5: output units F * P summed over prunable layers, and the largest."""
     sizes = [i.out_units * i.patches for i in infos.values()]
     return int(sum(sizes)), int(max(sizes))
 
@@ -140,12 +140,12 @@ def _layer_map(module, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def edge_sensitivity_trace(module, a_raw: torch.Tensor, f: int, j: int, reduction: str = "max") -> dict:
-    """Recompute s_fj by the definition (SPEC 2) for one edge and say which point of S gives it.
+    """Recompute s_fj by the definition (docs/sipp.md §2) for one edge and say which point of S gives it.
 
     Args:
         module: the layer (nn.Linear or nn.Conv2d); its weight is read, never changed.
         a_raw: the layer's input on S as the network feeds it, (N, *in_shape). Signed inputs are
-            split into the pseudo-points a+ and a- (SPEC 2.1), so g has 2N entries then.
+            split into the pseudo-points a+ and a- (docs/sipp.md §2.1), so g has 2N entries then.
         f, j: the edge, j in the F x J view (C_in * kh * kw order for conv).
     Returns: dict with g per (pseudo-)point reduced over patches, the argmax point and patch, and
         the numbers of the formula there (w, a_j, z^sigma, s).

@@ -1,7 +1,7 @@
 """The Learn page's numbers: SiPP on a tiny MLP (e.g. 2-4-2 on moons), every step explicit (no streamlit).
 
 The step-by-step numbers are recomputed here by plain loops straight from
-SPEC-sipp sections 2-3 (activations, z+ / z-, g, s, T, the row bounds), and the
+docs/sipp.md §2-3 (activations, z+ / z-, g, s, T, the row bounds), and the
 engine's own results (compute_sensitivities, prune, measure_layer_errors) are
 computed beside them so the page can show that both agree.
 """
@@ -30,10 +30,10 @@ class Toy:
 
 def train_toy(dataset: str = "moons", hidden: int = 4, seed: int = 0, epochs: int = 80) -> Toy:
     """A tiny MLP trained in about a second on a 2-D toy data set."""
-    from sipp_core.data import load_dataset
-    from sipp_core.layers import prunable_layers
-    from sipp_core.models import build_model
-    from sipp_core.train import train_model
+    from sipp_core.io.data import load_dataset
+    from sipp_core.zoo.layers import prunable_layers
+    from sipp_core.zoo.models import build_model
+    from sipp_core.zoo.train import train_model
 
     rec = load_dataset(dataset)
     net = build_model("mlp", rec.input_shape, rec.num_classes, widths=(hidden,), seed=seed)
@@ -66,10 +66,10 @@ class Walk:
 
 
 def walk_layer(toy: Toy, layer: str, s_size: int = 8, seed: int = 0) -> Walk:
-    from sipp_core.layers import capture_inputs, prunable_layers
-    from sipp_core.sensitivity import compute_sensitivities
-
     import copy
+
+    from sipp_core.sensitivity.core import compute_sensitivities
+    from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
     net = copy.deepcopy(toy.model)  # hooks go on a private copy: the shared model is never touched
     rec = toy.record
@@ -91,7 +91,7 @@ def walk_layer(toy: Toy, layer: str, s_size: int = 8, seed: int = 0) -> Walk:
     Np = ap.shape[0]
     z_pos, z_neg = np.zeros((Np, F)), np.zeros((Np, F))
     g = np.zeros((Np, F, J))
-    for n in range(Np):  # the plain loops of SPEC 2, on purpose
+    for n in range(Np):  # the plain loops of docs/sipp.md §2, on purpose
         for f in range(F):
             z_pos[n, f] = sum(abs(W[f, j]) * ap[n, j] for j in range(J) if W[f, j] > 0)
             z_neg[n, f] = sum(abs(W[f, j]) * ap[n, j] for j in range(J) if W[f, j] < 0)
@@ -133,9 +133,9 @@ def method_results(toy: Toy, walk_s_index: np.ndarray, keep_ratio: float, delta:
     """prune() with each method at one keep ratio on the same S; plus measured errors and accuracy."""
     import copy
 
-    from sipp_core.measure import end_to_end, measure_layer_errors
-    from sipp_core.pruning import prune
-    from sipp_core.sensitivity import compute_sensitivities
+    from sipp_core.plan.measure import end_to_end, measure_layer_errors
+    from sipp_core.plan.pruning import prune
+    from sipp_core.sensitivity.core import compute_sensitivities
 
     net = copy.deepcopy(toy.model)
     rec = toy.record

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from sipp_core.options import ALLOCATIONS, DEVICES, PATCH_REDUCTIONS, SIPP_METHODS
+
 DEFAULT_MODEL = "lenet300"
 DEFAULT_DATASET = "mnist5k"
 
@@ -21,12 +23,8 @@ METHOD_LABELS = {
     "uniform": "Uniform sampling",
     "random": "Random mask",
 }
-SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
 MODES = ("keep ratio", "eps and delta")
-DEVICES = ("auto", "cpu", "cuda")
-PATCH_REDUCTIONS = ("max", "mean")
 PATCH_LABELS = {"max": "max over patches (paper; bounded)", "mean": "mean over patches (authors' det. variant, no bound)"}
-ALLOCATIONS = ("global", "bound-optimal")
 ALLOCATION_LABELS = {"global": "global top-B (authors')", "bound-optimal": "bound-optimal per row"}
 
 

@@ -7,31 +7,37 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
 from ui import engine
-from ui.settings import (ALLOCATION_LABELS, ALLOCATIONS, DELTA_OPTIONS, DEVICES, EPS_OPTIONS, METHOD_LABELS, MODES,
-                         PATCH_LABELS, PATCH_REDUCTIONS, Settings, fmt_num, sidebar_url_spec, url_problems)
+from ui.settings import (
+    ALLOCATION_LABELS,
+    DELTA_OPTIONS,
+    EPS_OPTIONS,
+    METHOD_LABELS,
+    MODES,
+    PATCH_LABELS,
+    Settings,
+    fmt_num,
+    sidebar_url_spec,
+    url_problems,
+)
 
 BIND = dict(bind="query-params", persist_state="session")
 DEFAULTS = Settings()
 
 
 def _methods() -> list[str]:
-    try:
-        from sipp_core.planner import METHODS
-
-        return list(METHODS)
-    except Exception:  # the planner is not importable: the page will say why
-        return list(METHOD_LABELS)
+    return list(METHODS)
 
 
 def _models() -> tuple[list[str], dict]:
-    from sipp_core.models import MODELS
+    from sipp_core.zoo.models import MODELS
 
     return list(MODELS), {k: v.description for k, v in MODELS.items()}
 
 
 def _datasets() -> tuple[list[str], dict]:
-    from sipp_core.data import DATASETS
+    from sipp_core.io.data import DATASETS
 
     return list(DATASETS), dict(DATASETS)
 

@@ -132,7 +132,7 @@ def row_totals_frame(weight: torch.Tensor, sens: torch.Tensor) -> pd.DataFrame:
 
 def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> pd.DataFrame:
     """The k edges of largest sensitivity (of one layer, or of all layers)."""
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     mods = prunable_layers(prepared.model)
     frames = []
@@ -157,7 +157,7 @@ def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> p
 
 def kept_matrix(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mask F x J bool, pruned-copy values F x J, original weights F x J) of one layer."""
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     plan = report.result.plans[name]
     w = prunable_layers(report.prepared.model)[name].weight.detach().float().cpu()
@@ -191,7 +191,7 @@ def input_pixel_maps(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     used once per output patch, so a pixel's count is a transposed convolution of the kept mask.
     Returns arrays shaped (H, W) summed over channels, or None for a non-image / deeper layer.
     """
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     prepared = report.prepared
     shape = tuple(prepared.record.input_shape)

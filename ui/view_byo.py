@@ -1,6 +1,6 @@
 """Bring your own: upload weights for a zoo architecture or an exported program, and optionally a .npz data set.
 
-Every check runs before anything else (sipp_core.byo): size, file type, loading with
+Every check runs before anything else (sipp_core.io.byo): size, file type, loading with
 ``torch.load(weights_only=True)`` or the scanned export loader only (never arbitrary pickle), names and
 shapes, the class count, a dry forward pass. A refusal is an ``st.error`` that names the fix; the app
 and the sidebar keep working.
@@ -40,7 +40,7 @@ INTRO = ("Prune **your own network**: upload its weights for one of the zoo arch
 
 
 def _limit_mb() -> int:
-    from sipp_core.byo import MODEL_MAX_BYTES
+    from sipp_core.io.byo import MODEL_MAX_BYTES
 
     return int(MODEL_MAX_BYTES // 2**20)
 
@@ -49,7 +49,7 @@ def _limit_mb() -> int:
 
 def load_model_upload(kind: str, data, record, arch: str | None = None):
     """(model, ModelDescription) for an upload; ValueError (with the fix) when it is refused."""
-    from sipp_core.byo import describe_model, load_exported_upload, load_state_dict_upload
+    from sipp_core.io.byo import describe_model, load_exported_upload, load_state_dict_upload
 
     if kind == "state_dict":
         if not arch:
@@ -67,7 +67,7 @@ def load_model_upload(kind: str, data, record, arch: str | None = None):
 
 
 def load_data_upload(data, name: str = "upload", seed: int = 0):
-    from sipp_core.byo import load_npz_upload
+    from sipp_core.io.byo import load_npz_upload
 
     return load_npz_upload(data, name=name, seed=seed)
 
@@ -75,9 +75,9 @@ def load_data_upload(data, name: str = "upload", seed: int = 0):
 def prepare_upload(model, record, *, sample_size: int | None = None, seed: int = 0, patch_reduction: str = "max",
                    heldout: int = 500, label: str = "upload", progress=None):
     """pipeline.prepare for an uploaded model: its test accuracy, then S, sensitivities and test logits."""
-    from sipp_core.checkpoints import TrainedModel
+    from sipp_core.io.checkpoints import TrainedModel
     from sipp_core.pipeline import prepare_trained
-    from sipp_core.train import accuracy
+    from sipp_core.zoo.train import accuracy
 
     t0 = time.perf_counter()
     model = model.eval()
@@ -227,7 +227,7 @@ def _prune_section(s: Settings, state: dict) -> None:
 
 
 def render() -> None:
-    from sipp_core.models import compatible_models
+    from sipp_core.zoo.models import compatible_models
 
     s = current_settings()
     st.title("Bring your own")
@@ -263,7 +263,7 @@ def render() -> None:
         arch = None
         if kind == "state_dict":
             names = compatible_models(tuple(record.input_shape)) if record is not None else []
-            from sipp_core.models import MODELS
+            from sipp_core.zoo.models import MODELS
 
             names = names or list(MODELS)
             default = names.index(s.model) if s.model in names else 0

@@ -11,7 +11,7 @@ import traceback
 import streamlit as st
 
 from sipp_core.errors import CheckpointError, SippError
-from sipp_core.models import ModelDataMismatch
+from sipp_core.zoo.models import ModelDataMismatch
 from ui import engine
 from ui.settings import METHOD_LABELS, Settings, check_settings, fmt_num
 from ui.sidebar import current_settings

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, show, engine, tables
+from sipp_core.options import SIPP_METHODS
+from ui import charts, engine, show, tables
 from ui.explain import explain_expander
-from ui.settings import SIPP_METHODS, fmt_num
+from ui.settings import fmt_num
 from ui.view_common import obtain
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -40,7 +41,7 @@ def _rows(s, report) -> None:
     show.chart(charts.row_scatter(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
         st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
-                   "(unbiased) row whose errors do not cancel (SPEC 8.3).")
+                   "(unbiased) row whose errors do not cancel (docs/sipp.md §8.3).")
 
 
 def _sweep_reports(s, prepared) -> dict:
@@ -80,7 +81,7 @@ def render() -> None:
     promise_box(s, report)
     if s.patch_reduction == "mean":
         st.warning("Patch reduction 'mean' (the authors' deterministic variant) carries no bound: the bounds "
-                   "below are computed as usual but are not guaranteed for conv layers (SPEC 8.11).",
+                   "below are computed as usual but are not guaranteed for conv layers (docs/sipp.md §8.11).",
                    icon=":material/warning:")
     left, right = st.columns(2)
     show.chart(charts.bound_vs_measured(report), left)

@@ -1,6 +1,6 @@
 """Run history: every prune, sweep and retraining run in a local SQLite file; list, filter, reopen, compare, delete.
 
-The database is sipp_core.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
+The database is sipp_core.jobs.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
 ``~/.local/share/sipp-studio/runs.sqlite``): one object per path per process (it opens a fresh SQLite
 connection per call, so sessions share it safely). A damaged file (found on open, or while the app
 runs) is set aside by the engine, never deleted, and a fresh file started; damaged single runs are
@@ -22,8 +22,8 @@ import streamlit as st
 
 from sipp_core.errors import SippError, fix_of
 from ui import engine
-from ui.tables import as_float
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
+from ui.tables import as_float
 
 KIND_LABELS = {"prune": "prune", "sweep": "trade-off sweep", "retrain": "prune-retrain cascade",
                "isolation": "training in isolation", "other": "other"}
@@ -38,7 +38,7 @@ LIST_LIMIT = 500
 
 @st.cache_resource(show_spinner=False)
 def _open(path: str):
-    from sipp_core.history import RunHistory
+    from sipp_core.jobs.history import RunHistory
 
     return RunHistory(path)
 
@@ -51,7 +51,7 @@ def _saved() -> dict:
 
 def history(reopen: bool = False):
     """The RunHistory at the default path (None, with the reason in session_state, when it cannot be opened)."""
-    from sipp_core.history import default_history_path
+    from sipp_core.jobs.history import default_history_path
 
     path = str(default_history_path())
     try:
@@ -67,7 +67,7 @@ def history(reopen: bool = False):
 
 def _safe(fn, *args, **kwargs):
     """Run a history call; on a database error reopen once (the engine then checks and sets aside the file)."""
-    from sipp_core.history import HistoryError
+    from sipp_core.jobs.history import HistoryError
 
     try:
         return fn(*args, **kwargs)
@@ -211,8 +211,8 @@ def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
     """Sidebar widget values for a saved prune run's settings, and notes on anything that could not be restored."""
-    from sipp_core.data import DATASETS
-    from sipp_core.models import MODELS
+    from sipp_core.io.data import DATASETS
+    from sipp_core.zoo.models import MODELS
 
     values, notes = {}, []
     defaults = Settings()

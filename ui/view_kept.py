@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, show, charts_images, engine, tables
+from ui import charts, charts_images, engine, show, tables
 from ui.view_common import obtain
 
 INTRO = "Which edges survived. Small layers are interactive (hover an edge); large layers are drawn as images."

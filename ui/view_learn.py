@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import charts, show, formulas as fx, learn_core as lc
+from ui import charts, show
+from ui import formulas as fx
+from ui import learn_core as lc
 from ui.settings import DELTA_OPTIONS, fmt_num
 
 STEPS = ["1 · Network", "2 · Activations", "3 · z⁺ and z⁻", "4 · g per edge", "5 · s = max over S",
@@ -78,7 +80,7 @@ def _walkthrough() -> None:
         st.dataframe(_matrix(w.a, "point", "a_j, j ="))
         if w.signed:
             st.markdown("It has **negative entries**, so each point becomes two non-negative pseudo-points "
-                        "a⁺ = max(a, 0) and a⁻ = max(−a, 0) (SPEC 2.1); the sums below run over those.")
+                        "a⁺ = max(a, 0) and a⁻ = max(−a, 0) (docs/sipp.md §2.1); the sums below run over those.")
             df = _matrix(w.a_pseudo, "pseudo", "j =")
             df.index = [f"{k} of point {p}" for k, p in zip(w.pseudo_kind, w.pseudo_of)]
             st.dataframe(df)
@@ -185,7 +187,7 @@ def _walkthrough() -> None:
             if over:
                 st.warning(f"{', '.join(over)}: the measured error broke the row bound on more held-out pairs than "
                            f"δ = {fmt_num(float(delta))} allows. Deterministic rows are guaranteed only on the points of "
-                           "S; on new points their bound is the empirical analogue (SPEC 3). With a tiny S that shows.",
+                           "S; on new points their bound is the empirical analogue (docs/sipp.md §3). With a tiny S that shows.",
                            icon=":material/warning:")
     nxt = STEPS[(i + 1) % len(STEPS)]
     st.button(f"Next: {nxt} →", key="learn_next", on_click=_go, args=(nxt,))

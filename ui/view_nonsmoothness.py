@@ -1,6 +1,6 @@
 """Page 5, Nonsmoothness: SMP before vs after pruning, propagation per stage, one path's logits, transitions.
 
-The sweep (sipp_core.smoothness) runs behind a form button and is cached per (model, data, sensitivity
+The sweep (sipp_core.smoothness.core) runs behind a form button and is cached per (model, data, sensitivity
 settings, prune settings, path settings) in a process-wide store, so moving between pages does not
 recompute; both networks are deep-copied under the model lock before the sweep, so shared objects
 are never touched.
@@ -29,9 +29,10 @@ DEFINITION_NOTE = (
     "total jump of the directional derivative along the path, and to 0 for a smooth network. The output's SMP is "
     "the sum over logits; a layer's is the mean over (at most *max units* sampled) units.\n\n"
     "The name and the idea come from Liu, Wong and Dai, *Modeling the Nonsmoothness of Modern Neural Networks* "
-    "(arXiv 2103.14731, 2021). **Their paper's own definition could not be checked against its text** (the full "
-    "text was not available to us): this definition follows the name and the mathematics of piecewise-linear "
-    "networks, so compare the formula below with the paper before relying on exact numbers.")
+    "(arXiv 2103.14731, 2021), who measure nonsmoothness by the sum of the magnitude of peaks and model how it "
+    "propagates through convolution, ReLU and max pooling. The definition computed here follows that measure's "
+    "name and the mathematics of piecewise-linear networks, and is written out in full in docs/nonsmoothness.md, "
+    "so every number on this page can be checked by hand.")
 
 PATH_COUNTS = [4, 8, 16, 32, 64]
 POINTS = [256, 512, 1024, 2048, 4096]
@@ -89,7 +90,7 @@ def _key(s, opts: dict) -> tuple:
 
 def _compute(prepared, report, opts: dict, progress):
     """compare() on private copies of both networks, with progress over the two sweeps."""
-    from sipp_core.smoothness import Comparison, make_paths, nonsmoothness
+    from sipp_core.smoothness.core import Comparison, make_paths, nonsmoothness
 
     rec = prepared.record
     paths = make_paths(rec.x_test, rec.y_test, count=opts["count"], points=opts["points"], kind=opts["kind"],

@@ -21,7 +21,7 @@ def _download_bytes(report):
     """Callables that build each download only when clicked."""
     import torch
 
-    from sipp_core.pruning import to_json
+    from sipp_core.plan.pruning import to_json
 
     def state_dict():
         buf = io.BytesIO()

@@ -1,4 +1,4 @@
-"""Retraining: prune-retrain cascades and training in isolation (lottery tickets), from sipp_core.retrain.
+"""Retraining: prune-retrain cascades and training in isolation (lottery tickets), from sipp_core.jobs.retrain.
 
 Both run as background jobs (ui/jobs.py): progress with the engine's time-left estimate, a Cancel button
 (the engine stops after the current batch and returns the finished steps / epochs), and an estimate
@@ -61,10 +61,10 @@ def measured_epoch_seconds(model: str, dataset: str, device: str, threads: int) 
 
     import torch
 
-    from sipp_core.layers import prunable_layers
-    from sipp_core.models import build_model
-    from sipp_core.retrain import train_masked
-    from sipp_core.train import accuracy
+    from sipp_core.jobs.retrain import train_masked
+    from sipp_core.zoo.layers import prunable_layers
+    from sipp_core.zoo.models import build_model
+    from sipp_core.zoo.train import accuracy
 
     rec = engine.load_record(dataset)
     net = build_model(model, rec.input_shape, rec.num_classes, seed=0)
@@ -135,7 +135,7 @@ def _prune_seconds(s: Settings) -> float:
 
 
 def _has_checkpoint(model: str, dataset: str, epochs: int, seed: int) -> bool:
-    from sipp_core.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
+    from sipp_core.io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
 
     name = checkpoint_name(model, dataset, int(epochs), int(seed))
     return (ASSETS_DIR / name).exists() or (cache_dir() / name).exists()
@@ -289,13 +289,13 @@ def show_isolation(ticket: dict, random: dict, dense_acc: float, settings: dict,
 # ---- the two tabs ------------------------------------------------------------------------------------
 
 def _methods() -> list[str]:
-    from sipp_core.planner import METHODS
+    from sipp_core.options import METHODS
 
     return list(METHODS)
 
 
 def _cascade_tab(s: Settings) -> None:
-    from sipp_core.train import DEFAULT_LR
+    from sipp_core.zoo.train import DEFAULT_LR
 
     methods = _methods()
     c1, c2, c3 = st.columns([1.4, 2, 1])
@@ -329,7 +329,7 @@ def _cascade_tab(s: Settings) -> None:
                 f"(one epoch here ≈ {per_epoch:.2f} s, {source})"
                 + (" · this run is cached: shown below" if cached is not None else ""))
     if go and not running:
-        from sipp_core.retrain import prune_retrain
+        from sipp_core.jobs.retrain import prune_retrain
 
         kw = dict(method=method, schedule=sched, epochs=int(epochs), seed=int(s.seed),
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
@@ -343,7 +343,7 @@ def _cascade_tab(s: Settings) -> None:
 
 
 def _isolation_tab(s: Settings) -> None:
-    from sipp_core.train import DEFAULT_EPOCHS, DEFAULT_LR
+    from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR
 
     methods = _methods()
     c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
@@ -395,7 +395,7 @@ def _isolation_tab(s: Settings) -> None:
                 f"**{jobs.fmt_seconds(est)}** (one epoch ≈ {per_epoch:.2f} s, {source})"
                 + (" · this run is cached: shown below" if cached is not None else ""))
     if go and not running:
-        from sipp_core.retrain import train_isolated
+        from sipp_core.jobs.retrain import train_isolated
 
         kw = dict(method=method, keep_ratio=float(keep), epochs=int(epochs), rewind_epoch=int(rewind),
                   prune_at=prune_at, random_scope=scope, seed=int(s.seed),

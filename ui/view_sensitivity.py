@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, show, engine, formulas as fx, tables
+from ui import charts, engine, show, tables
+from ui import formulas as fx
 from ui.view_common import obtain
 
 INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-signed) input signal it ever "
@@ -12,7 +13,7 @@ INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-si
 
 def layer_inputs(s, prepared, name: str):
     """The layer's input on S as the ORIGINAL network feeds it (cached; computed under the model lock)."""
-    from sipp_core.layers import capture_inputs
+    from sipp_core.zoo.layers import capture_inputs
 
     def build():
         with engine.model_lock(prepared), capture_inputs(prepared.model, [name]) as got:
@@ -28,7 +29,7 @@ def layer_inputs(s, prepared, name: str):
 
 @st.fragment
 def _per_layer(s, prepared, report) -> None:
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     names = list(prepared.infos)
     layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name")
@@ -42,7 +43,7 @@ def _per_layer(s, prepared, report) -> None:
 
 @st.fragment
 def _one_edge(s, prepared, report) -> None:
-    from sipp_core.layers import prunable_layers
+    from sipp_core.zoo.layers import prunable_layers
 
     st.subheader("One edge, by the definition")
     names = list(prepared.infos)
@@ -72,14 +73,14 @@ def _one_edge(s, prepared, report) -> None:
         show.chart(charts.edge_profile(tr["g"], tr["n_images"], tr["point"]))
         if tr["signed"]:
             st.caption("This layer's input has negative entries, so every point x is split into the non-negative "
-                       "pseudo-points a⁺ = max(a, 0) and a⁻ = max(−a, 0) (SPEC 2.1).")
+                       "pseudo-points a⁺ = max(a, 0) and a⁻ = max(−a, 0) (docs/sipp.md §2.1).")
 
 
 def render() -> None:
     s, prepared, report = obtain("Sensitivity", INTRO)
     st.latex(fx.TEX_S[prepared.patch_reduction])
     if prepared.patch_reduction == "mean":
-        st.warning("Patch reduction 'mean' is the authors' deterministic variant: it carries no bound (SPEC 8.11).")
+        st.warning("Patch reduction 'mean' is the authors' deterministic variant: it carries no bound (docs/sipp.md §8.11).")
     show.chart(charts.sensitivity_histogram(prepared))
     _per_layer(s, prepared, report)
     st.subheader("Most sensitive edges")

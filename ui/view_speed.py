@@ -1,4 +1,4 @@
-"""Why is the pruned model not faster? Dense vs sparse (CSR) latency and file sizes (sipp_core.sparse_speed).
+"""Why is the pruned model not faster? Dense vs sparse (CSR) latency and file sizes (sipp_core.plan.sparse_speed).
 
 Behind a button because it times things: 1 CPU thread (steadier on a shared machine; set for the few
 hundred milliseconds of timing), batch sizes 1 and 256. Results are kept per session and prune
@@ -17,7 +17,7 @@ BATCHES = (1, 256)
 
 def speed_report(result, threads: int = 1, repeats: int = 30):
     """measure() on a PruneResult with the panel's settings."""
-    from sipp_core.sparse_speed import measure
+    from sipp_core.plan.sparse_speed import measure
 
     return measure(result, batch_sizes=BATCHES, repeats=repeats, threads=threads)
 

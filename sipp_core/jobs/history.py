@@ -51,7 +51,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import SippError
+import numpy
+
+import sipp_core
+
+from ..errors import SippError
 
 __all__ = ["RunHistory", "RunRecord", "HistoryError", "default_history_path", "software_versions", "to_jsonable"]
 
@@ -115,7 +119,7 @@ def default_history_path() -> Path:
 def _git_commit() -> str | None:
     """The checkout's commit, read from .git without a subprocess (None outside a git checkout)."""
     try:
-        git = Path(__file__).resolve().parent.parent / ".git"
+        git = Path(__file__).resolve().parents[2] / ".git"
         head = (git / "HEAD").read_text().strip()
         if head.startswith("ref: "):
             ref = head[5:]
@@ -144,12 +148,9 @@ def _static_versions() -> tuple:
     except Exception:  # pragma: no cover - torch is a hard dependency
         out["torch"] = None
     try:
-        import numpy
-
         out["numpy"] = numpy.__version__
     except Exception:  # pragma: no cover
         out["numpy"] = None
-    import sipp_core
 
     out["sipp_core"] = getattr(sipp_core, "__version__", None)
     out["git"] = _git_commit()

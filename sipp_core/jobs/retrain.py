@@ -48,7 +48,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .train import DEFAULT_EPOCHS, DEFAULT_LR, Progress, accuracy, pick_device, predict, run_epoch
+from ..io.checkpoints import cache_checkpoint, cache_dir, checkpoint_name, load_trained
+from ..io.data import load_dataset
+from ..options import DELTA_S, METHODS
+from ..pipeline import Prepared
+from ..plan.bounds import draw_sample
+from ..plan.bounds import sample_size as sample_size_formula
+from ..plan.pruning import prune, validate_arguments
+from ..zoo.models import build_model
+from ..zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, Progress, accuracy, pick_device, predict, run_epoch
+from .history import to_jsonable
 
 __all__ = [
     "TrainLog", "CascadeResult", "IsolationResult", "train_masked", "apply_masks", "masks_hold",
@@ -273,8 +282,6 @@ def train_masked(
 
 def _draw_s(net: nn.Module, record, sample_size: int | None, seed: int):
     """The batch S exactly as pipeline.prepare draws it: the |S| formula (capped at the pool) or a given size."""
-    from .bounds import draw_sample, sample_size as sample_size_formula
-    from .pipeline import DELTA_S
 
     n_pool = len(record.x_pool)
     size = sample_size_formula(net, record.input_shape, DELTA_S) if sample_size is None else int(sample_size)
@@ -285,15 +292,11 @@ def _draw_s(net: nn.Module, record, sample_size: int | None, seed: int):
 
 
 def _prune_masks(net, s_x, s_y, *, method, keep_ratio, delta, seed, sensitivities=None):
-    from .pruning import prune
-
     return prune(net, s_x, method=method, keep_ratio=keep_ratio, delta=delta, seed=seed, labels=s_y,
                  sensitivities=sensitivities)
 
 
 def _check_common(method: str, lr: float, epochs: int) -> None:
-    from .planner import METHODS
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
@@ -303,8 +306,6 @@ def _check_common(method: str, lr: float, epochs: int) -> None:
 
 
 def _dumps(obj) -> str:
-    from .history import to_jsonable
-
     return json.dumps(to_jsonable(obj), indent=2)
 
 
@@ -361,8 +362,8 @@ def _check_schedule(schedule) -> tuple[float, ...]:
 
 
 def prune_retrain(
-    model_name: str,
-    dataset: str,
+    model_name: str | Prepared,
+    dataset: str | None = None,
     *,
     method: str = "sipp-hybrid",
     schedule=DEFAULT_SCHEDULE,
@@ -379,7 +380,8 @@ def prune_retrain(
     """Prune-retrain cascade down a decreasing keep-ratio schedule (see the module docstring).
 
     Args:
-        model_name, dataset: the trained network (shipped, cached, or trained now) and its data.
+        model_name, dataset: the trained network (shipped, cached, or trained now) and its data; or a
+            ``pipeline.Prepared`` (a model in hand) and no dataset: its model, data and |S|.
         method: a planner method (sipp-hybrid, sipp-det, sipp-rand, wt, layerwise, snip, uniform, random).
         schedule: strictly decreasing keep ratios in (0, 1].
         epochs: fine-tuning epochs per step (cosine schedule restarted at each step).
@@ -394,9 +396,6 @@ def prune_retrain(
         fine-tuned), agreement_pruned (top-1 agreement with the dense network right after pruning), epochs,
         accuracy_curve (after each fine-tuning epoch), pruned_weights_zero, layer_density, prune_s, finetune_s.
     """
-    from .checkpoints import load_trained
-    from .data import load_dataset
-    from .pruning import validate_arguments
 
     _check_common(method, lr, epochs)
     sched = _check_schedule(schedule)
@@ -404,8 +403,15 @@ def prune_retrain(
     dev = pick_device(device)
     job = JobProgress(progress)
     t0 = time.perf_counter()
-    record = load_dataset(dataset)
-    trained = load_trained(model_name, dataset, progress=job.stage(0.0, 0.02, "loading: "), device=device)
+    if isinstance(model_name, Prepared):
+        record, trained = model_name.record, model_name.trained
+        sample_size = model_name.sample_size if sample_size is None else sample_size
+        model_name, dataset = trained.name, record.name
+    elif isinstance(dataset, str):
+        record = load_dataset(dataset)
+        trained = load_trained(model_name, dataset, progress=job.stage(0.0, 0.02, "loading: "), device=device)
+    else:
+        raise ValueError("prune_retrain(model_name, dataset): name the data set, or pass a pipeline.Prepared instead")
     dense = trained.model
     dense_logits = predict(dense, record.x_test)
     dense_acc = float((dense_logits.argmax(1) == record.y_test).float().mean())
@@ -551,10 +557,6 @@ def train_isolated(
     (masked, before training), accuracy (after training), accuracy_curve, loss_curve, layer_density,
     pruned_weights_zero, seconds.
     """
-    from .checkpoints import cache_dir, checkpoint_name, cache_checkpoint, load_trained
-    from .data import load_dataset
-    from .models import build_model
-    from .pruning import validate_arguments
 
     epochs = int(epochs if epochs is not None else DEFAULT_EPOCHS.get(model_name, 30))
     _check_common(method, lr, epochs)

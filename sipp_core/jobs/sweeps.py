@@ -24,7 +24,6 @@ ValueError is kept as a row with ``error`` set and NaN figures, so one bad point
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -35,6 +34,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
+from ..options import METHODS
+from ..pipeline import Prepared, evaluate_prune, prepare, prepare_trained
+from ..plan.measure import end_to_end
+from ..plan.pruning import prune, validate_arguments
+from ..zoo.train import DEFAULT_EPOCHS
+from .history import to_jsonable
+from .retrain import JobProgress
 
 __all__ = [
     "DEFAULT_METHODS", "SweepResult", "sweep", "geometric_ratios", "parse_ratios", "prune_potential",
@@ -113,8 +121,6 @@ def _check_seeds(seeds) -> tuple[int, ...]:
 
 
 def _check_methods(methods) -> tuple[str, ...]:
-    from .planner import METHODS
-
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     methods = tuple(methods)
@@ -130,7 +136,6 @@ def _check_methods(methods) -> tuple[str, ...]:
 
 def sweep_cache_dir() -> Path:
     """<SIPP_CACHE_DIR or ~/.cache/sipp-studio>/sweeps (next to the checkpoint cache)."""
-    from .checkpoints import cache_dir
 
     return cache_dir().parent / "sweeps"
 
@@ -178,8 +183,6 @@ class SweepResult:
                     timings_s=dict(self.timings_s), cancelled=self.cancelled)
 
     def to_json(self) -> str:
-        from .history import to_jsonable
-
         return json.dumps(to_jsonable(self.to_dict()), indent=2)
 
     @classmethod
@@ -203,8 +206,6 @@ _FLOAT_FIELDS = {"keep_ratio", "accuracy_before", "accuracy_after", "accuracy_dr
 
 def _checkpoint_identity(model_name: str, dataset: str) -> dict:
     """What identifies the trained network without loading it: the checkpoint file (shipped or cached)."""
-    from .checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
-    from .train import DEFAULT_EPOCHS
 
     fname = checkpoint_name(model_name, dataset, DEFAULT_EPOCHS.get(model_name, 30), 0)
     for p in (ASSETS_DIR / fname, cache_dir() / fname):
@@ -226,22 +227,23 @@ def _nan_row(method, seed, ratio, error=None, **extra) -> dict:
     return row
 
 
-def _call_prepare(fn, seed, progress):
-    """fn(seed, progress) when fn takes two arguments, else fn(seed)."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-        two = len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
-    except (TypeError, ValueError):
-        two = False
-    return fn(seed, progress) if two else fn(seed)
+def _from_prepared(prepared: Prepared, sample_size: int | None) -> Callable:
+    """prepare_fn for a Prepared: itself for its own seed, else the same model and data with another S."""
+    size = prepared.sample_size if sample_size is None else sample_size
+
+    def fn(seed, progress=None):
+        if seed == prepared.seed and size == prepared.sample_size:
+            return prepared
+        return prepare_trained(prepared.trained, prepared.record, sample_size=size, seed=seed,
+                               patch_reduction=prepared.patch_reduction, progress=progress)
+
+    return fn
 
 
 def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> dict:
     """Prune once with cached sensitivities and evaluate: one sweep row."""
     t0 = time.perf_counter()
     if measure_errors:
-        from .pipeline import evaluate_prune
-
         rep = evaluate_prune(prepared, method=method, keep_ratio=ratio, delta=delta, seed=seed, allocation=allocation)
         result, e2e = rep.result, rep.end_to_end
         held = [v for v in rep.errors_heldout.values()]
@@ -249,9 +251,6 @@ def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> 
         fails = [e.failure_rate for e in held if not math.isnan(e.failure_rate)]
         failure = max(fails) if fails else float("nan")
     else:
-        from .measure import end_to_end
-        from .pruning import prune
-
         result = prune(prepared.model, prepared.s_x, method=method, keep_ratio=ratio, delta=delta, seed=seed,
                        sensitivities=prepared.sensitivities, patch_reduction=prepared.patch_reduction,
                        labels=prepared.s_y, allocation=allocation)
@@ -270,8 +269,8 @@ def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> 
 
 
 def sweep(
-    model_name: str,
-    dataset: str,
+    model_name: str | Prepared,
+    dataset: str | None = None,
     *,
     methods=DEFAULT_METHODS,
     ratios: Iterable[float] | None = None,
@@ -290,7 +289,9 @@ def sweep(
     """Keep ratios x methods x seeds on one trained network (see the module docstring).
 
     Args:
-        model_name, dataset: the trained network (shipped, cached or trained now) and its data set.
+        model_name, dataset: the trained network (shipped, cached or trained now) and its data set;
+            or a ``pipeline.Prepared`` (a model in hand, e.g. a notebook's own network) and no dataset:
+            its seed uses its own sensitivities, other seeds draw their S from its data.
         methods: planner methods (a list, or a comma-separated string).
         ratios: explicit keep ratios; else a geometric grid of `count` ratios over `ratio_range` (hi, lo).
         seeds: a count n (seeds 0..n-1) or a list of seeds; each seed draws its own S and sampling.
@@ -300,17 +301,22 @@ def sweep(
         measure_errors: also measure layer-local errors (slower); adds measured_max_heldout and
             failure_rate_heldout (largest over layers).
         cache: read and write the on-disk result cache.
-        prepare_fn: optional callable seed -> pipeline.Prepared (e.g. the app's cached prepare);
-            default ``pipeline.prepare(model_name, dataset, sample_size=..., seed=seed)``.
+        prepare_fn: optional callable (seed, progress) -> pipeline.Prepared (e.g. the app's cached
+            prepare); default ``pipeline.prepare(model_name, dataset, sample_size=..., seed=seed)``.
         progress: progress(fraction, message), messages with a time estimate.
         should_stop: polled before every point; True stops and returns the rows so far (cancelled=True).
 
     Raises:
         ValueError: bad methods, ratios, seeds, delta or allocation (before any work starts).
     """
-    from .pruning import validate_arguments
-    from .retrain import JobProgress
 
+    if isinstance(model_name, Prepared):
+        if prepare_fn is not None:
+            raise ValueError("give either a Prepared model or prepare_fn, not both")
+        prepare_fn = _from_prepared(model_name, sample_size)
+        model_name, dataset = model_name.trained.name, model_name.record.name
+    elif not isinstance(dataset, str):
+        raise ValueError("sweep(model_name, dataset): name the data set, or pass a pipeline.Prepared instead")
     methods = _check_methods(methods)
     grid = _check_ratios(ratios) if ratios is not None else geometric_ratios(ratio_range[0], ratio_range[1], count)
     seed_list = _check_seeds(seeds)
@@ -337,10 +343,8 @@ def sweep(
                 except (ValueError, KeyError, OSError):
                     path.unlink(missing_ok=True)  # a damaged cache entry is simply recomputed
     if prepare_fn is None:
-        from .pipeline import prepare
-
-        def prepare_fn(seed, _progress=None):
-            return prepare(model_name, dataset, sample_size=sample_size, seed=seed, progress=_progress)
+        def prepare_fn(seed, progress=None):
+            return prepare(model_name, dataset, sample_size=sample_size, seed=seed, progress=progress)
 
     t_start = time.perf_counter()
     points = len(methods) * len(grid)
@@ -357,7 +361,7 @@ def sweep(
         base = si * per_seed
         job.report(base / total_units, f"seed {seed}: sensitivities")
         tp = time.perf_counter()
-        prepared = _call_prepare(prepare_fn, seed, job.stage(base / total_units, (base + prep_units) / total_units,
+        prepared = prepare_fn(seed, job.stage(base / total_units, (base + prep_units) / total_units,
                                                             f"seed {seed}: "))
         timings["prepare"][str(seed)] = time.perf_counter() - tp
         timings["sensitivity"][str(seed)] = float(prepared.timings_s.get("sensitivity", float("nan")))
@@ -533,7 +537,7 @@ def add_sweep_parser(subparsers):
     p.add_argument("--ratios", default=f"{DEFAULT_RANGE[0]}:{DEFAULT_RANGE[1]}:{DEFAULT_COUNT}",
                    help="K1:K2:N for N ratios on a geometric grid from K1 to K2, or a comma list")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1): S and sampling per seed")
-    p.add_argument("--sample-size", type=int, help="|S| (default: the formula of SPEC section 2.5)")
+    p.add_argument("--sample-size", type=int, help="|S| (default: the formula of docs/sipp.md §2.5)")
     p.add_argument("--delta", type=float, default=1e-16)
     p.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
     p.add_argument("--measure-errors", action="store_true", help="also measure layer-local errors (slower)")

@@ -1,4 +1,4 @@
-"""Budget allocation (SPEC-sipp sections 5 and 8): how many weights each row keeps.
+"""Budget allocation (docs/sipp.md §5 and §8): how many weights each row keeps.
 
 Keep-ratio mode, budget B = round(kappa * prunable weights):
 
@@ -12,11 +12,11 @@ Keep-ratio mode, budget B = round(kappa * prunable weights):
   w_l * (-d eps_rand / dm) = lambda, which has a closed form here (a cubic in
   eps, see :func:`eps_for_gain`); lambda is found by a bracketing root finder so
   that the clipped m sum to B; the result is floored and the leftover budget is
-  handed out one weight at a time to the rows whose bound drops most (SPEC 8.6),
+  handed out one weight at a time to the rows whose bound drops most (docs/sipp.md §8.6),
   so the plan never exceeds B.
 - sampling realises fewer (or more) distinct weights than planned, so the
   nominal budget is searched until the realised count is within 0.5% (relative)
-  of B (:func:`search_budget`, SPEC 5 and 8.5).
+  of B (:func:`search_budget`, docs/sipp.md §5 and 8.5).
 
 Epsilon mode (:func:`epsilon_rows`): every row gets the smallest m that meets eps.
 
@@ -31,34 +31,15 @@ import numpy as np
 import torch
 
 from . import bounds as _bounds
+from .bounds import m_for_eps_rows
 from .sparsify import RowSet, det_m_for_eps
 
 # ------------------------------------------------------------------ bound formulas
 
 
 def layer_log_term(patches: int, kernel_size: int, delta: float) -> float:
-    """L_l = ln(8 (P_l + 1) k_l / delta) (SPEC 3), from bounds.log_term."""
+    """L_l = ln(8 (P_l + 1) k_l / delta) (docs/sipp.md §3), from bounds.log_term."""
     return float(_bounds.log_term(patches, kernel_size, delta))
-
-
-def eps_rand_rows(m, total, log_term) -> torch.Tensor:
-    """eps_rand(m) per row, float64; inf for m = 0 with signal, 0 for rows without signal (T = 0)."""
-    m = torch.as_tensor(m, dtype=torch.float64)
-    t = torch.as_tensor(total, dtype=torch.float64)
-    lt = torch.as_tensor(log_term, dtype=torch.float64)
-    safe_m = torch.where(m > 0, m, torch.ones_like(m))
-    e = torch.as_tensor(_bounds.eps_rand(safe_m, t, lt), dtype=torch.float64)
-    e = torch.where(m > 0, e, torch.full_like(e, math.inf))
-    return torch.where(t > 0, e, torch.zeros_like(e))
-
-
-def m_for_eps_rows(eps: float, total, log_term) -> torch.Tensor:
-    """m(eps) = ceil(L T (3 + 2 eps) / eps^2) per row, int64 (0 for rows without signal)."""
-    t = torch.as_tensor(total, dtype=torch.float64)
-    lt = torch.as_tensor(log_term, dtype=torch.float64)
-    m = torch.as_tensor(_bounds.m_for_eps(eps, t, lt), dtype=torch.float64)
-    m = torch.nan_to_num(m, nan=0.0, posinf=2.0**62).clamp(0.0, 2.0**62)  # tiny eps: no int64 overflow
-    return torch.where(t > 0, m, torch.zeros_like(m)).to(torch.int64)
 
 
 def _eps_rand_np(m: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -180,7 +161,7 @@ def continuous_allocation(total, nnz, log_term, weight, budget: float) -> tuple[
 
 def round_allocation(m_cont, total, nnz, log_term, weight, budget: int) -> np.ndarray:
     """Integer m <= nnz with sum <= budget: floor m_cont, then give the leftover budget one
-    weight at a time to the rows whose w * eps_rand drops most (SPEC 8.6).
+    weight at a time to the rows whose w * eps_rand drops most (docs/sipp.md §8.6).
 
     The objective is separable and convex in m, so taking the largest single-weight
     drops first is the greedy optimum from the floors. Returns int64 numpy.
@@ -222,7 +203,7 @@ def round_allocation(m_cont, total, nnz, log_term, weight, budget: int) -> np.nd
 
 
 def bound_optimal_allocation(total, nnz, log_term, weight, budget: int) -> np.ndarray:
-    """The section-5 allocation: exact continuous optimum, then SPEC-8.6 rounding. int64 numpy."""
+    """The section-5 allocation: exact continuous optimum, then docs/sipp.md §8.6 rounding. int64 numpy."""
     m_cont, _ = continuous_allocation(total, nnz, log_term, weight, budget)
     return round_allocation(m_cont, total, nnz, log_term, weight, budget)
 
@@ -282,7 +263,7 @@ def largest_remainder(sizes: list[int], ratio: float, budget: int) -> list[int]:
 
 
 def epsilon_rows(rows: RowSet, method: str, epsilon: float, log_term: float, c_prime: float = 3.0):
-    """Per-row m for a target epsilon (SPEC 5, epsilon mode) and whether the row is sampled.
+    """Per-row m for a target epsilon (docs/sipp.md §5, epsilon mode) and whether the row is sampled.
 
     deterministic: the smallest m with eps_det(m) <= eps; sampling: m(eps) capped at
     nnz; hybrid: the smaller of the two, its deterministic side measured as

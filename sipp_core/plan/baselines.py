@@ -1,11 +1,11 @@
-"""Baselines (SPEC-sipp section 6): the same masks machinery, no sensitivities needed.
+"""Baselines (docs/sipp.md §6): the same masks machinery, no sensitivities needed.
 
 - WT: global magnitude pruning, one top-B of |W| over all prunable layers;
 - layer-wise magnitude: each layer keeps the fraction kappa of its own |W|
   (per-layer counts by largest remainder, so they sum exactly to B);
 - SNIP: |mean over batches of S of (dLoss/dW * W)| (:func:`snip_scores`), global top-B;
 - uniform sampling: each unit keeps about max(1, kappa * fan-in) weights drawn
-  uniformly with replacement, reweighted as in SPEC 4 (W_j * count_j * J / m');
+  uniformly with replacement, reweighted as in docs/sipp.md §4 (W_j * count_j * J / m');
   like SiPP sampling it realises a random number of distinct weights, so the
   nominal ratio is searched until the realised ratio is within 0.5% of kappa;
 - random: a uniformly random mask of exactly B weights over all prunable layers.
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..zoo.layers import prunable_layers
 from .allocate import global_topk, largest_remainder, search_budget
-from .layers import prunable_layers
 from .sparsify import NestedDraws, as_matrix, layer_seed
 
 

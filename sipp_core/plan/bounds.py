@@ -1,4 +1,4 @@
-"""Error-bound formulas of one row and the size of the sample S (SPEC-sipp sections 2.5 and 3).
+"""Error-bound formulas of one row and the size of the sample S (docs/sipp.md §2.5 and §3).
 
 A row is one (output unit f, sign sigma) pair of a weight viewed as F x J; per-row
 tensors are shaped (F, 2): column 0 holds the positive weights' row, column 1 the
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .layers import LayerInfo, layer_infos, prunable_layers
+from ..options import DEFAULT_DELTA
+from ..zoo.layers import LayerInfo, layer_infos, prunable_layers
 
-DEFAULT_DELTA = 1e-16  # the authors' default failure probability (also delta_S for |S|)
 SAMPLE_C = 3.0  # C in |S| = ceil(C ln(8 eta eta_max / delta_S))
 
 __all__ = [
     "DEFAULT_DELTA", "SAMPLE_C", "check_delta", "check_epsilon", "log_term", "eps_rand", "m_for_eps",
     "row_totals", "sorted_rows", "SortedRows", "eps_det", "det_m_for_eps", "sample_size", "sample_size_terms",
-    "draw_sample",
+    "draw_sample", "eps_rand_rows", "m_for_eps_rows",
 ]
 
 
@@ -103,7 +103,7 @@ def _check_nonneg(t: torch.Tensor, name: str) -> None:
 
 
 def log_term(patches, kernel_size=None, delta: float = DEFAULT_DELTA) -> float:
-    """L_l = ln(8 (P_l + 1) k_l / delta) (SPEC 3) for one layer.
+    """L_l = ln(8 (P_l + 1) k_l / delta) (docs/sipp.md §3) for one layer.
 
     Call it with the numbers, ``log_term(P_l, k_l, delta)``, or with the layer's
     :class:`~sipp_core.layers.LayerInfo`, ``log_term(info, delta=delta)``.
@@ -125,11 +125,11 @@ def log_term(patches, kernel_size=None, delta: float = DEFAULT_DELTA) -> float:
 
 
 def eps_rand(m, total, log_term_value):
-    """Sampling bound eps_rand(m) = (u + sqrt(u^2 + 6u)) / 2 with u = 2 L T / m (SPEC 3).
+    """Sampling bound eps_rand(m) = (u + sqrt(u^2 + 6u)) / 2 with u = 2 L T / m (docs/sipp.md §3).
 
     Vectorised (broadcasting) over m, total T and L. m = 0 gives inf for a row
     with signal; a row without signal (T = 0) gives 0 for every m (it is pruned
-    whole, SPEC 3). Non-increasing in m.
+    whole, docs/sipp.md §3). Non-increasing in m.
 
     Raises:
         ValueError: a negative (or nan) m, T or L.
@@ -328,7 +328,7 @@ def sample_size_terms(model: torch.nn.Module, input_shape) -> tuple[int, int]:
 
 
 def sample_size(model: torch.nn.Module, input_shape, delta: float = DEFAULT_DELTA, C: float = SAMPLE_C) -> int:
-    """|S| = ceil(C ln(8 eta eta_max / delta)) (SPEC 2.5).
+    """|S| = ceil(C ln(8 eta eta_max / delta)) (docs/sipp.md §2.5).
 
     eta = sum over prunable layers of F_l * P_l (output units times patches),
     eta_max = the largest F_l * P_l. 152 for LeNet-300-100 on 28x28 inputs and
@@ -364,3 +364,26 @@ def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:
         raise ValueError(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randperm(n, generator=gen)[: int(size)]
+
+
+# --------------------------------------------------------------- per-row forms
+
+
+def eps_rand_rows(m, total, log_term) -> torch.Tensor:
+    """eps_rand(m) per row, float64; inf for m = 0 with signal, 0 for rows without signal (T = 0)."""
+    m = torch.as_tensor(m, dtype=torch.float64)
+    t = torch.as_tensor(total, dtype=torch.float64)
+    lt = torch.as_tensor(log_term, dtype=torch.float64)
+    safe_m = torch.where(m > 0, m, torch.ones_like(m))
+    e = torch.as_tensor(eps_rand(safe_m, t, lt), dtype=torch.float64)
+    e = torch.where(m > 0, e, torch.full_like(e, math.inf))
+    return torch.where(t > 0, e, torch.zeros_like(e))
+
+
+def m_for_eps_rows(eps: float, total, log_term) -> torch.Tensor:
+    """m(eps) = ceil(L T (3 + 2 eps) / eps^2) per row, int64 (0 for rows without signal)."""
+    t = torch.as_tensor(total, dtype=torch.float64)
+    lt = torch.as_tensor(log_term, dtype=torch.float64)
+    m = torch.as_tensor(m_for_eps(eps, t, lt), dtype=torch.float64)
+    m = torch.nan_to_num(m, nan=0.0, posinf=2.0**62).clamp(0.0, 2.0**62)  # tiny eps: no int64 overflow
+    return torch.where(t > 0, m, torch.zeros_like(m)).to(torch.int64)

@@ -1,9 +1,9 @@
-"""Measured error (SPEC-sipp section 7): what the bounds promise against what happens.
+"""Measured error (docs/sipp.md §7): what the bounds promise against what happens.
 
 Layer-local error feeds the ORIGINAL network's input a(x) of a layer to both the
 original and the pruned weights, which is exactly what the row bounds talk
 about. Signs are kept apart: z+ and z- are compared separately, and a relative
-error is |zhat^s - z^s| / z^s where z^s > float32 eps (SPEC 7 and 8.9).
+error is |zhat^s - z^s| / z^s where z^s > float32 eps (docs/sipp.md §7 and 8.9).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import capture_inputs, conv_padded, prunable_layers
-from .train import predict
+from ..zoo.layers import capture_inputs, conv_padded, prunable_layers
+from ..zoo.train import predict
 
 NO_SIGNAL = 1.1920929e-07
 
@@ -51,7 +51,7 @@ def _apply(module: nn.Module, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def _layer_point_errors(module: nn.Module, a: torch.Tensor, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(N, F, 2) relative error of each row per image: max over pseudo-points and patches."""
     n = a.shape[0]
-    if (a < 0).any():  # same pseudo-points as the sensitivities (SPEC 2.1, 8.9)
+    if (a < 0).any():  # same pseudo-points as the sensitivities (docs/sipp.md §2.1, 8.9)
         a = torch.cat([a.clamp(min=0), (-a).clamp(min=0)])
     wp, wn = _signed_parts(w)
     # Reweighting keeps each weight's sign, so the pruned row sigma is |v| on sigma's support.

@@ -12,10 +12,10 @@ weights and sensitivities, so it is cached (keyed on the tensors' storage,
 version counter and checksums): moving an eps or keep-ratio slider re-runs only
 the cheap part.
 
-Row bounds (SPEC 3, per (unit, sign) row, float64):
+Row bounds (docs/sipp.md §3, per (unit, sign) row, float64):
 - sampled row: eps_rand(m) with m the planned distinct count (m' >= m draws are
   made, so this is conservative);
-- deterministic row: eps_det(m) (sipp-det), C' * eps_det(m) (sipp-hybrid, SPEC 8.2);
+- deterministic row: eps_det(m) (sipp-det), C' * eps_det(m) (sipp-hybrid, docs/sipp.md §8.2);
 - whole row (every s > 0 weight kept): 0;
 - row without signal (T = 0): 0 (it is pruned entirely: error 0 on S);
 - row with signal emptied by the budget (m = 0): T = eps_det(0) (C' * T in hybrid).
@@ -33,21 +33,30 @@ from dataclasses import dataclass
 
 import torch
 
+from ..options import ALLOCATIONS, METHODS, SIPP_METHODS
+from ..zoo.layers import LayerInfo
 from . import bounds as _bounds
-from .allocate import (
-    bound_optimal_allocation, eps_rand_rows, epsilon_rows, global_topk, layer_log_term, search_budget,
-)
+from .allocate import bound_optimal_allocation, epsilon_rows, global_topk, layer_log_term, search_budget
 from .baselines import keep_budget, layerwise_plan, random_plan, snip_plan, uniform_plan, wt_plan
-from .layers import LayerInfo
+from .bounds import eps_rand_rows
 from .sparsify import (
-    DETERMINISTIC, EMPTY, SAMPLED, WHOLE, RowSet, as_matrix, assemble, build_rows, check_sensitivity, classify,
-    draws_for_distinct, eps_det_rows, hybrid_choice, row_draws,
+    DETERMINISTIC,
+    EMPTY,
+    SAMPLED,
+    WHOLE,
+    RowSet,
+    as_matrix,
+    assemble,
+    build_rows,
+    check_sensitivity,
+    classify,
+    draws_for_distinct,
+    eps_det_rows,
+    hybrid_choice,
+    row_draws,
 )
 
-METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand", "wt", "layerwise", "snip", "uniform", "random")
-SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
-ALLOCATIONS = ("global", "bound-optimal")
-REALISED_REL_TOL = 0.005  # SPEC 8.5: |realised - kappa| <= 0.005 kappa
+REALISED_REL_TOL = 0.005  # docs/sipp.md §8.5: |realised - kappa| <= 0.005 kappa
 
 
 @dataclass(frozen=True, eq=False)
@@ -350,13 +359,13 @@ def make_plan(
         infos: {layer name: LayerInfo} (layers.layer_infos); gives P_l and k_l for L_l.
         keep_ratio: share of prunable weights to keep, in (0, 1] (budget B = round(kappa N)), or
         epsilon: the per-row error target, > 0 (SiPP methods only).
-        delta: failure probability in (0, 1); enters L_l in both modes (SPEC 8.4).
+        delta: failure probability in (0, 1); enters L_l in both modes (docs/sipp.md §8.4).
         seed: seeds every random choice; the same arguments give identical plans.
         sensitivities: {name: tensor shaped like the weight}; required by the SiPP methods.
         snip_scores: {name: tensor shaped like the weight}; required by "snip".
         allocation: sipp-det in keep-ratio mode only: "global" (the authors' global top-B)
-            or "bound-optimal" (SPEC 8.1). Other methods and epsilon mode ignore it.
-        c_prime: C' of the hybrid rule (SPEC 8.2); used by sipp-hybrid only.
+            or "bound-optimal" (docs/sipp.md §8.1). Other methods and epsilon mode ignore it.
+        c_prime: C' of the hybrid rule (docs/sipp.md §8.2); used by sipp-hybrid only.
 
     Returns: {name: LayerPlan}. Raises: ValueError naming the bad argument and its range.
 

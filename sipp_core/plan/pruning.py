@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS
+from ..sensitivity.core import check_not_all_zero, compute_sensitivities
+from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
+from .baselines import snip_scores
 from .bounds import check_delta, check_epsilon
-from .layers import LayerInfo, dense_layers, layer_infos, prunable_layers
-from .planner import METHODS, LayerPlan, make_plan
-from .sensitivity import check_not_all_zero
-
-SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")
-PATCH_REDUCTIONS = ("max", "mean")
-ALLOCATIONS = ("global", "bound-optimal")
+from .planner import LayerPlan, make_plan
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ def prune(
         sensitivities: reuse precomputed sensitivities (same model, S and patch reduction).
         labels: labels of S, needed by "snip".
         allocation: deterministic SiPP in keep-ratio mode: "global" (authors') or "bound-optimal".
-        c_prime: C' of the hybrid rule (SPEC 8.2).
+        c_prime: C' of the hybrid rule (docs/sipp.md §8.2).
 
     Returns: PruneResult. Raises: ValueError for invalid arguments (names the argument and range).
 
@@ -165,8 +163,6 @@ def prune(
         raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
     t0 = time.perf_counter()
     if sensitivities is None:
-        from .sensitivity import compute_sensitivities
-
         sensitivities = compute_sensitivities(model, inputs, patch_reduction=patch_reduction, progress=progress)
     else:
         missing = set(infos) - set(sensitivities)
@@ -175,8 +171,6 @@ def prune(
     timings["sensitivity"] = time.perf_counter() - t0
     snip = None
     if method == "snip":
-        from .baselines import snip_scores
-
         snip = snip_scores(model, inputs, labels)
     t1 = time.perf_counter()
     modules = prunable_layers(model)

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import prunable_layers
+from ..zoo.layers import prunable_layers
+from ..zoo.train import pick_device
 
 __all__ = ["EXPLANATION", "LayerSpeed", "SparseSpeedReport", "measure", "file_sizes", "csr_matmul", "to_csr"]
 
@@ -249,7 +250,6 @@ def measure(
     batch_sizes = tuple(int(b) for b in batch_sizes)
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch_sizes must be positive integers; got {batch_sizes}")
-    from .train import pick_device
 
     dev = pick_device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)

@@ -1,7 +1,7 @@
-"""Sparsifying rows (SPEC-sipp section 4): which weights a row keeps, and their new values.
+"""Sparsifying rows (docs/sipp.md §4): which weights a row keeps, and their new values.
 
 A row is one (output unit f, sign sigma) pair of a weight viewed as F x J
-(SPEC section 1). Per-row tensors in the public API are shaped (F, 2): column 0
+(docs/sipp.md §1). Per-row tensors in the public API are shaped (F, 2): column 0
 holds the positive weights' row, column 1 the negative weights' row.
 
 Internally a layer's rows live in a :class:`RowSet`: the 2F rows (row r = 2f + c)
@@ -10,7 +10,7 @@ ties by lower column index first. That one sort serves every question a plan
 asks: the deterministic top-m (a prefix), eps_det(m) (a suffix sum, read off a
 table) and the sampling distribution p_j = s_j / T (alias tables, built once per
 cached RowSet, make a draw O(1)). Weights with s = 0
-carry no signal on S and are never kept by SiPP (SPEC 8.7); weights equal to
+carry no signal on S and are never kept by SiPP (docs/sipp.md §8.7); weights equal to
 zero belong to no row.
 
 Three sparsifiers, vectorised over rows:
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from . import bounds as _bounds
+from .bounds import eps_rand_rows
 
 # row_method codes (shared with planner.LayerPlan.row_method)
 DETERMINISTIC, SAMPLED, WHOLE, EMPTY = 0, 1, 2, 3
@@ -456,7 +457,7 @@ def sparsify_deterministic(weight: torch.Tensor, sens: torch.Tensor, m) -> tuple
 
 
 def sparsify_sampling(weight: torch.Tensor, sens: torch.Tensor, m, *, seed: int = 0, name: str = "layer"):
-    """Importance-sample each row (SPEC 4): m' draws from p_j = s_j / T, reweighted to be unbiased.
+    """Importance-sample each row (docs/sipp.md §4): m' draws from p_j = s_j / T, reweighted to be unbiased.
 
     m: (F, 2) target distinct weights per row (floored). m >= nnz keeps the row's
     s > 0 weights; m < 1 empties it. Returns (mask bool, values float32), shaped like weight.
@@ -478,11 +479,10 @@ def sparsify_hybrid(
     weight: torch.Tensor, sens: torch.Tensor, m, *, log_term: float, c_prime: float = 3.0, seed: int = 0,
     name: str = "layer",
 ):
-    """Hybrid (SPEC 4): per row, sampling where C' eps_det(m) > eps_rand(m), else deterministic.
+    """Hybrid (docs/sipp.md §4): per row, sampling where C' eps_det(m) > eps_rand(m), else deterministic.
 
     log_term: the layer's L_l (see bounds.log_term). Returns (mask, values, sampled (F, 2) bool).
     """
-    from .allocate import eps_rand_rows
 
     rows = build_rows(weight, sens)
     mm = _check_m(m, rows)

@@ -1,4 +1,4 @@
-"""Empirical sensitivities of every prunable weight (SPEC-sipp section 2).
+"""Empirical sensitivities of every prunable weight (docs/sipp.md §2).
 
 For a prunable layer with weight W viewed as F x J and input a(x) unfolded to
 J x P (P = 1 for Linear), on the points x of the sample S:
@@ -55,12 +55,12 @@ import torch
 import torch.nn.functional as Fnn
 from torch import nn
 
+from ..errors import BadInput, DegenerateData
+from ..options import PATCH_REDUCTIONS
+from ..zoo.layers import dense_layers, prunable_layers
 from .conv_output import ConvOutput, as_module_output, fusable
-from .errors import BadInput, DegenerateData
-from .layers import dense_layers, prunable_layers
 
-EPS = float(torch.finfo(torch.float32).eps)  # z <= EPS counts as "no signal" (SPEC 2.2)
-PATCH_REDUCTIONS = ("max", "mean")
+EPS = float(torch.finfo(torch.float32).eps)  # z <= EPS counts as "no signal" (docs/sipp.md §2.2)
 DEFAULT_CHUNK_BYTES = 512 * 2**20
 
 # working tensors are also kept below this size when chunk_bytes is larger: small
@@ -96,7 +96,7 @@ def compute_sensitivities(
     progress: Progress | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> dict[str, torch.Tensor]:
-    """Empirical sensitivity of every weight of every prunable layer (SPEC-sipp 2).
+    """Empirical sensitivity of every weight of every prunable layer (docs/sipp.md §2).
 
     Args:
         model: the network; left unchanged (its train/eval flags are restored).

@@ -1,23 +1,23 @@
-"""Nonsmoothness of a network along straight input paths (SPEC-smoothness).
+"""Nonsmoothness of a network along straight input paths (docs/nonsmoothness.md).
 
     paths = make_paths(x_test, y_test, count=32, points=1024, seed=0)
     rec = nonsmoothness(model, paths)          # one batched sweep
     rec.smp.mean(), rec.layer_rows()           # output SMP, per-layer table
     before, after = compare(model, pruned, paths)
 
-"SMP as computed here" (the paper's full text was not available; see
-smoothness_peaks for the formula and its two numerical guards): along
+"SMP as computed here" (docs/nonsmoothness.md; smoothness.peaks holds the
+formula and its two numerical guards): along
 x(t) = x_a + t (x_b - x_a) sampled at N points, the peaks of the absolute
 second difference of a signal, summed over +-1 windows, divided by
 h * ||x_b - x_a||. It tends to the total jump of the directional derivative
 per unit input distance; 0 for a smooth network.
 
-Measures, per path and per measured layer (see smoothness_sweep for what is
+Measures, per path and per measured layer (see smoothness.sweep for what is
 hooked and what is not):
 - output SMP (sum over logits) and per-logit SMP, with peak positions;
 - per-layer mean SMP over at most ``max_units`` seeded units;
 - per stage: mean S at its input and output and the propagation rule's
-  prediction (SPEC section 3; a "block" is a Linear/Conv and the ReLU /
+  prediction (docs/nonsmoothness.md §3; a "block" is a Linear/Conv and the ReLU /
   max-pool stages that follow it up to the next Linear/Conv);
 - linear-region transitions (steps where any ReLU sign bit or max-pool argmax
   changes), flipped ReLU units, argmax switches, per layer and in total;
@@ -33,8 +33,8 @@ proportional to P x N x (sum over layers of sampled units). lenet300 (820
 units) at 32 x 1024 takes about a second; conv nets at max_units=4096 take
 tens of seconds on 2 cores - lower max_units, P or N for an interactive page.
 
-Files: smoothness_paths (Paths, make_paths), smoothness_peaks (smp and the
-peak finder), smoothness_sweep (hooks and chunking), smoothness_rules
+Files: smoothness.paths (Paths, make_paths), smoothness.peaks (smp and the
+peak finder), smoothness.sweep (hooks and chunking), smoothness.rules
 (propagation rules), this module (records and the public entry points).
 """
 from __future__ import annotations
@@ -47,9 +47,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .smoothness_paths import PATH_KINDS, Paths, make_paths, segment_paths
-from .smoothness_peaks import SMPResult, find_peaks, second_difference, signal_peaks, smp
-from .smoothness_sweep import Sweeper, unmeasured_modules
+from .paths import PATH_KINDS, Paths, make_paths, segment_paths
+from .peaks import SMPResult, find_peaks, second_difference, signal_peaks, smp
+from .sweep import Sweeper, unmeasured_modules
 
 __all__ = [
     "smp", "SMPResult", "find_peaks", "second_difference", "signal_peaks",
@@ -63,7 +63,7 @@ RULES = {
     "relu": "kinks of x where x > 0, plus |x'(t_c)| at each zero crossing",
     "maxpool2d": "kinks of the current argmax, plus |x_i' - x_j'| at each argmax switch",
 }
-FLOAT64_ABOVE = 4096  # SPEC: float32 suffices up to N = 4096
+FLOAT64_ABOVE = 4096  # float32 suffices up to N = 4096 (docs/nonsmoothness.md §2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,7 +175,7 @@ class Nonsmoothness:
         return rows
 
     def propagation_rows(self) -> list[dict]:
-        """Per stage: measured S in, measured S out, predicted S out (SPEC section 3)."""
+        """Per stage: measured S in, measured S out, predicted S out (docs/nonsmoothness.md §3)."""
         return [{k: r[k] for k in ("block", "layer", "kind", "smp_in", "smp", "smp_predicted", "rule")}
                 for r in self.layer_rows()]
 
@@ -253,7 +253,7 @@ def nonsmoothness(
         paths: from make_paths (or segment_paths); the same Paths for every model compared.
         max_units: per-layer unit sample for mean SMP and propagation (seeded; same
             units for models of the same architecture).
-        dtype: compute dtype; default float32 for N <= 4096 points, float64 above (SPEC).
+        dtype: compute dtype; default float32 for N <= 4096 points, float64 above (docs/nonsmoothness.md).
         jacobian_points: Jacobian norms at the anchors of this many paths, evenly spread (0: none).
         memory_budget: bytes for stored unit signals plus chunk activations (approximate).
         seed: unit-subsampling seed (default paths.seed).

@@ -1,4 +1,4 @@
-"""Straight input paths for the nonsmoothness sweep (SPEC-smoothness sections 1 and 5).
+"""Straight input paths for the nonsmoothness sweep (docs/nonsmoothness.md §1 and 5).
 
 A path is x(t) = x_a + t (x_b - x_a), t_i = i / (N - 1), i = 0 .. N-1. Only
 the endpoints are stored; points are generated chunk by chunk, so that
@@ -127,7 +127,7 @@ def make_paths(
     radius: float | None = None,
     seed: int = 0,
 ) -> Paths:
-    """Seeded straight paths between / around held-out inputs (SPEC-smoothness section 5).
+    """Seeded straight paths between / around held-out inputs (docs/nonsmoothness.md §5).
 
     Args:
         x_test: (M, *input_shape) held-out inputs.

@@ -1,4 +1,4 @@
-"""Peaks of the absolute second difference and the SMP of a sampled signal (SPEC-smoothness 1-2).
+"""Peaks of the absolute second difference and the SMP of a sampled signal (docs/nonsmoothness.md §1-2).
 
 Everything here is batched over rows: a signal is (..., N) along the path,
 its second difference (..., N - 2). ``smp`` is the public, friendly wrapper.
@@ -10,7 +10,7 @@ SMP as computed here::
     peak = local maximum of d above thr; peaks >= 3 samples apart (greedy, largest first)
     SMP  = sum over peaks of (d_{i-1} + d_i + d_{i+1})  /  (h * ||x_b - x_a||)
 
-Two numerical guards beyond the SPEC's formula (both only matter where the
+Two numerical guards beyond the formula of docs/nonsmoothness.md (both only matter where the
 noise estimate would otherwise be zero):
 - samples whose whole window is exactly constant (y_{i-1} = y_i = y_{i+1},
   e.g. a ReLU unit while it is off, a removed unit) are left out of the
@@ -223,7 +223,7 @@ def smp(signal, step: float, path_length: float = 1.0) -> SMPResult:
 
     SMP = (sum over peaks of the +-1-windowed |second difference|) / (step * path_length),
     which tends to the total jump of the derivative along the path per unit
-    of input distance as the sampling gets finer (SPEC-smoothness section 2).
+    of input distance as the sampling gets finer (docs/nonsmoothness.md §2).
 
     Args:
         signal: (N,) or (N, C) samples y(t_i), t_i = i * step (tensor or array-like).

@@ -1,4 +1,4 @@
-"""Propagation rules of SPEC-smoothness section 3, applied to stored per-unit signals.
+"""Propagation rules of docs/nonsmoothness.md §3, applied to stored per-unit signals.
 
 Each returns the predicted mean SMP over a stage's sampled output units from
 what was measured at its input, per path: (G,) float64.
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .smoothness_peaks import _blocks, find_peaks
+from .peaks import _blocks, find_peaks
 
 
 def _at(t: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
@@ -18,7 +18,7 @@ def _at(t: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
 
 
 def relu_rule(x: torch.Tensor, pk, hl: torch.Tensor) -> torch.Tensor:
-    """Predicted mean S(relu(x)) from the pre-activation x (G, n, N) and its peaks (SPEC 3).
+    """Predicted mean S(relu(x)) from the pre-activation x (G, n, N) and its peaks (docs/nonsmoothness.md §3).
 
     Kinks of x survive where x > 0 over the whole +-1 window; each zero
     crossing adds |x'(t_c)|, read from the step that crosses.
@@ -37,7 +37,7 @@ def relu_rule(x: torch.Tensor, pk, hl: torch.Tensor) -> torch.Tensor:
 
 
 def pool_rule(y, xm, xp, arg, hl) -> torch.Tensor:
-    """Predicted mean S(max_j x_j) (SPEC 3) from, per sampled output unit and point k:
+    """Predicted mean S(max_j x_j) (docs/nonsmoothness.md §3) from, per sampled output unit and point k:
     y = x_a(k)(t_k), xm = x_a(k)(t_k-1), xp = x_a(k)(t_k+1), arg = a(k) the argmax input.
 
     The argmax input's own kinks survive (peaks of its second difference where

@@ -50,9 +50,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .smoothness_paths import Paths
-from .smoothness_peaks import no_peaks, signal_peaks
-from .smoothness_rules import linear_coeff, pool_rule, relu_rule
+from .paths import Paths
+from .peaks import no_peaks, signal_peaks
+from .rules import linear_coeff, pool_rule, relu_rule
 
 RELU_FUNCS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
 POOL_FUNCS = {F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d}
@@ -455,7 +455,7 @@ class Sweeper(TorchFunctionMode):
                 site.acc["trajectory"] = site.acc["trajectory"] / self.lengths
         return self
 
-    # ---- per-group reductions (SPEC-smoothness sections 2 and 3) --------------------------------
+    # ---- per-group reductions (docs/nonsmoothness.md §2 and 3) --------------------------------
     def _put(self, key, gi, values):
         acc = self.results.setdefault(key, torch.full((self.paths.count,), float("nan"), dtype=torch.float64))
         acc[gi] = values.to(torch.float64)

@@ -1,7 +1,7 @@
 """Which layers SiPP can prune, and what it needs to know about each.
 
 A prunable layer is an ``nn.Linear`` or an ``nn.Conv2d`` with ``groups == 1``
-(SPEC-sipp section 1). Every other module that owns a weight is reported as
+(docs/sipp.md §1). Every other module that owns a weight is reported as
 left dense, so nothing is silently mis-pruned. Layers are keyed by their
 qualified module name ("features.0"), never by position.
 """
@@ -17,7 +17,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """Shape facts of one prunable layer (SPEC-sipp sections 1 and 3)."""
+    """Shape facts of one prunable layer (docs/sipp.md §1 and §3)."""
 
     name: str
     kind: str  # "linear" or "conv2d"
@@ -89,7 +89,7 @@ def unfold_input(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
 
 
 def weight_matrix(module: nn.Module) -> torch.Tensor:
-    """The weight viewed as F x J (SPEC-sipp section 1)."""
+    """The weight viewed as F x J (docs/sipp.md §1)."""
     return module.weight.reshape(module.weight.shape[0], -1)
 
 

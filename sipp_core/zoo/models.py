@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import BadInput
+from ..errors import BadInput
 
 
 class ModelDataMismatch(BadInput):
