@@ -12,6 +12,10 @@ METHODS = SIPP_METHODS + BASELINE_METHODS
 PATCH_REDUCTIONS = ("max", "mean")  # how a conv edge's sensitivity is reduced over patches
 ALLOCATIONS = ("global", "bound-optimal")  # how a keep-ratio budget is spread over rows
 DEVICES = ("auto", "cpu", "cuda")  # where training runs; sensitivities and pruning run on the CPU
+# what is done to a user's .npz inputs before they reach a network: nothing (exact values; the default for
+# an uploaded model), uint8 divided by 255, or standardised with the train split's statistics (as zoo
+# models are trained)
+PREPROCESSING = ("as-given", "scale", "standardize")
 
 DEFAULT_DELTA = 1e-16  # the authors' default failure probability
 DELTA_S = DEFAULT_DELTA  # the failure probability behind the |S| formula (the authors' value)

@@ -525,7 +525,7 @@ def test_npz_good_images(tmp_path):
     arrays = good_arrays()
     path = tmp_path / "mine.npz"
     np.savez_compressed(path, **arrays)
-    rec = load_npz_dataset(path, name="mine", seed=5)
+    rec = load_npz_dataset(path, name="mine", seed=5, preprocessing="standardize")
     assert rec.name == "mine" and rec.seed == 5
     assert rec.input_shape == (1, 12, 12) and rec.is_image and rec.num_classes == 4
     assert rec.class_names == ("0", "1", "2", "3")
@@ -541,22 +541,22 @@ def test_npz_good_images(tmp_path):
     assert not hashes[0] & hashes[1]
     # Same content from bytes or a file object: same (cached) record.
     blob = path.read_bytes()
-    assert load_npz_dataset(blob, name="mine", seed=5) is rec
-    assert load_npz_dataset(io.BytesIO(blob), name="mine", seed=5) is rec
+    assert load_npz_dataset(blob, name="mine", seed=5, preprocessing="standardize") is rec
+    assert load_npz_dataset(io.BytesIO(blob), name="mine", seed=5, preprocessing="standardize") is rec
     again = load_npz_dataset(blob, name="mine", seed=6)
     assert not torch.equal(again.y_pool, rec.y_pool) or not torch.equal(again.x_pool, rec.x_pool)
 
 
 def test_npz_vectors_channels_last_and_class_names():
     arrays = good_arrays(shape=(5,), dtype=np.float32, k=3)
-    rec = load_npz_dataset(npz_bytes(**arrays, class_names=np.array(["a", "b", "c", "d"])))
+    rec = load_npz_dataset(npz_bytes(**arrays, class_names=np.array(["a", "b", "c", "d"])), preprocessing="standardize")
     assert rec.input_shape == (5,) and not rec.is_image
     assert rec.num_classes == 4 and rec.class_names == ("a", "b", "c", "d")
     assert len(rec.mean) == 5
     assert torch.allclose(rec.x_train.mean(0), torch.zeros(5), atol=1e-4)
 
     rgb = good_arrays(shape=(6, 7, 3), dtype=np.float64)
-    rec = load_npz_dataset(npz_bytes(**rgb))
+    rec = load_npz_dataset(npz_bytes(**rgb), preprocessing="standardize")
     assert rec.input_shape == (3, 6, 7) and len(rec.mean) == 3
     back = rec.denormalize(rec.x_test).double().numpy()
     assert np.allclose(back, rgb["x_test"].transpose(0, 3, 1, 2), atol=1e-4)

@@ -100,7 +100,7 @@ def status(key):
 before = status("VmHWM:")
 t0 = time.perf_counter()
 try:
-    load_npz_dataset({path!r})
+    load_npz_dataset({path!r}, preprocessing="standardize")
     print("LOADED")
 except SippError as exc:
     print("REFUSED", type(exc).__name__, exc)
@@ -308,7 +308,7 @@ def test_normalisation_overflow_is_refused():
     x[::10] = -3.3e38  # mean 2.6e38: x - mean = -5.9e38 overflows float32
     arrays["x_train"] = x
     with pytest.raises(DegenerateData, match="x_train holds values too large for float32 arithmetic.*Fix: rescale"):
-        load_npz_dataset(npz_bytes(**arrays))
+        load_npz_dataset(npz_bytes(**arrays), preprocessing="standardize")
 
 
 @fault("npz with every feature constant", surface="library", outcome="clear error")
@@ -316,14 +316,14 @@ def test_all_constant_features_are_refused():
     arrays = good_arrays()
     arrays["x_train"] = np.full((200, 6), 7.0, dtype=np.float32)
     with pytest.raises(DegenerateData, match="x_train is constant: every feature"):
-        load_npz_dataset(npz_bytes(**arrays))
+        load_npz_dataset(npz_bytes(**arrays), preprocessing="standardize")
 
 
 @fault("npz with one constant feature", surface="library", outcome="recovered")
 def test_one_constant_feature_never_divides_by_zero():
     arrays = good_arrays()
     arrays["x_train"][:, 2] = 5.0
-    rec = load_npz_dataset(npz_bytes(**arrays))
+    rec = load_npz_dataset(npz_bytes(**arrays), preprocessing="standardize")
     assert rec.std[2] == 1.0  # left unscaled instead of dividing by 0
     for which in ("train", "pool", "test"):
         assert torch.isfinite(rec.split(which)[0]).all()

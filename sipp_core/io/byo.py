@@ -617,9 +617,10 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
 # (c) .npz data set
 
 
-def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes: int = NPZ_UPLOAD_MAX_BYTES):
-    """An uploaded .npz data set as a DataRecord: the size limit here, every other check in
-    ``data.load_npz_dataset`` (x_train, y_train, x_test, y_test; allow_pickle=False)."""
+def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes: int = NPZ_UPLOAD_MAX_BYTES,
+                    preprocessing: str = "as-given"):
+    """An uploaded .npz data set as a DataRecord: the size limit here, every other check and the
+    preprocessing ("as-given", "scale" or "standardize") in ``data.load_npz_dataset``."""
 
     raw = _read_upload(data, max_bytes, "Invalid .npz data set")
     names = _zip_names(raw)
@@ -627,7 +628,7 @@ def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes
         raise UploadError("Invalid .npz data set: this is a PyTorch file (weights or an exported program), not a "
                           "data set; upload it in the model box, and the data as np.savez(path, x_train=..., "
                           "y_train=..., x_test=..., y_test=...)")
-    return load_npz_dataset(raw, name=name, seed=seed)
+    return load_npz_dataset(raw, name=name, seed=seed, preprocessing=preprocessing)
 
 
 # ---------------------------------------------------------------------------------------------------

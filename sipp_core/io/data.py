@@ -68,6 +68,7 @@ import numpy as np
 import torch
 
 from ..errors import DegenerateData, UploadError
+from ..options import PREPROCESSING, check_choice
 from . import data_files
 from .data_files import DatasetUnavailableError, default_data_dir, resolve_data_dir
 from .uploads import read_upload
@@ -115,6 +116,9 @@ class DataRecord:
         source: one line of provenance for the UI.
         key: a stable identity for caches (name, seed and options, or a
             content hash for user files).
+        preprocessing: what was done to the stored inputs: "standardize" (the
+            built-in data sets, and zoo training), "scale" (uint8 / 255) or
+            "as-given" (the values exactly as stored, as float32).
 
     Tensors are shared with the in-process cache: do not modify them in place.
     """
@@ -134,6 +138,7 @@ class DataRecord:
     seed: int
     source: str
     key: str = ""
+    preprocessing: str = "standardize"
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.input_shape)
@@ -276,7 +281,7 @@ def _tup(a: Any) -> tuple[float, ...]:
 def _build(
     name: str, x: np.ndarray, y: np.ndarray, idx: tuple[np.ndarray, np.ndarray, np.ndarray], *,
     class_names: tuple[str, ...], mean: Any, std: Any, scale: float, seed: int, source: str, key: str,
-    x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+    x_test: np.ndarray | None = None, y_test: np.ndarray | None = None, preprocessing: str = "standardize",
 ) -> DataRecord:
     """A record from arrays: idx = (train, pool, test) rows of x (test from x_test if given)."""
     image = x.ndim == 4
@@ -298,6 +303,7 @@ def _build(
         class_names=tuple(class_names), mean=_tup(mean), std=_tup(std),
         x_train=norm(x, tr), y_train=lab(y[tr]), x_pool=norm(x, po), y_pool=lab(y[po]),
         x_test=norm(x_test, te), y_test=lab(y_test), seed=seed, source=source, key=key,
+        preprocessing=preprocessing,
     )
 
 
@@ -860,7 +866,8 @@ def _label(v: Any) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
-def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0) -> DataRecord:
+def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0,
+                     preprocessing: str = "as-given") -> DataRecord:
     """A user's ``.npz`` (x_train, y_train, x_test, y_test) as a validated :class:`DataRecord`.
 
     Accepted inputs: ``x_*`` numeric, shaped (N, D) vectors, (N, H, W) images,
@@ -875,15 +882,23 @@ def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0)
     anything is decompressed.
 
     The S-pool is a seeded stratified 10% of x_train (at most 1,000 points);
-    x_test is the test split. uint8 inputs are scaled to [0, 1]; then each
-    channel (images) or feature (vectors) is normalised with the mean/std of
-    the train split.
+    x_test is the test split. ``preprocessing`` says what is done to the inputs
+    (recorded in ``DataRecord.preprocessing`` and its ``source``):
+
+    - "as-given" (default): nothing; the values exactly as stored, as float32.
+      Use it for a model trained on the stored values: accuracies are then
+      those plain PyTorch gives on the same arrays.
+    - "scale": uint8 inputs divided by 255 (refused for other types).
+    - "standardize": uint8 scaled to [0, 1], then each channel (images) or
+      feature (vectors) normalised with the train split's mean and std, as
+      zoo models are trained here.
 
     Args:
         path_or_bytes: a path, the file's bytes, or a binary file object
             (e.g. a Streamlit ``UploadedFile``).
         name: shown in the UI.
         seed: split seed.
+        preprocessing: "as-given", "scale" or "standardize" (see above).
 
     Raises:
         UploadError (a ValueError): the file is invalid or too large; the
@@ -894,12 +909,17 @@ def load_npz_dataset(path_or_bytes: Any, *, name: str = "custom", seed: int = 0)
     seed = _check_seed(seed)
     if not isinstance(name, str) or not name.strip():
         raise ValueError("name must be a non-empty string")
+    check_choice(preprocessing, PREPROCESSING, "preprocessing")
     stream, label, digest = _open_npz(path_or_bytes)
-    key = ("npz", digest, name, seed)
-    return _cached(key, lambda: _npz_record(stream, label, digest, name, seed))
+    key = ("npz", digest, name, seed, preprocessing)
+    return _cached(key, lambda: _npz_record(stream, label, digest, name, seed, preprocessing))
 
 
-def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int) -> DataRecord:
+_PREPROCESSING_WORDS = {"as-given": "inputs as given (no preprocessing)", "scale": "uint8 inputs scaled to [0, 1]",
+                        "standardize": "standardised with train statistics"}
+
+
+def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int, preprocessing: str) -> DataRecord:
     arrays = _read_npz_arrays(stream)
     xs = {which: _check_inputs(arrays[which], which) for which in ("x_train", "x_test")}
     x_train, x_test = xs["x_train"], xs["x_test"]
@@ -916,21 +936,39 @@ def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int)
     if len(np.unique(y_train)) < 2:
         raise _npz_error("y_train holds a single class; a classifier needs at least 2")
     image = x_train.ndim == 4
-    _check_not_constant(x_train, image)
+    if preprocessing == "standardize":
+        _check_not_constant(x_train, image)
 
     n = x_train.shape[0]
     n_pool = min(1000, max(2, int(round(0.1 * n))))
     tr, po, _ = _stratified_split(y_train, n_pool, 0, np.random.default_rng(seed))
-    scale = 1 / 255 if x_train.dtype == np.uint8 and x_test.dtype == np.uint8 else 1.0
-    mean, std = _train_stats(x_train, scale, image, rows=tr)
+    scale, mean, std = _preprocessing_stats(preprocessing, x_train, x_test, image, tr)
     rec = _build(
         name, x_train, y_train, (tr, po, np.arange(0)), class_names=class_names, mean=mean, std=std,
-        scale=scale, seed=seed, x_test=x_test, y_test=y_test, key=f"npz:{digest[:16]}?name={name}&seed={seed}",
+        scale=scale, seed=seed, x_test=x_test, y_test=y_test,
+        key=f"npz:{digest[:16]}?name={name}&seed={seed}&pre={preprocessing}",
         source=f"user file {label} (sha256 {digest[:12]}); S-pool: stratified {n_pool} of x_train "
-        f"(seed {seed}); normalised with train statistics",
+        f"(seed {seed}); {_PREPROCESSING_WORDS[preprocessing]}",
+        preprocessing=preprocessing,
     )
     _check_normalised(rec)
     return rec
+
+
+def _preprocessing_stats(preprocessing: str, x_train: np.ndarray, x_test: np.ndarray, image: bool,
+                         rows: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, mean, std) that turn stored inputs into the network's: x * scale - mean, divided by std."""
+    uint8 = x_train.dtype == np.uint8 and x_test.dtype == np.uint8
+    if preprocessing == "standardize":
+        scale = 1 / 255 if uint8 else 1.0
+        mean, std = _train_stats(x_train, scale, image, rows=rows)
+        return scale, mean, std
+    if preprocessing == "scale" and not uint8:
+        raise UploadError(f"preprocessing 'scale' divides uint8 inputs by 255, but x_train is {x_train.dtype} and "
+                          f"x_test {x_test.dtype}",
+                          "choose 'as-given' (the values as stored) or 'standardize' (train mean and std)")
+    shape = (x_train.shape[1],) if image else x_train.shape[1:]
+    return (1 / 255 if preprocessing == "scale" else 1.0), np.zeros(shape), np.ones(shape)
 
 
 def _check_inputs(x: np.ndarray, which: str) -> np.ndarray:
