@@ -16,11 +16,12 @@ import warnings
 from pathlib import Path
 
 from .errors import BadInput, SippError, StorageError
-from .io.checkpoints import cache_dir, checkpoint_name, save_checkpoint
+from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
+from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_checkpoint
 from .io.data import load_dataset
 from .jobs.sweeps import add_sweep_parser
-from .options import METHODS
-from .pipeline import evaluate_prune, prepare
+from .options import METHODS, PREPROCESSING
+from .pipeline import evaluate_prune, prepare, prepare_trained
 from .plan.pruning import to_json, validate_arguments
 from .runtime import configure_torch
 from .zoo.models import build_model
@@ -62,12 +63,52 @@ def _fmt(v, spec=".3g"):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _own_network(args):
+    """(TrainedModel, DataRecord) of a user's --npz data with --weights (a state_dict for --model) or
+    --program (an exported .pt2)."""
+    record = load_npz_upload(_read_file(args.npz, "--npz"), name=Path(args.npz).name, seed=args.seed,
+                             preprocessing=args.preprocessing)
+    if args.program:
+        model = load_exported_upload(_read_file(args.program, "--program"), record)
+        name = Path(args.program).name
+    else:
+        model = load_state_dict_upload(_read_file(args.weights, "--weights"), args.model, record)
+        name = args.model
+    return TrainedModel(model, name, record.name, 0, 0, math.nan, "upload", ""), record
+
+
+def _read_file(path: str, flag: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(MODEL_MAX_BYTES + 1)
+    except OSError as exc:
+        raise BadInput(f"{flag} {path}: {exc.strerror or exc}", f"give {flag} the path of an existing file") from exc
+
+
+def _check_sources(args) -> None:
+    """--npz comes with --weights or --program; a zoo model needs --model."""
+    if args.npz and not (args.weights or args.program):
+        raise BadInput("--npz needs the network trained on it", "add --weights FILE.pt (with --model) or "
+                       "--program FILE.pt2")
+    if (args.weights or args.program) and not args.npz:
+        raise BadInput("--weights and --program need the data they were trained on",
+                       "add --npz FILE.npz (x_train, y_train, x_test, y_test)")
+    if not args.model and not args.program:
+        raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
+
+
 def cmd_prune(args) -> int:
     # Validate before any expensive work so a typo answers at once.
     validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
-    prepared = prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
-                       patch_reduction=args.patch_reduction, device=args.device,
-                       progress=None if args.quiet else _progress_printer("prepare"))
+    _check_sources(args)
+    progress = None if args.quiet else _progress_printer("prepare")
+    if args.npz:
+        trained, record = _own_network(args)
+        prepared = prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
+                                   patch_reduction=args.patch_reduction, progress=progress)
+    else:
+        prepared = prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
+                           patch_reduction=args.patch_reduction, device=args.device, progress=progress)
     report = evaluate_prune(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed, allocation=args.allocation)
     d = report.to_dict()
@@ -91,6 +132,11 @@ def cmd_prune(args) -> int:
     if args.json:
         write_text(args.json, to_json(d))
         print(f"report written to {args.json}")
+    if args.export:
+        summary = report.result.export(args.export, check_inputs=prepared.record.x_test, report=d)
+        files = ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in summary.files.items())
+        print(f"exported to {args.export}: {files}; ONNX agrees with PyTorch to {summary.onnx_max_abs_diff:.2g} "
+              f"on {summary.onnx_checked_points} test points")
     return 0
 
 
@@ -138,8 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: the checkpoint cache)")
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("prune", help="prune a trained model and print a per-layer table")
-    q.add_argument("--model", required=True)
+    q.add_argument("--model", help="a zoo network (the architecture of --weights); not needed with --program")
     q.add_argument("--dataset", default="mnist5k")
+    q.add_argument("--npz", help="your own data set: x_train, y_train, x_test, y_test (with --weights or --program)")
+    q.add_argument("--preprocessing", default="as-given", choices=list(PREPROCESSING),
+                   help="what is done to --npz inputs first (default: as-given, the values as stored)")
+    own = q.add_mutually_exclusive_group()
+    own.add_argument("--weights", help="your network's state_dict (.pt) for --model, trained on --npz")
+    own.add_argument("--program", help="your network as a torch.export program (.pt2), trained on --npz")
     q.add_argument("--method", default="sipp-hybrid", help=f"one of {', '.join(METHODS)}")
     mode = q.add_mutually_exclusive_group(required=True)
     mode.add_argument("--keep-ratio", type=float)
@@ -153,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where a model without a checkpoint is trained: auto, cpu or cuda (sensitivities, "
                         "pruning and evaluation always run on the CPU, where their results are exact)")
     q.add_argument("--json", help="write the JSON report here")
+    q.add_argument("--export", metavar="DIR", help="write masks.pt, state_dict.pt, model.pt2, model.onnx and "
+                   "report.json (+ report.csv) into DIR")
     q.add_argument("--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=cmd_prune)
 

@@ -11,11 +11,12 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from ..io.export import export_pruned
 from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS
 from ..sensitivity.core import check_not_all_zero, compute_sensitivities
 from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
@@ -58,6 +59,20 @@ class PruneResult:
     dense: list[tuple[str, str]]  # (name, reason) of layers left dense
     settings: dict
     timings_s: dict = field(default_factory=dict)
+    example_input: torch.Tensor | None = None  # two points of S: what export() traces the network with
+
+    def export(self, directory, *, check_inputs: torch.Tensor | None = None, report: dict | None = None):
+        """Write masks.pt, state_dict.pt, model.pt2, model.onnx and report.json into `directory`
+        (see sipp_core.io.export); ONNX is checked against PyTorch on `check_inputs` (default: two
+        points of S). Returns an ExportSummary."""
+        if self.example_input is None:
+            raise ValueError("this result holds no example input; build it with prune()")
+        base = {"settings": self.settings, "keep_ratio": self.keep_ratio, "kept": self.kept, "total": self.total,
+                "params_kept": self.params_kept, "params_total": self.params_total,
+                "layers": [{**asdict(s), "density": s.density} for s in self.layers],
+                "dense_layers": [{"name": n, "reason": r} for n, r in self.dense]}
+        return export_pruned(directory, model=self.model, masks=self.masks, example=self.example_input,
+                             check_inputs=check_inputs, report=report if report is not None else base)
 
     def masks_state(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in self.masks.items()}
@@ -202,7 +217,7 @@ def prune(
         model=pruned, masks={n: p.mask.clone() for n, p in plans.items()}, plans=plans, infos=infos,
         sensitivities=sensitivities, layers=layers, keep_ratio=kept / total, kept=kept, total=total,
         params_kept=all_params - (total - kept), params_total=all_params, dense=dense_layers(model),
-        settings=settings, timings_s=timings,
+        settings=settings, timings_s=timings, example_input=inputs[:2].detach().cpu().clone(),
     )
 
 
