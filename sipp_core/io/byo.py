@@ -48,9 +48,10 @@ import torch
 from torch import nn
 
 from ..errors import UploadError
-from ..zoo.layers import dense_layers, layer_infos, prunable_layers
-from ..zoo.models import build_model, compatible_models
+from ..zoo.layers import dense_layers, layer_infos
+from ..zoo.models import build_model
 from .data import load_npz_dataset
+from .state_dicts import Match, match_state_dict, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -232,27 +233,48 @@ def _extract_state_dict(payload: Any, what: str) -> dict[str, torch.Tensor]:
                       f"{_SAVE_HINT}")
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """DataParallel ('module.') and torch.compile ('_orig_mod.') wrap every key; unwrap when all keys have it."""
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+def _weights(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """The layer weights (2-D or 4-D tensors named '...weight') in saved order."""
+    return [(k, v) for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)]
 
 
-def _guess_architecture(state: dict[str, torch.Tensor], record, exclude: str) -> str | None:
-    want = {k: tuple(v.shape) for k, v in state.items()}
-    for name in compatible_models(record.input_shape):
-        if name in (exclude, "mlp"):
-            continue
-        try:
-            with torch.device("meta"):
-                ref = build_model(name, record.input_shape, record.num_classes)
-        except Exception:
-            continue
-        if set(ref.state_dict()) == set(want):
-            return name
-    return None
+def _misfit(state: dict[str, torch.Tensor], match: Match, rec) -> str:
+    """What does not fit, in words: class count, input size, the first misfit, the keys and shapes found."""
+    parts = []
+    found = _weights(state)
+    with torch.device("meta"):
+        ref = _weights(build_model(match.name, rec.input_shape, rec.num_classes, **match.options).state_dict())
+    if found and ref:
+        (last_k, last), (first_k, first) = found[-1], found[0]
+        if last.shape[0] != rec.num_classes:
+            parts.append(f"class count: the file's output layer {last_k} has {last.shape[0]} outputs, "
+                         f"the data set {rec.name!r} has {rec.num_classes} classes")
+        if first.shape[1] != ref[0][1].shape[1]:
+            parts.append(f"input size: the file's first layer {first_k} takes {first.shape[1]} inputs per unit, "
+                         f"this data set's inputs {tuple(rec.input_shape)} need {ref[0][1].shape[1]}")
+    parts.append(f"first misfit: {match.mismatch}")
+    names = set(state)
+    with torch.device("meta"):
+        ref_keys = set(build_model(match.name, rec.input_shape, rec.num_classes, **match.options).state_dict())
+    if names != ref_keys:
+        missing, unexpected = sorted(ref_keys - names), [k for k in state if k not in ref_keys]
+        if missing:
+            parts.append(f"missing keys (by name): {_first(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys (by name): {_first(unexpected)}")
+    shapes = [f"{k} {tuple(v.shape)}" for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    parts.append(f"the file holds {len(shapes)} tensors: {_first(shapes, 8)}")
+    return "; ".join(parts)
+
+
+def _misfit_fix(match: Match, nearest: Match | None) -> str:
+    if nearest is not None and nearest.mapping is not None:
+        opts = f" with {nearest.options}" if nearest.options else ""
+        return f"it is a {nearest.name!r} state_dict{opts}: choose that architecture"
+    near = (f"the nearest zoo architecture is {nearest.name!r} ({nearest.misfits} tensors off: {nearest.mismatch}); "
+            if nearest is not None else "")
+    return (f"{near}choose the architecture and data set the weights were trained for, or upload the network as "
+            f"an exported program (.pt2), which needs no zoo architecture ({_SAVE_HINT})")
 
 
 def load_state_dict_upload(
@@ -290,35 +312,15 @@ def load_state_dict_upload(
         note = f" (the file says it is for {payload['model']!r})"
     else:
         note = ""
-    state = _strip_prefixes(_extract_state_dict(payload, what))
+    state = strip_prefixes(_extract_state_dict(payload, what))
     rec = dataset_record
-    model = build_model(model_name, rec.input_shape, rec.num_classes, **(model_options or {}))
+    match, nearest = match_state_dict(state, model_name, rec, model_options)
+    if match.mapping is None:
+        raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + _misfit(state, match, rec),
+                          _misfit_fix(match, nearest))
+    state = {match.mapping[k]: v for k, v in state.items()}
+    model = build_model(model_name, rec.input_shape, rec.num_classes, **match.options)
     ref = model.state_dict()
-    missing = [k for k in ref if k not in state]
-    unexpected = [k for k in state if k not in ref]
-    mismatched = [k for k in ref if k in state and tuple(state[k].shape) != tuple(ref[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        layers = list(prunable_layers(model))
-        if layers:
-            first_w, last_w = f"{layers[0]}.weight", f"{layers[-1]}.weight"
-            if last_w in mismatched and state[last_w].ndim >= 1 and state[last_w].shape[0] != ref[last_w].shape[0]:
-                parts.append(f"class count: the file's output layer {last_w} has {state[last_w].shape[0]} outputs, "
-                             f"the data set {rec.name!r} has {rec.num_classes} classes")
-            if first_w in mismatched and state[first_w].ndim >= 2 and state[first_w].shape[1] != ref[first_w].shape[1]:
-                parts.append(f"input size: the file's first layer {first_w} takes {state[first_w].shape[1]} inputs "
-                             f"per unit, this data set's inputs {tuple(rec.input_shape)} need {ref[first_w].shape[1]}")
-        if mismatched:
-            parts.append("shape mismatches: " + _first(
-                f"{k} {tuple(state[k].shape)} in the file vs {tuple(ref[k].shape)} in {model_name}" for k in mismatched))
-        if missing:
-            parts.append(f"missing keys: {_first(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_first(unexpected)}")
-        guess = _guess_architecture(state, rec, model_name) if (missing or unexpected) else None
-        fix = (f"it looks like a {guess!r} state_dict: choose that architecture" if guess else
-               f"choose the architecture and data set the weights were trained for ({_SAVE_HINT})")
-        raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + "; ".join(parts) + f". Fix: {fix}")
     bad_dtype = [k for k in ref if ref[k].is_floating_point() and not state[k].is_floating_point()]
     if bad_dtype:
         raise UploadError(f"{what}: these tensors should hold floating-point numbers but hold integers or booleans: "

@@ -1,0 +1,138 @@
+"""A user's state_dict matched to a zoo architecture: widths and depth from the tensors' shapes, key names
+from the layout they were saved in.
+
+    model, state, note = match_state_dict(state, "mlp", record)   # model built to fit, state renamed to it
+
+Accepted layouts, for any architecture the zoo can express (MLPs of any widths and depth, the small CNN
+with any channel counts, LeNets, ResNet20/56, VGG11/16-bn):
+
+- the zoo's own names (``nn.Sequential`` indices such as ``1.weight``, or ResNet's ``layer1.0.conv1.weight``);
+- other names for the same layers in the same order: ``fc1/fc2/fc3`` of a class-style MLP,
+  ``features.N`` / ``classifier.N`` of a VGG-style net, ``conv1``/``fc1`` of a LeNet class;
+- any of these under a ``module.`` (DataParallel), ``_orig_mod.`` (torch.compile) or ``model.`` prefix.
+
+Names are matched by position: the file's layers (a key's part before its last dot) are paired in
+saved order with the zoo model's, and each pair must hold the same tensors (weight, bias, running
+statistics) of the same shapes. torch.save keeps a state_dict's order, which is the order the layers
+were created in, so a network defined layer by layer matches whatever its attribute names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..zoo.models import MODELS, build_model, compatible_models
+
+__all__ = ["Match", "infer_options", "match_state_dict", "strip_prefixes"]
+
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+@dataclass(frozen=True)
+class Match:
+    """How well a zoo architecture fits a state_dict: the mapping (file key -> zoo key) when it fits."""
+
+    name: str
+    options: dict
+    mapping: dict[str, str] | None
+    mismatch: str  # the first tensor that does not fit, in words ("" when it fits)
+    misfits: int  # tensors that do not fit (a ranking of near misses)
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Unwrap 'module.', '_orig_mod.' and 'model.' while every key carries the same one."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def infer_options(name: str, state: dict[str, torch.Tensor]) -> dict:
+    """Build options read off the tensors: an MLP's hidden widths, a CNN's channel counts."""
+    if name == "mlp":
+        outs = [int(v.shape[0]) for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+        return {"widths": tuple(outs[:-1])} if len(outs) >= 2 else {}
+    if name == "cnn":
+        chans = [int(v.shape[0]) for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
+        return {"channels": tuple(chans)} if chans else {}
+    return {}
+
+
+def _groups(keys) -> list[tuple[str, list[str]]]:
+    """[(layer path, [key suffixes in order])] in the keys' order."""
+    out: list[tuple[str, list[str]]] = []
+    index: dict[str, int] = {}
+    for k in keys:
+        path, _, leaf = k.rpartition(".")
+        if path not in index:
+            index[path] = len(out)
+            out.append((path, []))
+        out[index[path]][1].append(leaf)
+    return out
+
+
+def align(state: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple[dict[str, str] | None, str, int]:
+    """(file key -> ref key, '', 0) when the layers pair up in order; else (None, first misfit, misfit count)."""
+    if set(state) == set(ref) and all(tuple(state[k].shape) == tuple(ref[k].shape) for k in ref):
+        return {k: k for k in ref}, "", 0
+    mine, theirs = _groups(state), _groups(ref)
+    mapping: dict[str, str] = {}
+    first, misfits = "", abs(len(mine) - len(theirs))
+    if len(mine) != len(theirs):
+        first = (f"the file holds {len(mine)} layers with tensors, the architecture {len(theirs)}")
+    for (mp, ms), (tp, ts) in zip(mine, theirs):
+        for leaf in dict.fromkeys(ms + ts):
+            fk, rk = f"{mp}.{leaf}" if mp else leaf, f"{tp}.{leaf}" if tp else leaf
+            if leaf not in ms or leaf not in ts:
+                misfits += 1
+                first = first or (f"{fk} has no counterpart in the architecture" if leaf in ms
+                                  else f"the architecture's {rk} is missing from the file")
+            elif tuple(state[fk].shape) != tuple(ref[rk].shape):
+                misfits += 1
+                first = first or (f"{fk} is {tuple(state[fk].shape)} in the file, but its place in the "
+                                  f"architecture ({rk}) takes {tuple(ref[rk].shape)}")
+            else:
+                mapping[fk] = rk
+    if misfits:
+        return None, first, misfits
+    return mapping, "", 0
+
+
+def _try(name: str, state: dict[str, torch.Tensor], record, options: dict | None) -> Match:
+    opts = infer_options(name, state) if options is None else dict(options)
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            ref = build_model(name, record.input_shape, record.num_classes, **opts).state_dict()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        return Match(name, opts, None, f"{name} cannot be built for these shapes ({exc})", 10**9)
+    mapping, first, misfits = align(state, ref)
+    return Match(name, opts, mapping, first, misfits)
+
+
+def match_state_dict(state: dict[str, torch.Tensor], model_name: str, record,
+                     model_options: dict | None = None) -> tuple[Match, Match | None]:
+    """(the match for model_name, the nearest other zoo architecture when model_name does not fit).
+
+    model_options, when given, fix the build options; otherwise they are read off the tensors."""
+    state = strip_prefixes(state)
+    chosen = _try(model_name, state, record, model_options)
+    if chosen.mapping is not None:
+        return chosen, None
+    others = [_try(n, state, record, None) for n in compatible_models(record.input_shape) if n != model_name]
+    others = [m for m in others if m.misfits < 10**9]
+    nearest = min(others, key=lambda m: (m.misfits, list(MODELS).index(m.name)), default=None)
+    return chosen, nearest
+
+
+def build_matched(match: Match, state: dict[str, torch.Tensor], record) -> nn.Module:
+    """The zoo model of a fitting match, its weights loaded from the (prefix-stripped) state."""
+    state = strip_prefixes(state)
+    model = build_model(match.name, record.input_shape, record.num_classes, **match.options)
+    model.load_state_dict({match.mapping[k]: v for k, v in state.items() if k in match.mapping}, strict=True)
+    return model

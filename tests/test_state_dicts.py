@@ -1,0 +1,120 @@
+"""State_dicts of any architecture the zoo can express: widths from shapes, names from common layouts."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from sipp_core.errors import UploadError
+from sipp_core.io.byo import load_state_dict_upload
+from sipp_core.io.data import load_dataset
+from sipp_core.zoo.models import build_model
+
+DIGITS = SimpleNamespace(name="digits", input_shape=(64,), num_classes=10,
+                         x_test=torch.randn(8, 64), y_test=torch.arange(8) % 10)
+IMAGES = SimpleNamespace(name="rgb", input_shape=(3, 8, 8), num_classes=5,
+                         x_test=torch.randn(8, 3, 8, 8), y_test=torch.arange(8) % 5)
+
+
+def _saved(state) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+class ClassMLP(nn.Module):
+    """A user's own MLP class: fc1/fc2/fc3 instead of Sequential indices."""
+
+    def __init__(self, widths=(64, 32)):
+        super().__init__()
+        self.fc1 = nn.Linear(64, widths[0])
+        self.fc2 = nn.Linear(widths[0], widths[1])
+        self.fc3 = nn.Linear(widths[1], 10)
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x.flatten(1))))))
+
+
+class ClassCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 12, 3, padding=1)
+        self.head = nn.Linear(12 * 2 * 2, 5)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.head(x.flatten(1))
+
+
+def _renamed(state, name=lambda i: f"block{i}"):
+    """The same tensors in the same order under other layer names."""
+    out, paths = {}, {}
+    for k, v in state.items():
+        path, _, leaf = k.rpartition(".")
+        paths.setdefault(path, name(len(paths)))
+        out[f"{paths[path]}.{leaf}"] = v
+    return out
+
+
+def _same_outputs(own: nn.Module, loaded: nn.Module, x) -> None:
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), own.eval()(x), rtol=0, atol=0)
+
+
+CASES = {
+    "mlp 64-32 as nn.Sequential": ("mlp", DIGITS, lambda: build_model("mlp", (64,), 10, seed=0, widths=(64, 32))),
+    "mlp 64-32 as a class (fc1/fc2/fc3)": ("mlp", DIGITS, lambda: ClassMLP()),
+    "mlp 128-64-16, three hidden layers": ("mlp", DIGITS, lambda: build_model("mlp", (64,), 10, seed=1,
+                                                                              widths=(128, 64, 16))),
+    "cnn 8-12 as a class (conv1/conv2/head)": ("cnn", IMAGES, lambda: ClassCNN()),
+    "lenet5 under other layer names": ("lenet5", SimpleNamespace(name="m", input_shape=(1, 28, 28), num_classes=10,
+                                                                 x_test=torch.randn(4, 1, 28, 28),
+                                                                 y_test=torch.arange(4)),
+                                       lambda: build_model("lenet5", (1, 28, 28), 10, seed=0)),
+    "resnet20 under other layer names": ("resnet20", IMAGES, lambda: build_model("resnet20", (3, 8, 8), 5, seed=0)),
+    "vgg11_bn as features.N / classifier.N": ("vgg11_bn", SimpleNamespace(
+        name="c", input_shape=(3, 32, 32), num_classes=10, x_test=torch.randn(4, 3, 32, 32), y_test=torch.arange(4)),
+        lambda: build_model("vgg11_bn", (3, 32, 32), 10, seed=0)),
+}
+WRAPS = {"as saved": lambda s: s, "module. prefix": lambda s: {f"module.{k}": v for k, v in s.items()},
+         "model. prefix": lambda s: {f"model.{k}": v for k, v in s.items()}}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_layouts_are_accepted_and_load_exactly(case):
+    arch, rec, make = CASES[case]
+    own = make().eval()
+    state = own.state_dict()
+    if "other layer names" in case or "features.N" in case:
+        state = _renamed(state, (lambda i: f"features.{i}") if "features" in case else (lambda i: f"block{i}"))
+    loaded = load_state_dict_upload(_saved(state), arch, rec)
+    _same_outputs(own, loaded, rec.x_test)
+
+
+@pytest.mark.parametrize("wrap", list(WRAPS))
+def test_common_prefixes_are_removed(wrap):
+    own = ClassMLP((40, 20)).eval()
+    loaded = load_state_dict_upload(_saved(WRAPS[wrap](own.state_dict())), "mlp", DIGITS)
+    _same_outputs(own, loaded, DIGITS.x_test)
+
+
+def test_nothing_fits_names_the_keys_the_nearest_architecture_and_the_misfit():
+    rec = load_dataset("mnist5k")
+    state = build_model("lenet5", (1, 28, 28), 10, seed=0).state_dict()
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(state), "lenet300", rec)
+    err = info.value
+    assert "the file holds 10 tensors: 0.weight (6, 1, 5, 5)" in err.problem
+    assert "first misfit:" in err.problem
+    assert err.fix.startswith("it is a 'lenet5' state_dict: choose that architecture")
+
+
+def test_a_tensor_of_the_wrong_shape_is_named():
+    own = ClassMLP().state_dict()
+    own["fc2.weight"] = torch.zeros(32, 60)
+    with pytest.raises(UploadError, match=r"first misfit: fc2.weight is \(32, 60\) in the file, but its place"):
+        load_state_dict_upload(_saved(own), "mlp", DIGITS)
