@@ -555,6 +555,40 @@ def _adopt_layers(gm: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, list[
     return rebuilt, notes
 
 
+class PerBatch(nn.Module):
+    """A program exported for a fixed batch size, run on any batch: in pieces of that size, the last
+    one padded with copies of its last point (the padding's outputs are dropped). Each point's output
+    is the program's own; the prunable layers stay the program's modules (under ``program.``)."""
+
+    def __init__(self, program: nn.Module, batch: int):
+        super().__init__()
+        self.program = program
+        self.fixed_batch = int(batch)  # sipp_core.io.export exports the program itself at this batch size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.fixed_batch
+        if x.shape[0] == b:
+            return self.program(x)
+        outs = []
+        for i in range(0, x.shape[0], b):
+            part = x[i : i + b]
+            short = b - part.shape[0]
+            if short:
+                part = torch.cat([part, part[-1:].expand(short, *part.shape[1:])])
+            outs.append(self.program(part)[: b - short])
+        return torch.cat(outs)
+
+
+def _fixed_batch(ep) -> int | None:
+    """The batch size a program was exported for, if its input's first dimension is a constant."""
+    try:
+        user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(ep.graph_signature.user_inputs)]
+        first = user[0].meta["val"].shape[0]
+    except (IndexError, KeyError, AttributeError):
+        return None
+    return int(first) if isinstance(first, int) else None
+
+
 def _expected_input(ep) -> str:
     try:
         user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(ep.graph_signature.user_inputs)]
@@ -572,7 +606,8 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
 
     Raises:
         UploadError (a ValueError): too big, not a .pt2, refused by the safety scan, not loadable by this PyTorch,
-            more than one input or output, fixed batch size, wrong input shape or class count.
+            more than one input or output, wrong input shape or class count. A program exported for a fixed
+            batch size is run in pieces of that size (PerBatch).
     """
     what = "exported program"
     raw = _read_upload(data, max_bytes, what)
@@ -595,20 +630,20 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
         raise UploadError(f"{what}: the program could not be turned into a module ({exc})") from exc
     gm, _notes = _adopt_layers(gm)
     rec = dataset_record
-    for n in (1, 2):
+    fixed = _fixed_batch(ep)
+    model = gm if fixed is None else PerBatch(gm, fixed)
+    for n in sorted({1, 2, (fixed or 1) + 1}):
         try:
             with torch.no_grad():
-                out = gm(rec.x_test[:n])
+                out = model(rec.x_test[:n])
         except Exception as exc:
             text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            if n == 2 and "size()[0]" in text:
-                raise UploadError(f"{what}: it was exported for a fixed batch size of 1 and cannot take batches; "
-                                  f"{_EXPORT_HINT}") from exc
             raise UploadError(f"{what} expects inputs shaped {expected}, but the data set {rec.name!r} gives "
-                              f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text}); choose the data set "
-                              "the program was exported for") from exc
+                              f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text})",
+                              "choose the data set the program was exported for") from exc
         if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] != n:
-            raise UploadError(f"{what}: returned {out.shape[0]} rows for a batch of {n}; {_EXPORT_HINT}")
+            raise UploadError(f"{what}: returned {out.shape[0]} rows for a batch of {n}", _EXPORT_HINT)
+    gm = model
     _check_runs_on(gm, rec, f"the {what}")
     for p in gm.parameters():
         p.requires_grad_(True)

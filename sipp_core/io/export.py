@@ -8,7 +8,8 @@ Writes into ``directory`` (created if missing):
 - ``masks.pt``: {layer name: bool mask shaped like the weight} (``torch.load(..., weights_only=True)``);
 - ``state_dict.pt``: the pruned network's weights, reweighted where sampling reweighted them;
 - ``model.pt2``: the pruned network as a ``torch.export`` program with a dynamic batch dimension, which
-  runs without this project's classes (``torch.export.load(path).module()(x)``);
+  runs without this project's classes (``torch.export.load(path).module()(x)``); a program uploaded for a
+  fixed batch size is exported at that size again;
 - ``model.onnx``: the same network as ONNX (opset chosen by torch's exporter), also with a dynamic batch,
   checked here with onnxruntime against the PyTorch model on ``check_inputs``: the largest absolute
   difference of the logits must be at most ``ONNX_TOLERANCE``, or the export fails;
@@ -89,14 +90,18 @@ def export_pruned(directory, *, model: nn.Module, masks: dict[str, torch.Tensor]
     net = _export_copy(model)
     example = _batch_of_two(example)
     checks = example if check_inputs is None else check_inputs
+    fixed = getattr(net, "fixed_batch", None)  # a program uploaded for a fixed batch size (io.byo.PerBatch)
+    target = net if fixed is None else net.program
+    if fixed is not None:
+        example = _padded(example, fixed)
     files: dict[str, int] = {}
     files["masks.pt"] = _write(folder / "masks.pt", _torch_bytes({k: v.clone().bool() for k, v in masks.items()}))
     files["state_dict.pt"] = _write(folder / "state_dict.pt", _torch_bytes(
         {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}))
-    program = _export_program(net, example)
+    program = _export_program(target, example, dynamic=fixed is None)
     files["model.pt2"] = _write(folder / "model.pt2", _program_bytes(program))
-    onnx_bytes = _onnx_bytes(net, example)
-    diff = _onnx_max_diff(onnx_bytes, net, checks)
+    onnx_bytes = _onnx_bytes(target, example, dynamic=fixed is None)
+    diff = _onnx_max_diff(onnx_bytes, net, checks, fixed)
     if not diff <= ONNX_TOLERANCE:
         raise ExportError(f"the ONNX export disagrees with PyTorch by up to {diff:.3g} on {len(checks)} points "
                           f"(allowed: {ONNX_TOLERANCE:g})",
@@ -128,10 +133,16 @@ def _batch_of_two(example: torch.Tensor) -> torch.Tensor:
     return example[:2] if len(example) >= 2 else torch.cat([example, example])
 
 
-def _export_program(net: nn.Module, example: torch.Tensor):
-    batch = torch.export.Dim("batch", min=1)
+def _padded(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Exactly n points: cut, or padded with copies of the last point."""
+    x = x[:n]
+    return x if len(x) == n else torch.cat([x, x[-1:].expand(n - len(x), *x.shape[1:])])
+
+
+def _export_program(net: nn.Module, example: torch.Tensor, dynamic: bool = True):
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
     try:
-        return torch.export.export(net, (example,), dynamic_shapes=({0: batch},), strict=False)
+        return torch.export.export(net, (example,), dynamic_shapes=shapes, strict=False)
     except Exception as exc:  # noqa: BLE001 - torch.export raises many types; the user needs the reason
         raise ExportError(f"torch.export could not trace the pruned network ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
@@ -144,14 +155,14 @@ def _program_bytes(program) -> bytes:
     return buf.getvalue()
 
 
-def _onnx_bytes(net: nn.Module, example: torch.Tensor) -> bytes:
-    """ONNX with a dynamic batch; the exporter's progress lines are kept off stdout."""
-    batch = torch.export.Dim("batch", min=1)
+def _onnx_bytes(net: nn.Module, example: torch.Tensor, dynamic: bool = True) -> bytes:
+    """ONNX (with a dynamic batch unless the program has a fixed one); the exporter's progress lines
+    are kept off stdout."""
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         path = os.path.join(tmp, "model.onnx")
         try:
-            program = torch.onnx.export(net, (example,), dynamic_shapes=({0: batch},), dynamo=True,
-                                        external_data=False)
+            program = torch.onnx.export(net, (example,), dynamic_shapes=shapes, dynamo=True, external_data=False)
             program.save(path)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
             raise ExportError(f"the ONNX exporter could not express the pruned network ({type(exc).__name__}: "
@@ -161,18 +172,20 @@ def _onnx_bytes(net: nn.Module, example: torch.Tensor) -> bytes:
             return fh.read()
 
 
-def _onnx_max_diff(onnx_bytes: bytes, net: nn.Module, inputs: torch.Tensor) -> float:
-    """Largest |onnxruntime logits - PyTorch logits| over `inputs`, in batches of 256."""
+def _onnx_max_diff(onnx_bytes: bytes, net: nn.Module, inputs: torch.Tensor, fixed: int | None = None) -> float:
+    """Largest |onnxruntime logits - PyTorch logits| over `inputs`, in batches of 256 (or of the
+    program's fixed batch size, the last one padded)."""
     import onnxruntime as ort  # deferred on purpose: only exports need it, and it loads a large library
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     worst = 0.0
+    step = fixed or 256
     with torch.no_grad():
-        for i in range(0, len(inputs), 256):
-            x = inputs[i : i + 256].detach().cpu().float()
+        for i in range(0, len(inputs), step):
+            x = inputs[i : i + step].detach().cpu().float()
             ours = net(x).numpy()
-            theirs = session.run(None, {name: x.numpy()})[0]
+            theirs = session.run(None, {name: (_padded(x, fixed) if fixed else x).numpy()})[0][: len(x)]
             worst = max(worst, float(np.max(np.abs(theirs - ours))) if ours.size else 0.0)
     return worst
 

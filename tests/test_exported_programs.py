@@ -1,0 +1,43 @@
+"""Exported programs (.pt2) with a static or a dynamic batch: accepted, pruned on their own weights,
+and downloadable again as .pt2 and ONNX."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import sipp_core
+from sipp_core.io.byo import PerBatch, describe_model, load_exported_upload
+from sipp_core.io.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons")
+
+
+def _program(net, x, dynamic: bool) -> bytes:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    buf = io.BytesIO()
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=shapes), buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("batch, dynamic", [(1, False), (3, False), (2, True)])
+def test_static_and_dynamic_programs_run_every_batch_and_prune(moons, batch, dynamic, tmp_path):
+    net = sipp_core.build_model("mlp", moons.input_shape, moons.num_classes, seed=0).eval()
+    model = load_exported_upload(_program(net, moons.x_test[:batch], dynamic), moons)
+    assert isinstance(model, PerBatch) != dynamic
+    with torch.no_grad():
+        torch.testing.assert_close(model(moons.x_test), net(moons.x_test), rtol=0, atol=1e-6)
+    assert [l["name"] for l in describe_model(model, moons).prunable] == (
+        ["1", "3", "5"] if dynamic else ["program.1", "program.3", "program.5"])
+    result = sipp_core.prune(model, moons.x_pool[:30], keep_ratio=0.5)
+    assert abs(result.keep_ratio - 0.5) < 0.01
+    summary = result.export(tmp_path, check_inputs=moons.x_test)
+    assert summary.onnx_max_abs_diff <= 1e-4
+    again = torch.export.load(tmp_path / "model.pt2").module()
+    n = 5 if dynamic else batch  # a fixed-batch program is exported at its own batch size again
+    with torch.no_grad():
+        torch.testing.assert_close(again(moons.x_test[:n]), result.model(moons.x_test[:n]), rtol=0, atol=1e-6)
