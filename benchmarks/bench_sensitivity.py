@@ -1,4 +1,4 @@
-"""Benchmark: empirical sensitivities (sipp_core.sensitivity.core) against the authors' loop.
+"""Benchmark: empirical sensitivities (sipp_core.sensitivity.api) against the authors' loop.
 
     .venv/bin/python benchmarks/bench_sensitivity.py                 # CPU, both jobs
     .venv/bin/python benchmarks/bench_sensitivity.py --device cuda   # on a GPU
@@ -39,11 +39,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sens_reference import authors_loop, lean_loop  # noqa: E402
+
 from sipp_core.plan.bounds import draw_sample, sample_size  # noqa: E402
 from sipp_core.runtime import configure_allocator  # noqa: E402
-from sipp_core.sensitivity.core import compute_sensitivities  # noqa: E402
-
-from sens_reference import authors_loop, lean_loop  # noqa: E402
+from sipp_core.sensitivity.api import compute_sensitivities  # noqa: E402
 
 # --------------------------------------------------------------------------- models and data
 

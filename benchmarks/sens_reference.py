@@ -18,6 +18,11 @@ test checks this on tiny nets); they differ only in how much per-unit work they 
 - ``lean_loop``: the same loop structure with only the work needed for the edge
   sensitivities (no copies of g, no input-channel sensitivity, no bias handling).
   A lower bound on what any per-image, per-unit Python loop costs.
+
+The definition itself, per point, unit, patch and edge, is
+``sipp_core.sensitivity.reference`` (far slower: it is the tests' oracle). Both loops
+here use its no-signal rule (EPS); ``lean_loop`` also its pseudo-points, while
+``authors_loop`` keeps the tracker's own boolean-mask construction of them.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ import torch
 import torch.nn.functional as Fnn
 from torch import nn
 
+from sipp_core.sensitivity.reference import EPS, pseudo_points
 from sipp_core.zoo.layers import prunable_layers, weight_matrix
-from sipp_core.sensitivity.core import EPS
 
 __all__ = ["authors_loop", "lean_loop"]
 
@@ -41,6 +46,17 @@ def _unfold(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
 
 def _as_batch_units_patches(z: torch.Tensor) -> torch.Tensor:
     return z.reshape(z.shape[0], z.shape[1], -1) if z.ndim > 2 else z.reshape(z.shape[0], z.shape[1], 1)
+
+
+def _one_image_at_a_time(model: nn.Module, points: torch.Tensor, handles: list) -> None:
+    """Feed S one image per forward pass, as the authors do, then remove the hooks ``handles``."""
+    try:
+        with torch.no_grad():
+            for i in range(points.shape[0]):  # mini-batches of one image
+                model(points[i : i + 1])
+    finally:
+        for h in handles:
+            h.remove()
 
 
 # --------------------------------------------------------------------------- the tracker's full per-point work
@@ -118,14 +134,7 @@ def authors_loop(model: nn.Module, points: torch.Tensor, patch_reduction: str = 
     """Edge sensitivities by the authors' tracker's per-point, per-unit work (see the module doc)."""
     layers = prunable_layers(model)
     trackers = {n: _Tracker(m, patch_reduction) for n, m in layers.items()}
-    handles = [m.register_forward_hook(trackers[n].hook) for n, m in layers.items()]
-    try:
-        with torch.no_grad():
-            for i in range(points.shape[0]):  # mini-batches of one image, as the authors feed S
-                model(points[i : i + 1])
-    finally:
-        for h in handles:
-            h.remove()
+    _one_image_at_a_time(model, points, [m.register_forward_hook(trackers[n].hook) for n, m in layers.items()])
     # the tracker stores max(g+, g-) per edge; for a weight of either sign only its own sign's g is non-zero
     return {n: t.sens.abs().reshape(layers[n].weight.shape) for n, t in trackers.items()}
 
@@ -145,8 +154,7 @@ def lean_loop(model: nn.Module, points: torch.Tensor, patch_reduction: str = "ma
         plus[n], minus[n] = w.clamp(min=0), w.clamp(max=0)
 
     def run(name, module, a):
-        if bool((a < 0).any()):
-            a = torch.cat([a.clamp(min=0), -a.clamp(max=0)])
+        a = pseudo_points(a)  # docs/sipp.md §2.1
         if isinstance(module, nn.Linear):
             zp = Fnn.linear(a, plus[name]).reshape(a.shape[0], -1, 1)
             zm = Fnn.linear(a, minus[name]).reshape(a.shape[0], -1, 1)
@@ -167,13 +175,7 @@ def lean_loop(model: nn.Module, points: torch.Tensor, patch_reduction: str = "ma
             g_sens[:, f] = g
         sens[name].copy_(torch.max(sens[name], g_sens.amax(0)))
 
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: run(n, mod, args[0].detach()))
-               for n, m in layers.items()]
-    try:
-        with torch.no_grad():
-            for i in range(points.shape[0]):
-                model(points[i : i + 1])
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: run(n, mod, args[0].detach()))
+             for n, m in layers.items()]
+    _one_image_at_a_time(model, points, hooks)
     return {n: s.abs().reshape(layers[n].weight.shape) for n, s in sens.items()}

@@ -1,5 +1,5 @@
 """Guarantees: the bound beside the measured error, per layer and per row, and as eps moves."""
 from ui.nav import entry
-from ui.view_guarantees import render
+from ui.views.guarantees import render
 
 entry(render)

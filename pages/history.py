@@ -1,5 +1,5 @@
 """Run history: every prune, sweep and retraining run, saved locally; list, filter, reopen, compare, delete."""
 from ui.nav import entry
-from ui.view_history import render
+from ui.views.history import render
 
 entry(render)

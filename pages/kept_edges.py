@@ -1,5 +1,5 @@
 """Kept edges: which edges survived, per layer, per unit and on the input pixels."""
 from ui.nav import entry
-from ui.view_kept import render
+from ui.views.kept_edges import render
 
 entry(render)

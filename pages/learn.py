@@ -1,5 +1,5 @@
 """Learn: SiPP on a tiny network, step by step, with every number visible."""
 from ui.nav import entry
-from ui.view_learn import render
+from ui.views.learn import render
 
 entry(render)

@@ -1,5 +1,5 @@
 """Trade-offs: accuracy, error and bound against keep ratio for many methods on one network; prune potential."""
 from ui.nav import entry
-from ui.view_tradeoffs import render
+from ui.views.tradeoffs import render
 
 entry(render)

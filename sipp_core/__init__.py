@@ -17,7 +17,7 @@ _NAMES = {
     "build_model": "zoo.models", "MODELS": "zoo.models", "compatible_models": "zoo.models",
     "load_model": "io.checkpoints", "load_trained": "io.checkpoints",
     "train_model": "zoo.train", "accuracy": "zoo.train", "predict": "zoo.train",
-    "compute_sensitivities": "sensitivity.core",
+    "compute_sensitivities": "sensitivity.api",
     "sample_size": "plan.bounds", "draw_sample": "plan.bounds", "eps_rand": "plan.bounds", "m_for_eps": "plan.bounds",
     "prune": "plan.pruning", "PruneResult": "plan.pruning",
     "make_plan": "plan.planner", "METHODS": "plan.planner",

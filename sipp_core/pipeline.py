@@ -21,7 +21,7 @@ from .plan.bounds import draw_sample
 from .plan.bounds import sample_size as sample_size_formula
 from .plan.measure import EndToEnd, LayerError, end_to_end, measure_layer_errors
 from .plan.pruning import PruneResult, prune
-from .sensitivity.core import compute_sensitivities
+from .sensitivity.api import compute_sensitivities
 from .zoo.layers import LayerInfo, layer_infos
 from .zoo.train import predict
 

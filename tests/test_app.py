@@ -156,22 +156,34 @@ def test_cuda_without_a_gpu_is_explained():
 @pytest.fixture(scope="module")
 def tiny_app():
     """mlp on moons: no shipped checkpoint, so the page asks for a click, trains (about a second) and caches."""
+    from ui import engine
+
+    # This module's checkpoint cache is fresh; forget what earlier tests in this process prepared, so the
+    # page has to ask for the click.
+    engine.clear_all()
+    assert engine.checkpoint_status("mlp", "moons") == "missing"
     at = _app().run()
     at.selectbox(key="data").set_value("moons").run()
     at.selectbox(key="model").set_value("mlp").run()
     _ok(at)
-    # The button is absent when an earlier test in this process already prepared mlp/moons.
-    if not at.metric and any(b.key == "prepare_button" for b in at.button):
-        at.button(key="prepare_button").click().run()
+    assert not at.metric, [m.label for m in at.metric]  # nothing pruned before the click
+    assert [b.label for b in at.button if b.key == "prepare_button"] == ["Train and compute sensitivities"]
+    at.button(key="prepare_button").click().run()
     _ok(at)
     assert not at.error, [e.value for e in at.error]
     return at
 
 
 def test_tiny_preset_trains_behind_a_button_and_prunes(tiny_app):
+    from ui import engine, tables
+
     at = tiny_app
+    assert not [b for b in at.button if b.key == "prepare_button"]  # trained and cached: the button is gone
+    assert engine.checkpoint_status("mlp", "moons") == "cache"
     assert _metric(at, "Weights kept")
-    assert 0.0 <= float(_metric(at, "Accuracy after").rstrip("%")) <= 100.0
+    h = tables.headline(engine.get_report(at.session_state["_settings"]))  # the cached report the page shows
+    assert float(_metric(at, "Accuracy after").rstrip("%")) == pytest.approx(100 * h["accuracy_after"], abs=0.051)
+    assert h["accuracy_before"] > 0.75  # trained: two balanced classes give 0.5 by chance
 
 
 @pytest.mark.parametrize("page", PAGES[1:4])

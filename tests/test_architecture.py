@@ -1,7 +1,9 @@
-"""The house rules that keep the code readable: no import cycles, no Streamlit in the engine or the charts."""
+"""The house rules that keep the code readable: no import cycles, no Streamlit in the engine or the charts,
+no page body importing another, thin files in pages/."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
     return [target] + [f"{target}.{a.name}" for a in node.names]
 
 
+@functools.lru_cache(maxsize=2)
 def import_graph(top_level_only: bool = True) -> dict[str, set[str]]:
     """{module: project modules it imports when it is imported} for sipp_core and ui."""
     files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
@@ -80,14 +83,63 @@ def test_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+# The engine, the chart builders, and the ui modules a notebook imports with them (ui/__init__.py lists them).
+NOTEBOOK_UI = ("tables.py", "formulas.py", "learn_core.py", "settings.py", "runtime.py", "serve.py")
 STREAMLIT_FREE = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "sipp_core").rglob("*.py")) + sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "ui").glob("charts*.py"))
+    str(p.relative_to(ROOT)) for p in (ROOT / "ui" / "charts").glob("*.py")) + [f"ui/{n}" for n in NOTEBOOK_UI]
+
+
+def _imports_streamlit(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(n.split(".")[0] == "streamlit" for n in names):
+            return True
+    return False
+
+
+def test_the_no_streamlit_list_is_complete():
+    assert len([p for p in STREAMLIT_FREE if p.startswith("ui/charts/")]) >= 5  # __init__ and four builders
+    assert all((ROOT / p).exists() for p in STREAMLIT_FREE)
 
 
 @pytest.mark.parametrize("path", STREAMLIT_FREE)
 def test_engine_and_charts_never_import_streamlit(path):
-    tree = ast.parse((ROOT / path).read_text())
-    for node in ast.walk(tree):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path} imports streamlit"
+    """Neither the module nor any project module it imports (at any depth, in a function too) imports streamlit."""
+    graph = import_graph(top_level_only=False)
+    start = _module_name(ROOT / path)
+    seen, todo = {start}, [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    offenders = sorted(m for m in seen if _imports_streamlit(files[m]))
+    assert not offenders, f"{path} imports streamlit (through {', '.join(offenders)})"
+
+
+def test_no_view_imports_another_view():
+    """A page's body never imports another page's: what pages share lives in ui.guard, ui.results, ui.run_store."""
+    graph = import_graph(top_level_only=False)
+    views = {m for m in graph if m.startswith("ui.views.")}
+    assert len(views) >= 10
+    crossing = {m: sorted(graph[m] & views) for m in sorted(views) if graph[m] & views}
+    assert not crossing, crossing
+
+
+def test_view_finder_sees_a_crossing():
+    graph = {"ui.views.a": {"ui.views.b", "ui.guard"}, "ui.views.b": set()}
+    views = {m for m in graph if m.startswith("ui.views.")}
+    assert {m: graph[m] & views for m in views if graph[m] & views} == {"ui.views.a": {"ui.views.b"}}
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+def test_pages_are_thin(page):
+    """Each file in pages/ imports one view and hands its render() to ui.nav.entry."""
+    tree = ast.parse((ROOT / "pages" / page).read_text())
+    imports = sorted(n.module for n in tree.body if isinstance(n, ast.ImportFrom))
+    assert len(imports) == 2 and imports[0] == "ui.nav" and imports[1].startswith("ui.views."), imports
+    assert (ROOT / (imports[1].replace(".", "/") + ".py")).exists()
+    calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert len(calls) == 1 and calls[0].value.func.id == "entry"

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from sens_reference import authors_loop, lean_loop  # noqa: E402
 
-from sipp_core.sensitivity.core import compute_sensitivities  # noqa: E402
+from sipp_core.sensitivity.api import compute_sensitivities  # noqa: E402
 
 
 def _nets():

@@ -12,6 +12,7 @@ import torch
 from sipp_core.io import byo
 from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload, scan_pt2
 from sipp_core.io.data import load_dataset
+from sipp_core.plan.pruning import prune
 from sipp_core.zoo.layers import prunable_layers
 from sipp_core.zoo.models import build_model
 
@@ -169,9 +170,6 @@ def test_exported_round_trip_is_prunable(moons, exported):
 
 
 def test_exported_prunes_with_the_engine(moons, exported):
-    pytest.importorskip("sipp_core.sensitivity.core")
-    from sipp_core.plan.pruning import prune
-
     gm = load_exported_upload(exported[1], moons)
     r = prune(gm, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)
     assert 0 < r.keep_ratio <= 0.5 + 1e-9 and set(r.masks) == {"1", "3"}
@@ -192,10 +190,11 @@ def test_exported_checks(moons, exported):
         load_exported_upload(exported[1], digits)
 
 
-def test_exported_fixed_batch_is_explained(moons):
-    raw = _export(_mlp(), moons.x_test[:1], dynamic=False)
-    with pytest.raises(ValueError, match="fixed batch size"):
-        load_exported_upload(raw, moons)
+def test_exported_fixed_batch_runs_in_pieces(moons):
+    net = _mlp()
+    model = load_exported_upload(_export(net, moons.x_test[:1], dynamic=False), moons)
+    with torch.no_grad():  # a program exported for batch 1 now takes any batch (tests/test_exported_programs.py)
+        torch.testing.assert_close(model(moons.x_test[:7]), net.eval()(moons.x_test[:7]), rtol=0, atol=1e-6)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from sipp_core.sensitivity import core as sens_mod
-from sipp_core.sensitivity.core import compute_sensitivities, layer_sensitivity
+from sipp_core.sensitivity import api as sens_mod
+from sipp_core.sensitivity.api import compute_sensitivities, layer_sensitivity
 from sipp_core.zoo.layers import capture_inputs
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sipp_core.sensitivity.core as sens_mod
+import sipp_core.sensitivity.api as sens_mod
 from sipp_core.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ _PROBE = textwrap.dedent("""
     from torch import nn
     from sipp_core.smoothness.core import make_paths, nonsmoothness
     from sipp_core import compute_sensitivities
-    import sipp_core.sensitivity.core as sm
+    import sipp_core.sensitivity.api as sm
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(6, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 16), nn.ReLU(),

@@ -197,7 +197,7 @@ def test_the_estimate_does_not_change_training():
 
 @fault("SIPP_CONV_BOUNDS=fast", surface="command line", outcome="clear error")
 def test_bad_bounds_setting_is_refused(capsys, monkeypatch, tiny_moons_env):
-    import sipp_core.sensitivity.core as sens
+    import sipp_core.sensitivity.api as sens
 
     monkeypatch.setattr(sens, "_BF16_CPU", None)
     monkeypatch.setenv(sens.BOUNDS_ENV, "fast")

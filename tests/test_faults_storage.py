@@ -385,7 +385,7 @@ def test_history_that_cannot_be_set_aside_is_a_clear_error(tmp_path, monkeypatch
 # ---- the Run history page ----------------------------------------------------------------------------
 
 def _history_page():
-    from ui.view_history import render
+    from ui.views.history import render
 
     render()
 

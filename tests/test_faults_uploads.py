@@ -22,7 +22,7 @@ from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_uplo
 from sipp_core.io.data import NPZ_MAX_EXPANDED_BYTES, load_dataset, load_npz_dataset
 from sipp_core.io.uploads import safe_load_message
 from sipp_core.plan.pruning import prune
-from sipp_core.sensitivity.core import compute_sensitivities
+from sipp_core.sensitivity.api import compute_sensitivities
 from sipp_core.zoo.models import build_model
 from tests.faults import fault, run_limited
 
@@ -271,7 +271,7 @@ def test_forged_npy_header_is_named_not_out_of_memory():
 
 @fault("npz member header claiming 80 MB on 80 bytes", surface="app", outcome="clear error")
 def test_forged_header_in_the_app_names_the_damage():
-    from ui.view_byo import load_data_upload, refusal
+    from ui.views.bring_your_own import load_data_upload, refusal
 
     arrays = good_arrays()
     del arrays["x_test"]
@@ -395,7 +395,7 @@ def test_exported_pickled_object_message_has_no_unsafe_advice():
 
 @fault("weights uploaded to the app as random bytes", surface="app", outcome="clear error")
 def test_app_refusal_of_random_bytes_is_plain():
-    from ui.view_byo import load_model_upload, refusal
+    from ui.views.bring_your_own import load_model_upload, refusal
 
     rec = load_dataset("moons")
     with pytest.raises(UploadError) as info:
@@ -482,7 +482,8 @@ def test_pickle_bearing_npz_never_unpickles(tmp_path):
 def test_state_dict_with_wrong_shapes():
     rec = load_dataset("moons")
     sd = build_model("mlp", (2,), 2, widths=(16,), seed=0).state_dict()
-    with pytest.raises(UploadError, match=r"shape mismatches: 1.weight \(16, 2\) in the file vs \(8, 2\)"):
+    with pytest.raises(UploadError, match=r"first misfit: 1.weight is \(16, 2\) in the file, but its place in the "
+                                          r"architecture \(1.weight\) takes \(8, 2\)"):
         load_state_dict_upload(_saved(sd), "mlp", rec, model_options=dict(widths=(8,)))
 
 

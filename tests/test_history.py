@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from sipp_core.jobs.history import HistoryError, RunHistory, default_history_path
+from sipp_core.jobs.sweeps import SweepResult
+from sipp_core.pipeline import evaluate_prune, prepare
 
 
 def _settings(i=0, method="wt"):
@@ -175,10 +177,6 @@ def test_nan_never_written_as_invalid_json(tmp_path):
 
 
 def test_add_entry_from_engine_records(tmp_path):
-    pytest.importorskip("sipp_core.sensitivity.core")
-    from sipp_core.jobs.sweeps import SweepResult
-    from sipp_core.pipeline import evaluate_prune, prepare
-
     h = RunHistory(tmp_path / "h.sqlite")
     report = evaluate_prune(prepare("lenet300", "mnist5k", sample_size=8, heldout=16), method="wt", keep_ratio=0.1)
     rid = h.add_entry(report, label="from a report")

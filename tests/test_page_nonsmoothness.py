@@ -1,4 +1,4 @@
-"""The Nonsmoothness page (AppTest) and its chart builders (no streamlit).
+"""The Nonsmoothness page (AppTest) and its chart builders (no streamlit: tests/test_architecture.py checks it).
 
 The page runs on the default (lenet300 / mnist5k, shipped checkpoint) and on the tiny preset (mlp on
 moons, trained on demand into SIPP_CACHE_DIR, a temporary folder here) with small sweeps; the chart
@@ -7,7 +7,6 @@ builders run on a tiny synthetic comparison.
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ui.charts import smoothness as cs  # noqa: E402
 
 APP = str(ROOT / "app.py")
 PAGE = "pages/nonsmoothness.py"
@@ -194,8 +195,6 @@ def tiny_comparison():
 
 
 def test_chart_builders_on_a_tiny_record(tiny_comparison):
-    from ui import charts_smoothness as cs
-
     comp = tiny_comparison
     names = ("a", "b", "c")
     charts = [cs.path_distribution(comp, m, names) for m in cs.PATH_METRICS] + [
@@ -217,8 +216,6 @@ def test_chart_builders_on_a_tiny_record(tiny_comparison):
 
 
 def test_live_formula_numbers_reproduce_the_sweep(tiny_comparison):
-    from ui import charts_smoothness as cs
-
     for rec in tiny_comparison:
         for path in range(rec.paths.count):
             for c in range(3):
@@ -231,8 +228,6 @@ def test_live_formula_numbers_reproduce_the_sweep(tiny_comparison):
 
 def test_long_paths_stay_under_altairs_row_limit(tiny_comparison):
     from sipp_core.smoothness.core import compare
-    from ui import charts_smoothness as cs
-
     net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
     paths = tiny_comparison.original.paths.select([0]).with_points(4096)
     comp = compare(net, net, paths, jacobian_points=0, threads=1)
@@ -240,9 +235,3 @@ def test_long_paths_stay_under_altairs_row_limit(tiny_comparison):
     assert len(cs.logit_frame(comp, 0, 0, "slope")) <= cs.MAX_ROWS
     assert len(cs.second_difference_frame(comp, 0, 0)[0]) <= cs.MAX_ROWS
     cs.second_difference_chart(comp, 0, 0).to_dict()  # raises MaxRowsError beyond 5,000 rows
-
-
-def test_chart_module_never_imports_streamlit():
-    code = ("import sys; sys.path.insert(0, %r); import ui.charts_smoothness; "
-            "assert 'streamlit' not in sys.modules, 'streamlit imported'" % str(ROOT))
-    subprocess.run([sys.executable, "-c", code], check=True)

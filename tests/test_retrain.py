@@ -39,10 +39,6 @@ def _half_masks(model, seed=0):
             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def _needs_engine():
-    pytest.importorskip("sipp_core.sensitivity.core")
-    pytest.importorskip("sipp_core.plan.bounds")
-
 
 def test_dense_train_masked_reproduces_train_model(moons):
     a, b = _net(), _net()
@@ -125,7 +121,6 @@ def test_argument_checks():
 
 @pytest.mark.parametrize("method", ["wt", "random", "sipp-hybrid"])
 def test_cascade_on_tiny_net(method, moons):
-    _needs_engine()
     seen = []
     res = prune_retrain("mlp", "moons", method=method, schedule=(0.5, 0.2), epochs=2, device="cpu",
                         progress=lambda f, m: seen.append((f, m)))
@@ -147,7 +142,6 @@ def test_cascade_on_tiny_net(method, moons):
 
 
 def test_cascade_cancel(moons):
-    _needs_engine()
     res = prune_retrain("mlp", "moons", method="wt", schedule=(0.5, 0.2, 0.1), epochs=1, device="cpu",
                         should_stop=lambda: True)
     assert res.cancelled and res.steps == () and res.model is None
@@ -156,7 +150,6 @@ def test_cascade_cancel(moons):
 @pytest.mark.parametrize("kw", [dict(rewind_epoch=1), dict(prune_at="init", method="snip"),
                                 dict(random_scope="global")])
 def test_train_isolated_tiny(kw, moons):
-    _needs_engine()
     args = dict(method="wt", keep_ratio=0.3, epochs=3, device="cpu")
     args.update(kw)
     res = train_isolated("mlp", "moons", **args)

@@ -1,4 +1,5 @@
-"""Empirical sensitivities (sipp_core.sensitivity.core) against a slow oracle written from docs/sipp.md §2.
+"""Empirical sensitivities (sipp_core.sensitivity.api) against the slow definition loops of
+sipp_core.sensitivity.reference (docs/sipp.md §2), the oracle.
 
 The oracle loops over points, output units, patches and edges in plain Python and
 reads every conv input by explicit index arithmetic (no unfold, no batching), in
@@ -14,81 +15,16 @@ import torch
 from torch import nn
 
 from sipp_core.plan.bounds import eps_det
-from sipp_core.sensitivity import core as sens_mod
-from sipp_core.sensitivity.core import EPS, compute_sensitivities, layer_sensitivity, left_dense
+from sipp_core.sensitivity import api as sens_mod
+from sipp_core.sensitivity.api import EPS, compute_sensitivities, layer_sensitivity, left_dense
+from sipp_core.sensitivity.precision import bf16_accumulates_in_float32
+from sipp_core.sensitivity.reference import sensitivity_by_definition as oracle
 from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
 RTOL = 1e-5
 
 
-# --------------------------------------------------------------------------- the oracle
-
-
-def _pad_value(x: np.ndarray, c: int, i: int, j: int, pads, mode: str) -> float:
-    """Input value at (c, i, j) of the padded image; pads = (left, right, top, bottom)."""
-    left, _, top, _ = pads
-    h, w = x.shape[1], x.shape[2]
-    i, j = i - top, j - left
-    if 0 <= i < h and 0 <= j < w:
-        return float(x[c, i, j])
-    if mode == "zeros":
-        return 0.0
-    if mode == "reflect":
-        i = -i if i < 0 else (2 * (h - 1) - i if i >= h else i)
-        j = -j if j < 0 else (2 * (w - 1) - j if j >= w else j)
-        return float(x[c, i, j])
-    raise NotImplementedError(mode)
-
-
-def _conv_columns(module: nn.Conv2d, x: np.ndarray) -> list[list[float]]:
-    """a[j][p] of one point by index arithmetic: j = (c, u, v), p = (h, w)."""
-    kh, kw = module.kernel_size
-    sh, sw = module.stride
-    dh, dw = module.dilation
-    pads = tuple(int(v) for v in module._reversed_padding_repeated_twice)
-    hp = x.shape[1] + pads[2] + pads[3]
-    wp = x.shape[2] + pads[0] + pads[1]
-    ho = (hp - dh * (kh - 1) - 1) // sh + 1
-    wo = (wp - dw * (kw - 1) - 1) // sw + 1
-    cols = []
-    for c in range(x.shape[0]):
-        for u in range(kh):
-            for v in range(kw):
-                row = []
-                for h in range(ho):
-                    for w in range(wo):
-                        row.append(_pad_value(x, c, h * sh + u * dh, w * sw + v * dw, pads, module.padding_mode))
-                cols.append(row)
-    return cols
-
-
-def oracle(module: nn.Module, inputs: torch.Tensor, reduction: str) -> np.ndarray:
-    """s_fj = max over points of (reduction over patches of |W_fj| a_jp / z^sign(W_fj)_fp)."""
-    w = module.weight.detach().double().reshape(module.weight.shape[0], -1).numpy()
-    f_units, fan_in = w.shape
-    x = inputs.detach().double().numpy()
-    if (x < 0).any():  # pseudo-points, decided per layer
-        points = [np.maximum(p, 0) for p in x] + [np.maximum(-p, 0) for p in x]
-    else:
-        points = list(x)
-    s = np.zeros((f_units, fan_in))
-    for point in points:
-        a = [[float(v)] for v in point.reshape(-1)] if isinstance(module, nn.Linear) else _conv_columns(module, point)
-        n_patches = len(a[0])
-        for f in range(f_units):
-            reduced = [0.0] * fan_in
-            for p in range(n_patches):
-                zp = sum(w[f, j] * a[j][p] for j in range(fan_in) if w[f, j] > 0)
-                zm = sum(-w[f, j] * a[j][p] for j in range(fan_in) if w[f, j] < 0)
-                for j in range(fan_in):
-                    if w[f, j] == 0:
-                        continue
-                    z = zp if w[f, j] > 0 else zm
-                    g = abs(w[f, j]) * a[j][p] / z if z > EPS else 0.0
-                    reduced[j] = max(reduced[j], g) if reduction == "max" else reduced[j] + g / n_patches
-            for j in range(fan_in):
-                s[f, j] = max(s[f, j], reduced[j])
-    return s
+# --------------------------------------------------------------------------- the oracle (reference.py)
 
 
 def assert_matches(got: torch.Tensor, want: np.ndarray, rtol: float = RTOL) -> None:
@@ -194,7 +130,7 @@ def test_pseudo_points_decided_per_layer():
 def test_screened_equals_direct(shape, conv, scale, bounds, monkeypatch):
     # the bounds' product runs in bfloat16 by default only on CPUs that multiply it natively; both
     # paths run here on every CPU (bfloat16 emulated where it is not native)
-    assert sens_mod.bf16_accumulates_in_float32(), "the bfloat16 path's margins need float32 accumulation"
+    assert bf16_accumulates_in_float32(), "the bfloat16 path's margins need float32 accumulation"
     monkeypatch.setattr(sens_mod, "_BF16_CPU", bounds == "bfloat16")
     torch.manual_seed(11)
     layer = _conv(11, **conv)

@@ -85,7 +85,7 @@ def test_bad_inputs():
 
 
 def test_measure_a_prune_result():
-    pytest.importorskip("sipp_core.sensitivity.core")
+    pytest.importorskip("sipp_core.sensitivity.api")
     from sipp_core.plan.pruning import prune
 
     model = build_model("lenet300", (1, 12, 12), 4, seed=0).eval()

@@ -300,7 +300,7 @@ def _row_errors(module, a, w, v):
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_deterministic_bound_holds_on_s_with_real_sensitivities(kind):
     """eps_det holds exactly on every point of S (max patch reduction): an end-to-end oracle."""
-    sensitivity = pytest.importorskip("sipp_core.sensitivity.core")
+    sensitivity = pytest.importorskip("sipp_core.sensitivity.api")
     from sipp_core.plan.planner import make_plan
     from sipp_core.zoo.layers import capture_inputs, layer_infos, prunable_layers
 
@@ -334,7 +334,7 @@ def test_deterministic_bound_holds_on_s_with_real_sensitivities(kind):
 
 def test_sampling_bound_holds_on_s_with_real_sensitivities():
     """Sampled rows: the guarantee is probabilistic (delta = 1e-16), so on S it holds in practice."""
-    sensitivity = pytest.importorskip("sipp_core.sensitivity.core")
+    sensitivity = pytest.importorskip("sipp_core.sensitivity.api")
     from sipp_core.plan.planner import make_plan
     from sipp_core.zoo.layers import capture_inputs, layer_infos, prunable_layers
 

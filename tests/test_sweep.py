@@ -26,7 +26,7 @@ def _env(tiny_moons_env):
 
 
 def _needs_engine():
-    pytest.importorskip("sipp_core.sensitivity.core")
+    pytest.importorskip("sipp_core.sensitivity.api")
     pytest.importorskip("sipp_core.plan.bounds")
 
 

@@ -15,15 +15,23 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 import streamlit as st
+import torch
 
+from sipp_core.errors import BadInput
+from sipp_core.io import checkpoints
+from sipp_core.io.data import load_dataset
 from sipp_core.options import DELTA_S
+from sipp_core.pipeline import evaluate_prune, prepare
+from sipp_core.zoo.layers import layer_infos
+from sipp_core.zoo.models import build_model
+from sipp_core.zoo.train import DEFAULT_EPOCHS
+from ui import tables
+from ui.formulas import eta_counts, sample_size_value
 from ui.settings import Settings
 
 
 def nbytes(obj, _depth: int = 0) -> int:
     """Rough memory held by a result: tensors (and module parameters) reachable through its fields."""
-    import torch
-
     if _depth > 4:
         return 0
     if isinstance(obj, torch.Tensor):
@@ -125,8 +133,6 @@ FAILURE_MEMORY_S = 60.0  # an unavailable data set (offline download) is not ret
 
 @st.cache_resource(show_spinner=False)
 def _load_record(dataset: str):
-    from sipp_core.io.data import load_dataset
-
     return load_dataset(dataset)
 
 
@@ -144,12 +150,10 @@ def load_record(dataset: str):
 
 
 def resolve_device(choice: str) -> tuple[str, str]:
-    """(device to use, words for the sidebar). Raises ValueError with the fix for an impossible choice."""
-    import torch
-
+    """(device to use, words for the sidebar). Raises BadInput (a ValueError) with the fix for an impossible choice."""
     has_cuda = torch.cuda.is_available()
     if choice == "cuda" and not has_cuda:
-        raise ValueError("device 'cuda' was chosen but this machine has no CUDA GPU. Fix: choose 'auto' or 'cpu'.")
+        raise BadInput("device 'cuda' was chosen but this machine has no CUDA GPU", "choose 'auto' or 'cpu'.")
     if choice == "auto":
         used = "cuda" if has_cuda else "cpu"
         return used, f"using {used}" + ("" if has_cuda else " (no CUDA GPU found)")
@@ -158,13 +162,11 @@ def resolve_device(choice: str) -> tuple[str, str]:
 
 def checkpoint_status(model: str, dataset: str) -> str:
     """'shipped', 'cache' or 'missing' for the checkpoint prepare() would load (seed 0, default epochs)."""
-    from sipp_core.io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name, shipped_problem
-    from sipp_core.zoo.train import DEFAULT_EPOCHS
-
-    name = checkpoint_name(model, dataset, int(DEFAULT_EPOCHS.get(model, 30)), 0)
-    if (ASSETS_DIR / name).exists() and shipped_problem(ASSETS_DIR / name) is None:  # a tampered file is refused
+    name = checkpoints.checkpoint_name(model, dataset, int(DEFAULT_EPOCHS.get(model, 30)), 0)
+    shipped = checkpoints.ASSETS_DIR / name  # read at call time: tests point ASSETS_DIR elsewhere
+    if shipped.exists() and checkpoints.shipped_problem(shipped) is None:  # a tampered file is refused
         return "shipped"
-    if (cache_dir() / name).exists():
+    if (checkpoints.cache_dir() / name).exists():
         return "cache"
     return "missing"
 
@@ -191,8 +193,6 @@ def get_prepared(settings: Settings, progress: Callable[[float, str], None] | No
     `store`: the result of prepared_store(), looked up in the script thread; pass it when calling from a
     worker thread (a st.cache_resource call there logs Streamlit's "missing ScriptRunContext" warning).
     """
-    from sipp_core.pipeline import prepare
-
     device, _ = resolve_device(settings.device)
 
     def build():
@@ -245,8 +245,6 @@ def get_report(settings: Settings, prepared=None, **overrides):
 
     `overrides` replace evaluate_prune keyword arguments (for sweeps): e.g. epsilon=0.5.
     """
-    from sipp_core.pipeline import evaluate_prune
-
     prepared = prepared if prepared is not None else get_prepared(settings)
     kw = _report_kwargs(settings, overrides)
 
@@ -275,10 +273,6 @@ def model_facts(model: str, dataset: str) -> dict:
 
     Raises ValueError (unknown or mismatched model/data set) or the data loader's error.
     """
-    from sipp_core.zoo.layers import layer_infos
-    from sipp_core.zoo.models import build_model
-    from ui.formulas import eta_counts, sample_size_value
-
     rec = load_record(dataset)
     net = build_model(model, rec.input_shape, rec.num_classes, seed=0)
     infos = layer_infos(net, rec.input_shape)
@@ -291,18 +285,12 @@ def model_facts(model: str, dataset: str) -> dict:
     )
 
 
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def layer_table(key: tuple, _report):
     """The per-layer table of a report (a record: cached by st.cache_data under the report's key)."""
-    from ui.tables import layer_table as build
-
-    return build(_report)
+    return tables.layer_table(_report)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def top_edges(key: tuple, _prepared, _report, k: int = 15):
-    from ui.tables import top_edges as build
-
-    return build(_prepared, _report, k=k)
+    return tables.top_edges(_prepared, _report, k=k)

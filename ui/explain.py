@@ -4,8 +4,10 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from sipp_core.zoo.layers import prunable_layers
 from ui import formulas as fx
 from ui.settings import fmt_num
+from ui.tables import ROW_METHOD_NAMES
 
 PLAIN_WORDS = """
 - **Per row.** A bound is about one *row*: the positive (or the negative) weights of one unit. It says the
@@ -41,8 +43,6 @@ def worst_row(report) -> tuple[str, int, int] | None:
 
 def row_numbers(report, name: str, f: int, c: int) -> dict:
     """The numbers behind one row's bound: T, nnz, m, L_l, eps_rand(m), eps_det(m), the engine's bound."""
-    from sipp_core.zoo.layers import prunable_layers
-
     prepared = report.prepared
     plan = report.result.plans[name]
     info = prepared.infos[name]
@@ -62,8 +62,6 @@ def row_numbers(report, name: str, f: int, c: int) -> dict:
 
 
 def explain_expander(s, prepared, report, expanded: bool = False) -> None:
-    from ui.tables import ROW_METHOD_NAMES
-
     with st.expander("Formulas with these numbers, and how to read them", expanded=expanded,
                      icon=":material/function:"):
         st.markdown("**Sample size** (docs/sipp.md §2.5): η = output units F·P summed over prunable layers, "

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as Fn
+from torch import nn
 
 C_SAMPLE = 3  # the C of the |S| formula (docs/sipp.md §2.5)
 
@@ -130,9 +132,6 @@ def tex_eps_det_live(row_s: np.ndarray, m: int, c_prime: float = 1.0) -> str:
 
 def _layer_map(module, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The layer's linear map with weight w and no bias, as (N, F, P) (Linear: P = 1)."""
-    import torch.nn.functional as Fn
-    from torch import nn
-
     if isinstance(module, nn.Linear):
         return Fn.linear(a.reshape(a.shape[0], -1), w).unsqueeze(-1)
     return Fn.conv2d(a, w, None, module.stride, module.padding, module.dilation).flatten(2)

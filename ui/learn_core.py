@@ -1,9 +1,10 @@
 """The Learn page's numbers: SiPP on a tiny MLP (e.g. 2-4-2 on moons), every step explicit (no streamlit).
 
-The step-by-step numbers are recomputed here by plain loops straight from
-docs/sipp.md §2-3 (activations, z+ / z-, g, s, T, the row bounds), and the
-engine's own results (compute_sensitivities, prune, measure_layer_errors) are
-computed beside them so the page can show that both agree.
+The step-by-step numbers are recomputed by plain loops straight from docs/sipp.md
+§2-3: pseudo-points, z+ / z- and g by the per-point loops of
+sipp_core.sensitivity.reference, then s, T and the row bounds here; the engine's own
+results (compute_sensitivities, prune, measure_layer_errors) are computed beside them
+so the page can show that both agree.
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ class Walk:
 def walk_layer(toy: Toy, layer: str, s_size: int = 8, seed: int = 0) -> Walk:
     import copy
 
-    from sipp_core.sensitivity.core import compute_sensitivities
+    from sipp_core.sensitivity.api import compute_sensitivities
+    from sipp_core.sensitivity.reference import point_inputs, point_ratios, pseudo_points
     from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
     net = copy.deepcopy(toy.model)  # hooks go on a private copy: the shared model is never touched
@@ -79,27 +81,22 @@ def walk_layer(toy: Toy, layer: str, s_size: int = 8, seed: int = 0) -> Walk:
     with torch.no_grad(), capture_inputs(net, [layer]) as got:
         net(xs)
     a = got[layer].reshape(len(xs), -1).double().numpy()
-    W = prunable_layers(net)[layer].weight.detach().double().numpy()
+    module = prunable_layers(net)[layer]
+    W = module.weight.detach().double().numpy()
     signed = bool((a < 0).any())
+    ap = pseudo_points(a)  # (N', J)
     if signed:
-        ap = np.concatenate([np.maximum(a, 0), np.maximum(-a, 0)])
         of = np.concatenate([np.arange(len(a)), np.arange(len(a))])
         kind = ["a+"] * len(a) + ["a-"] * len(a)
     else:
-        ap, of, kind = a, np.arange(len(a)), ["a"] * len(a)
+        of, kind = np.arange(len(a)), ["a"] * len(a)
     F, J = W.shape
     Np = ap.shape[0]
     z_pos, z_neg = np.zeros((Np, F)), np.zeros((Np, F))
     g = np.zeros((Np, F, J))
-    for n in range(Np):  # the plain loops of docs/sipp.md §2, on purpose
-        for f in range(F):
-            z_pos[n, f] = sum(abs(W[f, j]) * ap[n, j] for j in range(J) if W[f, j] > 0)
-            z_neg[n, f] = sum(abs(W[f, j]) * ap[n, j] for j in range(J) if W[f, j] < 0)
-            for j in range(J):
-                if W[f, j] == 0:
-                    continue
-                z = z_pos[n, f] if W[f, j] > 0 else z_neg[n, f]
-                g[n, f, j] = abs(W[f, j]) * ap[n, j] / z if z > NO_SIGNAL else 0.0
+    for n in range(Np):  # the plain per-point loops of docs/sipp.md §2, on purpose (P = 1: a Linear layer)
+        zp, zn, gn = point_ratios(W, point_inputs(module, ap[n]), no_signal=NO_SIGNAL)
+        z_pos[n], z_neg[n], g[n] = zp[:, 0], zn[:, 0], gn[:, :, 0]
     s = g.max(axis=0)
     s_arg = g.argmax(axis=0)
     sens = compute_sensitivities(net, xs, patch_reduction="max")
@@ -135,7 +132,7 @@ def method_results(toy: Toy, walk_s_index: np.ndarray, keep_ratio: float, delta:
 
     from sipp_core.plan.measure import end_to_end, measure_layer_errors
     from sipp_core.plan.pruning import prune
-    from sipp_core.sensitivity.core import compute_sensitivities
+    from sipp_core.sensitivity.api import compute_sensitivities
 
     net = copy.deepcopy(toy.model)
     rec = toy.record

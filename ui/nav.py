@@ -1,8 +1,8 @@
 """Navigation: one registry of pages grouped in sections.
 
-To add a page (e.g. the coming "Nonsmoothness" and "Trade-offs" pages, in the
-"Analyses" section), write a thin pages/<name>.py that calls ``entry(render)``
-and append one PageSpec to PAGES; empty sections are not shown.
+To add a page, write its body as ui/views/<name>.py with a ``render()``, a thin
+pages/<name>.py that calls ``entry(render)`` with it, and append one PageSpec to
+PAGES; empty sections are not shown.
 """
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
 """Process-wide settings for the app server (no streamlit)."""
 from __future__ import annotations
 
-from sipp_core.runtime import configure_torch, torch_threads  # noqa: F401  (re-exported for app.py)
+from PIL import Image, ImageDraw, ImageFont
+
+from sipp_core.runtime import configure_torch, torch_threads
+
+__all__ = ["app_icon", "configure_torch", "torch_threads"]  # configure_torch and torch_threads: for app.py
 
 
 def app_icon():
     """A small favicon drawn locally (a material-symbol icon would be fetched from Google's CDN: not offline)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
     d.rounded_rectangle([2, 2, 62, 62], radius=12, fill=(0, 114, 178, 255))

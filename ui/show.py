@@ -6,7 +6,7 @@ import streamlit as st
 
 
 def chart(c, where=None) -> None:
-    """st.altair_chart at full width, with the element height the builder asked for (ui.charts.sized)."""
+    """st.altair_chart at full width, with the element height the builder asked for (ui.charts.core.sized)."""
     where = where if where is not None else st
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sipp_core.io.data import DATASETS
 from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
+from sipp_core.zoo.models import MODELS
 from ui import engine
 from ui.settings import (
     ALLOCATION_LABELS,
@@ -31,14 +33,10 @@ def _methods() -> list[str]:
 
 
 def _models() -> tuple[list[str], dict]:
-    from sipp_core.zoo.models import MODELS
-
     return list(MODELS), {k: v.description for k, v in MODELS.items()}
 
 
 def _datasets() -> tuple[list[str], dict]:
-    from sipp_core.io.data import DATASETS
-
     return list(DATASETS), dict(DATASETS)
 
 

@@ -12,6 +12,9 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as Fn
+
+from sipp_core.zoo.layers import prunable_layers
 
 ROW_METHOD_NAMES = {0: "deterministic", 1: "sampled", 2: "kept whole", 3: "pruned entirely"}
 SIGN_NAMES = {0: "+ (positive weights)", 1: "- (negative weights)"}
@@ -132,8 +135,6 @@ def row_totals_frame(weight: torch.Tensor, sens: torch.Tensor) -> pd.DataFrame:
 
 def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> pd.DataFrame:
     """The k edges of largest sensitivity (of one layer, or of all layers)."""
-    from sipp_core.zoo.layers import prunable_layers
-
     mods = prunable_layers(prepared.model)
     frames = []
     for name, s in prepared.sensitivities.items():
@@ -157,8 +158,6 @@ def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> p
 
 def kept_matrix(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mask F x J bool, pruned-copy values F x J, original weights F x J) of one layer."""
-    from sipp_core.zoo.layers import prunable_layers
-
     plan = report.result.plans[name]
     w = prunable_layers(report.prepared.model)[name].weight.detach().float().cpu()
     F = w.shape[0]
@@ -191,8 +190,6 @@ def input_pixel_maps(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     used once per output patch, so a pixel's count is a transposed convolution of the kept mask.
     Returns arrays shaped (H, W) summed over channels, or None for a non-image / deeper layer.
     """
-    from sipp_core.zoo.layers import prunable_layers
-
     prepared = report.prepared
     shape = tuple(prepared.record.input_shape)
     if len(shape) != 3:
@@ -211,8 +208,6 @@ def input_pixel_maps(report, name: str) -> tuple[np.ndarray, np.ndarray, np.ndar
         return dense.sum(0), kept.sum(0), wsum.sum(0)
     if mod.in_channels != C:
         return None
-    import torch.nn.functional as Fn
-
     with torch.no_grad():
         x = torch.zeros(1, C, H, W)
         out = Fn.conv2d(x, mod.weight.detach().cpu(), None, mod.stride, mod.padding, mod.dilation)

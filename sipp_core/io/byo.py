@@ -263,7 +263,7 @@ def _misfit(state: dict[str, torch.Tensor], match: Match, rec) -> str:
         if unexpected:
             parts.append(f"unexpected keys (by name): {_first(unexpected)}")
     shapes = [f"{k} {tuple(v.shape)}" for k, v in state.items() if not k.endswith("num_batches_tracked")]
-    parts.append(f"the file holds {len(shapes)} tensors: {_first(shapes, 8)}")
+    parts.append(f"the file holds {len(shapes)} tensors with these shapes: {_first(shapes, 8)}")
     return "; ".join(parts)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..io.export import export_pruned
 from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS
-from ..sensitivity.core import check_not_all_zero, compute_sensitivities
+from ..sensitivity.api import check_not_all_zero, compute_sensitivities
 from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
 from .baselines import snip_scores
 from .bounds import check_delta, check_epsilon

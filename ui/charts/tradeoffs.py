@@ -4,10 +4,10 @@ Everything here works in Jupyter too:
 
     >>> from sipp_core.jobs.sweeps import sweep, prune_potential                       # doctest: +SKIP
     >>> res = sweep("lenet300", "mnist5k", methods=["sipp-hybrid", "wt"], count=6)
-    >>> from ui import charts_tradeoffs as ct
+    >>> from ui.charts import tradeoffs as ct
     >>> ct.accuracy_chart(res.to_frame()); ct.potential_chart(prune_potential(res.to_frame(), 0.01))
 
-Conventions (shared with ui/charts.py): titled charts, axes labelled with units, the Okabe-Ito
+Conventions (shared with ui/charts/core.py): titled charts, axes labelled with units, the Okabe-Ito
 colour-blind-safe palette with one fixed colour per method on every page (SiPP methods solid
 lines, baselines dashed, so colour is never the only cue), log axes for keep ratios and errors.
 Bands are the range (min to max) over seeds, drawn only when there is more than one seed.
@@ -20,7 +20,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ui.charts import OKABE, _floor, _title, sized
+from ui.charts.core import OKABE, _floor, _title, sized
 
 METHOD_COLOR = {
     "sipp-hybrid": OKABE["blue"], "sipp-det": OKABE["sky"], "sipp-rand": OKABE["green"], "wt": OKABE["orange"],

@@ -1,11 +1,11 @@
 """What every workbench page does first: check the settings, get sensitivities, get the report.
 
 Errors become ``st.error`` messages that say how to fix them, never tracebacks;
-the sidebar keeps working, so the user can change the setting and go on.
+the sidebar keeps working, so the user can change the setting and go on. An engine
+error is recognised by its class (``sipp_core.errors``), never by its message.
 """
 from __future__ import annotations
 
-import math
 import traceback
 
 import streamlit as st
@@ -27,8 +27,6 @@ def friendly(exc: BaseException) -> str:
         return f"{msg}. Fix: pick one of those models in the sidebar, or another data set."
     if isinstance(exc, CheckpointError):
         return f"A checkpoint could not be used: {msg}. Fix: delete that file; it is rebuilt on the next run."
-    if "sample_size" in msg or "|S|" in msg:
-        return f"{msg}. Fix: switch '|S| from the formula' on, or choose a smaller |S|."
     if isinstance(exc, (ValueError, TypeError)):
         return f"{msg}. Fix: change that setting in the sidebar."
     if isinstance(exc, MemoryError):
@@ -125,41 +123,3 @@ def obtain(page_title: str, intro: str | None = None):
         show_error(exc)
         st.stop()
     return s, prepared, report
-
-
-def fmt_pct(v: float, digits: int = 1) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.{digits}f}%"
-
-
-def fmt_val(v: float) -> str:
-    if v is None or (isinstance(v, float) and (math.isnan(v))):
-        return "none"
-    if isinstance(v, float) and math.isinf(v):
-        return "∞"
-    return f"{v:.3g}"
-
-
-def headline_metrics(h: dict, detailed: bool = True) -> None:
-    """The five headline metrics of a prune (tables.headline), as a row of st.metric.
-
-    detailed: the Prune page's longer captions (all parameters, what agreement and the
-    bound are relative to, the error on S); the Bring-your-own page shows the short ones."""
-    c1, c2, c3, c4, c5 = st.columns(5)
-    c1.metric("Weights kept", fmt_pct(h["keep_ratio"], 2))
-    c1.caption(f"{h['kept']:,} of {h['total']:,} prunable weights" + (
-        f" · all parameters (biases too): {fmt_pct(h['params_kept'] / h['params_total'], 2)} of "
-        f"{h['params_total']:,}" if detailed else ""))
-    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]),
-              delta=f"{100 * (h['accuracy_after'] - h['accuracy_before']):+.1f} pts")
-    c2.caption(f"before: {fmt_pct(h['accuracy_before'])} · {'top-1 on ' if detailed else ''}"
-               f"{h['test_points']:,} test points, no retraining")
-    c3.metric("Agreement", fmt_pct(h["agreement"]))
-    c3.caption(("same class as the original · " if detailed else "")
-               + f"logits relative error {h['logits_rel_error']:.3g}")
-    c4.metric("Largest bound", fmt_val(h["bound_max"]) if h["has_bound"] else "none")
-    relative = " (relative to z⁺ + z⁻)" if detailed else ""
-    c4.caption(f"largest row bound{relative}, {'holds ' if detailed else ''}w.p. ≥ 1 − δ per row" if h["has_bound"]
-               else "this method gives no guarantee")
-    c5.metric("Largest measured error", fmt_val(h["measured_max_heldout"]))
-    c5.caption(f"largest row error on {h['heldout_points']} held-out points · on S: {fmt_val(h['measured_max_s'])}"
-               if detailed else f"on {h['heldout_points']} held-out points")

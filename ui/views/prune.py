@@ -1,24 +1,60 @@
-"""Why is the pruned model not faster? Dense vs sparse (CSR) latency and file sizes (sipp_core.plan.sparse_speed).
+"""Page 1, Prune (home): headline metrics, per-layer table and charts, downloads, and the speed panel.
 
-Behind a button because it times things: 1 CPU thread (steadier on a shared machine; set for the few
-hundred milliseconds of timing), batch sizes 1 and 256. Results are kept per session and prune
-setting; timings are noisy, so they are never shared between sessions as if they were facts.
+The speed panel ("Why is the pruned model not faster?"): dense vs sparse (CSR) latency and file sizes
+(sipp_core.plan.sparse_speed). Behind a button because it times things: 1 CPU thread (steadier on a shared
+machine; set for the few hundred milliseconds of timing), batch sizes 1 and 256. Results are kept per
+session and prune setting; timings are noisy, so they are never shared between sessions as if they were facts.
 """
 from __future__ import annotations
 
+import io
+import math
+
 import pandas as pd
 import streamlit as st
+import torch
 
-from ui import charts_tradeoffs as ct
-from ui import show
+from sipp_core.plan.pruning import to_json
+from sipp_core.plan.sparse_speed import measure
+from ui import engine, show, tables
+from ui.charts import core as charts
+from ui.charts import tradeoffs as ct
+from ui.explain import explain_expander
+from ui.guard import obtain, show_error
+from ui.results import headline_metrics
+from ui.run_store import record_prune
 
 BATCHES = (1, 256)
+INTRO = ("Pick a network, a method and a budget in the sidebar. SiPP keeps the edges whose **sensitivity** "
+         "(their largest share of a unit's input signal on the sample S) is high, and reports a **bound** on "
+         "the error each unit suffers, beside the error actually **measured**.")
 
+
+def _download_bytes(report):
+    """Callables that build each download only when clicked."""
+    def state_dict():
+        buf = io.BytesIO()
+        torch.save(report.result.state_dict(), buf)
+        return buf.getvalue()
+
+    def masks():
+        buf = io.BytesIO()
+        torch.save(report.result.masks_state(), buf)
+        return buf.getvalue()
+
+    def json_report():
+        return to_json(report.to_dict())
+
+    def csv_table():
+        return tables.layer_table(report).to_csv(index=False)
+
+    return state_dict, masks, json_report, csv_table
+
+
+# ---- the speed panel ------------------------------------------------------------------------------
 
 def speed_report(result, threads: int = 1, repeats: int = 30):
     """measure() on a PruneResult with the panel's settings."""
-    from sipp_core.plan.sparse_speed import measure
-
     return measure(result, batch_sizes=BATCHES, repeats=repeats, threads=threads)
 
 
@@ -66,7 +102,7 @@ def speed_tables(rep) -> dict:
     return dict(totals=totals, layers=layers, files=files, verdict=verdict(rep), explanation=rep.explanation)
 
 
-def render_panel(report, key: tuple) -> None:
+def render_speed_panel(report, key: tuple) -> None:
     """The Prune page's expander."""
     with st.expander("Why is the pruned model not faster?", icon=":material/speed:"):
         st.markdown("Pruning zeroes weights; whether that saves **time** or **space** depends on how the weights are "
@@ -82,8 +118,6 @@ def render_panel(report, key: tuple) -> None:
                 try:
                     rep = speed_report(report.result)
                 except Exception as exc:  # noqa: BLE001
-                    from ui.view_common import show_error
-
                     show_error(exc)
                     return
             store.clear()  # keep only the latest (timings are cheap to redo)
@@ -110,3 +144,55 @@ def render_panel(report, key: tuple) -> None:
         st.info(t["explanation"], icon=":material/lightbulb:")
         st.caption(f"{rep.threads} CPU thread(s), median of {rep.repeats} runs, torch {rep.torch_version}; timings on "
                    "a shared machine are noisy: press the button again to repeat.")
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+def render() -> None:
+    s, prepared, report = obtain("Prune", INTRO)
+    h = tables.headline(report)
+    headline_metrics(h)
+    t = h["timings"]
+    st.caption("Time per stage: " + " · ".join(
+        f"{k} {v * 1000:.0f} ms" if v < 1 else f"{k} {v:.2f} s" for k, v in t.items() if not math.isnan(v))
+        + " (load and sensitivities are computed once and cached; moving ε or κ re-runs prune and evaluate only)")
+    if h["has_bound"] and h["bound_max"] >= 1:
+        st.caption(":orange[A bound ≥ 1 is loose:] for a deterministic row it says nothing (its error is at most 1 "
+                   "anyway); for a sampled row it allows the estimate to be off by more than the signal. "
+                   "See the Guarantees page for where and by how much.")
+
+    left, right = st.columns(2)
+    show.chart(charts.density_chart(report), left)
+    show.chart(charts.bound_vs_measured(report), right)
+
+    st.subheader("Per layer")
+    df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)
+    num = st.column_config.NumberColumn
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        "kept": num(format="localized"), "weights": num(format="localized"),
+        "kept share": num(format="percent"), "largest bound": num(format="%.3g"), "mean bound": num(format="%.3g"),
+        "max error on S": num(format="%.3g"), "max error held-out": num(format="%.3g"),
+        "p95 error held-out": num(format="%.3g"), "mean error held-out": num(format="%.3g"),
+        "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
+    })
+    dense = report.result.dense
+    if dense:
+        st.caption("Left dense: " + "; ".join(f"{n} ({why})" for n, why in dense))
+
+    st.subheader("Downloads")
+    sd, mk, js, csv = _download_bytes(report)
+    stem = f"{s.model}-{s.dataset}-{s.method}"
+    d1, d2, d3, d4 = st.columns(4)
+    d1.download_button("Pruned state_dict (.pt)", sd, f"{stem}-pruned.pt", "application/octet-stream",
+                       on_click="ignore", icon=":material/download:")
+    d2.download_button("Masks (.pt)", mk, f"{stem}-masks.pt", "application/octet-stream", on_click="ignore",
+                       icon=":material/download:")
+    d3.download_button("Report (JSON)", js, f"{stem}-report.json", "application/json", on_click="ignore",
+                       icon=":material/download:")
+    d4.download_button("Per-layer table (CSV)", csv, f"{stem}-layers.csv", "text/csv", on_click="ignore",
+                       icon=":material/download:")
+    st.caption("Load the state_dict into the same architecture with `model.load_state_dict(torch.load(path))`; "
+               "pruned weights are exact zeros, sampled weights are reweighted.")
+    explain_expander(s, prepared, report)
+    render_speed_panel(report, engine.report_key(s))
+    record_prune(s, report)  # the run history: once per distinct setting, not on every rerun

@@ -13,14 +13,15 @@ import copy
 import dataclasses
 import math
 
-import pandas as pd
 import streamlit as st
 
-from ui import charts_tradeoffs as ct
-from ui import engine, jobs, show
+from sipp_core.jobs.sweeps import geometric_ratios, sweep
+from sipp_core.options import METHODS
+from ui import engine, jobs, run_store
+from ui.guard import describe, get_prepared, show_error
+from ui.results import show_sweep
 from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings
-from ui.view_common import describe, get_prepared, show_error
 
 JOB_KEY = "_job_sweep"
 RANGE_OPTIONS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -37,15 +38,11 @@ def _results() -> engine.Store:
 
 
 def _methods() -> list[str]:
-    from sipp_core.options import METHODS
-
     return list(METHODS)
 
 
 def sweep_request(s: Settings, methods, lo: float, hi: float, count: int, seeds: int) -> dict:
     """The sweep's arguments (plain values) for the sidebar settings and the page's widgets."""
-    from sipp_core.jobs.sweeps import geometric_ratios
-
     grid = geometric_ratios(hi, lo, int(count)) if hi != lo else (float(hi),)
     return dict(model=s.model, dataset=s.dataset, methods=list(methods), ratios=list(grid),
                 seeds=[int(s.seed) + i for i in range(int(seeds))],
@@ -76,8 +73,6 @@ def prepare_fn(s: Settings):
 
 def run_sweep(req: dict, prepare, progress=None, should_stop=None):
     """The sweep itself (what the background job runs); `prepare` from prepare_fn(), made in the script thread."""
-    from sipp_core.jobs.sweeps import sweep
-
     return sweep(req["model"], req["dataset"], methods=req["methods"], ratios=req["ratios"], seeds=req["seeds"],
                  sample_size=req["sample_size"], delta=req["delta"], allocation=req["allocation"], cache=False,
                  prepare_fn=prepare, progress=progress, should_stop=should_stop)
@@ -117,75 +112,6 @@ def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> float:
     return points * per_point + new_seeds * per_seed
 
 
-# ---- showing a sweep (also used by the history page) ----------------------------------------------
-
-def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = False, drop_bind: bool = False) -> None:
-    """Charts, prune potential, tables and downloads for a sweep's rows."""
-    from sipp_core.jobs.sweeps import ROW_FIELDS, SweepResult, prune_potential
-
-    if frame.empty:
-        st.info("The sweep finished no point before it was cancelled.", icon=":material/info:")
-        return
-    frame = frame.reindex(columns=list(ROW_FIELDS))
-    if cancelled:
-        st.warning(f"Cancelled: showing the {len(frame)} points that finished.", icon=":material/stop_circle:")
-    failed = frame[frame["error"].notna()]
-    if len(failed):
-        st.warning(f"{len(failed)} point(s) failed and are left out of the charts, e.g. {failed.iloc[0]['method']} at "
-                   f"{failed.iloc[0]['keep_ratio_requested']:g}: {failed.iloc[0]['error']}", icon=":material/warning:")
-    extra = BIND if drop_bind else {}
-    col, _ = st.columns([1, 2])
-    drop = col.number_input("Largest acceptable accuracy drop (percentage points)", min_value=0.0, max_value=100.0,
-                           value=1.0, step=0.5, format="%.2f", key=f"{key}_drop",
-                           help="The prune potential is the largest pruned share whose mean accuracy (over seeds) "
-                                "stays within this drop of the dense network, walking down the grid.", **extra)
-    left, right = st.columns(2)
-    show.chart(ct.accuracy_chart(frame, max_drop_pts=drop), left)
-    show.chart(ct.error_chart(frame), right)
-    pp = prune_potential(frame, drop / 100.0)
-    left, right = st.columns(2)
-    show.chart(ct.potential_chart(pp, drop), left)
-    bound = ct.bound_chart(frame)
-    if bound is not None:
-        show.chart(bound, right)
-    else:
-        right.info("None of these methods gives an error bound (only SiPP does).", icon=":material/info:")
-
-    st.subheader("Prune potential")
-    table = pd.DataFrame({
-        "method": pp["method"], "largest pruned share": pp["max_pruned_share"],
-        "at keep ratio": pp["keep_ratio_requested"], "kept share (realised)": pp["keep_ratio"],
-        "accuracy after": pp["accuracy_after"], "accuracy drop (points)": 100 * pp["accuracy_drop"],
-        "seeds": pp["seeds"], "note": pp["note"]})
-    num = st.column_config.NumberColumn
-    st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_potential", column_config={
-        "largest pruned share": num(format="percent"), "kept share (realised)": num(format="percent"),
-        "at keep ratio": num(format="%.4g"), "accuracy after": num(format="percent"),
-        "accuracy drop (points)": num(format="%.2f")})
-    st.caption("Rule: average over seeds, walk from the largest keep ratio down, stop at the first ratio whose mean "
-               "drop exceeds the limit; a lucky point further down does not count. Known only up to the grid's "
-               "resolution: extend or refine the grid for a sharper answer.")
-
-    agg = ct.aggregate(frame)
-    with st.expander(f"All points ({len(frame)} rows; means over seeds below)", icon=":material/table:"):
-        st.dataframe(agg.rename(columns={
-            "keep_ratio_requested": "keep ratio asked", "keep_pct": "kept % (realised)", "acc_pct": "accuracy %",
-            "acc_lo": "accuracy % (lowest seed)", "acc_hi": "accuracy % (highest seed)", "err": "logits error",
-            "err_lo": "logits error (lowest)", "err_hi": "logits error (highest)", "bound": "largest bound",
-            "bound_lo": "largest bound (lowest)", "bound_hi": "largest bound (highest)", "agreement_pct": "agreement %",
-            "drop_pts": "drop (points)", "time_ms": "time per point (ms)"}), hide_index=True, width="stretch",
-            key=f"{key}_agg")
-        st.caption("Per seed and point:")
-        st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_rows")
-    res = SweepResult(rows=tuple(frame.to_dict(orient="records")), settings=dict(settings), cancelled=cancelled)
-    stem = f"sweep-{settings.get('model', 'model')}-{settings.get('dataset', 'data')}"
-    d1, d2, _ = st.columns([1, 1, 3])
-    d1.download_button("Points (CSV)", frame.to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore",
-                       icon=":material/download:", key=f"{key}_csv")
-    d2.download_button("Sweep (JSON)", res.to_json(), f"{stem}.json", "application/json", on_click="ignore",
-                       icon=":material/download:", key=f"{key}_json")
-
-
 # ---- the page -------------------------------------------------------------------------------------
 
 def _header(s: Settings):
@@ -208,9 +134,9 @@ def _header(s: Settings):
     return prepared
 
 
-def render() -> None:
-    s = current_settings()
-    prepared = _header(s)
+def _request(s: Settings):
+    """The page's widgets (methods, keep-ratio range, grid size, seeds) as a sweep request, and the column that
+    shows its size; stops the page with the fix when they make no sweep."""
     methods_all = _methods()
     st.subheader("Sweep")
     c1, c2 = st.columns([2, 1.3])
@@ -233,14 +159,68 @@ def render() -> None:
     except ValueError as exc:
         st.error(f"{exc}. Fix: choose two different ends of the range, or a different count.", icon=":material/error:")
         st.stop()
+    return req, c5
+
+
+def _sidebar_report(s: Settings, prepared):
+    """The sidebar's own prune when it is cached already (used for the estimate only), else None."""
+    try:
+        return engine.get_report(s, prepared) if engine.is_report_cached(s) else None
+    except Exception:  # noqa: BLE001 - only used for the estimate
+        return None
+
+
+def _start(s: Settings, req: dict, key: tuple, est: float) -> None:
+    """Start the sweep job (the store, the history and the cost memory are looked up here, in the script thread)."""
+    hist = run_store.history()
+    store, observed = _results(), _observed()
+    save = run_store.saver(hist)
+
+    def on_done(job, key=key, store=store):
+        res = job.result
+        if res is not None and not res.cancelled:
+            store.get_or_build(key, lambda: res)
+        if res is not None:
+            _observe(observed, s, res)
+        save(job)
+
+    st.session_state["_sweep_key"] = key
+    prepare = prepare_fn(s)
+    jobs.start(JOB_KEY, "sweep", "Sweep", lambda progress, stop: run_sweep(req, prepare, progress, stop),
+               on_done=on_done, estimate_s=est)
+    st.rerun()  # redraw with the button off and the progress bar on
+
+
+def _result_to_show(job, cached, key: tuple):
+    """(result, note, from_cache): the cached sweep for these settings, else this session's last sweep."""
+    result, note, from_cache = cached, None, cached is not None
+    if job is not None and job.done and job.result is not None:
+        if st.session_state.get("_sweep_key") == key:
+            result, from_cache = job.result, False
+        elif result is None:
+            result = job.result
+            note = "Showing your last sweep: its settings differ from the ones above (press Run sweep for those)."
+    return result, note, from_cache
+
+
+def _show_result(result, note: str | None, from_cache: bool) -> None:
+    st.divider()
+    if note:
+        st.caption(f":orange[{note}]")
+    rs = result.settings
+    st.caption(f"{rs['model']} on {rs['dataset']} · seeds {', '.join(map(str, rs['seeds']))} · δ = {fmt_num(rs['delta'])}"
+               f" · allocation {rs['allocation']} · total {jobs.fmt_seconds(result.timings_s.get('total', math.nan))}"
+               + (" (from the cache)" if from_cache else ""))
+    show_sweep(result.to_frame(), rs, key="to", cancelled=result.cancelled, drop_bind=True)
+
+
+def render() -> None:
+    s = current_settings()
+    prepared = _header(s)
+    req, c5 = _request(s)
     key = result_key(s, req)
     points = len(req["methods"]) * len(req["ratios"]) * len(req["seeds"])
-    report = None
-    try:
-        report = engine.get_report(s, prepared) if engine.is_report_cached(s) else None
-    except Exception:  # noqa: BLE001 - only used for the estimate
-        report = None
-    est = estimate_seconds(s, req, prepared, report)
+    est = estimate_seconds(s, req, prepared, _sidebar_report(s, prepared))
     cached = _results().peek(key)
     c5.caption(f"Keep ratios: {', '.join(f'{r:.3g}' for r in req['ratios'])}  \n"
                f"{len(req['methods'])} methods × {len(req['ratios'])} ratios × {len(req['seeds'])} seed(s) = "
@@ -252,45 +232,14 @@ def render() -> None:
                       disabled=running or cached is not None,
                       help="Runs in the background with a Cancel button; results are cached for everyone.")
     if start and not running:
-        from ui.view_history import history, saver
-
-        hist = history()
-        store, observed = _results(), _observed()
-        save = saver(hist)
-
-        def on_done(job, key=key, store=store):
-            res = job.result
-            if res is not None and not res.cancelled:
-                store.get_or_build(key, lambda: res)
-            if res is not None:
-                _observe(observed, s, res)
-            save(job)
-
-        st.session_state["_sweep_key"] = key
-        prepare = prepare_fn(s)
-        jobs.start(JOB_KEY, "sweep", "Sweep", lambda progress, stop: run_sweep(req, prepare, progress, stop),
-                   on_done=on_done, estimate_s=est)
-        st.rerun()  # redraw with the button off and the progress bar on
+        _start(s, req, key, est)
     job = jobs.watch(JOB_KEY)
 
     if job is not None and job.done and job.error is not None:
         show_error(job.error)
-    result, note, from_cache = cached, None, cached is not None
-    if job is not None and job.done and job.result is not None:
-        if st.session_state.get("_sweep_key") == key:
-            result, from_cache = job.result, False
-        elif result is None:
-            result = job.result
-            note = "Showing your last sweep: its settings differ from the ones above (press Run sweep for those)."
+    result, note, from_cache = _result_to_show(job, cached, key)
     if result is None:
         if job is None or job.done:
             st.info("Choose methods and a keep-ratio range, then press **Run sweep**.", icon=":material/info:")
         return
-    st.divider()
-    if note:
-        st.caption(f":orange[{note}]")
-    rs = result.settings
-    st.caption(f"{rs['model']} on {rs['dataset']} · seeds {', '.join(map(str, rs['seeds']))} · δ = {fmt_num(rs['delta'])}"
-               f" · allocation {rs['allocation']} · total {jobs.fmt_seconds(result.timings_s.get('total', math.nan))}"
-               + (" (from the cache)" if from_cache else ""))
-    show_sweep(result.to_frame(), rs, key="to", cancelled=result.cancelled, drop_bind=True)
+    _show_result(result, note, from_cache)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import streamlit as st
 
 from sipp_core.options import SIPP_METHODS
-from ui import charts, engine, show, tables
+from ui import engine, show, tables
+from ui.charts import core as charts
 from ui.explain import explain_expander
+from ui.guard import obtain, show_error
 from ui.settings import fmt_num
-from ui.view_common import obtain
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -64,8 +65,6 @@ def _sweep(s, prepared, report) -> None:
         with st.spinner("Pruning at each ε…"):
             reps = _sweep_reports(ss, prepared)
     except Exception as exc:  # noqa: BLE001
-        from ui.view_common import show_error
-
         show_error(exc)
         return
     df = tables.sweep_frame(reps)

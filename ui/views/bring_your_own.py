@@ -22,11 +22,27 @@ import time
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from ui import charts, show, tables
+from sipp_core.errors import SippError
+from sipp_core.io.byo import (
+    MODEL_MAX_BYTES,
+    describe_model,
+    load_exported_upload,
+    load_npz_upload,
+    load_state_dict_upload,
+)
+from sipp_core.io.checkpoints import TrainedModel
+from sipp_core.pipeline import evaluate_prune, prepare_trained
+from sipp_core.zoo.models import MODELS, compatible_models
+from sipp_core.zoo.train import accuracy
+from ui import engine, show, tables
+from ui.charts import core as charts
+from ui.guard import show_error
+from ui.results import headline_metrics
+from ui.run_store import record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
-from ui.view_common import headline_metrics, show_error
 
 STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "prepared", "reports"}
 KINDS = {"state_dict": "weights (state_dict) for a zoo architecture", "export": "exported program (torch.export .pt2)"}
@@ -40,8 +56,6 @@ INTRO = ("Prune **your own network**: upload its weights for one of the zoo arch
 
 
 def _limit_mb() -> int:
-    from sipp_core.io.byo import MODEL_MAX_BYTES
-
     return int(MODEL_MAX_BYTES // 2**20)
 
 
@@ -49,8 +63,6 @@ def _limit_mb() -> int:
 
 def load_model_upload(kind: str, data, record, arch: str | None = None):
     """(model, ModelDescription) for an upload; ValueError (with the fix) when it is refused."""
-    from sipp_core.io.byo import describe_model, load_exported_upload, load_state_dict_upload
-
     if kind == "state_dict":
         if not arch:
             raise ValueError("choose the architecture the weights belong to")
@@ -67,18 +79,12 @@ def load_model_upload(kind: str, data, record, arch: str | None = None):
 
 
 def load_data_upload(data, name: str = "upload", seed: int = 0):
-    from sipp_core.io.byo import load_npz_upload
-
     return load_npz_upload(data, name=name, seed=seed)
 
 
 def prepare_upload(model, record, *, sample_size: int | None = None, seed: int = 0, patch_reduction: str = "max",
                    heldout: int = 500, label: str = "upload", progress=None):
     """pipeline.prepare for an uploaded model: its test accuracy, then S, sensitivities and test logits."""
-    from sipp_core.io.checkpoints import TrainedModel
-    from sipp_core.pipeline import prepare_trained
-    from sipp_core.zoo.train import accuracy
-
     t0 = time.perf_counter()
     model = model.eval()
     trained = TrainedModel(model, label, record.name, 0, int(seed), accuracy(model, record.x_test, record.y_test),
@@ -89,8 +95,6 @@ def prepare_upload(model, record, *, sample_size: int | None = None, seed: int =
 
 def prune_upload(prepared, s: Settings):
     """evaluate_prune with the sidebar's method and budget."""
-    from sipp_core.pipeline import evaluate_prune
-
     return evaluate_prune(prepared, **s.prune_kwargs())
 
 
@@ -107,7 +111,10 @@ FIXES = {
 
 
 def refusal(what: str, exc: BaseException, kind: str = "model") -> str:
-    """The st.error text for a refused upload: the engine's reason, and a fix when the reason names none."""
+    """The st.error text for a refused upload: the engine's problem and fix (a SippError that names one), else
+    the reason, and this page's fix for that kind of file when the reason names none."""
+    if isinstance(exc, SippError) and exc.fix:
+        return f"{what} was refused: {exc.problem}. Fix: {exc.fix.rstrip('.')}."
     msg = str(exc).strip().rstrip(".") or type(exc).__name__
     fix = "" if any(w in msg.lower() for w in FIX_WORDS) else " " + FIXES.get(kind, "")
     return f"{what} was refused: {msg}.{fix}"
@@ -129,8 +136,6 @@ def _signature(kind, arch, data_src, sidebar_data, model_file, npz_file) -> tupl
 
 
 def _record(s: Settings, data_src: str, npz_file):
-    from ui import engine
-
     if data_src == "npz":
         if npz_file is None:
             return None
@@ -154,36 +159,49 @@ def _summary(state: dict) -> None:
             st.caption(n)
 
 
-def _prune_section(s: Settings, state: dict) -> None:
+def _settings_fit(s: Settings, state: dict) -> bool:
+    """The sidebar's settings can prune this upload; else their errors, with the fix, and False."""
     problems = check_settings(s)
     for p in problems:
         st.error(p, icon=":material/error:")
     if problems:
-        return
+        return False
     if not s.auto_sample and s.sample_size > len(state["record"].x_pool):
         st.error(f"|S| = {s.sample_size:,} is more than this data set's S-pool holds ({len(state['record'].x_pool):,}). "
                  "Fix: choose a smaller |S| in the sidebar or switch '|S| from the formula' on.", icon=":material/error:")
-        return
-    heavy = (None if s.auto_sample else int(s.sample_size), int(s.seed), s.patch_reduction)
+        return False
+    return True
+
+
+def _upload_prepared(s: Settings, state: dict, heavy: tuple):
+    """The upload's sensitivities for the heavy settings (one set per session; behind a click for a big
+    network), or None while that click is pending or after a refusal (shown)."""
     prepared = state.get("prepared", {}).get(heavy)
-    if prepared is None:
-        big = state["desc"].prunable_weights > AUTO_PRUNE_WEIGHTS
-        if big and not st.button("Compute sensitivities and prune", type="primary", key="byo_prepare"):
-            st.info(f"{state['desc'].prunable_weights:,} prunable weights: computing sensitivities can take a while.",
-                    icon=":material/hourglass:")
-            return
-        bar = st.progress(0.0, text="computing sensitivities…")
-        try:
-            prepared = prepare_upload(state["model"], state["record"], sample_size=heavy[0], seed=heavy[1],
-                                      patch_reduction=heavy[2], label=state["label"],
-                                      progress=lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0), text=m[:120]))
-        except Exception as exc:  # noqa: BLE001
-            bar.empty()
-            _refuse("Pruning the upload", exc, "prune")
-            return
+    if prepared is not None:
+        return prepared
+    big = state["desc"].prunable_weights > AUTO_PRUNE_WEIGHTS
+    if big and not st.button("Compute sensitivities and prune", type="primary", key="byo_prepare"):
+        st.info(f"{state['desc'].prunable_weights:,} prunable weights: computing sensitivities can take a while.",
+                icon=":material/hourglass:")
+        return None
+    bar = st.progress(0.0, text="computing sensitivities…")
+    try:
+        prepared = prepare_upload(state["model"], state["record"], sample_size=heavy[0], seed=heavy[1],
+                                  patch_reduction=heavy[2], label=state["label"],
+                                  progress=lambda f, m: bar.progress(min(max(float(f), 0.0), 1.0), text=m[:120]))
+    except Exception as exc:  # noqa: BLE001
         bar.empty()
-        state["prepared"] = {heavy: prepared}  # one set of sensitivities per session
-        state["reports"] = {}
+        _refuse("Pruning the upload", exc, "prune")
+        return None
+    bar.empty()
+    state["prepared"] = {heavy: prepared}  # one set of sensitivities per session
+    state["reports"] = {}
+    return prepared
+
+
+def _upload_report(s: Settings, state: dict, heavy: tuple, prepared):
+    """The prune for the sidebar's method and budget (the last four kept per session; each new one saved to the
+    run history), or None after a refusal (shown)."""
     rkey = (heavy, tuple(sorted(s.prune_kwargs().items())))
     report = state["reports"].get(rkey)
     if report is None:
@@ -191,14 +209,15 @@ def _prune_section(s: Settings, state: dict) -> None:
             report = prune_upload(prepared, s)
         except Exception as exc:  # noqa: BLE001
             _refuse("Pruning with these settings", exc, "prune")
-            return
+            return None
         if len(state["reports"]) >= 4:
             state["reports"].pop(next(iter(state["reports"])))
         state["reports"][rkey] = report
-        from ui.view_history import record_upload_prune
-
         record_upload_prune(s, report, state["label"])  # every prune lands in the run history
+    return report
 
+
+def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     st.subheader("Pruned with the sidebar's settings")
     budget = f"keep ratio κ = {s.keep_ratio:.3f}" if s.mode == "keep ratio" else f"ε = {s.epsilon:g}"
     st.caption(f"{METHOD_LABELS.get(s.method, s.method)} · {budget} · seed {s.seed} · |S| = {prepared.sample_size} "
@@ -216,8 +235,6 @@ def _prune_section(s: Settings, state: dict) -> None:
         "max error held-out": num(format="%.3g"), "failure rate held-out": num(format="percent")})
 
     def state_dict_bytes():
-        import torch
-
         buf = io.BytesIO()
         torch.save(report.result.state_dict(), buf)
         return buf.getvalue()
@@ -226,27 +243,35 @@ def _prune_section(s: Settings, state: dict) -> None:
                        "application/octet-stream", on_click="ignore", icon=":material/download:", key="byo_download")
 
 
-def render() -> None:
-    from sipp_core.zoo.models import compatible_models
+def _prune_section(s: Settings, state: dict) -> None:
+    if not _settings_fit(s, state):
+        return
+    heavy = (None if s.auto_sample else int(s.sample_size), int(s.seed), s.patch_reduction)
+    prepared = _upload_prepared(s, state, heavy)
+    if prepared is None:
+        return
+    report = _upload_report(s, state, heavy, prepared)
+    if report is None:
+        return
+    _show_pruned(s, state, prepared, report)
 
-    s = current_settings()
-    st.title("Bring your own")
-    st.markdown(INTRO)
-    mb = _limit_mb()
-    left, right = st.columns(2)
-    with left:
-        st.markdown("#### Model")
-        kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind")
-    with right:
-        st.markdown("#### Data set")
-        data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src",
-                            format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
-        npz_file = None
-        if data_src == "npz":
-            npz_file = st.file_uploader(f"Data set (.npz, at most {mb} MB)", type=["npz"], key="byo_npz_file",
-                                        help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images "
-                                             "(N, C, H, W) or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). "
-                                             "Read without pickle.")
+
+def _data_inputs(s: Settings, mb: int) -> tuple[str, object]:
+    """The data set column's widgets: (where the data comes from, the uploaded .npz or None)."""
+    st.markdown("#### Data set")
+    data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src",
+                        format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
+    npz_file = None
+    if data_src == "npz":
+        npz_file = st.file_uploader(f"Data set (.npz, at most {mb} MB)", type=["npz"], key="byo_npz_file",
+                                    help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images "
+                                         "(N, C, H, W) or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). "
+                                         "Read without pickle.")
+    return data_src, npz_file
+
+
+def _checked_record(s: Settings, data_src: str, npz_file, right):
+    """The data set (None when refused or not uploaded yet), with its summary or refusal in the right column."""
     try:
         record = _record(s, data_src, npz_file)
     except Exception as exc:  # noqa: BLE001
@@ -259,34 +284,32 @@ def render() -> None:
                        f"{len(record.x_train):,} train / {len(record.x_pool):,} S-pool / {len(record.x_test):,} test")
         elif data_src == "npz" and npz_file is None:
             st.caption("Upload a .npz to continue (or use the sidebar's data set).")
-    with left:
-        arch = None
-        if kind == "state_dict":
-            names = compatible_models(tuple(record.input_shape)) if record is not None else []
-            from sipp_core.zoo.models import MODELS
+    return record
 
-            names = names or list(MODELS)
-            default = names.index(s.model) if s.model in names else 0
-            arch = st.selectbox("Architecture", names, index=default, key="byo_arch",
-                                format_func=lambda n: f"{n}: {MODELS[n].description}",
-                                help="The zoo network the weights belong to (models that fit the data set's inputs).")
-            model_file = st.file_uploader(f"Weights (.pt / .pth, at most {mb} MB)", type=["pt", "pth"],
-                                          key="byo_model_file",
-                                          help="torch.save(model.state_dict(), 'weights.pt'); a dict with a "
-                                               "'state_dict' entry works too. Loaded with weights_only=True.")
-        else:
-            model_file = st.file_uploader(f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
-                                          help="ep = torch.export.export(model.eval(), (x,), dynamic_shapes="
-                                               "({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2')")
-    if record is None:
-        st.stop()
-    if model_file is None:
-        st.info("Upload a model file to check it and prune it. Nothing runs before the checks pass.",
-                icon=":material/upload_file:")
-        st.session_state.pop(STATE, None)
-        st.stop()
 
-    sig = _signature(kind, arch, data_src, s.dataset, model_file, npz_file)
+def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, object]:
+    """The model column's uploader (and the architecture for weights): (architecture or None, the file or None)."""
+    arch = None
+    if kind == "state_dict":
+        names = compatible_models(tuple(record.input_shape)) if record is not None else []
+        names = names or list(MODELS)
+        default = names.index(s.model) if s.model in names else 0
+        arch = st.selectbox("Architecture", names, index=default, key="byo_arch",
+                            format_func=lambda n: f"{n}: {MODELS[n].description}",
+                            help="The zoo network the weights belong to (models that fit the data set's inputs).")
+        model_file = st.file_uploader(f"Weights (.pt / .pth, at most {mb} MB)", type=["pt", "pth"],
+                                      key="byo_model_file",
+                                      help="torch.save(model.state_dict(), 'weights.pt'); a dict with a "
+                                           "'state_dict' entry works too. Loaded with weights_only=True.")
+    else:
+        model_file = st.file_uploader(f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
+                                      help="ep = torch.export.export(model.eval(), (x,), dynamic_shapes="
+                                           "({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2')")
+    return arch, model_file
+
+
+def _checked_upload(sig: tuple, kind: str, arch: str | None, model_file, record) -> dict:
+    """The session's checked upload: loaded once per signature (files and choices), refused with the fix."""
     state = st.session_state.get(STATE)
     if state is None or state.get("sig") != sig:
         st.session_state.pop(STATE, None)
@@ -300,5 +323,32 @@ def render() -> None:
         label = (arch if kind == "state_dict" else "exported") + f"-{digest}"
         state = dict(sig=sig, model=model, record=record, desc=desc, label=label, prepared={}, reports={})
         st.session_state[STATE] = state
+    return state
+
+
+def render() -> None:
+    s = current_settings()
+    st.title("Bring your own")
+    st.markdown(INTRO)
+    mb = _limit_mb()
+    left, right = st.columns(2)
+    with left:
+        st.markdown("#### Model")
+        kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind")
+    with right:
+        data_src, npz_file = _data_inputs(s, mb)
+    record = _checked_record(s, data_src, npz_file, right)
+    with left:
+        arch, model_file = _model_inputs(s, kind, record, mb)
+    if record is None:
+        st.stop()
+    if model_file is None:
+        st.info("Upload a model file to check it and prune it. Nothing runs before the checks pass.",
+                icon=":material/upload_file:")
+        st.session_state.pop(STATE, None)
+        st.stop()
+
+    sig = _signature(kind, arch, data_src, s.dataset, model_file, npz_file)
+    state = _checked_upload(sig, kind, arch, model_file, record)
     _summary(state)
     _prune_section(s, state)

@@ -5,7 +5,7 @@ ui.tables) and returns an Altair chart with a title, labelled axes (with units)
 and the Okabe-Ito colour-blind-safe palette. Log axes cannot show 0: values of
 0 are drawn at a labelled floor and the tooltip keeps the true number.
 
-    >>> from ui import charts
+    >>> from ui.charts import core as charts
     >>> charts.bound_vs_measured(report)          # doctest: +SKIP
 """
 from __future__ import annotations
@@ -341,15 +341,9 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
 
 # ---- Learn page ------------------------------------------------------------------------------------
 
-def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = None, highlight: tuple | None = None,
-                    layer_titles: list[str] | None = None, width: int = 520, height: int = 300) -> alt.Chart:
-    """A tiny fully connected net drawn as a graph: edge width |w|, colour sign, grey dashes when pruned."""
-    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-    nodes, edges = [], []
-    for li, n in enumerate(sizes):
-        for k in range(n):
-            nodes.append(dict(x=li, y=(k - (n - 1) / 2), layer=li, idx=k, label=f"{k}"))
-    pos = {(d["layer"], d["idx"]): (d["x"], d["y"]) for d in nodes}
+def _diagram_edges(weights: list[np.ndarray], masks, highlight, pos: dict) -> pd.DataFrame:
+    """One row per edge of the tiny network: its end points, weight, drawn width, sign and kept state."""
+    edges = []
     for li, w in enumerate(weights):
         amax = float(np.abs(w).max()) or 1.0
         for f in range(w.shape[0]):
@@ -361,7 +355,16 @@ def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = 
                 edges.append(dict(x=x0, y=y0, x2=x1, y2=y1, w=float(w[f, j]), width=0.5 + 5 * abs(w[f, j]) / amax,
                                   sign="+ (positive weights)" if w[f, j] > 0 else "- (negative weights)",
                                   state="kept" if kept else "pruned", edge=f"layer {li}: unit {f} ← input {j}", hl=hl))
-    e = pd.DataFrame(edges)
+    return pd.DataFrame(edges)
+
+
+def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = None, highlight: tuple | None = None,
+                    layer_titles: list[str] | None = None, width: int = 520, height: int = 300) -> alt.Chart:
+    """A tiny fully connected net drawn as a graph: edge width |w|, colour sign, grey dashes when pruned."""
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    nodes = [dict(x=li, y=(k - (n - 1) / 2), layer=li, idx=k, label=f"{k}")
+             for li, n in enumerate(sizes) for k in range(n)]
+    e = _diagram_edges(weights, masks, highlight, {(d["layer"], d["idx"]): (d["x"], d["y"]) for d in nodes})
     n = pd.DataFrame(nodes)
     xs = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.3, len(sizes) - 0.7]))
     ys = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-(max(sizes)) / 2 - 0.2, max(sizes) / 2 + 0.2]))

@@ -1,27 +1,23 @@
 """Run history: every prune, sweep and retraining run in a local SQLite file; list, filter, reopen, compare, delete.
 
-The database is sipp_core.jobs.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
-``~/.local/share/sipp-studio/runs.sqlite``): one object per path per process (it opens a fresh SQLite
-connection per call, so sessions share it safely). A damaged file (found on open, or while the app
-runs) is set aside by the engine, never deleted, and a fresh file started; damaged single runs are
-moved to the table ``damaged_runs``. This page shows what was set aside and where, after listing (a
-listing is what finds the damage). Saving never breaks a page: a failure becomes a short warning.
-
-Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
-on every rerun; sweeps and retraining runs are saved by their background job when they finish (a
-cancelled run is saved too, marked cancelled).
+The runs are saved by the other pages through ui/run_store.py, which also opens the database. A damaged
+file (found on open, or while the app runs) is set aside by the engine, never deleted, and a fresh file
+started; damaged single runs are moved to the table ``damaged_runs``. This page shows what was set aside
+and where, after listing (a listing is what finds the damage).
 """
 from __future__ import annotations
 
 import math
-import threading
 from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
 from sipp_core.errors import SippError, fix_of
-from ui import engine
+from sipp_core.io.data import DATASETS
+from sipp_core.zoo.models import MODELS
+from ui import run_store
+from ui.results import show_cascade, show_isolation, show_sweep
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
 from ui.tables import as_float
 
@@ -32,122 +28,6 @@ WIDGET_KEYS = {"model": "model", "dataset": "data", "method": "method", "mode": 
                "epsilon": "eps", "delta": "delta", "auto_sample": "s_auto", "sample_size": "s", "seed": "seed",
                "patch_reduction": "patch", "device": "device", "allocation": "alloc", "c_prime": "cprime"}
 LIST_LIMIT = 500
-
-
-# ---- the database ---------------------------------------------------------------------------------
-
-@st.cache_resource(show_spinner=False)
-def _open(path: str):
-    from sipp_core.jobs.history import RunHistory
-
-    return RunHistory(path)
-
-
-@st.cache_resource(show_spinner=False)
-def _saved() -> dict:
-    """Process-wide: which prune settings were saved already (path, report key) -> run id."""
-    return {"lock": threading.Lock(), "keys": {}}
-
-
-def history(reopen: bool = False):
-    """The RunHistory at the default path (None, with the reason in session_state, when it cannot be opened)."""
-    from sipp_core.jobs.history import default_history_path
-
-    path = str(default_history_path())
-    try:
-        if reopen:
-            _open.clear()
-        return _open(path)
-    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
-        st.session_state["_history_error"] = (exc.problem if isinstance(exc, SippError)
-                                              else f"{type(exc).__name__}: {exc}")
-        st.session_state["_history_fix"] = fix_of(exc)
-        return None
-
-
-def _safe(fn, *args, **kwargs):
-    """Run a history call; on a database error reopen once (the engine then checks and sets aside the file)."""
-    from sipp_core.jobs.history import HistoryError
-
-    try:
-        return fn(*args, **kwargs)
-    except HistoryError:
-        h = history(reopen=True)
-        if h is None:
-            raise
-        return getattr(h, fn.__name__)(*args, **kwargs)
-
-
-def prune_entry(s: Settings, report) -> tuple[dict, dict, dict]:
-    """(settings, results, timings) of one prune run, as the history stores it."""
-    from ui import tables
-
-    h = tables.headline(report)
-    settings = s.as_dict()
-    settings.pop("epsilon" if s.mode == "keep ratio" else "keep_ratio")
-    settings.update(sample_size_used=h["sample_size"], sample_size_formula=h["sample_size_formula"])
-    results = {k: v for k, v in h.items() if k not in ("timings", "method", "sample_size", "sample_size_formula")}
-    results["layers"] = tables.layer_table(report).to_dict(orient="records")
-    results["dense_layers"] = [dict(name=n, reason=why) for n, why in report.result.dense]
-    return settings, results, dict(h["timings"])
-
-
-def record_upload_prune(s: Settings, report, label: str) -> int | None:
-    """Save a prune of an uploaded model (Bring your own); called once per new report of the session.
-
-    The run is marked as an upload and names the files, so reopening it cannot pretend to rebuild
-    a zoo model from the sidebar.
-    """
-    hist = history()
-    if hist is None:
-        return None
-    settings, results, timings = prune_entry(s, report)
-    settings.update(source="upload", model=label, dataset=report.prepared.record.name)
-    try:
-        return _safe(hist.add, "prune", settings, results, timings, label=f"upload: {label}")
-    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
-        st.caption(f":orange[This run was not saved to the run history: {exc}]")
-        return None
-
-
-def record_prune(s: Settings, report) -> int | None:
-    """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
-    hist = history()
-    if hist is None:
-        return None
-    key = (str(hist.path), engine.report_key(s))
-    saved = _saved()
-    with saved["lock"]:
-        if key in saved["keys"]:
-            return None
-        saved["keys"][key] = None
-    try:
-        run_id = _safe(hist.add, "prune", *prune_entry(s, report))
-    except Exception as exc:  # noqa: BLE001
-        with saved["lock"]:
-            saved["keys"].pop(key, None)
-        st.caption(f":orange[This run was not saved to the run history: {exc}]")
-        return None
-    with saved["lock"]:
-        saved["keys"][key] = run_id
-    return run_id
-
-
-def saver(hist):
-    """on_done for a background job: save job.result to `hist` (resolved in the script thread)."""
-    def on_done(job) -> None:
-        if hist is not None and job.result is not None:
-            job.run_id = hist.add_entry(job.result)
-
-    return on_done
-
-
-def _forget(ids) -> None:
-    saved = _saved()
-    with saved["lock"]:
-        for k, v in list(saved["keys"].items()):
-            if v in ids:
-                saved["keys"].pop(k, None)
 
 
 # ---- listing --------------------------------------------------------------------------------------
@@ -209,11 +89,35 @@ def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---- reopen ---------------------------------------------------------------------------------------
 
+def _widget_value(field: str, v):
+    """A saved setting as the value its sidebar widget takes (eps and delta snap to the slider's options)."""
+    if field == "epsilon":
+        return min(EPS_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-30))))
+    if field == "delta":
+        return min(DELTA_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-300))))
+    if field == "keep_ratio":
+        v = min(1.0, max(0.005, round(float(v) / 0.005) * 0.005))
+        return float(f"{v:.3f}")
+    if field in ("sample_size", "seed"):
+        return int(v)
+    if field in ("c_prime",):
+        return float(v)
+    if field == "auto_sample":
+        return bool(v)
+    return v
+
+
+def _unavailable(field: str, v) -> str | None:
+    """Why a saved model or data set cannot be put back in the sidebar, or None."""
+    if field == "model" and v not in MODELS:
+        return f"model {v!r} is no longer in the zoo"
+    if field == "dataset" and v not in DATASETS:
+        return f"data set {v!r} is not available"
+    return None
+
+
 def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
     """Sidebar widget values for a saved prune run's settings, and notes on anything that could not be restored."""
-    from sipp_core.io.data import DATASETS
-    from sipp_core.zoo.models import MODELS
-
     values, notes = {}, []
     defaults = Settings()
     upload = settings.get("source") == "upload"
@@ -225,27 +129,11 @@ def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
             continue
         if upload and field in ("model", "dataset"):
             continue
-        v = settings[field]
-        if field == "model" and v not in MODELS:
-            notes.append(f"model {v!r} is no longer in the zoo")
+        why = _unavailable(field, settings[field])
+        if why is not None:
+            notes.append(why)
             continue
-        if field == "dataset" and v not in DATASETS:
-            notes.append(f"data set {v!r} is not available")
-            continue
-        if field == "epsilon":
-            v = min(EPS_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-30))))
-        elif field == "delta":
-            v = min(DELTA_OPTIONS, key=lambda o: abs(math.log(o) - math.log(max(float(v), 1e-300))))
-        elif field == "keep_ratio":
-            v = min(1.0, max(0.005, round(float(v) / 0.005) * 0.005))
-            v = float(f"{v:.3f}")
-        elif field in ("sample_size", "seed"):
-            v = int(v)
-        elif field in ("c_prime",):
-            v = float(v)
-        elif field == "auto_sample":
-            v = bool(v)
-        values[key] = v
+        values[key] = _widget_value(field, settings[field])
     values.setdefault("mode", defaults.mode)
     return values, notes
 
@@ -260,18 +148,12 @@ def _reopen_prune(values: dict) -> None:
 def _show_stored(r) -> None:
     """A sweep's or retraining run's stored table and chart."""
     if r.kind == "sweep":
-        from ui.view_tradeoffs import show_sweep
-
         frame = pd.DataFrame(r.results.get("rows", []))
         show_sweep(frame, r.settings, key=f"hist_{r.id}", cancelled=bool(r.results.get("cancelled")))
     elif r.kind == "retrain":
-        from ui.view_retrain import show_cascade
-
         show_cascade(r.results.get("steps", []), as_float(r.results.get("dense_accuracy")), r.settings,
                      cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
     elif r.kind == "isolation":
-        from ui.view_retrain import show_isolation
-
         show_isolation(r.results.get("ticket", {}), r.results.get("random", {}),
                        as_float(r.results.get("dense_accuracy")), r.settings,
                        cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
@@ -281,11 +163,9 @@ def _show_stored(r) -> None:
 
 # ---- the page -------------------------------------------------------------------------------------
 
-def render() -> None:
-    st.title("Run history")
-    if st.session_state.pop("_history_goto_prune", False):
-        st.switch_page("pages/prune.py", query_params={})
-    hist = history()
+def _open_or_stop():
+    """The history and its runs, newest first; stops the page with the fix when it cannot be opened or read."""
+    hist = run_store.history()
     if hist is None:
         fix = st.session_state.get("_history_fix") or ("check that the data folder is writable, or set "
                                                        "SIPP_DATA_HOME to a writable folder and restart the app")
@@ -293,16 +173,20 @@ def render() -> None:
                  icon=":material/error:")
         st.stop()
     try:
-        records = _safe(hist.list, limit=LIST_LIMIT)
+        records = run_store.safe(hist.list, limit=LIST_LIMIT)
     except Exception as exc:  # noqa: BLE001
         fix = fix_of(exc) or ("set SIPP_DATA_HOME to a writable folder and restart the app; a damaged file is "
                               "set aside automatically when the history is reopened")
         problem = exc.problem if isinstance(exc, SippError) else str(exc)
         st.error(f"The run history could not be read: {problem}. Fix: {fix}.", icon=":material/error:")
         st.stop()
-    # Listing is what finds a file damaged while the app ran (and _safe may have reopened it):
+    # Listing is what finds a file damaged while the app ran (and safe() may have reopened it):
     # report from the history now in use, so damage is never shown as an empty history.
-    hist = history() or hist
+    return run_store.history() or hist, records
+
+
+def _notices(hist) -> None:
+    """Where the history lives, and what was set aside as damaged."""
     st.caption(f"Every prune, sweep and retraining run is saved to `{hist.path}` (SQLite; survives restarts; "
                "several app sessions can write at once). Set SIPP_DATA_HOME to keep it elsewhere.")
     if hist.recovery_message:
@@ -314,13 +198,10 @@ def render() -> None:
         st.warning(f"Some runs were damaged: {hist.damaged_message}. Fix: nothing to do; inspect them with "
                    f"`sqlite3 {hist.path} 'SELECT * FROM damaged_runs'` if you need them.",
                    icon=":material/warning:")
-    if not records:
-        st.info(("No runs in the fresh history yet. " if hist.recovery_message else "No runs yet. ")
-                + "Prune on the Prune page, or run a sweep or retraining on the Trade-offs and "
-                "Retraining pages; each run appears here.", icon=":material/history:")
-        return
 
-    rows = pd.DataFrame([run_row(r) for r in records])
+
+def _filtered(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows the kind pills, the model and data set boxes and the search field let through."""
     kinds = [v for k, v in KIND_LABELS.items() if k != "other"] + (["other"] if "other" in set(rows["kind"]) else [])
     pick_kinds = st.pills("Kind", kinds, default=kinds, selection_mode="multi", key="hist_kinds") or []
     f2, f3, f4 = st.columns([1, 1, 2])
@@ -339,8 +220,12 @@ def render() -> None:
         shown = shown[shown["run"].str.lower().str.contains(t, regex=False)
                       | shown["label"].str.lower().str.contains(t, regex=False)
                       | shown["method"].fillna("").str.lower().str.contains(t, regex=False)]
-    more = f" (the newest {LIST_LIMIT})" if len(records) == LIST_LIMIT else ""
-    st.caption(f"{len(shown)} of {len(rows)} runs{more}, newest first.")
+    return shown
+
+
+def _table(shown: pd.DataFrame, total: int, listed: int) -> pd.DataFrame:
+    more = f" (the newest {LIST_LIMIT})" if listed == LIST_LIMIT else ""
+    st.caption(f"{len(shown)} of {total} runs{more}, newest first.")
     num = st.column_config.NumberColumn
     shown = shown[["id", "when", "kind", "accuracy after", "kept share", "run", "time (s)", "label", "model",
                    "data set", "method"]]
@@ -350,17 +235,14 @@ def render() -> None:
         "run": st.column_config.TextColumn(width="large", help="what was asked, and the headline figure")})
     st.download_button("History as CSV", shown.to_csv(index=False), "sipp-run-history.csv", "text/csv",
                        on_click="ignore", icon=":material/download:")
+    return shown
 
-    by_id = {r.id: r for r in records}
-    options = [int(i) for i in shown["id"]]
-    picked = st.multiselect("Select runs to reopen, compare or delete", options, key="hist_pick",
-                            format_func=lambda i: f"#{i} {KIND_LABELS.get(by_id[i].kind, by_id[i].kind)}: "
-                                                  f"{describe_run(by_id[i])}",
-                            placeholder="choose one run to reopen, two or more to compare")
+
+def _actions(picked: list, by_id: dict) -> tuple[bool, bool]:
+    """The Reopen, Compare and Delete buttons for the selection: (compare pressed, delete pressed)."""
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
-    one = len(picked) == 1
     reopen_values = None
-    if one and by_id[picked[0]].kind == "prune":
+    if len(picked) == 1 and by_id[picked[0]].kind == "prune":
         reopen_values, notes = settings_from_run(by_id[picked[0]].settings)
         for n in notes:
             st.warning(f"Run #{picked[0]}: {n}; the sidebar keeps its current value there.", icon=":material/warning:")
@@ -372,51 +254,88 @@ def render() -> None:
     compare = b2.button("Compare", key="hist_compare", disabled=len(picked) < 2, icon=":material/compare_arrows:")
     delete = b3.button(f"Delete {len(picked)} run(s)" if picked else "Delete", key="hist_delete",
                        disabled=not picked, icon=":material/delete:")
+    return compare, delete
 
+
+def _confirm_delete(hist) -> None:
+    confirm = st.session_state.get("_hist_confirm")
+    if not confirm:
+        return
+    st.warning(f"Delete run(s) {', '.join(f'#{i}' for i in confirm)} from the history? This cannot be undone.",
+               icon=":material/delete:")
+    c1, c2, _ = st.columns([1, 1, 3])
+    if c1.button("Yes, delete", key="hist_confirm_delete", type="primary"):
+        n = run_store.safe(hist.delete, confirm)
+        run_store.forget(set(confirm))
+        st.session_state.pop("_hist_confirm", None)
+        st.session_state.pop("hist_pick", None)
+        st.toast(f"Deleted {n} run(s).", icon=":material/delete:")
+        st.rerun()
+    if c2.button("Keep them", key="hist_cancel_delete"):
+        st.session_state.pop("_hist_confirm", None)
+        st.rerun()
+
+
+def _compare(hist, picked: list) -> None:
+    st.subheader("Compare")
+    try:
+        df = run_store.safe(hist.compare, picked)
+    except KeyError as exc:
+        st.error(f"{exc}. Fix: reload the page; the run was deleted meanwhile.", icon=":material/error:")
+    else:
+        st.caption("One column per run; rows that differ between the runs first (marked ≠).")
+        st.dataframe(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
+
+
+def _stored_prune(r) -> None:
+    res = r.results
+    c = st.columns(4)
+    c[0].metric("Weights kept", f"{100 * as_float(res.get('keep_ratio')):.2f}%")
+    c[1].metric("Accuracy after", f"{100 * as_float(res.get('accuracy_after')):.1f}%")
+    c[2].metric("Largest bound", f"{as_float(res.get('bound_max')):.3g}" if res.get("has_bound") else "none")
+    c[3].metric("Largest measured error", f"{as_float(res.get('measured_max_heldout')):.3g}")
+    st.caption(f"Method: {METHOD_LABELS.get(r.method, r.method)}. Press **Reopen** to put these settings back "
+               "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
+    layers = pd.DataFrame(res.get("layers", []))
+    if not layers.empty:
+        st.dataframe(layers, hide_index=True, width="stretch")
+
+
+def _one_run(r) -> None:
+    st.subheader(f"Run #{r.id}: {KIND_LABELS.get(r.kind, r.kind)}")
+    st.caption(f"{describe_run(r)} · saved {run_row(r)['when']} · versions: "
+               + ", ".join(f"{k} {v}" for k, v in r.versions.items() if v and k in ("sipp_core", "torch", "git")))
+    if r.kind == "prune":
+        _stored_prune(r)
+    else:
+        _show_stored(r)
+
+
+def render() -> None:
+    st.title("Run history")
+    if st.session_state.pop("_history_goto_prune", False):
+        st.switch_page("pages/prune.py", query_params={})
+    hist, records = _open_or_stop()
+    _notices(hist)
+    if not records:
+        st.info(("No runs in the fresh history yet. " if hist.recovery_message else "No runs yet. ")
+                + "Prune on the Prune page, or run a sweep or retraining on the Trade-offs and "
+                "Retraining pages; each run appears here.", icon=":material/history:")
+        return
+
+    rows = pd.DataFrame([run_row(r) for r in records])
+    shown = _table(_filtered(rows), len(rows), len(records))
+    by_id = {r.id: r for r in records}
+    options = [int(i) for i in shown["id"]]
+    picked = st.multiselect("Select runs to reopen, compare or delete", options, key="hist_pick",
+                            format_func=lambda i: f"#{i} {KIND_LABELS.get(by_id[i].kind, by_id[i].kind)}: "
+                                                  f"{describe_run(by_id[i])}",
+                            placeholder="choose one run to reopen, two or more to compare")
+    compare, delete = _actions(picked, by_id)
     if delete:
         st.session_state["_hist_confirm"] = list(picked)
-    confirm = st.session_state.get("_hist_confirm")
-    if confirm:
-        st.warning(f"Delete run(s) {', '.join(f'#{i}' for i in confirm)} from the history? This cannot be undone.",
-                   icon=":material/delete:")
-        c1, c2, _ = st.columns([1, 1, 3])
-        if c1.button("Yes, delete", key="hist_confirm_delete", type="primary"):
-            n = _safe(hist.delete, confirm)
-            _forget(set(confirm))
-            st.session_state.pop("_hist_confirm", None)
-            st.session_state.pop("hist_pick", None)
-            st.toast(f"Deleted {n} run(s).", icon=":material/delete:")
-            st.rerun()
-        if c2.button("Keep them", key="hist_cancel_delete"):
-            st.session_state.pop("_hist_confirm", None)
-            st.rerun()
-
+    _confirm_delete(hist)
     if compare and len(picked) >= 2:
-        st.subheader("Compare")
-        try:
-            df = _safe(hist.compare, picked)
-        except KeyError as exc:
-            st.error(f"{exc}. Fix: reload the page; the run was deleted meanwhile.", icon=":material/error:")
-        else:
-            st.caption("One column per run; rows that differ between the runs first (marked ≠).")
-            st.dataframe(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
-
-    if one:
-        r = by_id[picked[0]]
-        st.subheader(f"Run #{r.id}: {KIND_LABELS.get(r.kind, r.kind)}")
-        st.caption(f"{describe_run(r)} · saved {run_row(r)['when']} · versions: "
-                   + ", ".join(f"{k} {v}" for k, v in r.versions.items() if v and k in ("sipp_core", "torch", "git")))
-        if r.kind == "prune":
-            res = r.results
-            c = st.columns(4)
-            c[0].metric("Weights kept", f"{100 * as_float(res.get('keep_ratio')):.2f}%")
-            c[1].metric("Accuracy after", f"{100 * as_float(res.get('accuracy_after')):.1f}%")
-            c[2].metric("Largest bound", f"{as_float(res.get('bound_max')):.3g}" if res.get("has_bound") else "none")
-            c[3].metric("Largest measured error", f"{as_float(res.get('measured_max_heldout')):.3g}")
-            st.caption(f"Method: {METHOD_LABELS.get(r.method, r.method)}. Press **Reopen** to put these settings back "
-                       "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
-            layers = pd.DataFrame(res.get("layers", []))
-            if not layers.empty:
-                st.dataframe(layers, hide_index=True, width="stretch")
-        else:
-            _show_stored(r)
+        _compare(hist, picked)
+    if len(picked) == 1:
+        _one_run(by_id[picked[0]])

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import charts, charts_images, engine, show, tables
-from ui.view_common import obtain
+from ui import engine, show, tables
+from ui.charts import core as charts
+from ui.charts import images as charts_images
+from ui.guard import obtain
 
 INTRO = "Which edges survived. Small layers are interactive (hover an edge); large layers are drawn as images."
 SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image (a chart would freeze the browser)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import streamlit as st
+import torch
 
-from ui import charts, engine, show, tables
+from sipp_core.zoo.layers import capture_inputs, prunable_layers
+from ui import engine, show, tables
 from ui import formulas as fx
-from ui.view_common import obtain
+from ui.charts import core as charts
+from ui.guard import obtain
 
 INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-signed) input signal it ever "
          "carried on the sample S. SiPP keeps high-s edges; magnitude pruning keeps high-|w| edges.")
@@ -13,12 +16,9 @@ INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-si
 
 def layer_inputs(s, prepared, name: str):
     """The layer's input on S as the ORIGINAL network feeds it (cached; computed under the model lock)."""
-    from sipp_core.zoo.layers import capture_inputs
 
     def build():
         with engine.model_lock(prepared), capture_inputs(prepared.model, [name]) as got:
-            import torch
-
             with torch.no_grad():
                 prepared.model.eval()
                 prepared.model(prepared.s_x)
@@ -29,8 +29,6 @@ def layer_inputs(s, prepared, name: str):
 
 @st.fragment
 def _per_layer(s, prepared, report) -> None:
-    from sipp_core.zoo.layers import prunable_layers
-
     names = list(prepared.infos)
     layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name")
     mod = prunable_layers(prepared.model)[layer]
@@ -43,8 +41,6 @@ def _per_layer(s, prepared, report) -> None:
 
 @st.fragment
 def _one_edge(s, prepared, report) -> None:
-    from sipp_core.zoo.layers import prunable_layers
-
     st.subheader("One edge, by the definition")
     names = list(prepared.infos)
     c1, c2, c3 = st.columns(3)

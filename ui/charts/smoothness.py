@@ -4,7 +4,7 @@ No streamlit here, so everything works in Jupyter too:
 
     >>> from sipp_core.smoothness.core import compare, make_paths      # doctest: +SKIP
     >>> comp = compare(model, pruned, make_paths(x_test, y_test, count=16))
-    >>> from ui import charts_smoothness as cs
+    >>> from ui.charts import smoothness as cs
     >>> cs.summary_frame(comp); cs.propagation_chart(comp)
 
 Every chart is titled, its axes labelled with units, coloured with the Okabe-Ito
@@ -22,8 +22,11 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
-from ui.charts import OKABE, WIDTH, _floor, _title, sized
+from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
+from ui.charts.core import OKABE, WIDTH, _floor, _title, sized
+from ui.formulas import tex_num
 
 MODELS = ["original", "pruned"]
 MODEL_COLORS = alt.Scale(domain=MODELS, range=[OKABE["blue"], OKABE["vermillion"]])
@@ -313,8 +316,6 @@ def logit_peak_numbers(rec, path: int, logit: int) -> dict:
     for N <= 4096), so 'smp' agrees with rec.logit_smp[path, logit]; median and MAD are recomputed the
     same way (exactly constant windows left out) to show where the threshold comes from.
     """
-    from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
-
     paths = rec.paths
     y = rec.logits[path, :, logit].to(getattr(torch, rec.dtype))  # (N,)
     pk = signal_peaks(y.unsqueeze(0))
@@ -341,15 +342,11 @@ def logit_peak_numbers(rec, path: int, logit: int) -> dict:
 
 def tex_live(n: dict, tag: str) -> str:
     """The SMP formula for one logit with its live numbers."""
-    from ui.formulas import tex_num
-
     return (rf"\text{{{tag}: }}\ \mathrm{{SMP}}(y_{{{n['logit']}}}) = \frac{{{tex_num(n['sum'], 4)}}}"
             rf"{{\tfrac{{1}}{{{n['N'] - 1}}} \times {tex_num(n['length'], 4)}}} = {tex_num(n['smp'], 4)}")
 
 
 def _peak_rows(rec, path: int, logits: list[int]) -> dict[int, list[int]]:
-    from sipp_core.smoothness.peaks import signal_peaks
-
     y = rec.logits[path].to(getattr(torch, rec.dtype)).T[logits]  # (L, N)
     pk = signal_peaks(y)
     out = {c: [] for c in logits}
@@ -460,8 +457,6 @@ def second_difference_chart(comp, path: int, logit: int, width: int = WIDTH, hei
 
 def path_images(paths, i: int, mean=None, std=None, size: int = 112):
     """[(caption, PIL image)] for x_a, the midpoint and x_b of an image path (None for non-image inputs)."""
-    from PIL import Image
-
     shape = paths.input_shape
     if len(shape) != 3 or shape[0] not in (1, 3):
         return None

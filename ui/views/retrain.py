@@ -8,24 +8,28 @@ runs are cached for all sessions and saved to the run history (cancelled ones to
 """
 from __future__ import annotations
 
-import json
 import math
 import time
+import types
 
-import pandas as pd
 import streamlit as st
+import torch
 
-from ui import charts_tradeoffs as ct
-from ui import engine, jobs, show
+from sipp_core.io import checkpoints
+from sipp_core.jobs.retrain import prune_retrain, train_isolated, train_masked
+from sipp_core.options import METHODS
+from sipp_core.zoo.layers import prunable_layers
+from sipp_core.zoo.models import build_model
+from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
+from ui import engine, jobs, run_store
+from ui.guard import describe, show_error
+from ui.results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings
-from ui.view_common import describe, show_error
 
 CASCADE_JOB, ISOLATION_JOB = "_job_cascade", "_job_isolation"
 DEFAULT_SCHEDULE = "0.5, 0.2, 0.1, 0.05, 0.02"
 ISO_KEEP = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
-PRUNE_AT = {"trained": "the trained network (lottery ticket)", "init": "the initial weights θ₀ (prune at initialisation)"}
-SCOPES = {"layerwise": "same kept count in every layer (default)", "global": "same total count, anywhere"}
 INTRO = ("Pruning without retraining (the other pages) shows what the **mask** keeps. Here the pruned network "
          "trains: either **fine-tuned** after each pruning step of a schedule, or **trained from its starting "
          "weights** with the mask fixed, against a random mask with the same counts (the lottery-ticket test).")
@@ -57,15 +61,6 @@ def parse_schedule(text: str) -> tuple[float, ...]:
 def measured_epoch_seconds(model: str, dataset: str, device: str, threads: int) -> float:
     """Seconds per masked-training epoch (batch 64) with its test evaluation: sipp_core's own train_masked,
     timed now on a slice of the training split (a fraction of a second), scaled to the full split."""
-    import types
-
-    import torch
-
-    from sipp_core.jobs.retrain import train_masked
-    from sipp_core.zoo.layers import prunable_layers
-    from sipp_core.zoo.models import build_model
-    from sipp_core.zoo.train import accuracy
-
     rec = engine.load_record(dataset)
     net = build_model(model, rec.input_shape, rec.num_classes, seed=0)
     gen = torch.Generator().manual_seed(0)
@@ -135,10 +130,9 @@ def _prune_seconds(s: Settings) -> float:
 
 
 def _has_checkpoint(model: str, dataset: str, epochs: int, seed: int) -> bool:
-    from sipp_core.io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
-
-    name = checkpoint_name(model, dataset, int(epochs), int(seed))
-    return (ASSETS_DIR / name).exists() or (cache_dir() / name).exists()
+    name = checkpoints.checkpoint_name(model, dataset, int(epochs), int(seed))
+    # ASSETS_DIR read at call time: tests point it elsewhere
+    return (checkpoints.ASSETS_DIR / name).exists() or (checkpoints.cache_dir() / name).exists()
 
 
 def _device_words(s: Settings) -> str:
@@ -150,9 +144,7 @@ def _device_words(s: Settings) -> str:
 
 def _start(job_key: str, kind: str, label: str, key: tuple, fn, est: float, s: Settings) -> None:
     """Start the job (store, history and the epoch-time memory are looked up here, in the script thread)."""
-    from ui.view_history import history, saver
-
-    save, store, observed = saver(history()), _results(), _observed()
+    save, store, observed = run_store.saver(run_store.history()), _results(), _observed()
 
     def on_done(job):
         res = job.result
@@ -194,109 +186,13 @@ def _finished(job_key: str, key: tuple):
     return res
 
 
-def _downloads(result, stem: str, frame: pd.DataFrame, key: str) -> None:
-    d1, d2, _ = st.columns([1, 1, 3])
-    d1.download_button("Table (CSV)", frame.to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore",
-                       icon=":material/download:", key=f"{key}_csv")
-    d2.download_button("Run (JSON)", result if isinstance(result, str) else result.to_json(), f"{stem}.json",
-                       "application/json", on_click="ignore", icon=":material/download:", key=f"{key}_json")
-
-
-# ---- showing results (also used by the history page) ----------------------------------------------
-
-def show_cascade(steps: list[dict], dense_acc: float, settings: dict, cancelled: bool = False, key: str = "rt",
-                 device: str | None = None, result=None) -> None:
-    if cancelled:
-        st.warning(f"Cancelled: showing the {len(steps)} step(s) that finished.", icon=":material/stop_circle:")
-    if not steps:
-        st.info("No step finished.", icon=":material/info:")
-        return
-    last = steps[-1]
-    c = st.columns(4)
-    c[0].metric("Dense accuracy", f"{100 * dense_acc:.2f}%")
-    c[1].metric("Weights kept (last step)", f"{100 * last['keep_ratio']:.2f}%")
-    c[2].metric("Accuracy after fine-tuning", f"{100 * last['accuracy_finetuned']:.2f}%",
-                delta=f"{100 * (last['accuracy_finetuned'] - dense_acc):+.2f} pts vs dense")
-    c[3].metric("Right after pruning", f"{100 * last['accuracy_pruned']:.2f}%",
-                delta=f"{100 * (last['accuracy_pruned'] - dense_acc):+.2f} pts vs dense")
-    zero = all(bool(s.get("pruned_weights_zero")) for s in steps)
-    st.caption((":green[Checked: pruned weights stayed exactly zero through every fine-tuning step.]" if zero else
-                ":red[Pruned weights did not all stay zero: the mask was not held.]")
-               + (f" Fine-tuned on {device}." if device else ""))
-    show.chart(ct.cascade_chart(steps, dense_acc))
-    frame = ct.cascade_frame(steps)
-    num = st.column_config.NumberColumn
-    st.dataframe(frame.rename(columns={"keep_ratio_requested": "keep ratio asked", "keep_ratio": "kept share",
-                                       "accuracy_pruned": "accuracy after pruning",
-                                       "accuracy_finetuned": "accuracy after fine-tuning",
-                                       "accuracy_drop": "drop vs dense", "agreement_pruned": "agreement after pruning",
-                                       "pruned_weights_zero": "pruned stay zero", "prune_s": "prune (s)",
-                                       "finetune_s": "fine-tune (s)"}),
-                 hide_index=True, width="stretch", key=f"{key}_table", column_config={
-                     "kept share": num(format="percent"), "accuracy after pruning": num(format="percent"),
-                     "accuracy after fine-tuning": num(format="percent"), "drop vs dense": num(format="percent"),
-                     "agreement after pruning": num(format="percent"), "prune (s)": num(format="%.2f"),
-                     "fine-tune (s)": num(format="%.2f")})
-    st.caption(f"Method {settings.get('method')} · schedule {', '.join(f'{v:g}' for v in settings.get('schedule', []))}"
-               f" · {settings.get('epochs')} fine-tuning epoch(s) per step, Adam lr {settings.get('lr', 1e-3):g}, "
-               f"batch {settings.get('batch_size', 64)}, cosine decay restarted at each step · |S| = "
-               f"{settings.get('sample_size')} · seed {settings.get('seed')}")
-    payload = result.to_json() if result is not None else json.dumps(dict(kind="retrain", settings=settings,
-                                                                          dense_accuracy=dense_acc, steps=steps))
-    _downloads(payload, f"cascade-{settings.get('model')}-{settings.get('method')}", frame, key)
-
-
-def show_isolation(ticket: dict, random: dict, dense_acc: float, settings: dict, cancelled: bool = False,
-                   key: str = "li", device: str | None = None, result=None) -> None:
-    if cancelled:
-        st.warning("Cancelled: showing the epochs that finished." if ticket else "Cancelled before any masked "
-                   "training finished.", icon=":material/stop_circle:")
-    if not ticket:
-        return
-    scope = settings.get("random_scope", "layerwise")
-    rlabel = "random mask, same count per layer" if scope == "layerwise" else "random mask, same total count"
-    c = st.columns(4)
-    c[0].metric(f"Dense network ({settings.get('epochs')} epochs)",
-                "n/a" if not ct.is_finite(dense_acc) else f"{100 * dense_acc:.2f}%",
-                help="Trained from the same θ₀ for the same number of epochs (the shipped checkpoint when that is "
-                     "this model's default; otherwise trained here and cached). n/a: pruning at initialisation "
-                     "without a trained checkpoint.")
-    c[1].metric("Weights kept", f"{100 * ticket['keep_ratio']:.2f}%")
-    c[2].metric("Method's mask, trained", f"{100 * ticket['accuracy']:.2f}%" if ct.is_finite(ticket.get("accuracy"))
-                else "n/a")
-    if random and ct.is_finite(random.get("accuracy")):
-        c[3].metric("Random mask, trained", f"{100 * random['accuracy']:.2f}%",
-                    delta=f"{100 * (random['accuracy'] - ticket['accuracy']):+.2f} pts vs method")
-    else:
-        c[3].metric("Random mask, trained", "not run")
-    zero = all(d.get("pruned_weights_zero") in (True, None) for d in (ticket, random) if d)
-    st.caption((":green[Checked: pruned weights stayed exactly zero during training.]" if zero
-                else ":red[Pruned weights did not all stay zero.]") + (f" Trained on {device}." if device else ""))
-    show.chart(ct.isolation_chart(ticket, random, dense_acc, random_label=rlabel))
-    rewind = settings.get("rewind_epoch", 0)
-    start = "θ₀, the initial weights" if not rewind else f"the weights after {rewind} dense epoch(s)"
-    st.caption(f"Mask: {settings.get('method')} at keep ratio {settings.get('keep_ratio'):g}, chosen on "
-               f"{PRUNE_AT.get(settings.get('prune_at'), settings.get('prune_at'))}; kept weights reset to {start}; "
-               f"{settings.get('epochs')} epochs, Adam lr {settings.get('lr', 1e-3):g}, batch "
-               f"{settings.get('batch_size', 64)}, cosine decay · random baseline: {SCOPES.get(scope, scope)}, same "
-               f"starting weights, epochs and batch order · seed {settings.get('seed')}")
-    frame = ct.isolation_frame(ticket, random)
-    payload = result.to_json() if result is not None else json.dumps(dict(kind="isolation", settings=settings,
-                                                                          ticket=ticket, random=random))
-    _downloads(payload, f"isolation-{settings.get('model')}-{settings.get('method')}", frame, key)
-
-
 # ---- the two tabs ------------------------------------------------------------------------------------
 
 def _methods() -> list[str]:
-    from sipp_core.options import METHODS
-
     return list(METHODS)
 
 
 def _cascade_tab(s: Settings) -> None:
-    from sipp_core.zoo.train import DEFAULT_LR
-
     methods = _methods()
     c1, c2, c3 = st.columns([1.4, 2, 1])
     method = c1.selectbox("Method", methods, index=methods.index("sipp-hybrid"), key="rt_method",
@@ -329,8 +225,6 @@ def _cascade_tab(s: Settings) -> None:
                 f"(one epoch here ≈ {per_epoch:.2f} s, {source})"
                 + (" · this run is cached: shown below" if cached is not None else ""))
     if go and not running:
-        from sipp_core.jobs.retrain import prune_retrain
-
         kw = dict(method=method, schedule=sched, epochs=int(epochs), seed=int(s.seed),
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(CASCADE_JOB, "retrain", "Prune-retrain cascade", key,
@@ -342,9 +236,8 @@ def _cascade_tab(s: Settings) -> None:
                  result=res)
 
 
-def _isolation_tab(s: Settings) -> None:
-    from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR
-
+def _isolation_controls(s: Settings) -> dict:
+    """The tab's widgets: method, keep ratio, epochs, rewind epoch, where the mask is chosen, the random baseline."""
     methods = _methods()
     c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
     method = c1.selectbox("Method (chooses the mask)", methods, index=methods.index("sipp-hybrid"), key="li_method",
@@ -366,39 +259,58 @@ def _isolation_tab(s: Settings) -> None:
                f"mask is kept) and the masked network trains: Adam, lr {DEFAULT_LR:g}, batch 64, cosine decay, the "
                f"pruned weights held at exactly zero. The random mask trains from the same start with the same "
                f"epochs, seed and batch order. Device: {_device_words(s)}.")
+    return dict(method=method, keep=keep, epochs=epochs, rewind=rewind, prune_at=prune_at, scope=scope)
+
+
+def _isolation_problems(o: dict) -> list[str]:
+    """Combinations of the tab's widgets that make no run, each with its fix."""
     problems = []
-    if rewind >= epochs:
-        problems.append(f"the rewind epoch ({rewind}) must be below the number of epochs ({epochs}). Fix: lower it")
-    if prune_at == "init" and rewind:
+    if o["rewind"] >= o["epochs"]:
+        problems.append(f"the rewind epoch ({o['rewind']}) must be below the number of epochs ({o['epochs']}). "
+                        "Fix: lower it")
+    if o["prune_at"] == "init" and o["rewind"]:
         problems.append("pruning at initialisation resets to θ₀ itself. Fix: set 'Rewind to epoch' to 0")
+    return problems
+
+
+def _isolation_cost(s: Settings, o: dict, per_epoch: float) -> tuple[float, str]:
+    """(estimated seconds, what happens to the dense network) for the tab's settings."""
+    epochs = int(o["epochs"])
+    have = _has_checkpoint(s.model, s.dataset, epochs, int(s.seed))
+    dense_epochs = (int(o["rewind"]) if have else (epochs if o["prune_at"] == "trained" else 0))
+    est = 1.0 + (dense_epochs + 2 * epochs) * per_epoch + _prune_seconds(s)
+    dense_note = ("dense network from its checkpoint" if have else
+                  (f"dense network trained first ({epochs} epochs)" if o["prune_at"] == "trained"
+                   else "no dense training"))
+    return est, dense_note
+
+
+def _isolation_tab(s: Settings) -> None:
+    o = _isolation_controls(s)
+    problems = _isolation_problems(o)
     for p in problems:
         st.error(p[0].upper() + p[1:] + ".", icon=":material/error:")
     if problems:
         return
-    key = ("isolation", s.model, s.dataset, method, float(keep), int(epochs), int(rewind), prune_at, scope,
-           int(s.seed), None if s.auto_sample else int(s.sample_size), float(s.delta), s.device)
+    key = ("isolation", s.model, s.dataset, o["method"], float(o["keep"]), int(o["epochs"]), int(o["rewind"]),
+           o["prune_at"], o["scope"], int(s.seed), None if s.auto_sample else int(s.sample_size), float(s.delta),
+           s.device)
     timing = epoch_seconds(s, "li_estimate")
     if timing is None:
         return
     per_epoch, source = timing
-    have = _has_checkpoint(s.model, s.dataset, int(epochs), int(s.seed))
-    dense_epochs = (int(rewind) if have else (int(epochs) if prune_at == "trained" else 0))
-    est = 1.0 + (dense_epochs + 2 * int(epochs)) * per_epoch + _prune_seconds(s)
+    est, dense_note = _isolation_cost(s, o, per_epoch)
     running = jobs.is_running(ISOLATION_JOB)
     cached = _results().peek(key)
     b, cap = st.columns([1, 4], vertical_alignment="center")
     go = b.button("Train in isolation", type="primary", key="li_run", icon=":material/play_arrow:",
                   disabled=running or cached is not None)
-    dense_note = ("dense network from its checkpoint" if have else
-                  (f"dense network trained first ({int(epochs)} epochs)" if prune_at == "trained" else "no dense training"))
-    cap.caption(f"{dense_note}; {2 * int(epochs)} masked epochs (method's mask and random mask): estimated "
+    cap.caption(f"{dense_note}; {2 * int(o['epochs'])} masked epochs (method's mask and random mask): estimated "
                 f"**{jobs.fmt_seconds(est)}** (one epoch ≈ {per_epoch:.2f} s, {source})"
                 + (" · this run is cached: shown below" if cached is not None else ""))
     if go and not running:
-        from sipp_core.jobs.retrain import train_isolated
-
-        kw = dict(method=method, keep_ratio=float(keep), epochs=int(epochs), rewind_epoch=int(rewind),
-                  prune_at=prune_at, random_scope=scope, seed=int(s.seed),
+        kw = dict(method=o["method"], keep_ratio=float(o["keep"]), epochs=int(o["epochs"]),
+                  rewind_epoch=int(o["rewind"]), prune_at=o["prune_at"], random_scope=o["scope"], seed=int(s.seed),
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(ISOLATION_JOB, "isolation", "Training in isolation", key,
                lambda progress, stop: train_isolated(s.model, s.dataset, progress=progress, should_stop=stop, **kw), est, s)
@@ -410,8 +322,6 @@ def _isolation_tab(s: Settings) -> None:
 
 
 def _threads() -> int:
-    import torch
-
     return torch.get_num_threads()
 
 

@@ -13,10 +13,12 @@ import traceback
 
 import streamlit as st
 
-from ui import charts_smoothness as cs
+from sipp_core.errors import BadInput, SippError
+from sipp_core.smoothness import core as smoothness
 from ui import engine, show
+from ui.charts import smoothness as cs
+from ui.guard import friendly, obtain
 from ui.sidebar import BIND
-from ui.view_common import friendly, obtain
 
 INTRO = ("How **kinked** is the network's input-output map, and does pruning change that? Along straight input "
          "paths a ReLU / max-pool network is piecewise linear: its slope jumps at every kink. **SMP** (\"sum of "
@@ -42,6 +44,7 @@ KIND_HELP = ("mixed: about a third each of same-class pairs, different-class pai
 UNITS = ["auto", 128, 256, 512, 1024, 2048, 4096]
 CONV_UNITS, DENSE_UNITS = 512, 4096
 BYTES = 512 * 2**20
+PATH_FIX = "change the path kind or the number of paths above."
 
 
 @st.cache_resource(show_spinner=False)
@@ -89,27 +92,33 @@ def _key(s, opts: dict) -> tuple:
 
 
 def _compute(prepared, report, opts: dict, progress):
-    """compare() on private copies of both networks, with progress over the two sweeps."""
-    from sipp_core.smoothness.core import Comparison, make_paths, nonsmoothness
+    """compare() on private copies of both networks, with progress over the two sweeps.
 
+    The engine is called through its module (``smoothness.nonsmoothness``), looked up at call time."""
     rec = prepared.record
-    paths = make_paths(rec.x_test, rec.y_test, count=opts["count"], points=opts["points"], kind=opts["kind"],
-                       seed=opts["seed"])
+    try:
+        paths = smoothness.make_paths(rec.x_test, rec.y_test, count=opts["count"], points=opts["points"],
+                                      kind=opts["kind"], seed=opts["seed"])
+    except ValueError as exc:  # the paths come from the form's settings alone: their fix is there
+        if isinstance(exc, SippError):
+            raise
+        raise BadInput(str(exc), PATH_FIX) from exc
     with engine.model_lock(prepared):  # the shared models may carry another session's hooks only under this lock
         original = copy.deepcopy(prepared.model)
         pruned = copy.deepcopy(report.result.model)
     kw = dict(max_units=opts["max_units"], threads=1)
-    a = nonsmoothness(original, paths, progress=lambda f, m: progress(0.5 * f, f"original network: {m}"), **kw)
-    b = nonsmoothness(pruned, paths, progress=lambda f, m: progress(0.5 + 0.5 * f, f"pruned network: {m}"), **kw)
-    return Comparison(a, b)
+    a = smoothness.nonsmoothness(original, paths, progress=lambda f, m: progress(0.5 * f, f"original network: {m}"), **kw)
+    b = smoothness.nonsmoothness(pruned, paths, progress=lambda f, m: progress(0.5 + 0.5 * f, f"pruned network: {m}"), **kw)
+    return smoothness.Comparison(a, b)
 
 
 def _sweep_error(exc: BaseException) -> None:
+    """The sweep's error with its fix: the engine's own (a SippError), else one for the kind of error."""
     msg = str(exc).strip() or type(exc).__name__
     if isinstance(exc, MemoryError):
         text = "Out of memory during the sweep. Fix: fewer paths or points per path, or a lower max units."
-    elif isinstance(exc, ValueError) and ("class" in msg or "count" in msg or "points" in msg or "kind" in msg):
-        text = f"{msg}. Fix: change the path kind or the number of paths above."
+    elif isinstance(exc, SippError):
+        text = friendly(exc)
     elif isinstance(exc, (ValueError, TypeError)):
         text = (f"{msg}. Fix: this network cannot be swept as is; try another model in the sidebar, "
                 "or other path settings above.")

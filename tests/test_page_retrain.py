@@ -1,0 +1,78 @@
+"""The Retraining page (AppTest): its settings and estimate, a one-step cascade, a bad schedule, a cancelled
+training in isolation."""
+from __future__ import annotations
+
+import pytest
+from pagetest import data_folders, metric, new_app, ok, started_app, wait
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _folders(tmp_path_factory):
+    with data_folders(tmp_path_factory):
+        yield
+
+
+@pytest.fixture(scope="module")
+def app():
+    return started_app()
+
+
+def test_page_renders_on_the_default(app):
+    at = app
+    at.switch_page("pages/retrain.py").run()
+    ok(at)
+    assert at.title[0].value == "Retraining"
+    for kind, key in [("selectbox", "rt_method"), ("text_input", "rt_schedule"), ("number_input", "rt_epochs"),
+                      ("button", "rt_run"), ("selectbox", "li_method"), ("select_slider", "li_keep"),
+                      ("number_input", "li_rewind"), ("radio", "li_at"), ("radio", "li_scope"), ("button", "li_run")]:
+        assert getattr(at, kind)(key=key) is not None, (kind, key)
+    at.switch_page("pages/prune.py").run()
+
+
+def test_retraining_page_shows_settings_and_a_time_estimate(app):
+    at = app
+    at.switch_page("pages/retrain.py").run()
+    ok(at)
+    text = " ".join(c.value for c in at.caption)
+    assert "restarted at each step" in text and "lr 0.001" in text
+    assert "estimated" in text
+    assert any("same kept count in every layer" in o for o in at.radio(key="li_scope").options)
+    assert at.text_input(key="rt_schedule").value == "0.5, 0.2, 0.1, 0.05, 0.02"
+    assert at.number_input(key="rt_epochs").value == 2
+    at.switch_page("pages/prune.py").run()
+
+
+def test_one_step_cascade_runs_and_checks_the_mask(app):
+    at = app
+    at.switch_page("pages/retrain.py").run()
+    at.text_input(key="rt_schedule").set_value("0.3")
+    at.number_input(key="rt_epochs").set_value(1).run()
+    ok(at)
+    at.button(key="rt_run").click().run()
+    job = wait(at, "_job_cascade")
+    assert len(job.result.steps) == 1 and job.result.steps[0]["pruned_weights_zero"]
+    assert float(metric(at, "Accuracy after fine-tuning").rstrip("%")) > 50
+    assert any("stayed exactly zero" in c.value for c in at.caption)
+    at.switch_page("pages/prune.py").run()
+
+
+def test_bad_schedule_is_an_error_with_the_fix(app):
+    at = app
+    at.switch_page("pages/retrain.py").run()
+    at.text_input(key="rt_schedule").set_value("0.1, 0.5").run()
+    ok(at, errors_allowed=True)
+    assert at.error and "decrease" in at.error[0].value and "Fix" in at.error[0].value
+    at.text_input(key="rt_schedule").set_value("0.5, 0.2, 0.1, 0.05, 0.02").run()
+    at.switch_page("pages/prune.py").run()
+
+
+def test_training_in_isolation_can_be_cancelled():
+    at = new_app().run()
+    at.switch_page("pages/retrain.py").run()
+    at.number_input(key="li_epochs").set_value(30).run()  # the shipped checkpoint: no dense training
+    at.button(key="li_run").click().run()
+    ok(at)
+    at.button(key="_job_isolation_cancel").click().run()
+    job = wait(at, "_job_isolation")
+    assert job.result.cancelled
+    assert job.result.ticket.get("epochs", 0) < 30

@@ -1,0 +1,95 @@
+"""The Trade-offs page (AppTest): a sweep in the background, its cancel, and its chart builders."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from pagetest import axis_titles, data_folders, frame_with, new_app, ok, started_app, wait
+
+from sipp_core.jobs.sweeps import prune_potential
+from ui.charts import tradeoffs as ct
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _folders(tmp_path_factory):
+    with data_folders(tmp_path_factory):
+        yield
+
+
+@pytest.fixture(scope="module")
+def app():
+    return started_app()
+
+
+def test_page_renders_on_the_default(app):
+    at = app
+    at.switch_page("pages/tradeoffs.py").run()
+    ok(at)
+    assert at.title[0].value == "Trade-offs"
+    for kind, key in [("multiselect", "to_methods"), ("select_slider", "to_range"), ("slider", "to_count"),
+                      ("number_input", "to_seeds"), ("button", "to_run")]:
+        assert getattr(at, kind)(key=key) is not None, (kind, key)
+    at.switch_page("pages/prune.py").run()
+
+
+def test_tiny_sweep_completes_and_shows_the_potential_table(app):
+    at = app
+    at.switch_page("pages/tradeoffs.py").run()
+    at.multiselect(key="to_methods").set_value(["sipp-det", "wt"])
+    at.select_slider(key="to_range").set_value((0.05, 0.2))
+    at.slider(key="to_count").set_value(2).run()
+    ok(at)
+    assert any("4 points" in c.value for c in at.caption)
+    at.button(key="to_run").click().run()
+    ok(at)
+    job = wait(at, "_job_sweep")
+    assert not job.result.cancelled and len(job.result.rows) == 4
+    assert len(at.get("vega_lite_chart")) >= 3
+    potential = frame_with(at, "largest pruned share")
+    assert list(potential["method"]) == ["sipp-det", "wt"]
+    assert len(at.get("download_button")) >= 2
+    # the same settings again: shown from the process-wide cache, the button is off
+    assert at.button(key="to_run").disabled
+    # the prune potential follows the drop without recomputing
+    at.number_input(key="to_drop").set_value(50.0).run()
+    ok(at)
+    assert frame_with(at, "largest pruned share")["largest pruned share"].notna().all()
+    at.switch_page("pages/prune.py").run()
+
+
+def test_sweep_cancel_keeps_the_finished_points():
+    at = new_app().run()
+    at.switch_page("pages/tradeoffs.py").run()
+    at.multiselect(key="to_methods").set_value(["sipp-det", "wt", "random"])
+    at.slider(key="to_count").set_value(16)
+    at.number_input(key="to_seeds").set_value(3).run()
+    at.button(key="to_run").click().run()
+    ok(at)
+    assert at.button(key="_job_sweep_cancel") is not None  # drawn by the polling fragment
+    at.button(key="_job_sweep_cancel").click().run()
+    job = wait(at, "_job_sweep")
+    assert job.result.cancelled
+    assert len(job.result.rows) < 3 * 16 * 3
+    assert any("Cancelled" in w.value for w in at.warning) or not job.result.rows
+
+
+def test_chart_builders_handle_nan_bounds_and_single_seed():
+    rows = []
+    for seed in (0, 1):
+        for m in ("sipp-det", "wt"):
+            for k, acc in ((0.5, 0.97), (0.1, 0.95), (0.02, 0.6)):
+                rows.append(dict(method=m, seed=seed, keep_ratio_requested=k, keep_ratio=k, kept=1, total=10,
+                                 accuracy_before=0.97, accuracy_after=acc - 0.01 * seed, accuracy_drop=0.97 - acc,
+                                 agreement=0.9, logits_rel_error=0.0 if k == 0.5 else 0.1 / k,
+                                 bound_max=(1 / k) if m == "sipp-det" else math.nan, measured_max_heldout=math.nan,
+                                 failure_rate_heldout=math.nan, time_s=0.01, error=None))
+    df = pd.DataFrame(rows)
+    for chart in (ct.accuracy_chart(df, 1.0), ct.error_chart(df), ct.bound_chart(df),
+                  ct.potential_chart(prune_potential(df, 0.01), 1.0)):
+        spec = chart.to_dict()
+        assert spec["title"]["text"]
+        titles = axis_titles(spec)
+        assert titles["x"] and titles["y"], titles
+    assert ct.bound_chart(df[df["method"] == "wt"]) is None
+    assert ct.aggregate(df)["seeds"].max() == 2

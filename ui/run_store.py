@@ -1,0 +1,130 @@
+"""The run history as a service for the pages: open it, save prune runs and finished jobs to it.
+
+The database is sipp_core.jobs.history.RunHistory at its default place (``$SIPP_DATA_HOME/runs.sqlite``, else
+``~/.local/share/sipp-studio/runs.sqlite``): one object per path per process (it opens a fresh SQLite
+connection per call, so sessions share it safely). A damaged file (found on open, or while the app
+runs) is set aside by the engine, never deleted, and a fresh file started; damaged single runs are
+moved to the table ``damaged_runs``. Saving never breaks a page: a failure becomes a short warning.
+
+Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
+on every rerun, and from Bring your own (``record_upload_prune``); sweeps and retraining runs are saved
+by their background job when they finish (``saver``; a cancelled run is saved too, marked cancelled).
+The Run history page (ui/views/history.py) lists, reopens, compares and deletes them.
+"""
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from sipp_core.errors import SippError, fix_of
+from sipp_core.jobs.history import HistoryError, RunHistory, default_history_path
+from ui import engine, tables
+from ui.settings import Settings
+
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str):
+    return RunHistory(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _saved() -> dict:
+    """Process-wide: which prune settings were saved already (path, report key) -> run id."""
+    return {"lock": threading.Lock(), "keys": {}}
+
+
+def history(reopen: bool = False):
+    """The RunHistory at the default path (None, with the reason in session_state, when it cannot be opened)."""
+    path = str(default_history_path())
+    try:
+        if reopen:
+            _open.clear()
+        return _open(path)
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
+        st.session_state["_history_error"] = (exc.problem if isinstance(exc, SippError)
+                                              else f"{type(exc).__name__}: {exc}")
+        st.session_state["_history_fix"] = fix_of(exc)
+        return None
+
+
+def safe(fn, *args, **kwargs):
+    """Run a history call; on a database error reopen once (the engine then checks and sets aside the file)."""
+    try:
+        return fn(*args, **kwargs)
+    except HistoryError:
+        h = history(reopen=True)
+        if h is None:
+            raise
+        return getattr(h, fn.__name__)(*args, **kwargs)
+
+
+def prune_entry(s: Settings, report) -> tuple[dict, dict, dict]:
+    """(settings, results, timings) of one prune run, as the history stores it."""
+    h = tables.headline(report)
+    settings = s.as_dict()
+    settings.pop("epsilon" if s.mode == "keep ratio" else "keep_ratio")
+    settings.update(sample_size_used=h["sample_size"], sample_size_formula=h["sample_size_formula"])
+    results = {k: v for k, v in h.items() if k not in ("timings", "method", "sample_size", "sample_size_formula")}
+    results["layers"] = tables.layer_table(report).to_dict(orient="records")
+    results["dense_layers"] = [dict(name=n, reason=why) for n, why in report.result.dense]
+    return settings, results, dict(h["timings"])
+
+
+def record_upload_prune(s: Settings, report, label: str) -> int | None:
+    """Save a prune of an uploaded model (Bring your own); called once per new report of the session.
+
+    The run is marked as an upload and names the files, so reopening it cannot pretend to rebuild
+    a zoo model from the sidebar.
+    """
+    hist = history()
+    if hist is None:
+        return None
+    settings, results, timings = prune_entry(s, report)
+    settings.update(source="upload", model=label, dataset=report.prepared.record.name)
+    try:
+        return safe(hist.add, "prune", settings, results, timings, label=f"upload: {label}")
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
+        st.caption(f":orange[This run was not saved to the run history: {exc}]")
+        return None
+
+
+def record_prune(s: Settings, report) -> int | None:
+    """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
+    hist = history()
+    if hist is None:
+        return None
+    key = (str(hist.path), engine.report_key(s))
+    saved = _saved()
+    with saved["lock"]:
+        if key in saved["keys"]:
+            return None
+        saved["keys"][key] = None
+    try:
+        run_id = safe(hist.add, "prune", *prune_entry(s, report))
+    except Exception as exc:  # noqa: BLE001
+        with saved["lock"]:
+            saved["keys"].pop(key, None)
+        st.caption(f":orange[This run was not saved to the run history: {exc}]")
+        return None
+    with saved["lock"]:
+        saved["keys"][key] = run_id
+    return run_id
+
+
+def saver(hist):
+    """on_done for a background job: save job.result to `hist` (resolved in the script thread)."""
+    def on_done(job) -> None:
+        if hist is not None and job.result is not None:
+            job.run_id = hist.add_entry(job.result)
+
+    return on_done
+
+
+def forget(ids) -> None:
+    """Deleted runs: a later prune with the same settings is saved again."""
+    saved = _saved()
+    with saved["lock"]:
+        for k, v in list(saved["keys"].items()):
+            if v in ids:
+                saved["keys"].pop(k, None)
