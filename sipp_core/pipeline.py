@@ -128,7 +128,8 @@ class Report:
     def to_dict(self) -> dict:
         p, r, e = self.prepared, self.result, self.end_to_end
         return dict(
-            model=p.trained.name, dataset=p.record.name, method=r.settings["method"],
+            model=p.trained.name, dataset=p.record.name, preprocessing=p.record.preprocessing,
+            method=r.settings["method"],
             keep_ratio=r.keep_ratio, keep_ratio_requested=r.settings["keep_ratio"],
             epsilon=r.settings["epsilon"], delta=r.settings["delta"], seed=r.settings["seed"],
             sample_size=p.sample_size, sample_size_formula=p.sample_size_formula,

@@ -12,42 +12,18 @@ import io
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from rawdigits import raw_digits_files
 
 from sipp_core.errors import UploadError
 from sipp_core.io.byo import load_npz_upload, load_state_dict_upload
 from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import load_npz_dataset
 from sipp_core.pipeline import evaluate_prune, prepare_trained
-from sipp_core.zoo.models import build_model
 
 
 @pytest.fixture(scope="module")
 def raw_digits():
-    """(npz bytes, state_dict bytes, plain PyTorch test accuracy) of an MLP trained on raw digits."""
-    x, y = load_digits(return_X_y=True)
-    x = x.astype(np.float32)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(x))
-    tr, te = order[:1400], order[1400:]
-    torch.manual_seed(0)
-    net = build_model("mlp", (64,), 10, seed=0, widths=(64, 32))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(y[tr])
-    for _ in range(30):
-        for i in range(0, len(xt), 64):
-            loss = F.cross_entropy(net(xt[i:i + 64]), yt[i:i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        plain = float((net(torch.from_numpy(x[te])).argmax(1) == torch.from_numpy(y[te])).float().mean())
-    data, weights = io.BytesIO(), io.BytesIO()
-    np.savez(data, x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
-    torch.save(net.state_dict(), weights)
-    return data.getvalue(), weights.getvalue(), plain
+    return raw_digits_files()
 
 
 def _accuracy_before(record, weights: bytes) -> float:

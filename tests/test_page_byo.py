@@ -120,3 +120,23 @@ def test_byo_npz_upload_with_an_uploaded_state_dict(tmp_path):
                                                       "application/octet-stream")).run()
     ok(at)
     assert "mine" in at.success[0].value and metric(at, "Accuracy after")
+
+
+def test_raw_input_model_on_its_own_data_shows_plain_pytorch_accuracy():
+    from rawdigits import raw_digits_files
+
+    data, weights, plain = raw_digits_files()
+    at = new_app().run()
+    at.switch_page("pages/bring_your_own.py").run()
+    at.radio(key="byo_data_src").set_value("npz").run()
+    assert at.selectbox(key="byo_preprocessing").value == "as-given"  # the default for an uploaded model
+    at.file_uploader(key="byo_npz_file").set_value(("digits-raw.npz", data, "application/octet-stream")).run()
+    at.selectbox(key="byo_arch").set_value("mlp")
+    at.file_uploader(key="byo_model_file").set_value(("w.pt", weights, "application/octet-stream")).run()
+    ok(at)
+    assert any("preprocessing: as given" in c.value for c in at.caption)
+    report = next(iter(at.session_state["_byo"]["reports"].values()))
+    assert report.end_to_end.accuracy_before == pytest.approx(plain, abs=1e-6)
+    assert any(f"before: {100 * plain:.1f}%" in c.value for c in at.caption)
+    runs = [r for r in RunHistory().list(kind="prune") if r.settings.get("source") == "upload"]
+    assert runs[0].settings["preprocessing"] == "as-given"

@@ -5,8 +5,12 @@ pages show a finished run with the same functions the Run history page uses to r
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import tempfile
+import zipfile
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -217,3 +221,15 @@ def show_isolation(ticket: dict, random: dict, dense_acc: float, settings: dict,
     payload = result.to_json() if result is not None else json.dumps(dict(kind="isolation", settings=settings,
                                                                           ticket=ticket, random=random))
     _downloads(payload, f"isolation-{settings.get('model')}-{settings.get('method')}", frame, key)
+
+
+def export_zip(report) -> bytes:
+    """The deployable files of a pruned network, zipped: model.pt2, model.onnx (checked with onnxruntime
+    against PyTorch on the test split), masks.pt, state_dict.pt, report.json and report.csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report.result.export(tmp, check_inputs=report.prepared.record.x_test, report=report.to_dict())
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(Path(tmp).iterdir()):
+                zf.write(path, path.name)
+        return buf.getvalue()

@@ -81,7 +81,8 @@ def record_upload_prune(s: Settings, report, label: str) -> int | None:
     if hist is None:
         return None
     settings, results, timings = prune_entry(s, report)
-    settings.update(source="upload", model=label, dataset=report.prepared.record.name)
+    settings.update(source="upload", model=label, dataset=report.prepared.record.name,
+                    preprocessing=report.prepared.record.preprocessing)
     try:
         return safe(hist.add, "prune", settings, results, timings, label=f"upload: {label}")
     except Exception as exc:  # noqa: BLE001 - a history problem must never break a page

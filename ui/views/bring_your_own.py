@@ -39,7 +39,7 @@ from sipp_core.zoo.train import accuracy
 from ui import engine, show, tables
 from ui.charts import core as charts
 from ui.guard import show_error
-from ui.results import headline_metrics
+from ui.results import export_zip, headline_metrics
 from ui.run_store import record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
@@ -47,6 +47,21 @@ from ui.sidebar import current_settings
 STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "prepared", "reports"}
 KINDS = {"state_dict": "weights (state_dict) for a zoo architecture", "export": "exported program (torch.export .pt2)"}
 DATA_SOURCES = {"sidebar": "the sidebar's data set", "npz": "upload a .npz data set"}
+PREPROCESSING_LABELS = {"as-given": "as given: the values exactly as stored",
+                        "scale": "scale uint8 to [0, 1] (divide by 255)",
+                        "standardize": "standardise with the train split's mean and std"}
+LAYOUTS = """**Weights layouts accepted** (the widths and depth are read off the tensors):
+
+- `nn.Sequential` indices, as the zoo builds them: `0.weight`, `2.weight`, …
+  `torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).state_dict(), "w.pt")`
+- a class with named layers in the order they run: `fc1`, `fc2`, `fc3` or `conv1`, `conv2`, `fc`
+  `torch.save(MyNet().state_dict(), "w.pt")   # self.fc1 = nn.Linear(64, 32); self.fc2 = nn.Linear(32, 10)`
+- VGG-style `features.N` / `classifier.N`, or a ResNet's own names
+  `torch.save(vgg.state_dict(), "w.pt")   # features.0.weight, …, classifier.0.weight`
+- any of these saved from `nn.DataParallel` (`module.`), `torch.compile` (`_orig_mod.`) or a wrapper (`model.`)
+  `torch.save(nn.DataParallel(net).state_dict(), "w.pt")`
+
+Anything else: upload the network as an exported program (.pt2) instead."""
 AUTO_PRUNE_WEIGHTS = 2_000_000  # above this many prunable weights, sensitivities wait for a click
 INTRO = ("Prune **your own network**: upload its weights for one of the zoo architectures, or a whole exported "
          "program, and prune it on a zoo data set or your own. Files are checked before anything runs and are "
@@ -78,8 +93,8 @@ def load_model_upload(kind: str, data, record, arch: str | None = None):
     return model, desc
 
 
-def load_data_upload(data, name: str = "upload", seed: int = 0):
-    return load_npz_upload(data, name=name, seed=seed)
+def load_data_upload(data, name: str = "upload", seed: int = 0, preprocessing: str = "as-given"):
+    return load_npz_upload(data, name=name, seed=seed, preprocessing=preprocessing)
 
 
 def prepare_upload(model, record, *, sample_size: int | None = None, seed: int = 0, patch_reduction: str = "max",
@@ -127,20 +142,21 @@ def _refuse(what: str, exc: BaseException, kind: str = "model") -> None:
         show_error(exc)
 
 
-def _signature(kind, arch, data_src, sidebar_data, model_file, npz_file) -> tuple:
+def _signature(kind, arch, data_src, sidebar_data, model_file, npz_file, preprocessing) -> tuple:
     def fid(f):
         return None if f is None else (f.file_id, f.name, f.size)
 
     return (kind, arch if kind == "state_dict" else None, data_src,
-            sidebar_data if data_src == "sidebar" else None, fid(model_file), fid(npz_file))
+            sidebar_data if data_src == "sidebar" else None, fid(model_file), fid(npz_file),
+            preprocessing if data_src == "npz" else None)
 
 
-def _record(s: Settings, data_src: str, npz_file):
+def _record(s: Settings, data_src: str, npz_file, preprocessing: str = "as-given"):
     if data_src == "npz":
         if npz_file is None:
             return None
         name = npz_file.name.rsplit(".", 1)[0][:40] or "upload"
-        return load_data_upload(npz_file.getvalue(), name=name, seed=0)
+        return load_data_upload(npz_file.getvalue(), name=name, seed=0, preprocessing=preprocessing)
     return engine.load_record(s.dataset)
 
 
@@ -239,8 +255,21 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
         torch.save(report.result.state_dict(), buf)
         return buf.getvalue()
 
-    st.download_button("Pruned state_dict (.pt)", state_dict_bytes, f"{state['label']}-pruned.pt",
+    def masks_bytes():
+        buf = io.BytesIO()
+        torch.save(report.result.masks_state(), buf)
+        return buf.getvalue()
+
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Pruned state_dict (.pt)", state_dict_bytes, f"{state['label']}-pruned.pt",
                        "application/octet-stream", on_click="ignore", icon=":material/download:", key="byo_download")
+    c2.download_button("Masks (.pt)", masks_bytes, f"{state['label']}-masks.pt", "application/octet-stream",
+                       on_click="ignore", icon=":material/download:", key="byo_download_masks")
+    c3.download_button("All files: .pt2, ONNX, masks, report (.zip)", lambda: export_zip(report),
+                       f"{state['label']}-pruned.zip", "application/zip", on_click="ignore",
+                       icon=":material/download:", key="byo_download_zip",
+                       help="model.pt2 (runs without your classes), model.onnx (checked with onnxruntime against "
+                            "PyTorch on the test split), masks.pt, state_dict.pt, report.json and report.csv")
 
 
 def _prune_section(s: Settings, state: dict) -> None:
@@ -256,8 +285,8 @@ def _prune_section(s: Settings, state: dict) -> None:
     _show_pruned(s, state, prepared, report)
 
 
-def _data_inputs(s: Settings, mb: int) -> tuple[str, object]:
-    """The data set column's widgets: (where the data comes from, the uploaded .npz or None)."""
+def _data_inputs(s: Settings, mb: int) -> tuple[str, object, str]:
+    """The data set column's widgets: (where the data comes from, the uploaded .npz or None, its preprocessing)."""
     st.markdown("#### Data set")
     data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src",
                         format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
@@ -267,13 +296,20 @@ def _data_inputs(s: Settings, mb: int) -> tuple[str, object]:
                                     help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images "
                                          "(N, C, H, W) or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). "
                                          "Read without pickle.")
-    return data_src, npz_file
+        preprocessing = st.selectbox("Preprocessing of its inputs", list(PREPROCESSING_LABELS),
+                                     format_func=PREPROCESSING_LABELS.get, key="byo_preprocessing",
+                                     help="What is done to the stored inputs before they reach the network. "
+                                          "Choose what your model was trained on: 'as given' for a model trained "
+                                          "on the stored values (the default: accuracies then equal plain "
+                                          "PyTorch's on the same arrays).")
+        return data_src, npz_file, preprocessing
+    return data_src, npz_file, "as-given"
 
 
-def _checked_record(s: Settings, data_src: str, npz_file, right):
+def _checked_record(s: Settings, data_src: str, npz_file, right, preprocessing: str = "as-given"):
     """The data set (None when refused or not uploaded yet), with its summary or refusal in the right column."""
     try:
-        record = _record(s, data_src, npz_file)
+        record = _record(s, data_src, npz_file, preprocessing)
     except Exception as exc:  # noqa: BLE001
         with right:
             _refuse("The data set", exc, "data")
@@ -281,7 +317,8 @@ def _checked_record(s: Settings, data_src: str, npz_file, right):
     with right:
         if record is not None:
             st.caption(f"{record.name}: inputs {tuple(record.input_shape)}, {record.num_classes} classes, "
-                       f"{len(record.x_train):,} train / {len(record.x_pool):,} S-pool / {len(record.x_test):,} test")
+                       f"{len(record.x_train):,} train / {len(record.x_pool):,} S-pool / {len(record.x_test):,} test; "
+                       f"preprocessing: {PREPROCESSING_LABELS.get(record.preprocessing, record.preprocessing)}")
         elif data_src == "npz" and npz_file is None:
             st.caption("Upload a .npz to continue (or use the sidebar's data set).")
     return record
@@ -301,10 +338,15 @@ def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, 
                                       key="byo_model_file",
                                       help="torch.save(model.state_dict(), 'weights.pt'); a dict with a "
                                            "'state_dict' entry works too. Loaded with weights_only=True.")
+        with st.expander("Which weights files fit an architecture?"):
+            st.markdown(LAYOUTS)
     else:
         model_file = st.file_uploader(f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
-                                      help="ep = torch.export.export(model.eval(), (x,), dynamic_shapes="
-                                           "({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2')")
+                                      help="x = a batch of two or more inputs; ep = torch.export.export(model.eval(), "
+                                           "(x,), dynamic_shapes=({0: torch.export.Dim('batch')},)); "
+                                           "torch.export.save(ep, 'model.pt2'). A program exported with a fixed "
+                                           "batch size (no dynamic_shapes) works too: it runs in pieces of that "
+                                           "size.")
     return arch, model_file
 
 
@@ -336,8 +378,8 @@ def render() -> None:
         st.markdown("#### Model")
         kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind")
     with right:
-        data_src, npz_file = _data_inputs(s, mb)
-    record = _checked_record(s, data_src, npz_file, right)
+        data_src, npz_file, preprocessing = _data_inputs(s, mb)
+    record = _checked_record(s, data_src, npz_file, right, preprocessing)
     with left:
         arch, model_file = _model_inputs(s, kind, record, mb)
     if record is None:
@@ -348,7 +390,7 @@ def render() -> None:
         st.session_state.pop(STATE, None)
         st.stop()
 
-    sig = _signature(kind, arch, data_src, s.dataset, model_file, npz_file)
+    sig = _signature(kind, arch, data_src, s.dataset, model_file, npz_file, preprocessing)
     state = _checked_upload(sig, kind, arch, model_file, record)
     _summary(state)
     _prune_section(s, state)

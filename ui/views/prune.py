@@ -21,7 +21,7 @@ from ui.charts import core as charts
 from ui.charts import tradeoffs as ct
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
-from ui.results import headline_metrics
+from ui.results import export_zip, headline_metrics
 from ui.run_store import record_prune
 
 BATCHES = (1, 256)
@@ -182,7 +182,7 @@ def render() -> None:
     st.subheader("Downloads")
     sd, mk, js, csv = _download_bytes(report)
     stem = f"{s.model}-{s.dataset}-{s.method}"
-    d1, d2, d3, d4 = st.columns(4)
+    d1, d2, d3, d4, d5 = st.columns(5)
     d1.download_button("Pruned state_dict (.pt)", sd, f"{stem}-pruned.pt", "application/octet-stream",
                        on_click="ignore", icon=":material/download:")
     d2.download_button("Masks (.pt)", mk, f"{stem}-masks.pt", "application/octet-stream", on_click="ignore",
@@ -191,8 +191,12 @@ def render() -> None:
                        icon=":material/download:")
     d4.download_button("Per-layer table (CSV)", csv, f"{stem}-layers.csv", "text/csv", on_click="ignore",
                        icon=":material/download:")
+    d5.download_button("Deployable: .pt2, ONNX (.zip)", lambda: export_zip(report), f"{stem}-pruned.zip",
+                       "application/zip", on_click="ignore", icon=":material/download:", key="prune_download_zip")
     st.caption("Load the state_dict into the same architecture with `model.load_state_dict(torch.load(path))`; "
-               "pruned weights are exact zeros, sampled weights are reweighted.")
+               "pruned weights are exact zeros, sampled weights are reweighted. The .zip adds model.pt2 (runs "
+               "without this project's classes: `torch.export.load(path).module()(x)`) and model.onnx (checked with "
+               "onnxruntime against PyTorch on the test split before it is written); all open in Netron.")
     explain_expander(s, prepared, report)
     render_speed_panel(report, engine.report_key(s))
     record_prune(s, report)  # the run history: once per distinct setting, not on every rerun
