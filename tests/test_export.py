@@ -126,3 +126,17 @@ def test_npz_without_weights_is_refused(tmp_path, capsys):
     code = main(["prune", "--npz", str(tmp_path / "d.npz"), "--keep-ratio", "0.5"])
     err = capsys.readouterr().err
     assert code == 2 and "--npz needs the network" in err and "fix: add --weights" in err
+
+
+def test_the_apps_zip_holds_every_deployable_file(tiny_moons_env):
+    import zipfile
+
+    from sipp_core.pipeline import evaluate_prune, prepare
+    from ui.results import export_zip
+
+    report = evaluate_prune(prepare("mlp", "moons", sample_size=20), method="wt", keep_ratio=0.4)
+    with zipfile.ZipFile(io.BytesIO(export_zip(report))) as zf:
+        names = set(zf.namelist())
+        data = json.loads(zf.read("report.json"))
+    assert names == {"masks.pt", "state_dict.pt", "model.pt2", "model.onnx", "report.json", "report.csv"}
+    assert data["model"] == "mlp" and data["export"]["onnx_checked_points"] == len(report.prepared.record.x_test)
