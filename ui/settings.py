@@ -156,7 +156,8 @@ def _why_not(raw: str, rule) -> str | None:
     _, lo, hi = rule
     if kind == "int" and value != int(value):
         return "it must be a whole number"
-    return None if lo <= value <= hi else f"it is outside {fmt_num(lo)} to {fmt_num(hi)}"
+    span = f"{lo:,} to {hi:,}" if kind == "int" else f"{fmt_num(lo)} to {fmt_num(hi)}"
+    return None if lo <= value <= hi else f"it is outside {span}"
 
 
 def url_problems(params, spec: dict) -> list[str]:

@@ -265,7 +265,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
                        "application/octet-stream", on_click="ignore", icon=":material/download:", key="byo_download")
     c2.download_button("Masks (.pt)", masks_bytes, f"{state['label']}-masks.pt", "application/octet-stream",
                        on_click="ignore", icon=":material/download:", key="byo_download_masks")
-    c3.download_button("All files: .pt2, ONNX, masks, report (.zip)", lambda: export_zip(report),
+    c3.download_button("All files (.zip)", lambda: export_zip(report),
                        f"{state['label']}-pruned.zip", "application/zip", on_click="ignore",
                        icon=":material/download:", key="byo_download_zip",
                        help="model.pt2 (runs without your classes), model.onnx (checked with onnxruntime against "
