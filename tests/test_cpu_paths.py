@@ -24,8 +24,9 @@ from sipp_core.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-NUMERICAL = ["tests/test_sensitivity.py", "tests/test_conv_output.py", "tests/test_smoothness.py",
-             "tests/test_bench_reference.py", "tests/test_bounds.py", "tests/test_sparsify.py"]
+NUMERICAL = ["tests/sensitivity/test_sensitivity.py", "tests/sensitivity/test_conv_output.py",
+             "tests/smoothness/test_smoothness.py", "tests/sensitivity/test_bench_reference.py",
+             "tests/plan/test_bounds.py", "tests/plan/test_sparsify.py"]
 PATHS = {
     "native kernels, float32 bounds": {sens_mod.BOUNDS_ENV: "float32"},
     "native kernels, bfloat16 bounds": {sens_mod.BOUNDS_ENV: "bfloat16"},

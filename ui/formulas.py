@@ -2,7 +2,7 @@
 
 Symbols follow docs/sipp.md exactly (sections 2 and 3). The numeric helpers
 here mirror sipp_core.plan.bounds so a formula can be shown beside the value the
-engine used; tests/test_charts.py checks that they agree.
+engine used; tests/ui/test_charts.py checks that they agree.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The empirical sensitivity straight from its definition (docs/sipp.md §2), as plain loops.
 
 Deliberately slow. It exists to be obviously right, not fast: the engines of this
-package (api.py) are checked against it (tests/test_sensitivity.py), the Learn page
+package (api.py) are checked against it (tests/sensitivity/test_sensitivity.py), the Learn page
 shows its per-point numbers (ui/learn_core.py), and the benchmark's slow loops
 (benchmarks/sens_reference.py) share its pseudo-point rule. Everything is float64
 and one point at a time: Python loops over points, output units, patches and edges;

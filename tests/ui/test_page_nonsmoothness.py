@@ -16,7 +16,7 @@ import torch
 from conftest import env_var
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ui.charts import smoothness as cs  # noqa: E402

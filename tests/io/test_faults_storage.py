@@ -34,7 +34,7 @@ from sipp_core.io.checkpoints import (
 from sipp_core.jobs.history import HistoryError, RunHistory
 from sipp_core.zoo.models import build_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the app's `ui` package, for the page tests
 
 EPOCHS, SEED = 1, 1  # mlp on moons, one epoch: trains in well under a second

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import env_var
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 PAGES = ["pages/prune.py", "pages/sensitivity.py", "pages/kept_edges.py", "pages/guarantees.py", "pages/learn.py"]
 TIMEOUT = 120

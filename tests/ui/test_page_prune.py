@@ -1,5 +1,5 @@
 """The Prune page's speed panel ("Why is the pruned model not faster?"): its helper and the panel in the app.
-The rest of the Prune page is covered in tests/test_app.py."""
+The rest of the Prune page is covered in tests/ui/test_app.py."""
 from __future__ import annotations
 
 import pytest

@@ -193,7 +193,7 @@ def test_exported_checks(moons, exported):
 def test_exported_fixed_batch_runs_in_pieces(moons):
     net = _mlp()
     model = load_exported_upload(_export(net, moons.x_test[:1], dynamic=False), moons)
-    with torch.no_grad():  # a program exported for batch 1 now takes any batch (tests/test_exported_programs.py)
+    with torch.no_grad():  # a program exported for batch 1 now takes any batch (tests/io/test_exported_programs.py)
         torch.testing.assert_close(model(moons.x_test[:7]), net.eval()(moons.x_test[:7]), rtol=0, atol=1e-6)
 
 

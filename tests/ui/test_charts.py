@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ui import formulas as fx  # noqa: E402

@@ -26,7 +26,7 @@ from sipp_core.sensitivity.api import compute_sensitivities
 from sipp_core.zoo.models import build_model
 from tests.faults import fault, run_limited
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # PyTorch's advice on a refused file; none of it may reach a user.
 UNSAFE = ("weights_only", "Re-running", "safe_globals", "trust the source", "arbitrary code")
 
