@@ -22,6 +22,8 @@ from sipp_core.jobs.history import HistoryError, RunHistory, default_history_pat
 from ui import engine, tables
 from ui.settings import Settings
 
+REOPENED_UPLOAD = "_reopened_upload"  # session_state: the uploaded file a reopened run asks for
+
 
 @st.cache_resource(show_spinner=False)
 def _open(path: str):

@@ -79,3 +79,32 @@ def test_history_settings_map_back_to_sidebar_widgets():
     assert values["eps"] == 0.5 and values["mode"] == "eps and delta" and values["seed"] == 3 and not notes
     _, notes = settings_from_run(dict(model="no-such-net"))
     assert notes
+
+
+def test_reopening_an_uploaded_run_asks_for_the_same_file():
+    from rawdigits import raw_digits_files
+
+    data, weights, _ = raw_digits_files()
+    at = new_app().run()
+    at.switch_page("pages/bring_your_own.py").run()
+    at.radio(key="byo_data_src").set_value("npz").run()
+    at.file_uploader(key="byo_npz_file").set_value(("digits-raw.npz", data, "application/octet-stream")).run()
+    at.selectbox(key="byo_arch").set_value("mlp")
+    at.file_uploader(key="byo_model_file").set_value(("w.pt", weights, "application/octet-stream")).run()
+    ok(at)
+    run = next(r for r in RunHistory().list(kind="prune") if r.settings.get("source") == "upload")
+    fresh = new_app().run()
+    fresh.switch_page("pages/history.py").run()
+    fresh.multiselect(key="hist_pick").set_value([run.id]).run()
+    fresh.button(key="hist_reopen").click().run()
+    ok(fresh)
+    assert fresh.title[0].value == "Bring your own"  # never the sidebar's zoo model on the Prune page
+    sha = run.settings["model"].rsplit("-", 1)[-1]
+    assert any(f"Reopened run #{run.id}" in i.value and sha in i.value for i in fresh.info)
+    fresh.switch_page("pages/bring_your_own.py").run()  # AppTest stays on the page it ran; the app moved on
+    fresh.radio(key="byo_data_src").set_value("npz").run()
+    fresh.file_uploader(key="byo_npz_file").set_value(("digits-raw.npz", data, "application/octet-stream")).run()
+    fresh.selectbox(key="byo_arch").set_value("mlp")
+    fresh.file_uploader(key="byo_model_file").set_value(("w.pt", weights, "application/octet-stream")).run()
+    ok(fresh)
+    assert any(f"This is the file of run #{run.id}" in m.value for m in fresh.success)

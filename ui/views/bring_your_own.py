@@ -40,7 +40,7 @@ from ui import engine, show, tables
 from ui.charts import core as charts
 from ui.guard import show_error
 from ui.results import export_zip, headline_metrics
-from ui.run_store import record_upload_prune
+from ui.run_store import REOPENED_UPLOAD, record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
 
@@ -350,6 +350,25 @@ def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, 
     return arch, model_file
 
 
+def _reopened_notice(model_file) -> None:
+    """A run reopened from the history asks for its own file: say which, and whether this is it."""
+    want = st.session_state.get(REOPENED_UPLOAD)
+    if not want:
+        return
+    pre = f", preprocessing {want['preprocessing']}" if want.get("preprocessing") else ""
+    if model_file is None:
+        st.info(f"Reopened run #{want['run']} from the run history: upload **{want['label']}** again (its sha256 "
+                f"starts with {want['sha256']}) with the data set {want['dataset']}{pre}. The sidebar holds the "
+                "run's settings; nothing is pruned until the file is here.", icon=":material/history:")
+        return
+    digest = hashlib.sha256(model_file.getvalue()).hexdigest()
+    if want["sha256"] and digest.startswith(want["sha256"]):
+        st.success(f"This is the file of run #{want['run']} (sha256 {digest[:10]}…).", icon=":material/history:")
+    else:
+        st.warning(f"This file (sha256 {digest[:10]}…) is not the one run #{want['run']} pruned (sha256 "
+                   f"{want['sha256']}…); its results will differ from the saved run's.", icon=":material/history:")
+
+
 def _checked_upload(sig: tuple, kind: str, arch: str | None, model_file, record) -> dict:
     """The session's checked upload: loaded once per signature (files and choices), refused with the fix."""
     state = st.session_state.get(STATE)
@@ -382,6 +401,7 @@ def render() -> None:
     record = _checked_record(s, data_src, npz_file, right, preprocessing)
     with left:
         arch, model_file = _model_inputs(s, kind, record, mb)
+    _reopened_notice(model_file)
     if record is None:
         st.stop()
     if model_file is None:

@@ -116,6 +116,16 @@ def _unavailable(field: str, v) -> str | None:
     return None
 
 
+def uploaded_file_of(run) -> dict | None:
+    """For an uploaded model's run: its label, the start of its file's sha256 and its data set, else None."""
+    settings = run.settings
+    if settings.get("source") != "upload":
+        return None
+    label = str(settings.get("model", ""))
+    return {"run": run.id, "label": label, "sha256": label.rsplit("-", 1)[-1] if "-" in label else "",
+            "dataset": settings.get("dataset"), "preprocessing": settings.get("preprocessing")}
+
+
 def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
     """Sidebar widget values for a saved prune run's settings, and notes on anything that could not be restored."""
     values, notes = {}, []
@@ -138,11 +148,15 @@ def settings_from_run(settings: dict) -> tuple[dict, list[str]]:
     return values, notes
 
 
-def _reopen_prune(values: dict) -> None:
-    """Callback (runs before the script, so the sidebar is drawn with these values)."""
+def _reopen_prune(values: dict, upload: dict | None = None) -> None:
+    """Callback (runs before the script, so the sidebar is drawn with these values). An uploaded model's
+    run reopens on Bring your own, which asks for the same file (matched by its sha256) instead of
+    pruning the sidebar's zoo model."""
     for key, v in values.items():
         st.session_state[key] = v
-    st.session_state["_history_goto_prune"] = True
+    if upload is not None:
+        st.session_state[run_store.REOPENED_UPLOAD] = upload
+    st.session_state["_history_goto"] = "pages/bring_your_own.py" if upload is not None else "pages/prune.py"
 
 
 def _show_stored(r) -> None:
@@ -241,16 +255,18 @@ def _table(shown: pd.DataFrame, total: int, listed: int) -> pd.DataFrame:
 def _actions(picked: list, by_id: dict) -> tuple[bool, bool]:
     """The Reopen, Compare and Delete buttons for the selection: (compare pressed, delete pressed)."""
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
-    reopen_values = None
+    reopen_values, upload = None, None
     if len(picked) == 1 and by_id[picked[0]].kind == "prune":
         reopen_values, notes = settings_from_run(by_id[picked[0]].settings)
+        upload = uploaded_file_of(by_id[picked[0]])
         for n in notes:
             st.warning(f"Run #{picked[0]}: {n}; the sidebar keeps its current value there.", icon=":material/warning:")
     b1.button("Reopen", key="hist_reopen", disabled=reopen_values is None, icon=":material/open_in_new:",
               on_click=_reopen_prune if reopen_values is not None else None,
-              args=(reopen_values,) if reopen_values is not None else None,
+              args=(reopen_values, upload) if reopen_values is not None else None,
               help="Select one prune run: its settings go back into the sidebar (and the URL) and the Prune page "
-                   "opens. A selected sweep or retraining run shows its stored table and chart below.")
+                   "opens (Bring your own for an uploaded model, which asks for the same file again). A selected "
+                   "sweep or retraining run shows its stored table and chart below.")
     compare = b2.button("Compare", key="hist_compare", disabled=len(picked) < 2, icon=":material/compare_arrows:")
     delete = b3.button(f"Delete {len(picked)} run(s)" if picked else "Delete", key="hist_delete",
                        disabled=not picked, icon=":material/delete:")
@@ -313,8 +329,9 @@ def _one_run(r) -> None:
 
 def render() -> None:
     st.title("Run history")
-    if st.session_state.pop("_history_goto_prune", False):
-        st.switch_page("pages/prune.py", query_params={})
+    goto = st.session_state.pop("_history_goto", None)
+    if goto:
+        st.switch_page(goto, query_params={})
     hist, records = _open_or_stop()
     _notices(hist)
     if not records:
