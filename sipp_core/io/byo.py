@@ -629,6 +629,10 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
     except Exception as exc:
         raise UploadError(f"{what}: the program could not be turned into a module ({exc})") from exc
     gm, _notes = _adopt_layers(gm)
+    for owner, module_type in _exported_types(gm).items():  # plain holders keep the type they were exported as
+        holder = _getattr_path(gm, owner) if owner else gm
+        if type(holder) is nn.Module:
+            holder.exported_type = module_type  # named by zoo.layers.dense_layers
     rec = dataset_record
     fixed = _fixed_batch(ep)
     model = gm if fixed is None else PerBatch(gm, fixed)

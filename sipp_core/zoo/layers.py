@@ -57,7 +57,12 @@ def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
             reason = "normalisation parameters are not pruned"
         else:
-            reason = f"{type(m).__name__} is not a supported layer (Linear, Conv2d groups=1); left dense"
+            # an exported program's parameters sit on plain holders that remember the exported module's type
+            kind = getattr(m, "exported_type", None) or type(m).__name__
+            if "Norm" in kind.rpartition(".")[2]:
+                reason = f"{kind}: normalisation parameters are not pruned"
+            else:
+                reason = f"{kind} is not a supported layer (Linear, Conv2d groups=1); left dense"
         out.append((name, reason))
     return out
 

@@ -41,3 +41,25 @@ def test_static_and_dynamic_programs_run_every_batch_and_prune(moons, batch, dyn
     n = 5 if dynamic else batch  # a fixed-batch program is exported at its own batch size again
     with torch.no_grad():
         torch.testing.assert_close(again(moons.x_test[:n]), result.model(moons.x_test[:n]), rtol=0, atol=1e-6)
+
+
+def test_unsupported_exported_layers_are_named_by_their_type():
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.norm, self.fc = nn.Conv1d(1, 4, 3), nn.LayerNorm(16), nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.fc(self.norm(torch.relu(self.c(x.unsqueeze(1))).mean(1)))
+
+    torch.manual_seed(0)
+    x = torch.randn(30, 18)
+    rec = SimpleNamespace(name="v", input_shape=(18,), num_classes=3, x_test=x, y_test=torch.arange(30) % 3)
+    model = load_exported_upload(_program(Net().eval(), x[:2], dynamic=True), rec)
+    dense = dict(sipp_core.prune(model, x.abs(), keep_ratio=0.5).dense)
+    assert dense["c"].startswith("torch.nn.Conv1d is not a supported layer")
+    assert dense["norm"] == "torch.nn.LayerNorm: normalisation parameters are not pruned"
