@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import BadInput
 from ..options import DEFAULT_DELTA
 from ..zoo.layers import LayerInfo, layer_infos, prunable_layers
 
@@ -353,13 +354,14 @@ def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:
     a smaller one.
 
     Raises:
-        ValueError: n_pool < 1, or sample_size (``size``) outside 1..n_pool.
+        ValueError: n_pool < 1; BadInput (a ValueError, with a fix): sample_size (``size``) outside 1..n_pool.
     """
     n = _check_count(n_pool, "n_pool", 1)
     if isinstance(size, (torch.Tensor, np.ndarray)) and getattr(size, "ndim", 1) == 0:
         size = size.item()
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= int(size) <= n:
-        raise ValueError(f"sample_size must be an integer from 1 to {n} (the pool holds {n} points); got {size!r}")
+        raise BadInput(f"sample_size must be an integer from 1 to {n} (the pool holds {n} points); got {size!r}",
+                       f"choose |S| from 1 to {n}, or let the formula choose it ('|S| from the formula' in the app)")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
         raise ValueError(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))

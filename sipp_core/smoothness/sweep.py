@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..zoo.models import ModelDataMismatch
 from .paths import Paths
 from .peaks import no_peaks, signal_peaks
 from .rules import linear_coeff, pool_rule, relu_rule
@@ -425,8 +426,9 @@ class Sweeper(TorchFunctionMode):
                 try:
                     self._forward(torch.tensor([0]), 0, 2)  # discovers sites, links and samples
                 except RuntimeError as exc:
-                    raise ValueError(f"the model cannot take inputs of shape {self.paths.input_shape} "
-                                     f"(from the paths): {exc}") from exc
+                    raise ModelDataMismatch(f"the model cannot take inputs of shape {self.paths.input_shape} "
+                                            f"(from the paths): {exc}",
+                                            "choose the data set the model was trained for") from exc
                 self.probing = False
                 g, t = self._plan()
                 self.plan = {"paths_per_group": g, "points_per_chunk": t}
