@@ -16,7 +16,7 @@ Safety: nothing is unpickled freely.
   custom or opaque objects, compiled code and legacy layouts are refused, and every
   operator the graph calls must be an ATen operator or a plain arithmetic /
   symbolic-shape helper. Only then is the export loader called.
-* ``.npz`` files are read with ``allow_pickle=False`` (``data.load_npz_dataset``).
+* ``.npz`` files are read with ``allow_pickle=False`` (``npz.load_npz_dataset``).
 
 Every refusal is an ``UploadError`` (a ValueError) whose message names the problem and the fix.
 
@@ -50,7 +50,7 @@ from torch import nn
 from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
 from ..zoo.models import build_model
-from .data import load_npz_dataset
+from .npz import load_npz_dataset
 from .state_dicts import Match, match_state_dict, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
@@ -661,7 +661,7 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
 def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes: int = NPZ_UPLOAD_MAX_BYTES,
                     preprocessing: str = "as-given"):
     """An uploaded .npz data set as a DataRecord: the size limit here, every other check and the
-    preprocessing ("as-given", "scale" or "standardize") in ``data.load_npz_dataset``."""
+    preprocessing ("as-given", "scale" or "standardize") in ``npz.load_npz_dataset``."""
 
     raw = _read_upload(data, max_bytes, "Invalid .npz data set")
     names = _zip_names(raw)

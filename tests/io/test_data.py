@@ -27,9 +27,9 @@ from sipp_core.io.data import (
     clear_cache,
     dataset_options,
     load_dataset,
-    load_npz_dataset,
     resolve_data_dir,
 )
+from sipp_core.io.npz import load_npz_dataset
 
 BUILTIN = ["mnist5k", "digits", "moons", "spirals"]
 

@@ -9,13 +9,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from faults import fault
 from torch import nn
 
 import sipp_core
 import sipp_core.io.export as export_mod
 from sipp_core.__main__ import main
 from sipp_core.errors import StorageError
-from faults import fault
 
 
 class Residual(nn.Module):

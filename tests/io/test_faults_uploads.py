@@ -19,7 +19,8 @@ from torch import nn
 
 from sipp_core.errors import DegenerateData, UploadError
 from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload
-from sipp_core.io.data import NPZ_MAX_EXPANDED_BYTES, load_dataset, load_npz_dataset
+from sipp_core.io.data import load_dataset
+from sipp_core.io.npz import NPZ_MAX_EXPANDED_BYTES, load_npz_dataset
 from sipp_core.io.uploads import safe_load_message
 from sipp_core.plan.pruning import prune
 from sipp_core.sensitivity.api import compute_sensitivities
@@ -91,7 +92,7 @@ def write_bomb(path: Path, arrays: dict, rows: int, cols: int, dtype="<f8") -> N
 
 CHILD = """
 import time
-from sipp_core.io.data import load_npz_dataset
+from sipp_core.io.npz import load_npz_dataset
 from sipp_core.errors import SippError
 
 def status(key):

@@ -17,7 +17,7 @@ from rawdigits import raw_digits_files
 from sipp_core.errors import UploadError
 from sipp_core.io.byo import load_npz_upload, load_state_dict_upload
 from sipp_core.io.checkpoints import TrainedModel
-from sipp_core.io.data import load_npz_dataset
+from sipp_core.io.npz import load_npz_dataset
 from sipp_core.pipeline import evaluate_prune, prepare_trained
 
 
