@@ -114,11 +114,11 @@ def check_settings(s: Settings) -> list[str]:
 # --------------------------------------------------------------------------- links
 # What each URL parameter of the sidebar may hold. A link with anything else would be
 # silently reset by the widget; url_problems names each such value so the page can say so.
-def _choice(options):
+def link_choice(options):
     return ("choice", tuple(str(o) for o in options))
 
 
-def _number(lo, hi, integer=False):
+def link_number(lo, hi, integer=False):
     return ("int" if integer else "float", lo, hi)
 
 
@@ -129,11 +129,12 @@ def _log_choice(options):
 def sidebar_url_spec(models, datasets, methods) -> dict:
     """{query parameter: what it may hold} for the shared sidebar's widgets."""
     return {
-        "model": _choice(models), "data": _choice(datasets), "method": _choice(methods), "mode": _choice(MODES),
-        "keep": _number(0.005, 1.0), "eps": _log_choice(EPS_OPTIONS), "delta": _log_choice(DELTA_OPTIONS),
-        "s_auto": ("bool",), "s": _number(1, 100_000, integer=True), "seed": _number(0, 2**31 - 1, integer=True),
-        "patch": _choice(PATCH_REDUCTIONS), "device": _choice(DEVICES), "alloc": _choice(ALLOCATIONS),
-        "cprime": _number(1.0, 100.0),
+        "model": link_choice(models), "data": link_choice(datasets), "method": link_choice(methods),
+        "mode": link_choice(MODES), "keep": link_number(0.005, 1.0), "eps": _log_choice(EPS_OPTIONS),
+        "delta": _log_choice(DELTA_OPTIONS), "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
+        "seed": link_number(0, 2**31 - 1, integer=True),
+        "patch": link_choice(PATCH_REDUCTIONS), "device": link_choice(DEVICES), "alloc": link_choice(ALLOCATIONS),
+        "cprime": link_number(1.0, 100.0),
     }
 
 

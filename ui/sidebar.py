@@ -48,6 +48,17 @@ def warn_about_link(spec: dict) -> None:
     st.session_state["_link_problems"] = url_problems(st.query_params, spec)
 
 
+def page_link_problems(page: str, spec: dict) -> None:
+    """A page's own linked controls: on the session's first visit of the page, before its widgets read
+    the URL, name every value they would reset (the sidebar's are named by show_link_problems)."""
+    seen = f"_link_checked_{page}"
+    if st.session_state.get(seen):
+        return
+    st.session_state[seen] = True
+    for text in url_problems(st.query_params, spec):
+        st.warning(text, icon=":material/link_off:")
+
+
 def show_link_problems(settings: Settings) -> None:
     """The link's rejected values, on the page the link opened, until the user changes a setting."""
     first = st.session_state.setdefault("_link_settings", settings)

@@ -32,3 +32,21 @@ def test_link_values_are_checked_by_kind():
                        SPEC)
     assert [p.split("=")[0].split()[-1] for p in bad] == ["mode", "keep", "delta", "s_auto", "s", "cprime"]
     assert all("Fix:" in p for p in bad)
+
+
+@fault("link with a page's own bad values (Learn, Nonsmoothness)", surface="app", outcome="recovered")
+def test_page_link_values_are_named_on_their_page():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"learn_hidden": "99", "learn_data": "circles"})
+    at.run()
+    at.switch_page("pages/learn.py").run()
+    warnings = [w.value for w in at.warning]
+    assert any("learn_hidden='99'" in w and "outside 2 to 8" in w for w in warnings)
+    assert any("learn_data='circles'" in w for w in warnings)
+    assert not at.exception
+    ns = AppTest.from_file(APP, default_timeout=120)
+    ns.query_params.update({"ns_points": "1000", "ns_kind": "mixed"})
+    ns.run()
+    ns.switch_page("pages/nonsmoothness.py").run()
+    warnings = [w.value for w in ns.warning]
+    assert any("ns_points='1000'" in w for w in warnings) and not any("ns_kind" in w for w in warnings)

@@ -9,7 +9,8 @@ from ui import formulas as fx
 from ui import learn_core as lc
 from ui import show
 from ui.charts import core as charts
-from ui.settings import DELTA_OPTIONS, fmt_num
+from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number
+from ui.sidebar import page_link_problems
 
 STEPS = ["1 · Network", "2 · Activations", "3 · z⁺ and z⁻", "4 · g per edge", "5 · s = max over S",
          "6 · Row bounds", "7 · What each method keeps", "8 · Resulting error"]
@@ -40,6 +41,8 @@ def _matrix(a: np.ndarray, rows: str, cols: str, digits: int = 4) -> pd.DataFram
 
 
 def _controls():
+    page_link_problems("learn", {"learn_data": link_choice(lc.TOY_DATASETS), "learn_hidden": link_number(2, 8, True),
+                                 "learn_s": link_number(2, 30, True), "learn_seed": link_number(0, 999, True)})
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Toy data", list(lc.TOY_DATASETS), format_func=lambda d: f"{d}: {lc.TOY_DATASETS[d]}",
                            key="learn_data", bind="query-params")

@@ -18,7 +18,8 @@ from sipp_core.smoothness import core as smoothness
 from ui import engine, show
 from ui.charts import smoothness as cs
 from ui.guard import friendly, obtain
-from ui.sidebar import BIND
+from ui.settings import link_choice, link_number
+from ui.sidebar import BIND, page_link_problems
 
 INTRO = ("How **kinked** is the network's input-output map, and does pruning change that? Along straight input "
          "paths a ReLU / max-pool network is piecewise linear: its slope jumps at every kink. **SMP** (\"sum of "
@@ -66,6 +67,9 @@ def _units(choice, conv: bool) -> int:
 
 def _form(s) -> tuple[dict, bool]:
     conv = _has_conv(s)
+    page_link_problems("nonsmoothness", {
+        "ns_paths": link_choice(PATH_COUNTS), "ns_points": link_choice(POINTS), "ns_kind": link_choice(KINDS),
+        "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_choice(UNITS)})
     with st.form("ns_form", border=True):
         st.markdown("**Paths and sampling**")
         c1, c2, c3, c4, c5 = st.columns([1.2, 1.4, 1.2, 0.8, 1.2])
