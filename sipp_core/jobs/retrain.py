@@ -325,7 +325,7 @@ class CascadeResult:
     masks: dict | None = None
 
     def to_frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
         cols = ["step", "keep_ratio_requested", "keep_ratio", "accuracy_pruned", "accuracy_finetuned",
                 "accuracy_drop", "agreement_pruned", "epochs", "pruned_weights_zero", "prune_s", "finetune_s"]
@@ -491,7 +491,7 @@ class IsolationResult:
 
     def to_frame(self):
         """Test accuracy per epoch, long form: run ("ticket" / "random"), epoch, accuracy."""
-        import pandas as pd
+        import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
         rows = []
         for run, d in (("ticket", self.ticket), ("random", self.random)):

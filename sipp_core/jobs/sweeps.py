@@ -154,7 +154,7 @@ class SweepResult:
     from_cache: bool = False
 
     def to_frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
         return pd.DataFrame(list(self.rows), columns=list(ROW_FIELDS))
 
@@ -421,7 +421,7 @@ def prune_potential(frame, max_accuracy_drop: float):
     accuracy_after (mean), accuracy_drop (mean), seeds and note. max_pruned_share is NaN when even the
     largest keep ratio of the grid drops too much (nothing is known above the grid).
     """
-    import pandas as pd
+    import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
     if hasattr(frame, "to_frame"):
         frame = frame.to_frame()

@@ -110,12 +110,12 @@ class SparseSpeedReport:
                     timings_s=dict(self.timings_s))
 
     def to_frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
         return pd.DataFrame([l.to_dict() for l in self.layers])
 
     def files_frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
         dense = self.files.get("dense") or 1
         return pd.DataFrame([dict(format=k, bytes=v, relative_to_dense=v / dense) for k, v in self.files.items()])
