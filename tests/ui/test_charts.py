@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pagetest import axis_titles
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,24 +268,7 @@ def test_learn_walk_matches_the_engine():
 
 # ---- trade-off, retraining and speed charts (ui.charts.tradeoffs) --------------------------------------
 
-def _axis_titles(spec) -> dict:
-    """Every x / y title anywhere in a chart spec (layers, facets)."""
-    found = {"x": [], "y": []}
-
-    def walk(d):
-        if isinstance(d, dict):
-            enc = d.get("encoding", {})
-            for ch in ("x", "y"):
-                if isinstance(enc.get(ch), dict) and enc[ch].get("title"):
-                    found[ch].append(enc[ch]["title"])
-            for v in d.values():
-                walk(v)
-        elif isinstance(d, list):
-            for v in d:
-                walk(v)
-
-    walk(spec)
-    return found
+_axis_titles = axis_titles  # one walker for every chart test (tests/pagetest.py)
 
 
 def test_trade_off_charts_are_titled_with_axis_units():
