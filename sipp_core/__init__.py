@@ -28,6 +28,7 @@ _NAMES = {
     "sweep": "jobs.sweeps", "prune_potential": "jobs.sweeps", "prune_retrain": "jobs.retrain", "train_isolated": "jobs.retrain",
     "RunHistory": "jobs.history",
     "layer_infos": "zoo.layers", "prunable_layers": "zoo.layers", "dense_layers": "zoo.layers",
+    "channel_sensitivities": "structured.channels",
 }
 
 __all__ = sorted(_NAMES)
