@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,19 @@ def data_folders(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module", autouse=True)
+def page_folders(tmp_path_factory):
+    """A page test module's own run history and checkpoint cache (import it into the module to use it)."""
+    with data_folders(tmp_path_factory):
+        yield
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The app on the default settings, shared by a page test module's tests."""
+    return started_app()
 
 
 def started_app():

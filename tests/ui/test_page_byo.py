@@ -9,24 +9,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from pagetest import data_folders, metric, new_app, ok, started_app
+from pagetest import app, metric, new_app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.io.checkpoints import ASSETS_DIR, checkpoint_name
 from sipp_core.io.data import load_dataset
 from sipp_core.jobs.history import RunHistory
 from ui.views.bring_your_own import load_data_upload, load_model_upload, refusal
 from ui.views.history import settings_from_run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _folders(tmp_path_factory):
-    with data_folders(tmp_path_factory):
-        yield
-
-
-@pytest.fixture(scope="module")
-def app():
-    return started_app()
 
 
 def _lenet300_state_dict_bytes() -> bytes:

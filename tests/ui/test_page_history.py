@@ -4,21 +4,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from pagetest import data_folders, metric, new_app, ok, started_app
+from pagetest import app, metric, new_app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.jobs.history import RunHistory
 from ui.views.history import settings_from_run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _folders(tmp_path_factory):
-    with data_folders(tmp_path_factory):
-        yield
-
-
-@pytest.fixture(scope="module")
-def app():
-    return started_app()
 
 
 def test_page_renders_on_the_default(app):

@@ -2,22 +2,10 @@
 The rest of the Prune page is covered in tests/ui/test_app.py."""
 from __future__ import annotations
 
-import pytest
-from pagetest import data_folders, ok, started_app
+from pagetest import app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.pipeline import evaluate_prune, prepare
 from ui.views.prune import speed_report, speed_tables
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _folders(tmp_path_factory):
-    with data_folders(tmp_path_factory):
-        yield
-
-
-@pytest.fixture(scope="module")
-def app():
-    return started_app()
 
 
 def test_speed_panel_helper_returns_its_tables_on_pruned_lenet300():

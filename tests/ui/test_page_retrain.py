@@ -2,19 +2,7 @@
 training in isolation."""
 from __future__ import annotations
 
-import pytest
-from pagetest import data_folders, metric, new_app, ok, started_app, wait
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _folders(tmp_path_factory):
-    with data_folders(tmp_path_factory):
-        yield
-
-
-@pytest.fixture(scope="module")
-def app():
-    return started_app()
+from pagetest import app, metric, new_app, ok, page_folders, wait  # noqa: F401 - the module's fixtures
 
 
 def test_page_renders_on_the_default(app):

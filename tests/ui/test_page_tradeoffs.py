@@ -4,22 +4,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import pytest
-from pagetest import axis_titles, data_folders, frame_with, new_app, ok, started_app, wait
+from pagetest import app, axis_titles, frame_with, new_app, ok, page_folders, wait  # noqa: F401 - the module's fixtures
 
 from sipp_core.jobs.sweeps import prune_potential
 from ui.charts import tradeoffs as ct
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _folders(tmp_path_factory):
-    with data_folders(tmp_path_factory):
-        yield
-
-
-@pytest.fixture(scope="module")
-def app():
-    return started_app()
 
 
 def test_page_renders_on_the_default(app):
