@@ -17,11 +17,23 @@ import streamlit as st
 
 from sipp_core.jobs.sweeps import ROW_FIELDS, SweepResult, prune_potential
 from ui import show
+from ui import verdicts as vd
 from ui.charts import tradeoffs as ct
 from ui.sidebar import BIND
 
 PRUNE_AT = {"trained": "the trained network (lottery ticket)", "init": "the initial weights θ₀ (prune at initialisation)"}
 SCOPES = {"layerwise": "same kept count in every layer (default)", "global": "same total count, anywhere"}
+
+
+# ---- the verdict callout ---------------------------------------------------------------------------
+
+def verdict_box(lines: list[str], where=None) -> None:
+    """The page's conclusion in a callout headed "Verdict" (sentences from ui.verdicts); nothing when empty."""
+    if not lines:
+        return
+    where = where if where is not None else st
+    body = lines[0] if len(lines) == 1 else "\n".join(f"- {x}" for x in lines)
+    where.success("**Verdict**\n\n" + body, icon=":material/gavel:")
 
 
 # ---- a prune's headline ---------------------------------------------------------------------------
@@ -88,6 +100,7 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
     show.chart(ct.accuracy_chart(frame, max_drop_pts=drop), left)
     show.chart(ct.error_chart(frame), right)
     pp = prune_potential(frame, drop / 100.0)
+    verdict_box(vd.compare_methods(ct.aggregate(frame)) + vd.potential_verdict(pp, drop))
     left, right = st.columns(2)
     show.chart(ct.potential_chart(pp, drop), left)
     bound = ct.bound_chart(frame)
@@ -156,6 +169,7 @@ def show_cascade(steps: list[dict], dense_acc: float, settings: dict, cancelled:
                 delta=f"{100 * (last['accuracy_finetuned'] - dense_acc):+.2f} pts vs dense")
     c[3].metric("Right after pruning", f"{100 * last['accuracy_pruned']:.2f}%",
                 delta=f"{100 * (last['accuracy_pruned'] - dense_acc):+.2f} pts vs dense")
+    verdict_box(vd.cascade_verdict(steps, dense_acc))
     zero = all(bool(s.get("pruned_weights_zero")) for s in steps)
     st.caption((":green[Checked: pruned weights stayed exactly zero through every fine-tuning step.]" if zero else
                 ":red[Pruned weights did not all stay zero: the mask was not held.]")
@@ -206,6 +220,7 @@ def show_isolation(ticket: dict, random: dict, dense_acc: float, settings: dict,
                     delta=f"{100 * (random['accuracy'] - ticket['accuracy']):+.2f} pts vs method")
     else:
         c[3].metric("Random mask, trained", "not run")
+    verdict_box(vd.isolation_verdict(ticket, random, dense_acc))
     zero = all(d.get("pruned_weights_zero") in (True, None) for d in (ticket, random) if d)
     st.caption((":green[Checked: pruned weights stayed exactly zero during training.]" if zero
                 else ":red[Pruned weights did not all stay zero.]") + (f" Trained on {device}." if device else ""))

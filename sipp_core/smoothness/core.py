@@ -152,10 +152,11 @@ class Nonsmoothness:
     def path_rows(self) -> list[dict]:
         """One plain dict per path."""
         p = self.paths
-        lengths = p.lengths
+        lengths, rel, var = p.lengths, self.relative_smp, self.logit_variation
         return [{
             "path": i, "kind": p.kinds[i], "label_a": int(p.labels_a[i]), "label_b": int(p.labels_b[i]),
-            "length": float(lengths[i]), "smp": float(self.smp[i]),
+            "length": float(lengths[i]), "smp": float(self.smp[i]), "relative_smp": float(rel[i]),
+            "logit_variation": float(var[i]),
             "region_transitions": int(self.region_transitions[i]), "flipped_units": int(self.flipped_units[i]),
             "argmax_switches": int(self.argmax_switches[i]), "output_trajectory": float(self.output_trajectory[i]),
             "jacobian_norm": float(self.jacobian_norm[i]), "peaks": len(self.output_peaks[i]),
@@ -179,10 +180,27 @@ class Nonsmoothness:
         return [{k: r[k] for k in ("block", "layer", "kind", "smp_in", "smp", "smp_predicted", "rule")}
                 for r in self.layer_rows()]
 
+    @property
+    def logit_variation(self) -> torch.Tensor:
+        """(P,) total variation of the logits along each path, sum over logits of sum_i |y_(i+1) - y_i|,
+        divided by ||x_b - x_a||: the mean absolute slope per unit of input distance, in SMP's units
+        (docs/nonsmoothness.md §2.1)."""
+        y = self.logits.double()
+        return (y[:, 1:] - y[:, :-1]).abs().sum(dim=(1, 2)) / self.paths.lengths.double().clamp(min=1e-300)
+
+    @property
+    def relative_smp(self) -> torch.Tensor:
+        """(P,) scale-free SMP: SMP / logit_variation, the total slope jump relative to the mean absolute slope.
+        Multiplying every logit by c > 0 leaves it unchanged; NaN where the logits do not vary
+        (docs/nonsmoothness.md §2.1)."""
+        v = self.logit_variation
+        return torch.where(v > 0, self.smp.double() / v.clamp(min=1e-300), torch.full_like(v, float("nan")))
+
     def summary(self) -> dict:
         mean = lambda t: float(t.double().nanmean())  # noqa: E731
         return {
-            "smp": mean(self.smp), "region_transitions": mean(self.region_transitions),
+            "smp": mean(self.smp), "relative_smp": mean(self.relative_smp), "logit_variation": mean(self.logit_variation),
+            "region_transitions": mean(self.region_transitions),
             "flipped_units": mean(self.flipped_units), "argmax_switches": mean(self.argmax_switches),
             "output_trajectory": mean(self.output_trajectory), "jacobian_norm": mean(self.jacobian_norm),
             "paths": self.paths.count, "points": self.paths.points, "dtype": self.dtype,

@@ -97,6 +97,15 @@ def test_page_sweeps_and_shows_smp_before_and_after(swept):
     assert len(at.latex) >= 5  # the definition and both networks' live numbers
     assert any("agrees with the sweep" in m.value for m in at.markdown)
     assert any("Every nonlinearity was measured" in m.value for m in at.markdown)
+    # the verdicts: SMP with its scale-free companion, and the linear rule as an upper bound
+    verdicts = [v.value for v in at.success if v.value.startswith("**Verdict**")]
+    assert len(verdicts) == 2, verdicts
+    metrics = {m.label: m.value for m in at.metric}
+    before = float(metrics["Relative SMP before"])
+    assert math.isfinite(before) and before > 0
+    assert f"output SMP from **{row['original']:.3g} to {row['pruned']:.3g}**" in verdicts[0]
+    assert f"relative to their size, SMP went from **{before:.3g}" in verdicts[0]
+    assert "**upper bound**" in verdicts[1]
 
 
 def test_page_widgets_change_the_view_without_recomputing(swept):

@@ -41,6 +41,9 @@ def test_one_step_cascade_runs_and_checks_the_mask(app):
     assert len(job.result.steps) == 1 and job.result.steps[0]["pruned_weights_zero"]
     assert float(metric(at, "Accuracy after fine-tuning").rstrip("%")) > 50
     assert any("stayed exactly zero" in c.value for c in at.caption)
+    step = job.result.steps[0]
+    verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
+    assert f"recovered **{100 * (step['accuracy_finetuned'] - step['accuracy_pruned']):.1f} points**" in verdict
     at.switch_page("pages/prune.py").run()
 
 

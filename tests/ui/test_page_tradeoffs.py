@@ -36,6 +36,8 @@ def test_tiny_sweep_completes_and_shows_the_potential_table(app):
     assert len(at.get("vega_lite_chart")) >= 3
     potential = frame_with(at, "largest pruned share")
     assert list(potential["method"]) == ["sipp-det", "wt"]
+    verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
+    assert "Best accuracy on average over the 2 keep ratios every method ran (0.2, 0.05)" in verdict
     assert len(at.get("download_button")) >= 2
     # the same settings again: shown from the process-wide cache, the button is off
     assert at.button(key="to_run").disabled

@@ -34,12 +34,14 @@ from sipp_core.io.byo import (
 )
 from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.pipeline import evaluate_prune, prepare_trained
+from sipp_core.zoo.layers import layer_label
 from sipp_core.zoo.models import MODELS, compatible_models
 from sipp_core.zoo.train import accuracy
 from ui import engine, show, tables
 from ui.charts import core as charts
 from ui.guard import show_error
-from ui.results import export_zip, headline_metrics
+from ui import verdicts as vd
+from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import REOPENED_UPLOAD, record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
@@ -167,7 +169,8 @@ def _summary(state: dict) -> None:
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
                f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:"):
-        st.dataframe(pd.DataFrame([dict(layer=d["name"], kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
+        st.dataframe(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
+                                        kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
                                         weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch")
         if desc.dense:
             st.caption("Left dense: " + "; ".join(f"{d['name']} ({d['reason']})" for d in desc.dense))
@@ -240,6 +243,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
                "(change them in the sidebar; the sidebar's model is not used here)")
     h = tables.headline(report)
     headline_metrics(h, detailed=False)
+    verdict_box(vd.prune_verdict(h))
     left, right = st.columns(2)
     show.chart(charts.density_chart(report), left)
     show.chart(charts.bound_vs_measured(report), right)

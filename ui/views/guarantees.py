@@ -1,16 +1,25 @@
 """Page 4, Guarantees: bound beside measured error per layer and per row, failure rate vs delta, eps sweep."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from sipp_core.options import SIPP_METHODS
 from ui import engine, show, tables
 from ui.charts import core as charts
 from ui.explain import explain_expander
+from ui import verdicts as vd
 from ui.guard import obtain, show_error
+from ui.results import verdict_box
 from ui.settings import fmt_num
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def all_rows(report, on: str = "heldout") -> pd.DataFrame:
+    """Every row (unit and sign) of every layer with its bound and measured error: what the verdict counts."""
+    return pd.concat([tables.row_scatter_frame(report, n, on).assign(layer=n) for n in tables.layer_names(report)],
+                     ignore_index=True)
 
 
 def promise_box(s, report) -> None:
@@ -37,7 +46,7 @@ def promise_box(s, report) -> None:
 def _rows(s, report) -> None:
     names = tables.layer_names(report)
     c1, c2 = st.columns([2, 1])
-    layer = c1.selectbox("Layer", names, index=0, key="guar_layer")
+    layer = c1.selectbox("Layer", names, index=0, key="guar_layer", format_func=tables.layer_labels(report).get)
     on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
     show.chart(charts.row_scatter(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
@@ -70,6 +79,7 @@ def _sweep(s, prepared, report) -> None:
     df = tables.sweep_frame(reps)
     cur = s.epsilon if s.mode != "keep ratio" else None
     show.chart(charts.eps_sweep(df, cur, method))
+    verdict_box(vd.eps_sweep_verdict(df))
     note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
     st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
                "and moves with it." + note)
@@ -77,6 +87,9 @@ def _sweep(s, prepared, report) -> None:
 
 def render() -> None:
     s, prepared, report = obtain("Guarantees")
+    if s.method in SIPP_METHODS:
+        verdict_box(vd.bound_rows_verdict(all_rows(report), f"{report.prepared.heldout_x.shape[0]:,} held-out points",
+                                          s.delta))
     promise_box(s, report)
     if s.patch_reduction == "mean":
         st.warning("Patch reduction 'mean' (the authors' deterministic variant) carries no bound: the bounds "

@@ -17,7 +17,9 @@ from sipp_core.errors import BadInput, SippError
 from sipp_core.smoothness import core as smoothness
 from ui import engine, show
 from ui.charts import smoothness as cs
+from ui import verdicts as vd
 from ui.guard import friendly, obtain
+from ui.results import verdict_box
 from ui.settings import link_choice, link_number
 from ui.sidebar import BIND, page_link_problems
 
@@ -159,14 +161,24 @@ def _get(s, prepared, report, opts: dict, submitted: bool):
     return comp
 
 
-def _summary(s, comp) -> None:
+def _summary(s, comp, keep_ratio: float) -> None:
     o, p = comp.original.summary(), comp.pruned.summary()
+    verdict_box(vd.smp_verdict(o, p, keep_ratio))
     m1, m2, m3, m4 = st.columns(4)
     ratio = p["smp"] / o["smp"] if o["smp"] else float("nan")
     m1.metric("SMP before (mean over paths)", f"{o['smp']:.3g}")
     m2.metric("SMP after pruning", f"{p['smp']:.3g}", f"{100 * (ratio - 1):+.0f}%", delta_color="off")
     m3.metric("Region transitions before → after", f"{o['region_transitions']:.0f} → {p['region_transitions']:.0f}")
     m4.metric("Logit trajectory before → after", f"{o['output_trajectory']:.2f} → {p['output_trajectory']:.2f}")
+    r1, r2, r3, _ = st.columns(4)
+    rel = p["relative_smp"] / o["relative_smp"] if o["relative_smp"] else float("nan")
+    r1.metric("Relative SMP before", f"{o['relative_smp']:.3g}",
+              help="SMP ÷ the logits' variation along the path: the total slope jump relative to the mean absolute "
+                   "slope. Scale-free: multiplying every logit by the same number leaves it unchanged.")
+    r2.metric("Relative SMP after pruning", f"{p['relative_smp']:.3g}", f"{100 * (rel - 1):+.0f}%", delta_color="off")
+    r3.metric("Logit variation before → after", f"{o['logit_variation']:.3g} → {p['logit_variation']:.3g}",
+              help="Σ over logits of Σ_i |y_(i+1) − y_i| ÷ ‖x_b − x_a‖: the size of the signal SMP is measured on, "
+                   "in SMP's units. SMP = relative SMP × this.")
     st.dataframe(cs.summary_frame(comp), hide_index=True, width="stretch", column_config={
         "measure": st.column_config.TextColumn("measure", width="large"),
         "unit": st.column_config.TextColumn("unit"),
@@ -251,6 +263,23 @@ def _formula(comp, i: int, logits: list[int], names) -> None:
     show.chart(cs.second_difference_chart(comp, i, int(c)))
 
 
+def _upper_bound(comp) -> None:
+    """Where the measurement falls below the linear rule, and why (docs/nonsmoothness.md §3)."""
+    verdict_box(vd.propagation_verdict(comp.original.propagation_rows()))
+    rows = [dict(network=tag, stage=r["layer"], kind=r["kind"], measured=r["smp"], predicted=r["smp_predicted"],
+                 ratio=r["smp"] / r["smp_predicted"] if r["smp_predicted"] else float("nan"))
+            for tag, rec in (("original", comp.original), ("pruned", comp.pruned)) for r in rec.propagation_rows()]
+    with st.expander("Measured ÷ predicted per stage"):
+        num = st.column_config.NumberColumn
+        st.dataframe(rows, hide_index=True, width="stretch", column_config={
+            "measured": num(format="%.4g"), "predicted": num(format="%.4g"),
+            "ratio": num("measured ÷ predicted", format="%.2f")})
+        st.caption("Linear and Conv stages: the prediction Σ_k |w_k|·S(x_k) is an upper bound, reached only when no "
+                   "two inputs kink at the same point; ratios below 1 measure how much coinciding kinks cancel. ReLU "
+                   "and max-pool stages: the prediction counts the new kinks at zero crossings and switches, an "
+                   "estimate rather than a bound.")
+
+
 def _unmeasured(comp) -> None:
     rows = dict(comp.original.unmeasured)
     rows.update(dict(comp.pruned.unmeasured))
@@ -295,10 +324,11 @@ def render() -> None:
     if comp is None:
         st.stop()
     st.subheader("SMP before vs after pruning")
-    _summary(s, comp)
+    _summary(s, comp, float(report.result.keep_ratio))
     _distribution(comp, prepared.record.class_names)
     st.subheader("Through the network")
     show.chart(cs.propagation_chart(comp))
+    _upper_bound(comp)
     left, right = st.columns(2) if len(comp.original.layers) <= 6 else (st.container(), st.container())
     show.chart(cs.transitions_chart(comp), left)  # side by side only while every stage label fits
     show.chart(cs.trajectory_chart(comp), right)

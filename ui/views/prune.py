@@ -21,7 +21,8 @@ from ui.charts import core as charts
 from ui.charts import tradeoffs as ct
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
-from ui.results import export_zip, headline_metrics
+from ui import verdicts as vd
+from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import record_prune
 
 BATCHES = (1, 256)
@@ -152,6 +153,7 @@ def render() -> None:
     s, prepared, report = obtain("Prune", INTRO)
     h = tables.headline(report)
     headline_metrics(h)
+    verdict_box(vd.prune_verdict(h))
     t = h["timings"]
     st.caption("Time per stage: " + " · ".join(
         f"{k} {v * 1000:.0f} ms" if v < 1 else f"{k} {v:.2f} s" for k, v in t.items() if not math.isnan(v))

@@ -8,7 +8,9 @@ from sipp_core.zoo.layers import capture_inputs, prunable_layers
 from ui import engine, show, tables
 from ui import formulas as fx
 from ui.charts import core as charts
+from ui import verdicts as vd
 from ui.guard import obtain
+from ui.results import verdict_box
 
 INTRO = ("An edge's **sensitivity** s is the largest share of its unit's (one-signed) input signal it ever "
          "carried on the sample S. SiPP keeps high-s edges; magnitude pruning keeps high-|w| edges.")
@@ -30,13 +32,17 @@ def layer_inputs(s, prepared, name: str):
 @st.fragment
 def _per_layer(s, prepared, report) -> None:
     names = list(prepared.infos)
-    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name")
+    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name and shape",
+                                            format_func=tables.layer_labels(prepared).get)
     mod = prunable_layers(prepared.model)[layer]
+    verdict_box(vd.sensitivity_verdict(layer, mod.weight.detach().cpu().numpy(),
+                                       prepared.sensitivities[layer].cpu().numpy(),
+                                       report.result.masks[layer].cpu().numpy(), s.method))
     left, right = st.columns(2)
     pts = tables.weight_sensitivity_points(mod.weight, prepared.sensitivities[layer], report.result.masks[layer])
-    show.chart(charts.sensitivity_vs_weight(pts, layer), left)
+    show.chart(charts.sensitivity_vs_weight(pts, prepared.infos[layer].label), left)
     rt = tables.row_totals_frame(mod.weight, prepared.sensitivities[layer])
-    show.chart(charts.row_totals(rt, layer), right)
+    show.chart(charts.row_totals(rt, prepared.infos[layer].label), right)
 
 
 @st.fragment
@@ -44,7 +50,8 @@ def _one_edge(s, prepared, report) -> None:
     st.subheader("One edge, by the definition")
     names = list(prepared.infos)
     c1, c2, c3 = st.columns(3)
-    layer = c1.selectbox("Layer of the edge", names, index=len(names) - 1, key="edge_layer")
+    layer = c1.selectbox("Layer of the edge", names, index=len(names) - 1, key="edge_layer",
+                         format_func=tables.layer_labels(prepared).get)
     info = prepared.infos[layer]
     top = tables.top_edges(prepared, report, k=1, layer=layer).iloc[0]
     f = c2.number_input(f"Unit f (0 … {info.out_units - 1})", 0, info.out_units - 1, int(top["unit"]), key=f"edge_f_{layer}")

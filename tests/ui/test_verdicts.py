@@ -1,0 +1,150 @@
+"""The Verdict sentences (ui.verdicts) say what the numbers beside them say, on cases built for the test."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sipp_core.jobs.sweeps import ROW_FIELDS, prune_potential
+from ui import verdicts as vd
+from ui.charts.tradeoffs import aggregate
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x.replace(",", "")) for x in re.findall(r"-?\d[\d,]*\.?\d*", text)]
+
+
+def sweep_frame(acc: dict[str, list[float]], ratios=(0.5, 0.2, 0.1, 0.05), dense=0.98) -> pd.DataFrame:
+    rows = []
+    for method, accs in acc.items():
+        for r, a in zip(ratios, accs):
+            row = dict.fromkeys(ROW_FIELDS, float("nan"))
+            row.update(method=method, seed=0, keep_ratio_requested=r, keep_ratio=r, kept=0, total=0,
+                       accuracy_before=dense, accuracy_after=a, accuracy_drop=dense - a, agreement=a, error=None,
+                       time_s=0.01)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(ROW_FIELDS))
+
+
+def test_a_method_that_wins_everywhere_is_named_with_the_range_of_its_margins():
+    frame = sweep_frame({"sipp-hybrid": [0.975, 0.95, 0.80, 0.60], "wt": [0.979, 0.97, 0.88, 0.705],
+                         "random": [0.90, 0.50, 0.20, 0.10]})
+    agg = aggregate(frame)  # the "All points" table the verdict sits beside
+    lines = vd.compare_methods(agg)
+    assert lines[0].startswith("Best accuracy") and "**wt**" in lines[0]
+    wt = agg[agg.method == "wt"].set_index("keep_ratio_requested")["acc_pct"]
+    hy = agg[agg.method == "sipp-hybrid"].set_index("keep_ratio_requested")["acc_pct"]
+    diff = wt - hy
+    expect = f"wt beats sipp-hybrid at every tested keep ratio, by {diff.min():.1f} to {diff.max():.1f} points."
+    assert expect in lines
+    assert expect == "wt beats sipp-hybrid at every tested keep ratio, by 0.4 to 10.5 points."
+    assert any(x.startswith("wt beats random at every tested keep ratio") for x in lines)
+
+
+def test_a_split_result_says_where_each_method_is_ahead():
+    agg = aggregate(sweep_frame({"a": [0.97, 0.95, 0.90, 0.80], "b": [0.96, 0.96, 0.85, 0.70]}))
+    lines = vd.compare_methods(agg)
+    assert "a beats b at 3 of 4 keep ratios; b is ahead at 0.2, by up to 1.0 points." in lines
+
+
+def test_ties_and_a_single_method_say_so_or_nothing():
+    assert vd.compare_methods(aggregate(sweep_frame({"a": [0.9, 0.8]}, ratios=(0.5, 0.1)))) == []
+    lines = vd.compare_methods(aggregate(sweep_frame({"a": [0.9, 0.8], "b": [0.9, 0.8]}, ratios=(0.5, 0.1))))
+    assert "tie within 0.05 points" in lines[1]
+
+
+def test_prune_potential_verdict_names_the_method_that_prunes_most_within_the_drop():
+    frame = sweep_frame({"sipp-hybrid": [0.975, 0.972, 0.95, 0.90], "wt": [0.979, 0.975, 0.971, 0.90],
+                         "random": [0.90, 0.50, 0.20, 0.10]})
+    pp = prune_potential(frame, 0.01)
+    line = vd.potential_verdict(pp, 1.0)[0]
+    best = pp.dropna(subset=["max_pruned_share"]).sort_values("max_pruned_share").iloc[-1]
+    assert f"**{best['method']}** prunes the most: **{100 * best['max_pruned_share']:.1f}%**" in line
+    assert best["method"] == "wt" and "90.0%" in line and "keep ratio 0.1" in line
+    assert "random drops more than that at every keep ratio tried" in line
+
+
+def rows_frame(bound, measured) -> pd.DataFrame:
+    return pd.DataFrame(dict(bound=bound, measured=measured))
+
+
+def test_bound_held_on_all_rows_and_its_looseness_is_the_median_ratio():
+    rng = np.random.default_rng(0)
+    m = rng.uniform(0.01, 0.1, 600)
+    lines = vd.bound_rows_verdict(rows_frame(24 * m, m), "600 held-out points")
+    assert lines == ["The bound **held on all 600 rows, measured on 600 held-out points**, and it is **loose by about "
+                     "24×** (median of bound ÷ measured error over the 600 rows with an error)."]
+
+
+def test_rows_above_their_bound_are_counted_and_bound_free_rows_left_out():
+    m = np.full(600, 0.1)
+    b = np.full(600, 0.4)
+    b[:2] = 0.05  # two rows fail
+    frame = pd.concat([rows_frame(b, m), rows_frame([np.nan] * 5, [0.3] * 5), rows_frame([0.0] * 3, [0.0] * 3)])
+    line = vd.bound_rows_verdict(frame, "S", delta=0.1)[0]
+    assert "held on 601 of 603 rows, measured on S" in line  # 598 + 3 kept-whole rows (bound 0, error 0)
+    assert "2 rows exceeded it" in line and "δ = 0.1" in line
+    assert "loose by about 4.0×" in line and "598 rows with an error" in line
+    assert vd.bound_rows_verdict(rows_frame([np.nan], [0.2]))[0].startswith("No row carries a bound")
+
+
+def test_smp_falls_because_the_logits_shrank_while_relative_smp_rises():
+    before = dict(smp=4.7, logit_variation=9.4, relative_smp=0.5)
+    after = dict(smp=1.6, logit_variation=2.0, relative_smp=0.8)
+    lines = vd.smp_verdict(before, after, 0.1)
+    assert lines[0] == ("Pruning to 10.0% lowered output SMP from **4.7 to 1.6**, mostly because the logits shrank "
+                        "(their variation along the path changed by 0.2×): relative to their size, SMP went from "
+                        "**0.5 to 0.8** (more kinked).")
+    assert "relatively more kinked" in lines[1]
+
+
+def test_smp_moved_by_the_kinks_when_the_scale_stayed():
+    lines = vd.smp_verdict(dict(smp=2.0, logit_variation=4.0, relative_smp=0.5),
+                           dict(smp=3.0, logit_variation=4.2, relative_smp=0.71), 0.3)
+    assert "raised output SMP from **2 to 3**, mostly because the kinks changed" in lines[0]
+    assert len(lines) == 1
+
+
+def test_propagation_verdict_states_the_upper_bound_and_the_output_layer_factor():
+    rows = [dict(layer="fc1", kind="linear", smp=0.0, smp_predicted=0.0),
+            dict(layer="relu1", kind="relu", smp=2.0, smp_predicted=2.1),
+            dict(layer="fc2", kind="linear", smp=8.0, smp_predicted=10.0),
+            dict(layer="fc3", kind="linear", smp=1.0, smp_predicted=3.0)]
+    line = vd.propagation_verdict(rows)[0]
+    assert "**upper bound**" in line and "between 33% and 80%" in line and "lowest at `fc3`" in line
+    assert "prediction is about 3.0× the measurement" in line
+
+
+def test_prune_verdict_uses_the_headline_numbers():
+    h = dict(keep_ratio=0.1, method="sipp-hybrid", accuracy_before=0.979, accuracy_after=0.965, agreement=0.982,
+             test_points=10000, has_bound=True, bound_max=3.2, measured_max_heldout=0.128)
+    lines = vd.prune_verdict(h)
+    assert "Keeping **10.00%** of the weights, sipp-hybrid lost **1.4 points** of accuracy (97.9% → 96.5%)" in lines[0]
+    assert "98.2% of 10,000 test points" in lines[0]
+    assert lines[1] == ("The largest measured error on held-out points (0.128) stays below the largest bound (3.2): "
+                        "loose by about 25×.")
+    assert "is above the largest bound" in vd.prune_verdict({**h, "bound_max": 0.1})[1]
+
+
+def test_sensitivity_verdict_counts_the_overlap_of_the_top_edges():
+    w = np.arange(1, 101, dtype=float)
+    same = vd.sensitivity_verdict("fc1", w, w / 1000, w > 50, "wt")
+    assert "**100%** are also among the 10 most sensitive" in same[0]
+    assert "The 50 edges wt kept (50.0% of the layer) carry **74.8%**" in same[1]  # 3775 / 5050: sum 51..100 over sum 1..100
+    rev = vd.sensitivity_verdict("fc1", w, 1 / w, None, "wt")
+    assert "only **0%** are also among" in rev[0] and len(rev) == 1
+
+
+def test_retraining_verdicts():
+    steps = [dict(keep_ratio=0.05, accuracy_pruned=0.40, accuracy_finetuned=0.975)]
+    line = vd.cascade_verdict(steps, 0.98)[0]
+    assert "**97.50%**, 0.5 points below the dense network (98.00%)" in line and "recovered **57.5 points**" in line
+    iso = vd.isolation_verdict(dict(keep_ratio=0.1, accuracy=0.97), dict(accuracy=0.955), 0.98)[0]
+    assert "**1.5 points above** a random mask" in iso and "1.0 points below the dense network" in iso
+
+
+@pytest.mark.parametrize("v,text", [(24.4, "24×"), (2.44, "2.4×")])
+def test_factor_format(v, text):
+    assert vd.times(v) == text

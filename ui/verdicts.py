@@ -1,0 +1,291 @@
+"""The "Verdict" callout of each analysis page: one or a few sentences computed from the numbers the page shows.
+
+Pure functions of plain numbers and DataFrames (no Streamlit), so a test can build a case, compute the
+sentence and check that every number in it is the one in the table beside it. Each returns a list of
+Markdown sentences (empty when the numbers say nothing yet); ``ui.show_verdict`` in the views renders them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+TOL = 1e-6  # a measured error this close above its bound is rounding, not a failure (float32 sums)
+
+
+def _finite(v) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def pct(v: float, digits: int = 1) -> str:
+    return f"{100 * v:.{digits}f}%"
+
+
+def times(v: float) -> str:
+    """A factor: 24× for large ones, 2.4× below 10, 1.3× near 1."""
+    return f"{v:.0f}×" if v >= 10 else f"{v:.1f}×"
+
+
+def pts(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+# ---- Prune -----------------------------------------------------------------------------------------
+
+def prune_verdict(h: dict) -> list[str]:
+    """From tables.headline(report): what pruning cost in accuracy and agreement, and how the bound compares."""
+    out = []
+    drop = 100 * (h["accuracy_before"] - h["accuracy_after"])
+    change = (f"lost **{pts(drop)} points** of accuracy ({pct(h['accuracy_before'])} → {pct(h['accuracy_after'])})"
+              if drop >= 0.05 else
+              f"gained {pts(-drop)} points of accuracy ({pct(h['accuracy_before'])} → {pct(h['accuracy_after'])})"
+              if drop <= -0.05 else f"kept its accuracy ({pct(h['accuracy_before'])} → {pct(h['accuracy_after'])})")
+    out.append(f"Keeping **{pct(h['keep_ratio'], 2)}** of the weights, {h['method']} {change}, without retraining; "
+               f"the pruned network gives the original's class on {pct(h['agreement'])} of "
+               f"{h['test_points']:,} test points.")
+    if h.get("has_bound") and _finite(h["bound_max"]) and _finite(h["measured_max_heldout"]):
+        b, m = float(h["bound_max"]), float(h["measured_max_heldout"])
+        if m <= b + TOL:
+            ratio = b / m if m > 0 else math.inf
+            loose = f"loose by about {times(ratio)}" if math.isfinite(ratio) else "with no measured error at all"
+            out.append(f"The largest measured error on held-out points ({m:.3g}) stays below the largest bound "
+                       f"({b:.3g}): {loose}.")
+        else:
+            out.append(f"The largest measured error on held-out points ({m:.3g}) is above the largest bound "
+                       f"({b:.3g}); the Guarantees page shows which rows and how often.")
+    elif not h.get("has_bound"):
+        out.append(f"{h['method']} gives no bound: only the measured error ({float(h['measured_max_heldout']):.3g} "
+                   "at most, held-out) describes it.")
+    return out
+
+
+# ---- Guarantees --------------------------------------------------------------------------------------
+
+def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: float | None = None) -> list[str]:
+    """Per-row check of the guarantee: rows has columns bound and measured (one row per unit and sign).
+
+    Counts the rows with a finite bound, how many held (measured <= bound), and how loose the bound is:
+    the median of bound / measured over rows whose bound held with a positive measured error and a
+    positive bound (kept-whole rows have bound 0 and error 0 and say nothing about looseness)."""
+    b = pd.to_numeric(rows["bound"], errors="coerce").to_numpy(dtype=float)
+    m = pd.to_numeric(rows["measured"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(b) & np.isfinite(m)
+    n = int(ok.sum())
+    if n == 0:
+        return ["No row carries a bound here: this method gives no guarantee, so only the measured error is shown."]
+    held = ok & (m <= b + TOL)
+    k = int(held.sum())
+    ratio_ok = held & (m > 0) & (b > 0)
+    where = f"rows, measured on {on}"
+    if k == n:
+        head = f"The bound **held on all {n:,} {where}**"
+    else:
+        head = (f"The bound **held on {k:,} of {n:,} {where}**; {_plural(n - k, 'row')} exceeded it"
+                + (f" (sampled rows may, with probability up to δ = {delta:g} each)" if delta else ""))
+    if ratio_ok.any():
+        r = float(np.median(b[ratio_ok] / m[ratio_ok]))
+        head += (f", and it is **loose by about {times(r)}** (median of bound ÷ measured error over the "
+                 f"{int(ratio_ok.sum()):,} rows with an error)")
+    return [head + "."]
+
+
+def eps_sweep_verdict(df: pd.DataFrame) -> list[str]:
+    """From tables.sweep_frame: how the keep ratio and the bound move with ε."""
+    d = df.dropna(subset=["eps", "keep_ratio"]).sort_values("eps")
+    if len(d) < 2:
+        return []
+    lo, hi = d.iloc[0], d.iloc[-1]
+    held = int((d["measured_max_heldout"] <= d["bound_max"] + TOL).sum())
+    return [f"From ε = {lo['eps']:g} to ε = {hi['eps']:g} the kept share falls from {pct(lo['keep_ratio'], 2)} to "
+            f"{pct(hi['keep_ratio'], 2)} and the largest bound grows from {lo['bound_max']:.3g} to "
+            f"{hi['bound_max']:.3g}; the largest measured error stays below it at {held} of {len(d)} values of ε."]
+
+
+# ---- Sensitivity -------------------------------------------------------------------------------------
+
+def sensitivity_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, kept: np.ndarray | None,
+                        method: str, top_share: float = 0.1) -> list[str]:
+    """How sensitivity and magnitude rank one layer's edges, and what the kept edges carry.
+
+    Over the nonzero weights: of the top ``top_share`` by |w|, the share also in the top ``top_share`` by s;
+    and the share of the layer's total sensitivity on the kept edges."""
+    w = np.abs(np.asarray(weight, dtype=float)).ravel()
+    s = np.asarray(sens, dtype=float).ravel()
+    live = w > 0
+    n = int(live.sum())
+    if n == 0:
+        return []
+    w, s = w[live], s[live]
+    k = max(1, int(round(top_share * n)))
+    top_w = set(np.argsort(-w, kind="stable")[:k].tolist())
+    top_s = set(np.argsort(-s, kind="stable")[:k].tolist())
+    both = len(top_w & top_s) / k
+    out = [f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), only "
+           f"**{pct(both, 0)}** are also among the {k:,} most sensitive: sensitivity and magnitude rank edges "
+           f"differently." if both < 0.9 else
+           f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), **{pct(both, 0)}** "
+           f"are also among the {k:,} most sensitive: here magnitude and sensitivity mostly agree."]
+    if kept is not None and s.sum() > 0:
+        kp = np.asarray(kept).ravel()[live].astype(bool)
+        out.append(f"The {kp.sum():,} edges {method} kept ({pct(kp.mean())} of the layer) carry "
+                   f"**{pct(float(s[kp].sum() / s.sum()))}** of its total sensitivity.")
+    return out
+
+
+# ---- Trade-offs ---------------------------------------------------------------------------------------
+
+def _span(d: np.ndarray) -> str:
+    lo, hi = float(np.min(d)), float(np.max(d))
+    return f"by {pts(lo)} points" if round(lo, 1) == round(hi, 1) else f"by {pts(lo)} to {pts(hi)} points"
+
+
+def compare_methods(agg: pd.DataFrame, value: str = "acc_pct", what: str = "accuracy") -> list[str]:
+    """From charts.tradeoffs.aggregate (mean over seeds per method and keep ratio asked): the best method
+    by mean ``value`` over the keep ratios all methods ran, then how it compares with each other method.
+
+    "A beats B at every tested keep ratio, by a to b points", or at k of n ratios, or "ties"."""
+    d = agg.dropna(subset=[value])
+    if d.empty or d["method"].nunique() < 2:
+        return []
+    piv = d.pivot_table(index="keep_ratio_requested", columns="method", values=value, aggfunc="mean")
+    piv = piv.dropna(axis=0, how="any").sort_index(ascending=False)
+    if len(piv) == 0:
+        return []
+    order = list(dict.fromkeys(d["method"]))  # the sweep's own method order breaks ties
+    best = max(piv.columns, key=lambda c: (float(piv[c].mean()), -order.index(c)))
+    n = len(piv)
+    ratios = ", ".join(f"{r:g}" for r in piv.index)
+    out = [f"Best {what} on average over the {n} keep ratio{'s' if n > 1 else ''} every method ran ({ratios}): "
+           f"**{best}** ({float(piv[best].mean()):.1f}%)."]
+    for m in sorted((c for c in piv.columns if c != best), key=lambda c: -float(piv[c].mean())):
+        diff = (piv[best] - piv[m]).to_numpy(dtype=float)
+        wins = diff > 0.05
+        if wins.all():
+            where = "at every tested keep ratio" if n > 1 else f"at keep ratio {piv.index[0]:g}"
+            out.append(f"{best} beats {m} {where}, {_span(diff)}.")
+        elif not (diff < -0.05).any() and not wins.any():
+            out.append(f"{best} and {m} tie within 0.05 points at every tested keep ratio.")
+        else:
+            won = [f"{r:g}" for r, w in zip(piv.index, wins) if w]
+            lost = [f"{r:g}" for r, x in zip(piv.index, diff) if x < -0.05]
+            line = f"{best} beats {m} at {len(won)} of {n} keep ratios"
+            if lost:
+                line += f"; {m} is ahead at {', '.join(lost)}, by up to {pts(float(-diff.min()))} points"
+            out.append(line + ".")
+    return out
+
+
+def potential_verdict(pp: pd.DataFrame, drop_pts: float) -> list[str]:
+    """From sweeps.prune_potential: which method prunes the most within the accuracy drop, and by how much."""
+    if pp is None or pp.empty:
+        return []
+    ok = pp.dropna(subset=["max_pruned_share"])
+    if ok.empty:
+        return [f"No method stays within a {drop_pts:g}-point drop at any keep ratio of the grid: allow a larger "
+                "drop or add larger keep ratios."]
+    top = ok.sort_values("max_pruned_share", ascending=False).iloc[0]
+    line = (f"Within a {drop_pts:g}-point accuracy drop, **{top['method']}** prunes the most: "
+            f"**{pct(float(top['max_pruned_share']))}** of the weights (keep ratio {float(top['keep_ratio_requested']):g}).")
+    none = [str(m) for m in pp.loc[pp["max_pruned_share"].isna(), "method"]]
+    if none:
+        line += f" {', '.join(none)} drop{'s' if len(none) == 1 else ''} more than that at every keep ratio tried."
+    return [line]
+
+
+# ---- Retraining ---------------------------------------------------------------------------------------
+
+def cascade_verdict(steps: list[dict], dense_acc: float) -> list[str]:
+    """Prune and fine-tune steps: where the last step ends against dense, and what fine-tuning recovered."""
+    if not steps or not _finite(dense_acc):
+        return []
+    last = steps[-1]
+    after, ft = float(last["accuracy_pruned"]), float(last["accuracy_finetuned"])
+    gap = 100 * (dense_acc - ft)
+    rel = (f"{pts(gap)} points below" if gap >= 0.05 else f"{pts(-gap)} points above" if gap <= -0.05 else "level with")
+    return [f"At {pct(float(last['keep_ratio']), 2)} of the weights, fine-tuning brings accuracy to **{pct(ft, 2)}**, "
+            f"{rel} the dense network ({pct(dense_acc, 2)}); right after pruning it was {pct(after, 2)}, so "
+            f"fine-tuning recovered **{pts(100 * (ft - after))} points**."]
+
+
+def isolation_verdict(ticket: dict, random: dict | None, dense_acc: float) -> list[str]:
+    """Mask trained in isolation: the method's mask against a random mask with the same count, and dense."""
+    if not ticket or not _finite(ticket.get("accuracy")):
+        return []
+    t = float(ticket["accuracy"])
+    line = f"Trained with its mask at {pct(float(ticket['keep_ratio']), 2)} of the weights, the method reaches **{pct(t, 2)}**"
+    if random and _finite(random.get("accuracy")):
+        r = float(random["accuracy"])
+        diff = 100 * (t - r)
+        line += (f", **{pts(diff)} points above** a random mask with the same count ({pct(r, 2)})" if diff >= 0.05 else
+                 f", **{pts(-diff)} points below** a random mask with the same count ({pct(r, 2)})" if diff <= -0.05
+                 else f", the same as a random mask with the same count ({pct(r, 2)})")
+    if _finite(dense_acc):
+        g = 100 * (dense_acc - t)
+        line += (f"; {pts(g)} points below the dense network ({pct(dense_acc, 2)})" if g >= 0.05 else
+                 f"; {pts(-g)} points above the dense network ({pct(dense_acc, 2)})" if g <= -0.05 else
+                 f"; level with the dense network ({pct(dense_acc, 2)})")
+    return [line + "."]
+
+
+# ---- Nonsmoothness ------------------------------------------------------------------------------------
+
+def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
+    """From Nonsmoothness.summary() of both networks: SMP, its scale (the logits' variation along the
+    path) and the scale-free SMP, with the reason SMP moved."""
+    s0, s1 = float(before["smp"]), float(after["smp"])
+    r0, r1 = float(before.get("relative_smp", math.nan)), float(after.get("relative_smp", math.nan))
+    v0, v1 = float(before.get("logit_variation", math.nan)), float(after.get("logit_variation", math.nan))
+    if not (_finite(s0) and _finite(s1)) or s0 <= 0:
+        return []
+    direction = "lowered" if s1 < s0 else "raised"
+    line = f"Pruning to {pct(keep_ratio, 1)} {direction} output SMP from **{s0:.3g} to {s1:.3g}**"
+    if not (_finite(r0) and _finite(r1) and _finite(v0) and _finite(v1)) or v0 <= 0 or r0 <= 0:
+        return [line + "."]
+    scale = v1 / v0
+    rel = r1 / r0
+    smp_ratio = s1 / s0
+    # which factor moved SMP more: the logits' scale or the kinks relative to it (SMP = relative SMP × variation)
+    if abs(math.log(scale)) >= abs(math.log(rel)):
+        why = ("mostly because the logits shrank" if scale < 1 else "mostly because the logits grew")
+        why += f" (their variation along the path changed by {times(scale)})"
+    else:
+        why = "mostly because the kinks changed relative to the logits' size"
+    line += f", {why}: relative to their size, SMP went from **{r0:.3g} to {r1:.3g}**"
+    line += (" (more kinked)." if r1 > r0 * 1.05 else " (less kinked)." if r1 < r0 / 1.05 else " (about the same).")
+    out = [line]
+    if smp_ratio < 1 < rel:
+        out.append("So the pruned network is smaller in scale but relatively more kinked, which is what the rise in "
+                   "region transitions shows.")
+    return out
+
+
+def propagation_verdict(rows: list[dict]) -> list[str]:
+    """From Nonsmoothness.propagation_rows() of one network: measured ÷ predicted per Linear/Conv stage.
+
+    The linear rule is an upper bound: equal when no two inputs' kinks coincide; below it where kinks
+    coincide and partly cancel, because one unit's zero crossing reaches every output through weights of
+    both signs."""
+    lin = [r for r in rows if r["kind"] in ("linear", "conv2d") and _finite(r["smp_predicted"]) and r["smp_predicted"] > 0
+           and _finite(r["smp"])]
+    if not lin:
+        return []
+    ratios = [(r["layer"], float(r["smp"]) / float(r["smp_predicted"])) for r in lin]
+    lowest = min(ratios, key=lambda x: x[1])
+    last = ratios[-1]
+    line = (f"The rule for Linear and Conv layers is an **upper bound**; measured SMP is between "
+            f"{pct(min(x[1] for x in ratios), 0)} and {pct(max(x[1] for x in ratios), 0)} of it here, lowest at "
+            f"`{lowest[0]}`")
+    if last[1] < 0.9:
+        line += (f", and at the output layer `{last[0]}` the prediction is about {times(1 / last[1])} the measurement")
+    line += (". It falls below wherever kinks of different inputs coincide: one ReLU's zero crossing reaches every "
+             "unit of the next layer at the same point t, through weights of both signs, so the slope jumps partly "
+             "cancel instead of adding.")
+    return [line]
