@@ -116,7 +116,7 @@ class Report:
         for l in self.result.layers:
             es, eh = self.errors_s[l.name], self.errors_heldout[l.name]
             rows.append(dict(
-                name=l.name, kind=l.kind, kept=l.kept, total=l.total, density=l.density,
+                name=l.name, label=self.prepared.infos[l.name].label, kind=l.kind, kept=l.kept, total=l.total, density=l.density,
                 bound=l.bound, bound_mean=l.bound_mean,
                 measured_max_s=es.max, measured_mean_s=es.mean, measured_p95_s=es.p95,
                 measured_max_heldout=eh.max, measured_mean_heldout=eh.mean, measured_p95_heldout=eh.p95,

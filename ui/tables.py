@@ -62,14 +62,14 @@ def layer_table(report) -> pd.DataFrame:
     if df.empty:
         return df
     df["density"] = df["kept"] / df["total"]
-    order = ["name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
+    order = ["label", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
              "measured_max_s", "measured_max_heldout", "measured_p95_heldout", "measured_mean_heldout",
              "failure_rate_s", "failure_rate"]
     return df[[c for c in order if c in df.columns]].reset_index(drop=True)
 
 
 LAYER_TABLE_LABELS = {
-    "name": "layer", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
+    "label": "layer", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
     "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "bound": "largest bound",
     "bound_mean": "mean bound", "measured_max_s": "max error on S", "measured_max_heldout": "max error held-out",
     "measured_p95_heldout": "p95 error held-out", "measured_mean_heldout": "mean error held-out",
@@ -81,6 +81,18 @@ def layer_names(report_or_prepared) -> list[str]:
     if hasattr(report_or_prepared, "result"):
         return [l.name for l in report_or_prepared.result.layers]
     return list(report_or_prepared.infos)
+
+
+def layer_labels(report_or_prepared) -> dict[str, str]:
+    """Module name -> "fc1 · Linear 784→300" for every prunable layer, in forward order."""
+    prepared = getattr(report_or_prepared, "prepared", report_or_prepared)
+    return {n: prepared.infos[n].label for n in layer_names(report_or_prepared)}
+
+
+def layer_label(report_or_prepared, name: str) -> str:
+    """The label of one layer (its module name and shape), e.g. for a selectbox's format_func."""
+    prepared = getattr(report_or_prepared, "prepared", report_or_prepared)
+    return prepared.infos[name].label
 
 
 # ---- sensitivity ---------------------------------------------------------------------------
@@ -145,7 +157,7 @@ def top_edges(prepared, report=None, k: int = 15, layer: str | None = None) -> p
         kk = min(k, flat.numel())
         vals, idx = torch.topk(flat, kk)
         f, j = idx // w.shape[1], idx % w.shape[1]
-        df = pd.DataFrame(dict(layer=name, unit=f.numpy(), input=j.numpy(), w=w.flatten()[idx].numpy(), s=vals.numpy()))
+        df = pd.DataFrame(dict(layer=prepared.infos[name].label, unit=f.numpy(), input=j.numpy(), w=w.flatten()[idx].numpy(), s=vals.numpy()))
         if report is not None:
             m = report.result.masks[name].reshape(w.shape).flatten()
             df["kept"] = m[idx].numpy()
@@ -249,17 +261,18 @@ def guarantee_frame(report) -> pd.DataFrame:
         for series, key in (("largest row bound", "bound"), ("mean row bound", "bound_mean"),
                             ("measured max on S", "measured_max_s"), ("measured max held-out", "measured_max_heldout"),
                             ("measured p95 held-out", "measured_p95_heldout")):
-            recs.append(dict(layer=row["name"], series=series, value=as_float(row[key])))
+            recs.append(dict(layer=row["label"], series=series, value=as_float(row[key])))
     return pd.DataFrame(recs)
 
 
 def failure_frame(report) -> pd.DataFrame:
     recs = []
+    labels = layer_labels(report)
     for name in layer_names(report):
         for on, errs in (("on S", report.errors_s), ("held-out", report.errors_heldout)):
             e = errs[name]
             rate = as_float(e.failure_rate)
-            recs.append(dict(layer=name, points=on, failure_rate=rate, pairs=int(e.pairs),
+            recs.append(dict(layer=labels[name], points=on, failure_rate=rate, pairs=int(e.pairs),
                              failures=0 if math.isnan(rate) else int(round(rate * e.pairs))))
     return pd.DataFrame(recs)
 

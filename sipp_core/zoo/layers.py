@@ -31,6 +31,36 @@ class LayerInfo:
     def num_weights(self) -> int:
         return self.out_units * self.fan_in
 
+    @property
+    def label(self) -> str:
+        """What charts, tables, CSV and JSON call the layer: "fc1 · Linear 784→300"."""
+        return layer_label(self.name, self.kind, self.weight_shape)
+
+
+ROOT_NAME = "(whole model)"  # a model that is itself one Linear has the empty qualified name
+
+
+def layer_label(name: str, kind: str, weight_shape: tuple[int, ...]) -> str:
+    """Module name and shape in one string: "fc1 · Linear 784→300", "conv2 · Conv2d 6→16, 5x5".
+
+    kind is "linear" or "conv2d" (LayerInfo.kind); weight_shape is the module's weight shape
+    (F, J) or (F, C_in, kh, kw). A layer always keeps its qualified module name (for a Sequential
+    "features.3"), so a label never loses what the layer is called in the user's own code.
+    """
+    shape = tuple(int(v) for v in weight_shape)
+    name = name or ROOT_NAME
+    if kind == "linear" and len(shape) == 2:
+        return f"{name} · Linear {shape[1]}→{shape[0]}"
+    if kind == "conv2d" and len(shape) == 4:
+        return f"{name} · Conv2d {shape[1]}→{shape[0]}, {shape[2]}x{shape[3]}"
+    return f"{name} · {kind} {'x'.join(map(str, shape))}"
+
+
+def module_label(name: str, module: nn.Module) -> str:
+    """layer_label for a prunable module as it sits in the model."""
+    kind = "linear" if isinstance(module, nn.Linear) else "conv2d"
+    return layer_label(name, kind, tuple(module.weight.shape))
+
 
 def is_prunable(module: nn.Module) -> bool:
     if isinstance(module, nn.Linear):

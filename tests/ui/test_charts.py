@@ -116,7 +116,7 @@ def test_baseline_chart_says_there_is_no_bound(prepared):
     r = evaluate_prune(prepared, method="wt", keep_ratio=0.05)
     spec = str(charts.bound_vs_measured(r).to_dict())
     assert "no error bound" in spec
-    assert "no bound" in str(charts.failure_rates(r, 1e-16).to_dict())
+    assert "no error bound" in charts.failure_rates(r, 1e-16).to_dict()["usermeta"]["sipp_empty"]
 
 
 def test_sensitivity_charts(prepared, report):
@@ -276,7 +276,7 @@ def test_trade_off_charts_are_titled_with_axis_units():
              dict(step=2, keep_ratio_requested=0.1, keep_ratio=0.1, accuracy_pruned=0.7, accuracy_finetuned=0.93)]
     ticket = dict(accuracy_init=0.1, accuracy_curve=[0.8, 0.9], keep_ratio=0.05, accuracy=0.9)
     random = dict(accuracy_init=0.1, accuracy_curve=[0.7, 0.8], keep_ratio=0.05, accuracy=0.8)
-    layers = pd.DataFrame([dict(name="1", kind="linear", batch_size=b, dense_ms=1.0, csr_ms=c, density=0.1)
+    layers = pd.DataFrame([dict(name="1", kind="linear", shape=[10, 40], batch_size=b, dense_ms=1.0, csr_ms=c, density=0.1)
                            for b, c in ((1, 2.0), (256, 0.5))])
     built = [ct.cascade_chart(steps, 0.96), ct.isolation_chart(ticket, random, 0.96),
              ct.speedup_chart(layers, [dict(batch_size=1, dense_ms=1.0, csr_ms=2.0, layers=1)]),
@@ -287,3 +287,287 @@ def test_trade_off_charts_are_titled_with_axis_units():
         titles = _axis_titles(spec)
         assert titles["x"] and titles["y"], titles
         assert spec["usermeta"]["sipp_height"] > 100
+
+
+# ---- projector: type sizes, legends that name every mark, sentences instead of blank charts ----------------
+
+TITLE_MIN, TEXT_MIN = 16, 13
+CHAR_PX = 7.5  # mean glyph width of a 13 px sans-serif label (Vega measures; this is a safe over-estimate)
+SYMBOL_PX = 30  # legend symbol, its padding and the gap to the next column
+
+
+def _font_sizes(spec) -> list[tuple[str, float]]:
+    """(where, px) of every font size in a spec: its config, titles, axes, legends and text marks."""
+    out = []
+
+    def walk(d, path):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if k in ("datasets", "data", "values"):
+                    continue
+                if isinstance(v, (int, float)) and k.lower().endswith("fontsize"):
+                    out.append((f"{path}.{k}", v))
+                walk(v, f"{path}.{k}")
+        elif isinstance(d, list):
+            for i, v in enumerate(d):
+                walk(v, f"{path}[{i}]")
+
+    walk(spec, "")
+    return out
+
+
+def assert_projector_sizes(chart):
+    """Titles >= 16 px; subtitles, axis labels and titles, legends and annotations >= 13 px, in the chart's own config."""
+    spec = chart.to_dict()
+    cfg = spec.get("config", {})
+    assert cfg.get("title", {}).get("fontSize", 0) >= TITLE_MIN, "chart title size not set in its own config"
+    assert cfg.get("title", {}).get("subtitleFontSize", 0) >= TEXT_MIN
+    for part in ("axis", "legend"):
+        for key in ("labelFontSize", "titleFontSize"):
+            assert cfg.get(part, {}).get(key, 0) >= TEXT_MIN, (part, key)
+    small = []
+    for where, px in _font_sizes(spec):
+        title = where.endswith("title.fontSize") and ".encoding." not in where and ".axis" not in where
+        if px < (TITLE_MIN if title else TEXT_MIN):
+            small.append((where, px))
+    assert not small, small
+
+
+def _views(spec, data=None, width=None):
+    """(view, its data rows, the width it is drawn at) for every single view in a (layered, concatenated) spec."""
+    datasets = spec.get("datasets", {})
+
+    def rows(d, inherited):
+        ref = d.get("data")
+        if isinstance(ref, dict) and "name" in ref:
+            return datasets.get(ref["name"], [])
+        if isinstance(ref, dict) and "values" in ref:
+            return ref["values"]
+        return inherited
+
+    def walk(d, inherited, w):
+        r = rows(d, inherited)
+        w = d.get("width", w) if isinstance(d.get("width"), (int, float)) else w
+        if "mark" in d:
+            yield d, r, w
+        for key in ("layer", "vconcat", "hconcat", "concat"):
+            for sub in d.get(key, []):
+                yield from walk(sub, r, w)
+
+    # the top-level spec shares the same datasets table
+    spec.setdefault("datasets", datasets)
+    yield from walk(spec, data or [], width)
+
+
+def assert_legends_name_every_mark(chart):
+    """Every colour or shape a mark is drawn in is named: in a legend whose scale lists it (and that fits the
+    chart's width, so nothing is clipped), or on an axis that encodes the same field."""
+    spec = chart.to_dict()
+    problems = []
+    for view, rows, width in _views(spec):
+        enc = view.get("encoding", {})
+        on_axis = {enc[c].get("field") for c in ("x", "y") if isinstance(enc.get(c), dict)}
+        for ch in ("color", "shape", "fill"):
+            e = enc.get(ch)
+            if not isinstance(e, dict) or "field" not in e:
+                continue
+            field = e["field"]
+            values = {str(r.get(field)) for r in rows if r.get(field) is not None}
+            if "legend" in e and e["legend"] is None:
+                if field not in on_axis and e.get("type") == "nominal":
+                    problems.append(f"{ch} {field!r}: drawn in several colours with no legend and no axis")
+                continue
+            domain = (e.get("scale") or {}).get("domain")
+            if isinstance(domain, list) and e.get("type") == "nominal":
+                missing = values - {str(v) for v in domain}
+                if missing:
+                    problems.append(f"{ch} {field!r}: {sorted(missing)} drawn but not in the legend")
+            legend = e.get("legend") or {}
+            if legend.get("orient") == "bottom" and width and e.get("type") == "nominal":
+                names = [str(v) for v in (domain if isinstance(domain, list) else sorted(values))]
+                limit = legend.get("labelLimit", 220)
+                col = max([min(CHAR_PX * len(n), limit) for n in names] or [0]) + SYMBOL_PX
+                columns = legend.get("columns") or len(names)
+                if min(columns, len(names)) * col > width:
+                    problems.append(f"{ch} {field!r}: a bottom legend of {min(columns, len(names))} columns of "
+                                    f"{col:.0f} px does not fit the chart's {width} px")
+    assert not problems, problems
+
+
+def assert_empty_sentence_fits(chart):
+    spec = chart.to_dict()
+    sentence = spec["usermeta"]["sipp_empty"]
+    assert sentence.endswith(".") and len(sentence.split()) >= 6, sentence
+    for view, rows, width in _views(spec):
+        for r in rows:
+            for line in str(r.get("t", "")).split("\n"):
+                assert len(line) * 8.0 <= width, (line, width)  # 15 px text
+
+
+def _sweep_frame():
+    from sipp_core.jobs.sweeps import ROW_FIELDS
+
+    rows = []
+    for method, base in (("sipp-hybrid", 0.97), ("sipp-det", 0.96), ("wt", 0.975), ("uniform", 0.9), ("random", 0.5)):
+        for seed in (0, 1):
+            for k in (0.5, 0.2, 0.05):
+                acc = base - (0.5 - k) * 0.1 - 0.01 * seed
+                rows.append(dict(method=method, seed=seed, keep_ratio_requested=k, keep_ratio=k, kept=int(k * 1000),
+                                 total=1000, accuracy_before=0.98, accuracy_after=acc, accuracy_drop=0.98 - acc,
+                                 agreement=acc, logits_rel_error=0.6 - k, time_s=0.1, error=None,
+                                 bound_max=(3.0 / k if method.startswith("sipp") else None),
+                                 measured_max_heldout=0.1, failure_rate_heldout=0.0))
+    return pd.DataFrame(rows, columns=list(ROW_FIELDS))
+
+
+@pytest.fixture(scope="module")
+def every_chart(prepared, report, eps_report):
+    """One chart from every builder in ui.charts (core, smoothness, tradeoffs), on tiny records."""
+    from sipp_core.jobs.sweeps import prune_potential
+    from sipp_core.smoothness.core import compare, make_paths
+    from sipp_core.zoo.layers import prunable_layers
+    from ui import learn_core as lc
+    from ui.charts import smoothness as cs
+
+    name = tables.layer_names(report)[1]
+    small = tables.layer_names(report)[-1]
+    w = prunable_layers(prepared.model)[name].weight
+    pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], report.result.masks[name])
+    toy = lc.train_toy("moons", 4, 0, epochs=2)
+    weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(30, 2, generator=gen)
+    comp = compare(net, net, make_paths(x, (x[:, 0] > 0).long(), count=3, points=64, seed=0), jacobian_points=0,
+                   threads=1)
+    frame = _sweep_frame()
+    steps = [dict(step=1, keep_ratio_requested=0.5, keep_ratio=0.5, accuracy_pruned=0.9, accuracy_finetuned=0.95),
+             dict(step=2, keep_ratio_requested=0.1, keep_ratio=0.1, accuracy_pruned=0.7, accuracy_finetuned=0.93)]
+    speed = pd.DataFrame([dict(name="fc1", kind="linear", shape=[300, 784], batch_size=b, dense_ms=1.0, csr_ms=c,
+                               density=0.1) for b, c in ((1, 2.0), (256, 0.5))])
+    built = {
+        "density_chart": charts.density_chart(report),
+        "bound_vs_measured": charts.bound_vs_measured(report),
+        "sensitivity_histogram": charts.sensitivity_histogram(prepared),
+        "sensitivity_vs_weight": charts.sensitivity_vs_weight(pts, name),
+        "row_totals": charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name),
+        "edge_profile": charts.edge_profile(np.linspace(0, 1, 20), 10, 3),
+        "heatmap_small": charts.heatmap_small(tables.heatmap_frame(report, small), small),
+        "kept_per_unit": charts.kept_per_unit(report, small),
+        "row_scatter": charts.row_scatter(eps_report, name),
+        "failure_rates": charts.failure_rates(eps_report, 1e-6),
+        "eps_sweep": charts.eps_sweep(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0, "sipp-rand"),
+        "network_diagram": charts.network_diagram(weights),
+        "toy_data": charts.toy_data(toy.record.x_pool.numpy(), toy.record.y_pool.numpy(), np.arange(5), 0),
+        "empty": charts.empty("Nothing here", "Nothing was measured, so there is nothing to draw on this chart."),
+        "path_distribution": cs.path_distribution(comp),
+        "propagation_chart": cs.propagation_chart(comp),
+        "transitions_chart": cs.transitions_chart(comp),
+        "trajectory_chart": cs.trajectory_chart(comp),
+        "logit_chart": cs.logit_chart(comp, 0, 0),
+        "second_difference_chart": cs.second_difference_chart(comp, 0, 0),
+        "accuracy_chart": ct.accuracy_chart(frame, max_drop_pts=1.0),
+        "error_chart": ct.error_chart(frame),
+        "bound_chart": ct.bound_chart(frame),
+        "potential_chart": ct.potential_chart(prune_potential(frame, 0.01), 1.0),
+        "cascade_chart": ct.cascade_chart(steps, 0.96),
+        "isolation_chart": ct.isolation_chart(dict(accuracy_init=0.1, accuracy_curve=[0.8, 0.9]),
+                                              dict(accuracy_init=0.1, accuracy_curve=[0.7, 0.8]), 0.96),
+        "speedup_chart": ct.speedup_chart(speed, [dict(batch_size=1, dense_ms=1.0, csr_ms=2.0, layers=1)]),
+        "file_size_chart": ct.file_size_chart(dict(dense=1000, dense_zip=200, csr_torch=500, csr_npz=150)),
+    }
+    return built
+
+
+def _builders() -> set[str]:
+    """Every public function of the chart modules that returns an Altair chart (by its annotation)."""
+    import inspect
+
+    from ui.charts import smoothness as cs
+
+    out = set()
+    for mod in (charts, cs, ct):
+        for n, fn in inspect.getmembers(mod, inspect.isfunction):
+            if fn.__module__ == mod.__name__ and not n.startswith("_") and "alt.Chart" in str(fn.__annotations__.get("return")):
+                out.add(n)
+    return out
+
+
+def test_every_chart_builder_is_checked_below(every_chart):
+    assert _builders() <= set(every_chart), sorted(_builders() - set(every_chart))
+
+
+def test_every_chart_is_sized_for_a_projector(every_chart):
+    for name, c in every_chart.items():
+        try:
+            assert_projector_sizes(c)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from None
+
+
+def test_every_legend_names_every_mark_and_fits(every_chart):
+    for name, c in every_chart.items():
+        try:
+            assert_legends_name_every_mark(c)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from None
+
+
+def test_the_old_three_column_legend_is_caught(report):
+    """The check above fails on the clipped legend it was written for (five series in 3 columns at 560 px)."""
+    spec = charts.bound_vs_measured(report).to_dict()
+    enc = spec["layer"][0]["encoding"]
+    enc["color"]["legend"]["columns"] = 3
+    with pytest.raises(AssertionError, match="does not fit"):
+        assert_legends_name_every_mark(alt.Chart.from_dict(spec))
+    enc["color"]["legend"]["columns"] = 2
+    enc["color"]["scale"]["domain"] = enc["color"]["scale"]["domain"][:2]
+    with pytest.raises(AssertionError, match="not in the legend"):
+        assert_legends_name_every_mark(alt.Chart.from_dict(spec))
+
+
+def test_bound_chart_names_the_green_circle(report):
+    spec = charts.bound_vs_measured(report).to_dict()
+    enc = spec["layer"][0]["encoding"]
+    domain, colors, shapes = enc["color"]["scale"]["domain"], enc["color"]["scale"]["range"], enc["shape"]["scale"]["range"]
+    i = domain.index("measured max on S")
+    assert (colors[i], shapes[i]) == (charts.OKABE["green"], "circle")
+    assert enc["color"].get("legend") is not None
+
+
+def test_nothing_failed_is_a_sentence_not_a_blank_chart(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    r = evaluate_prune(prepared, method="sipp-det", keep_ratio=1.0)  # nearly dense: no row breaks its bound
+    assert int(tables.failure_frame(r)["failures"].sum()) == 0
+    c = charts.failure_rates(r, 1e-16)
+    assert "0 failures" in c.to_dict()["usermeta"]["sipp_empty"]
+    assert_empty_sentence_fits(c)
+    assert_projector_sizes(c)
+
+
+def test_layers_are_labelled_by_module_name_and_shape(report):
+    labels = list(tables.layer_labels(report).values())
+    assert labels == ["1 · Linear 784→300", "3 · Linear 300→100", "5 · Linear 100→10"]
+    for c in (charts.density_chart(report), charts.bound_vs_measured(report)):
+        text = str(c.to_dict())
+        assert all(lab in text for lab in labels)
+    assert labels[1] in str(charts.row_scatter(report, "3").to_dict()["title"])
+    assert list(tables.layer_table(report)["label"]) == labels
+    assert [row["label"] for row in report.to_dict()["layers"]] == labels
+    assert "label" in tables.layer_table(report).to_csv(index=False).splitlines()[0]
+
+
+def test_conv_layers_are_labelled_with_channels_and_kernel():
+    from sipp_core.zoo.layers import layer_infos
+    from sipp_core.zoo.models import build_model
+
+    net = build_model("lenet5", (1, 28, 28), 10)
+    labels = [i.label for i in layer_infos(net, (1, 28, 28)).values()]
+    assert labels[:2] == ["0 · Conv2d 1→6, 5x5", "3 · Conv2d 6→16, 5x5"]
+    named = torch.nn.Sequential()
+    named.add_module("fc1", torch.nn.Linear(784, 300))
+    assert layer_infos(named, (784,))["fc1"].label == "fc1 · Linear 784→300"

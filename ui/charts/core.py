@@ -11,6 +11,7 @@ and the Okabe-Ito colour-blind-safe palette. Log axes cannot show 0: values of
 from __future__ import annotations
 
 import math
+import textwrap
 
 import altair as alt
 import numpy as np
@@ -32,20 +33,57 @@ SERIES_SHAPES = alt.Scale(domain=SERIES, range=["triangle-up", "triangle-down", 
 REL_ERR = "relative error |ẑ − z| / z^σ (unitless, log scale)"
 WIDTH, HEIGHT = 560, 300
 
+# Type sizes for a projector at the back of a lecture hall: set in each chart's own config (projector()),
+# so a notebook shows the same sizes as the app. Minimums checked by tests/ui/test_charts.py.
+TITLE_PX, SUBTITLE_PX = 18, 14
+AXIS_LABEL_PX, AXIS_TITLE_PX = 13, 14
+LEGEND_PX = 13
+TEXT_PX = 13  # annotations drawn inside the plot
+LEGEND_LABEL_LIMIT = 220  # px; a bottom legend's column is at most this plus its symbol
+
 
 def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
-    return alt.Title(text, subtitle=subtitle or "", anchor="start", fontSize=15, subtitleFontSize=12,
-                     subtitleColor="#555555")
+    return alt.Title(text, subtitle=subtitle or "", anchor="start", fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX,
+                     subtitleColor="#444444")
 
 
-def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0, x_axis: bool = True):
-    """Record the element height the chart needs (title, plot, x axis, bottom legend) in its usermeta.
+def projector(chart):
+    """The chart with the project's type sizes in its own config (titles 18 px, axes and legends >= 13 px)."""
+    return (chart.configure_title(fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX)
+            .configure_axis(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX)
+            .configure_legend(labelFontSize=LEGEND_PX, titleFontSize=LEGEND_PX, labelLimit=LEGEND_LABEL_LIMIT)
+            .configure_header(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX)
+            .configure_text(fontSize=TEXT_PX))
+
+
+def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0, x_axis: bool = True,
+          x_label_lines: int = 1):
+    """The chart in projector() sizes, with the element height it needs (title, plot, x axis, bottom legend)
+    recorded in its usermeta.
 
     Streamlit's theme does not honour a single view's own height: the app passes this number as
     ``st.altair_chart(height=...)`` (see ui/show.py). Jupyter ignores it.
     """
-    total = 44 + 19 * subtitle_lines + plot_height + (66 if x_axis else 16) + (40 + 24 * legend_rows if legend_rows else 0)
-    return chart.properties(usermeta={"sipp_height": int(total)})
+    axis = (56 + 17 * x_label_lines) if x_axis else 20
+    legend = 48 + 26 * legend_rows if legend_rows else 0
+    total = 52 + 21 * subtitle_lines + plot_height + axis + legend
+    return projector(chart).properties(usermeta={"sipp_height": int(total)})
+
+
+def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
+    """A chart that says in a sentence why there is nothing to draw (never a blank plot)."""
+    lines = textwrap.wrap(sentence, max(30, width // 8))
+    h = 26 * len(lines) + 16
+    text = alt.Chart(pd.DataFrame({"t": ["\n".join(lines)]})).mark_text(
+        fontSize=15, align="left", baseline="top", lineBreak="\n", lineHeight=24, color="#333333").encode(
+        text="t:N", x=alt.value(0), y=alt.value(4))
+    return sized(text.properties(title=_title(title), width=width, height=h), h, 0, x_axis=False).properties(
+        usermeta={"sipp_height": int(52 + h + 20), "sipp_empty": sentence})
+
+
+def layer_axis(**kw) -> alt.Axis:
+    """A layer axis whose labels ("fc1 · Linear 784→300") break after the module name, so several fit side by side."""
+    return alt.Axis(labelAngle=0, labelExpr="split(datum.label, ' · ')", labelLimit=200, labelOverlap=False, **kw)
 
 
 def _floor(values, default: float = 1e-6) -> float:
@@ -56,28 +94,29 @@ def _floor(values, default: float = 1e-6) -> float:
 
 
 def _layer_order(report) -> list[str]:
-    return tables.layer_names(report)
+    """Layer labels ("fc1 · Linear 784→300") in forward order: the sort of every layer axis."""
+    return list(tables.layer_labels(report).values())
 
 
 # ---- Prune page ------------------------------------------------------------------------------
 
 def density_chart(report, width: int = WIDTH) -> alt.Chart:
     """Share of each layer's weights kept (horizontal bars, labelled kept / total)."""
-    df = tables.layer_table(report)[["name", "kept", "total", "density"]].copy()
+    df = tables.layer_table(report)[["label", "kept", "total", "density"]].copy()
     df["percent"] = 100 * df["density"]
-    df["label"] = [f"{k:,} / {t:,}" for k, t in zip(df["kept"], df["total"])]
+    df["count"] = [f"{k:,} / {t:,}" for k, t in zip(df["kept"], df["total"])]
     order = _layer_order(report)
     base = alt.Chart(df).encode(
-        y=alt.Y("name:N", sort=order, title="layer (module name)"),
+        y=alt.Y("label:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
         x=alt.X("percent:Q", title="weights kept (% of the layer)", scale=alt.Scale(domain=[0, 100])),
-        tooltip=[alt.Tooltip("name:N", title="layer"), alt.Tooltip("kept:Q", format=","),
+        tooltip=[alt.Tooltip("label:N", title="layer"), alt.Tooltip("kept:Q", format=","),
                  alt.Tooltip("total:Q", format=",", title="weights"), alt.Tooltip("percent:Q", format=".2f", title="kept %")],
     )
     bars = base.mark_bar(color=OKABE["blue"], height={"band": 0.7})
-    text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=TEXT_PX).encode(text="count:N")
     ratio = report.result.keep_ratio
     rule = alt.Chart(pd.DataFrame({"x": [100 * ratio]})).mark_rule(color=OKABE["vermillion"], strokeDash=[4, 3]).encode(x="x:Q")
-    h = max(120, 40 * len(df))
+    h = max(120, 44 * len(df))
     return sized((bars + text + rule).properties(
         title=_title("Weights kept per layer", f"dashed line: overall keep ratio {100 * ratio:.2f}% of prunable weights"),
         width=width, height=h,
@@ -96,21 +135,23 @@ def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.C
     df = df.dropna(subset=["shown"])
     order = _layer_order(report)
     pts = alt.Chart(df).mark_point(filled=True, size=140, opacity=0.95).encode(
-        x=alt.X("layer:N", sort=order, title="layer (module name)", axis=alt.Axis(labelAngle=0)),
+        x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
         xOffset=alt.XOffset("series:N", sort=SERIES),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
-        color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None, legend=alt.Legend(orient="bottom", columns=3)),
+        color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None,
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=LEGEND_LABEL_LIMIT)),
         shape=alt.Shape("series:N", scale=SERIES_SHAPES, sort=SERIES, title=None),
         tooltip=["layer:N", "series:N", alt.Tooltip("value:Q", format=".4g", title="value"), alt.Tooltip("note:N", title="")],
     )
     one = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["1 = the row's whole signal z^σ"]}))
     rule = one.mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
-    lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#555555", fontSize=11).encode(
+    lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#444444", fontSize=TEXT_PX).encode(
         y="y:Q", x=alt.value(2), text="label:N")
     sub = (["bounds are per row (unit, sign), relative to z⁺ + z⁻ per sign", "points on the bottom line are exact zeros"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
+    rows = math.ceil(df["series"].nunique() / 2)
     return sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
-                                                width=width, height=height), height, len(sub), 2)
+                                                width=width, height=height), height, len(sub), rows, x_label_lines=2)
 
 
 # ---- Sensitivity page ------------------------------------------------------------------------
@@ -120,24 +161,31 @@ def sensitivity_histogram(prepared, width: int = WIDTH, height: int = HEIGHT) ->
     df, zeros = tables.sensitivity_histogram(prepared.sensitivities)
     df["mid"] = np.sqrt(df["lo"] * df["hi"])
     df["percent"] = 100 * df["share"]
-    zero_txt = ", ".join(f"{n}: {z:,}" for n, z in zeros.items() if z)
-    order = list(prepared.sensitivities)
+    labels = {n: prepared.infos[n].label for n in prepared.sensitivities}
+    df["layer"] = df["layer"].map(labels)
+    zero_txt = ", ".join(f"{labels[n]}: {z:,}" for n, z in zeros.items() if z)
+    order = list(labels.values())
     chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30), interpolate="monotone", strokeWidth=2).encode(
         x=alt.X("mid:Q", scale=alt.Scale(type="log"), title="sensitivity s (share of a row's signal, log scale)"),
         y=alt.Y("percent:Q", title="edges in the bin (% of the layer)"),
-        color=alt.Color("layer:N", sort=order, title="layer",
-                        scale=alt.Scale(range=[OKABE[c] for c in ("blue", "orange", "green", "vermillion", "purple", "sky", "black")])),
+        color=alt.Color("layer:N", sort=order, title="layer", legend=alt.Legend(orient="bottom", columns=2),
+                        scale=alt.Scale(domain=order, range=[OKABE[c] for c in ("blue", "orange", "green", "vermillion",
+                                                                                "purple", "sky", "black")])),
         tooltip=["layer:N", alt.Tooltip("lo:Q", format=".2e", title="from"), alt.Tooltip("hi:Q", format=".2e", title="to"),
                  alt.Tooltip("count:Q", format=",", title="edges")],
     )
-    sub = "8 bins per decade" + (f"; edges with s = 0 (not on a log axis): {zero_txt}" if zero_txt else "")
+    sub = ["8 bins per decade"] + ([f"edges with s = 0 (not on a log axis): {zero_txt}"] if zero_txt else [])
     return sized(chart.properties(title=_title("How sensitivity is distributed in each layer", sub), width=width,
-                                  height=height), height)
+                                  height=height), height, len(sub), math.ceil(len(order) / 2))
 
 
 def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
     """Sampled edges of one layer: s against |w|, coloured by kept/pruned when a mask is given."""
     df = df[(df["s"] > 0) & (df["abs_w"] > 0)]
+    if df.empty:
+        return empty(f"Sensitivity vs weight magnitude, layer {layer}",
+                     "No sampled edge of this layer has both s > 0 and w ≠ 0, so there is nothing to place on log axes.",
+                     width)
     color = (alt.Color("kept:N", scale=KEPT_COLORS, title=None, legend=alt.Legend(orient="bottom"))
              if "kept" in df else alt.value(OKABE["blue"]))
     tips = [alt.Tooltip("unit:Q", title="unit f"), alt.Tooltip("input:Q", title="input j"),
@@ -158,6 +206,10 @@ def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, heig
 def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
     """Total sensitivity T of every (unit, sign) row of one layer."""
     d = df[df["T"] > 0]
+    if d.empty:
+        return empty(f"Total sensitivity per unit, layer {layer}",
+                     "Every row of this layer has total sensitivity T = 0: no weight carries signal on the points of S.",
+                     width)
     chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
         x=alt.X("unit:Q", title="output unit f (index)"),
         y=alt.Y("T:Q", scale=alt.Scale(type="log"), title="total sensitivity T = Σ s (log scale)"),
@@ -221,12 +273,12 @@ def kept_per_unit(report, layer: str, width: int = WIDTH, height: int = 220) -> 
                                                                           max(1, (int(df["unit"].max()) + 1) // 10))),
                                                            labelAngle=0)),
         y=alt.Y("kept:Q", stack="zero", title="weights kept (count)"),
-        color=alt.Color("sign:N", scale=SIGN_COLORS, title="row"),
+        color=alt.Color("sign:N", scale=SIGN_COLORS, title="row", legend=alt.Legend(orient="bottom")),
         tooltip=["unit:Q", "sign:N", "kept:Q"],
     )
-    return sized(chart.properties(title=_title(f"Kept weights per unit, layer {layer}",
+    return sized(chart.properties(title=_title(f"Kept weights per unit, layer {tables.layer_label(report, layer)}",
                                                "stacked: the unit's positive-weight row and negative-weight row"),
-                                  width=width, height=height), height)
+                                  width=width, height=height), height, 1, 1)
 
 
 # ---- Guarantees page -----------------------------------------------------------------------------
@@ -238,16 +290,18 @@ def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, heigh
     floor = _floor(ok["measured"].tolist() + ok["bound"].tolist())
     ok["shown"] = ok["measured"].where(ok["measured"] > 0, floor)
     where = "held-out points" if on == "heldout" else "the points of S"
+    label = tables.layer_label(report, layer)
     if ok.empty:
-        return sized(alt.Chart(pd.DataFrame({"t": ["no row with a positive bound and signal"]})).mark_text(fontSize=14).encode(
-            text="t:N").properties(title=_title(f"Bound vs measured per row, layer {layer}"), width=width, height=120),
-            120, x_axis=False)
+        return empty(f"Bound vs measured per row, layer {label}",
+                     "No row of this layer has a positive, finite bound and a measured error: the method gives no "
+                     "bound, or every row was kept whole or pruned entirely.", width)
     lo = min(floor, ok["bound"].min()) / 2
     hi = max(ok["bound"].max(), ok["shown"].max()) * 2
     pts = alt.Chart(ok).mark_circle(size=28, opacity=0.7).encode(
         x=alt.X("bound:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title="row bound ε (log scale)"),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title=f"largest measured error on {where} (log)"),
-        color=alt.Color("method:N", scale=METHOD_COLORS, title="row pruned by", legend=alt.Legend(orient="bottom")),
+        color=alt.Color("method:N", scale=METHOD_COLORS, title="row pruned by",
+                        legend=alt.Legend(orient="bottom", columns=2)),
         tooltip=["unit:Q", "sign:N", "method:N", "kept:Q", alt.Tooltip("bound:Q", format=".4g"),
                  alt.Tooltip("measured:Q", format=".4g")],
     )
@@ -257,8 +311,8 @@ def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, heigh
     whole = int((df["bound"] == 0).sum())
     sub = [f"dashed: y = x (points above it broke their bound: {above} of {len(ok)} rows)",
            f"{whole} rows with bound 0 (kept whole or empty) are not drawn; zeros sit at the floor"]
-    return sized((line + pts).properties(title=_title(f"Bound vs measured per row, layer {layer}", sub), width=width,
-                                         height=height), height, 2, 1)
+    return sized((line + pts).properties(title=_title(f"Bound vs measured per row, layer {label}", sub), width=width,
+                                         height=height), height, 2, 2)
 
 
 def _compact(n: int) -> str:
@@ -274,8 +328,14 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     df = tables.failure_frame(report)
     df = df[df["failure_rate"].notna()].copy()
     if df.empty:
-        return sized(alt.Chart(pd.DataFrame({"t": ["this method has no bound, so no failure rate"]})).mark_text(fontSize=14).encode(
-            text="t:N").properties(title=_title("Failure rate beside δ"), width=width, height=80), 80, x_axis=False)
+        return empty("Failure rate beside δ", "This method gives no error bound, so no pair can break one: there is "
+                     "no failure rate to compare with δ.", width)
+    if int(df["failures"].sum()) == 0:
+        on_s = int(df.loc[df["points"] == "on S", "pairs"].sum())
+        held = int(df.loc[df["points"] == "held-out", "pairs"].sum())
+        return empty("Failure rate beside δ",
+                     f"No (row, point) pair broke its bound: 0 failures in {on_s:,} pairs on S and {held:,} held-out "
+                     f"pairs, in every layer. The guarantee allows a share of δ = {delta:.0e}.", width)
     df["percent"] = 100 * df["failure_rate"]
     # Compact two-line labels ("0 of" over "91.2k"): on one line, neighbouring bars' labels ran into each
     # other at 1280 px with five layers; the tooltip has the full counts.
@@ -284,7 +344,7 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     order = _layer_order(report)
     top = max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)
     base = alt.Chart(df).encode(
-        x=alt.X("layer:N", sort=order, title="layer", axis=alt.Axis(labelAngle=0)),
+        x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
         xOffset=alt.XOffset("points:N", sort=["on S", "held-out"]),
         y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)", scale=alt.Scale(domain=[0, top])),
         color=alt.Color("points:N", title="measured on", sort=["on S", "held-out"],
@@ -294,13 +354,13 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     )
     bars = base.mark_bar()
     # dy: Vega anchors a multi-line label by its first line; lift it by one line so both sit above the bar
-    text = base.mark_text(dy=-16, fontSize=10, baseline="bottom", lineBreak="\n").encode(text="label:N")
+    text = base.mark_text(dy=-(TEXT_PX + 3), fontSize=TEXT_PX, baseline="bottom", lineBreak="\n").encode(text="label:N")
     d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
     return sized((bars + text + rule).properties(
         title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
                                                  "labels: failures of (row, point) pairs (k = thousand, M = million)"]),
-        width=width, height=height), height, 2, 1)
+        width=width, height=height), height, 2, 1, x_label_lines=2)
 
 
 def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH) -> alt.Chart:
@@ -324,7 +384,7 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
         x=x, y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
         color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()),
                                                     range=[OKABE["vermillion"], OKABE["blue"], OKABE["green"]]), title=None,
-                        legend=alt.Legend(orient="bottom")),
+                        legend=alt.Legend(orient="bottom", columns=2)),
         tooltip=[alt.Tooltip("eps:Q", format="g"), "series:N", alt.Tooltip("value:Q", format=".4g")],
     ).properties(width=width, height=220, title=_title("Bound and measured error as ε moves",
                                                         "each point is a full prune + measurement at that ε"))
@@ -335,8 +395,8 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
         r = alt.Chart(pd.DataFrame({"eps": [current_eps]})).mark_rule(color=OKABE["black"], strokeDash=[2, 2]).encode(x="eps:Q")
         layers_keep.append(r)
         layers_err.append(r)
-    return alt.vconcat(alt.layer(*layers_keep), alt.layer(*layers_err)).properties(
-        title=_title(f"ε sweep ({method})", "grey dashed: bound = ε; black dotted: the sidebar's ε"))
+    return projector(alt.vconcat(alt.layer(*layers_keep), alt.layer(*layers_err)).properties(
+        title=_title(f"ε sweep ({method})", "grey dashed: bound = ε; black dotted: the sidebar's ε")))
 
 
 # ---- Learn page ------------------------------------------------------------------------------------
@@ -376,11 +436,11 @@ def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = 
         x=xs, y=ys, x2="x2:Q", y2="y2:Q", tooltip=["edge:N", alt.Tooltip("w:Q", format=".4f"), "state:N"])
     hl = alt.Chart(e).transform_filter("datum.hl").mark_rule(color=OKABE["vermillion"], strokeWidth=6, opacity=0.6).encode(
         x=xs, y=ys, x2="x2:Q", y2="y2:Q")
-    dots = alt.Chart(n).mark_circle(size=420, color="#333333").encode(x=xs, y=ys, tooltip=["layer:Q", "idx:Q"])
-    labels = alt.Chart(n).mark_text(color="white", fontSize=11).encode(x=xs, y=ys, text="label:N")
+    dots = alt.Chart(n).mark_circle(size=560, color="#333333").encode(x=xs, y=ys, tooltip=["layer:Q", "idx:Q"])
+    labels = alt.Chart(n).mark_text(color="white", fontSize=TEXT_PX).encode(x=xs, y=ys, text="label:N")
     titles = layer_titles or (["input"] + [f"layer {i}" for i in range(1, len(sizes))])
     heads = alt.Chart(pd.DataFrame(dict(x=list(range(len(sizes))), y=[max(sizes) / 2 + 0.05] * len(sizes), t=titles))).mark_text(
-        fontSize=12, fontWeight="bold").encode(x=xs, y=ys, text="t:N")
+        fontSize=TEXT_PX + 1, fontWeight="bold").encode(x=xs, y=ys, text="t:N")
     return sized(alt.layer(pruned, kept, hl, dots, labels, heads).properties(
         title=_title("The tiny network", "edge width ∝ |w|; dashed grey: pruned"), width=width, height=height),
         height, 1, 1, x_axis=False)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
-from ui.charts.core import OKABE, WIDTH, _floor, _title, sized
+from ui.charts.core import OKABE, TEXT_PX, WIDTH, _floor, _title, empty, sized
 from ui.formulas import tex_num
 
 MODELS = ["original", "pruned"]
@@ -42,7 +42,7 @@ TEX_DEFINITION = (
 TEX_SMP = (r"\mathrm{SMP}(y) = \frac{\sum_{k\,:\,d_{i_k} > \theta} \bigl(d_{i_k-1} + d_{i_k} + d_{i_k+1}\bigr)}"
            r"{h\,\lVert x_b - x_a \rVert},\qquad h = \frac{1}{N-1},\qquad "
            r"\mathrm{SMP}_{\mathrm{output}} = \sum_{c} \mathrm{SMP}(y_c)")
-KIND_NAMES = {"linear": "linear", "conv2d": "conv", "relu": "ReLU", "maxpool2d": "max pool"}
+KIND_NAMES = {"linear": "Linear", "conv2d": "Conv2d", "relu": "ReLU", "maxpool2d": "MaxPool2d"}
 
 
 def _records(comp):
@@ -50,12 +50,22 @@ def _records(comp):
 
 
 def _stage_label(row: dict) -> str:
-    return f"{row['layer']} ({KIND_NAMES.get(row['kind'], row['kind'])})"
+    """'1 · Linear, 300 units' or '2 · ReLU': the module name, its type and, for a layer, its output units."""
+    kind = KIND_NAMES.get(row["kind"], row["kind"])
+    units = f", {int(row['units'])} units" if row["kind"] in ("linear", "conv2d") and row.get("units") else ""
+    return f"{row['layer'] or '(whole model)'} · {kind}{units}"
 
 
 def _stage_axis(order: list[str]) -> alt.Axis:
-    """Every stage labelled (never thinned out); slanted when there are many."""
-    return alt.Axis(labelAngle=0 if len(order) <= 6 else -40, labelLimit=140, labelOverlap=False)
+    """Every stage labelled (never thinned out): module name over type, slanted when there are many."""
+    if len(order) <= 6:
+        return alt.Axis(labelAngle=0, labelExpr="split(datum.label, ' · ')", labelLimit=160, labelOverlap=False)
+    return alt.Axis(labelAngle=-40, labelLimit=200, labelOverlap=False)
+
+
+def _stage_lines(order: list[str]) -> int:
+    """Height of the stage axis's labels, in text lines (for sized)."""
+    return 2 if len(order) <= 6 else 8
 
 
 def _log_or_linear(values) -> alt.Scale:
@@ -168,7 +178,7 @@ def path_distribution(comp, metric: str = "smp", class_names=None, width: int = 
     wide = df.pivot(index="label", columns="model", values="shown").reset_index()
     first = df[df["model"] == "original"].sort_values(["kind", "value"], ascending=[True, False])
     order = first["label"].tolist()
-    row, font = (20, 11) if comp.original.paths.count <= 32 else (14, 9)
+    row, font = (22, TEXT_PX) if comp.original.paths.count <= 32 else (17, TEXT_PX)
     y = alt.Y("label:N", sort=order, title="path (kind, classes of its endpoints)", axis=alt.Axis(labelLimit=260, labelFontSize=font, labelOverlap=False))
     bars = alt.Chart(wide).mark_rule(color="#BBBBBB", strokeWidth=3).encode(
         y=y, x=alt.X("original:Q", scale=scale, title=axis_title + (" · log scale" if log else "")), x2="pruned:Q")
@@ -226,7 +236,7 @@ def propagation_chart(comp, width: int = WIDTH, height: int = 300) -> alt.Chart:
         sub.append(f"exact zeros at {floor:g}: a layer fed by the input is affine along a straight path")
     return sized(alt.layer(line, dots, pred).properties(
         title=_title("SMP through the network: measured vs predicted, before and after", sub), width=width,
-        height=height), height, len(sub), 1)
+        height=height), height, len(sub), 1, x_label_lines=_stage_lines(order))
 
 
 def transitions_frame(comp) -> pd.DataFrame:
@@ -244,9 +254,8 @@ def transitions_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
     """Per ReLU / max-pool stage: sign flips (argmax switches) per live unit along a path, mean over paths."""
     df = transitions_frame(comp)
     if df.empty:
-        return sized(alt.Chart(pd.DataFrame({"t": ["no ReLU or max-pool stage was measured"]})).mark_text(
-            fontSize=14).encode(text="t:N").properties(title=_title("Region transitions per layer"), width=width,
-                                                       height=60), 60, x_axis=False)
+        return empty("Region transitions per layer", "This network has no ReLU or max-pool stage to measure, so no "
+                     "unit can switch regions along a path.", width)
     order = [_stage_label(r) for r in comp.original.layer_rows() if r["kind"] in ("relu", "maxpool2d")]
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="stage (module name and kind)", axis=_stage_axis(order)),
@@ -259,14 +268,14 @@ def transitions_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
                  alt.Tooltip("live_units:Q", title="live units"), alt.Tooltip("units:Q", title="units")],
     )
     bars = base.mark_bar()
-    text = base.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("flips:Q", format=".0f"))
+    text = base.mark_text(dy=-6, fontSize=TEXT_PX).encode(text=alt.Text("flips:Q", format=".0f"))
     o, p = comp.original.region_transitions.double().mean(), comp.pruned.region_transitions.double().mean()
     sub = ["flip: a ReLU unit changes sign between neighbouring",
            "points (max pool: its argmax switches); live units only;",
            "labels: flips per path. Linear-region transitions of the",
            f"whole network per path: {float(o):.1f} original, {float(p):.1f} pruned"]
     return sized((bars + text).properties(title=_title("Region transitions per layer", sub), width=width,
-                                          height=height), height, len(sub), 1)
+                                          height=height), height, len(sub), 1, x_label_lines=_stage_lines(order))
 
 
 def trajectory_frame(comp) -> pd.DataFrame:
@@ -304,7 +313,8 @@ def trajectory_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
     if floor is not None:
         sub.append(f"exact zeros drawn at {floor:g}")
     return sized((base.mark_line(strokeWidth=2) + base.mark_point(filled=True, size=60, opacity=1)).properties(
-        title=_title("Trajectory length per layer", sub), width=width, height=height), height, len(sub), 1)
+        title=_title("Trajectory length per layer", sub), width=width, height=height), height, len(sub), 1,
+        x_label_lines=_stage_lines(order))
 
 
 # ---- one path ----------------------------------------------------------------------------------

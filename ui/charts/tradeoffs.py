@@ -20,7 +20,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ui.charts.core import OKABE, _floor, _title, sized
+from sipp_core.zoo.layers import layer_label
+from ui.charts.core import LEGEND_PX, OKABE, TEXT_PX, _floor, _title, empty, sized
 
 METHOD_COLOR = {
     "sipp-hybrid": OKABE["blue"], "sipp-det": OKABE["sky"], "sipp-rand": OKABE["green"], "wt": OKABE["orange"],
@@ -48,7 +49,7 @@ def _method_scales(methods: list[str]):
 def _legend(n: int) -> alt.Legend:
     return alt.Legend(orient="bottom", columns=min(LEGEND_COLUMNS, max(1, n)), title=None, symbolType="stroke",
                       symbolStrokeWidth=3,
-                      symbolOpacity=1, symbolSize=300, labelFontSize=12)
+                      symbolOpacity=1, symbolSize=300, labelFontSize=LEGEND_PX)
 
 
 # ---- sweeps --------------------------------------------------------------------------------------
@@ -108,6 +109,9 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
                    height: int = HEIGHT) -> alt.Chart:
     """Accuracy after pruning (no retraining) against the keep ratio, per method, with seed bands."""
     agg = aggregate(frame).dropna(subset=["keep_pct", "acc_pct"])
+    if agg.empty:
+        return empty("Accuracy after pruning vs keep ratio", "No point of this sweep has both a keep ratio and an "
+                     "accuracy yet: every point failed or none has finished.", width)
     methods = _methods_in(agg) if len(agg) else []
     color, dash = _method_scales(methods)
     x = _keep_x(agg)
@@ -130,13 +134,13 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
     if not math.isnan(dense):
         r = alt.Chart(pd.DataFrame([dict(y=100 * dense, label=f"dense network {100 * dense:.2f}%")]))
         layers.append(r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"))
-        layers.append(r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=11, color="#444444").encode(
+        layers.append(r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
             y="y:Q", x=alt.value(0), text="label:N"))
         if max_drop_pts is not None and max_drop_pts > 0:
             d = alt.Chart(pd.DataFrame([dict(y=100 * dense - max_drop_pts,
                                              label=f"allowed drop ({max_drop_pts:g} points)")]))
             layers.append(d.mark_rule(color=OKABE["vermillion"], strokeDash=[5, 3]).encode(y="y:Q"))
-            layers.append(d.mark_text(align="left", baseline="top", dx=3, dy=3, fontSize=11, color=OKABE["vermillion"]).encode(
+            layers.append(d.mark_text(align="left", baseline="top", dx=3, dy=3, fontSize=TEXT_PX, color=OKABE["vermillion"]).encode(
                 y="y:Q", x=alt.value(0), text="label:N"))
     legend_rows = math.ceil(len(methods) / LEGEND_COLUMNS)
     return sized(alt.layer(*layers).properties(
@@ -147,6 +151,9 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
 def _log_series_chart(agg: pd.DataFrame, col: str, lo: str, hi: str, title: str, y_title: str, sub: list[str],
                       width: int, height: int) -> alt.Chart:
     d = agg.dropna(subset=["keep_pct", col]).copy()
+    if d.empty:
+        return empty(title, "No point of this sweep has a value to draw yet: every point failed or none has finished.",
+                     width)
     methods = _methods_in(d) if len(d) else []
     color, dash = _method_scales(methods)
     floor = _floor(d[col].tolist() + d[lo].tolist())
@@ -206,7 +213,7 @@ def potential_chart(potential: pd.DataFrame, max_drop_pts: float, width: int = W
                  alt.Tooltip("accuracy_drop:Q", format=".4f", title="mean accuracy drop"), alt.Tooltip("note:N")],
     )
     bars = base.mark_bar(height={"band": 0.7}).encode(color=alt.Color("method:N", scale=color, sort=methods, legend=None))
-    text = base.mark_text(align="left", dx=4, fontSize=12).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=TEXT_PX).encode(text="label:N")
     h = max(110, 34 * len(d))
     return sized((bars + text).properties(
         title=_title("Prune potential per method", ["the most weights pruned with a mean accuracy drop",
@@ -249,7 +256,7 @@ def cascade_chart(steps: list[dict], dense_acc: float, width: int = WIDTH, heigh
     if dense_acc is not None and not math.isnan(dense_acc):
         r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense {100 * dense_acc:.2f}%"]}))
         layers += [r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"),
-                   r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=11, color="#444444").encode(
+                   r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
                        y="y:Q", x=alt.value(2), text="label:N")]
     sub = ["each step prunes the previous step's fine-tuned network further, then fine-tunes with the mask fixed"]
     return sized(alt.layer(*layers).properties(title=_title("Prune-retrain cascade", sub), width=width, height=height),
@@ -288,7 +295,7 @@ def isolation_chart(ticket: dict, random: dict, dense_acc: float, random_label: 
     if dense_acc is not None and not math.isnan(dense_acc):
         r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense network {100 * dense_acc:.2f}%"]}))
         layers += [r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"),
-                   r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=11, color="#444444").encode(
+                   r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
                        y="y:Q", x=alt.value(2), text="label:N")]
     return sized(alt.layer(*layers).properties(
         title=_title("Training in isolation: the method's mask vs a random one",
@@ -303,8 +310,9 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
 
     `layers`: SparseSpeedReport.to_frame(); `totals`: SparseSpeedReport.totals(). Log x axis centred on 1x.
     """
-    d = layers[layers["kind"] == "linear"][["name", "batch_size", "dense_ms", "csr_ms", "density"]].copy()
-    d["layer"] = [f"layer {n} ({100 * k:.1f}% kept)" for n, k in zip(d["name"], d["density"])]
+    d = layers[layers["kind"] == "linear"][["name", "shape", "batch_size", "dense_ms", "csr_ms", "density"]].copy()
+    d["layer"] = [f"{layer_label(n, 'linear', tuple(sh))} ({100 * k:.1f}% kept)"
+                  for n, sh, k in zip(d["name"], d["shape"], d["density"])]
     tot = pd.DataFrame([dict(name="all", batch_size=t["batch_size"], dense_ms=t["dense_ms"], csr_ms=t["csr_ms"],
                              density=float("nan"), layer="all Linear layers") for t in totals])
     d = pd.concat([d, tot], ignore_index=True)
@@ -316,7 +324,7 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
     batches = list(dict.fromkeys(d["batch"]))
     lim = float(max(4.0, d["speedup"].max() * 3, 1 / max(d["speedup"].min(), 1e-3) * 1.5)) if len(d) else 4.0
     base = alt.Chart(d).encode(
-        y=alt.Y("layer:N", sort=order, title="pruned Linear layer", axis=alt.Axis(labelLimit=240, labelFontSize=12)),
+        y=alt.Y("layer:N", sort=order, title="pruned Linear layer", axis=alt.Axis(labelLimit=240, labelFontSize=LEGEND_PX)),
         yOffset=alt.YOffset("batch:N", sort=batches),
         x=alt.X("speedup:Q", scale=alt.Scale(type="log", domain=[1 / lim, lim]),
                 title="CSR speed-up over dense (dense time / CSR time, log scale; > 1: sparse faster)",
@@ -330,9 +338,9 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
     pts = base.mark_point(filled=True, size=110)
     rule_src = base.mark_rule(strokeWidth=2).encode(x2=alt.datum(1.0))
     # labels on the far side of the point from the 1x line, so they never sit on the bar
-    text = (base.transform_filter("datum.speedup >= 1").mark_text(align="left", dx=8, fontSize=11)
+    text = (base.transform_filter("datum.speedup >= 1").mark_text(align="left", dx=8, fontSize=TEXT_PX)
             .encode(text="label:N", color=alt.value("#333333"))
-            + base.transform_filter("datum.speedup < 1").mark_text(align="right", dx=-8, fontSize=11)
+            + base.transform_filter("datum.speedup < 1").mark_text(align="right", dx=-8, fontSize=TEXT_PX)
             .encode(text="label:N", color=alt.value("#333333")))
     one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color=OKABE["black"], strokeDash=[3, 3]).encode(x="x:Q")
     h = max(120, 24 * len(order) * max(1, len(batches)))
@@ -361,7 +369,7 @@ def file_size_chart(files: dict, width: int = WIDTH) -> alt.Chart:
     )
     bars = base.mark_bar(height={"band": 0.7}).encode(color=alt.Color("format:N", sort=order, legend=None,
                                                                       scale=alt.Scale(domain=order, range=colors)))
-    text = base.mark_text(align="left", dx=4, fontSize=11).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=TEXT_PX).encode(text="label:N")
     h = 34 * len(d) + 10
     return sized((bars + text).properties(title=_title("File size of the pruned model",
                                                        "percent: of the dense state_dict"), width=width, height=h), h)

@@ -19,16 +19,17 @@ def _image(key: tuple, build):
 @st.fragment
 def _layer_view(s, report) -> None:
     names = tables.layer_names(report)
-    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="kept_layer")
+    layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="kept_layer",
+                                            format_func=tables.layer_labels(report).get)
     info = report.prepared.infos[layer]
     n = info.out_units * info.fan_in
     rkey = (s.heavy_key, tuple(sorted(s.prune_kwargs().items())), layer)
     if n <= SMALL_LAYER:
-        show.chart(charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
+        show.chart(charts.heatmap_small(tables.heatmap_frame(report, layer), info.label))
     else:
         def build():
             mask, vals, _ = tables.kept_matrix(report, layer)
-            return charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} ({info.out_units} x {info.fan_in})")
+            return charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {info.label}")
 
         st.image(_image(("heatmap",) + rkey, build), width="content")
         st.caption(f"{n:,} edges: drawn as an image (rows: output units f, columns: inputs j). "
@@ -37,7 +38,7 @@ def _layer_view(s, report) -> None:
         def grid():
             plan = report.result.plans[layer]
             return charts_images.filter_grid(plan.mask.numpy(), plan.values.float().numpy(),
-                                             f"Conv filters of layer {layer}")
+                                             f"Conv filters of layer {info.label}")
 
         st.image(_image(("grid",) + rkey, grid), width="content")
     show.chart(charts.kept_per_unit(report, layer))
@@ -57,7 +58,7 @@ def render() -> None:
             def counts():
                 return charts_images.count_maps(
                     [("original network", dense), ("pruned network", kept)],
-                    f"Layer {first}: edges per input pixel", "edges per pixel")
+                    f"Layer {prepared.infos[first].label}: edges per input pixel", "edges per pixel")
 
             st.image(_image(("pixels",) + rkey, counts), width="content")
             st.caption("Each pixel: how many of the first layer's edges read it (summed over units, and over "
