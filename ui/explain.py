@@ -1,9 +1,11 @@
 """The "formulas with these numbers" expander and the plain-words notes shared by pages."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 import torch
 
+from sipp_core.plan.sparsify import draws_for_distinct
 from sipp_core.zoo.layers import prunable_layers
 from ui import formulas as fx
 from ui.settings import fmt_num
@@ -61,6 +63,59 @@ def row_numbers(report, name: str, f: int, c: int) -> dict:
                 method=int(plan.row_method.reshape(-1, 2)[f, c]))
 
 
+def det_m_for_eps(row_s: np.ndarray, eps: float) -> int:
+    """The smallest m whose top-m rule leaves eps_det(m) <= eps (mirrors sipp_core.plan.sparsify.det_m_for_eps)."""
+    v = np.sort(np.asarray(row_s, dtype=np.float64)[np.asarray(row_s) > 0])[::-1]
+    suffix = np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])  # suffix[m] = eps_det(m)
+    return int((suffix[:-1] > eps).sum())
+
+
+def draws_for(row_s: np.ndarray, m: int) -> int:
+    """m': how many draws with replacement the sampler makes so that the expected distinct count is m."""
+    v = np.asarray(row_s, dtype=np.float64)
+    v = v[v > 0]
+    if m < 1 or m >= len(v):
+        return int(m)
+    p = torch.as_tensor(v / v.sum())[None]
+    return int(draws_for_distinct(p, torch.tensor([float(m)]))[0])
+
+
+def why_this_m(r: dict, method: str, mode: str, epsilon: float, c_prime: float) -> list[str]:
+    """Plain sentences: which bound the method used for this row, why its m is what it is, and why a sampled
+    row's distinct count can differ from m (docs/sipp.md §4 and §5)."""
+    out = []
+    how = ROW_METHOD_NAMES.get(r["method"], "?")
+    if method == "sipp-hybrid" and r["method"] in (0, 1):
+        det = c_prime * r["eps_det"]
+        if mode != "keep ratio":
+            m_eps = fx.m_for_eps_value(epsilon, r["T"], r["L"])
+            m_rand = min(m_eps, r["nnz"])
+            m_det = det_m_for_eps(r["row_s"], epsilon / c_prime)
+            out.append(
+                f"**Why m = {r['m']}:** in ε mode every row takes the smallest m that meets ε = {epsilon:g}. Sampling "
+                f"would need m({epsilon:g}) = {m_eps} samples" + (
+                    f", more than the row's {r['nnz']} weights, so it would keep all {r['nnz']}" if m_eps > r["nnz"] else "")
+                + f"; keeping the top m deterministically reaches C′·ε_det(m) ≤ {epsilon:g} with m = {m_det}. The "
+                f"hybrid method takes the smaller, so this row is **{how}** with m = {r['m']}"
+                + (f"; m({epsilon:g}) above is the sampling alternative it did not use." if r["method"] == 0 else "."))
+        else:
+            out.append(
+                f"**Why {how}:** the allocation gave this row m = {r['m']}. With that m, sampling would bound it by "
+                f"ε_rand = {r['eps_rand']:.3g} and the deterministic top m by C′·ε_det = {det:.3g}; the hybrid method "
+                f"uses the smaller bound, so this row is **{how}**.")
+    elif r["method"] in (0, 1):
+        out.append(f"{method} prunes every row the same way: this one is **{how}** with m = {r['m']}.")
+    if r["method"] == 1:
+        draws = draws_for(r["row_s"], r["m"])
+        out.append(
+            (f"**Why kept {r['kept']} distinct with m = {r['m']}:** " if r["kept"] != r["m"] else "**Sampling:** ")
+            + f"a sampled row draws m′ = {draws} times with "
+            f"replacement, the number whose *expected* count of distinct weights is m. The count actually drawn is "
+            f"random around m, so it can land a little above or below it. The bound uses m, and since m ≤ m′ draws "
+            f"were made, it stays valid (fewer samples only loosen the bound).")
+    return out
+
+
 def explain_expander(s, prepared, report, expanded: bool = False) -> None:
     with st.expander("Formulas with these numbers, and how to read them", expanded=expanded,
                      icon=":material/function:"):
@@ -92,6 +147,8 @@ def explain_expander(s, prepared, report, expanded: bool = False) -> None:
             st.latex(fx.tex_eps_det_live(r["row_s"], r["m"], cp))
             if s.mode != "keep ratio":
                 st.latex(fx.tex_m_for_eps_live(s.epsilon, r["T"], r["L"]))
+            for line in why_this_m(r, s.method, s.mode, float(s.epsilon), cp):
+                st.markdown(line)
             st.caption(f"The engine's bound for this row: {r['bound']:.4g}.")
         else:
             st.caption("No row carries a positive bound here (baseline method, or every row kept whole).")

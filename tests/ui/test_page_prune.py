@@ -3,14 +3,21 @@ the Verdict callouts of Prune, Guarantees and Sensitivity. The rest of the Prune
 tests/ui/test_app.py."""
 from __future__ import annotations
 
+import pytest
+import torch
 from pagetest import app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.pipeline import evaluate_prune, prepare
 from ui.views.prune import speed_report, speed_tables
 
 
-def test_speed_panel_helper_returns_its_tables_on_pruned_lenet300():
-    report = evaluate_prune(prepare("lenet300", "mnist5k"), keep_ratio=0.05)
+@pytest.fixture(scope="module")
+def lenet300():
+    return prepare("lenet300", "mnist5k")
+
+
+def test_speed_panel_helper_returns_its_tables_on_pruned_lenet300(lenet300):
+    report = evaluate_prune(lenet300, keep_ratio=0.05)
     t = speed_tables(speed_report(report.result, repeats=5))
     assert sorted(t["totals"]["batch size"]) == [1, 256]
     assert len(t["layers"]) == 6 and len(t["files"]) == 4
@@ -45,3 +52,37 @@ def test_prune_guarantees_and_sensitivity_pages_give_a_verdict_from_their_number
     ok(at)
     assert "are also among the" in _verdict(at) and "of its total sensitivity" in _verdict(at)
     at.switch_page("pages/prune.py").run()
+
+
+def test_the_formulas_expander_says_why_a_row_has_its_m(lenet300):
+    """ε = 1 on the default: the loosest hybrid row is deterministic with far fewer weights than m(1); sipp-rand at
+    ε = 5: a sampled row's distinct count lies around its planned m (docs/sipp.md §4)."""
+    from types import SimpleNamespace
+
+    from sipp_core.plan.pruning import prune
+    from ui import formulas as fx
+    from ui.explain import det_m_for_eps, draws_for, row_numbers, why_this_m, worst_row
+
+    prepared = lenet300
+
+    def pruned(method, eps):  # the prune alone (row_numbers reads the plans and the settings, no measurement)
+        res = prune(prepared.model, prepared.s_x, method=method, epsilon=eps, sensitivities=prepared.sensitivities)
+        return SimpleNamespace(prepared=prepared, result=res)
+
+    hy = pruned("sipp-hybrid", 1.0)
+    r = row_numbers(hy, *worst_row(hy))
+    assert r["method"] == 0 and det_m_for_eps(r["row_s"], 1.0 / 3.0) == r["m"]  # the engine's m, recomputed
+    m_eps = fx.m_for_eps_value(1.0, r["T"], r["L"])
+    text = " ".join(why_this_m(r, "sipp-hybrid", "eps and delta", 1.0, 3.0))
+    assert f"Sampling would need m(1) = {m_eps} samples" in text and m_eps > r["m"]
+    assert f"this row is **deterministic** with m = {r['m']}" in text
+    rand = pruned("sipp-rand", 5.0)
+    plan = next(iter(rand.result.plans.values()))
+    sampled = plan.row_method == 1
+    kept, m = plan.row_kept[sampled], plan.row_budget[sampled]
+    assert (kept > m).any() and (kept < m).any()  # random around m, both ways
+    f, c = [int(v) for v in torch.nonzero(sampled & (plan.row_kept != plan.row_budget))[0]]
+    r = row_numbers(rand, plan.name, f, c)
+    line = why_this_m(r, "sipp-rand", "eps and delta", 5.0, 1.0)[-1]
+    assert f"Why kept {r['kept']} distinct with m = {r['m']}" in line
+    assert f"draws m′ = {draws_for(r['row_s'], r['m'])} times" in line and draws_for(r["row_s"], r["m"]) >= r["m"]
