@@ -57,7 +57,10 @@ def _step_network(toy, w, layer: str) -> None:
     a, b = st.columns([3, 2])
     show.chart(charts.network_diagram(weights, layer_titles=["input x", "hidden (ReLU)", "logits"]), a)
     pool = toy.record.x_pool.numpy()
-    show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index), b)
+    k = int(st.session_state.get("learn_point", 0) or 0)
+    followed = int(w.pseudo_of[k]) if 0 <= k < len(w.pseudo_of) else 0  # steps 3 and 4 follow this point of S
+    show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed), b)
+    b.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
     st.markdown(f"Weights W of layer `{layer}` (rows: output units f, columns: inputs j). A **row** is the "
                 "positive (or the negative) weights of one unit.")
     st.dataframe(_matrix(w.W, "unit", "input"))
@@ -184,7 +187,10 @@ def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
                          measured_held_out=d["errors_heldout"][layer].max,
                          failure_rate_held_out=d["errors_heldout"][layer].failure_rate,
                          accuracy_after=d["end_to_end"].accuracy_after))
-    table = pd.DataFrame(recs).rename(columns={
+    table = pd.DataFrame(recs)
+    for col in ("largest_bound", "failure_rate_held_out"):  # baselines have none: an empty cell, not "None"
+        table[col] = [("" if v != v else f"{v:.4g}") for v in table[col]]
+    table = table.rename(columns={
         "kept": "weights kept", "of": "of", "largest_bound": "largest bound", "measured_on_S": "max error on S",
         "measured_held_out": "max error held-out", "failure_rate_held_out": "failure rate held-out",
         "accuracy_after": "accuracy after"})
