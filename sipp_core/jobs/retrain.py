@@ -361,6 +361,60 @@ def _check_schedule(schedule) -> tuple[float, ...]:
     return sched
 
 
+@dataclass(frozen=True, eq=False)
+class CascadeSetup:
+    """What every step of one cascade shares: the dense network's test logits and accuracy, and S."""
+
+    dense_logits: torch.Tensor
+    dense_accuracy: float
+    s_x: torch.Tensor
+    s_y: torch.Tensor
+
+
+def cascade_setup(trained, record, sample_size: int | None, seed: int) -> CascadeSetup:
+    dense = trained.model
+    dense_logits = predict(dense, record.x_test)
+    dense_acc = float((dense_logits.argmax(1) == record.y_test).float().mean())
+    s_x, s_y = _draw_s(dense, record, sample_size, seed)
+    return CascadeSetup(dense_logits, dense_acc, s_x, s_y)
+
+
+def cascade_step(current, masks, record, setup: CascadeSetup, *, k, ratio, method, delta, seed, epochs, lr,
+                 batch_size, device, progress=None, should_stop=None):
+    """Step k of a cascade: prune `current` to `ratio` (masks intersected with the previous step's), then
+    fine-tune with the mask fixed. Returns (step dict, or None when cancelled; the pruned network; its masks).
+
+    Every executor runs this same function, so a step does not depend on where it ran."""
+    tp = time.perf_counter()
+    result = _prune_masks(current, setup.s_x, setup.s_y, method=method, keep_ratio=ratio, delta=delta, seed=seed)
+    new_masks = {name: m.clone() for name, m in result.masks.items()}
+    pruned = result.model
+    if masks is not None:
+        for name in new_masks:
+            new_masks[name] &= masks[name]
+        apply_masks(pruned, new_masks)
+    masks = new_masks
+    logits = predict(pruned, record.x_test)
+    acc_pruned = float((logits.argmax(1) == record.y_test).float().mean())
+    agree = float((logits.argmax(1) == setup.dense_logits.argmax(1)).float().mean())
+    prune_s = time.perf_counter() - tp
+    log = train_masked(pruned, masks, record, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k,
+                       device=device, progress=progress, should_stop=should_stop)
+    if log.cancelled:
+        return None, pruned, masks
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    acc_ft = log.test_accuracy[-1] if log.test_accuracy else accuracy(pruned, record.x_test, record.y_test)
+    step = dict(
+        step=k + 1, keep_ratio_requested=ratio, keep_ratio=kept / total, kept=kept, total=total,
+        accuracy_pruned=acc_pruned, accuracy_finetuned=acc_ft, accuracy_drop=setup.dense_accuracy - acc_ft,
+        agreement_pruned=agree, epochs=log.epochs_done, accuracy_curve=list(log.test_accuracy),
+        loss_curve=list(log.loss), pruned_weights_zero=bool(log.pruned_weights_zero),
+        layer_density=_densities(masks), prune_s=prune_s, finetune_s=log.seconds,
+    )
+    return step, pruned, masks
+
+
 def prune_retrain(
     model_name: str | Prepared,
     dataset: str | None = None,
@@ -412,12 +466,9 @@ def prune_retrain(
         trained = load_trained(model_name, dataset, progress=job.stage(0.0, 0.02, "loading: "), device=device)
     else:
         raise ValueError("prune_retrain(model_name, dataset): name the data set, or pass a pipeline.Prepared instead")
-    dense = trained.model
-    dense_logits = predict(dense, record.x_test)
-    dense_acc = float((dense_logits.argmax(1) == record.y_test).float().mean())
-    s_x, s_y = _draw_s(dense, record, sample_size, seed)
+    setup = cascade_setup(trained, record, sample_size, seed)
     timings = dict(load=time.perf_counter() - t0)
-    current = copy.deepcopy(dense).eval()
+    current = copy.deepcopy(trained.model).eval()
     masks: dict[str, torch.Tensor] | None = None
     steps = []
     cancelled = False
@@ -430,39 +481,18 @@ def prune_retrain(
             break
         base = 0.02 + 0.98 * k * (epochs + 1) * unit
         job.report(base, f"step {k + 1}/{n}: pruning to keep ratio {ratio:g}")
-        tp = time.perf_counter()
-        result = _prune_masks(current, s_x, s_y, method=method, keep_ratio=ratio, delta=delta, seed=seed)
-        new_masks = {name: m.clone() for name, m in result.masks.items()}
-        pruned = result.model
-        if masks is not None:
-            for name in new_masks:
-                new_masks[name] &= masks[name]
-            apply_masks(pruned, new_masks)
-        masks = new_masks
-        logits = predict(pruned, record.x_test)
-        acc_pruned = float((logits.argmax(1) == record.y_test).float().mean())
-        agree = float((logits.argmax(1) == dense_logits.argmax(1)).float().mean())
-        prune_s = time.perf_counter() - tp
-        log = train_masked(
-            pruned, masks, record, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k, device=device,
+        step, pruned, masks_k = cascade_step(
+            current, masks, record, setup, k=k, ratio=ratio, method=method, delta=delta, seed=seed, epochs=epochs,
+            lr=lr, batch_size=batch_size, device=device,
             progress=job.stage(base + 0.98 * unit, base + 0.98 * (epochs + 1) * unit,
                                f"step {k + 1}/{n} (keep {ratio:g}) fine-tuning: "),
-            should_stop=should_stop,
-        )
-        if log.cancelled:
+            should_stop=should_stop)
+        if step is None:
             cancelled = True
             break
-        total = sum(m.numel() for m in masks.values())
-        kept = sum(int(m.sum()) for m in masks.values())
-        acc_ft = log.test_accuracy[-1] if log.test_accuracy else accuracy(pruned, record.x_test, record.y_test)
-        steps.append(dict(
-            step=k + 1, keep_ratio_requested=ratio, keep_ratio=kept / total, kept=kept, total=total,
-            accuracy_pruned=acc_pruned, accuracy_finetuned=acc_ft, accuracy_drop=dense_acc - acc_ft,
-            agreement_pruned=agree, epochs=log.epochs_done, accuracy_curve=list(log.test_accuracy),
-            loss_curve=list(log.loss), pruned_weights_zero=bool(log.pruned_weights_zero),
-            layer_density=_densities(masks), prune_s=prune_s, finetune_s=log.seconds,
-        ))
-        current = pruned
+        steps.append(step)
+        current, masks = pruned, masks_k
+    dense_acc, s_x = setup.dense_accuracy, setup.s_x
     timings["total"] = time.perf_counter() - t0
     job.report(1.0, "cancelled" if cancelled else f"cascade finished: {len(steps)} steps")
     settings = dict(model=model_name, dataset=dataset, method=method, schedule=list(sched), epochs=epochs, lr=lr,

@@ -17,9 +17,15 @@ measures layer-local errors on S and held-out points (``pipeline.evaluate_prune`
 than the pruning itself; the default skips it.
 
 Results are cached on disk (``<cache>/sweeps/<key>.json``, cache = SIPP_CACHE_DIR or
-~/.cache/sipp-studio) under a key of every setting plus the checkpoint file's identity; a cancelled
-(partial) sweep is returned with ``cancelled=True`` and never cached. A point whose pruning raises
-ValueError is kept as a row with ``error`` set and NaN figures, so one bad point does not lose a sweep.
+~/.cache/sipp-studio) under a key of every setting plus the checkpoint file's identity. While a sweep
+runs, every finished row is appended to ``<key>.partial.jsonl``; a cancelled or killed sweep is returned
+(if it returns) with ``cancelled=True``, and the next run with the same settings starts from those rows
+and computes only the rest; the partial file is replaced by the whole result once it is complete. A point
+whose pruning raises ValueError is kept as a row with ``error`` set and NaN figures, so one bad point does
+not lose a sweep.
+
+Where points run: ``executor=None`` (in this process, one after another) or ``"ray"`` (one Ray task per
+point, see ``ray_executor``), or an ``executors.Executor``; rows are the same whichever runs them.
 """
 from __future__ import annotations
 
@@ -37,28 +43,23 @@ import numpy as np
 
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
 from ..options import METHODS
-from ..pipeline import Prepared, evaluate_prune, prepare, prepare_trained
-from ..plan.measure import end_to_end
-from ..plan.pruning import prune, validate_arguments
+from ..pipeline import Prepared, prepare_trained
+from ..plan.pruning import validate_arguments
 from ..zoo.train import DEFAULT_EPOCHS
+from .executors import EXECUTORS, SweepPlan, get_executor
 from .history import to_jsonable
 from .retrain import JobProgress
+from .sweep_points import ROW_FIELDS, nan_row, point
 
 __all__ = [
     "DEFAULT_METHODS", "SweepResult", "sweep", "geometric_ratios", "parse_ratios", "prune_potential",
-    "add_sweep_parser", "cmd_sweep", "sweep_cache_dir",
+    "add_sweep_parser", "cmd_sweep", "sweep_cache_dir", "ROW_FIELDS",
 ]
 
 DEFAULT_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand", "wt", "random")
 DEFAULT_RANGE = (0.5, 0.01)
 DEFAULT_COUNT = 8
 CACHE_VERSION = 1  # bump when rows change meaning
-
-ROW_FIELDS = (
-    "method", "seed", "keep_ratio_requested", "keep_ratio", "kept", "total", "accuracy_before", "accuracy_after",
-    "accuracy_drop", "agreement", "logits_rel_error", "bound_max", "measured_max_heldout", "failure_rate_heldout",
-    "time_s", "error",
-)
 
 
 def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
@@ -152,6 +153,7 @@ class SweepResult:
     timings_s: dict = field(default_factory=dict)
     cancelled: bool = False
     from_cache: bool = False
+    run: dict = field(default_factory=dict)  # where it ran: executor, workers, retries, resumed rows
 
     def to_frame(self):
         import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
@@ -180,7 +182,7 @@ class SweepResult:
 
     def to_dict(self) -> dict:
         return dict(kind="sweep", rows=[dict(r) for r in self.rows], settings=dict(self.settings),
-                    timings_s=dict(self.timings_s), cancelled=self.cancelled)
+                    timings_s=dict(self.timings_s), cancelled=self.cancelled, run=dict(self.run))
 
     def to_json(self) -> str:
         return json.dumps(to_jsonable(self.to_dict()), indent=2)
@@ -189,10 +191,9 @@ class SweepResult:
     def from_json(cls, text: str, *, from_cache: bool = False) -> "SweepResult":
         d = json.loads(text)
         nan = float("nan")
-        rows = tuple({k: (nan if r.get(k) is None and k not in ("error",) and k in _FLOAT_FIELDS else r.get(k))
-                      for k in ROW_FIELDS} for r in d["rows"])
+        rows = tuple(_row_from_json(r) for r in d["rows"])
         return cls(rows=rows, settings=d["settings"], timings_s=d.get("timings_s", {}),
-                   cancelled=d.get("cancelled", False), from_cache=from_cache)
+                   cancelled=d.get("cancelled", False), from_cache=from_cache, run=d.get("run", {}))
 
     def history_entry(self) -> dict:
         return dict(kind="sweep", settings=dict(self.settings),
@@ -202,6 +203,65 @@ class SweepResult:
 
 _FLOAT_FIELDS = {"keep_ratio", "accuracy_before", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error",
                  "bound_max", "measured_max_heldout", "failure_rate_heldout", "time_s"}
+
+
+def _row_from_json(r: dict) -> dict:
+    """A row as written by to_jsonable (NaN as null) back to floats; JSON keeps every other float exactly."""
+    nan = float("nan")
+    return {k: (nan if r.get(k) is None and k in _FLOAT_FIELDS else r.get(k)) for k in ROW_FIELDS}
+
+
+def _read_partial(path: Path | None) -> tuple[list[dict], dict]:
+    """Rows and per-seed facts an interrupted run left (see the module docstring); a torn last line is skipped."""
+    rows, seeds, seen = [], {}, set()
+    if path is None or not path.exists():
+        return rows, seeds
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return rows, seeds
+    for line in lines:
+        try:
+            item = json.loads(line)
+            if "row" in item:
+                row = _row_from_json(item["row"])
+                key = (row["seed"], row["method"], row["keep_ratio_requested"])
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(row)
+            elif "seed" in item:
+                seeds[int(item["seed"])] = dict(item["info"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return rows, seeds
+
+
+class _PartialLog:
+    """Appends each finished row (and each seed's facts) to the partial file; a write failure stops logging."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.fh = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.fh = open(path, "a")
+            except OSError:
+                self.fh = None  # a read-only cache is not an error; the run just cannot be resumed
+
+    def write(self, item: dict) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(json.dumps(to_jsonable(item)) + "\n")
+            self.fh.flush()
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 def _checkpoint_identity(model_name: str, dataset: str) -> dict:
@@ -220,13 +280,6 @@ def _cache_key(settings: dict, ident: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _nan_row(method, seed, ratio, error=None, **extra) -> dict:
-    row = {k: float("nan") for k in ROW_FIELDS}
-    row.update(method=method, seed=seed, keep_ratio_requested=ratio, kept=None, total=None, error=error)
-    row.update(extra)
-    return row
-
-
 def _from_prepared(prepared: Prepared, sample_size: int | None) -> Callable:
     """prepare_fn for a Prepared: itself for its own seed, else the same model and data with another S."""
     size = prepared.sample_size if sample_size is None else sample_size
@@ -238,34 +291,6 @@ def _from_prepared(prepared: Prepared, sample_size: int | None) -> Callable:
                                patch_reduction=prepared.patch_reduction, progress=progress)
 
     return fn
-
-
-def _point(prepared, method, ratio, seed, delta, allocation, measure_errors) -> dict:
-    """Prune once with cached sensitivities and evaluate: one sweep row."""
-    t0 = time.perf_counter()
-    if measure_errors:
-        rep = evaluate_prune(prepared, method=method, keep_ratio=ratio, delta=delta, seed=seed, allocation=allocation)
-        result, e2e = rep.result, rep.end_to_end
-        held = [v for v in rep.errors_heldout.values()]
-        measured = max((e.max for e in held), default=float("nan"))
-        fails = [e.failure_rate for e in held if not math.isnan(e.failure_rate)]
-        failure = max(fails) if fails else float("nan")
-    else:
-        result = prune(prepared.model, prepared.s_x, method=method, keep_ratio=ratio, delta=delta, seed=seed,
-                       sensitivities=prepared.sensitivities, patch_reduction=prepared.patch_reduction,
-                       labels=prepared.s_y, allocation=allocation)
-        rec = prepared.record
-        e2e = end_to_end(prepared.model, result.model, rec.x_test, rec.y_test, before_logits=prepared.test_logits)
-        measured = failure = float("nan")
-    bounds = [l.bound for l in result.layers if not math.isnan(l.bound)]
-    return dict(
-        method=method, seed=seed, keep_ratio_requested=ratio, keep_ratio=float(result.keep_ratio),
-        kept=int(result.kept), total=int(result.total), accuracy_before=e2e.accuracy_before,
-        accuracy_after=e2e.accuracy_after, accuracy_drop=e2e.accuracy_before - e2e.accuracy_after,
-        agreement=e2e.agreement, logits_rel_error=e2e.logits_rel_error,
-        bound_max=max(bounds) if bounds else float("nan"), measured_max_heldout=measured,
-        failure_rate_heldout=failure, time_s=time.perf_counter() - t0, error=None,
-    )
 
 
 def sweep(
@@ -285,6 +310,8 @@ def sweep(
     prepare_fn: Callable | None = None,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    executor=None,
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Keep ratios x methods x seeds on one trained network (see the module docstring).
 
@@ -304,10 +331,14 @@ def sweep(
         prepare_fn: optional callable (seed, progress) -> pipeline.Prepared (e.g. the app's cached
             prepare); default ``pipeline.prepare(model_name, dataset, sample_size=..., seed=seed)``.
         progress: progress(fraction, message), messages with a time estimate.
-        should_stop: polled before every point; True stops and returns the rows so far (cancelled=True).
+        should_stop: polled before every point (on Ray: every 0.1 s); True stops and returns the rows so
+            far (cancelled=True); the next run with the same settings resumes from them.
+        executor: where points run: None or "in-process" (default), "ray", or an executors.Executor.
+        ray_address: with executor="ray", a running cluster to join; without it a local Ray starts.
 
     Raises:
-        ValueError: bad methods, ratios, seeds, delta or allocation (before any work starts).
+        ValueError: bad methods, ratios, seeds, delta, allocation or executor (before any work starts);
+            BadInput (a ValueError) naming the install command when executor="ray" and Ray is missing.
     """
 
     if isinstance(model_name, Prepared):
@@ -327,6 +358,7 @@ def sweep(
     settings = dict(model=model_name, dataset=dataset, methods=list(methods), ratios=list(grid),
                     seeds=list(seed_list), sample_size=sample_size, delta=delta, allocation=allocation,
                     measure_errors=bool(measure_errors))
+    runner = get_executor(executor, ray_address=ray_address)  # an unknown name or a missing Ray: before work
     job = JobProgress(progress)
     path = None
     prepare_fn_given = prepare_fn is not None
@@ -342,52 +374,50 @@ def sweep(
                     return res
                 except (ValueError, KeyError, OSError):
                     path.unlink(missing_ok=True)  # a damaged cache entry is simply recomputed
-    if prepare_fn is None:
-        def prepare_fn(seed, progress=None):
-            return prepare(model_name, dataset, sample_size=sample_size, seed=seed, progress=progress)
-
-    t_start = time.perf_counter()
-    points = len(methods) * len(grid)
-    prep_units = max(2.0, points / 8)  # sensitivities weigh about this many points on the progress bar
-    per_seed = prep_units + points
-    total_units = per_seed * len(seed_list)
-    rows: list[dict] = []
+    partial_path = path.with_suffix(".partial.jsonl") if path is not None else None
+    rows, seed_facts = _read_partial(partial_path)
+    order = {(sd, m, r): i for i, (sd, m, r) in enumerate((sd, m, r) for sd in seed_list for m in methods
+                                                           for r in grid)}
+    rows = [r for r in rows if (r["seed"], r["method"], r["keep_ratio_requested"]) in order]
     timings = dict(sensitivity={}, prepare={}, points=0.0)
-    cancelled = False
-    for si, seed in enumerate(seed_list):
-        if should_stop is not None and should_stop():
-            cancelled = True
-            break
-        base = si * per_seed
-        job.report(base / total_units, f"seed {seed}: sensitivities")
-        tp = time.perf_counter()
-        prepared = prepare_fn(seed, job.stage(base / total_units, (base + prep_units) / total_units,
-                                                            f"seed {seed}: "))
-        timings["prepare"][str(seed)] = time.perf_counter() - tp
-        timings["sensitivity"][str(seed)] = float(prepared.timings_s.get("sensitivity", float("nan")))
-        settings.setdefault("sample_size_used", {})[str(seed)] = int(prepared.sample_size)
-        k = 0
-        for method in methods:
-            for ratio in grid:
-                if should_stop is not None and should_stop():
-                    cancelled = True
-                    break
-                try:
-                    row = _point(prepared, method, ratio, seed, delta, allocation, measure_errors)
-                except ValueError as exc:
-                    row = _nan_row(method, seed, ratio, error=str(exc))
-                rows.append(row)
-                timings["points"] += row["time_s"] if not math.isnan(row["time_s"]) else 0.0
-                k += 1
-                job.report((base + prep_units + k) / total_units,
-                           f"seed {seed}: {method} at keep ratio {ratio:g} -> accuracy "
-                           f"{row['accuracy_after']:.4f}" if row["error"] is None else f"{method} {ratio:g}: failed")
-            if cancelled:
-                break
-        if cancelled:
-            break
+    log = _PartialLog(partial_path)
+
+    def seed_ready(seed, info):
+        timings["prepare"][str(seed)] = float(info["prepare_s"])
+        timings["sensitivity"][str(seed)] = float(info["sensitivity_s"])
+        settings.setdefault("sample_size_used", {})[str(seed)] = int(info["sample_size_used"])
+
+    def on_seed(seed, info):
+        seed_ready(seed, info)
+        log.write(dict(seed=seed, info=info))
+
+    def on_row(row):
+        rows.append(row)
+        timings["points"] += row["time_s"] if not math.isnan(row["time_s"]) else 0.0
+        log.write(dict(row=row))
+
+    for row in rows:
+        timings["points"] += row["time_s"] if not math.isnan(row["time_s"]) else 0.0
+    for seed, info in seed_facts.items():
+        if seed in seed_list:
+            seed_ready(seed, info)
+    if rows:
+        job.report(0.0, f"resuming: {len(rows)} of {len(order)} points already finished")
+    plan = SweepPlan(model_name=model_name, dataset=dataset, methods=methods, grid=grid, seeds=seed_list,
+                     sample_size=sample_size, delta=delta, allocation=allocation, measure_errors=bool(measure_errors),
+                     prepare_fn=prepare_fn,
+                     done=frozenset((r["seed"], r["method"], r["keep_ratio_requested"]) for r in rows))
+    t_start = time.perf_counter()
+    resumed = len(rows)
+    try:
+        run = runner.run_sweep(plan, on_row=on_row, on_seed=on_seed, job=job, should_stop=should_stop)
+    finally:
+        log.close()
+    cancelled = bool(run.pop("cancelled"))
+    run["resumed"] = resumed
+    rows.sort(key=lambda r: order[(r["seed"], r["method"], r["keep_ratio_requested"])])
     timings["total"] = time.perf_counter() - t_start
-    res = SweepResult(rows=tuple(rows), settings=settings, timings_s=timings, cancelled=cancelled)
+    res = SweepResult(rows=tuple(rows), settings=settings, timings_s=timings, cancelled=cancelled, run=run)
     if cache and path is None and prepare_fn_given is False and not cancelled:
         ident = _checkpoint_identity(model_name, dataset)  # the checkpoint may have been trained just now
         if ident.get("path"):
@@ -398,6 +428,8 @@ def sweep(
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(res.to_json())
             os.replace(tmp, path)
+            if partial_path is not None:
+                partial_path.unlink(missing_ok=True)
         except OSError:
             pass  # a read-only cache is not an error
     job.report(1.0, "sweep cancelled" if cancelled else f"sweep finished: {len(rows)} points")

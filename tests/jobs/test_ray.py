@@ -1,0 +1,170 @@
+"""The Ray executor: the same rows as in-process, the network and data shared once, a killed worker's
+point retried, cancel then resume losing nothing, cascades step for step. One local Ray (2 CPUs, loopback
+only, its files under pytest's tmp) for the whole module."""
+import math
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import torch
+
+from sipp_core.errors import BadInput
+from sipp_core.jobs.executors import CascadeSpec, InProcessExecutor, get_executor
+from sipp_core.jobs.retrain import masks_hold
+from sipp_core.jobs.sweep_points import RESULT_FIELDS
+from sipp_core.jobs.sweeps import sweep
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra; the test extra installs it")
+
+from sipp_core.jobs.ray_executor import RayExecutor  # noqa: E402 - needs ray, checked just above
+
+GRID = dict(methods=["sipp-hybrid", "wt"], ratios=[0.5, 0.2], seeds=2, sample_size=30)
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    # A short temp path: Ray's socket paths must stay under the OS limit of 107 bytes.
+    tmp = tmp_path_factory.mktemp("ray")
+    short = f"/tmp/sipp-ray-{os.getpid()}"
+    os.symlink(tmp, short)
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a local test cluster; no token written to the home folder
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=short,
+             log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    os.unlink(short)
+
+
+@pytest.fixture
+def env(local_ray, tiny_moons_env):
+    yield tiny_moons_env
+
+
+def _result(rows):
+    return [tuple((k, r[k]) for k in RESULT_FIELDS) for r in rows]
+
+
+def _norm(rows):
+    """The result fields of each row, NaN as a string so that NaN equals NaN."""
+    return [tuple((k, "nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r) for r in _result(rows)]
+
+
+def _same(a, b):
+    """Bit for bit, in the same order."""
+    return _norm(a) == _norm(b)
+
+
+def test_rows_identical_to_in_process_and_shared_once(env):
+    local = sweep("mlp", "moons", cache=False, **GRID)
+    seen = []
+    res = sweep("mlp", "moons", cache=False, executor="ray", progress=lambda f, m: seen.append((f, m)), **GRID)
+    assert len(res.rows) == 8 and not res.cancelled
+    assert _same(res.rows, local.rows)
+    assert res.settings["sample_size_used"] == local.settings["sample_size_used"]
+    assert res.run["executor"] == "ray" and res.run["workers"] == 2 and res.run["tasks"] == 8
+    # network + data (2 objects) and a seed's parts reach each worker process once, not once per task
+    assert res.run["shared_fetches"] <= res.run["worker_processes"] * (2 + 2)
+    assert res.run["shared_fetches"] < 3 * res.run["tasks"]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("points, 2 workers" in m for _, m in seen)  # streamed per task, with the worker count
+    # the caller's own prepare (as the app does) runs here and is shared the same way
+    from sipp_core.pipeline import prepare
+
+    own = sweep("mlp", "moons", executor="ray", prepare_fn=lambda s, p=None: prepare("mlp", "moons", sample_size=30,
+                                                                                       seed=s), **GRID)
+    assert _same(own.rows, local.rows)
+
+
+def _kill_a_busy_worker(stop: threading.Event, killed: list):
+    """SIGSTOP a worker process, and kill it if it was frozen inside a point task; else let it go on."""
+    while not stop.is_set():
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if not cmd.startswith("ray::_point_task"):
+                continue
+            try:
+                proc.send_signal(signal.SIGSTOP)
+                if " ".join(proc.cmdline()).startswith("ray::_point_task"):
+                    proc.send_signal(signal.SIGKILL)
+                    killed.append(proc.pid)
+                    return
+                proc.send_signal(signal.SIGCONT)
+            except psutil.Error:
+                continue
+        time.sleep(0.001)
+
+
+def test_killed_worker_is_retried(env):
+    local = sweep("mlp", "moons", cache=False, measure_errors=True, **GRID)
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(target=_kill_a_busy_worker, args=(stop, killed))
+    watcher.start()
+    try:
+        res = sweep("mlp", "moons", cache=False, measure_errors=True, executor="ray", **GRID)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, "no worker was caught running a point"
+    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+    assert res.run["retries"] >= 1 and not res.cancelled
+    assert _same(res.rows, local.rows)
+
+
+def test_cancel_then_resume_loses_nothing(env):
+    full = sweep("mlp", "moons", cache=False, **GRID)
+    rows_seen = []
+
+    def stop():
+        return len(rows_seen) >= 3
+
+    part = sweep("mlp", "moons", executor="ray", progress=lambda f, m: rows_seen.append(m) if "points," in m else None,
+                 should_stop=stop, **GRID)
+    assert part.cancelled and 3 <= len(part.rows) < 8
+    again = sweep("mlp", "moons", executor="ray", **GRID)
+    assert not again.cancelled and again.run["resumed"] == len(part.rows)
+    assert again.run["tasks"] == 8 - len(part.rows)  # only the missing points ran
+    assert _same(again.rows, full.rows)
+    assert set(_norm(part.rows)) <= set(_norm(again.rows))  # the cancelled run's rows, kept as they were
+    # in-process resumes from the same rows too, and the whole result is cached afterwards
+    cached = sweep("mlp", "moons", **GRID)
+    assert cached.from_cache and _same(cached.rows, full.rows)
+
+
+def test_cascades_step_for_step(env):
+    specs = [CascadeSpec("mlp", "moons", m, (0.5, 0.2), epochs=1, seed=s, sample_size=30)
+             for m in ("sipp-det", "random") for s in (0, 1)]
+    local, _ = InProcessExecutor().run_cascades(specs)
+    streamed = []
+    remote, facts = RayExecutor().run_cascades(specs, on_step=lambda i, st: streamed.append(i), keep_models=True)
+    assert facts["tasks"] == 8 and sorted(streamed) == [0, 0, 1, 1, 2, 2, 3, 3]
+    keys = ("keep_ratio", "kept", "accuracy_pruned", "accuracy_finetuned", "agreement_pruned", "accuracy_curve",
+            "loss_curve", "pruned_weights_zero", "layer_density")
+    for a, b in zip(local, remote):
+        assert a.dense_accuracy == b.dense_accuracy and a.settings == b.settings
+        assert [{k: s[k] for k in keys} for s in a.steps] == [{k: s[k] for k in keys} for s in b.steps]
+    last = remote[0]  # the chain's network comes back on request, pruned as its masks say
+    assert masks_hold(last.model, last.masks)
+    assert sum(int(m.sum()) for m in last.masks.values()) == last.steps[-1]["kept"]
+
+
+def test_bad_executor_and_missing_ray(env, monkeypatch):
+    with pytest.raises(BadInput, match="unknown executor"):
+        sweep("mlp", "moons", methods=["wt"], ratios=[0.5], executor="spark")
+    with pytest.raises(BadInput, match="Ray address"):
+        get_executor("in-process", ray_address="10.0.0.1:6379")
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(BadInput, match=r"sipp-studio\[ray\]"):
+        get_executor("ray")
