@@ -7,7 +7,8 @@ runs) is set aside by the engine, never deleted, and a fresh file started; damag
 moved to the table ``damaged_runs``. Saving never breaks a page: a failure becomes a short warning.
 
 Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
-on every rerun, and from Bring your own (``record_upload_prune``); sweeps and retraining runs are saved
+on every rerun, and from Bring your own (``record_upload_prune``); nonsmoothness comparisons from their page
+(``record_nonsmoothness``), likewise once per setting; sweeps and retraining runs are saved
 by their background job when they finish (``saver``; a cancelled run is saved too, marked cancelled).
 The Run history page (ui/views/history.py) lists, reopens, compares and deletes them.
 """
@@ -106,6 +107,41 @@ def record_prune(s: Settings, report) -> int | None:
     try:
         run_id = safe(hist.add, "prune", *prune_entry(s, report))
     except Exception as exc:  # noqa: BLE001
+        with saved["lock"]:
+            saved["keys"].pop(key, None)
+        st.caption(f":orange[This run was not saved to the run history: {exc}]")
+        return None
+    with saved["lock"]:
+        saved["keys"][key] = run_id
+    return run_id
+
+
+def nonsmoothness_entry(s: Settings, opts: dict, comp, keep_ratio: float) -> tuple[dict, dict, dict]:
+    """(settings, results, timings) of a nonsmoothness comparison: the sidebar's prune settings, the paths, and
+    both networks' summaries and per-stage rows (no signals)."""
+    settings = s.as_dict()
+    settings.pop("epsilon" if s.mode == "keep ratio" else "keep_ratio")
+    settings.update(paths=dict(opts))
+    results = dict(keep_ratio=float(keep_ratio), original=comp.original.summary(), pruned=comp.pruned.summary(),
+                   layers=comp.layer_rows())
+    timings = dict(original=comp.original.timings_s.get("sweep"), pruned=comp.pruned.timings_s.get("sweep"))
+    return settings, results, timings
+
+
+def record_nonsmoothness(s: Settings, opts: dict, comp, keep_ratio: float) -> int | None:
+    """Save a nonsmoothness comparison once per distinct setting (per process), as record_prune does."""
+    hist = history()
+    if hist is None:
+        return None
+    key = (str(hist.path), "nonsmoothness", engine.report_key(s), tuple(sorted(opts.items())))
+    saved = _saved()
+    with saved["lock"]:
+        if key in saved["keys"]:
+            return None
+        saved["keys"][key] = None
+    try:
+        run_id = safe(hist.add, "nonsmoothness", *nonsmoothness_entry(s, opts, comp, keep_ratio))
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
         with saved["lock"]:
             saved["keys"].pop(key, None)
         st.caption(f":orange[This run was not saved to the run history: {exc}]")

@@ -61,7 +61,7 @@ __all__ = ["RunHistory", "RunRecord", "HistoryError", "default_history_path", "s
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 15.0
-KINDS = ("prune", "sweep", "retrain", "isolation", "other")
+KINDS = ("prune", "sweep", "retrain", "isolation", "nonsmoothness", "other")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -495,7 +495,7 @@ class RunHistory:
         """Save one run; returns its id. Versions of python/torch/numpy/sipp_core are recorded automatically.
 
         Args:
-            kind: "prune", "sweep", "retrain", "isolation" (or "other").
+            kind: "prune", "sweep", "retrain", "isolation", "nonsmoothness" (or "other").
             settings: what the run was asked to do (model, dataset, method, ... are indexed when present).
             results: realised figures.
             timings: seconds per stage.

@@ -7,7 +7,7 @@ import pytest
 from pagetest import app, metric, new_app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.jobs.history import RunHistory
-from ui.views.history import settings_from_run
+from ui.views.history import overlay_frame, settings_from_run, smp_overlay_frame
 
 
 def test_page_renders_on_the_default(app):
@@ -97,3 +97,42 @@ def test_reopening_an_uploaded_run_asks_for_the_same_file():
     fresh.file_uploader(key="byo_model_file").set_value(("w.pt", weights, "application/octet-stream")).run()
     ok(fresh)
     assert any(f"This is the file of run #{run.id}" in m.value for m in fresh.success)
+
+
+def _sweep_rows(method_acc: dict, ratios=(0.5, 0.1, 0.05)) -> list[dict]:
+    return [dict(method=m, seed=0, keep_ratio_requested=r, keep_ratio=r, accuracy_before=0.98, accuracy_after=a,
+                 accuracy_drop=0.98 - a, error=None) for m, accs in method_acc.items() for r, a in zip(ratios, accs)]
+
+
+def test_comparing_runs_overlays_them_on_one_chart():
+    import json
+
+    hist = RunHistory()
+    common = dict(model="lenet5", dataset="mnist5k")
+    a = hist.add("sweep", dict(common, methods=["wt", "sipp-hybrid"], ratios=[0.5, 0.1, 0.05], seeds=[0]),
+                 dict(rows=_sweep_rows({"wt": [0.98, 0.97, 0.95], "sipp-hybrid": [0.975, 0.96, 0.90]})))
+    b = hist.add("retrain", dict(common, method="sipp-hybrid", schedule=[0.5, 0.1]),
+                 dict(steps=[dict(keep_ratio=0.5, accuracy_finetuned=0.985), dict(keep_ratio=0.1, accuracy_finetuned=0.98)],
+                      dense_accuracy=0.98))
+    n = hist.add("nonsmoothness", dict(common, method="sipp-hybrid", paths=dict(count=4, points=256, kind="mixed")),
+                 dict(keep_ratio=0.1, original=dict(smp=4.7, relative_smp=0.5, logit_variation=9.4),
+                      pruned=dict(smp=1.6, relative_smp=0.8, logit_variation=2.0)))
+    at = new_app().run()
+    at.switch_page("pages/history.py").run()
+    ok(at)
+    at.multiselect(key="hist_pick").set_value([a, b, n]).run()
+    at.button(key="hist_compare").click().run()
+    ok(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    acc = next(s for s in specs if "Accuracy vs weights kept" in json.dumps(s.get("title")))
+    assert '"values": [5.0, 10.0, 50.0]' in json.dumps(acc)  # ticks at the kept shares that were run
+    assert any("Relative SMP" in json.dumps(s.get("title")) for s in specs)
+    records = [hist.get(i) for i in (a, b, n)]
+    frame = overlay_frame(records)  # what the chart draws
+    assert set(frame["run"]) == {f"#{a} wt (sweep)", f"#{a} sipp-hybrid (sweep)", f"#{b} sipp-hybrid (fine-tuned)"}
+    assert frame.set_index("run").loc[f"#{b} sipp-hybrid (fine-tuned)", "acc_pct"].tolist() == [98.5, 98.0]
+    assert sorted(smp_overlay_frame(records)["relative_smp"]) == [0.5, 0.8]
+    # one nonsmoothness run on its own: its table and verdict
+    at.multiselect(key="hist_pick").set_value([n]).run()
+    ok(at)
+    assert any("lowered output SMP from **4.7 to 1.6**" in v.value for v in at.success)

@@ -106,6 +106,12 @@ def test_page_sweeps_and_shows_smp_before_and_after(swept):
     assert f"output SMP from **{row['original']:.3g} to {row['pruned']:.3g}**" in verdicts[0]
     assert f"relative to their size, SMP went from **{before:.3g}" in verdicts[0]
     assert "**upper bound**" in verdicts[1]
+    # saved to the run history, once
+    from sipp_core.jobs.history import RunHistory
+
+    runs = RunHistory().list(kind="nonsmoothness")
+    assert len(runs) == 1 and runs[0].settings["paths"]["count"] == 4
+    assert runs[0].results["original"]["smp"] == pytest.approx(row["original"])
 
 
 def test_page_widgets_change_the_view_without_recomputing(swept):

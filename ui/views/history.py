@@ -10,19 +10,22 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from sipp_core.errors import SippError, fix_of
 from sipp_core.io.data import DATASETS
 from sipp_core.zoo.models import MODELS
-from ui import run_store
-from ui.results import show_cascade, show_isolation, show_sweep
+from ui import run_store, show
+from ui import verdicts as vd
+from ui.charts.core import AXIS_TITLE_PX, SUBTITLE_PX, TITLE_PX, WIDTH, sized
+from ui.results import show_cascade, show_isolation, show_sweep, verdict_box
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
 from ui.tables import as_float
 
 KIND_LABELS = {"prune": "prune", "sweep": "trade-off sweep", "retrain": "prune-retrain cascade",
-               "isolation": "training in isolation", "other": "other"}
+               "isolation": "training in isolation", "nonsmoothness": "nonsmoothness", "other": "other"}
 # Settings field -> the sidebar widget key (= its query parameter), for "Reopen".
 WIDGET_KEYS = {"model": "model", "dataset": "data", "method": "method", "mode": "mode", "keep_ratio": "keep",
                "epsilon": "eps", "delta": "delta", "auto_sample": "s_auto", "sample_size": "s", "seed": "seed",
@@ -48,6 +51,11 @@ def describe_run(r) -> str:
     elif r.kind == "isolation":
         what = (f"{r.method} · κ = {as_float(s.get('keep_ratio')):.3g} · {s.get('epochs')} epochs · "
                 f"rewind {s.get('rewind_epoch')} · prune at {s.get('prune_at')}")
+    elif r.kind == "nonsmoothness":
+        p = s.get("paths", {})
+        o, q = res.get("original", {}), res.get("pruned", {})
+        what = (f"{r.method} · kept {100 * as_float(res.get('keep_ratio')):.3g}% · {p.get('count')} × {p.get('points')} "
+                f"{p.get('kind')} paths · SMP {as_float(o.get('smp')):.3g} → {as_float(q.get('smp')):.3g}")
     else:
         what = r.method or ""
     acc = as_float(res.get("accuracy_after"))
@@ -171,8 +179,109 @@ def _show_stored(r) -> None:
         show_isolation(r.results.get("ticket", {}), r.results.get("random", {}),
                        as_float(r.results.get("dense_accuracy")), r.settings,
                        cancelled=bool(r.results.get("cancelled")), key=f"hist_{r.id}")
+    elif r.kind == "nonsmoothness":
+        _stored_nonsmoothness(r)
     else:
         st.json(r.to_dict(), expanded=False)
+
+
+NS_MEASURES = {"smp": "SMP of the output (mean over paths)", "relative_smp": "relative SMP (SMP ÷ logit variation)",
+               "logit_variation": "logit variation along the path", "region_transitions": "linear-region transitions",
+               "flipped_units": "ReLU sign flips", "output_trajectory": "trajectory length of the logits"}
+
+
+def _stored_nonsmoothness(r) -> None:
+    res = r.results
+    o, p = res.get("original", {}), res.get("pruned", {})
+    verdict_box(vd.smp_verdict(o, p, as_float(res.get("keep_ratio"))))
+    rows = [dict(measure=label, original=as_float(o.get(k)), pruned=as_float(p.get(k))) for k, label in NS_MEASURES.items()
+            if k in o]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    paths = r.settings.get("paths", {})
+    st.caption(f"{paths.get('count')} {paths.get('kind')} paths × {paths.get('points')} points, path seed "
+               f"{paths.get('seed')}; open the Nonsmoothness page with these sidebar settings to see the charts.")
+
+
+# ---- overlaid comparison ---------------------------------------------------------------------------
+
+def overlay_frame(records) -> pd.DataFrame:
+    """Accuracy against the kept share for every selected run that has both, one series per run (and method):
+    a prune run is one point, a sweep one line per method (mean over seeds), a cascade its steps after
+    fine-tuning, training in isolation its mask."""
+    out = []
+
+    def add(r, series, keep, acc):
+        k, a = as_float(keep), as_float(acc)
+        if math.isfinite(k) and math.isfinite(a) and k > 0:
+            out.append(dict(run=f"#{r.id} {series}", kind=KIND_LABELS.get(r.kind, r.kind), keep_pct=100 * k,
+                            acc_pct=100 * a))
+
+    for r in records:
+        res = r.results
+        if r.kind == "prune":
+            add(r, f"{r.method} (prune)", res.get("keep_ratio"), res.get("accuracy_after"))
+        elif r.kind == "sweep":
+            frame = pd.DataFrame(res.get("rows", []))
+            if frame.empty:
+                continue
+            for c in ("keep_ratio", "accuracy_after"):
+                frame[c] = pd.to_numeric(frame[c], errors="coerce")
+            for (method, _), g in frame.groupby(["method", "keep_ratio_requested"], sort=False):
+                add(r, f"{method} (sweep)", g["keep_ratio"].mean(), g["accuracy_after"].mean())
+        elif r.kind == "retrain":
+            for step in res.get("steps", []):
+                add(r, f"{r.method} (fine-tuned)", step.get("keep_ratio"), step.get("accuracy_finetuned"))
+        elif r.kind == "isolation":
+            t = res.get("ticket", {}) or {}
+            add(r, f"{r.method} (trained mask)", t.get("keep_ratio"), t.get("accuracy"))
+    return pd.DataFrame(out, columns=["run", "kind", "keep_pct", "acc_pct"])
+
+
+def overlay_chart(df: pd.DataFrame, width: int = WIDTH, height: int = 320) -> alt.Chart:
+    """The runs' accuracy against the kept share on one log axis, with ticks at the kept shares actually run."""
+    runs = list(dict.fromkeys(df["run"]))
+    ticks = sorted({round(v, 3) for v in df["keep_pct"]})
+    x = alt.X("keep_pct:Q", title="weights kept (%, log scale)", scale=alt.Scale(type="log", nice=False, padding=12),
+              axis=alt.Axis(values=ticks, format=".3~g", labelOverlap="greedy"))
+    color = alt.Color("run:N", title=None, sort=runs, scale=alt.Scale(scheme="tableau10"),
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=320))
+    base = alt.Chart(df).encode(x=x, y=alt.Y("acc_pct:Q", title="accuracy (%)", scale=alt.Scale(zero=False)),
+                                color=color, tooltip=["run:N", alt.Tooltip("keep_pct:Q", format=".3g", title="kept %"),
+                                                      alt.Tooltip("acc_pct:Q", format=".2f", title="accuracy %")])
+    chart = alt.layer(base.mark_line(strokeWidth=2.2), base.mark_point(filled=True, size=70)).properties(
+        title=alt.Title("Accuracy vs weights kept, selected runs", subtitle="one colour per run (and method); "
+                        "ticks at the kept shares that were run", anchor="start", fontSize=TITLE_PX,
+                        subtitleFontSize=SUBTITLE_PX), width=width, height=height)
+    return sized(chart, height, 1, math.ceil(len(runs) / 2)).configure_axis(titleFontSize=AXIS_TITLE_PX)
+
+
+def smp_overlay_frame(records) -> pd.DataFrame:
+    """Relative SMP before and after pruning, per selected nonsmoothness run."""
+    out = []
+    for r in records:
+        if r.kind != "nonsmoothness":
+            continue
+        for tag in ("original", "pruned"):
+            v = as_float(r.results.get(tag, {}).get("relative_smp"))
+            if math.isfinite(v):
+                out.append(dict(run=f"#{r.id} {r.method}, kept {100 * as_float(r.results.get('keep_ratio')):.3g}%",
+                                network=tag, relative_smp=v))
+    return pd.DataFrame(out, columns=["run", "network", "relative_smp"])
+
+
+def smp_overlay_chart(df: pd.DataFrame, width: int = WIDTH) -> alt.Chart:
+    runs = list(dict.fromkeys(df["run"]))
+    height = 34 * len(runs) + 20
+    chart = alt.Chart(df).mark_point(filled=True, size=110).encode(
+        x=alt.X("relative_smp:Q", title="relative SMP (SMP ÷ logit variation)", scale=alt.Scale(zero=False)),
+        y=alt.Y("run:N", title=None, sort=runs, axis=alt.Axis(labelLimit=320)),
+        color=alt.Color("network:N", title=None, legend=alt.Legend(orient="bottom")),
+        shape=alt.Shape("network:N", title=None), tooltip=["run:N", "network:N",
+                                                           alt.Tooltip("relative_smp:Q", format=".3g")],
+    ).properties(title=alt.Title("Relative SMP before and after pruning, selected runs", anchor="start",
+                                 fontSize=TITLE_PX, subtitle="scale-free: the kinks relative to the logits' size",
+                                 subtitleFontSize=SUBTITLE_PX), width=width, height=height)
+    return sized(chart, height, 1, 1)
 
 
 # ---- the page -------------------------------------------------------------------------------------
@@ -299,6 +408,15 @@ def _compare(hist, picked: list) -> None:
     except KeyError as exc:
         st.error(f"{exc}. Fix: reload the page; the run was deleted meanwhile.", icon=":material/error:")
     else:
+        records = [run_store.safe(hist.get, i) for i in picked]
+        acc = overlay_frame(records)
+        if acc["run"].nunique() >= 1 and len(acc):
+            show.chart(overlay_chart(acc))
+        ns = smp_overlay_frame(records)
+        if len(ns):
+            show.chart(smp_overlay_chart(ns))
+        if not len(acc) and not len(ns):
+            st.caption("These runs share no figure to draw on one chart; the table lists every setting and result.")
         st.caption("One column per run; rows that differ between the runs first (marked ≠).")
         st.dataframe(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
 

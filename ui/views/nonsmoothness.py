@@ -15,7 +15,7 @@ import streamlit as st
 
 from sipp_core.errors import BadInput, SippError
 from sipp_core.smoothness import core as smoothness
-from ui import engine, show
+from ui import engine, run_store, show
 from ui.charts import smoothness as cs
 from ui import verdicts as vd
 from ui.guard import friendly, obtain
@@ -33,11 +33,11 @@ DEFINITION_NOTE = (
     "at least 3 points apart; add each peak's ±1 window; divide by h·‖x_b − x_a‖. As N grows this tends to the "
     "total jump of the directional derivative along the path, and to 0 for a smooth network. The output's SMP is "
     "the sum over logits; a layer's is the mean over (at most *max units* sampled) units.\n\n"
-    "The name and the idea come from Liu, Wong and Dai, *Modeling the Nonsmoothness of Modern Neural Networks* "
-    "(arXiv 2103.14731, 2021), who measure nonsmoothness by the sum of the magnitude of peaks and model how it "
-    "propagates through convolution, ReLU and max pooling. The definition computed here follows that measure's "
-    "name and the mathematics of piecewise-linear networks, and is written out in full in docs/nonsmoothness.md, "
-    "so every number on this page can be checked by hand.")
+    "The measure and its propagation through convolution, ReLU and max pooling come from Liu, Wong and Dai, "
+    "*Modeling the Nonsmoothness of Modern Neural Networks* (arXiv 2103.14731, 2021). The peak threshold, the "
+    "windows and the normalisation used here, the scale-free **relative SMP** (SMP ÷ the logits' variation along "
+    "the path) and the per-stage rules are written out in docs/nonsmoothness.md, so every number on this page can "
+    "be checked by hand; one path's computation is shown with its numbers at the bottom of the page.")
 
 PATH_COUNTS = [4, 8, 16, 32, 64]
 POINTS = [256, 512, 1024, 2048, 4096]
@@ -323,6 +323,7 @@ def render() -> None:
     comp = _get(s, prepared, report, opts, submitted)
     if comp is None:
         st.stop()
+    run_store.record_nonsmoothness(s, opts, comp, float(report.result.keep_ratio))  # once per setting
     st.subheader("SMP before vs after pruning")
     _summary(s, comp, float(report.result.keep_ratio))
     _distribution(comp, prepared.record.class_names)
