@@ -1,12 +1,14 @@
 """SiPP Studio: prune a real network with Sensitivity-informed Provable Pruning and see why.
 
-Run:  streamlit run app.py
+Run:  streamlit run app.py            (add ?present=1 to the URL for a projector)
 """
 import streamlit as st
 
 from ui.runtime import app_icon, configure_torch
+from ui.show import present_style, presenting
 
-st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide")
+st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide",
+                   initial_sidebar_state="collapsed" if presenting() else "auto")
 
 from ui.nav import build_navigation, run_page  # noqa: E402
 from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
@@ -14,5 +16,6 @@ from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
 configure_torch()
 
 page = build_navigation()
+present_style()
 show_link_problems(render_sidebar())
 run_page(page)

@@ -35,6 +35,7 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/kept_edges.py", "Kept edges", ":material/grid_on:", "Prune and inspect"),
     PageSpec("pages/guarantees.py", "Guarantees", ":material/verified:", "Prune and inspect"),
     PageSpec("pages/learn.py", "Learn", ":material/school:", "Teach"),
+    PageSpec("pages/glossary.py", "Glossary", ":material/menu_book:", "Teach"),
     PageSpec("pages/nonsmoothness.py", "Nonsmoothness", ":material/show_chart:", "Analyses"),
     PageSpec("pages/tradeoffs.py", "Trade-offs", ":material/stacked_line_chart:", "Analyses"),
     PageSpec("pages/retrain.py", "Retraining", ":material/model_training:", "Analyses"),

@@ -1,13 +1,104 @@
-"""Streamlit display helpers shared by the pages."""
+"""Streamlit display helpers shared by the pages: charts (with PNG and SVG downloads) and presentation mode.
+
+Presentation mode (``?present=1`` in the URL, or the sidebar's toggle) is for a projector: the sidebar
+starts collapsed, text is larger, and every chart takes the page's full width with larger type.
+"""
 from __future__ import annotations
+
+import re
 
 import altair as alt
 import streamlit as st
 
+from ui.charts.core import to_png, to_svg
+
+PRESENT_PARAM = "present"
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+PRESENT_SCALE = 1.35  # chart type in presentation mode, relative to the projector sizes of ui.charts.core
+
+PRESENT_CSS = """
+<style>
+/* Streamlit sizes its text in rem: a larger root size enlarges every heading, label and table */
+html { font-size: 20px; }
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2.5rem; padding-right: 2.5rem; }
+</style>
+"""
+
+
+def presenting() -> bool:
+    """Whether presentation mode is on: the URL's ?present= wins, else what this session last chose.
+
+    The choice is written back to the URL, so a copied link keeps it and a page switch does not lose it.
+    """
+    raw = str(st.query_params.get(PRESENT_PARAM, "")).strip().lower()
+    if raw in _ON:
+        st.session_state["_present"] = True
+    elif raw in _OFF:
+        st.session_state["_present"] = False
+    on = bool(st.session_state.get("_present", False))
+    if on and raw not in _ON:
+        st.query_params[PRESENT_PARAM] = "1"
+    return on
+
+
+def set_presenting(on: bool) -> None:
+    st.session_state["_present"] = bool(on)
+    if on:
+        st.query_params[PRESENT_PARAM] = "1"
+    elif PRESENT_PARAM in st.query_params:
+        del st.query_params[PRESENT_PARAM]
+
+
+def present_style() -> None:
+    """app.py, every run: larger type and full-width content while presenting."""
+    st.session_state["_chart_n"] = 0
+    if presenting():
+        st.html(PRESENT_CSS)
+
+
+def _scaled(spec, factor: float):
+    """A copy of a Vega-Lite spec with every font size multiplied by factor (data left alone)."""
+    if isinstance(spec, dict):
+        return {k: (v if k in ("datasets", "data") else
+                    round(v * factor, 1) if isinstance(v, (int, float)) and k.lower().endswith("fontsize") else
+                    _scaled(v, factor)) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_scaled(v, factor) for v in spec]
+    return spec
+
+
+def _stem(c) -> str:
+    title = getattr(c, "title", alt.Undefined)
+    text = getattr(title, "text", title) if title is not alt.Undefined else "chart"
+    text = text if isinstance(text, str) else "chart"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "chart"
+
+
+def downloads(c, where=None) -> None:
+    """PNG and SVG of the chart, made only when clicked (no cost on a slider move)."""
+    where = where if where is not None else st
+    n = st.session_state.get("_chart_n", 0) + 1
+    st.session_state["_chart_n"] = n
+    stem = _stem(c)
+    with where.popover("Download chart", icon=":material/download:", key=f"chart-dl-{n}-{stem}"):
+        st.download_button("PNG image", lambda: to_png(c), f"{stem}.png", "image/png", on_click="ignore",
+                           key=f"chart-png-{n}-{stem}", icon=":material/image:")
+        st.download_button("SVG (vector, for slides)", lambda: to_svg(c), f"{stem}.svg", "image/svg+xml",
+                           on_click="ignore", key=f"chart-svg-{n}-{stem}", icon=":material/draw:")
+
 
 def chart(c, where=None) -> None:
-    """st.altair_chart at full width, with the element height the builder asked for (ui.charts.core.sized)."""
-    where = where if where is not None else st
+    """st.altair_chart at full width, with the element height the builder asked for (ui.charts.core.sized).
+
+    While presenting, the chart leaves its column for the page's full width, with larger type.
+    """
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
-    where.altair_chart(c, width="stretch", height=int(h) if h else "content")
+    if presenting():
+        where = st
+        spec = _scaled(c.to_dict(), PRESENT_SCALE)
+        where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content")
+    else:
+        where = where if where is not None else st
+        where.altair_chart(c, width="stretch", height=int(h) if h else "content")
+    downloads(c, where)

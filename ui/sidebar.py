@@ -10,7 +10,8 @@ import streamlit as st
 from sipp_core.io.data import DATASETS
 from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
 from sipp_core.zoo.models import MODELS
-from ui import engine
+from ui import engine, show
+from ui.glossary import hint
 from ui.settings import (
     ALLOCATION_LABELS,
     DELTA_OPTIONS,
@@ -76,6 +77,11 @@ def render_sidebar() -> Settings:
     warn_about_link(sidebar_url_spec(models, datasets, methods))
     sb = st.sidebar
     with sb:
+        st.page_link("pages/glossary.py", label="Glossary: every symbol in plain words", icon=":material/menu_book:")
+        st.toggle("Presentation mode", value=show.presenting(), key="_present_toggle",
+                  on_change=lambda: show.set_presenting(st.session_state["_present_toggle"]),
+                  help="For a projector: larger type, charts at full width, the sidebar collapsed when the page "
+                       "opens. A link with ?present=1 opens the app this way.")
         st.markdown("### Network")
         model = st.selectbox("Model", models, index=models.index(DEFAULTS.model), key="model",
                              help="Zoo networks: " + "; ".join(f"**{k}**: {v}" for k, v in model_desc.items()), **BIND)
@@ -85,27 +91,28 @@ def render_sidebar() -> Settings:
         method = st.selectbox("Method", methods, index=methods.index(DEFAULTS.method), key="method",
                               help="; ".join(f"**{m}**: {METHOD_LABELS.get(m, m)}" for m in methods), **BIND)
         st.caption(METHOD_LABELS.get(method, method))
-        mode = st.radio("Budget", MODES, index=0, key="mode", horizontal=True,
-                        help="Keep ratio: you choose how many weights stay. eps and delta: you choose the error "
-                             "guarantee and SiPP finds the smallest network that meets it.", **BIND)
+        mode = st.radio("Budget", MODES, index=0, key="mode", horizontal=True, help=hint("mode"), **BIND)
         keep, eps = DEFAULTS.keep_ratio, DEFAULTS.epsilon
         if mode == "keep ratio":
             keep = st.slider("Keep ratio κ (share of prunable weights)", 0.005, 1.0, DEFAULTS.keep_ratio, 0.005,
-                             key="keep", format="%.3f", **BIND)
+                             key="keep", format="%.3f", help=hint("kappa"), **BIND)
         else:
             eps = st.select_slider("ε: guaranteed relative error per row (log scale)", EPS_OPTIONS,
-                                   value=DEFAULTS.epsilon, format_func=fmt_num, key="eps", **BIND)
+                                   value=DEFAULTS.epsilon, format_func=fmt_num, key="eps", help=hint("eps", "row"),
+                                   **BIND)
         delta = st.select_slider("δ: failure probability (log scale)", DELTA_OPTIONS, value=DEFAULTS.delta,
                                  format_func=fmt_num, key="delta",
-                                 help="Enters L_l, hence the bounds and the allocation, in both modes.", **BIND)
+                                 help=hint("delta", "L") + "\n\nδ enters L_l, hence the bounds and the allocation, "
+                                 "in both modes.", **BIND)
         st.markdown("### Sensitivity (recomputed when these change)")
-        auto = st.toggle("|S| from the formula", value=True, key="s_auto", **BIND)
+        auto = st.toggle("|S| from the formula", value=True, key="s_auto", help=hint("S", "eta"), **BIND)
         try:
             facts = engine.model_facts(model, dataset)
         except Exception:  # shown as an error with its fix on the page
             facts = None
         size = st.number_input("|S|: points in the sample S", min_value=1, max_value=100_000,
-                               value=DEFAULTS.sample_size, step=1, key="s", disabled=auto, **BIND)
+                               value=DEFAULTS.sample_size, step=1, key="s", disabled=auto, help=hint("S", "s"),
+                               **BIND)
         if facts:
             note = (f"Formula $|S| = \\lceil 3\\ln(8\\,\\eta\\,\\eta_{{\\max}}/\\delta_S)\\rceil$ = **{facts['formula']}** "
                     f"(η = {facts['eta']:,}, η_max = {facts['eta_max']:,}, δ_S = 1e-16)")
@@ -113,8 +120,9 @@ def render_sidebar() -> Settings:
                 note += f"; the S-pool holds {facts['pool']:,} points, so all of them are used"
             st.caption(note)
         seed = st.number_input("Seed (draws S and the samples)", min_value=0, max_value=2**31 - 1, value=0, step=1,
-                               key="seed", **BIND)
-        patch = st.selectbox("Patch reduction (conv layers)", PATCH_REDUCTIONS, key="patch", **BIND)
+                               key="seed", help=hint("seed"), **BIND)
+        patch = st.selectbox("Patch reduction (conv layers)", PATCH_REDUCTIONS, key="patch", help=hint("patch", "P"),
+                             **BIND)
         st.caption(PATCH_LABELS[patch])
         device = st.selectbox("Device (training)", DEVICES, key="device", **BIND)
         try:
@@ -123,10 +131,11 @@ def render_sidebar() -> Settings:
         except ValueError as exc:
             st.caption(f":red[{exc}]")
         with st.expander("Advanced"):
-            allocation = st.selectbox("Allocation (SiPP det., keep-ratio mode)", ALLOCATIONS, key="alloc", **BIND)
+            allocation = st.selectbox("Allocation (SiPP det., keep-ratio mode)", ALLOCATIONS, key="alloc",
+                                      help=hint("alloc"), **BIND)
             st.caption(ALLOCATION_LABELS[allocation] + ". Per-layer densities on the Prune page show the difference.")
             c_prime = st.number_input("C′ (hybrid rule and hybrid det. bound)", min_value=1.0, max_value=100.0,
-                                      value=3.0, step=0.5, key="cprime", **BIND)
+                                      value=3.0, step=0.5, key="cprime", help=hint("cprime", "hybrid"), **BIND)
     settings = Settings(model=model, dataset=dataset, method=method, mode=mode, keep_ratio=float(keep),
                         epsilon=float(eps), delta=float(delta), auto_sample=bool(auto), sample_size=int(size),
                         seed=int(seed), patch_reduction=patch, device=device, allocation=allocation,

@@ -59,7 +59,9 @@ def test_default_prune_page_computes_without_a_click(default_app):
     assert at.title[0].value == "Prune"
     assert len(at.get("vega_lite_chart")) >= 2
     assert len(at.dataframe) >= 1
-    assert len(at.get("download_button")) == 5  # state_dict, masks, report, CSV and the deployable .zip
+    files = [b for b in at.get("download_button") if b.proto.label not in ("PNG image", "SVG (vector, for slides)")]
+    assert len(files) == 5  # state_dict, masks, report, CSV and the deployable .zip
+    assert len(at.get("download_button")) - len(files) == 2 * len(at.get("vega_lite_chart"))  # each chart: PNG, SVG
 
 
 def test_main_widgets_exist(default_app):

@@ -571,3 +571,16 @@ def test_conv_layers_are_labelled_with_channels_and_kernel():
     named = torch.nn.Sequential()
     named.add_module("fc1", torch.nn.Linear(784, 300))
     assert layer_infos(named, (784,))["fc1"].label == "fc1 · Linear 784→300"
+
+
+def test_charts_download_as_png_and_svg(report):
+    """What the app's "Download chart" gives: Vega's own drawing (vl-convert), every label in it."""
+    c = charts.bound_vs_measured(report)
+    png = charts.to_png(c)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width >= 2 * charts.WIDTH and height >= 2 * charts.HEIGHT  # drawn at twice the size, for slides
+    svg = charts.to_svg(c)
+    assert svg.lstrip().startswith("<svg")
+    for text in ("Guaranteed bound vs measured error", "measured max on S", "Linear 784→300"):
+        assert text in svg, text

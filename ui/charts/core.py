@@ -16,6 +16,7 @@ import textwrap
 import altair as alt
 import numpy as np
 import pandas as pd
+import vl_convert
 
 from ui import tables
 
@@ -79,6 +80,19 @@ def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
         text="t:N", x=alt.value(0), y=alt.value(4))
     return sized(text.properties(title=_title(title), width=width, height=h), h, 0, x_axis=False).properties(
         usermeta={"sipp_height": int(52 + h + 20), "sipp_empty": sentence})
+
+
+PNG_SCALE = 2  # PNGs at twice the drawn size: sharp on a slide
+
+
+def to_png(chart) -> bytes:
+    """The chart as a PNG, drawn by Vega itself (vl-convert): what the app's "Download chart" gives."""
+    return vl_convert.vegalite_to_png(chart.to_dict(), scale=PNG_SCALE)
+
+
+def to_svg(chart) -> str:
+    """The chart as SVG (vector: scales to any slide)."""
+    return vl_convert.vegalite_to_svg(chart.to_dict())
 
 
 def layer_axis(**kw) -> alt.Axis:
@@ -230,7 +244,7 @@ def edge_profile(g: np.ndarray, n_images: int, point: int, width: int = WIDTH, h
     idx = np.arange(n) % max(n_images, 1)
     df = pd.DataFrame(dict(point=idx, g=g, kind=kinds, is_max=np.arange(n) == point))
     base = alt.Chart(df).encode(
-        x=alt.X("point:Q", title="point of S (index)"),
+        x=alt.X("point:Q", title="point of S (index)", axis=alt.Axis(tickMinStep=1, format="d")),  # whole indices only
         y=alt.Y("g:Q", title="g_fj(x) (share of the row's signal)"),
         tooltip=["point:Q", "kind:N", alt.Tooltip("g:Q", format=".4g")],
     )

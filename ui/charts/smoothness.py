@@ -139,7 +139,10 @@ def summary_frame(comp) -> pd.DataFrame:
 def layer_frame(comp) -> pd.DataFrame:
     """Per measured stage and model (means over paths): comp.layer_rows() with readable column order."""
     df = pd.DataFrame(comp.layer_rows())
-    cols = ["model", "layer", "kind", "block", "units", "sampled_units", "live_units", "input_from", "smp_in", "smp",
+    if not df.empty:  # the stage's label (module name, type, units) in front; its bare module name beside it
+        df["module"] = df["layer"]
+        df["layer"] = [_stage_label(r) for r in df.to_dict("records")]
+    cols = ["model", "layer", "module", "kind", "block", "units", "sampled_units", "live_units", "input_from", "smp_in", "smp",
             "smp_predicted", "flips", "flips_per_live_unit", "flip_steps", "trajectory", "rule"]
     return df[[c for c in cols if c in df.columns]]
 

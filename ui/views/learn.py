@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from sipp_core.zoo.layers import layer_label
 from ui import formulas as fx
 from ui import learn_core as lc
 from ui import show
@@ -61,13 +62,15 @@ def _step_network(toy, w, layer: str) -> None:
     followed = int(w.pseudo_of[k]) if 0 <= k < len(w.pseudo_of) else 0  # steps 3 and 4 follow this point of S
     show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed), b)
     b.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
-    st.markdown(f"Weights W of layer `{layer}` (rows: output units f, columns: inputs j). A **row** is the "
+    st.markdown(f"Weights W of layer `{layer_label(layer, 'linear', w.W.shape)}`"
+                f" (rows: output units f, columns: inputs j). A **row** is the "
                 "positive (or the negative) weights of one unit.")
     st.dataframe(_matrix(w.W, "unit", "input"))
 
 
 def _step_activations(w, layer: str) -> None:
-    st.markdown(f"The input a(x) of layer `{layer}` for each of the {len(w.a)} points of S.")
+    st.markdown(f"The input a(x) of layer `{layer_label(layer, 'linear', w.W.shape)}`"
+                f" for each of the {len(w.a)} points of S.")
     st.dataframe(_matrix(w.a, "point", "a_j, j ="))
     if w.signed:
         st.markdown("It has **negative entries**, so each point becomes two non-negative pseudo-points "
@@ -167,14 +170,15 @@ def _pruned_by_each_method(dataset: str, hidden: int, seed: int, s_size: int) ->
 def _step_masks(toy, res: dict, layer: str) -> None:
     method = st.radio("Method", list(res), horizontal=True, key="learn_method")
     r = res[method]["result"]
+    label = layer_label(layer, "linear", tuple(toy.model.get_submodule(layer).weight.shape))
     weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
     masks = [r.masks[n].numpy() for n in toy.layer_names]
     show.chart(charts.network_diagram(weights, masks, layer_titles=["input x", "hidden (ReLU)", "logits"]))
     kept = pd.DataFrame({m: [np.array2string(res[m]["result"].masks[layer].int().numpy(), separator=" ")]
-                         for m in res}, index=[f"mask of layer {layer}"]).T
+                         for m in res}, index=[f"mask of layer {label}"]).T
     st.dataframe(kept)
     vals = res[method]["result"].plans[layer].values.numpy()
-    st.markdown(f"Values after pruning, layer `{layer}` ({method}; sampled weights are reweighted):")
+    st.markdown(f"Values after pruning, layer `{label}` ({method}; sampled weights are reweighted):")
     st.dataframe(_matrix(vals, "unit", "input"))
 
 
@@ -213,11 +217,13 @@ def _walkthrough() -> None:
     with st.spinner("Training the tiny network (about a second)…"):
         toy = _toy(dataset, hidden, seed)
     sizes = [toy.record.input_shape[0], hidden, toy.record.num_classes]
+    labels = {n: layer_label(n, "linear", tuple(toy.model.get_submodule(n).weight.shape)) for n in toy.layer_names}
     st.caption(f"A {'-'.join(map(str, sizes))} ReLU network trained on {dataset}: test accuracy "
-               f"{100 * toy.accuracy:.1f}%. Layers: " + ", ".join(f"`{n}`" for n in toy.layer_names))
+               f"{100 * toy.accuracy:.1f}%. Layers: " + ", ".join(f"`{labels[n]}`" for n in toy.layer_names))
     layer = st.radio("Layer to follow", toy.layer_names, index=len(toy.layer_names) - 1, key="learn_layer",
                      horizontal=True, bind="query-params",
-                     format_func=lambda n: f"{n} ({'input → hidden' if n == toy.layer_names[0] else 'hidden → output'})")
+                     format_func=lambda n: f"{labels[n]} "
+                                           + ("(input → hidden)" if n == toy.layer_names[0] else "(hidden → output)"))
     step = st.segmented_control("Step", STEPS, default=STEPS[0], key="learn_step", width="stretch",
                                 bind="query-params")
     step = step or STEPS[0]
