@@ -1,4 +1,4 @@
-"""Command line: `sipp {train,prune,sweep} ...` or `python -m sipp_core ...` (see --help).
+"""Command line: `sipp {train,prune,sweep,study} ...` or `python -m sipp_core ...` (see --help).
 
 Every anticipated failure prints one message naming the problem and the fix,
 never a traceback: exit status 2 for bad arguments or input, 1 for a failure
@@ -19,6 +19,7 @@ from .errors import BadInput, SippError, StorageError
 from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
 from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_checkpoint
 from .io.data import load_dataset
+from .jobs.study import add_study_parser
 from .jobs.sweeps import add_sweep_parser
 from .options import METHODS, PREPROCESSING
 from .pipeline import evaluate_prune, prepare, prepare_trained
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_prune)
 
     add_sweep_parser(sub)
+    add_study_parser(sub)
     return p
 
 

@@ -533,13 +533,20 @@ def cmd_sweep(args) -> int:
     res = sweep(args.model, args.dataset, methods=methods, ratios=grid, seeds=args.seeds,
                 sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
                 measure_errors=args.measure_errors, cache=not args.no_cache,
-                progress=None if args.quiet else _stderr_progress)
+                progress=None if args.quiet else _stderr_progress, executor=args.executor,
+                ray_address=args.ray_address)
     rows = res.rows
     before = next((r["accuracy_before"] for r in rows if not math.isnan(r["accuracy_before"])), float("nan"))
     print(f"{args.model} on {args.dataset}: {len(methods)} methods x {len(grid)} keep ratios x "
           f"{len(res.settings['seeds'])} seed(s); dense accuracy {_fmt(before)}"
           + (" (from the cache)" if res.from_cache else ""))
     print(format_table(res))
+    if res.run.get("executor") == "ray":
+        print(f"ran on Ray: {res.run['tasks']} point tasks on {res.run['workers']} workers "
+              f"({res.run['worker_processes']} worker processes), {res.run['retries']} retried after a lost worker"
+              + (f"; {res.run['resumed']} points resumed from an interrupted run" if res.run.get("resumed") else ""))
+    elif res.run.get("resumed"):
+        print(f"{res.run['resumed']} points resumed from an interrupted run")
     errors = [r for r in rows if r["error"]]
     for r in errors[:5]:
         print(f"  failed: {r['method']} at {r['keep_ratio_requested']:g} (seed {r['seed']}): {r['error']}")
@@ -560,6 +567,14 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def add_executor_arguments(p) -> None:
+    """--executor and --ray-address (shared by `sweep` and `study`)."""
+    p.add_argument("--executor", default="in-process", choices=list(EXECUTORS),
+                   help="where points run: in this process (default) or on Ray (one task per point)")
+    p.add_argument("--ray-address", help="with --executor ray: join this running Ray cluster (host:port); "
+                   "without it a local Ray starts with this machine's cores")
+
+
 def add_sweep_parser(subparsers):
     """Add the `sweep` sub-command to an argparse subparsers object; returns the new parser."""
     p = subparsers.add_parser("sweep", help="keep ratios x methods x seeds on one trained network")
@@ -577,5 +592,6 @@ def add_sweep_parser(subparsers):
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", help="write the rows and settings here")
+    add_executor_arguments(p)
     p.set_defaults(func=cmd_sweep)
     return p

@@ -168,3 +168,13 @@ def test_bad_executor_and_missing_ray(env, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(BadInput, match=r"sipp-studio\[ray\]"):
         get_executor("ray")
+
+
+def test_study_same_rows_on_either_executor(env):
+    from sipp_core.jobs.study import config_from_dict, run_study
+
+    c = config_from_dict(dict(name="t", methods=["sipp-det", "random"], ratios=[0.5, 0.2], seeds=2, sample_size=30,
+                              networks=[dict(model="mlp", dataset="moons")], retrain=dict(epochs=1)))
+    local, remote = run_study(c), run_study(c, executor="ray")
+    assert remote.run["executor"] == "ray" and len(local.rows) == 8
+    assert local.rows.equals(remote.rows) and local.summary.equals(remote.summary)

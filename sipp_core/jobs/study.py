@@ -1,0 +1,326 @@
+"""A paper-style study from one TOML file: networks x methods x keep ratios x seeds, with or without
+prune-retrain, on either executor.
+
+    python -m sipp_core study studies/sipp_mnist.toml --executor ray --out results/
+
+    res = run_study(load_config("studies/sipp_mnist.toml"), executor="ray")
+    res.rows        # tidy: one row per (network, method, seed, keep ratio)
+    res.summary     # mean and std over seeds per (network, method, keep ratio)
+
+The file (every key but ``networks`` optional; unknown keys are refused, so a typo cannot pass silently):
+
+    name = "sipp-mnist"
+    methods = ["sipp-det", "sipp-rand", "sipp-hybrid", "wt", "snip"]
+    ratios = [0.5, 0.3, 0.2, 0.1, 0.05]     # or "0.5:0.01:8": 8 keep ratios on a geometric grid
+    seeds = 3                               # or a list of seeds
+    sample_size = 500                       # |S|; leave out for the formula (capped at the S-pool)
+    delta = 1e-16
+
+    [[networks]]
+    model = "lenet300"
+    dataset = "mnist"                       # used when its files are on disk,
+    fallback = "mnist5k"                    # else this one (offline)
+
+    [retrain]                               # leave the table out for prune-only curves
+    epochs = 3                              # fine-tuning epochs at each keep ratio
+    lr = 1e-3
+    batch_size = 64
+    device = "cpu"                          # "auto" trains on a GPU when there is one
+
+Without ``[retrain]`` each network is one sweep (``sweeps.sweep``: cached and resumable by its settings);
+with it, every (network, method, seed) is a prune-retrain cascade down the keep ratios
+(``retrain.prune_retrain``). ShrinkBench's protocol asks for at least 3 seeds and at least 5 keep ratios
+per curve; a study with fewer runs, and its output says so.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BadInput, StorageError
+from ..io.data_files import missing_files
+from ..options import METHODS
+from ..zoo.models import MODELS
+from ..zoo.train import DEFAULT_LR
+from .executors import CascadeSpec, get_executor
+from .retrain import JobProgress
+from .sweeps import _check_methods, _check_ratios, _check_seeds, add_executor_arguments, parse_ratios, sweep
+
+__all__ = ["StudyConfig", "StudyResult", "load_config", "run_study", "add_study_parser", "cmd_study",
+           "MIN_SEEDS", "MIN_RATIOS"]
+
+MIN_SEEDS, MIN_RATIOS = 3, 5  # ShrinkBench's protocol
+_TOP_KEYS = {"name", "methods", "ratios", "seeds", "sample_size", "delta", "networks", "retrain"}
+_NET_KEYS = {"model", "dataset", "fallback"}
+_RETRAIN_KEYS = {"epochs", "lr", "batch_size", "device"}
+GROUP = ["network", "dataset", "method", "keep_ratio_requested"]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    networks: tuple  # of (model, dataset, fallback or None)
+    methods: tuple
+    ratios: tuple  # decreasing
+    seeds: tuple
+    sample_size: int | None = None
+    delta: float = 1e-16
+    retrain: dict | None = None  # epochs, lr, batch_size, device
+    source: str = ""
+
+    def protocol_notes(self) -> list[str]:
+        notes = []
+        if len(self.seeds) < MIN_SEEDS:
+            notes.append(f"{len(self.seeds)} seed(s): ShrinkBench's protocol asks for at least {MIN_SEEDS}")
+        if len(self.ratios) < MIN_RATIOS:
+            notes.append(f"{len(self.ratios)} keep ratios per curve: ShrinkBench's protocol asks for at least "
+                         f"{MIN_RATIOS}")
+        return notes
+
+
+def _bad(where: str, problem: str, fix: str) -> BadInput:
+    return BadInput(f"{where}: {problem}", fix)
+
+
+def _unknown(where: str, got: dict, allowed: set) -> None:
+    extra = sorted(set(got) - allowed)
+    if extra:
+        raise _bad(where, f"unknown key {extra[0]!r}", f"use only: {', '.join(sorted(allowed))}")
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and check a study file (see the module docstring); every problem names the key and the fix."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise BadInput(f"the study file {path} cannot be read ({exc.strerror or exc})",
+                       "give the path of a .toml study file, e.g. studies/sipp_mnist.toml") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path} is not valid TOML ({exc})", "fix the line named; strings need quotes") from exc
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
+    _unknown(source, data, _TOP_KEYS)
+    try:
+        methods = _check_methods(data.get("methods", ["sipp-det", "sipp-rand", "sipp-hybrid", "wt", "snip"]))
+        raw = data.get("ratios", "0.5:0.01:8")
+        ratios = parse_ratios(raw) if isinstance(raw, str) else _check_ratios(raw)
+        seeds = _check_seeds(data.get("seeds", MIN_SEEDS))
+    except (ValueError, TypeError) as exc:
+        raise _bad(source, str(exc), f"methods are any of {', '.join(METHODS)}; ratios a list in (0, 1] or "
+                   "'K1:K2:N'; seeds a count or a list") from exc
+    sample_size = data.get("sample_size")
+    if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
+                                    or sample_size < 1):
+        raise _bad(source, f"sample_size must be a positive integer; got {sample_size!r}",
+                   "give |S| as a whole number, or leave it out for the formula")
+    delta = data.get("delta", 1e-16)
+    if not isinstance(delta, (int, float)) or not 0 < delta < 1:
+        raise _bad(source, f"delta must lie in (0, 1); got {delta!r}", "e.g. delta = 1e-16")
+    nets = data.get("networks")
+    if not isinstance(nets, list) or not nets:
+        raise _bad(source, "no [[networks]] table", 'add one: [[networks]] model = "lenet300" dataset = "mnist5k"')
+    networks = []
+    for i, net in enumerate(nets):
+        where = f"{source}, networks #{i + 1}"
+        if not isinstance(net, dict):
+            raise _bad(where, "is not a table", "write it as [[networks]] with model = ... and dataset = ...")
+        _unknown(where, net, _NET_KEYS)
+        model, dataset = net.get("model"), net.get("dataset", "mnist5k")
+        if model not in MODELS:
+            raise _bad(where, f"unknown model {model!r}", f"choose one of: {', '.join(MODELS)}")
+        networks.append((model, str(dataset), net.get("fallback")))
+    retrain = data.get("retrain")
+    if retrain is not None:
+        if not isinstance(retrain, dict):
+            raise _bad(source, "retrain is not a table", "write [retrain] with epochs = N")
+        _unknown(f"{source}, [retrain]", retrain, _RETRAIN_KEYS)
+        epochs = retrain.get("epochs", 3)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise _bad(f"{source}, [retrain]", f"epochs must be a positive integer; got {epochs!r}", "e.g. epochs = 3")
+        lr = retrain.get("lr", DEFAULT_LR)
+        if not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
+            raise _bad(f"{source}, [retrain]", f"lr must be a positive number; got {lr!r}", "e.g. lr = 1e-3")
+        batch = retrain.get("batch_size", 64)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise _bad(f"{source}, [retrain]", f"batch_size must be a positive integer; got {batch!r}",
+                       "e.g. batch_size = 64")
+        device = retrain.get("device", "cpu")
+        if device not in ("cpu", "auto", "cuda"):
+            raise _bad(f"{source}, [retrain]", f"device must be cpu, auto or cuda; got {device!r}", 'e.g. device = "cpu"')
+        retrain = dict(epochs=epochs, lr=float(lr), batch_size=batch, device=device)
+    return StudyConfig(name=str(data.get("name", Path(source).stem)), networks=tuple(networks), methods=methods,
+                       ratios=ratios, seeds=seeds, sample_size=sample_size, delta=float(delta), retrain=retrain,
+                       source=source)
+
+
+def _resolve_dataset(dataset: str, fallback: str | None, notes: list) -> str:
+    """The network's data set when it can be used here without a download, else its fallback."""
+    try:
+        missing = missing_files(dataset)
+    except ValueError:
+        missing = []  # generated or shipped data sets (mnist5k, moons) have no files to miss
+    if not missing or fallback is None:
+        return dataset
+    notes.append(f"{dataset} is not on disk ({missing[0].name} missing): ran on {fallback} instead")
+    return fallback
+
+
+@dataclass
+class StudyResult:
+    config: StudyConfig
+    rows: object  # pandas DataFrame, tidy
+    summary: object  # pandas DataFrame: mean and std over seeds
+    notes: list = field(default_factory=list)
+    run: dict = field(default_factory=dict)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """rows.csv, summary.csv, and rows.parquet when pyarrow is installed; returns the files written."""
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            out = [folder / "rows.csv", folder / "summary.csv"]
+            self.rows.to_csv(out[0], index=False)
+            self.summary.to_csv(out[1], index=False)
+            try:
+                import pyarrow  # noqa: F401 - deferred: optional; only decides whether Parquet is written
+            except ImportError:
+                return out
+            self.rows.to_parquet(folder / "rows.parquet", index=False)
+            return out + [folder / "rows.parquet"]
+        except OSError as exc:
+            raise StorageError(f"could not write the study's results to {folder} ({exc.strerror or exc})",
+                               "choose a writable folder with free space (--out)") from exc
+
+
+def summarize(rows):
+    """Mean and std (over seeds, ddof=1 as papers report) of the final accuracy per network, method, keep ratio."""
+    import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
+
+    if rows.empty:
+        return pd.DataFrame(columns=GROUP + ["seeds", "keep_ratio", "accuracy_mean", "accuracy_std",
+                                             "accuracy_drop_mean", "accuracy_drop_std"])
+    g = rows.groupby(GROUP, sort=False)
+    out = g.agg(seeds=("seed", "nunique"), keep_ratio=("keep_ratio", "mean"),
+                accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+                accuracy_drop_mean=("accuracy_drop", "mean"), accuracy_drop_std=("accuracy_drop", "std"))
+    return out.reset_index()
+
+
+def run_study(config: StudyConfig | str | Path, *, executor=None, ray_address: str | None = None, progress=None,
+              should_stop=None) -> StudyResult:
+    """Run every network x method x keep ratio x seed of the study (see the module docstring)."""
+    import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
+
+    if not isinstance(config, StudyConfig):
+        config = load_config(config)
+    runner = get_executor(executor, ray_address=ray_address)
+    job = JobProgress(progress)
+    notes = list(config.protocol_notes())
+    nets = [(m, _resolve_dataset(d, f, notes)) for m, d, f in config.networks]
+    t0 = time.perf_counter()
+    records, run, cancelled = [], dict(executor=runner.name), False
+    if config.retrain is None:
+        for i, (model, dataset) in enumerate(nets):
+            res = sweep(model, dataset, methods=config.methods, ratios=config.ratios, seeds=config.seeds,
+                        sample_size=config.sample_size, delta=config.delta, executor=runner,
+                        progress=job.stage(i / len(nets), (i + 1) / len(nets), f"{model} on {dataset}: "),
+                        should_stop=should_stop)
+            for r in res.rows:
+                records.append(dict(network=model, dataset=dataset, method=r["method"], seed=r["seed"],
+                                    keep_ratio_requested=r["keep_ratio_requested"], keep_ratio=r["keep_ratio"],
+                                    accuracy_dense=r["accuracy_before"], accuracy_pruned=r["accuracy_after"],
+                                    accuracy=r["accuracy_after"], accuracy_drop=r["accuracy_drop"],
+                                    bound_max=r["bound_max"], retrained=False, error=r["error"]))
+            run.update({k: v for k, v in res.run.items() if k in ("workers", "worker_processes")})
+            run["retries"] = run.get("retries", 0) + res.run.get("retries", 0)
+            if res.cancelled:
+                cancelled = True
+                break
+    else:
+        rt = config.retrain
+        specs = [CascadeSpec(model, dataset, method, config.ratios, epochs=rt["epochs"], seed=seed, lr=rt["lr"],
+                             batch_size=rt["batch_size"], sample_size=config.sample_size, delta=config.delta,
+                             device=rt["device"])
+                 for model, dataset in nets for method in config.methods for seed in config.seeds]
+        results, facts = runner.run_cascades(specs, progress=job.stage(0.0, 1.0), should_stop=should_stop)
+        cancelled = bool(facts.pop("cancelled"))
+        run.update(facts)
+        for spec, res in zip(specs, results):
+            for st in res.steps:
+                records.append(dict(network=spec.model, dataset=spec.dataset, method=spec.method, seed=spec.seed,
+                                    keep_ratio_requested=st["keep_ratio_requested"], keep_ratio=st["keep_ratio"],
+                                    accuracy_dense=res.dense_accuracy, accuracy_pruned=st["accuracy_pruned"],
+                                    accuracy=st["accuracy_finetuned"], accuracy_drop=st["accuracy_drop"],
+                                    bound_max=float("nan"), retrained=True, error=None))
+    cols = ["network", "dataset", "method", "seed", "keep_ratio_requested", "keep_ratio", "accuracy_dense",
+            "accuracy_pruned", "accuracy", "accuracy_drop", "bound_max", "retrained", "error"]
+    rows = pd.DataFrame(records, columns=cols)
+    job.report(1.0, "study cancelled" if cancelled else f"study finished: {len(rows)} rows")
+    return StudyResult(config=config, rows=rows, summary=summarize(rows), notes=notes, run=run,
+                       cancelled=cancelled, seconds=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line
+
+
+def format_summary(res: StudyResult) -> str:
+    s = res.summary
+    head = f"{'network':<10}{'data':<9}{'method':<12}{'keep':>7}{'seeds':>6}{'accuracy (mean ± std)':>24}"
+    lines = [head, "-" * len(head)]
+    for _, r in s.iterrows():
+        std = "" if math.isnan(r["accuracy_std"]) else f" ± {100 * r['accuracy_std']:.2f}"
+        acc = f"{100 * r['accuracy_mean']:.2f}{std} %"
+        lines.append(f"{r['network']:<10}{r['dataset']:<9}{r['method']:<12}{r['keep_ratio_requested']:>7.3g}"
+                     f"{int(r['seeds']):>6}{acc:>24}")
+    return "\n".join(lines)
+
+
+def _progress(fraction: float, message: str) -> None:
+    bar = "#" * int(30 * fraction)
+    print(f"\rstudy [{bar:<30}] {100 * fraction:5.1f}% {message[:70]:<70}", end="", file=sys.stderr, flush=True)
+    if fraction >= 1.0:
+        print(file=sys.stderr)
+
+
+def cmd_study(args) -> int:
+    config = load_config(args.config)  # every check before any work
+    res = run_study(config, executor=args.executor, ray_address=args.ray_address,
+                    progress=None if args.quiet else _progress)
+    c = res.config
+    mode = (f"prune-retrain, {c.retrain['epochs']} fine-tuning epochs per keep ratio" if c.retrain
+            else "prune only")
+    print(f"study {c.name}: {len(c.networks)} networks x {len(c.methods)} methods x {len(c.ratios)} keep ratios x "
+          f"{len(c.seeds)} seeds, {mode}; {res.run.get('executor')} executor"
+          + (f" ({res.run['workers']} workers)" if res.run.get("executor") == "ray" else "")
+          + f"; {res.seconds:.0f} s")
+    for note in res.notes:
+        print(f"note: {note}")
+    print(format_summary(res))
+    out = Path(args.out or f"{c.name}-results")
+    files = res.write(out)
+    print("written: " + ", ".join(str(f) for f in files))
+    if res.cancelled:
+        print("the study was interrupted: the files hold the rows finished so far")
+        return 1
+    return 0
+
+
+def add_study_parser(subparsers):
+    """Add the `study` sub-command to an argparse subparsers object; returns the new parser."""
+    p = subparsers.add_parser("study", help="a whole grid from a TOML file: networks x methods x ratios x seeds")
+    p.add_argument("config", help="the study's TOML file (e.g. studies/sipp_mnist.toml)")
+    p.add_argument("--out", help="folder for rows.csv, summary.csv (and rows.parquet); default NAME-results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_arguments(p)
+    p.set_defaults(func=cmd_study)
+    return p

@@ -1,0 +1,87 @@
+"""The study command: its TOML file checked key by key, tidy rows and mean ± std over seeds, the CLI, and
+the shipped MNIST config (read, not run: it takes minutes)."""
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sipp_core.errors import BadInput
+from sipp_core.jobs.study import config_from_dict, load_config, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = dict(name="tiny", methods=["sipp-det", "wt"], ratios=[0.5, 0.2], seeds=2, sample_size=30,
+            networks=[dict(model="mlp", dataset="moons")])
+
+
+def test_shipped_mnist_config_is_the_papers_setting():
+    c = load_config(ROOT / "studies" / "sipp_mnist.toml")
+    assert [m for m, _, _ in c.networks] == ["lenet300", "lenet5"]
+    assert all(d == "mnist" and f == "mnist5k" for _, d, f in c.networks)
+    assert set(c.methods) == {"sipp-det", "sipp-rand", "sipp-hybrid", "wt", "snip"}
+    assert len(c.seeds) >= 3 and len(c.ratios) >= 5 and c.retrain and c.protocol_notes() == []
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(methds=["wt"]), "unknown key 'methds'"),
+    (dict(methods=["wt", "magic"]), "unknown method 'magic'"),
+    (dict(ratios=[0.5, 1.5]), "keep ratios must lie"),
+    (dict(networks=[]), r"no \[\[networks\]\]"),
+    (dict(networks=[dict(model="lenet9")]), "unknown model 'lenet9'"),
+    (dict(retrain=dict(epochs=0)), "epochs must be a positive integer"),
+    (dict(retrain=dict(epoch=2)), "unknown key 'epoch'"),
+    (dict(sample_size=-3), "sample_size"),
+])
+def test_config_errors_name_the_key_and_fix(change, match):
+    with pytest.raises(BadInput, match=match) as err:
+        config_from_dict(TINY | change, source="x.toml")
+    assert err.value.fix and str(err.value).startswith("x.toml")
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(BadInput, match="cannot be read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = sipp\n")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_prune_only_study_rows_and_summary(tiny_moons_env):
+    res = run_study(config_from_dict(TINY), executor="in-process")
+    rows = res.rows
+    assert len(rows) == 2 * 2 * 2 and not rows["retrained"].any()
+    assert {"network", "dataset", "method", "seed", "keep_ratio_requested", "accuracy"} <= set(rows.columns)
+    s = res.summary.set_index(["method", "keep_ratio_requested"])
+    g = rows[(rows.method == "wt") & (rows.keep_ratio_requested == 0.2)]["accuracy"]
+    assert s.loc[("wt", 0.2), "accuracy_mean"] == pytest.approx(g.mean())
+    assert s.loc[("wt", 0.2), "accuracy_std"] == pytest.approx(g.std(ddof=1)) and s["seeds"].eq(2).all()
+    assert any("at least 3" in n for n in res.notes) and any("at least 5" in n for n in res.notes)
+
+
+def test_cli_writes_tidy_csv_and_summary(tiny_moons_env, tmp_path, capsys):
+    from sipp_core.__main__ import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('name = "tiny"\nmethods = ["sipp-det", "random"]\nratios = [0.5, 0.2]\nseeds = 2\n'
+                   'sample_size = 30\n[[networks]]\nmodel = "mlp"\ndataset = "moons"\n[retrain]\nepochs = 1\n')
+    assert main(["study", str(cfg), "--quiet", "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "prune-retrain" in text and "±" in text and "rows.csv" in text
+    rows = pd.read_csv(tmp_path / "out" / "rows.csv")
+    assert len(rows) == 8 and rows["retrained"].all()
+    assert ((rows["accuracy"] >= 0) & (rows["accuracy"] <= 1)).all()
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(summary) == 4 and not summary["accuracy_std"].isna().any()
+    assert main(["study", str(tmp_path / "nope.toml")]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+def test_missing_full_data_falls_back(tiny_moons_env, monkeypatch, tmp_path):
+    """A network asking for full MNIST runs on its fallback when the files are not on disk, and says so."""
+    monkeypatch.setenv("SIPP_DATA_HOME", str(tmp_path))  # an empty data folder: MNIST is not there
+    c = config_from_dict(TINY | dict(networks=[dict(model="mlp", dataset="mnist", fallback="moons")]))
+    res = run_study(c)
+    assert set(res.rows["dataset"]) == {"moons"} and any("mnist is not on disk" in n for n in res.notes)
+    assert not math.isnan(res.rows["accuracy"].iloc[0])
