@@ -93,7 +93,7 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
     extra = BIND if drop_bind else {}
     col, _ = st.columns([1, 2])
     drop = col.number_input("Largest acceptable accuracy drop (percentage points)", min_value=0.0, max_value=100.0,
-                           value=1.0, step=0.5, format="%.2f", key=f"{key}_drop",
+                           value=2.0, step=0.5, format="%.2f", key=f"{key}_drop",
                            help="The prune potential is the largest pruned share whose mean accuracy (over seeds) "
                                 "stays within this drop of the dense network, walking down the grid.", **extra)
     left, right = st.columns(2)

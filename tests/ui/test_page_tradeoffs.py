@@ -1,6 +1,7 @@
 """The Trade-offs page (AppTest): a sweep in the background, its cancel, and its chart builders."""
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -8,6 +9,7 @@ from pagetest import app, axis_titles, frame_with, new_app, ok, page_folders, wa
 
 from sipp_core.jobs.sweeps import prune_potential
 from ui.charts import tradeoffs as ct
+from ui.views.tradeoffs import _observed
 
 
 def test_page_renders_on_the_default(app):
@@ -15,7 +17,7 @@ def test_page_renders_on_the_default(app):
     at.switch_page("pages/tradeoffs.py").run()
     ok(at)
     assert at.title[0].value == "Trade-offs"
-    for kind, key in [("multiselect", "to_methods"), ("select_slider", "to_range"), ("slider", "to_count"),
+    for kind, key in [("multiselect", "to_methods"), ("text_input", "to_ratios"),
                       ("number_input", "to_seeds"), ("button", "to_run")]:
         assert getattr(at, kind)(key=key) is not None, (kind, key)
     at.switch_page("pages/prune.py").run()
@@ -25,14 +27,16 @@ def test_tiny_sweep_completes_and_shows_the_potential_table(app):
     at = app
     at.switch_page("pages/tradeoffs.py").run()
     at.multiselect(key="to_methods").set_value(["sipp-det", "wt"])
-    at.select_slider(key="to_range").set_value((0.05, 0.2))
-    at.slider(key="to_count").set_value(2).run()
+    at.text_input(key="to_ratios").set_value("0.2, 0.05").run()
     ok(at)
-    assert any("4 points" in c.value for c in at.caption)
+    caption = next(c.value for c in at.caption if "4 points" in c.value)
+    assert "Keep ratios: 0.2, 0.05" in caption and "from timed points of each method" in caption  # calibrated
+    assert {("lenet300", "mnist5k", m) for m in ("sipp-det", "wt")} <= set(_observed())
     at.button(key="to_run").click().run()
     ok(at)
     job = wait(at, "_job_sweep")
     assert not job.result.cancelled and len(job.result.rows) == 4
+    assert [r["keep_ratio_requested"] for r in job.result.rows[:2]] == [0.2, 0.05]  # exactly the typed ratios
     assert len(at.get("vega_lite_chart")) >= 3
     potential = frame_with(at, "largest pruned share")
     assert list(potential["method"]) == ["sipp-det", "wt"]
@@ -52,7 +56,7 @@ def test_sweep_cancel_keeps_the_finished_points():
     at = new_app().run()
     at.switch_page("pages/tradeoffs.py").run()
     at.multiselect(key="to_methods").set_value(["sipp-det", "wt", "random"])
-    at.slider(key="to_count").set_value(16)
+    at.text_input(key="to_ratios").set_value("0.5:0.01:16")
     at.number_input(key="to_seeds").set_value(3).run()
     at.button(key="to_run").click().run()
     ok(at)
@@ -62,6 +66,24 @@ def test_sweep_cancel_keeps_the_finished_points():
     assert job.result.cancelled
     assert len(job.result.rows) < 3 * 16 * 3
     assert any("Cancelled" in w.value for w in at.warning) or not job.result.rows
+
+
+def test_a_bad_keep_ratio_list_is_an_error_with_the_fix(app):
+    at = app
+    at.switch_page("pages/tradeoffs.py").run()
+    at.text_input(key="to_ratios").set_value("0.5, 2").run()
+    assert at.error and "keep ratios must lie in (0, 1]; got 2" in at.error[0].value and "Fix" in at.error[0].value
+    at.text_input(key="to_ratios").set_value("0.5, 0.1").run()
+    ok(at)
+    at.switch_page("pages/prune.py").run()
+
+
+def test_the_keep_ratio_axis_has_a_tick_at_every_ratio_run():
+    rows = [dict(method="wt", seed=0, keep_ratio_requested=k, keep_ratio=k, accuracy_before=0.97, accuracy_after=0.9,
+                 accuracy_drop=0.07, agreement=0.9, logits_rel_error=0.1, bound_max=math.nan, time_s=0.01, error=None)
+            for k in (0.7, 0.3, 0.05)]
+    spec = ct.accuracy_chart(pd.DataFrame(rows)).to_dict()
+    assert '"values": [5.0, 30.0, 70.0]' in json.dumps(spec)
 
 
 def test_chart_builders_handle_nan_bounds_and_single_seed():

@@ -96,7 +96,11 @@ def _keep_x(agg: pd.DataFrame) -> alt.X:
         scale = alt.Scale(type="log", domain=[lo, hi if hi > lo else lo * 2], nice=False)
     else:
         scale = alt.Scale(type="log")
-    return alt.X("keep_pct:Q", scale=scale, title=KEEP_AXIS, axis=alt.Axis(format="~g", grid=True))
+    # ticks at the keep ratios that were run (a log axis alone labels only powers of ten)
+    ticks = sorted({float(f"{100 * r:.4g}") for r in agg["keep_ratio_requested"].dropna()}) \
+        if "keep_ratio_requested" in agg else []
+    return alt.X("keep_pct:Q", scale=scale, title=KEEP_AXIS, axis=alt.Axis(
+        format="~g", grid=True, values=ticks or alt.Undefined, labelOverlap="greedy"))
 
 
 def _tips(extra: list) -> list:

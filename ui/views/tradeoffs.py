@@ -15,7 +15,7 @@ import math
 
 import streamlit as st
 
-from sipp_core.jobs.sweeps import geometric_ratios, sweep
+from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS
 from ui import engine, jobs, run_store
 from ui.guard import describe, get_prepared, show_error
@@ -24,7 +24,9 @@ from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings
 
 JOB_KEY = "_job_sweep"
-RANGE_OPTIONS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+# Large ratios first: on the default network the 2-point prune potential then has an answer for most methods.
+DEFAULT_RATIOS = "0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01"
+CALIBRATE_LIMIT_S = 6.0  # time one point per untimed method before the estimate only while this is the cost
 INTRO = ("Prune the **same trained network** at many keep ratios with several methods and compare accuracy, "
          "output error and SiPP's guaranteed bound. Each point prunes once, without retraining; the sensitivities "
          "are computed once per seed and reused by every point. The network, |S|, δ and the allocation come from "
@@ -41,9 +43,11 @@ def _methods() -> list[str]:
     return list(METHODS)
 
 
-def sweep_request(s: Settings, methods, lo: float, hi: float, count: int, seeds: int) -> dict:
-    """The sweep's arguments (plain values) for the sidebar settings and the page's widgets."""
-    grid = geometric_ratios(hi, lo, int(count)) if hi != lo else (float(hi),)
+def sweep_request(s: Settings, methods, ratios, seeds: int) -> dict:
+    """The sweep's arguments (plain values) for the sidebar settings and the page's widgets.
+
+    ratios: the typed keep ratios ("0.5, 0.1, 0.05", or "K1:K2:N" for N ratios on a log grid) or a sequence."""
+    grid = parse_ratios(ratios) if isinstance(ratios, str) else tuple(sorted({float(r) for r in ratios}, reverse=True))
     return dict(model=s.model, dataset=s.dataset, methods=list(methods), ratios=list(grid),
                 seeds=[int(s.seed) + i for i in range(int(seeds))],
                 sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta),
@@ -80,36 +84,67 @@ def run_sweep(req: dict, prepare, progress=None, should_stop=None):
 
 @st.cache_resource(show_spinner=False)
 def _observed() -> dict:
-    """(model, dataset) -> (seconds per point, seconds per new seed) seen in the last finished sweep (all sessions)."""
+    """Seconds per point, per (model, dataset, method), and seconds per new seed, per (model, dataset): from the
+    last finished sweep, or from one point timed before the estimate (all sessions)."""
     return {}
 
 
 def _observe(observed: dict, s: Settings, res) -> None:
-    """Remember what a finished sweep cost (runs in the worker; a plain dict write)."""
-    t = res.timings_s
-    n = len(res.rows)
-    if n and t.get("points"):
-        prep = [v for v in t.get("prepare", {}).values() if v > 0.05]  # seeds that computed sensitivities
-        old = observed.get((s.model, s.dataset), (None, None))
-        observed[(s.model, s.dataset)] = (t["points"] / n, sum(prep) / len(prep) if prep else old[1])
+    """Remember what a finished sweep cost, per method (runs in the worker; plain dict writes)."""
+    per_method: dict[str, list[float]] = {}
+    for r in res.rows:
+        t = r.get("time_s")
+        if t is not None and not (isinstance(t, float) and math.isnan(t)):
+            per_method.setdefault(r["method"], []).append(float(t))
+    for m, ts in per_method.items():
+        observed[(s.model, s.dataset, m)] = sum(ts) / len(ts)
+    prep = [v for v in res.timings_s.get("prepare", {}).values() if v > 0.05]  # seeds that computed sensitivities
+    if prep:
+        observed[(s.model, s.dataset)] = sum(prep) / len(prep)
 
 
-def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> float:
-    """Points x seconds per point + seeds without sensitivities x seconds per seed.
+def untimed(s: Settings, methods) -> list[str]:
+    return [m for m in methods if (s.model, s.dataset, m) not in _observed()]
 
-    From the last finished sweep on this network when there is one; else from the sidebar's own prune
-    (prune time, a cold first call, so an overestimate) and its sensitivity time."""
-    seen_point, seen_seed = _observed().get((s.model, s.dataset), (None, None))
-    if seen_point is not None:
-        per_point = seen_point
-    elif report is not None:
-        per_point = max(0.02, float(report.timings_s.get("prune", 0.1)) + 0.02)
-    else:
-        per_point = 0.15
-    per_seed = seen_seed or float(prepared.timings_s.get("prepare_total", prepared.timings_s.get("sensitivity", 2.0)))
-    points = len(req["methods"]) * len(req["ratios"]) * len(req["seeds"])
+
+def point_guess(report) -> float:
+    """Seconds per point guessed from the sidebar's own prune and evaluation (before any point is timed)."""
+    if report is None:
+        return 0.5
+    return max(0.05, float(report.timings_s.get("prune", 0.1)) + float(report.timings_s.get("evaluate", 0.1)))
+
+
+def calibrate(s: Settings, methods, ratios) -> None:
+    """Time each method that has no timing yet at two keep ratios from the middle of the grid (on the sidebar's
+    cached sensitivities) and keep the second, warm, time: the estimate then rests on measured times rather
+    than on the sidebar's prune."""
+    observed = _observed()
+    todo = untimed(s, methods)
+    if not todo:
+        return
+    grid = sorted(ratios)
+    pair = grid[len(grid) // 2: len(grid) // 2 + 2] if len(grid) > 1 else grid
+    res = sweep(s.model, s.dataset, methods=todo, ratios=pair, seeds=[int(s.seed)], delta=float(s.delta),
+                allocation=s.allocation, sample_size=None if s.auto_sample else int(s.sample_size), cache=False,
+                prepare_fn=prepare_fn(s))  # a private copy of the cached network, as the sweep itself uses
+    for r in res.rows:  # the last point of each method wins: the first one also builds per-layer caches
+        if not math.isnan(r["time_s"]):
+            observed[(s.model, s.dataset, r["method"])] = float(r["time_s"])
+
+
+def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> tuple[float, bool]:
+    """(seconds, measured): points x each method's seconds per point + seeds without sensitivities x seconds
+    per seed. Measured: every method has a timed point on this network; else the missing ones are guessed
+    from the sidebar's own prune (a cold first call) and the estimate is rough."""
+    observed = _observed()
+    guess = point_guess(report)
+    per_point = [observed.get((s.model, s.dataset, m)) for m in req["methods"]]
+    measured = all(v is not None for v in per_point)
+    per_seed = observed.get((s.model, s.dataset)) or float(
+        prepared.timings_s.get("prepare_total", prepared.timings_s.get("sensitivity", 2.0)))
     new_seeds = sum(not engine.is_prepared(dataclasses.replace(s, seed=sd)) for sd in req["seeds"])
-    return points * per_point + new_seeds * per_seed
+    points = sum(v if v is not None else guess for v in per_point) * len(req["ratios"]) * len(req["seeds"])
+    return points + new_seeds * per_seed, measured
 
 
 # ---- the page -------------------------------------------------------------------------------------
@@ -135,7 +170,7 @@ def _header(s: Settings):
 
 
 def _request(s: Settings):
-    """The page's widgets (methods, keep-ratio range, grid size, seeds) as a sweep request, and the column that
+    """The page's widgets (methods, typed keep ratios, seeds) as a sweep request, and the column that
     shows its size; stops the page with the fix when they make no sweep."""
     methods_all = _methods()
     st.subheader("Sweep")
@@ -143,11 +178,10 @@ def _request(s: Settings):
     methods = c1.multiselect("Methods", methods_all, default=["sipp-hybrid", "sipp-det", "sipp-rand", "wt", "random"],
                              key="to_methods", help="Each method prunes the same network at every keep ratio: "
                              + "; ".join(f"**{m}**: {METHOD_LABELS.get(m, m)}" for m in methods_all), **BIND)
-    lo, hi = c2.select_slider("Keep-ratio range (log grid)", RANGE_OPTIONS, value=(0.01, 0.5), format_func=fmt_num,
-                              key="to_range", help="The grid runs from the largest to the smallest keep ratio, evenly "
-                                                   "spaced in log.", **BIND)
-    c3, c4, c5 = st.columns([1.2, 1, 2])
-    count = c3.slider("Keep ratios on the grid", 2, 16, 8, key="to_count", **BIND) if hi != lo else 1
+    text = c2.text_input("Keep ratios", DEFAULT_RATIOS, key="to_ratios",
+                         help="The keep ratios to run, separated by commas (e.g. 0.5, 0.1, 0.05), each in (0, 1]; "
+                              "or K1:K2:N for N ratios evenly spaced in log from K1 to K2 (e.g. 0.5:0.01:8).", **BIND)
+    c4, c5 = st.columns([1, 3.3])
     seeds = c4.number_input("Seeds", min_value=1, max_value=5, value=1, step=1, key="to_seeds",
                             help=f"Seeds {s.seed}, {s.seed + 1}, …: each draws its own S and sampling; bands in the "
                                  "charts show their range.", **BIND)
@@ -155,9 +189,10 @@ def _request(s: Settings):
         st.error("Choose at least one method. Fix: pick methods in the box above.", icon=":material/error:")
         st.stop()
     try:
-        req = sweep_request(s, methods, lo, hi, count, seeds)
+        req = sweep_request(s, methods, text, seeds)
     except ValueError as exc:
-        st.error(f"{exc}. Fix: choose two different ends of the range, or a different count.", icon=":material/error:")
+        st.error(f"Keep ratios: {exc}. Fix: type numbers in (0, 1] separated by commas, e.g. {DEFAULT_RATIOS}.",
+                 icon=":material/error:")
         st.stop()
     return req, c5
 
@@ -220,11 +255,22 @@ def render() -> None:
     req, c5 = _request(s)
     key = result_key(s, req)
     points = len(req["methods"]) * len(req["ratios"]) * len(req["seeds"])
-    est = estimate_seconds(s, req, prepared, _sidebar_report(s, prepared))
     cached = _results().peek(key)
-    c5.caption(f"Keep ratios: {', '.join(f'{r:.3g}' for r in req['ratios'])}  \n"
+    report = _sidebar_report(s, prepared)
+    est, measured = estimate_seconds(s, req, prepared, report)
+    todo = untimed(s, req["methods"])
+    if cached is None and todo and point_guess(report) * len(todo) <= CALIBRATE_LIMIT_S:
+        with st.spinner(f"Timing one point of {', '.join(todo)} for the estimate…"):
+            try:
+                calibrate(s, req["methods"], req["ratios"])
+            except Exception:  # noqa: BLE001 - only the estimate depends on it; the sweep reports its own errors
+                pass
+        est, measured = estimate_seconds(s, req, prepared, report)
+    c5.caption(f"Keep ratios: {', '.join(f'{r:g}' for r in req['ratios'])}  \n"
                f"{len(req['methods'])} methods × {len(req['ratios'])} ratios × {len(req['seeds'])} seed(s) = "
                f"**{points} points**, estimated **{jobs.fmt_seconds(est)}**"
+               + (" (from timed points of each method on this network)" if measured
+                  else " (rough: not every method has a timed point on this network yet)")
                + (" (this sweep is cached: shown at once)" if cached is not None else ""))
 
     running = jobs.is_running(JOB_KEY)
