@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..errors import BadInput
 from ..pipeline import prepare
-from .retrain import CascadeResult, JobProgress, prune_retrain
+from .retrain import CascadeResult, JobProgress, prune_retrain, train_isolated
 from .sweep_points import point_message, point_row
 
 __all__ = ["SweepPlan", "CascadeSpec", "Executor", "InProcessExecutor", "get_executor", "executor_from_env",
@@ -106,6 +106,10 @@ class Executor:
         spec, in order; run facts as for run_sweep)."""
         raise NotImplementedError
 
+    def run_isolated(self, model_name: str, dataset: str, **kwargs):
+        """``retrain.train_isolated(model_name, dataset, **kwargs)`` on this executor; an IsolationResult."""
+        raise NotImplementedError
+
 
 class InProcessExecutor(Executor):
     """Everything in this process, one point after another (the default)."""
@@ -169,6 +173,9 @@ class InProcessExecutor(Executor):
                 break
         cancelled = len(out) < n or any(r.cancelled for r in out)
         return out, dict(cancelled=cancelled, workers=1, retries=0, executor=self.name)
+
+    def run_isolated(self, model_name, dataset, **kwargs):
+        return train_isolated(model_name, dataset, **kwargs)
 
 
 def _without_models(res: CascadeResult) -> CascadeResult:

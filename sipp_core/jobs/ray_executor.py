@@ -46,8 +46,20 @@ from ..io.data import load_dataset
 from ..pipeline import Prepared, prepare_trained
 from ..plan.pruning import validate_arguments
 from ..runtime import configure_allocator
+from ..zoo.train import pick_device
 from .executors import CascadeSpec, Executor, SweepPlan
-from .retrain import CascadeResult, JobProgress, _check_common, _check_schedule, cascade_setup, cascade_step
+from .retrain import (
+    CascadeResult,
+    IsolationResult,
+    JobProgress,
+    _check_common,
+    _check_schedule,
+    cascade_setup,
+    cascade_step,
+    find_dense,
+    isolation_masks,
+    isolation_run,
+)
 from .sweep_points import point_message, point_row
 
 __all__ = ["RayExecutor", "RETRIES", "ray_module"]
@@ -135,6 +147,19 @@ def _cascade_task(state, box_trained, box_record, box_setup, k, ratio, kwargs, t
     step, pruned, masks = cascade_step(current, masks, record, setup, k=k, ratio=ratio, **kwargs)
     meta = dict(pid=os.getpid(), fetched=f1 + f2 + f3, device=str(next(pruned.parameters()).device))
     return (step, meta), (pruned, masks)
+
+
+def _isolation_masks_task(box_record, trained, model_name, dataset, kwargs, threads):
+    _configure(threads)
+    record, _ = _shared(box_record)
+    return isolation_masks(model_name, dataset, record, trained=trained, job=JobProgress(None), **kwargs)
+
+
+def _isolation_run_task(plan, box_record, run, kwargs, threads):
+    _configure(threads)
+    record, _ = _shared(box_record)
+    out, net, _ = isolation_run(plan, run, record, **kwargs)
+    return out, (net if run == "ticket" else None), os.getpid()
 
 
 def _remote(fn, **options):
@@ -413,3 +438,67 @@ class RayExecutor(Executor):
                 device=devices[i] or str(spec.device), model=model, masks=masks))
         job.report(1.0, "cancelled" if facts["cancelled"] else f"{len(specs)} cascades finished")
         return results, facts
+
+    # -- training in isolation ------------------------------------------------------------------------
+
+    def run_isolated(self, model_name, dataset, *, method, keep_ratio, epochs, rewind_epoch, prune_at, random_scope,
+                     lr, batch_size, seed, sample_size, delta, device, model_options=None, progress=None,
+                     should_stop=None) -> IsolationResult:
+        """train_isolated as a chain: one task for the dense part and both masks, then the ticket's and the
+        random mask's trainings as two tasks side by side (both wait on the first). The caller checked the
+        arguments (retrain.train_isolated); these tasks use Ray's own retries."""
+        ray = self.connect()
+        threads = torch.get_num_threads()
+        job = JobProgress(progress)
+        t0 = time.perf_counter()
+        opts = model_options or {}
+        record = load_dataset(dataset)
+        trained = find_dense(model_name, dataset, epochs, seed, opts)
+        box_record = [ray.put(record)]
+        masks_task = _remote(_isolation_masks_task, max_retries=self.retries)
+        run_task = _remote(_isolation_run_task, max_retries=self.retries)
+        kwargs = dict(method=method, keep_ratio=keep_ratio, epochs=epochs, rewind_epoch=rewind_epoch,
+                      prune_at=prune_at, random_scope=random_scope, lr=lr, batch_size=batch_size, seed=seed,
+                      sample_size=sample_size, delta=delta, device=device, opts=opts)
+        plan_ref = masks_task.remote(box_record, trained, model_name, dataset, kwargs, threads)
+        train = dict(epochs=epochs, lr=lr, batch_size=batch_size, device=device)
+        pending = {plan_ref: "masks"}
+        for run in ("ticket", "random"):
+            pending[run_task.remote(plan_ref, box_record, run, train, threads)] = run
+        job.report(0.0, f"Ray: {int(ray.cluster_resources().get('CPU', 0))} workers; dense part and masks")
+        got: dict = {}
+        cancelled = False
+        while pending:
+            ready = self._ready(pending, should_stop)
+            if ready is None:
+                self._cancel(pending)
+                cancelled = True
+                break
+            for ref in ready:
+                what = pending.pop(ref)
+                got[what], _ = self._get(ref, pending, f"the {what} part of a run in isolation", self.retries)
+                done = len(got) / 3
+                if what == "masks":
+                    job.report(done, "masks ready: training the ticket and the random mask side by side")
+                else:
+                    job.report(done, f"{what} mask trained: test accuracy {got[what][0]['accuracy']:.4f}")
+        plan = got.get("masks")
+        if plan is None:
+            job.report(1.0, "cancelled")
+            return IsolationResult(dict(model=model_name, dataset=dataset, method=method, keep_ratio=keep_ratio,
+                                        seed=seed), float("nan"), {}, {}, True, {}, str(device))
+        timings = dict(plan.timings)
+        out = {}
+        for run in ("ticket", "random"):
+            if run in got:
+                out[run] = got[run][0]
+                timings[run] = out[run]["seconds"]
+        if "ticket" in out:
+            out["ticket"]["realised_by_method"] = plan.realised_by_method
+        timings["total"] = time.perf_counter() - t0
+        job.report(1.0, "cancelled" if cancelled else "training in isolation finished")
+        return IsolationResult(
+            settings=plan.settings, dense_accuracy=plan.dense_accuracy, ticket=out.get("ticket", {}),
+            random=out.get("random", {}), cancelled=cancelled or len(out) < 2, timings_s=timings,
+            device=str(pick_device(device)), ticket_model=got["ticket"][1] if "ticket" in got else None,
+            ticket_masks=plan.ticket_masks)

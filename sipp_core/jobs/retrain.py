@@ -48,6 +48,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import BadInput
 from ..io.checkpoints import cache_checkpoint, cache_dir, checkpoint_name, load_trained
 from ..io.data import load_dataset
 from ..options import DELTA_S, METHODS
@@ -430,6 +431,8 @@ def prune_retrain(
     device: str | None = "auto",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    executor=None,
+    ray_address: str | None = None,
 ) -> CascadeResult:
     """Prune-retrain cascade down a decreasing keep-ratio schedule (see the module docstring).
 
@@ -443,6 +446,9 @@ def prune_retrain(
         seed: draws S, seeds sampling and the fine-tuning batch order.
         sample_size: |S| (default: the formula, capped at the S-pool).
         device: "auto" (GPU when present), "cpu" or "cuda" for fine-tuning.
+        executor: None / "in-process" (default) or "ray": the cascade as a chain of Ray tasks, one per
+            step (the same steps); ray_address joins a running cluster. A model in hand (Prepared) runs
+            in-process only.
 
     Returns:
         CascadeResult; each step dict has step, keep_ratio_requested, keep_ratio (realised), kept, total,
@@ -454,6 +460,17 @@ def prune_retrain(
     _check_common(method, lr, epochs)
     sched = _check_schedule(schedule)
     validate_arguments(method, sched[0], None, delta)
+    if executor is not None and getattr(executor, "name", executor) != "in-process":
+        from .executors import CascadeSpec, get_executor  # deferred: executors builds on this module (a cycle)
+
+        if not isinstance(model_name, str) or not isinstance(dataset, str):
+            raise BadInput("a cascade on Ray needs the network and data set by name",
+                           "name a zoo network and data set, or run a model in hand in-process (executor=None)")
+        spec = CascadeSpec(model_name, dataset, method, sched, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size,
+                           sample_size=sample_size, delta=delta, device=device)
+        results, _ = get_executor(executor, ray_address=ray_address).run_cascades(
+            [spec], progress=progress, should_stop=should_stop, keep_models=True)
+        return results[0]
     dev = pick_device(device)
     job = JobProgress(progress)
     t0 = time.perf_counter()
@@ -570,6 +587,8 @@ def train_isolated(
     model_options: dict | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    executor=None,
+    ray_address: str | None = None,
 ) -> IsolationResult:
     """Train a pruned network in isolation from its (rewound) initial weights, against a random mask.
 
@@ -582,6 +601,8 @@ def train_isolated(
             initialisation: mask from theta_0 itself; rewind_epoch must then be 0).
         random_scope: "layerwise" (same kept count per layer as the ticket) or "global" (same total).
         seed: initialisation (build_model seed), S, sampling, random mask and batch order.
+        executor: None / "in-process" (default) or "ray": a chain of Ray tasks (the dense part and the
+            masks, then both masked trainings side by side); ray_address joins a running cluster.
 
     Returns: IsolationResult; ``ticket`` and ``random`` each hold keep_ratio, kept, accuracy_init
     (masked, before training), accuracy (after training), accuracy_curve, loss_curve, layer_density,
@@ -599,28 +620,97 @@ def train_isolated(
         raise ValueError("prune_at='init' prunes theta_0 itself; rewind_epoch must be 0")
     if random_scope not in ("layerwise", "global"):
         raise ValueError(f"random_scope must be 'layerwise' or 'global'; got {random_scope!r}")
+    if executor is not None and getattr(executor, "name", executor) != "in-process":
+        from .executors import get_executor  # deferred: executors builds on this module (a cycle at import)
+
+        return get_executor(executor, ray_address=ray_address).run_isolated(
+            model_name, dataset, method=method, keep_ratio=keep_ratio, epochs=epochs, rewind_epoch=rewind_epoch,
+            prune_at=prune_at, random_scope=random_scope, lr=lr, batch_size=batch_size, seed=seed,
+            sample_size=sample_size, delta=delta, device=device, model_options=model_options, progress=progress,
+            should_stop=should_stop)
     dev = pick_device(device)
     job = JobProgress(progress)
     t0 = time.perf_counter()
     record = load_dataset(dataset)
     opts = model_options or {}
+    plan = isolation_masks(model_name, dataset, record, method=method, keep_ratio=keep_ratio, epochs=epochs,
+                           rewind_epoch=rewind_epoch, prune_at=prune_at, random_scope=random_scope, lr=lr,
+                           batch_size=batch_size, seed=seed, sample_size=sample_size, delta=delta, device=device,
+                           opts=opts, job=job, should_stop=should_stop)
+    timings = plan.timings
+    if plan.cancelled:
+        job.report(1.0, "cancelled")
+        return IsolationResult(plan.settings, plan.dense_accuracy, {}, {}, True, timings, str(dev))
+    out = {}
+    final_models = {}
+    cancelled = False
+    span = (1.0 - plan.dense_hi) / 2
+    for j, run in enumerate(("ticket", "random")):
+        lo = plan.dense_hi + j * span
+        out[run], final_models[run], run_cancelled = isolation_run(
+            plan, run, record, epochs=epochs, lr=lr, batch_size=batch_size, device=device,
+            progress=job.stage(lo, lo + span, f"{run} mask training: "), should_stop=should_stop)
+        timings[run] = out[run]["seconds"]
+        if run_cancelled:
+            cancelled = True
+            break
+    if "ticket" in out:
+        out["ticket"]["realised_by_method"] = plan.realised_by_method
+    timings["total"] = time.perf_counter() - t0
+    job.report(1.0, "cancelled" if cancelled else "training in isolation finished")
+    return IsolationResult(
+        settings=plan.settings, dense_accuracy=plan.dense_accuracy, ticket=out.get("ticket", {}),
+        random=out.get("random", {}), cancelled=cancelled, timings_s=timings, device=str(dev),
+        ticket_model=final_models.get("ticket"), ticket_masks=plan.ticket_masks,
+    )
+
+
+def find_dense(model_name, dataset, epochs, seed, opts):
+    """The dense checkpoint trained from theta_0 with this recipe, or None (never trains)."""
+    if opts:
+        return None
+    try:
+        return load_trained(model_name, dataset, epochs=epochs, seed=seed, allow_training=False)
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class IsolationPlan:
+    """What both masked trainings of a run in isolation start from (see train_isolated)."""
+
+    model_name: str
+    settings: dict
+    dense_accuracy: float
+    theta_rewind: dict | None
+    ticket_masks: dict | None
+    random_masks: dict | None
+    realised_by_method: float
+    timings: dict
+    cancelled: bool
+    dense_hi: float  # the share of the progress bar the dense part took
+    opts: dict
+
+
+def isolation_masks(model_name, dataset, record, *, method, keep_ratio, epochs, rewind_epoch, prune_at, random_scope,
+                    lr, batch_size, seed, sample_size, delta, device, opts, job, should_stop=None,
+                    trained="look up") -> IsolationPlan:
+    """The dense part of a run in isolation (theta_0, the dense network, theta_k) and the two masks.
+
+    ``trained``: the dense checkpoint trained from theta_0 (a TrainedModel), None when there is none, or
+    "look up" (default) to find it here; a caller that looked it up already passes it on (to a Ray worker,
+    whose disk may not hold it)."""
     net0 = build_model(model_name, record.input_shape, record.num_classes, seed=seed, **opts)
     theta0 = {k: v.detach().clone() for k, v in net0.state_dict().items()}
     timings: dict = {}
     cancelled = False
-
     # Dense reference: the checkpoint trained from theta_0 when there is one, else trained here (and cached)
     # when the mask needs it; pruning at initialisation without a checkpoint skips it (dense_accuracy nan).
     dense_hi = 0.02
     theta_rewind = theta0
     trained_net = None
     dense_acc = float("nan")
-    tr = None
-    if not opts:
-        try:
-            tr = load_trained(model_name, dataset, epochs=epochs, seed=seed, allow_training=False)
-        except FileNotFoundError:
-            tr = None
+    tr = find_dense(model_name, dataset, epochs, seed, opts) if isinstance(trained, str) else trained
     if tr is not None:
         trained_net, dense_acc = tr.model, tr.test_accuracy
         if rewind_epoch:
@@ -655,8 +745,8 @@ def train_isolated(
                     rewind_epoch=rewind_epoch, prune_at=prune_at, random_scope=random_scope, lr=lr,
                     batch_size=batch_size, seed=seed, delta=delta, model_options=opts)
     if cancelled:
-        job.report(1.0, "cancelled")
-        return IsolationResult(settings, dense_acc, {}, {}, True, timings, str(dev))
+        return IsolationPlan(model_name, settings, dense_acc, None, None, None, float("nan"), timings, True, dense_hi,
+                             opts)
 
     # The mask.
     job.report(dense_hi, f"pruning with {method} to keep ratio {keep_ratio:g}")
@@ -669,36 +759,27 @@ def train_isolated(
     rand_masks = random_masks(ticket_masks, scope=random_scope, seed=seed + 1)
     timings["prune"] = time.perf_counter() - tp
 
-    out = {}
-    final_models = {}
-    span = (1.0 - dense_hi) / 2
-    for j, (run, masks) in enumerate((("ticket", ticket_masks), ("random", rand_masks))):
-        net = build_model(model_name, record.input_shape, record.num_classes, seed=seed, **opts)
-        net.load_state_dict(theta_rewind)
-        apply_masks(net, masks)
-        acc_init = accuracy(net, record.x_test, record.y_test)
-        lo = dense_hi + j * span
-        log = train_masked(net, masks, record, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           device=device, progress=job.stage(lo, lo + span, f"{run} mask training: "),
-                           should_stop=should_stop)
-        kept = sum(int(m.sum()) for m in masks.values())
-        out[run] = dict(
-            keep_ratio=_ratio(masks), kept=kept, accuracy_init=acc_init,
-            accuracy=log.test_accuracy[-1] if log.test_accuracy else float("nan"),
-            accuracy_curve=list(log.test_accuracy), loss_curve=list(log.loss), epochs=log.epochs_done,
-            layer_density=_densities(masks), pruned_weights_zero=log.pruned_weights_zero, seconds=log.seconds,
-        )
-        final_models[run] = net
-        timings[run] = log.seconds
-        if log.cancelled:
-            cancelled = True
-            break
-    if "ticket" in out:
-        out["ticket"]["realised_by_method"] = result.keep_ratio
-    timings["total"] = time.perf_counter() - t0
-    job.report(1.0, "cancelled" if cancelled else "training in isolation finished")
-    return IsolationResult(
-        settings=settings, dense_accuracy=dense_acc, ticket=out.get("ticket", {}), random=out.get("random", {}),
-        cancelled=cancelled, timings_s=timings, device=str(dev), ticket_model=final_models.get("ticket"),
-        ticket_masks=ticket_masks,
+    return IsolationPlan(model_name, settings, dense_acc, theta_rewind, ticket_masks, rand_masks,
+                         float(result.keep_ratio), timings, False, dense_hi, opts)
+
+
+def isolation_run(plan: IsolationPlan, run: str, record, *, epochs, lr, batch_size, device, progress=None,
+                  should_stop=None):
+    """Train the network of one mask ("ticket" or "random") from the rewound weights.
+    Returns (the run's dict, the trained network, whether it was cancelled)."""
+    masks = plan.ticket_masks if run == "ticket" else plan.random_masks
+    seed = plan.settings["seed"]
+    net = build_model(plan.model_name, record.input_shape, record.num_classes, seed=seed, **plan.opts)
+    net.load_state_dict(plan.theta_rewind)
+    apply_masks(net, masks)
+    acc_init = accuracy(net, record.x_test, record.y_test)
+    log = train_masked(net, masks, record, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                       progress=progress, should_stop=should_stop)
+    kept = sum(int(m.sum()) for m in masks.values())
+    out = dict(
+        keep_ratio=_ratio(masks), kept=kept, accuracy_init=acc_init,
+        accuracy=log.test_accuracy[-1] if log.test_accuracy else float("nan"),
+        accuracy_curve=list(log.test_accuracy), loss_curve=list(log.loss), epochs=log.epochs_done,
+        layer_density=_densities(masks), pruned_weights_zero=log.pruned_weights_zero, seconds=log.seconds,
     )
+    return out, net, log.cancelled

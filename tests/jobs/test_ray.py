@@ -178,3 +178,21 @@ def test_study_same_rows_on_either_executor(env):
     local, remote = run_study(c), run_study(c, executor="ray")
     assert remote.run["executor"] == "ray" and len(local.rows) == 8
     assert local.rows.equals(remote.rows) and local.summary.equals(remote.summary)
+
+
+def test_one_cascade_and_isolation_on_ray_match_in_process(env):
+    from sipp_core.jobs.retrain import prune_retrain, train_isolated
+
+    kw = dict(method="sipp-det", schedule=(0.5, 0.2), epochs=1, seed=1, sample_size=30, device="cpu")
+    a, b = prune_retrain("mlp", "moons", **kw), prune_retrain("mlp", "moons", executor="ray", **kw)
+    assert [s["accuracy_finetuned"] for s in a.steps] == [s["accuracy_finetuned"] for s in b.steps]
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    kw = dict(method="wt", keep_ratio=0.3, epochs=2, seed=0, device="cpu")
+    seen = []
+    x = train_isolated("mlp", "moons", **kw)
+    y = train_isolated("mlp", "moons", executor="ray", progress=lambda f, m: seen.append(m), **kw)
+    for run in ("ticket", "random"):
+        assert x.__dict__[run]["accuracy_curve"] == y.__dict__[run]["accuracy_curve"]
+        assert x.__dict__[run]["loss_curve"] == y.__dict__[run]["loss_curve"]
+    assert x.dense_accuracy == y.dense_accuracy and not y.cancelled
+    assert any("side by side" in m for m in seen)
