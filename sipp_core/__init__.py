@@ -29,6 +29,7 @@ _NAMES = {
     "RunHistory": "jobs.history",
     "layer_infos": "zoo.layers", "prunable_layers": "zoo.layers", "dense_layers": "zoo.layers",
     "channel_sensitivities": "structured.channels",
+    "explore": "ui.notebook.explorer", "explore_smoothness": "ui.notebook.smoothness", "tradeoffs": "ui.notebook.tradeoffs",
 }
 
 __all__ = sorted(_NAMES)
@@ -36,7 +37,9 @@ __all__ = sorted(_NAMES)
 
 def __getattr__(name):
     if name in _NAMES:
-        value = getattr(import_module(f".{_NAMES[name]}", __name__), name)
+        where = _NAMES[name]
+        # the notebook widgets live in ui (they draw the app's charts): imported by their full name, on first use
+        value = getattr(import_module(where) if where.startswith("ui.") else import_module(f".{where}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'sipp_core' has no attribute {name!r}")
