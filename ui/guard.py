@@ -12,7 +12,7 @@ import streamlit as st
 
 from sipp_core.errors import CheckpointError, SippError
 from sipp_core.zoo.models import ModelDataMismatch
-from ui import engine
+from ui import engine, lessons
 from ui.settings import METHOD_LABELS, Settings, check_settings, fmt_num
 from ui.sidebar import current_settings
 
@@ -110,6 +110,7 @@ def obtain(page_title: str, intro: str | None = None):
     s = current_settings()
     st.title(page_title)
     st.caption(describe(s))
+    lessons.apply(page_title)  # a lesson link's text and hidden controls
     if intro:
         st.markdown(intro)
     if not _check_cheap(s):

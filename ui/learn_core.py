@@ -27,6 +27,9 @@ from ui import formulas as fx
 
 NO_SIGNAL = 1.1920929e-07
 TOY_DATASETS = {"moons": "two half-moons (2 classes)", "spirals": "three spiral arms (3 classes)"}
+STEPS = ["1 · Network", "2 · Activations", "3 · z⁺ and z⁻", "4 · g per edge", "5 · s = max over S",
+         "6 · Row bounds", "7 · What each method keeps", "8 · Resulting error"]
+STEP_SENSITIVITY = STEPS[4]  # the step a lesson link opens on (ui/lessons.py)
 
 
 @dataclass(frozen=True, eq=False)

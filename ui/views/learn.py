@@ -7,14 +7,14 @@ import streamlit as st
 
 from sipp_core.zoo.layers import layer_label
 from ui import formulas as fx
+from ui import lessons
 from ui import learn_core as lc
 from ui import show
 from ui.charts import core as charts
 from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number
 from ui.sidebar import page_link_problems
 
-STEPS = ["1 · Network", "2 · Activations", "3 · z⁺ and z⁻", "4 · g per edge", "5 · s = max over S",
-         "6 · Row bounds", "7 · What each method keeps", "8 · Resulting error"]
+STEPS = lc.STEPS
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -256,8 +256,21 @@ def _go(step: str) -> None:
     st.session_state["learn_step"] = step
 
 
+def _lesson_links() -> None:
+    st.subheader("Lessons")
+    st.markdown("Each lesson is a link: it opens a page with its settings in place, the controls it does not need "
+                "hidden, and a short text on what to try. Copy a link into slides or a course page.")
+    for name, url in lessons.lesson_urls().items():
+        lesson = lessons.LESSONS[name]
+        st.markdown(f"- [{lesson.title}]({url}) (opens {lesson.page_title}): `{url}`")
+    st.caption("Any link may also hide controls of your choice: add hide=key1,key2 (the names in the link, or "
+               "sidebar for the whole sidebar).")
+
+
 def render() -> None:
     st.title("Learn")
+    lessons.apply("Learn")
     st.markdown("SiPP on a network small enough to see every number. Each step is one click; the sidebar's "
                 "settings drive the other pages, not this one.")
     _walkthrough()
+    _lesson_links()

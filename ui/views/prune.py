@@ -199,6 +199,6 @@ def render() -> None:
                "pruned weights are exact zeros, sampled weights are reweighted. The .zip adds model.pt2 (runs "
                "without this project's classes: `torch.export.load(path).module()(x)`) and model.onnx (checked with "
                "onnxruntime against PyTorch on the test split before it is written); all open in Netron.")
-    explain_expander(s, prepared, report)
+    explain_expander(s, prepared, report, expanded=st.query_params.get("lesson") == "eps-delta")
     render_speed_panel(report, engine.report_key(s))
     record_prune(s, report)  # the run history: once per distinct setting, not on every rerun

@@ -1,0 +1,63 @@
+"""Lessons as links (ui/lessons.py): a lesson URL restores its page, its settings and its hidden controls."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from pagetest import new_app, ok, page_folders  # noqa: F401 - the module's fixtures
+
+from ui import lessons
+
+
+def _open(url: str):
+    """An app session opened on this link: its query string in the URL, then its page (AppTest starts on the
+    default page; a browser asks for the link's path straight away)."""
+    parts = urlsplit(url)
+    at = new_app()
+    at.query_params.update(dict(parse_qsl(parts.query)))
+    at.run()
+    at.switch_page(f"pages/{parts.path}.py").run()
+    ok(at)
+    return at
+
+
+def _style(at) -> str:
+    return "\n".join(h.proto.body for h in at.get("html"))
+
+
+def test_learn_page_links_every_lesson():
+    at = new_app().run()
+    at.switch_page("pages/learn.py").run()
+    ok(at)
+    text = "\n".join(m.value for m in at.markdown)
+    for name, url in lessons.lesson_urls().items():
+        assert f"[{lessons.LESSONS[name].title}]({url})" in text
+
+
+@pytest.mark.parametrize("name", list(lessons.LESSONS))
+def test_a_lesson_url_restores_its_page_settings_and_hidden_controls(name):
+    lesson = lessons.LESSONS[name]
+    at = _open(lesson.url(name))
+    assert at.title[0].value == lesson.page_title
+    assert any(m.value.startswith(f"**Lesson: {lesson.title}.**") for m in at.markdown)
+    for key, value in lesson.params.items():
+        got = at.session_state[key]
+        assert str(got) == str(value) or (isinstance(got, float) and got == pytest.approx(float(value))), (key, got)
+    css = _style(at)
+    for key in lesson.hide:
+        assert (f".st-key-{key} " in css) if key != lessons.SIDEBAR else ('[data-testid="stSidebar"]' in css)
+    shown = set(lessons.SIDEBAR_KEYS) - set(lesson.hide)
+    for key in shown:
+        assert f".st-key-{key} " not in css
+    at.button(key="lesson_leave").click().run()  # leave the lesson: every control back, the settings kept
+    ok(at)
+    assert not any(m.value.startswith("**Lesson:") for m in at.markdown)
+    assert ".st-key-" not in _style(at)
+    for key, value in lesson.params.items():
+        assert str(at.session_state[key]) == str(value) or at.session_state[key] == pytest.approx(float(value))
+
+
+def test_hide_takes_widget_keys_only():
+    assert lessons.hidden_keys({"hide": "keep, eps,<b>x</b>,a;b{}"}) == ["keep", "eps"]
+    assert lessons.hide_css(["keep"]) == ".st-key-keep { display: none !important; }"
+    assert lessons.hidden_keys({"lesson": "nope"}) == []
