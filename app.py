@@ -5,7 +5,7 @@ Run:  streamlit run app.py            (add ?present=1 to the URL for a projector
 import streamlit as st
 
 from ui.runtime import app_icon, configure_torch
-from ui.show import present_style, presenting
+from ui.show import page_style, presenting
 
 st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide",
                    initial_sidebar_state="collapsed" if presenting() else "auto")
@@ -16,6 +16,6 @@ from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
 configure_torch()
 
 page = build_navigation()
-present_style()
+page_style()
 show_link_problems(render_sidebar())
 run_page(page)

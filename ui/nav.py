@@ -27,7 +27,7 @@ class PageSpec:
     default: bool = False
 
 
-SECTIONS = ("Prune and inspect", "Analyses", "Your models and runs", "Teach")
+SECTIONS = ("Prune and inspect", "Analyses", "Models and runs", "Teach")
 
 PAGES: list[PageSpec] = [
     PageSpec("pages/prune.py", "Prune", ":material/content_cut:", "Prune and inspect", default=True),
@@ -39,8 +39,8 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/nonsmoothness.py", "Nonsmoothness", ":material/show_chart:", "Analyses"),
     PageSpec("pages/tradeoffs.py", "Trade-offs", ":material/stacked_line_chart:", "Analyses"),
     PageSpec("pages/retrain.py", "Retraining", ":material/model_training:", "Analyses"),
-    PageSpec("pages/bring_your_own.py", "Bring your own", ":material/upload_file:", "Your models and runs"),
-    PageSpec("pages/history.py", "Run history", ":material/history:", "Your models and runs"),
+    PageSpec("pages/bring_your_own.py", "Bring your own", ":material/upload_file:", "Models and runs"),
+    PageSpec("pages/history.py", "Run history", ":material/history:", "Models and runs"),
 ]
 
 

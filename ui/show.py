@@ -16,6 +16,20 @@ PRESENT_PARAM = "present"
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 PRESENT_SCALE = 1.35  # chart type in presentation mode, relative to the projector sizes of ui.charts.core
 
+# Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
+# A narrower sidebar; columns that hold a chart wrap onto their own line once they would be narrower
+# than CHART_MIN_PX (their legends and layer labels need that much); metric values shrink before they
+# are cut to "10.…".
+PAGE_CSS = """
+<style>
+section[data-testid="stSidebar"] { width: min(300px, 24vw) !important; min-width: min(300px, 24vw) !important; }
+[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]) { flex-wrap: wrap; }
+[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) { min-width: min(100%, 380px); }
+[data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
+[data-testid="stMetricLabel"] p { white-space: normal !important; }
+</style>
+"""
+
 PRESENT_CSS = """
 <style>
 /* Streamlit sizes its text in rem: a larger root size enlarges every heading, label and table */
@@ -49,11 +63,10 @@ def set_presenting(on: bool) -> None:
         del st.query_params[PRESENT_PARAM]
 
 
-def present_style() -> None:
-    """app.py, every run: larger type and full-width content while presenting."""
+def page_style() -> None:
+    """app.py, every run: the page's CSS (PAGE_CSS), and larger type with full-width content while presenting."""
     st.session_state["_chart_n"] = 0
-    if presenting():
-        st.html(PRESENT_CSS)
+    st.html(PAGE_CSS + (PRESENT_CSS if presenting() else ""))
 
 
 def _scaled(spec, factor: float):
@@ -97,8 +110,9 @@ def chart(c, where=None) -> None:
     if presenting():
         where = st
         spec = _scaled(c.to_dict(), PRESENT_SCALE)
-        where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content")
+        where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)
     else:
         where = where if where is not None else st
-        where.altair_chart(c, width="stretch", height=int(h) if h else "content")
+        # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
+        where.altair_chart(c, width="stretch", height=int(h) if h else "content", theme=None)
     downloads(c, where)

@@ -11,6 +11,7 @@ and the Okabe-Ito colour-blind-safe palette. Log axes cannot show 0: values of
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 
 import altair as alt
@@ -41,20 +42,51 @@ AXIS_LABEL_PX, AXIS_TITLE_PX = 13, 14
 LEGEND_PX = 13
 TEXT_PX = 13  # annotations drawn inside the plot
 LEGEND_LABEL_LIMIT = 220  # px; a bottom legend's column is at most this plus its symbol
+FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # the app's own type; notebooks fall back to sans-serif
+# Title lines wrap so they fit half of the page at 1280 px (Streamlit cuts a title line at the column's width).
+TITLE_CHARS, SUBTITLE_CHARS = 46, 58
+
+
+_LABEL = re.compile(r"\S+ · (?:Linear|Conv2d) \d+→\d+(?:, \d+x\d+)?")  # a layer label: never split over lines
+
+
+def _lines(text, width: int) -> list[str]:
+    parts = [text] if isinstance(text, str) else list(text or [])
+    out = []
+    for p in parts:
+        kept = _LABEL.sub(lambda m: m.group(0).replace(" ", "\u00a0"), p)
+        out += [line.replace("\u00a0", " ") for line in (textwrap.wrap(kept, width) or [""])]
+    return out
 
 
 def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
-    return alt.Title(text, subtitle=subtitle or "", anchor="start", fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX,
-                     subtitleColor="#444444")
+    """A title (and subtitle) wrapped into lines that fit a half-width column."""
+    return alt.Title(_lines(text, TITLE_CHARS), subtitle=_lines(subtitle, SUBTITLE_CHARS) if subtitle else "",
+                     anchor="start", fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX, subtitleColor="#444444")
+
+
+def _title_lines(chart) -> tuple[int, int]:
+    """(title lines, subtitle lines) of a chart built with _title (0, 0 when it has none)."""
+    t = getattr(chart, "title", alt.Undefined)
+    if not isinstance(t, alt.Title):
+        return 0, 0
+    text, sub = t.text, t.subtitle
+    n = len(text) if isinstance(text, list) else 1
+    m = len(sub) if isinstance(sub, list) else (1 if isinstance(sub, str) and sub else 0)
+    return n, m
 
 
 def projector(chart):
     """The chart with the project's type sizes in its own config (titles 18 px, axes and legends >= 13 px)."""
-    return (chart.configure_title(fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX)
-            .configure_axis(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX)
-            .configure_legend(labelFontSize=LEGEND_PX, titleFontSize=LEGEND_PX, labelLimit=LEGEND_LABEL_LIMIT)
+    return (chart.configure(font=FONT)
+            .configure_title(fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX, color="#111111")
+            .configure_axis(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX, labelColor="#222222",
+                            titleColor="#111111", titleFontWeight="normal")
+            .configure_legend(labelFontSize=LEGEND_PX, titleFontSize=LEGEND_PX, labelLimit=LEGEND_LABEL_LIMIT,
+                              labelColor="#222222", titleColor="#111111")
             .configure_header(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX)
-            .configure_text(fontSize=TEXT_PX))
+            .configure_text(fontSize=TEXT_PX)
+            .configure_view(stroke=None))
 
 
 def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0, x_axis: bool = True,
@@ -65,9 +97,11 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
     Streamlit's theme does not honour a single view's own height: the app passes this number as
     ``st.altair_chart(height=...)`` (see ui/show.py). Jupyter ignores it.
     """
+    title_lines, sub_lines = _title_lines(chart)
+    subtitle_lines = max(subtitle_lines, sub_lines)
     axis = (56 + 17 * x_label_lines) if x_axis else 20
     legend = 48 + 26 * legend_rows if legend_rows else 0
-    total = 52 + 21 * subtitle_lines + plot_height + axis + legend
+    total = 30 + 24 * max(title_lines, 1) + 20 * subtitle_lines + plot_height + axis + legend
     return projector(chart).properties(usermeta={"sipp_height": int(total)})
 
 
@@ -78,8 +112,8 @@ def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
     text = alt.Chart(pd.DataFrame({"t": ["\n".join(lines)]})).mark_text(
         fontSize=15, align="left", baseline="top", lineBreak="\n", lineHeight=24, color="#333333").encode(
         text="t:N", x=alt.value(0), y=alt.value(4))
-    return sized(text.properties(title=_title(title), width=width, height=h), h, 0, x_axis=False).properties(
-        usermeta={"sipp_height": int(52 + h + 20), "sipp_empty": sentence})
+    chart = sized(text.properties(title=_title(title), width=width, height=h), h, 0, x_axis=False)
+    return chart.properties(usermeta={**chart.usermeta, "sipp_empty": sentence})
 
 
 PNG_SCALE = 2  # PNGs at twice the drawn size: sharp on a slide
@@ -122,7 +156,8 @@ def density_chart(report, width: int = WIDTH) -> alt.Chart:
     order = _layer_order(report)
     base = alt.Chart(df).encode(
         y=alt.Y("label:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
-        x=alt.X("percent:Q", title="weights kept (% of the layer)", scale=alt.Scale(domain=[0, 100])),
+        x=alt.X("percent:Q", title="weights kept (% of the layer)", scale=alt.Scale(domain=[0, 135]),
+                axis=alt.Axis(values=[0, 20, 40, 60, 80, 100])),  # room right of 100% for the count label
         tooltip=[alt.Tooltip("label:N", title="layer"), alt.Tooltip("kept:Q", format=","),
                  alt.Tooltip("total:Q", format=",", title="weights"), alt.Tooltip("percent:Q", format=".2f", title="kept %")],
     )
@@ -161,7 +196,7 @@ def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.C
     rule = one.mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
     lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#444444", fontSize=TEXT_PX).encode(
         y="y:Q", x=alt.value(2), text="label:N")
-    sub = (["bounds are per row (unit, sign), relative to z⁺ + z⁻ per sign", "points on the bottom line are exact zeros"]
+    sub = (["bounds per row (unit, sign), relative to z⁺ + z⁻", "points on the bottom line are exact zeros"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
     rows = math.ceil(df["series"].nunique() / 2)
     return sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
