@@ -29,15 +29,19 @@ SIDEBAR_KEYS = ("model", "data", "method", "mode", "keep", "eps", "delta", "s_au
 @dataclass(frozen=True)
 class Lesson:
     title: str
-    page: str  # the page's URL path (its file stem in pages/)
+    page: str  # the page's URL path (its file stem in pages/; "" for the default page, Prune, served at the root)
     page_title: str  # the page's title, as the page shows it
     params: dict
     hide: tuple
     text: str
 
     def url(self, name: str) -> str:
-        """The lesson's link, relative to the app's root."""
-        return f"{self.page}?{urlencode({**self.params, 'lesson': name})}"
+        """The lesson's link, relative to the app's root ("./?…" for the default page, which has no path)."""
+        return f"{self.page or './'}?{urlencode({**self.params, 'lesson': name})}"
+
+    @property
+    def file(self) -> str:
+        return f"pages/{self.page or 'prune'}.py"
 
 
 LESSONS = {
@@ -50,7 +54,7 @@ LESSONS = {
         "each row of g sums to 1. Move the point in step 4 and find the point that gives an edge its maximum. "
         "Edges with a small s can go without changing any unit's input by much, on every point of S."),
     "eps-delta": Lesson(
-        "How ε and δ set |S| and m", "prune", "Prune",
+        "How ε and δ set |S| and m", "", "Prune",
         {"method": "sipp-hybrid", "mode": "eps and delta", "eps": 1.0, "delta": 1e-16},
         ("model", "data", "method", "mode", "keep", "s_auto", "s", "seed", "patch", "device", "alloc"),
         "Open **Formulas with these numbers** below. |S| comes from the network's size η and the sample's own "

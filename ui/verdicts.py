@@ -191,9 +191,12 @@ def potential_verdict(pp: pd.DataFrame, drop_pts: float) -> list[str]:
     if ok.empty:
         return [f"No method stays within a {drop_pts:g}-point drop at any keep ratio of the grid: allow a larger "
                 "drop or add larger keep ratios."]
-    top = ok.sort_values("max_pruned_share", ascending=False).iloc[0]
-    line = (f"Within a {drop_pts:g}-point accuracy drop, **{top['method']}** prunes the most: "
-            f"**{pct(float(top['max_pruned_share']))}** of the weights (keep ratio {float(top['keep_ratio_requested']):g}).")
+    top = ok.sort_values("max_pruned_share", ascending=False, kind="stable").iloc[0]
+    share = pct(float(top["max_pruned_share"]))
+    tied = [str(m) for m, v in zip(ok["method"], ok["max_pruned_share"]) if pct(float(v)) == share]
+    who = " and ".join(f"**{m}**" for m in tied)
+    line = (f"Within a {drop_pts:g}-point accuracy drop, {who} prune{'s' if len(tied) == 1 else ''} the most: "
+            f"**{share}** of the weights (keep ratio {float(top['keep_ratio_requested']):g}).")
     none = [str(m) for m in pp.loc[pp["max_pruned_share"].isna(), "method"]]
     if none:
         line += f" {', '.join(none)} drop{'s' if len(none) == 1 else ''} more than that at every keep ratio tried."
@@ -280,11 +283,14 @@ def propagation_verdict(rows: list[dict]) -> list[str]:
     ratios = [(r["layer"], float(r["smp"]) / float(r["smp_predicted"])) for r in lin]
     lowest = min(ratios, key=lambda x: x[1])
     last = ratios[-1]
-    line = (f"The rule for Linear and Conv layers is an **upper bound**; measured SMP is between "
-            f"{pct(min(x[1] for x in ratios), 0)} and {pct(max(x[1] for x in ratios), 0)} of it here, lowest at "
-            f"`{lowest[0]}`")
+    span = (f"measured SMP is between {pct(min(x[1] for x in ratios), 0)} and {pct(max(x[1] for x in ratios), 0)} "
+            f"of it here" if len(ratios) > 1 else f"measured SMP is {pct(ratios[0][1], 0)} of it here")
+    line = f"The rule for Linear and Conv layers is an **upper bound**; {span}"
+    if lowest[0] != last[0] and len(ratios) > 1:
+        line += f", lowest at `{lowest[0]}`"
     if last[1] < 0.9:
-        line += (f", and at the output layer `{last[0]}` the prediction is about {times(1 / last[1])} the measurement")
+        line += (f"{', lowest' if lowest[0] == last[0] and len(ratios) > 1 else ','} at the output layer `{last[0]}`, "
+                 f"where the prediction is about {times(1 / last[1])} the measurement")
     line += (". It falls below wherever kinks of different inputs coincide: one ReLU's zero crossing reaches every "
              "unit of the next layer at the same point t, through weights of both signs, so the slope jumps partly "
              "cancel instead of adding.")

@@ -9,14 +9,14 @@ from pagetest import new_app, ok, page_folders  # noqa: F401 - the module's fixt
 from ui import lessons
 
 
-def _open(url: str):
+def _open(url: str, file: str):
     """An app session opened on this link: its query string in the URL, then its page (AppTest starts on the
     default page; a browser asks for the link's path straight away)."""
     parts = urlsplit(url)
     at = new_app()
     at.query_params.update(dict(parse_qsl(parts.query)))
     at.run()
-    at.switch_page(f"pages/{parts.path}.py").run()
+    at.switch_page(file).run()
     ok(at)
     return at
 
@@ -37,7 +37,7 @@ def test_learn_page_links_every_lesson():
 @pytest.mark.parametrize("name", list(lessons.LESSONS))
 def test_a_lesson_url_restores_its_page_settings_and_hidden_controls(name):
     lesson = lessons.LESSONS[name]
-    at = _open(lesson.url(name))
+    at = _open(lesson.url(name), lesson.file)
     assert at.title[0].value == lesson.page_title
     assert any(m.value.startswith(f"**Lesson: {lesson.title}.**") for m in at.markdown)
     for key, value in lesson.params.items():

@@ -64,6 +64,8 @@ def test_prune_potential_verdict_names_the_method_that_prunes_most_within_the_dr
     assert f"**{best['method']}** prunes the most: **{100 * best['max_pruned_share']:.1f}%**" in line
     assert best["method"] == "wt" and "90.0%" in line and "keep ratio 0.1" in line
     assert "random drops more than that at every keep ratio tried" in line
+    pp.loc[pp.method == "sipp-hybrid", "max_pruned_share"] = 0.8997  # rounds to the same 90.0%: a tie
+    assert "**sipp-hybrid** and **wt** prune the most: **90.0%**" in vd.potential_verdict(pp, 1.0)[0]
 
 
 def rows_frame(bound, measured) -> pd.DataFrame:
@@ -113,8 +115,11 @@ def test_propagation_verdict_states_the_upper_bound_and_the_output_layer_factor(
             dict(layer="fc2", kind="linear", smp=8.0, smp_predicted=10.0),
             dict(layer="fc3", kind="linear", smp=1.0, smp_predicted=3.0)]
     line = vd.propagation_verdict(rows)[0]
-    assert "**upper bound**" in line and "between 33% and 80%" in line and "lowest at `fc3`" in line
-    assert "prediction is about 3.0× the measurement" in line
+    assert "**upper bound**; measured SMP is between 33% and 80% of it here, lowest at the output layer `fc3`, where " \
+           "the prediction is about 3.0× the measurement." in line
+    rows[2]["smp"] = 2.0  # fc2 now the lowest, fc3 still below its prediction
+    line = vd.propagation_verdict(rows)[0]
+    assert "between 20% and 33% of it here, lowest at `fc2`, at the output layer `fc3`, where the prediction" in line
 
 
 def test_prune_verdict_uses_the_headline_numbers():

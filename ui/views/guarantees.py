@@ -31,8 +31,9 @@ def promise_box(s, report) -> None:
         return
     loose = "" if not h["has_bound"] or h["bound_max"] < 1 else (
         f" Here the largest bound is **{h['bound_max']:.3g}** while the largest measured error is "
-        f"**{h['measured_max_heldout']:.3g}**: the bound is loose by a factor of about "
-        f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g}, which is typical at this budget.")
+        f"**{h['measured_max_heldout']:.3g}**: their ratio is about "
+        f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g} (the Verdict above gives the typical row's "
+        "ratio), which is common at this budget.")
     st.info(
         "**What the guarantee promises.** For every unit and sign separately (a *row*), the pruned layer's "
         "pre-activation ẑ stays within ε·z^σ of the original z^σ, so |ẑ − z| ≤ ε·(z⁺ + z⁻) — relative to the "

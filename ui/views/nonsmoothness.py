@@ -178,7 +178,7 @@ def _summary(s, comp, keep_ratio: float) -> None:
     r2.metric("Relative SMP after pruning", f"{p['relative_smp']:.3g}", f"{100 * (rel - 1):+.0f}%", delta_color="off")
     r3.metric("Logit variation before → after", f"{o['logit_variation']:.3g} → {p['logit_variation']:.3g}",
               help="Σ over logits of Σ_i |y_(i+1) − y_i| ÷ ‖x_b − x_a‖: the size of the signal SMP is measured on, "
-                   "in SMP's units. SMP = relative SMP × this.")
+                   "in SMP's units. On each path SMP = relative SMP × this; the figures here are means over paths.")
     st.dataframe(cs.summary_frame(comp), hide_index=True, width="stretch", column_config={
         "measure": st.column_config.TextColumn("measure", width="large"),
         "unit": st.column_config.TextColumn("unit"),
