@@ -14,7 +14,7 @@ from ui.charts.core import to_png, to_svg
 
 PRESENT_PARAM = "present"
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-PRESENT_SCALE = 1.35  # chart type in presentation mode, relative to the projector sizes of ui.charts.core
+PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 px, titles at 24 px
 
 # Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
 # A narrower sidebar; columns that hold a chart wrap onto their own line once they would be narrower
@@ -32,9 +32,18 @@ section[data-testid="stSidebar"] { width: min(300px, 24vw) !important; min-width
 
 PRESENT_CSS = """
 <style>
-/* Streamlit sizes its text in rem: a larger root size enlarges every heading, label and table */
-html { font-size: 20px; }
-[data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2.5rem; padding-right: 2.5rem; }
+/* Streamlit sets its type in px: enlarge the page body's text, headings, labels and metrics */
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] li { font-size: 22px; line-height: 1.5; }
+[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p { font-size: 18px; }
+[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stMetricLabel"] p { font-size: 19px; }
+[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] { font-size: clamp(28px, 3.4vw, 46px); }
+[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] p { font-size: inherit !important; }
+[data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
+[data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
+[data-testid="stMainBlockContainer"] h3 { font-size: 30px; }
 </style>
 """
 

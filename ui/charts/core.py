@@ -44,7 +44,7 @@ TEXT_PX = 13  # annotations drawn inside the plot
 LEGEND_LABEL_LIMIT = 220  # px; a bottom legend's column is at most this plus its symbol
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # the app's own type; notebooks fall back to sans-serif
 # Title lines wrap so they fit half of the page at 1280 px (Streamlit cuts a title line at the column's width).
-TITLE_CHARS, SUBTITLE_CHARS = 46, 58
+TITLE_CHARS, SUBTITLE_CHARS = 38, 52
 
 
 _LABEL = re.compile(r"\S+ · (?:Linear|Conv2d) \d+→\d+(?:, \d+x\d+)?")  # a layer label: never split over lines
@@ -107,7 +107,7 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
 
 def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
     """A chart that says in a sentence why there is nothing to draw (never a blank plot)."""
-    lines = textwrap.wrap(sentence, max(30, width // 8))
+    lines = textwrap.wrap(sentence, 46)  # 15 px text in a column of 380 px, the narrowest a chart gets
     h = 26 * len(lines) + 16
     text = alt.Chart(pd.DataFrame({"t": ["\n".join(lines)]})).mark_text(
         fontSize=15, align="left", baseline="top", lineBreak="\n", lineHeight=24, color="#333333").encode(
