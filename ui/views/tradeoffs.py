@@ -17,7 +17,7 @@ import streamlit as st
 
 from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS
-from ui import engine, jobs, run_store
+from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, get_prepared, show_error
 from ui.results import show_sweep
 from ui.settings import METHOD_LABELS, Settings, fmt_num
@@ -27,6 +27,10 @@ JOB_KEY = "_job_sweep"
 # Large ratios first: on the default network the 2-point prune potential then has an answer for most methods.
 DEFAULT_RATIOS = "0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01"
 CALIBRATE_LIMIT_S = 6.0  # time one point per untimed method before the estimate only while this is the cost
+# A sweep's wall time over the sum of its points' own times: it runs in a background thread beside the page's
+# progress polling and pays model copies and bookkeeping that a point's time leaves out (1.0 to 2.3 measured in
+# the browser on a busy 2-core machine). Replaced by the measured ratio once a sweep on the network finishes.
+OVERHEAD = 1.6
 INTRO = ("Prune the **same trained network** at many keep ratios with several methods and compare accuracy, "
          "output error and SiPP's guaranteed bound. Each point prunes once, without retraining; the sensitivities "
          "are computed once per seed and reused by every point. The network, |S|, δ and the allocation come from "
@@ -79,7 +83,7 @@ def run_sweep(req: dict, prepare, progress=None, should_stop=None):
     """The sweep itself (what the background job runs); `prepare` from prepare_fn(), made in the script thread."""
     return sweep(req["model"], req["dataset"], methods=req["methods"], ratios=req["ratios"], seeds=req["seeds"],
                  sample_size=req["sample_size"], delta=req["delta"], allocation=req["allocation"], cache=False,
-                 prepare_fn=prepare, progress=progress, should_stop=should_stop)
+                 prepare_fn=prepare, progress=progress, should_stop=should_stop, executor=ray_status.executor())
 
 
 @st.cache_resource(show_spinner=False)
@@ -98,6 +102,10 @@ def _observe(observed: dict, s: Settings, res) -> None:
             per_method.setdefault(r["method"], []).append(float(t))
     for m, ts in per_method.items():
         observed[(s.model, s.dataset, m)] = sum(ts) / len(ts)
+    busy = sum(sum(ts) for ts in per_method.values())
+    total = res.timings_s.get("total", 0.0) - sum(res.timings_s.get("prepare", {}).values())
+    if busy > 0.5 and total > 0:
+        observed[(s.model, s.dataset, "overhead")] = min(max(total / busy, 1.0), 5.0)
     prep = [v for v in res.timings_s.get("prepare", {}).values() if v > 0.05]  # seeds that computed sensitivities
     if prep:
         observed[(s.model, s.dataset)] = sum(prep) / len(prep)
@@ -133,8 +141,8 @@ def calibrate(s: Settings, methods, ratios) -> None:
 
 
 def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> tuple[float, bool]:
-    """(seconds, measured): points x each method's seconds per point + seeds without sensitivities x seconds
-    per seed. Measured: every method has a timed point on this network; else the missing ones are guessed
+    """(seconds, measured): points x each method's seconds per point x the sweep's overhead + seeds without
+    sensitivities x seconds per seed. Measured: every method has a timed point on this network; else the missing ones are guessed
     from the sidebar's own prune (a cold first call) and the estimate is rough."""
     observed = _observed()
     guess = point_guess(report)
@@ -144,7 +152,8 @@ def estimate_seconds(s: Settings, req: dict, prepared, report=None) -> tuple[flo
         prepared.timings_s.get("prepare_total", prepared.timings_s.get("sensitivity", 2.0)))
     new_seeds = sum(not engine.is_prepared(dataclasses.replace(s, seed=sd)) for sd in req["seeds"])
     points = sum(v if v is not None else guess for v in per_point) * len(req["ratios"]) * len(req["seeds"])
-    return points + new_seeds * per_seed, measured
+    overhead = observed.get((s.model, s.dataset, "overhead"), OVERHEAD)
+    return points * overhead + new_seeds * per_seed, measured
 
 
 # ---- the page -------------------------------------------------------------------------------------
