@@ -140,6 +140,21 @@ def sensitivity_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, kept: 
     return out
 
 
+# ---- Kept edges ----------------------------------------------------------------------------------------
+
+def kept_units_verdict(layer: str, kept_per_unit: np.ndarray, fan_in: int) -> list[str]:
+    """How evenly one layer's kept edges spread over its output units (counts per unit, out of fan_in each)."""
+    k = np.asarray(kept_per_unit, dtype=float).ravel()
+    if k.size == 0 or fan_in <= 0:
+        return []
+    empty = int((k == 0).sum())
+    line = (f"In `{layer}`, units keep between {int(k.min()):,} and {int(k.max()):,} of their {fan_in:,} inputs "
+            f"(median {np.median(k):g}, {pct(float(k.sum()) / (k.size * fan_in))} of the layer)")
+    line += (f"; **{empty} of {k.size} units kept no edge** and output only their bias." if empty else
+             "; every unit kept at least one edge.")
+    return [line]
+
+
 # ---- Trade-offs ---------------------------------------------------------------------------------------
 
 def _span(d: np.ndarray) -> str:

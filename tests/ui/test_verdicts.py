@@ -153,3 +153,10 @@ def test_retraining_verdicts():
 @pytest.mark.parametrize("v,text", [(24.4, "24×"), (2.44, "2.4×")])
 def test_factor_format(v, text):
     assert vd.times(v) == text
+
+
+def test_kept_units_verdict_counts_units_left_without_edges():
+    line = vd.kept_units_verdict("fc1", np.array([0, 3, 5, 0, 12]), 20)[0]
+    assert "units keep between 0 and 12 of their 20 inputs (median 3, 20.0% of the layer)" in line
+    assert "**2 of 5 units kept no edge**" in line
+    assert "every unit kept at least one edge" in vd.kept_units_verdict("fc1", np.array([1, 2]), 4)[0]

@@ -4,9 +4,11 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import engine, show, tables
+from ui import verdicts as vd
 from ui.charts import core as charts
 from ui.charts import images as charts_images
 from ui.guard import obtain
+from ui.results import verdict_box
 
 INTRO = "Which edges survived. Small layers are interactive (hover an edge); large layers are drawn as images."
 SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image (a chart would freeze the browser)
@@ -22,6 +24,8 @@ def _layer_view(s, report) -> None:
     layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="kept_layer",
                                             format_func=tables.layer_labels(report).get)
     info = report.prepared.infos[layer]
+    per_unit = report.result.masks[layer].reshape(info.out_units, -1).sum(dim=1).numpy()
+    verdict_box(vd.kept_units_verdict(info.label, per_unit, info.fan_in))
     n = info.out_units * info.fan_in
     rkey = (s.heavy_key, tuple(sorted(s.prune_kwargs().items())), layer)
     if n <= SMALL_LAYER:

@@ -263,9 +263,11 @@ def _formula(comp, i: int, logits: list[int], names) -> None:
     show.chart(cs.second_difference_chart(comp, i, int(c)))
 
 
-def _upper_bound(comp) -> None:
+def _upper_bound(comp, infos: dict) -> None:
     """Where the measurement falls below the linear rule, and why (docs/nonsmoothness.md §3)."""
-    verdict_box(vd.propagation_verdict(comp.original.propagation_rows()))
+    labels = {n: i.label for n, i in infos.items()}  # module name and shape, as every table names a layer
+    verdict_box(vd.propagation_verdict([{**r, "layer": labels.get(r["layer"], r["layer"])}
+                                        for r in comp.original.propagation_rows()]))
     rows = [dict(network=tag, stage=r["layer"], kind=r["kind"], measured=r["smp"], predicted=r["smp_predicted"],
                  ratio=r["smp"] / r["smp_predicted"] if r["smp_predicted"] else float("nan"))
             for tag, rec in (("original", comp.original), ("pruned", comp.pruned)) for r in rec.propagation_rows()]
@@ -329,7 +331,7 @@ def render() -> None:
     _distribution(comp, prepared.record.class_names)
     st.subheader("Through the network")
     show.chart(cs.propagation_chart(comp))
-    _upper_bound(comp)
+    _upper_bound(comp, prepared.infos)
     left, right = st.columns(2) if len(comp.original.layers) <= 6 else (st.container(), st.container())
     show.chart(cs.transitions_chart(comp), left)  # side by side only while every stage label fits
     show.chart(cs.trajectory_chart(comp), right)

@@ -35,7 +35,7 @@ def _per_layer(s, prepared, report) -> None:
     layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name and shape",
                                             format_func=tables.layer_labels(prepared).get)
     mod = prunable_layers(prepared.model)[layer]
-    verdict_box(vd.sensitivity_verdict(layer, mod.weight.detach().cpu().numpy(),
+    verdict_box(vd.sensitivity_verdict(prepared.infos[layer].label, mod.weight.detach().cpu().numpy(),
                                        prepared.sensitivities[layer].cpu().numpy(),
                                        report.result.masks[layer].cpu().numpy(), s.method))
     left, right = st.columns(2)
