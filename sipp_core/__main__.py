@@ -21,10 +21,12 @@ from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_check
 from .io.data import load_dataset
 from .jobs.study import add_study_parser
 from .jobs.sweeps import add_sweep_parser
-from .options import METHODS, PREPROCESSING
+from .options import METHODS, PREPROCESSING, STRUCTURED_METHODS, STRUCTURED_TARGETS
 from .pipeline import evaluate_prune, prepare, prepare_trained
 from .plan.pruning import to_json, validate_arguments
 from .runtime import configure_torch
+from .structured.filters import validate as validate_filter_arguments
+from .structured.report import evaluate_filters
 from .zoo.models import build_model
 from .zoo.train import pick_device, train_model
 
@@ -98,18 +100,23 @@ def _check_sources(args) -> None:
         raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
 
 
-def cmd_prune(args) -> int:
-    # Validate before any expensive work so a typo answers at once.
-    validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
-    _check_sources(args)
+def _prepared(args):
     progress = None if args.quiet else _progress_printer("prepare")
     if args.npz:
         trained, record = _own_network(args)
-        prepared = prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
-                                   patch_reduction=args.patch_reduction, progress=progress)
-    else:
-        prepared = prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
-                           patch_reduction=args.patch_reduction, device=args.device, progress=progress)
+        return prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
+                               patch_reduction=args.patch_reduction, progress=progress)
+    return prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
+                   patch_reduction=args.patch_reduction, device=args.device, progress=progress)
+
+
+def cmd_prune(args) -> int:
+    # Validate before any expensive work so a typo answers at once.
+    if args.method in STRUCTURED_METHODS:
+        return cmd_prune_filters(args)
+    validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
+    _check_sources(args)
+    prepared = _prepared(args)
     report = evaluate_prune(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed, allocation=args.allocation)
     d = report.to_dict()
@@ -138,6 +145,47 @@ def cmd_prune(args) -> int:
         files = ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in summary.files.items())
         print(f"exported to {args.export}: {files}; ONNX agrees with PyTorch to {summary.onnx_max_abs_diff:.2g} "
               f"on {summary.onnx_checked_points} test points")
+    return 0
+
+
+def cmd_prune_filters(args) -> int:
+    """prune --method pfp|pfp-rand|filter-l1|filter-random: whole channels, a physically smaller network."""
+    validate_filter_arguments(args.method, args.keep_ratio, args.epsilon, args.target, args.delta)
+    _check_sources(args)
+    prepared = _prepared(args)
+    report = evaluate_filters(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
+                              target=args.target, delta=args.delta, seed=args.seed,
+                              progress=None if args.quiet else _progress_printer("prune"))
+    d = report.to_dict()
+    r = report.result
+    goal = f"keep ratio {args.keep_ratio:g} of {args.target}" if args.keep_ratio else f"epsilon {args.epsilon:g}"
+    print(f"{d['model']} on {d['dataset']}, method {d['method']}, {goal}, |S| = {d['sample_size']}")
+    head = f"{'layer':<34}{'in before':>10}{'in after':>9}{'out before':>11}{'out after':>10}  note"
+    print(head)
+    print("-" * len(head))
+    for w in d["widths"]:
+        note = ", ".join(x for x in ("gathers its inputs" if w["gathered"] else "",
+                                     f"{w['folded']} constants folded" if w["folded"] else "") if x)
+        print(f"{w['label'][:33]:<34}{w['in_before']:>10}{w['in_after']:>9}{w['out_before']:>11}{w['out_after']:>10}  {note}")
+    if not r.shrunk:
+        print(f"  not made smaller: {r.note}; the masked network is reported")
+    p, f = d["params"], d["flops"]
+    print(f"parameters {p['original']} -> {p['pruned']} ({p['pruned'] / p['original']:.4f}); "
+          f"FLOPs {f['original']} -> {f['pruned']} ({f['pruned'] / f['original']:.4f}); "
+          f"{r.dead_on_s} filter(s) removed as silent on all of S")
+    if d["latency_ms"]:
+        lat = d["latency_ms"]
+        print("CPU latency (median ms): " + "; ".join(
+            f"batch {b.split('_')[1]}: {lat['original'][b]:.2f} -> {lat['pruned'][b]:.2f}" for b in lat["original"]))
+    print(f"accuracy {d['accuracy_before']:.4f} -> {d['accuracy_after']:.4f}, agreement {d['agreement']:.4f}")
+    if args.json:
+        write_text(args.json, to_json(d))
+        print(f"report written to {args.json}")
+    if args.export:
+        summary = r.export(args.export, check_inputs=prepared.record.x_test, report=d)
+        files = ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in summary.files.items())
+        print(f"exported the smaller network to {args.export}: {files}; ONNX agrees with PyTorch to "
+              f"{summary.onnx_max_abs_diff:.2g} on {summary.onnx_checked_points} test points")
     return 0
 
 
@@ -193,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     own = q.add_mutually_exclusive_group()
     own.add_argument("--weights", help="your network's state_dict (.pt) for --model, trained on --npz")
     own.add_argument("--program", help="your network as a torch.export program (.pt2), trained on --npz")
-    q.add_argument("--method", default="sipp-hybrid", help=f"one of {', '.join(METHODS)}")
+    q.add_argument("--method", default="sipp-hybrid",
+                   help=f"weights: one of {', '.join(METHODS)}; whole channels: {', '.join(STRUCTURED_METHODS)}")
+    q.add_argument("--target", default="params", choices=list(STRUCTURED_TARGETS),
+                   help="what a channel method's --keep-ratio counts: parameters (default) or FLOPs")
     mode = q.add_mutually_exclusive_group(required=True)
     mode.add_argument("--keep-ratio", type=float)
     mode.add_argument("--epsilon", type=float)

@@ -9,6 +9,9 @@ from __future__ import annotations
 SIPP_METHODS = ("sipp-hybrid", "sipp-det", "sipp-rand")  # the methods with an eps/delta guarantee
 BASELINE_METHODS = ("wt", "layerwise", "snip", "uniform", "random")
 METHODS = SIPP_METHODS + BASELINE_METHODS
+# whole channels: PFP (deterministic, sampled) and two filter baselines; they make the network physically smaller
+STRUCTURED_METHODS = ("pfp", "pfp-rand", "filter-l1", "filter-random")
+STRUCTURED_TARGETS = ("params", "flops")  # what a structured keep ratio counts
 PATCH_REDUCTIONS = ("max", "mean")  # how a conv edge's sensitivity is reduced over patches
 ALLOCATIONS = ("global", "bound-optimal")  # how a keep-ratio budget is spread over rows
 DEVICES = ("auto", "cpu", "cuda")  # where training runs; sensitivities and pruning run on the CPU

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..io.export import export_pruned
-from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS
+from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS, STRUCTURED_METHODS
 from ..sensitivity.api import check_not_all_zero, compute_sensitivities
+from ..structured.filters import FilterPruneResult, prune_filters
 from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
 from .baselines import snip_scores
 from .bounds import check_delta, check_epsilon
@@ -85,7 +86,7 @@ class PruneResult:
 def validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction="max", allocation="global", c_prime=3.0):
     """Raise ValueError naming the first bad argument and its valid range."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise ValueError(f"method must be one of {', '.join(METHODS + STRUCTURED_METHODS)}; got {method!r}")
     if (keep_ratio is None) == (epsilon is None):
         raise ValueError("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither")
     if keep_ratio is not None:
@@ -144,8 +145,9 @@ def prune(
     labels: torch.Tensor | None = None,
     allocation: str = "global",
     c_prime: float = 3.0,
+    target: str = "params",
     progress=None,
-) -> PruneResult:
+) -> PruneResult | FilterPruneResult:
     """Prune a copy of `model` using the batch S = `inputs`.
 
     Args:
@@ -160,12 +162,19 @@ def prune(
         labels: labels of S, needed by "snip".
         allocation: deterministic SiPP in keep-ratio mode: "global" (authors') or "bound-optimal".
         c_prime: C' of the hybrid rule (docs/sipp.md §8.2).
+        target: channel methods (pfp, pfp-rand, filter-l1, filter-random) only: what keep_ratio counts,
+            "params" or "flops". These methods return a FilterPruneResult whose model is physically smaller
+            (see sipp_core.structured.filters.prune_filters).
 
     Returns: PruneResult. Raises: ValueError for invalid arguments (names the argument and range).
 
     >>> r = prune(model, s_batch, keep_ratio=0.1)        # doctest: +SKIP
     >>> r.keep_ratio, r.layers[0].bound                   # doctest: +SKIP
     """
+    if method in STRUCTURED_METHODS:
+        reuse = sensitivities if patch_reduction == "max" else None
+        return prune_filters(model, inputs, method=method, keep_ratio=keep_ratio, epsilon=epsilon, target=target,
+                             delta=delta, seed=seed, labels=labels, sensitivities=reuse, progress=progress)
     validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction, allocation, c_prime)
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or len(inputs) == 0:
         raise ValueError("inputs must be a non-empty tensor batch S shaped (|S|, *input_shape)")

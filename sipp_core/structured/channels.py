@@ -20,7 +20,7 @@ from torch import nn
 from ..sensitivity.api import compute_sensitivities
 from ..sensitivity.budget import DEFAULT_CHUNK_BYTES
 
-__all__ = ["channel_sensitivities"]
+__all__ = ["channel_sensitivities", "reduce_to_channels"]
 
 
 def channel_sensitivities(model: nn.Module, inputs: torch.Tensor, *, progress=None,
@@ -33,6 +33,11 @@ def channel_sensitivities(model: nn.Module, inputs: torch.Tensor, *, progress=No
     {'0': (3,), '2': (4,)}
     """
     edges = compute_sensitivities(model, inputs, patch_reduction="max", progress=progress, chunk_bytes=chunk_bytes)
+    return reduce_to_channels(edges)
+
+
+def reduce_to_channels(edges: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-channel maxima of edge sensitivities computed with the max patch reduction (the app's cache)."""
     out = {}
     for name, s in edges.items():
         per_channel = s.reshape(s.shape[0], s.shape[1], -1)  # (F, C, taps): Linear has one tap
