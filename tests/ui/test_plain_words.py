@@ -17,7 +17,8 @@ from ui.nav import PAGES
 # a prunable layer ("fc1 · Linear 784→300") or a measured stage of the Nonsmoothness page ("2 · ReLU")
 LABEL = re.compile(r"^\S+ · (Linear \d+→\d+|Conv2d \d+→\d+, \d+x\d+|ReLU|MaxPool2d)")
 # "layer 3", "layer `3`", "Layer 3:" or "layers 1, 3": a layer called by its bare module name
-BARE = re.compile(r"\blayers? `?(\d+|[A-Za-z_]\w*\.\d+)`?(?! ·)(?!\d)")
+BARE = re.compile(r"\blayers? `?(\d+|[A-Za-z_]\w*\.\d+)`?(?! ·)(?!\d)"
+                  r"|`(\d+|[A-Za-z_]\w*\.\d+)`(?! ·)")  # or a module name alone in code type: "In `1`, of the …"
 SPEC = re.compile(r"\bSPEC\b")
 
 
@@ -74,6 +75,7 @@ def problems_on_page(at) -> list[str]:
 def test_the_checks_catch_what_they_are_for():
     assert BARE.search("Kept edges of layer 3") and BARE.search("the loosest row: layer `features.3`")
     assert not BARE.search("Kept edges of layer 3 · Linear 300→100") and not BARE.search("a 3-layer network")
+    assert BARE.search("In `1`, of the 23,520 edges") and not BARE.search("In `1 · Linear 784→300`, of the")
     assert LABEL.match("conv2 · Conv2d 6→16, 5x5") and not LABEL.match("3")
     assert SPEC.search("see SPEC 8.3") and not SPEC.search("spectral")
 

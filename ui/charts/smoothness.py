@@ -273,10 +273,9 @@ def transitions_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
     bars = base.mark_bar()
     text = base.mark_text(dy=-6, fontSize=TEXT_PX).encode(text=alt.Text("flips:Q", format=".0f"))
     o, p = comp.original.region_transitions.double().mean(), comp.pruned.region_transitions.double().mean()
-    sub = ["flip: a ReLU unit changes sign between neighbouring",
-           "points (max pool: its argmax switches); live units only;",
-           "labels: flips per path. Linear-region transitions of the",
-           f"whole network per path: {float(o):.1f} original, {float(p):.1f} pruned"]
+    sub = ["flip: a ReLU unit changes sign between neighbouring points (max pool: its argmax switches); live "
+           "units only; labels: flips per path.",
+           f"Linear-region transitions of the whole network per path: {float(o):.1f} original, {float(p):.1f} pruned"]
     return sized((bars + text).properties(title=_title("Region transitions per layer", sub), width=width,
                                           height=height), height, len(sub), 1, x_label_lines=_stage_lines(order))
 
@@ -310,9 +309,8 @@ def trajectory_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
         tooltip=["model:N", "stage:N", alt.Tooltip("value:Q", format=".4g", title="trajectory length"),
                  alt.Tooltip("note:N", title="")],
     )
-    sub = ["length of the path's image after each stage, divided",
-           "by the input path's length (mean over paths); below 1:",
-           "the stage shortens the path"]
+    sub = ["length of the path's image after each stage, divided by the input path's length (mean over paths); "
+           "below 1: the stage shortens the path"]
     if floor is not None:
         sub.append(f"exact zeros drawn at {floor:g}")
     return sized((base.mark_line(strokeWidth=2) + base.mark_point(filled=True, size=60, opacity=1)).properties(

@@ -152,7 +152,7 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
         height, len(sub), legend_rows)
 
 
-def _log_series_chart(agg: pd.DataFrame, col: str, lo: str, hi: str, title: str, y_title: str, sub: list[str],
+def _log_series_chart(agg: pd.DataFrame, col: str, lo: str, hi: str, title: str, y_title: str | list[str], sub: list[str],
                       width: int, height: int) -> alt.Chart:
     d = agg.dropna(subset=["keep_pct", col]).copy()
     if d.empty:
@@ -186,7 +186,7 @@ def _log_series_chart(agg: pd.DataFrame, col: str, lo: str, hi: str, title: str,
 def error_chart(frame: pd.DataFrame, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
     """Relative logits error ‖ŷ − y‖ / ‖y‖ on the test split against the keep ratio (log-log)."""
     return _log_series_chart(aggregate(frame), "err", "err_lo", "err_hi", "Output error vs keep ratio",
-                             "relative logits error ‖ŷ − y‖ / ‖y‖ (log scale)",
+                             ["relative logits error ‖ŷ − y‖ / ‖y‖", "(log scale)"],
                              ["on the test split; lower is better", "solid: SiPP, dashed: baselines"], width, height)
 
 
@@ -197,7 +197,7 @@ def bound_chart(frame: pd.DataFrame, width: int = WIDTH, height: int = HEIGHT) -
     if agg.empty:
         return None
     return _log_series_chart(agg, "bound", "bound_lo", "bound_hi", "Largest guaranteed bound vs keep ratio",
-                             "largest row bound, relative (log scale)",
+                             ["largest row bound, relative", "(log scale)"],
                              ["SiPP's guarantee, w.p. ≥ 1 − δ per row", "baselines have no bound"], width, height)
 
 
@@ -211,7 +211,8 @@ def potential_chart(potential: pd.DataFrame, max_drop_pts: float, width: int = W
     color, _ = _method_scales(methods)
     base = alt.Chart(d).encode(
         y=alt.Y("method:N", sort=methods, title="method"),
-        x=alt.X("shown:Q", title="weights pruned (% of prunable weights)", scale=alt.Scale(domain=[0, 100])),
+        x=alt.X("shown:Q", title="weights pruned (% of prunable weights)", scale=alt.Scale(domain=[0, 140]),
+                axis=alt.Axis(values=[0, 20, 40, 60, 80, 100])),  # room right of 100% for the labels
         tooltip=[alt.Tooltip("method:N"), alt.Tooltip("label:N", title="prune potential"),
                  alt.Tooltip("keep_ratio_requested:Q", format="g", title="at keep ratio"),
                  alt.Tooltip("accuracy_drop:Q", format=".4f", title="mean accuracy drop"), alt.Tooltip("note:N")],
