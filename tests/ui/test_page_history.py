@@ -112,7 +112,8 @@ def test_comparing_runs_overlays_them_on_one_chart():
     a = hist.add("sweep", dict(common, methods=["wt", "sipp-hybrid"], ratios=[0.5, 0.1, 0.05], seeds=[0]),
                  dict(rows=_sweep_rows({"wt": [0.98, 0.97, 0.95], "sipp-hybrid": [0.975, 0.96, 0.90]})))
     b = hist.add("retrain", dict(common, method="sipp-hybrid", schedule=[0.5, 0.1]),
-                 dict(steps=[dict(keep_ratio=0.5, accuracy_finetuned=0.985), dict(keep_ratio=0.1, accuracy_finetuned=0.98)],
+                 dict(steps=[dict(keep_ratio=0.5, keep_ratio_requested=0.5, accuracy_finetuned=0.985),
+                             dict(keep_ratio=0.1, keep_ratio_requested=0.1, accuracy_finetuned=0.98)],
                       dense_accuracy=0.98))
     n = hist.add("nonsmoothness", dict(common, method="sipp-hybrid", paths=dict(count=4, points=256, kind="mixed")),
                  dict(keep_ratio=0.1, original=dict(smp=4.7, relative_smp=0.5, logit_variation=9.4),
@@ -132,6 +133,12 @@ def test_comparing_runs_overlays_them_on_one_chart():
     assert set(frame["run"]) == {f"#{a} wt (sweep)", f"#{a} sipp-hybrid (sweep)", f"#{b} sipp-hybrid (fine-tuned)"}
     assert frame.set_index("run").loc[f"#{b} sipp-hybrid (fine-tuned)", "acc_pct"].tolist() == [98.5, 98.0]
     assert sorted(smp_overlay_frame(records)["relative_smp"]) == [0.5, 0.8]
+    verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
+    # at the keep ratios every series ran (0.5 and 0.1), the fine-tuned cascade is best
+    assert f"over the 2 keep ratios every method ran (0.5, 0.1): **#{b} sipp-hybrid (fine-tuned)** (98.2%)" in verdict
+    assert f"#{b} sipp-hybrid (fine-tuned) beats #{a} wt (sweep) at every tested keep ratio, by 0.5 to 1.0 points" \
+        in verdict
+    assert f"beats #{a} sipp-hybrid (sweep) at every tested keep ratio, by 1.0 to 2.0 points" in verdict
     # one nonsmoothness run on its own: its table and verdict
     at.multiselect(key="hist_pick").set_value([n]).run()
     ok(at)

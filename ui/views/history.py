@@ -210,31 +210,40 @@ def overlay_frame(records) -> pd.DataFrame:
     fine-tuning, training in isolation its mask."""
     out = []
 
-    def add(r, series, keep, acc):
+    def add(r, series, keep, acc, asked=None):
         k, a = as_float(keep), as_float(acc)
         if math.isfinite(k) and math.isfinite(a) and k > 0:
+            q = as_float(asked)
             out.append(dict(run=f"#{r.id} {series}", kind=KIND_LABELS.get(r.kind, r.kind), keep_pct=100 * k,
-                            acc_pct=100 * a))
+                            acc_pct=100 * a, ratio=q if math.isfinite(q) else float(f"{k:.3g}")))
 
     for r in records:
         res = r.results
         if r.kind == "prune":
-            add(r, f"{r.method} (prune)", res.get("keep_ratio"), res.get("accuracy_after"))
+            add(r, f"{r.method} (prune)", res.get("keep_ratio"), res.get("accuracy_after"), r.settings.get("keep_ratio"))
         elif r.kind == "sweep":
             frame = pd.DataFrame(res.get("rows", []))
             if frame.empty:
                 continue
             for c in ("keep_ratio", "accuracy_after"):
                 frame[c] = pd.to_numeric(frame[c], errors="coerce")
-            for (method, _), g in frame.groupby(["method", "keep_ratio_requested"], sort=False):
-                add(r, f"{method} (sweep)", g["keep_ratio"].mean(), g["accuracy_after"].mean())
+            for (method, asked), g in frame.groupby(["method", "keep_ratio_requested"], sort=False):
+                add(r, f"{method} (sweep)", g["keep_ratio"].mean(), g["accuracy_after"].mean(), asked)
         elif r.kind == "retrain":
             for step in res.get("steps", []):
-                add(r, f"{r.method} (fine-tuned)", step.get("keep_ratio"), step.get("accuracy_finetuned"))
+                add(r, f"{r.method} (fine-tuned)", step.get("keep_ratio"), step.get("accuracy_finetuned"),
+                    step.get("keep_ratio_requested"))
         elif r.kind == "isolation":
             t = res.get("ticket", {}) or {}
-            add(r, f"{r.method} (trained mask)", t.get("keep_ratio"), t.get("accuracy"))
-    return pd.DataFrame(out, columns=["run", "kind", "keep_pct", "acc_pct"])
+            add(r, f"{r.method} (trained mask)", t.get("keep_ratio"), t.get("accuracy"), r.settings.get("keep_ratio"))
+    return pd.DataFrame(out, columns=["run", "kind", "keep_pct", "acc_pct", "ratio"])
+
+
+def overlay_verdict(df: pd.DataFrame) -> list[str]:
+    """The compare_methods verdict over the runs' series, at the keep ratios they share."""
+    if df["run"].nunique() < 2:
+        return []
+    return vd.compare_methods(df.rename(columns={"run": "method", "ratio": "keep_ratio_requested"}))
 
 
 def overlay_chart(df: pd.DataFrame, width: int = WIDTH, height: int = 320) -> alt.Chart:
@@ -410,8 +419,9 @@ def _compare(hist, picked: list) -> None:
     else:
         records = [run_store.safe(hist.get, i) for i in picked]
         acc = overlay_frame(records)
-        if acc["run"].nunique() >= 1 and len(acc):
+        if len(acc):
             show.chart(overlay_chart(acc))
+            verdict_box(overlay_verdict(acc))
         ns = smp_overlay_frame(records)
         if len(ns):
             show.chart(smp_overlay_chart(ns))
