@@ -584,3 +584,13 @@ def test_charts_download_as_png_and_svg(report):
     assert svg.lstrip().startswith("<svg")
     for text in ("Guaranteed bound vs measured error", "measured max on S", "Linear 784→300"):
         assert text in svg, text
+
+
+def test_image_titles_never_draw_an_empty_box_for_the_arrow():
+    from PIL import ImageFont
+
+    bare = ImageFont.load_default(size=14)  # Pillow's own font has no → glyph
+    assert charts_images._safe("1 · Linear 784→300", bare) == "1 · Linear 784->300"
+    font = charts_images._font(14)
+    shown = charts_images._safe("784→300", font)
+    assert font.getmask(shown).getbbox() is not None and shown in ("784→300", "784->300")

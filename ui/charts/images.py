@@ -20,10 +20,24 @@ _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], 
 
 
 def _font(size: int):
+    """DejaVu Sans where the system has it (it draws the → and · of layer labels), else Pillow's own font."""
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         return ImageFont.load_default()
+
+
+def _safe(text: str, font) -> str:
+    """The text with → written as -> where the font has no arrow glyph (it would draw an empty box)."""
+    try:
+        has_arrow = font.getmask("→").getbbox() != font.getmask("\ufffe").getbbox()
+    except Exception:  # bitmap fonts of old Pillow cannot say
+        has_arrow = False
+    return text if has_arrow else text.replace("→", "->")
 
 
 def viridis(t: np.ndarray) -> np.ndarray:
@@ -64,8 +78,8 @@ def _compose(rgb: np.ndarray, title: str, subtitle: str, xlabel: str, ylabel: st
     canvas = Image.new("RGB", (W, H), "white")
     canvas.paste(img, (left, top))
     d = ImageDraw.Draw(canvas)
-    d.text((10, 8), title, fill="black", font=f_title)
-    d.text((10, 34), subtitle, fill=(85, 85, 85), font=f_text)
+    d.text((10, 8), _safe(title, f_title), fill="black", font=f_title)
+    d.text((10, 34), _safe(subtitle, f_text), fill=(85, 85, 85), font=f_text)
     d.rectangle([left - 1, top - 1, left + img.width, top + img.height], outline=(120, 120, 120))
     if index_ticks:  # first and last index of each axis
         d.text((left, top + img.height + 4), "0", fill="black", font=f_text)
@@ -131,7 +145,7 @@ def count_maps(panels: list[tuple[str, np.ndarray]], title: str, unit: str, scal
     H = top + tile_h + 48
     canvas = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(canvas)
-    d.text((10, 8), title, fill="black", font=f_title)
+    d.text((10, 8), _safe(title, f_title), fill="black", font=f_title)
     d.text((10, 34), f"shared colour scale: {unit}", fill=(85, 85, 85), font=f_text)
     x = left
     for label, arr in panels:
