@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from ui import ray_status
+
 POLL_S = 0.5
 
 
@@ -158,6 +160,8 @@ def watch(key: str, poll_s: float = POLL_S) -> Job | None:
                 note += f" (estimated {fmt_seconds(j.estimate_s)} in all)"
             if j.stop_requested:
                 note += " · cancelling: the current step finishes first"
+            if ray_status.note():
+                note += f" · {ray_status.note()}"
             c2.caption(note + " · you can switch pages; the run continues and its result waits here.")
         elif not j.shown:
             st.rerun()  # full rerun: the page draws the finished job

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 
@@ -69,6 +70,7 @@ POLL_S = 0.1  # how often should_stop() is asked while tasks run
 _SHARED_MAX = 8  # objects a worker keeps (network, data, per-seed parts of the sweeps it ran last)
 _SHARED: OrderedDict = OrderedDict()
 _REMOTE: dict = {}
+_CONNECT_LOCK = threading.Lock()
 _SEED_FIELDS = ("s_index", "s_x", "s_y", "sample_size", "sample_size_formula", "seed", "patch_reduction",
                 "sensitivities", "infos", "heldout_x", "test_logits", "timings_s")
 
@@ -199,18 +201,19 @@ class RayExecutor(Executor):
 
     def connect(self):
         ray = self.ray
-        if ray.is_initialized():
-            return ray
-        try:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
-            else:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING)
-        except ConnectionError as exc:
-            raise SippError(f"could not join the Ray cluster at {self.address} ({exc})",
-                            "start it with `ray start --head` and give the address it prints (host:6379), "
-                            "or leave the address out to run on a local Ray") from exc
+        with _CONNECT_LOCK:  # the app's sessions may start jobs at the same moment
+            if ray.is_initialized():
+                return ray
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                else:  # "local": a new Ray of our own, never a cluster `ray start` left running on this machine
+                    ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                             _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as exc:
+                raise SippError(f"could not join the Ray cluster at {self.address} ({exc})",
+                                "start it with `ray start --head` and give the address it prints (host:6379), "
+                                "or leave the address out to run on a local Ray") from exc
         return ray
 
     def workers(self) -> int:

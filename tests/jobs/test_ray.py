@@ -31,7 +31,7 @@ def local_ray(tmp_path_factory):
     short = f"/tmp/sipp-ray-{os.getpid()}"
     os.symlink(tmp, short)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a local test cluster; no token written to the home folder
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=short,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=short,
              log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
@@ -196,3 +196,28 @@ def test_one_cascade_and_isolation_on_ray_match_in_process(env):
         assert x.__dict__[run]["loss_curve"] == y.__dict__[run]["loss_curve"]
     assert x.dense_accuracy == y.dense_accuracy and not y.cancelled
     assert any("side by side" in m for m in seen)
+
+
+def test_app_pages_follow_sipp_ray_address(env, monkeypatch):
+    """Trade-offs and Retraining hand their jobs to Ray when SIPP_RAY_ADDRESS is set, else run in-process."""
+    from sipp_core.pipeline import prepare
+    from ui import ray_status
+    from ui.views import tradeoffs
+
+    monkeypatch.delenv("SIPP_RAY_ADDRESS", raising=False)
+    assert ray_status.executor() is None and ray_status.note() == ""
+    req = dict(model="mlp", dataset="moons", methods=["wt", "sipp-det"], ratios=[0.5, 0.2], seeds=[0],
+               sample_size=30, delta=1e-16, allocation="global")
+
+    def prep(seed, progress=None):
+        return prepare("mlp", "moons", sample_size=30, seed=seed)
+
+    here = tradeoffs.run_sweep(req, prep)
+    assert here.run["executor"] == "in-process"
+    # The module's Ray is already started in this process, so the executor uses it whatever the address.
+    monkeypatch.setenv("SIPP_RAY_ADDRESS", "127.0.0.1:6379")
+    assert isinstance(ray_status.executor(), RayExecutor) and "127.0.0.1:6379" in ray_status.note()
+    seen = []
+    there = tradeoffs.run_sweep(req, prep, progress=lambda f, m: seen.append(m))
+    assert there.run["executor"] == "ray" and _same(there.rows, here.rows)
+    assert any("points, 2 workers" in m for m in seen)  # what the page's progress line shows

@@ -21,7 +21,7 @@ from sipp_core.options import METHODS
 from sipp_core.zoo.layers import prunable_layers
 from sipp_core.zoo.models import build_model
 from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
-from ui import engine, jobs, run_store
+from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, show_error
 from ui.results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 from ui.settings import METHOD_LABELS, Settings, fmt_num
@@ -228,7 +228,8 @@ def _cascade_tab(s: Settings) -> None:
         kw = dict(method=method, schedule=sched, epochs=int(epochs), seed=int(s.seed),
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(CASCADE_JOB, "retrain", "Prune-retrain cascade", key,
-               lambda progress, stop: prune_retrain(s.model, s.dataset, progress=progress, should_stop=stop, **kw), est, s)
+               lambda progress, stop: prune_retrain(s.model, s.dataset, progress=progress, should_stop=stop,
+                                                    executor=ray_status.executor(), **kw), est, s)
     res = _finished(CASCADE_JOB, key)
     if res is None:
         return
@@ -313,7 +314,8 @@ def _isolation_tab(s: Settings) -> None:
                   rewind_epoch=int(o["rewind"]), prune_at=o["prune_at"], random_scope=o["scope"], seed=int(s.seed),
                   sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta), device=s.device)
         _start(ISOLATION_JOB, "isolation", "Training in isolation", key,
-               lambda progress, stop: train_isolated(s.model, s.dataset, progress=progress, should_stop=stop, **kw), est, s)
+               lambda progress, stop: train_isolated(s.model, s.dataset, progress=progress, should_stop=stop,
+                                                     executor=ray_status.executor(), **kw), est, s)
     res = _finished(ISOLATION_JOB, key)
     if res is None:
         return
