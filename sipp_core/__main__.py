@@ -122,11 +122,12 @@ def cmd_prune(args) -> int:
     d = report.to_dict()
     print(f"{d['model']} on {d['dataset']}, method {d['method']}, |S| = {d['sample_size']} "
           f"(formula {d['sample_size_formula']}), delta = {d['delta']:g}")
-    head = f"{'layer':<16}{'kept':>10}{'total':>10}{'density':>9}{'bound':>11}{'meas. S':>10}{'meas. held':>11}{'fail':>8}"
+    w = max([16] + [len(l["label"]) + 2 for l in d["layers"]])  # layers by module name and shape
+    head = f"{'layer':<{w}}{'kept':>10}{'total':>10}{'density':>9}{'bound':>11}{'meas. S':>10}{'meas. held':>11}{'fail':>8}"
     print(head)
     print("-" * len(head))
     for l in d["layers"]:
-        print(f"{l['name']:<16}{l['kept']:>10}{l['total']:>10}{l['density']:>9.4f}{_fmt(l['bound']):>11}"
+        print(f"{l['label']:<{w}}{l['kept']:>10}{l['total']:>10}{l['density']:>9.4f}{_fmt(l['bound']):>11}"
               f"{_fmt(l['measured_max_s']):>10}{_fmt(l['measured_max_heldout']):>11}{_fmt(l['failure_rate'], '.2%'):>8}")
     for item in d["dense_layers"]:
         print(f"  left dense: {item['name']} ({item['reason']})")
