@@ -34,6 +34,7 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/sensitivity.py", "Sensitivity", ":material/insights:", "Prune and inspect"),
     PageSpec("pages/kept_edges.py", "Kept edges", ":material/grid_on:", "Prune and inspect"),
     PageSpec("pages/guarantees.py", "Guarantees", ":material/verified:", "Prune and inspect"),
+    PageSpec("pages/filters.py", "Filters", ":material/filter_alt:", "Prune and inspect"),
     PageSpec("pages/learn.py", "Learn", ":material/school:", "Teach"),
     PageSpec("pages/glossary.py", "Glossary", ":material/menu_book:", "Teach"),
     PageSpec("pages/nonsmoothness.py", "Nonsmoothness", ":material/show_chart:", "Analyses"),

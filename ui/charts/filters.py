@@ -1,0 +1,85 @@
+"""Charts of filter pruning (the Filters page and notebooks): channel sensitivities, widths before and after,
+FLOPs per layer. No Streamlit."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .core import OKABE, TEXT_PX, WIDTH, _title, empty, sized
+
+KEPT_SCALE = alt.Scale(domain=["kept", "removed"], range=[OKABE["blue"], "#C8C8C8"])
+
+
+def channel_sensitivity_bars(result, layer: str, width: int = WIDTH, height: int = 260) -> alt.Chart:
+    """One layer's channel sensitivities, sorted, coloured by kept or removed."""
+    s = result.channel_sensitivities[layer].double().numpy()
+    kept = result.channels[layer].numpy()
+    label = result.labels[layer]
+    if len(s) == 0 or s.max() <= 0:
+        return empty(f"Channel sensitivities of {label}", "No channel of this layer received any signal on S: every "
+                     "sensitivity is 0.", width)
+    df = pd.DataFrame({"channel": range(len(s)), "sensitivity": s, "status": ["kept" if k else "removed" for k in kept]})
+    df = df.sort_values("sensitivity", ascending=False).reset_index(drop=True)
+    df["rank"] = range(1, len(df) + 1)
+    chart = alt.Chart(df).mark_bar().encode(
+        x=alt.X("rank:O", title="channels, largest sensitivity first",
+                axis=alt.Axis(labels=len(df) <= 40, ticks=len(df) <= 40)),
+        y=alt.Y("sensitivity:Q", title="sensitivity s_j (0 to 1)"),
+        color=alt.Color("status:N", scale=KEPT_SCALE, title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["channel:Q", alt.Tooltip("sensitivity:Q", format=".4f"), "status:N"],
+    )
+    n_kept = int(kept.sum())
+    return sized(chart.properties(
+        title=_title(f"Channel sensitivities of {label}",
+                     f"{n_kept} of {len(s)} input channels kept; s_j: the largest share one of the channel's "
+                     "weights takes of a unit's input on S"),
+        width=width, height=height), height, legend_rows=1, subtitle_lines=2)
+
+
+def widths_chart(result, width: int = WIDTH) -> alt.Chart:
+    """Output channels (filters) of every layer before and after: the architecture, layer by layer."""
+    rows = []
+    for w in result.widths:
+        label = w.label
+        rows.append({"layer": label, "network": "original", "filters": w.out_before})
+        rows.append({"layer": label, "network": "pruned", "filters": w.out_after})
+    df = pd.DataFrame(rows)
+    order = [w.label for w in result.widths]
+    h = max(140, 46 * len(order))
+    base = alt.Chart(df).encode(
+        y=alt.Y("layer:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
+        yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
+        x=alt.X("filters:Q", title="output channels (filters or units)"),
+        color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["blue"]]),
+                        title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["layer:N", "network:N", "filters:Q"],
+    )
+    chart = base.mark_bar() + base.mark_text(align="left", dx=3, fontSize=TEXT_PX).encode(text="filters:Q")
+    return sized(chart.properties(
+        title=_title("Widths before and after", "grey: the original network; blue: the smaller one"),
+        width=width, height=h), h, legend_rows=1)
+
+
+def flops_chart(result, width: int = WIDTH) -> alt.Chart:
+    """Multiply-accumulates per layer for one input, original against pruned."""
+    rows = []
+    for name, v in result.flops_per_layer.items():
+        label = result.labels.get(name, name)
+        rows.append({"layer": label, "network": "original", "MACs": v["original"]})
+        rows.append({"layer": label, "network": "pruned", "MACs": v["pruned"]})
+    df = pd.DataFrame(rows)
+    order = [result.labels.get(n, n) for n in result.flops_per_layer]
+    h = max(140, 46 * len(order))
+    chart = alt.Chart(df).mark_bar().encode(
+        y=alt.Y("layer:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
+        yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
+        x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format="~s")),
+        color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["orange"]]),
+                        title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["layer:N", "network:N", alt.Tooltip("MACs:Q", format=",")],
+    )
+    total = result.flops
+    return sized(chart.properties(
+        title=_title("FLOPs per layer", f"all layers: {total['original']:,} → {total['pruned']:,} multiply-accumulates "
+                     f"({100 * total['pruned'] / total['original']:.1f}%)"),
+        width=width, height=h), h, legend_rows=1)

@@ -1,0 +1,55 @@
+"""The Filters page's numbers without Streamlit: the measured table and the verdict sentence."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+NETWORKS = ("original", "masked", "pruned")
+NETWORK_NAMES = {"original": "original", "masked": "masked (same shapes, zeros)", "pruned": "smaller network"}
+
+
+def measured_table(report) -> pd.DataFrame:
+    """One row per network: parameters, FLOPs, file size, and latency when it was measured."""
+    r = report.result
+    rows = []
+    for k in NETWORKS:
+        row = {"network": NETWORK_NAMES[k], "parameters": r.params[k], "FLOPs (MACs per input)": r.flops[k],
+               "file size (KiB)": round(report.file_bytes[k] / 1024, 1)}
+        if report.latency_ms:
+            for b, v in report.latency_ms[k].items():
+                row[f"latency batch {b.split('_')[1]} (ms)"] = round(v, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def filters_verdict(report, retrained_accuracy: float | None = None) -> list[str]:
+    """Sentences computed from the table: how much smaller, how much faster, what it cost in accuracy."""
+    r = report.result
+    method = r.settings["method"]
+    p = r.params["pruned"] / r.params["original"]
+    f = r.flops["pruned"] / r.flops["original"]
+    out = [f"{method} kept {100 * p:.1f}% of the parameters and {100 * f:.1f}% of the FLOPs, and the network is "
+           f"really smaller: {r.params['original']:,} → {r.params['pruned']:,} parameters, "
+           f"{report.file_bytes['original'] / 1024:.0f} → {report.file_bytes['pruned'] / 1024:.0f} KiB on disk."]
+    if not r.shrunk:
+        out[0] = (f"{method} kept {100 * p:.1f}% of the parameters, but this network could not be rebuilt smaller "
+                  f"({r.note}): the file and the latency stay those of the original.")
+    if report.latency_ms:
+        lat = report.latency_ms
+        b = "batch_64" if "batch_64" in lat["original"] else next(iter(lat["original"]))
+        speed = lat["original"][b] / lat["pruned"][b]
+        masked = lat["original"][b] / lat["masked"][b]
+        verb = "faster" if speed >= 1.05 else ("no faster" if speed > 0.95 else "slower")
+        out.append(f"At batch {b.split('_')[1]} on this CPU the smaller network is {verb}: "
+                   f"{lat['original'][b]:.2f} → {lat['pruned'][b]:.2f} ms ({speed:.2f}x); the masked one, with "
+                   f"zeros in the original shapes, runs at {masked:.2f}x.")
+    acc0, acc1 = report.e2e.accuracy_before, report.e2e.accuracy_after
+    line = f"Test accuracy {100 * acc0:.1f}% → {100 * acc1:.1f}% ({100 * (acc1 - acc0):+.1f} points) before retraining"
+    if retrained_accuracy is not None and not math.isnan(retrained_accuracy):
+        line += f", {100 * retrained_accuracy:.1f}% ({100 * (retrained_accuracy - acc0):+.1f} points) after retraining"
+    out.append(line + ".")
+    if r.dead_on_s:
+        out.append(f"{r.dead_on_s} filter(s) went because they were silent on every point of S, not because the "
+                   "allocation chose them.")
+    return out

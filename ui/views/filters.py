@@ -1,0 +1,125 @@
+"""Filters: whole channels removed (PFP and filter baselines), a physically smaller network, measured."""
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import streamlit as st
+
+from sipp_core.jobs.filter_retrain import retrain_filters
+from sipp_core.options import STRUCTURED_METHODS, STRUCTURED_TARGETS
+from sipp_core.structured.report import evaluate_filters, measure_latency
+from sipp_core.zoo.train import accuracy
+from ui import engine, show
+from ui.charts import filters as charts
+from ui.filters_core import filters_verdict, measured_table
+from ui.guard import obtain, show_error
+from ui.results import verdict_box
+
+INTRO = ("Weight pruning (the other pages) leaves every layer its shape, so the network is no smaller and no faster. "
+         "Filter pruning removes **whole channels**: a layer's input channel goes together with the filter that "
+         "produces it, and the network is rebuilt with fewer channels. **PFP** scores channel j by its "
+         "sensitivity s_j, the largest share one of its weights takes of a unit's input on S, and sizes each "
+         "layer from the same ε/δ sampling bound as SiPP (docs/pfp.md).")
+METHOD_HELP = {
+    "pfp": "PFP: each layer keeps its channels of largest sensitivity; counts from the sampling bound",
+    "pfp-rand": "PFP, sampled: channels drawn with probability ∝ sensitivity and reweighted (what the bound covers)",
+    "filter-l1": "baseline: the same share of filters in every layer, largest L1 norm first (Li et al. 2017)",
+    "filter-random": "baseline: the same share of filters in every layer, chosen at random",
+}
+RETRAIN_EPOCHS = 3
+
+
+def _key(s, method, target, ratio) -> tuple:
+    return ("filters", s.heavy_key, method, target, float(ratio), float(s.delta), int(s.seed))
+
+
+def _zip(result, x_check) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        result.export(Path(tmp) / "smaller", check_inputs=x_check)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted((Path(tmp) / "smaller").iterdir()):
+                z.write(f, f.name)
+        return buf.getvalue()
+
+
+@st.fragment
+def _explore(s, prepared) -> None:
+    c1, c2, c3 = st.columns([1.2, 1, 1.4])
+    method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m,
+                          help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))
+    target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True,
+                      format_func={"params": "parameters", "flops": "FLOPs"}.get,
+                      help="parameters (the authors' target) or multiply-accumulates per input")
+    ratio = c3.slider("Keep ratio", 0.05, 1.0, 0.3, 0.05, key="filters_ratio",
+                      help="the share of the network's parameters (or FLOPs) to keep; the measured share lands "
+                           "within 0.5% of it where whole channels allow")
+    key = _key(s, method, target, ratio)
+    try:
+        with st.spinner("Removing channels and rebuilding the network…"):
+            report = engine.derived(key, lambda: evaluate_filters(prepared, method=method, keep_ratio=ratio,
+                                                                  target=target, delta=s.delta, seed=s.seed,
+                                                                  latency=False))
+    except Exception as exc:  # noqa: BLE001 - every engine error is shown with its fix, never raised
+        show_error(exc)
+        return
+    r = report.result
+    b1, b2, b3 = st.columns(3)
+    if b1.button("Measure CPU latency", key="filters_lat_btn", help="median of 20 interleaved runs at batch 1 and 64"):
+        with st.spinner("Timing the three networks (20 runs each, interleaved)…"):
+            nets = {"original": prepared.model, "masked": r.masked_model, "pruned": r.model}
+            st.session_state.setdefault("filters_latency", {})[key] = measure_latency(nets, prepared.record.x_test)
+    if b2.button(f"Retrain {RETRAIN_EPOCHS} epochs", key="filters_rt_btn",
+                 help="retrain the smaller network itself, its remaining zeros held at zero"):
+        with st.spinner(f"Retraining the smaller network for {RETRAIN_EPOCHS} epochs…"):
+            net, _ = retrain_filters(r.model, prepared.record, epochs=RETRAIN_EPOCHS, seed=s.seed)
+            st.session_state.setdefault("filters_retrained", {})[key] = accuracy(net, prepared.record.x_test,
+                                                                                 prepared.record.y_test)
+    if b3.button("Prepare download", key="filters_dl_btn", help="state_dict, .pt2 program and ONNX of the smaller network"):
+        try:
+            with st.spinner("Exporting (ONNX is checked against PyTorch)…"):
+                st.session_state["filters_zip"] = (key, _zip(r, prepared.record.x_test[:256]))
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+    latency = st.session_state.get("filters_latency", {}).get(key)
+    retrained = st.session_state.get("filters_retrained", {}).get(key)
+    shown = report if latency is None else type(report)(**{**report.__dict__, "latency_ms": latency})
+    verdict_box(filters_verdict(shown, retrained))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Parameters kept", f"{100 * r.params['pruned'] / r.params['original']:.1f}%")
+    m2.metric("FLOPs kept", f"{100 * r.flops['pruned'] / r.flops['original']:.1f}%")
+    m3.metric("Accuracy", f"{100 * report.e2e.accuracy_after:.1f}%",
+              f"{100 * (report.e2e.accuracy_after - report.e2e.accuracy_before):+.1f} points", delta_color="normal")
+    m4.metric("Global ε", "—" if r.epsilon is None else f"{r.epsilon:.3g}",
+              help="the one ε shared by all layers whose channel counts meet the budget (PFP only)")
+    st.subheader("Measured: original, masked and smaller")
+    st.dataframe(measured_table(shown), hide_index=True, width="stretch")
+    ready = st.session_state.get("filters_zip")
+    if ready and ready[0] == key:
+        st.download_button("Download the smaller network (.zip)", ready[1], f"{s.model}-{method}-{ratio:g}.zip",
+                           "application/zip", key="filters_zip_dl", icon=":material/download:")
+    st.subheader("The architecture before and after")
+    left, right = st.columns(2)
+    show.chart(charts.widths_chart(r), left)
+    show.chart(charts.flops_chart(r), right)
+    st.subheader("Channel sensitivities per layer")
+    labels = r.labels
+    layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer")
+    show.chart(charts.channel_sensitivity_bars(r, layer))
+    w = next(x for x in r.widths if x.name == layer)
+    notes = []
+    if w.gathered:
+        notes.append("it reads a subset of the channels that reach it (a residual stream or the input is kept whole, "
+                     "and the layer gathers the channels it still uses)")
+    if w.folded:
+        notes.append(f"{w.folded} removed channel(s) still carried a constant; it was folded into this layer's bias")
+    st.caption(f"{w.label}: {w.in_after} of {w.in_before} input channels and {w.out_after} of {w.out_before} "
+               "filters left." + (" Also: " + "; ".join(notes) + "." if notes else ""))
+
+
+def render() -> None:
+    s, prepared, _ = obtain("Filters", INTRO)
+    _explore(s, prepared)
