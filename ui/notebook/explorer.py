@@ -17,7 +17,11 @@ import math
 import time
 from types import SimpleNamespace
 
-import ipywidgets as w
+try:
+    import ipywidgets as w
+except ImportError as exc:  # an optional extra: name the fix
+    raise ImportError("explore() needs ipywidgets: pip install 'sipp-studio[notebook]' (or pip install ipywidgets)") from exc
+from IPython import get_ipython
 from IPython.display import display
 
 from sipp_core.errors import BadInput, SippError
@@ -89,7 +93,12 @@ class Explorer:
         given = _check_given(settings)
         self.sources = Sources(model, data)
         v = _initial(self.sources, given)
-        self.prepared = self.sources.get(v["sample_size"], v["seed"])
+        try:
+            self.prepared = self.sources.get(v["sample_size"], v["seed"])
+        except SippError:
+            raise
+        except ValueError as exc:  # |S| or the seed out of range: draw_sample names which
+            raise BadInput(str(exc), "choose sample_size between 1 and the S-pool's size, or None for the formula") from exc
         self.report: Report | None = None
         self.specs: dict[str, dict | None] = dict.fromkeys(CHARTS)
         self.timings_s: dict[str, float] = {}
@@ -178,6 +187,10 @@ class Explorer:
         """Move several controls at once, then update once: ex.set(method='wt', keep_ratio=0.05)."""
         _check_given(settings)
         c = self.controls
+        size, pool = settings.get("sample_size"), self.sources.pool_size
+        if size is not None and not 1 <= int(size) <= pool:  # the box would clamp it silently
+            raise BadInput(f"sample_size = {size!r} is outside the S-pool of {pool:,} points",
+                           f"choose 1 to {pool:,}, or None for the formula")
         self._building = True
         try:
             if settings.get("epsilon") is not None:
@@ -257,6 +270,8 @@ class Explorer:
     def _draw(self, out: w.Output, name: str, chart) -> None:
         spec = vega.spec(chart)
         self.specs[name] = spec
+        if get_ipython() is None:  # no kernel (a script, a test): nothing draws it, so keep only the spec
+            return
         with out:
             out.clear_output(wait=True)  # wait: the old chart stays until the new one arrives (no flicker)
             display(vega.bundle_of_spec(spec), raw=True)
@@ -273,6 +288,8 @@ class Explorer:
             mask, vals, _ = tables.kept_matrix(report, layer)
             img = charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} ({info.out_units} x {info.fan_in})")
             self.specs["kept_edges"] = None  # an image, not a chart
+            if get_ipython() is None:
+                return self._draw(self.outputs["kept_per_unit"], "kept_per_unit", charts.kept_per_unit(report, layer))
             with out:
                 out.clear_output(wait=True)
                 display(img)

@@ -15,7 +15,11 @@ import html
 import time
 from types import SimpleNamespace
 
-import ipywidgets as w
+try:
+    import ipywidgets as w
+except ImportError as exc:  # an optional extra: name the fix
+    raise ImportError("explore_smoothness() needs ipywidgets: pip install 'sipp-studio[notebook]' (or pip install ipywidgets)") from exc
+from IPython import get_ipython
 from IPython.display import display
 from torch import nn
 
@@ -136,9 +140,10 @@ class SmoothnessExplorer:
         c = self.controls
         c.path.options = [(f"{cs.path_label(paths, i, names)} (SMP {float(comp.original.smp[i]):.3g} → "
                            f"{float(comp.pruned.smp[i]):.3g})", i) for i in range(paths.count)]
-        with self.outputs["summary"]:
-            self.outputs["summary"].clear_output(wait=True)
-            display(cs.summary_frame(comp))
+        if get_ipython() is not None:
+            with self.outputs["summary"]:
+                self.outputs["summary"].clear_output(wait=True)
+                display(cs.summary_frame(comp))
         self._draw("propagation", cs.propagation_chart(comp))
         self._draw("distribution", cs.path_distribution(comp, "smp", names))
         self._draw("transitions", cs.transitions_chart(comp))
@@ -178,6 +183,8 @@ class SmoothnessExplorer:
         spec = vega.spec(chart)
         self.specs[name] = spec
         out = self.outputs[name]
+        if get_ipython() is None:  # no kernel (a script, a test): nothing draws it, so keep only the spec
+            return
         with out:
             out.clear_output(wait=True)
             display(vega.bundle_of_spec(spec), raw=True)
