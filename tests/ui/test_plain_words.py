@@ -10,12 +10,13 @@ import json
 import re
 
 import pytest
-from pagetest import ROOT, new_app, ok, page_folders  # noqa: F401  (page_folders: this module's own cache)
+from pagetest import ROOT, new_app, ok, page_folders, wait  # noqa: F401  (page_folders: this module's own cache)
 
 from ui.nav import PAGES
 
 # a prunable layer ("fc1 · Linear 784→300") or a measured stage of the Nonsmoothness page ("2 · ReLU")
-LABEL = re.compile(r"^\S+ · (Linear \d+→\d+|Conv2d \d+→\d+, \d+x\d+|ReLU|MaxPool2d)")
+# (a measured stage names its output units: the Nonsmoothness engine keeps no weight shapes)
+LABEL = re.compile(r"^\S+ · (Linear \d+→\d+|Conv2d \d+→\d+, \d+x\d+|(Linear|Conv2d), \d+ units|ReLU|MaxPool2d)")
 # "layer 3", "layer `3`", "Layer 3:" or "layers 1, 3": a layer called by its bare module name
 BARE = re.compile(r"\blayers? `?(\d+|[A-Za-z_]\w*\.\d+)`?(?! ·)(?!\d)"
                   r"|`(\d+|[A-Za-z_]\w*\.\d+)`(?! ·)")  # or a module name alone in code type: "In `1`, of the …"
@@ -80,9 +81,13 @@ def test_the_checks_catch_what_they_are_for():
     assert SPEC.search("see SPEC 8.3") and not SPEC.search("spectral")
 
 
+COMPUTED = ["pages/nonsmoothness.py (measured)", "pages/tradeoffs.py (swept)"]
+
+
 @pytest.fixture(scope="module")
 def visited():
-    """{page: problems} for every page of the app, on the default settings."""
+    """{page: problems} for every page of the app on the default settings, and for the two analysis pages
+    that compute behind a button once they have (a small nonsmoothness measurement, a 2 x 2 sweep)."""
     at = new_app().run()
     ok(at)
     out = {}
@@ -90,14 +95,29 @@ def visited():
         at.switch_page(p.path).run()
         ok(at)
         out[p.path] = problems_on_page(at)
+    at.switch_page("pages/nonsmoothness.py").run()
+    at.select_slider(key="ns_paths").set_value(4)
+    at.select_slider(key="ns_points").set_value(256)
+    at.button(key="ns_run").click().run()
+    ok(at)
+    assert len(at.get("vega_lite_chart")) >= 4
+    out[COMPUTED[0]] = problems_on_page(at)
+    at.switch_page("pages/tradeoffs.py").run()
+    at.multiselect(key="to_methods").set_value(["sipp-det", "wt"])
+    at.text_input(key="to_ratios").set_value("0.2, 0.05").run()
+    at.button(key="to_run").click().run()
+    ok(at)
+    wait(at, "_job_sweep")
+    assert len(at.get("vega_lite_chart")) >= 3
+    out[COMPUTED[1]] = problems_on_page(at)
     return out
 
 
 def test_every_page_is_visited(visited):
-    assert set(visited) == {p.path for p in PAGES} and "pages/glossary.py" in visited
+    assert set(visited) == {p.path for p in PAGES} | set(COMPUTED) and "pages/glossary.py" in visited
 
 
-@pytest.mark.parametrize("page", [p.path for p in PAGES])
+@pytest.mark.parametrize("page", [p.path for p in PAGES] + COMPUTED)
 def test_page_speaks_plain_words_and_names_layers(visited, page):
     assert not visited[page], "\n".join(visited[page][:10])
 

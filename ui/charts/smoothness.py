@@ -49,7 +49,7 @@ def _records(comp):
     return (("original", comp.original), ("pruned", comp.pruned))
 
 
-def _stage_label(row: dict) -> str:
+def stage_label(row: dict) -> str:
     """'1 · Linear, 300 units' or '2 · ReLU': the module name, its type and, for a layer, its output units."""
     kind = KIND_NAMES.get(row["kind"], row["kind"])
     units = f", {int(row['units'])} units" if row["kind"] in ("linear", "conv2d") and row.get("units") else ""
@@ -141,7 +141,7 @@ def layer_frame(comp) -> pd.DataFrame:
     df = pd.DataFrame(comp.layer_rows())
     if not df.empty:  # the stage's label (module name, type, units) in front; its bare module name beside it
         df["module"] = df["layer"]
-        df["layer"] = [_stage_label(r) for r in df.to_dict("records")]
+        df["layer"] = [stage_label(r) for r in df.to_dict("records")]
     cols = ["model", "layer", "module", "kind", "block", "units", "sampled_units", "live_units", "input_from", "smp_in", "smp",
             "smp_predicted", "flips", "flips_per_live_unit", "flip_steps", "trajectory", "rule"]
     return df[[c for c in cols if c in df.columns]]
@@ -208,7 +208,7 @@ def path_distribution(comp, metric: str = "smp", class_names=None, width: int = 
 def propagation_frame(comp) -> pd.DataFrame:
     rows = []
     for r in comp.propagation_rows():
-        base = {"model": r["model"], "stage": _stage_label(r), "layer": r["layer"], "kind": r["kind"],
+        base = {"model": r["model"], "stage": stage_label(r), "layer": r["layer"], "kind": r["kind"],
                 "block": r["block"], "rule": r["rule"], "smp_in": r["smp_in"]}
         rows.append({**base, "series": SERIES[0], "value": r["smp"]})
         rows.append({**base, "series": SERIES[1], "value": r["smp_predicted"]})
@@ -218,7 +218,7 @@ def propagation_frame(comp) -> pd.DataFrame:
 def propagation_chart(comp, width: int = WIDTH, height: int = 300) -> alt.Chart:
     """Per stage: measured mean SMP of the output units beside the rule's prediction from the measured input."""
     df = propagation_frame(comp)
-    order = [_stage_label(r) for r in comp.original.layer_rows()]
+    order = [stage_label(r) for r in comp.original.layer_rows()]
     df, floor = _with_floor(df, "value", True)
     x = alt.X("stage:N", sort=order, title="stage (module name and kind), input → output",
               axis=_stage_axis(order))
@@ -247,7 +247,7 @@ def transitions_frame(comp) -> pd.DataFrame:
     for tag, rec in _records(comp):
         for r in rec.layer_rows():
             if r["kind"] in ("relu", "maxpool2d"):
-                rows.append({"model": tag, "stage": _stage_label(r), "kind": r["kind"], "flips": r["flips"],
+                rows.append({"model": tag, "stage": stage_label(r), "kind": r["kind"], "flips": r["flips"],
                              "per_live": r["flips_per_live_unit"], "flip_steps": r["flip_steps"],
                              "live_units": r["live_units"], "units": r["units"]})
     return pd.DataFrame(rows)
@@ -259,7 +259,7 @@ def transitions_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
     if df.empty:
         return empty("Region transitions per layer", "This network has no ReLU or max-pool stage to measure, so no "
                      "unit can switch regions along a path.", width)
-    order = [_stage_label(r) for r in comp.original.layer_rows() if r["kind"] in ("relu", "maxpool2d")]
+    order = [stage_label(r) for r in comp.original.layer_rows() if r["kind"] in ("relu", "maxpool2d")]
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="stage (module name and kind)", axis=_stage_axis(order)),
         xOffset=alt.XOffset("model:N", sort=MODELS),
@@ -284,7 +284,7 @@ def trajectory_frame(comp) -> pd.DataFrame:
     rows = []
     for tag, rec in _records(comp):
         for r in rec.layer_rows():
-            rows.append({"model": tag, "stage": _stage_label(r), "value": r["trajectory"]})
+            rows.append({"model": tag, "stage": stage_label(r), "value": r["trajectory"]})
         out = float(rec.output_trajectory.double().mean())
         last = rec.layer_rows()[-1]["trajectory"] if rec.layers else math.nan
         if not math.isclose(out, last, rel_tol=1e-9, abs_tol=1e-12):  # the last stage is not the logits themselves
@@ -296,7 +296,7 @@ def trajectory_chart(comp, width: int = WIDTH, height: int = 260) -> alt.Chart:
     """Trajectory length of each layer's output along the path, per unit of input distance (Raghu et al. 2017)."""
     df = trajectory_frame(comp)
     rows = comp.original.layer_rows()
-    order = [_stage_label(r) for r in rows]
+    order = [stage_label(r) for r in rows]
     order = order + ["logits"] if "logits" not in order else order
     scale = _log_or_linear(df["value"])
     log = scale.to_dict().get("type") == "log"
