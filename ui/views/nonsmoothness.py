@@ -268,7 +268,7 @@ def _upper_bound(comp, infos: dict) -> None:
     labels = {n: i.label for n, i in infos.items()}  # module name and shape, as every table names a layer
     verdict_box(vd.propagation_verdict([{**r, "layer": labels.get(r["layer"], r["layer"])}
                                         for r in comp.original.propagation_rows()]))
-    rows = [dict(network=tag, stage=r["layer"], kind=r["kind"], measured=r["smp"], predicted=r["smp_predicted"],
+    rows = [dict(network=tag, stage=cs.stage_label(r), kind=r["kind"], measured=r["smp"], predicted=r["smp_predicted"],
                  ratio=r["smp"] / r["smp_predicted"] if r["smp_predicted"] else float("nan"))
             for tag, rec in (("original", comp.original), ("pruned", comp.pruned)) for r in rec.propagation_rows()]
     with st.expander("Measured ÷ predicted per stage"):
@@ -285,8 +285,10 @@ def _upper_bound(comp, infos: dict) -> None:
 def _unmeasured(comp) -> None:
     rows = dict(comp.original.unmeasured)
     rows.update(dict(comp.pruned.unmeasured))
-    after_unmeasured = sorted({l.name for l in comp.original.layers if l.input_from == "(unmeasured)"})  # noqa: E741
-    affine = [l.name for l in comp.original.layers if l.input_from == "input" and l.kind in ("linear", "conv2d")]  # noqa: E741
+    after_unmeasured = sorted({cs.stage_label(l.row()) for l in comp.original.layers  # noqa: E741
+                               if l.input_from == "(unmeasured)"})
+    affine = [cs.stage_label(l.row()) for l in comp.original.layers  # noqa: E741
+              if l.input_from == "input" and l.kind in ("linear", "conv2d")]
     lines = []
     if rows:
         lines.append("**Not measured** (their kinks show only in later layers and in the logits): "
