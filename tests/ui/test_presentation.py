@@ -1,0 +1,46 @@
+"""Presentation mode: ?present=1 turns it on (and the sidebar's toggle off again); the page gets larger type
+and every chart larger type at full width; without it the charts keep the projector sizes of ui.charts.core."""
+from __future__ import annotations
+
+import json
+
+from pagetest import new_app, ok, page_folders  # noqa: F401  (page_folders: this module's own cache)
+
+from ui.charts.core import TITLE_PX
+from ui.show import PRESENT_SCALE
+
+
+def _title_sizes(at) -> list[float]:
+    return [json.loads(c.proto.spec)["config"]["title"]["fontSize"] for c in at.get("vega_lite_chart")]
+
+
+def _css(at) -> str:
+    return " ".join(h.proto.body for h in at.get("html"))
+
+
+def test_a_link_with_present_1_presents_until_the_toggle_turns_it_off():
+    at = new_app()
+    at.query_params["present"] = "1"
+    at.run()
+    ok(at)
+    assert at.session_state["_present"] is True and at.toggle(key="_present_toggle").value is True
+    sizes = _title_sizes(at)
+    assert len(sizes) >= 2 and all(s >= round(TITLE_PX * PRESENT_SCALE, 1) for s in sizes), sizes
+    assert "font-size: 22px" in _css(at)  # the page's own text
+    at.switch_page("pages/guarantees.py").run()  # a page switch keeps it (the URL is kept too)
+    ok(at)
+    assert at.session_state["_present"] is True and at.query_params["present"] in ("1", ["1"])
+    at.toggle(key="_present_toggle").set_value(False).run()
+    ok(at)
+    assert at.session_state["_present"] is False and "present" not in at.query_params
+    assert set(_title_sizes(at)) == {TITLE_PX} and "font-size: 22px" not in _css(at)
+
+
+def test_without_the_link_charts_keep_the_projector_sizes_and_offer_downloads():
+    at = new_app().run()
+    ok(at)
+    assert "present" not in at.query_params and at.toggle(key="_present_toggle").value is False
+    charts = at.get("vega_lite_chart")
+    assert set(_title_sizes(at)) == {TITLE_PX}
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels.count("PNG image") == labels.count("SVG (vector, for slides)") == len(charts)
