@@ -139,6 +139,9 @@ def test_comparing_runs_overlays_them_on_one_chart():
     assert f"#{b} sipp-hybrid (fine-tuned) beats #{a} wt (sweep) at every tested keep ratio, by 0.5 to 1.0 points" \
         in verdict
     assert f"beats #{a} sipp-hybrid (sweep) at every tested keep ratio, by 1.0 to 2.0 points" in verdict
+    listing = at.dataframe[0].value.set_index("id")
+    assert listing.loc[b, "accuracy after"] == "98.00%" and listing.loc[b, "kept share"] == "10.00%"  # last step
+    assert listing.loc[a, "accuracy after"] == "" and listing.loc[n, "accuracy after"] == ""  # no single figure: empty
     # one nonsmoothness run on its own: its table and verdict
     at.multiselect(key="hist_pick").set_value([n]).run()
     ok(at)

@@ -58,25 +58,40 @@ def describe_run(r) -> str:
                 f"{p.get('kind')} paths · SMP {as_float(o.get('smp')):.3g} → {as_float(q.get('smp')):.3g}")
     else:
         what = r.method or ""
-    acc = as_float(res.get("accuracy_after"))
+    acc = headline_of(r)[1]
     tail = f" → accuracy {100 * acc:.2f}%" if math.isfinite(acc) else ""
     if res.get("cancelled"):
         tail += " (cancelled, partial)"
     return f"{where} · {what}{tail}"
 
 
-def run_row(r) -> dict:
+def headline_of(r) -> tuple[float, float]:
+    """(kept share, accuracy) a run ends with: a prune's, a cascade's last fine-tuned step, a trained mask's;
+    NaN for a sweep (many points) and for nonsmoothness (no accuracy)."""
     res = r.results
-    keep = as_float(res.get("keep_ratio"))
-    acc = as_float(res.get("accuracy_after"))
+    if r.kind == "retrain" and res.get("steps"):
+        last = res["steps"][-1]
+        return as_float(last.get("keep_ratio")), as_float(last.get("accuracy_finetuned"))
+    if r.kind == "isolation" and res.get("ticket"):
+        return as_float(res["ticket"].get("keep_ratio")), as_float(res["ticket"].get("accuracy"))
+    return as_float(res.get("keep_ratio")), as_float(res.get("accuracy_after"))
+
+
+def _cell(v: float, fmt: str) -> str:
+    """A table cell as text: empty where there is no figure (a missing number would show as 'None')."""
+    return format(v, fmt) if math.isfinite(v) else ""
+
+
+def run_row(r) -> dict:
+    keep, acc = headline_of(r)
     t = r.timings.get("total") if isinstance(r.timings, dict) else None
     if not isinstance(t, (int, float)):
         t = sum(v for v in r.timings.values() if isinstance(v, (int, float)) and not isinstance(v, bool)) \
             if isinstance(r.timings, dict) else float("nan")
     return {"id": r.id, "when": datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M:%S"),
             "kind": KIND_LABELS.get(r.kind, r.kind), "model": r.model, "data set": r.dataset, "method": r.method,
-            "kept share": keep if math.isfinite(keep) else None, "accuracy after": acc if math.isfinite(acc) else None,
-            "time (s)": float(t) if t == t else None, "label": r.label or "", "run": describe_run(r)}
+            "kept share": _cell(keep, ".2%"), "accuracy after": _cell(acc, ".2%"),
+            "time (s)": _cell(float(t), ".2f"), "label": r.label or "", "run": describe_run(r)}
 
 
 def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -362,8 +377,10 @@ def _table(shown: pd.DataFrame, total: int, listed: int) -> pd.DataFrame:
     shown = shown[["id", "when", "kind", "accuracy after", "kept share", "run", "time (s)", "label", "model",
                    "data set", "method"]]
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
-        "id": num(format="%d", width="small"), "kept share": num(format="percent"),
-        "accuracy after": num(format="percent"), "time (s)": num(format="%.2f"),
+        "id": num(format="%d", width="small"),
+        "kept share": st.column_config.TextColumn(help="a cascade's last step; empty for sweeps (many points)"),
+        "accuracy after": st.column_config.TextColumn(help="after pruning; a cascade's last step after fine-tuning; "
+                                                           "empty for sweeps and nonsmoothness runs"),
         "run": st.column_config.TextColumn(width="large", help="what was asked, and the headline figure")})
     st.download_button("History as CSV", shown.to_csv(index=False), "sipp-run-history.csv", "text/csv",
                        on_click="ignore", icon=":material/download:")
