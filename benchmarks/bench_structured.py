@@ -85,7 +85,7 @@ def sipp_ratio_for(params_target: int, model) -> float:
     return min(1.0, max(1e-4, (params_target - other) / total))
 
 
-def bench(model_name: str, ratios, epochs: int, runs: int) -> list[dict]:
+def bench(model_name: str, ratios, epochs: int, runs: int, targets=("params",)) -> list[dict]:
     prepared = prepare(model_name, "mnist5k", seed=0)
     rec, dense = prepared.record, prepared.model
     x1, x64 = rec.x_test[:1], rec.x_test[:64]
@@ -102,8 +102,9 @@ def bench(model_name: str, ratios, epochs: int, runs: int) -> list[dict]:
     print(head)
     print("-" * len(head))
     rows = []
-    for ratio in ratios:
-        for method in METHODS + ("sipp-hybrid",):
+    for target, ratio in [(t, r) for t in targets for r in ratios]:
+        print(f"-- keep ratio of {target}")
+        for method in METHODS + (("sipp-hybrid",) if target == "params" else ()):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 if method == "sipp-hybrid":
@@ -113,7 +114,7 @@ def bench(model_name: str, ratios, epochs: int, runs: int) -> list[dict]:
                     small, masked = r.model, r.model
                 else:
                     r = prune(dense, prepared.s_x, method=method, keep_ratio=ratio, labels=prepared.s_y,
-                              sensitivities=prepared.sensitivities)
+                              sensitivities=prepared.sensitivities, target=target)
                     small, masked = r.model, r.masked_model
             lat = {b: latency_ms({"dense": dense, "masked": masked, "small": small}, x, runs=runs)
                    for b, x in ((1, x1), (64, x64))}
@@ -121,7 +122,7 @@ def bench(model_name: str, ratios, epochs: int, runs: int) -> list[dict]:
             acc = end_to_end(dense, small, rec.x_test, rec.y_test, before_logits=prepared.test_logits).accuracy_after
             retrained, _ = retrain_filters(small, rec, epochs=epochs, seed=0)
             acc_rt = accuracy(retrained, rec.x_test, rec.y_test)
-            row = dict(model=model_name, method=method, ratio=ratio, params=count_params(small),
+            row = dict(model=model_name, method=method, target=target, ratio=ratio, params=count_params(small),
                        flops=sum(layer_flops(small, example).values()), file=file_bytes(small),
                        b1_dense=lat[1]["dense"], b1_small=lat[1]["small"], b64_dense=lat[64]["dense"],
                        b64_small=lat[64]["small"], b64_masked=lat[64]["masked"], onnx_b64=onnx[64],
@@ -134,7 +135,7 @@ def bench(model_name: str, ratios, epochs: int, runs: int) -> list[dict]:
     ok = [r for r in rows if r["acc_retrained"] >= r["acc_dense"] - 0.01]
     if ok:
         best = max(ok, key=lambda r: r["b64_dense"] / r["b64_small"])
-        print(f"best trade-off within 1 point after retraining: {best['method']} at {best['ratio']}: batch-64 latency "
+        print(f"best trade-off within 1 point after retraining: {best['method']} at {best['ratio']} of {best['target']}: batch-64 latency "
               f"{best['b64_dense'] / best['b64_small']:.2f}x lower, accuracy {best['acc_dense']:.4f} -> {best['acc_retrained']:.4f}")
     else:
         print("no setting kept accuracy within 1 point after retraining")
@@ -147,11 +148,12 @@ def main(argv=None) -> int:
     p.add_argument("--ratios", default="0.5,0.3,0.1")
     p.add_argument("--epochs", type=int, default=5, help="retraining epochs after pruning")
     p.add_argument("--runs", type=int, default=20, help="timed runs per latency (median)")
+    p.add_argument("--targets", default="params,flops", help="what the keep ratio counts: params, flops or both")
     args = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.models.split(","):
-        bench(name, [float(r) for r in args.ratios.split(",")], args.epochs, args.runs)
+        bench(name, [float(r) for r in args.ratios.split(",")], args.epochs, args.runs, tuple(args.targets.split(",")))
     print(f"load average at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

@@ -47,7 +47,7 @@ def widths_chart(result, width: int = WIDTH) -> alt.Chart:
     order = [w.label for w in result.widths]
     h = max(140, 46 * len(order))
     base = alt.Chart(df).encode(
-        y=alt.Y("layer:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),  # labels name the layers
         yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
         x=alt.X("filters:Q", title="output channels (filters or units)"),
         color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["blue"]]),
@@ -71,9 +71,9 @@ def flops_chart(result, width: int = WIDTH) -> alt.Chart:
     order = [result.labels.get(n, n) for n in result.flops_per_layer]
     h = max(140, 46 * len(order))
     chart = alt.Chart(df).mark_bar().encode(
-        y=alt.Y("layer:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),  # labels name the layers
         yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
-        x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format="~s")),
+        x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format=",.3~s")),
         color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["orange"]]),
                         title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["layer:N", "network:N", alt.Tooltip("MACs:Q", format=",")],
