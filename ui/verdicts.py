@@ -88,8 +88,18 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
     if k == n:
         head = f"The bound **held on all {n:,} {where}**"
     else:
-        head = (f"The bound **held on {k:,} of {n:,} {where}**; {_plural(n - k, 'row')} exceeded it"
-                + (f" (sampled rows may, with probability up to δ = {delta:g} each)" if delta else ""))
+        head = f"The bound **held on {k:,} of {n:,} {where}**; {_plural(n - k, 'row')} exceeded it"
+        failed = ok & ~held
+        kinds = rows["method"].to_numpy()[failed] if "method" in rows else np.array([])
+        det, sam = int((kinds == "deterministic").sum()), int((kinds == "sampled").sum())
+        why = []
+        if det:
+            why.append(f"{det} deterministic: their bound is guaranteed on the points of S only")
+        if sam and delta:
+            why.append(f"{sam} sampled: each may, with probability up to δ = {delta:g}")
+        if not det and not sam and delta:
+            why.append(f"sampled rows may, with probability up to δ = {delta:g} each")
+        head += f" ({'; '.join(why)})" if why else ""
     if ratio_ok.any():
         r = float(np.median(b[ratio_ok] / m[ratio_ok]))
         head += (f", and it is **loose by about {times(r)}** (median of bound ÷ measured error over the "

@@ -160,3 +160,12 @@ def test_kept_units_verdict_counts_units_left_without_edges():
     assert "units keep between 0 and 12 of their 20 inputs (median 3, 20.0% of the layer)" in line
     assert "**2 of 5 units kept no edge**" in line
     assert "every unit kept at least one edge" in vd.kept_units_verdict("fc1", np.array([1, 2]), 4)[0]
+
+
+def test_rows_above_their_bound_say_why_by_how_they_were_pruned():
+    frame = pd.DataFrame(dict(bound=[0.1, 0.1, 0.5, 0.5], measured=[0.2, 0.05, 0.6, 0.1],
+                              method=["deterministic", "deterministic", "sampled", "sampled"]))
+    line = vd.bound_rows_verdict(frame, "held-out points", delta=1e-16)[0]
+    assert "held on 2 of 4 rows" in line
+    assert "(1 deterministic: their bound is guaranteed on the points of S only; 1 sampled: each may, with " \
+           "probability up to δ = 1e-16)" in line
