@@ -129,6 +129,11 @@ def to_svg(chart) -> str:
     return vl_convert.vegalite_to_svg(chart.to_dict())
 
 
+# Log-axis tick labels at powers of ten only: plain decimals down to 0.001, "1e-6" below (not "0.000001")
+LOG_LABELS = ("abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) > 1e-6 ? '' : "
+              "datum.value >= 0.001 ? format(datum.value, '~g') : format(datum.value, '.0e')")
+
+
 def layer_axis(**kw) -> alt.Axis:
     """A layer axis whose labels ("fc1 · Linear 784→300") break after the module name, so several fit side by side."""
     return alt.Axis(labelAngle=0, labelExpr="split(datum.label, ' · ')", labelLimit=200, labelOverlap=False, **kw)
@@ -215,7 +220,8 @@ def sensitivity_histogram(prepared, width: int = WIDTH, height: int = HEIGHT) ->
     zero_txt = ", ".join(f"{labels[n]}: {z:,}" for n, z in zeros.items() if z)
     order = list(labels.values())
     chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30), interpolate="monotone", strokeWidth=2).encode(
-        x=alt.X("mid:Q", scale=alt.Scale(type="log"), title="sensitivity s (share of a row's signal, log scale)"),
+        x=alt.X("mid:Q", scale=alt.Scale(type="log"), title="sensitivity s (share of a row's signal, log scale)",
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
         y=alt.Y("percent:Q", title="edges in the bin (% of the layer)"),
         color=alt.Color("layer:N", sort=order, title="layer", legend=alt.Legend(orient="bottom", columns=2),
                         scale=alt.Scale(domain=order, range=[OKABE[c] for c in ("blue", "orange", "green", "vermillion",
@@ -242,8 +248,9 @@ def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, heig
     if "kept" in df:
         tips.append("kept:N")
     chart = alt.Chart(df).mark_circle(size=14, opacity=0.55).encode(
-        x=alt.X("abs_w:Q", scale=alt.Scale(type="log"), title="|w| (weight magnitude, log scale)"),
-        y=alt.Y("s:Q", scale=alt.Scale(type="log"), title="sensitivity s (log scale)"),
+        x=alt.X("abs_w:Q", scale=alt.Scale(type="log"), title="|w| (weight magnitude, log scale)",
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
+        y=alt.Y("s:Q", scale=alt.Scale(type="log"), title="sensitivity s (log scale)", axis=alt.Axis(labelExpr=LOG_LABELS)),
         color=color, tooltip=tips,
     )
     return sized(chart.properties(
