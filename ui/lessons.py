@@ -49,9 +49,10 @@ LESSONS = {
         "What sensitivity is", "learn", "Learn",
         dict(learn_data="moons", learn_hidden=4, learn_s=8, learn_seed=0, learn_step=STEP_SENSITIVITY),
         (SIDEBAR, "learn_hidden", "learn_seed"),
-        "An edge's **sensitivity** s is the largest share of its unit's signal that the edge ever carried on the "
-        "points of S. Read the table of s, then step back to **4 · g per edge**: g is that share on one point, and "
-        "each row of g sums to 1. Move the point in step 4 and find the point that gives an edge its maximum. "
+        "An edge's **sensitivity** s is the largest share of its row's signal (its unit's positive or negative "
+        "weights) that the edge ever carried on the "
+        "points of S. Read the table of s, then step back to **4 · g per edge**: g is that share on one point; for each "
+        "unit, the g of its positive weights sum to 1, and so do those of its negative weights. Move the point in step 4 and find the point that gives an edge its maximum. "
         "Edges with a small s can go without changing any unit's input by much, on every point of S."),
     "eps-delta": Lesson(
         "How ε and δ set |S| and m", "", "Prune",
@@ -61,7 +62,9 @@ LESSONS = {
         "failure probability δ_S: it does not move with the sliders. **ε** and **δ** set each row's m: δ enters "
         "the log term L_l, and m(ε) = ⌈L_l·T·(3 + 2ε)/ε²⌉ samples meet ε; the hybrid method keeps the top m "
         "instead where that meets ε with fewer weights. Move ε from 1 to 0.5 and to 5, and δ by a few decades: "
-        "watch m, the kept share and the largest bound. δ acts through a logarithm, so it moves m far less than ε."),
+        "watch m, the kept share and the largest bound. δ acts only through the logarithm in L_l: for a Linear "
+        "layer, going from δ = 1e-16 to 1e-2 lowers L_l, and so m(ε), about 5×, while halving ε alone raises m(1) "
+        "about 3×."),
     "loose-bound": Lesson(
         "When the bound is loose", "guarantees", "Guarantees",
         {"method": "sipp-hybrid", "mode": "keep ratio", "keep": 0.05},
