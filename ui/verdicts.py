@@ -282,8 +282,9 @@ def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
     smp_ratio = s1 / s0
     # which factor moved SMP more: the logits' scale or the kinks relative to it (SMP = relative SMP × variation)
     if abs(math.log(scale)) >= abs(math.log(rel)):
-        why = ("mostly because the logits shrank" if scale < 1 else "mostly because the logits grew")
-        why += f" (their variation along the path changed by {times(scale)})"
+        why = (f"mostly because the logits shrank (their variation along the path fell from {v0:.3g} to {v1:.3g})"
+               if scale < 1 else
+               f"mostly because the logits grew (their variation along the path rose from {v0:.3g} to {v1:.3g})")
     else:
         why = "mostly because the kinks changed relative to the logits' size"
     line += f", {why}: relative to their size, SMP went from **{r0:.3g} to {r1:.3g}**"

@@ -97,7 +97,7 @@ def test_smp_falls_because_the_logits_shrank_while_relative_smp_rises():
     after = dict(smp=1.6, logit_variation=2.0, relative_smp=0.8)
     lines = vd.smp_verdict(before, after, 0.1)
     assert lines[0] == ("Pruning to 10.0% lowered output SMP from **4.7 to 1.6**, mostly because the logits shrank "
-                        "(their variation along the path changed by 0.2×): relative to their size, SMP went from "
+                        "(their variation along the path fell from 9.4 to 2): relative to their size, SMP went from "
                         "**0.5 to 0.8** (more kinked).")
     assert "relatively more kinked" in lines[1]
 
