@@ -37,6 +37,8 @@ from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, MODES, Settin
 SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image, as on the app's Kept edges page
 SETTINGS = ("method", "keep_ratio", "epsilon", "delta", "sample_size", "seed", "layer")
 CHARTS = ("density", "bound", "sensitivity", "kept_edges", "kept_per_unit")
+TAB_OF = {"density": 0, "bound": 0, "sensitivity": 1, "kept_edges": 2, "kept_per_unit": 2}  # which tab shows it
+TABS = ("Prune", "Sensitivity", "Kept edges")
 STYLE = {"description_width": "150px"}
 
 
@@ -103,12 +105,13 @@ class Explorer:
         self.specs: dict[str, dict | None] = dict.fromkeys(CHARTS)
         self.timings_s: dict[str, float] = {}
         self.error: str | None = None
+        self._pending: dict = {}  # chart name -> how to draw it, for tabs not open yet
         self._building = True
         self.controls = self._controls(v, given.get("layer"))
-        self.outputs = {name: w.Output() for name in CHARTS}
-        self.headline = w.HTML()
-        self.status = w.HTML()
-        self.widget = self._layout()
+        self.outputs = {name: w.Output().add_class(f"sipp-chart-{name}") for name in CHARTS}
+        self.headline = w.HTML().add_class("sipp-headline")
+        self.status = w.HTML().add_class("sipp-status")
+        self.widget = self._layout().add_class("sipp-explorer")  # classes: handles for the browser test
         self._building = False
         self._observe()
         self.update()
@@ -148,14 +151,14 @@ class Explorer:
         self._show_mode()
         left = w.VBox([c.method, c.mode, c.keep_ratio, c.epsilon, c.delta])
         right = w.VBox([w.HBox([c.auto_sample]), c.sample_size, c.seed, c.layer])
-        tabs = w.Tab(children=[
+        self.tabs = w.Tab(children=[
             w.HBox([o["density"], o["bound"]], layout=w.Layout(flex_flow="row wrap")),
             o["sensitivity"],
             w.VBox([o["kept_edges"], o["kept_per_unit"]]),
-        ])
-        for i, title in enumerate(("Prune", "Sensitivity", "Kept edges")):
-            tabs.set_title(i, title)
-        return w.VBox([w.HBox([left, right], layout=w.Layout(flex_flow="row wrap")), self.status, self.headline, tabs])
+        ], titles=TABS, selected_index=0)
+        self.tabs.observe(self._tab_opened, names="selected_index")
+        return w.VBox([w.HBox([left, right], layout=w.Layout(flex_flow="row wrap")), self.status, self.headline,
+                       self.tabs])
 
     def _observe(self) -> None:
         c = self.controls
@@ -268,31 +271,43 @@ class Explorer:
                              "<div style='color:#555'>The charts below still show the last setting that worked.</div>")
 
     def _draw(self, out: w.Output, name: str, chart) -> None:
+        """Keep the chart's spec; send it to the front end now if its tab is open, else when the tab is opened."""
         spec = vega.spec(chart)
         self.specs[name] = spec
-        if get_ipython() is None:  # no kernel (a script, a test): nothing draws it, so keep only the spec
+        self._send(name, lambda: display(vega.bundle_of_spec(spec), raw=True))
+
+    def _send(self, name: str, show) -> None:
+        if get_ipython() is None:  # no kernel (a script, a test): nothing would draw it
             return
+        if TAB_OF[name] != self.tabs.selected_index:
+            self._pending[name] = show  # a hidden tab is drawn when opened: a slider move costs only what is seen
+            return
+        self._pending.pop(name, None)
+        out = self.outputs[name]
         with out:
             out.clear_output(wait=True)  # wait: the old chart stays until the new one arrives (no flicker)
-            display(vega.bundle_of_spec(spec), raw=True)
+            show()
+
+    def _tab_opened(self, _change) -> None:
+        for name in [n for n in self._pending if TAB_OF[n] == self.tabs.selected_index]:
+            self._send(name, self._pending[name])
 
     def _draw_layer(self) -> None:
         report, layer = self.report, self.controls.layer.value
         if report is None:
             return
         info = report.prepared.infos[layer]
-        out = self.outputs["kept_edges"]
         if info.out_units * info.fan_in <= SMALL_LAYER:
-            self._draw(out, "kept_edges", charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
+            self._draw(self.outputs["kept_edges"], "kept_edges",
+                       charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
         else:
-            mask, vals, _ = tables.kept_matrix(report, layer)
-            img = charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} ({info.out_units} x {info.fan_in})")
-            self.specs["kept_edges"] = None  # an image, not a chart
-            if get_ipython() is None:
-                return self._draw(self.outputs["kept_per_unit"], "kept_per_unit", charts.kept_per_unit(report, layer))
-            with out:
-                out.clear_output(wait=True)
-                display(img)
+            self.specs["kept_edges"] = None  # an image, not a chart: built only when it is shown
+
+            def image():
+                mask, vals, _ = tables.kept_matrix(report, layer)
+                display(charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} "
+                                                               f"({info.out_units} x {info.fan_in})"))
+            self._send("kept_edges", image)
         self._draw(self.outputs["kept_per_unit"], "kept_per_unit", charts.kept_per_unit(report, layer))
 
     def _draw_headline(self) -> None:
