@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LESSONS = ["01_sipp_from_scratch.ipynb", "02_tradeoffs.ipynb", "03_nonsmoothness.ipynb"]
-NOTEBOOKS = LESSONS + ["sipp_walkthrough.ipynb"]
+NOTEBOOKS = LESSONS
 WIDGET = "application/vnd.jupyter.widget-view+json"
 VEGALITE = "application/vnd.vegalite.v5+json"
 
@@ -55,11 +55,3 @@ def test_lesson_executes(name, tmp_path, monkeypatch):
     assert "text/html" in kinds  # tables
     if name != "02_tradeoffs.ipynb":
         assert WIDGET in kinds  # explore() / explore_smoothness()
-
-
-def test_walkthrough_executes(tmp_path, monkeypatch):
-    outputs = _execute("sipp_walkthrough.ipynb", tmp_path, monkeypatch)
-    kinds = {k for o in outputs for k in o.get("data", {})}
-    # the charts really rendered: every chart cell produced a Vega-Lite or image output
-    assert "application/vnd.vegalite.v6+json" in kinds or VEGALITE in kinds or "text/html" in kinds
-    assert "image/png" in kinds
