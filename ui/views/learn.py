@@ -257,14 +257,13 @@ def _go(step: str) -> None:
 
 
 def _lesson_links() -> None:
-    st.subheader("Lessons")
-    st.markdown("Each lesson is a link: it opens a page with its settings in place, the controls it does not need "
-                "hidden, and a short text on what to try. Copy a link into slides or a course page.")
+    st.markdown("**Lessons**, each a link that opens a page with its settings in place, the controls it does not "
+                "need hidden, and a short text on what to try (copy one into slides or a course page):")
     for name, url in lessons.lesson_urls().items():
         lesson = lessons.LESSONS[name]
         st.markdown(f"- [{lesson.title}]({url}) (opens {lesson.page_title}): `{url}`")
     st.caption("Any link may also hide controls of your choice: add hide=key1,key2 (the names in the link, or "
-               "sidebar for the whole sidebar).")
+               "sidebar for the whole sidebar). Below: SiPP on a tiny network, step by step.")
 
 
 def render() -> None:
@@ -272,5 +271,5 @@ def render() -> None:
     lessons.apply("Learn")
     st.markdown("SiPP on a network small enough to see every number. Each step is one click; the sidebar's "
                 "settings drive the other pages, not this one.")
-    _walkthrough()
     _lesson_links()
+    _walkthrough()
