@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
 from pagetest import app, frame_with, metric, ok, page_folders  # noqa: F401 - the module's fixtures
-from ui.filters_core import filters_verdict
+
+from ui.filters_core import compare_verdict, filters_verdict
 
 
 def test_filters_page_shrinks_the_default_network(app):
@@ -69,3 +71,29 @@ def test_verdict_is_phrased_with_the_numbers():
                                         "pruned": {"batch_64": 5.0}}))
     assert "smaller network is slower" in slow[1]
     assert "could not be rebuilt smaller (untraceable)" in filters_verdict(_report(shrunk=False))[0]
+
+
+def test_compare_verdict_on_a_built_case():
+    frame = pd.DataFrame([
+        dict(method="pfp", kind="channels", ratio=0.5, accuracy=0.90, speedup=1.8),
+        dict(method="sipp-hybrid", kind="weights", ratio=0.5, accuracy=0.95, speedup=1.0),
+        dict(method="pfp", kind="channels", ratio=0.1, accuracy=0.60, speedup=3.1),
+        dict(method="sipp-hybrid", kind="weights", ratio=0.1, accuracy=0.80, speedup=0.98),
+    ])
+    lines = compare_verdict(frame)
+    assert lines[0] == ("At the same parameter count, weight pruning is more accurate at every tested ratio, by "
+                        "5.0 to 20.0 points (best method of each kind, before retraining).")
+    assert "1.80x to 3.10x" in lines[1] and "0.98x to 1.00x" in lines[1]
+
+
+def test_comparison_runs_on_the_page(app):
+    at = app
+    at.switch_page("pages/filters.py").run()
+    at.button(key="filters_cmp_btn").click().run()
+    ok(at)
+    table = frame_with(at, "speedup")
+    assert set(table["method"]) == {"pfp", "filter-l1", "sipp-hybrid", "wt"} and len(table) == 12
+    # weights pruned to the parameter count PFP reached
+    for ratio in (0.5, 0.3, 0.1):
+        sub = table[table["ratio"] == ratio].set_index("method")["params_share"]
+        assert abs(sub["sipp-hybrid"] - sub["pfp"]) < 0.01

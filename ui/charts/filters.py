@@ -83,3 +83,39 @@ def flops_chart(result, width: int = WIDTH) -> alt.Chart:
         title=_title("FLOPs per layer", f"all layers: {total['original']:,} → {total['pruned']:,} multiply-accumulates "
                      f"({100 * total['pruned'] / total['original']:.1f}%)"),
         width=width, height=h), h, legend_rows=1)
+
+
+COMPARE_X = {
+    "params_share": ("parameters kept (share of the dense network)", ".0%"),
+    "flops_share": ("FLOPs kept (share of the dense network)", ".0%"),
+    "latency_ms": ("CPU latency at batch 64 (ms, measured)", ".2f"),
+}
+
+
+def compare_chart(frame: pd.DataFrame, x: str = "params_share", width: int = WIDTH, height: int = 300) -> alt.Chart:
+    """Test accuracy against size, FLOPs or latency: weight methods (circles) and channel methods (squares)."""
+    title, fmt = COMPARE_X[x]
+    if frame.empty or x not in frame:
+        return empty("Accuracy against cost", "No comparison has been run yet.", width)
+    df = frame.copy()
+    df["accuracy %"] = 100 * df["accuracy"]
+    methods = list(dict.fromkeys(df["method"]))
+    palette = [OKABE[k] for k in ("blue", "vermillion", "green", "orange", "purple", "sky")]
+    enc = dict(
+        x=alt.X(f"{x}:Q", title=title, axis=alt.Axis(format=fmt), scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy %:Q", title="test accuracy (%)", scale=alt.Scale(zero=False)),
+        color=alt.Color("method:N", sort=methods, scale=alt.Scale(domain=methods, range=palette[:len(methods)]),
+                        title="method", legend=alt.Legend(orient="bottom")),
+        tooltip=["method:N", "kind:N", "ratio:Q", alt.Tooltip("params:Q", format=","), alt.Tooltip("flops:Q", format=","),
+                 alt.Tooltip("accuracy %:Q", format=".2f")] + ([alt.Tooltip("latency_ms:Q", format=".3f")]
+                                                               if "latency_ms" in df else []),
+    )
+    base = alt.Chart(df).encode(**enc)
+    lines = base.mark_line(strokeWidth=2).encode(detail="method:N")
+    points = base.mark_point(size=110, filled=True).encode(
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["weights", "channels"], range=["circle", "square"]),
+                        title="removes", legend=alt.Legend(orient="bottom")))
+    sub = ("circles: weights zeroed (same shapes); squares: channels removed (a smaller network)"
+           if x != "latency_ms" else "the latency of what really runs: dense kernels for weight pruning")
+    return sized((lines + points).properties(title=_title("Accuracy against cost", sub), width=width, height=height),
+                 height, legend_rows=2, subtitle_lines=2)

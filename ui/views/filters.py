@@ -8,13 +8,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from sipp_core.jobs.compare import compare
 from sipp_core.jobs.filter_retrain import retrain_filters
 from sipp_core.options import STRUCTURED_METHODS, STRUCTURED_TARGETS
 from sipp_core.structured.report import evaluate_filters, measure_latency
 from sipp_core.zoo.train import accuracy
 from ui import engine, show
 from ui.charts import filters as charts
-from ui.filters_core import filters_verdict, measured_table
+from ui.filters_core import compare_verdict, filters_verdict, measured_table
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
 
@@ -120,6 +121,39 @@ def _explore(s, prepared) -> None:
                "filters left." + (" Also: " + "; ".join(notes) + "." if notes else ""))
 
 
+COMPARE_METHODS = ("pfp", "filter-l1", "sipp-hybrid", "wt")
+COMPARE_RATIOS = (0.5, 0.3, 0.1)
+
+
+@st.fragment
+def _compare(s, prepared) -> None:
+    st.subheader("Weights or channels: SiPP and PFP on one chart")
+    st.markdown(f"{', '.join(COMPARE_METHODS)} at keep ratios {', '.join(map(str, COMPARE_RATIOS))} of the parameters. "
+                "The weight methods are pruned to the same parameter count as PFP at each ratio; every point's "
+                "latency is measured (median of 20 runs at batch 64).")
+    key = ("filters-compare", s.heavy_key, float(s.delta), int(s.seed))
+    frame = st.session_state.get("filters_compare", {}).get(key)
+    if frame is None:
+        if not st.button("Run the comparison", key="filters_cmp_btn", type="primary"):
+            return
+        bar = st.progress(0.0, text="starting…")
+        try:
+            frame = compare(prepared, methods=COMPARE_METHODS, ratios=COMPARE_RATIOS, seed=s.seed,
+                            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+        except Exception as exc:  # noqa: BLE001
+            bar.empty()
+            show_error(exc)
+            return
+        bar.empty()
+        st.session_state.setdefault("filters_compare", {})[key] = frame
+    verdict_box(compare_verdict(frame))
+    axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True,
+                    format_func=lambda k: charts.COMPARE_X[k][0].split(" (")[0])
+    show.chart(charts.compare_chart(frame, axis))
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
 def render() -> None:
     s, prepared, _ = obtain("Filters", INTRO)
     _explore(s, prepared)
+    _compare(s, prepared)
