@@ -17,14 +17,16 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 px, titles at 24 px
 
 # Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
-# A narrower sidebar; columns that hold a chart wrap onto their own line once they would be narrower
-# than CHART_MIN_PX (their legends and layer labels need that much); metric values shrink before they
-# are cut to "10.…".
+# A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
+# onto their own line once they would be narrower than 380 px (their legends and layer labels need that
+# much); metric values shrink before they are cut to "10.…".
 PAGE_CSS = """
 <style>
 section[data-testid="stSidebar"] { width: min(300px, 24vw) !important; min-width: min(300px, 24vw) !important; }
-[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]) { flex-wrap: wrap; }
-[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) { min-width: min(100%, 380px); }
+[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]),
+[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPopover"]) { flex-wrap: wrap; }
+[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
+[data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
 [data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
 [data-testid="stMetricLabel"] p { white-space: normal !important; }
 </style>

@@ -77,7 +77,7 @@ def render_sidebar() -> Settings:
     warn_about_link(sidebar_url_spec(models, datasets, methods))
     sb = st.sidebar
     with sb:
-        st.page_link("pages/glossary.py", label="Glossary of symbols", icon=":material/menu_book:")
+        st.page_link("pages/glossary.py", label="Symbol glossary", icon=":material/menu_book:")
         st.toggle("Presentation mode", value=show.presenting(), key="_present_toggle",
                   on_change=lambda: show.set_presenting(st.session_state["_present_toggle"]),
                   help="For a projector: larger type, charts at full width, the sidebar collapsed when the page "
