@@ -87,7 +87,8 @@ def test_cycle_finder_finds_a_cycle():
 NOTEBOOK_UI = ("tables.py", "formulas.py", "learn_core.py", "settings.py", "runtime.py", "serve.py", "verdicts.py",
                "filters_core.py")
 STREAMLIT_FREE = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "sipp_core").rglob("*.py")) + sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "ui" / "charts").glob("*.py")) + [f"ui/{n}" for n in NOTEBOOK_UI]
+    str(p.relative_to(ROOT)) for p in (ROOT / "ui" / "charts").glob("*.py")) + [f"ui/{n}" for n in NOTEBOOK_UI] + sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "ui" / "notebook").glob("*.py"))  # the notebook widgets
 
 
 def _imports_streamlit(path: Path) -> bool:

@@ -127,7 +127,7 @@ def test_smoothness_widget_measures_both_networks_and_redraws_a_path(ex):
 def test_tradeoffs_frame_and_chart(ex):
     t = sipp_core.tradeoffs(ex, methods=["sipp-hybrid", "wt"], ratios=[0.3, 0.05], cache=False)
     assert len(t.frame) == 4 and set(t.frame["method"]) == {"sipp-hybrid", "wt"}
-    acc = {(r["method"], r["keep_ratio_requested"]): r["acc_pct"] for r in _data(vega.spec(t.chart)) if "acc_pct" in r}
+    acc = {(r["method"], r["keep_ratio_requested"]): r["acc_pct"] for r in _data(vega.chart_spec(t.chart)) if "acc_pct" in r}
     for _, row in t.frame.iterrows():
         assert acc[(row["method"], row["keep_ratio_requested"])] == pytest.approx(100 * row["accuracy_after"])
     assert set(t.charts()) == {"accuracy", "error", "potential", "bound"}

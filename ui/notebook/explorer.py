@@ -30,7 +30,7 @@ from sipp_core.pipeline import Report, evaluate_prune
 from ui import tables
 from ui.charts import core as charts
 from ui.charts import images as charts_images
-from ui.notebook import vega
+from ui.notebook.vega import bundle_of_spec, chart_spec
 from ui.notebook.sources import Sources
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, MODES, Settings, check_settings, fmt_num
 
@@ -272,9 +272,9 @@ class Explorer:
 
     def _draw(self, out: w.Output, name: str, chart) -> None:
         """Keep the chart's spec; send it to the front end now if its tab is open, else when the tab is opened."""
-        spec = vega.spec(chart)
+        spec = chart_spec(chart)
         self.specs[name] = spec
-        self._send(name, lambda: display(vega.bundle_of_spec(spec), raw=True))
+        self._send(name, lambda: display(bundle_of_spec(spec), raw=True))
 
     def _send(self, name: str, show) -> None:
         if get_ipython() is None:  # no kernel (a script, a test): nothing would draw it

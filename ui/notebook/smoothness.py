@@ -27,7 +27,7 @@ from sipp_core.errors import BadInput, SippError
 from sipp_core.pipeline import Report, evaluate_prune
 from sipp_core.smoothness import core as smoothness
 from ui.charts import smoothness as cs
-from ui.notebook import vega
+from ui.notebook.vega import bundle_of_spec, chart_spec
 from ui.notebook.sources import Sources
 
 PATH_COUNTS = (4, 8, 16, 32, 64)
@@ -180,14 +180,14 @@ class SmoothnessExplorer:
                                            self.report.prepared.record.class_names))
 
     def _draw(self, name: str, chart) -> None:
-        spec = vega.spec(chart)
+        spec = chart_spec(chart)
         self.specs[name] = spec
         out = self.outputs[name]
         if get_ipython() is None:  # no kernel (a script, a test): nothing draws it, so keep only the spec
             return
         with out:
             out.clear_output(wait=True)
-            display(vega.bundle_of_spec(spec), raw=True)
+            display(bundle_of_spec(spec), raw=True)
 
     @property
     def frame(self):

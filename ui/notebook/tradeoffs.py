@@ -18,7 +18,7 @@ from sipp_core.errors import BadInput
 from sipp_core.jobs.sweeps import DEFAULT_COUNT, DEFAULT_RANGE, SweepResult, prune_potential, sweep
 from sipp_core.pipeline import Prepared, Report
 from ui.charts import tradeoffs as ct
-from ui.notebook import vega
+from ui.notebook.vega import show
 from ui.settings import DEFAULT_DATASET, DEFAULT_MODEL
 
 LESSON_METHODS = ("sipp-hybrid", "wt", "snip", "random")
@@ -53,7 +53,7 @@ class Tradeoffs:
 
     def _ipython_display_(self) -> None:
         for chart in self.charts().values():
-            vega.show(chart)
+            show(chart)
 
 
 def _source(model, data):

@@ -16,7 +16,7 @@ SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 RENDERER = "sipp-offline"
 
 
-def spec(chart) -> dict:
+def chart_spec(chart) -> dict:
     """The chart's Vega-Lite dict as the front end receives it (data inlined under "datasets")."""
     # validate=False: the builders' charts are checked by their own tests; validation costs ~50 ms a chart
     out = chart.to_dict(validate=False)
@@ -36,12 +36,12 @@ def bundle_of_spec(d: dict) -> dict:
 
 def bundle(chart) -> dict:
     """A display bundle: the Vega-Lite spec, and a one-line text for front ends that cannot draw it."""
-    return bundle_of_spec(spec(chart))
+    return bundle_of_spec(chart_spec(chart))
 
 
 def show(chart) -> dict:
     """Display one chart (offline-safe); returns the spec that was shown."""
-    d = spec(chart)
+    d = chart_spec(chart)
     display(bundle_of_spec(d), raw=True)
     return d
 
