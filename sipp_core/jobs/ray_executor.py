@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -84,6 +85,19 @@ def ray_module():
                        'install it with: pip install "sipp-studio[ray]" (or pip install ray), '
                        "or run without --executor ray") from exc
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at host:port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto" and ray:// client addresses are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SippError(f"nothing answers at the Ray address {address} ({exc.strerror or exc})",
+                        "start the cluster with `ray start --head` and give the address it prints (host:6379), or "
+                        "leave the address out to run on a local Ray") from exc
 
 
 def _lost_worker_errors(ray) -> tuple:
@@ -206,14 +220,17 @@ class RayExecutor(Executor):
                 return ray
             try:
                 if self.address:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
                 else:  # "local": a new Ray of our own, never a cluster `ray start` left running on this machine
                     ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                              _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING)
             except ConnectionError as exc:
                 raise SippError(f"could not join the Ray cluster at {self.address} ({exc})",
-                                "start it with `ray start --head` and give the address it prints (host:6379), "
-                                "or leave the address out to run on a local Ray") from exc
+                                "if the cluster asks for a token (`ray start` does by default), set RAY_AUTH_MODE=token "
+                                "here too, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN; else "
+                                "check the address `ray start --head` printed (host:6379), or leave the address out "
+                                "to run on a local Ray") from exc
         return ray
 
     def workers(self) -> int:

@@ -168,7 +168,9 @@ def _resolve_dataset(dataset: str, fallback: str | None, notes: list) -> str:
         missing = []  # generated or shipped data sets (mnist5k, moons) have no files to miss
     if not missing or fallback is None:
         return dataset
-    notes.append(f"{dataset} is not on disk ({missing[0].name} missing): ran on {fallback} instead")
+    note = f"{dataset} is not on disk ({missing[0].name} missing): ran on {fallback} instead"
+    if note not in notes:
+        notes.append(note)
     return fallback
 
 

@@ -4,6 +4,7 @@ only, its files under pytest's tmp) for the whole module."""
 import math
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -11,7 +12,7 @@ import psutil
 import pytest
 import torch
 
-from sipp_core.errors import BadInput
+from sipp_core.errors import BadInput, SippError
 from sipp_core.jobs.executors import CascadeSpec, InProcessExecutor, get_executor
 from sipp_core.jobs.retrain import masks_hold
 from sipp_core.jobs.sweep_points import RESULT_FIELDS
@@ -19,7 +20,7 @@ from sipp_core.jobs.sweeps import sweep
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra; the test extra installs it")
 
-from sipp_core.jobs.ray_executor import RayExecutor  # noqa: E402 - needs ray, checked just above
+from sipp_core.jobs.ray_executor import RayExecutor, _check_reachable  # noqa: E402 - needs ray, checked above
 
 GRID = dict(methods=["sipp-hybrid", "wt"], ratios=[0.5, 0.2], seeds=2, sample_size=30)
 
@@ -156,6 +157,13 @@ def test_bad_executor_and_missing_ray(env, monkeypatch):
         sweep("mlp", "moons", methods=["wt"], ratios=[0.5], executor="spark")
     with pytest.raises(BadInput, match="Ray address"):
         get_executor("in-process", ray_address="10.0.0.1:6379")
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(SippError, match="nothing answers") as err:
+        _check_reachable(f"127.0.0.1:{port}")
+    assert "ray start --head" in err.value.fix and time.perf_counter() - t0 < 5
     import builtins
 
     real = builtins.__import__
