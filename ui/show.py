@@ -22,13 +22,15 @@ PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 p
 # much); metric values shrink before they are cut to "10.…".
 PAGE_CSS = """
 <style>
-section[data-testid="stSidebar"] { width: min(300px, 24vw) !important; min-width: min(300px, 24vw) !important; }
+section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
+  min-width: min(300px, 24vw) !important; }
 [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]),
 [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPopover"]) { flex-wrap: wrap; }
 [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
 [data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
 [data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
 [data-testid="stMetricLabel"] p { white-space: normal !important; }
+[data-testid="stDownloadButton"] button p { white-space: normal !important; text-overflow: clip !important; }
 </style>
 """
 
