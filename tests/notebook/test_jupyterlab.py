@@ -11,37 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ui.notebook.lab import APP_READY_JS, RUN_ALL_JS, jupyterlab_server
+from ui.notebook.lab import APP_READY_JS, RUN_ALL_JS, jupyterlab_server, move_slider
 from ui.serve import CHROMIUM, launch_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = ROOT / "examples" / "01_sipp_from_scratch.ipynb"
 SHOTS = ROOT / ".artifacts" / "screenshots"
-
-# Marks the drawn charts of the open tab, the headline and the status line as "old", so that the check below sees
-# their replacements; the clock starts when the mouse releases the slider.
-MARK_JS = """() => {
-  for (const name of ['density', 'bound']) {
-    document.querySelector(`.sipp-chart-${name} .jp-OutputArea-output`).dataset.sippOld = '1';
-  }
-  window.__sippHeadline = document.querySelector('.sipp-headline').innerText;
-  window.__sippStatus = document.querySelector('.sipp-status').innerText;
-  document.addEventListener('mouseup', () => { window.__sippT0 = performance.now(); }, {capture: true, once: true});
-}"""
-# Milliseconds from the mouse release until the headline, the status line and both charts of the open tab are new
-# and drawn (null until then).
-UPDATED_JS = """() => {
-  if (window.__sippT0 === undefined) return null;
-  if (document.querySelector('.sipp-headline').innerText === window.__sippHeadline) return null;
-  const status = document.querySelector('.sipp-status').innerText;
-  if (status === window.__sippStatus || !status.includes('Updated in')) return null;
-  for (const name of ['density', 'bound']) {
-    const out = document.querySelector(`.sipp-chart-${name} .jp-OutputArea-output`);
-    if (!out || out.dataset.sippOld || !out.querySelector('canvas, svg')) return null;
-  }
-  return performance.now() - window.__sippT0;
-}"""
-
 
 def _require_browser():
     required = os.environ.get("SIPP_REQUIRE_BROWSER") == "1"
@@ -74,18 +49,10 @@ def test_lesson_runs_in_jupyterlab_and_a_slider_redraws_the_charts(tmp_path):
             expect(explorer.locator(".sipp-chart-bound canvas, .sipp-chart-bound svg").first).to_be_visible()
             headline = explorer.locator(".sipp-headline")
             expect(headline).to_contain_text("13,310 of 266,200")  # keep_ratio=0.05, the lesson's setting
-            slider = explorer.locator(".widget-hslider", has_text="Keep ratio")
-            handle = slider.locator(".noUi-handle")
             explorer.locator(".widget-dropdown", has_text="Method").scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "jupyterlab_explore_before.png"))
-            box = handle.bounding_box()
-            page.evaluate(MARK_JS)
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] / 2 + 40, box["y"] + box["height"] / 2, steps=5)
-            page.mouse.up()
             try:
-                ms = page.wait_for_function(UPDATED_JS, timeout=30_000, polling=10).json_value()
+                ms = move_slider(page, explorer, "Keep ratio", 40)
             except Exception:
                 page.screenshot(path=str(SHOTS / "jupyterlab_explore_failed.png"))
                 raise

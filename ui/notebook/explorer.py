@@ -15,7 +15,10 @@ from __future__ import annotations
 import html
 import math
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
+
+import torch
 
 try:
     import ipywidgets as w
@@ -27,6 +30,7 @@ from IPython.display import display
 from sipp_core.errors import BadInput, SippError
 from sipp_core.options import METHODS
 from sipp_core.pipeline import Report, evaluate_prune
+from sipp_core.runtime import torch_threads
 from ui import tables
 from ui.charts import core as charts
 from ui.charts import images as charts_images
@@ -40,6 +44,22 @@ CHARTS = ("density", "bound", "sensitivity", "kept_edges", "kept_per_unit")
 TAB_OF = {"density": 0, "bound": 0, "sensitivity": 1, "kept_edges": 2, "kept_per_unit": 2}  # which tab shows it
 TABS = ("Prune", "Sensitivity", "Kept edges")
 STYLE = {"description_width": "150px"}
+
+
+@contextmanager
+def app_threads():
+    """torch's intra-op threads as the app sets them (half the cores, at most 4) for one update, then restored.
+
+    Many small ops on a busy 2-core machine run several times faster on 1 thread than on torch's default 2
+    (BENCHMARKS.md, "Threads"); the kernel's own setting is put back for the user's other cells."""
+    before, n = torch.get_num_threads(), torch_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
 
 
 def _log_options(values: list[float], extra: float | None) -> list[tuple[str, float]]:
@@ -96,16 +116,20 @@ class Explorer:
         self.sources = Sources(model, data)
         v = _initial(self.sources, given)
         try:
-            self.prepared = self.sources.get(v["sample_size"], v["seed"])
+            with app_threads():
+                self.prepared = self.sources.get(v["sample_size"], v["seed"])
         except SippError:
             raise
         except ValueError as exc:  # |S| or the seed out of range: draw_sample names which
             raise BadInput(str(exc), "choose sample_size between 1 and the S-pool's size, or None for the formula") from exc
         self.report: Report | None = None
-        self.specs: dict[str, dict | None] = dict.fromkeys(CHARTS)
+        self._specs: dict[str, dict | None] = dict.fromkeys(CHARTS)  # what each chart shows (None: an image)
+        self._builders: dict = {}  # chart name -> a function building its chart or image, until it is needed
+        self._objects: dict = {}  # chart name -> what was last built for display (a mimetype bundle or an image)
+        self._shown: set[str] = set()  # charts drawn at least once for the current S
         self.timings_s: dict[str, float] = {}
         self.error: str | None = None
-        self._pending: dict = {}  # chart name -> how to draw it, for tabs not open yet
+        self._pending: set[str] = set()  # charts of tabs not open yet: drawn when their tab opens
         self._building = True
         self.controls = self._controls(v, given.get("layer"))
         self.outputs = {name: w.Output().add_class(f"sipp-chart-{name}") for name in CHARTS}
@@ -241,23 +265,25 @@ class Explorer:
         t0 = time.perf_counter()
         self.status.value = "<i>Computing…</i>"
         try:
-            prepared = self.sources.get(None if s.auto_sample else s.sample_size, s.seed)
-            report = evaluate_prune(prepared, **s.prune_kwargs())
+            with app_threads():
+                prepared = self.sources.get(None if s.auto_sample else s.sample_size, s.seed)
+                report = evaluate_prune(prepared, **s.prune_kwargs())
         except (SippError, ValueError) as exc:
             problem, fix = (exc.problem, exc.fix) if isinstance(exc, SippError) else (str(exc), "")
             return self._fail(problem + (f". Fix: {fix}" if fix else ""))
         t1 = time.perf_counter()
-        new_prepared = prepared is not self.prepared or self.specs["sensitivity"] is None
+        new_prepared = prepared is not self.prepared or "sensitivity" not in self._shown
         self.prepared, self.report, self.error = prepared, report, None
         if s.auto_sample:  # show the formula's |S| in the box, without counting it as a change
             self._building = True
             self.controls.sample_size.value = prepared.sample_size
             self._building = False
         self._draw_headline()
-        self._draw(self.outputs["density"], "density", charts.density_chart(report))
-        self._draw(self.outputs["bound"], "bound", charts.bound_vs_measured(report))
+        self._draw("density", lambda: charts.density_chart(report))
+        self._draw("bound", lambda: charts.bound_vs_measured(report))
         if new_prepared:
-            self._draw(self.outputs["sensitivity"], "sensitivity", charts.sensitivity_histogram(prepared))
+            self._shown.add("sensitivity")
+            self._draw("sensitivity", lambda: charts.sensitivity_histogram(prepared))
         self._draw_layer()
         t2 = time.perf_counter()
         self.timings_s = dict(prune_and_evaluate=t1 - t0, charts=t2 - t1, total=t2 - t0)
@@ -270,27 +296,44 @@ class Explorer:
         self.status.value = (f"<div style='color:#B00020'><b>Not updated:</b> {html.escape(message)}</div>"
                              "<div style='color:#555'>The charts below still show the last setting that worked.</div>")
 
-    def _draw(self, out: w.Output, name: str, chart) -> None:
-        """Keep the chart's spec; send it to the front end now if its tab is open, else when the tab is opened."""
-        spec = chart_spec(chart)
-        self.specs[name] = spec
-        self._send(name, lambda: display(bundle_of_spec(spec), raw=True))
+    @property
+    def specs(self) -> dict[str, dict | None]:
+        """The Vega-Lite spec each chart shows for the current setting (None where an image is shown)."""
+        for name in list(self._builders):
+            self._build(name)
+        return dict(self._specs)
 
-    def _send(self, name: str, show) -> None:
+    def _build(self, name: str):
+        """Build a chart (or image) now if it is not built yet; returns what to display."""
+        build = self._builders.pop(name, None)
+        if build is not None:
+            obj = build()
+            self._specs[name] = chart_spec(obj) if hasattr(obj, "to_dict") else None
+            self._objects[name] = bundle_of_spec(self._specs[name]) if self._specs[name] is not None else obj
+        return self._objects[name]
+
+    def _draw(self, name: str, build) -> None:
+        """A chart is built and sent when its tab is open (now, or when the tab is opened): a slider move costs
+        only what is seen."""
+        self._builders[name] = build
+        if get_ipython() is not None and TAB_OF[name] == self.tabs.selected_index:
+            self._show(name)
+        else:
+            self._pending.add(name)
+
+    def _show(self, name: str) -> None:
+        self._pending.discard(name)
+        obj = self._build(name)
         if get_ipython() is None:  # no kernel (a script, a test): nothing would draw it
             return
-        if TAB_OF[name] != self.tabs.selected_index:
-            self._pending[name] = show  # a hidden tab is drawn when opened: a slider move costs only what is seen
-            return
-        self._pending.pop(name, None)
         out = self.outputs[name]
         with out:
             out.clear_output(wait=True)  # wait: the old chart stays until the new one arrives (no flicker)
-            show()
+            display(obj, raw=isinstance(obj, dict))
 
     def _tab_opened(self, _change) -> None:
-        for name in [n for n in self._pending if TAB_OF[n] == self.tabs.selected_index]:
-            self._send(name, self._pending[name])
+        for name in sorted(n for n in self._pending if TAB_OF[n] == self.tabs.selected_index):
+            self._show(name)
 
     def _draw_layer(self) -> None:
         report, layer = self.report, self.controls.layer.value
@@ -298,17 +341,14 @@ class Explorer:
             return
         info = report.prepared.infos[layer]
         if info.out_units * info.fan_in <= SMALL_LAYER:
-            self._draw(self.outputs["kept_edges"], "kept_edges",
-                       charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
+            self._draw("kept_edges", lambda: charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
         else:
-            self.specs["kept_edges"] = None  # an image, not a chart: built only when it is shown
-
-            def image():
+            def image():  # a large layer is drawn as an image, as on the app's Kept edges page
                 mask, vals, _ = tables.kept_matrix(report, layer)
-                display(charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} "
-                                                               f"({info.out_units} x {info.fan_in})"))
-            self._send("kept_edges", image)
-        self._draw(self.outputs["kept_per_unit"], "kept_per_unit", charts.kept_per_unit(report, layer))
+                return charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} "
+                                                              f"({info.out_units} x {info.fan_in})")
+            self._draw("kept_edges", image)
+        self._draw("kept_per_unit", lambda: charts.kept_per_unit(report, layer))
 
     def _draw_headline(self) -> None:
         h = tables.headline(self.report)

@@ -33,8 +33,47 @@ RUN_ALL_JS = """async () => {
   }
   return errors;
 }"""
+# Marks the drawn charts of the open tab, the headline and the status line as "old", so that the check below sees
+# their replacements; the clock starts when the mouse releases the slider.
+MARK_JS = """() => {
+  for (const name of ['density', 'bound']) {
+    document.querySelector(`.sipp-chart-${name} .jp-OutputArea-output`).dataset.sippOld = '1';
+  }
+  window.__sippHeadline = document.querySelector('.sipp-headline').innerText;
+  window.__sippStatus = document.querySelector('.sipp-status').innerText;
+  window.__sippT0 = undefined;
+  document.addEventListener('mouseup', () => { window.__sippT0 = performance.now(); }, {capture: true, once: true});
+}"""
+# Milliseconds from the mouse release until the headline, the status line and both charts of the open tab are new
+# and drawn (null until then).
+UPDATED_JS = """() => {
+  if (window.__sippT0 === undefined) return null;
+  if (document.querySelector('.sipp-headline').innerText === window.__sippHeadline) return null;
+  const status = document.querySelector('.sipp-status').innerText;
+  if (status === window.__sippStatus || !status.includes('Updated in')) return null;
+  for (const name of ['density', 'bound']) {
+    const out = document.querySelector(`.sipp-chart-${name} .jp-OutputArea-output`);
+    if (!out || out.dataset.sippOld || !out.querySelector('canvas, svg')) return null;
+  }
+  return performance.now() - window.__sippT0;
+}"""
 APP_READY_JS = "() => !!(window.jupyterapp && window.jupyterapp.shell.currentWidget && " \
                "window.jupyterapp.shell.currentWidget.sessionContext)"
+
+
+def move_slider(page, explorer, label: str, dx: float, timeout_ms: float = 30_000) -> float:
+    """Drag the handle of explore()'s slider `label` by dx pixels with the mouse (Playwright); return the
+    milliseconds from the release to a new headline, status line and redrawn charts of the open tab."""
+    handle = explorer.locator(".widget-hslider", has_text=label).locator(".noUi-handle")
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    page.evaluate(MARK_JS)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y, steps=5)
+    page.mouse.up()
+    return page.wait_for_function(UPDATED_JS, timeout=timeout_ms, polling=10).json_value()
 
 
 def _config(root: Path, port: int, home: Path) -> dict:

@@ -25,9 +25,11 @@ from torch import nn
 
 from sipp_core.errors import BadInput, SippError
 from sipp_core.pipeline import Report, evaluate_prune
+from sipp_core.runtime import torch_threads
 from sipp_core.smoothness import core as smoothness
 from ui.charts import smoothness as cs
 from ui.notebook.vega import bundle_of_spec, chart_spec
+from ui.notebook.explorer import app_threads
 from ui.notebook.sources import Sources
 
 PATH_COUNTS = (4, 8, 16, 32, 64)
@@ -50,7 +52,8 @@ def _report_of(source, data, prune: dict) -> Report:
         kw["keep_ratio"] = 0.1
     seed = int(kw.get("seed", 0))
     try:
-        return evaluate_prune(Sources(source, data).get(None, seed), **kw)
+        with app_threads():
+            return evaluate_prune(Sources(source, data).get(None, seed), **kw)
     except SippError:
         raise
     except ValueError as exc:
@@ -127,7 +130,8 @@ class SmoothnessExplorer:
         t0 = time.perf_counter()
         try:
             paths = self._paths()
-            kw = dict(max_units=self.max_units, threads=1)  # 1 thread: the sweep's many medium ops wait on each other
+            # the app's thread count (1 on 2 cores): the sweep's many medium ops otherwise wait on each other
+            kw = dict(max_units=self.max_units, threads=torch_threads())
             comp = smoothness.Comparison(
                 smoothness.nonsmoothness(copy.deepcopy(self.report.prepared.model), paths, **kw),
                 smoothness.nonsmoothness(copy.deepcopy(self.report.result.model), paths, **kw))
