@@ -39,6 +39,7 @@ def test_explore_is_a_lazy_public_name():
 
 def test_a_moved_slider_changes_result_and_chart_data(ex):
     prepared = ex.prepared
+    threads = torch.get_num_threads()
     ex.controls.keep_ratio.value = 0.1
     kept, density = ex.result.kept, _data(ex.specs["density"])
     assert abs(ex.result.keep_ratio - 0.1) < 0.01 and ex.error is None
@@ -50,6 +51,7 @@ def test_a_moved_slider_changes_result_and_chart_data(ex):
     assert ex.prepared is prepared  # only plan, masks and evaluation re-ran: the sensitivities are the cached ones
     assert "Updated in" in ex.status.value
     assert ex.specs["density"]["$schema"].endswith("/v5.json")
+    assert torch.get_num_threads() == threads  # an update borrows the app's thread count and gives it back
 
 
 def test_method_eps_delta_and_their_errors(ex):
