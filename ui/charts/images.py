@@ -19,6 +19,11 @@ _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], 
                      [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]], dtype=float)
 
 
+# Type sizes in pixels of the image; the app draws a 300 x 784 layer's map about 0.8x wide at 1280 px,
+# which keeps labels above 13 px on a projector.
+TITLE_PX, TEXT_PX = 22, 17
+
+
 def _font(size: int):
     """DejaVu Sans where the system has it (it draws the → and · of layer labels), else Pillow's own font."""
     try:
@@ -71,15 +76,15 @@ def _compose(rgb: np.ndarray, title: str, subtitle: str, xlabel: str, ylabel: st
     else:
         ky = k
     img = Image.fromarray(rgb.astype(np.uint8)).resize((w * k, h * ky), Image.NEAREST)
-    f_title, f_text = _font(18), _font(14)
-    left, top, right, bottom = 70, 62, 150, 58
+    f_title, f_text = _font(TITLE_PX), _font(TEXT_PX)
+    left, top, right, bottom = 80, 74, 170, 66
     W = img.width + left + right
     H = max(img.height, 200) + top + bottom
     canvas = Image.new("RGB", (W, H), "white")
     canvas.paste(img, (left, top))
     d = ImageDraw.Draw(canvas)
     d.text((10, 8), _safe(title, f_title), fill="black", font=f_title)
-    d.text((10, 34), _safe(subtitle, f_text), fill=(85, 85, 85), font=f_text)
+    d.text((10, 40), _safe(subtitle, f_text), fill=(85, 85, 85), font=f_text)
     d.rectangle([left - 1, top - 1, left + img.width, top + img.height], outline=(120, 120, 120))
     if index_ticks:  # first and last index of each axis
         d.text((left, top + img.height + 4), "0", fill="black", font=f_text)
@@ -87,7 +92,7 @@ def _compose(rgb: np.ndarray, title: str, subtitle: str, xlabel: str, ylabel: st
         d.text((left - 20, top - 2), "0", fill="black", font=f_text)
         d.text((left - 10 - 9 * len(str(h - 1)), top + img.height - 16), f"{h - 1}", fill="black", font=f_text)
     d.text((left + img.width // 2 - 40, top + img.height + 24), xlabel, fill="black", font=f_text)
-    ytxt = Image.new("RGBA", (220, 20), (255, 255, 255, 0))
+    ytxt = Image.new("RGBA", (220, TEXT_PX + 6), (255, 255, 255, 0))
     ImageDraw.Draw(ytxt).text((0, 0), ylabel, fill="black", font=f_text)
     ytxt = ytxt.rotate(90, expand=True)
     canvas.paste(ytxt, (8, top + max(0, img.height // 2 - 110)), ytxt)
@@ -101,13 +106,13 @@ def _compose(rgb: np.ndarray, title: str, subtitle: str, xlabel: str, ylabel: st
     for frac, label in bar_ticks:
         y = top + int((1 - frac) * (bh - 1))
         d.line([bx + 18, y, bx + 24, y], fill="black")
-        d.text((bx + 28, y - 8), label, fill="black", font=f_text)
+        d.text((bx + 28, y - TEXT_PX // 2), label, fill="black", font=f_text)
     if legend:
         y = top + bh + 10
         for color, label in legend:
             d.rectangle([bx, y, bx + 18, y + 14], fill=tuple(int(c) for c in color), outline=(120, 120, 120))
             d.text((bx + 24, y - 1), label, fill="black", font=f_text)
-            y += 20
+            y += TEXT_PX + 6
     return canvas
 
 
@@ -135,25 +140,25 @@ def kept_heatmap(mask: np.ndarray, values: np.ndarray, title: str, max_w: int = 
 def count_maps(panels: list[tuple[str, np.ndarray]], title: str, unit: str, scale: int = 1) -> Image.Image:
     """Side-by-side (H, W) maps on ONE shared viridis scale with a colour bar (e.g. edges per pixel)."""
     vmax = max(float(np.nanmax(p)) for _, p in panels) or 1.0
-    f_title, f_text = _font(18), _font(14)
+    f_title, f_text = _font(TITLE_PX), _font(TEXT_PX)
     h, w = panels[0][1].shape
     k = max(1, min(30, max(scale, 240 // max(h, w))))
     tile_w, tile_h = w * k, h * k
-    gap, top, left = 24, 66, 12
-    bar_w = 150
+    gap, top, left = 24, 76, 12
+    bar_w = 160
     W = left + len(panels) * (tile_w + gap) + bar_w
-    H = top + tile_h + 48
+    H = top + tile_h + 2 * (TEXT_PX + 6) + 12
     canvas = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(canvas)
     d.text((10, 8), _safe(title, f_title), fill="black", font=f_title)
-    d.text((10, 34), f"shared colour scale: {unit}", fill=(85, 85, 85), font=f_text)
+    d.text((10, 40), f"shared colour scale: {unit}", fill=(85, 85, 85), font=f_text)
     x = left
     for label, arr in panels:
         rgb = viridis(arr / vmax)
         tile = Image.fromarray(rgb.astype(np.uint8)).resize((tile_w, tile_h), Image.NEAREST)
         canvas.paste(tile, (x, top))
         for li, line in enumerate(_wrap(label, d, f_text, tile_w)):
-            d.text((x, top + tile_h + 6 + 17 * li), line, fill="black", font=f_text)
+            d.text((x, top + tile_h + 6 + (TEXT_PX + 4) * li), line, fill="black", font=f_text)
         x += tile_w + gap
     bar = viridis(np.linspace(0, 1, 256))[::-1][:, None, :]
     bar_img = Image.fromarray(bar.astype(np.uint8)).resize((18, tile_h), Image.BILINEAR)
@@ -161,7 +166,7 @@ def count_maps(panels: list[tuple[str, np.ndarray]], title: str, unit: str, scal
     for frac in (0.0, 0.5, 1.0):
         y = top + int((1 - frac) * (tile_h - 1))
         d.line([x + 18, y, x + 24, y], fill="black")
-        d.text((x + 28, y - 8), f"{frac * vmax:.3g}", fill="black", font=f_text)
+        d.text((x + 28, y - TEXT_PX // 2), f"{frac * vmax:.3g}", fill="black", font=f_text)
     return canvas
 
 
@@ -204,7 +209,7 @@ def filter_grid(mask: np.ndarray, values: np.ndarray, title: str, max_filters: i
             canvas[y0:y0 + th, xs:xs + tw] = tile
     img = Image.fromarray(canvas.astype(np.uint8))
     d = ImageDraw.Draw(img)
-    f_small = _font(11)
+    f_small = _font(14)
     for f, x, y in spots:
         d.text((x, y), f"filter {f}", fill=(60, 60, 60), font=f_small)
     bar = diverging(np.linspace(-lim, lim, 256), lim)
