@@ -96,6 +96,7 @@ def _scaled(spec, factor: float):
 def _stem(c) -> str:
     title = getattr(c, "title", alt.Undefined)
     text = getattr(title, "text", title) if title is not alt.Undefined else "chart"
+    text = " ".join(text) if isinstance(text, list) else text  # titles wrap into lines (ui.charts.core._title)
     text = text if isinstance(text, str) else "chart"
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "chart"
 

@@ -44,3 +44,16 @@ def test_without_the_link_charts_keep_the_projector_sizes_and_offer_downloads():
     assert set(_title_sizes(at)) == {TITLE_PX}
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels.count("PNG image") == labels.count("SVG (vector, for slides)") == len(charts)
+
+
+def test_downloaded_files_are_named_after_the_chart_title():
+    import altair as alt
+    import pandas as pd
+
+    from ui.charts import core
+    from ui.show import _stem
+
+    c = core.sized(alt.Chart(pd.DataFrame({"a": [1]})).mark_point().encode(x="a:Q").properties(
+        title=core._title("Guaranteed bound vs measured error, per layer")), 100)
+    assert isinstance(c.title.text, list) and len(c.title.text) == 2  # wrapped for a half-width column
+    assert _stem(c) == "guaranteed-bound-vs-measured-error-per-layer"
