@@ -100,6 +100,24 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                         "leave the address out to run on a local Ray") from exc
 
 
+def _start_local(ray, num_cpus: int) -> None:
+    """A local Ray on the loopback interface. Ray gives its node 30 s to start (fixed in Ray) and raises a
+    bare Exception past that, which happens on a heavily loaded machine; one more try, then a clear error."""
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, logging_level=logging.WARNING)
+            return
+        except ConnectionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray's start-up timeout is a plain Exception
+            ray.shutdown()
+            if attempt == 2:
+                raise SippError(f"a local Ray did not start ({exc})",
+                                "the machine may be too busy to start Ray's processes in time: try again, or run "
+                                "in-process (leave out --executor ray)") from exc
+
+
 def _lost_worker_errors(ray) -> tuple:
     """Failures of the machinery (a worker or node died, an object was lost), as opposed to the task's own."""
     ex = ray.exceptions
@@ -223,8 +241,7 @@ class RayExecutor(Executor):
                     _check_reachable(self.address)
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
                 else:  # "local": a new Ray of our own, never a cluster `ray start` left running on this machine
-                    ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                             _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING)
+                    _start_local(ray, self.num_cpus or os.cpu_count() or 1)
             except ConnectionError as exc:
                 raise SippError(f"could not join the Ray cluster at {self.address} ({exc})",
                                 "if the cluster asks for a token (`ray start` does by default), set RAY_AUTH_MODE=token "
@@ -294,6 +311,12 @@ class RayExecutor(Executor):
         pending: dict = {}
         pids: set = set()
         seed_refs: dict = {}  # seed -> (what its points wait for, (network, data) boxes, parts box)
+        def submit(seed, method, ratio, attempt):
+            ready, boxes, box_parts = seed_refs[seed]
+            ref = point_task.remote(ready, *boxes, box_parts, method, ratio, seed, plan.delta, plan.allocation,
+                                    plan.measure_errors, threads)
+            pending[ref] = ("point", seed, method, ratio, attempt)
+
         if plan.prepare_fn is None:
             record = load_dataset(plan.dataset)
             trained = load_trained(plan.model_name, plan.dataset, progress=job.stage(0.0, 0.02, "loading: "),
@@ -303,28 +326,28 @@ class RayExecutor(Executor):
                 info_ref, parts_ref = prepare_task.remote(*shared, plan.sample_size, seed, threads)
                 seed_refs[seed] = (info_ref, shared, [parts_ref])
                 pending[info_ref] = ("seed", seed)
-        else:  # the caller's own prepare (e.g. the app's cache) runs here; its results are shared once
-            puts: dict = {}
+                for method, ratio in plan.todo(seed):
+                    submit(seed, method, ratio, 0)
+        else:  # the caller's own prepare (e.g. the app's cache) runs here, seed by seed while earlier seeds'
+            puts: dict = {}  # points run; its results are shared once
             for seed in seeds:
+                if should_stop is not None and should_stop():
+                    break
+                tp = time.perf_counter()
                 prepared = plan.prepare(seed, None)
                 for obj in (prepared.trained, prepared.record):
                     if id(obj) not in puts:
                         puts[id(obj)] = (ray.put(obj), obj)  # obj kept alive so its id is not reused
                 shared = [puts[id(prepared.trained)][0]], [puts[id(prepared.record)][0]]
-                info = dict(sample_size_used=int(prepared.sample_size), prepare_s=0.0,
-                            sensitivity_s=float(prepared.timings_s.get("sensitivity", float("nan"))))
-                on_seed(seed, info)
+                on_seed(seed, dict(sample_size_used=int(prepared.sample_size), prepare_s=time.perf_counter() - tp,
+                                   sensitivity_s=float(prepared.timings_s.get("sensitivity", float("nan")))))
                 seed_refs[seed] = (True, shared, [ray.put({f: getattr(prepared, f) for f in _SEED_FIELDS})])
-
-        def submit(seed, method, ratio, attempt):
-            ready, boxes, box_parts = seed_refs[seed]
-            ref = point_task.remote(ready, *boxes, box_parts, method, ratio, seed, plan.delta, plan.allocation,
-                                    plan.measure_errors, threads)
-            pending[ref] = ("point", seed, method, ratio, attempt)
-
-        for seed in seeds:
-            for method, ratio in plan.todo(seed):
-                submit(seed, method, ratio, 0)
+                for method, ratio in plan.todo(seed):
+                    submit(seed, method, ratio, 0)
+        if should_stop is not None and should_stop():
+            self._cancel(pending)
+            pending.clear()
+            facts["cancelled"] = True
         done = 0.0
         while pending:
             ready = self._ready(pending, should_stop)

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 import torch
+from conftest import env_var
 
 from sipp_core.errors import BadInput, SippError
 from sipp_core.jobs.executors import CascadeSpec, InProcessExecutor, get_executor
@@ -31,11 +32,18 @@ def local_ray(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     short = f"/tmp/sipp-ray-{os.getpid()}"
     os.symlink(tmp, short)
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # a local test cluster; no token written to the home folder
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=short,
-             log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    with env_var("RAY_AUTH_MODE", "disabled"):  # a local test cluster: no token file in the home folder
+        for attempt in (1, 2):  # Ray gives its node 30 s to start; a very busy machine can miss that once
+            try:
+                ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         _temp_dir=short, log_to_driver=False, configure_logging=False)
+                break
+            except Exception:  # noqa: BLE001 - Ray's start-up timeout is a plain Exception
+                ray.shutdown()
+                if attempt == 2:
+                    raise
+        yield ray
+        ray.shutdown()
     os.unlink(short)
 
 
