@@ -51,10 +51,19 @@ def bench_jupyterlab(moves: int) -> None:
             print(f"lesson 1 run in JupyterLab (Run All): {time.perf_counter() - t0:.1f} s, errors: {errors or 'none'}")
             explorer = page.locator(".sipp-explorer")
             explorer.locator(".sipp-chart-bound canvas, .sipp-chart-bound svg").first.wait_for(timeout=30_000)
+            explorer.locator(".widget-dropdown", has_text="Method").scroll_into_view_if_needed()
             browser_ms, kernel_ms = [], []
+            readout = explorer.locator(".widget-hslider", has_text="Keep ratio").locator(".widget-readout")
             for i in range(moves):
-                browser_ms.append(move_slider(page, explorer, "Keep ratio", 30 if i % 2 == 0 else -30))
+                before = readout.inner_text()
+                try:
+                    browser_ms.append(move_slider(page, explorer, "Keep ratio", 30 if i % 2 == 0 else -30))
+                except Exception:
+                    print(f"move {i}: no redraw seen; slider {before} -> {readout.inner_text()}, status: "
+                          f"{explorer.locator('.sipp-status').inner_text()}")
+                    raise
                 status = explorer.locator(".sipp-status").inner_text()
+                print(f"  move {i}: keep ratio {before} -> {readout.inner_text()}: {browser_ms[-1]:.0f} ms; {status}")
                 kernel_ms.append(float(re.search(r"Updated in (\d+) ms", status).group(1)))
             print(f"keep-ratio slider release -> headline and open tab's charts redrawn: {_stats(browser_ms)}")
             print(f"  of which in the kernel (prune, evaluate, chart specs): {_stats(kernel_ms)}")

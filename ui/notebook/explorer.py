@@ -126,7 +126,7 @@ class Explorer:
         self._specs: dict[str, dict | None] = dict.fromkeys(CHARTS)  # what each chart shows (None: an image)
         self._builders: dict = {}  # chart name -> a function building its chart or image, until it is needed
         self._objects: dict = {}  # chart name -> what was last built for display (a mimetype bundle or an image)
-        self._shown: set[str] = set()  # charts drawn at least once for the current S
+        self._shown: set[str] = set()  # charts built at least once (the histogram is rebuilt only for a new S)
         self.timings_s: dict[str, float] = {}
         self.error: str | None = None
         self._pending: set[str] = set()  # charts of tabs not open yet: drawn when their tab opens
@@ -154,7 +154,7 @@ class Explorer:
             method=w.Dropdown(options=[(METHOD_LABELS.get(m, m), m) for m in METHODS], value=v["method"],
                               description="Method", layout=w.Layout(width="430px"), style=STYLE),
             mode=w.ToggleButtons(options=list(MODES), value=v["mode"], description="Budget", style=STYLE),
-            keep_ratio=w.FloatSlider(value=float(v["keep_ratio"]), min=0.005, max=1.0, step=0.005, readout_format=".3f",
+            keep_ratio=w.FloatSlider(value=float(v["keep_ratio"]), min=min(0.005, float(v["keep_ratio"])), max=1.0, step=0.005, readout_format=".3f",
                                      description="Keep ratio κ", continuous_update=False, layout=w.Layout(width="430px"), style=STYLE),
             epsilon=w.SelectionSlider(options=_log_options(EPS_OPTIONS, v["epsilon"]), value=float(v["epsilon"]),
                                       description="ε (per-row error)", continuous_update=False, layout=w.Layout(width="430px"), style=STYLE),
@@ -226,6 +226,7 @@ class Explorer:
                 c.epsilon.value = float(settings["epsilon"])
             if settings.get("keep_ratio") is not None:
                 c.mode.value = MODES[0]
+                c.keep_ratio.min = min(c.keep_ratio.min, float(settings["keep_ratio"]))  # the slider would clamp it
                 c.keep_ratio.value = float(settings["keep_ratio"])
             if settings.get("delta") is not None:
                 c.delta.options = _log_options(DELTA_OPTIONS, settings["delta"])

@@ -64,8 +64,11 @@ APP_READY_JS = "() => !!(window.jupyterapp && window.jupyterapp.shell.currentWid
 def move_slider(page, explorer, label: str, dx: float, timeout_ms: float = 30_000) -> float:
     """Drag the handle of explore()'s slider `label` by dx pixels with the mouse (Playwright); return the
     milliseconds from the release to a new headline, status line and redrawn charts of the open tab."""
-    handle = explorer.locator(".widget-hslider", has_text=label).locator(".noUi-handle")
+    slider = explorer.locator(".widget-hslider", has_text=label)
+    handle = slider.locator(".noUi-handle")
+    handle.wait_for(state="visible")
     handle.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # let the scroll settle: a drag that starts mid-scroll misses the handle
     box = handle.bounding_box()
     page.evaluate(MARK_JS)
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
