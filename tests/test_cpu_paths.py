@@ -53,6 +53,7 @@ _PROBE = textwrap.dedent("""
     from sipp_core.smoothness.core import make_paths, nonsmoothness
     from sipp_core import compute_sensitivities
     import sipp_core.sensitivity.api as sm
+    from sipp_core.structured.filters import prune_filters
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(6, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 16), nn.ReLU(),
@@ -62,7 +63,9 @@ _PROBE = textwrap.dedent("""
     x = torch.randn(24, 1, 8, 8)
     rec = nonsmoothness(net, make_paths(x, torch.arange(24) % 3, count=4, points=300, seed=1), jacobian_points=0)
     sens = compute_sensitivities(net, x.relu()[:16])
+    pfp = prune_filters(net, x.relu()[:16], method="pfp", keep_ratio=0.5)
     print(json.dumps({
+        "pfp": [[w.in_after, w.out_after] for w in pfp.widths] + [pfp.params["pruned"]],
         "bf16": bool(sm._bf16_bounds(torch.device("cpu"))),
         "logits": hashlib.sha256(rec.logits.numpy().tobytes()).hexdigest(),
         "smp": rec.smp.tolist(), "transitions": rec.region_transitions.tolist(),
@@ -81,13 +84,14 @@ def _probe(extra: dict) -> dict:
 def test_same_numbers_on_every_cpu_path():
     """The sweep's signals are bit-identical across CPU kinds (its products are rounded once from
     float64); sensitivities agree to float32 round-off (the layer outputs they divide by are
-    float32 products, whose last bits depend on the kernel)."""
+    float32 products, whose last bits depend on the kernel), and PFP keeps the same channels."""
     runs = {name: _probe(extra) for name, extra in PATHS.items()}
     ref = runs["native kernels, float32 bounds"]
     assert runs["native kernels, bfloat16 bounds"]["bf16"] and not ref["bf16"]
     for name, got in runs.items():
         assert got["logits"] == ref["logits"], name
         assert got["smp"] == ref["smp"] and got["transitions"] == ref["transitions"], name
+        assert got["pfp"] == ref["pfp"], name  # filter pruning keeps the same channels on every path
         for layer, values in ref["sens"].items():
             torch.testing.assert_close(torch.tensor(got["sens"][layer]), torch.tensor(values), rtol=1e-5,
                                        atol=0, msg=lambda m: f"{name}, {layer}: {m}")
