@@ -30,7 +30,8 @@ section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24v
 [data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
 [data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
 [data-testid="stMetricLabel"] p { white-space: normal !important; }
-[data-testid="stDownloadButton"] button p { white-space: normal !important; text-overflow: clip !important; }
+[data-testid="stMainBlockContainer"] button[data-testid^="stBaseButton"] p { white-space: normal !important;
+  text-overflow: clip !important; }
 </style>
 """
 
