@@ -244,8 +244,9 @@ class RayExecutor(Executor):
                     _start_local(ray, self.num_cpus or os.cpu_count() or 1)
             except ConnectionError as exc:
                 raise SippError(f"could not join the Ray cluster at {self.address} ({exc})",
-                                "if the cluster asks for a token (`ray start` does by default), set RAY_AUTH_MODE=token "
-                                "here too, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN; else "
+                                "if the cluster asks for a token (`ray start` does by default), set "
+                                "RAY_AUTH_MODE=token here too, with the cluster's token in ~/.ray/auth_token or "
+                                "RAY_AUTH_TOKEN; else "
                                 "check the address `ray start --head` printed (host:6379), or leave the address out "
                                 "to run on a local Ray") from exc
         return ray

@@ -153,7 +153,8 @@ def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
                        "e.g. batch_size = 64")
         device = retrain.get("device", "cpu")
         if device not in ("cpu", "auto", "cuda"):
-            raise _bad(f"{source}, [retrain]", f"device must be cpu, auto or cuda; got {device!r}", 'e.g. device = "cpu"')
+            raise _bad(f"{source}, [retrain]", f"device must be cpu, auto or cuda; got {device!r}",
+                       'e.g. device = "cpu"')
         retrain = dict(epochs=epochs, lr=float(lr), batch_size=batch, device=device)
     return StudyConfig(name=str(data.get("name", Path(source).stem)), networks=tuple(networks), methods=methods,
                        ratios=ratios, seeds=seeds, sample_size=sample_size, delta=float(delta), retrain=retrain,

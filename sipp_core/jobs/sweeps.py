@@ -49,7 +49,7 @@ from ..zoo.train import DEFAULT_EPOCHS
 from .executors import EXECUTORS, SweepPlan, get_executor
 from .history import to_jsonable
 from .retrain import JobProgress
-from .sweep_points import ROW_FIELDS, nan_row, point
+from .sweep_points import ROW_FIELDS
 
 __all__ = [
     "DEFAULT_METHODS", "SweepResult", "sweep", "geometric_ratios", "parse_ratios", "prune_potential",
