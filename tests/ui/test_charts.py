@@ -594,3 +594,12 @@ def test_image_titles_never_draw_an_empty_box_for_the_arrow():
     font = charts_images._font(14)
     shown = charts_images._safe("784→300", font)
     assert font.getmask(shown).getbbox() is not None and shown in ("784→300", "784->300")
+
+
+def test_charts_without_data_say_why_in_a_sentence():
+    none = pd.DataFrame(columns=["name", "kind", "shape", "batch_size", "dense_ms", "csr_ms", "density"])
+    for c in (ct.speedup_chart(none, []), ct.cascade_chart([], 0.9), ct.accuracy_chart(_sweep_frame().iloc[:0]),
+              ct.error_chart(_sweep_frame().iloc[:0])):
+        assert c.to_dict()["usermeta"]["sipp_empty"]
+        assert_empty_sentence_fits(c)
+        assert_projector_sizes(c)

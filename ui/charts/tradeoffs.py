@@ -242,6 +242,8 @@ def cascade_chart(steps: list[dict], dense_acc: float, width: int = WIDTH, heigh
             rows.append(dict(step=s["step"], keep_pct=100 * s["keep_ratio"], series=series, acc=100 * s[key],
                              asked=s["keep_ratio_requested"]))
     d = pd.DataFrame(rows, columns=["step", "keep_pct", "series", "acc", "asked"])
+    if d.empty:
+        return empty("Prune-retrain cascade", "No pruning step has finished yet, so there is no accuracy to draw.", width)
     series = ["after pruning", "after fine-tuning"]
     col = alt.Scale(domain=series, range=[OKABE["orange"], OKABE["blue"]])
     shapes = alt.Scale(domain=series, range=["triangle-down", "circle"])
@@ -321,8 +323,11 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
     tot = pd.DataFrame([dict(name="all", batch_size=t["batch_size"], dense_ms=t["dense_ms"], csr_ms=t["csr_ms"],
                              density=float("nan"), layer="all Linear layers") for t in totals])
     d = pd.concat([d, tot], ignore_index=True)
-    d["speedup"] = d["dense_ms"] / d["csr_ms"]
-    d = d[np.isfinite(d["speedup"]) & (d["speedup"] > 0)]
+    d["speedup"] = pd.to_numeric(d["dense_ms"], errors="coerce") / pd.to_numeric(d["csr_ms"], errors="coerce")
+    d = d[np.isfinite(d["speedup"].astype(float)) & (d["speedup"] > 0)]
+    if d.empty:
+        return empty("Sparse (CSR) speed over dense, per layer", "No Linear layer was timed: the sparse kernel is "
+                     "measured on pruned Linear layers only, and this network has none (or none ran).", width)
     d["batch"] = [f"batch {b}" for b in d["batch_size"]]
     d["label"] = [(f"{s:.2f}× faster" if s >= 1 else f"{1 / s:.2f}× slower") for s in d["speedup"]]
     order = list(dict.fromkeys(d["layer"]))
