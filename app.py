@@ -4,7 +4,7 @@ Run:  streamlit run app.py            (add ?present=1 to the URL for a projector
 """
 import streamlit as st
 
-from ui.runtime import app_icon, configure_torch
+from ui.runtime import app_icon, configure_torch, freeze_imports
 from ui.show import page_style, presenting
 
 st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide",
@@ -14,6 +14,7 @@ from ui.nav import build_navigation, run_page  # noqa: E402
 from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
 
 configure_torch()
+freeze_imports()
 
 page = build_navigation()
 page_style()

@@ -35,15 +35,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict | None = None, log_path: Path | None = None, timeout: float = 90.0):
-    """Yield the base URL of a fresh headless `streamlit run app.py`; stop it afterwards."""
+def streamlit_server(env: dict | None = None, log_path: Path | None = None, timeout: float = 90.0, root: Path = ROOT):
+    """Yield the base URL of a fresh headless `streamlit run app.py`; stop it afterwards.
+
+    root: the checkout whose app.py runs (benchmarks time an older checkout beside this one).
+    """
     port = free_port()
     full_env = {**os.environ, **(env or {})}
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(Path(root) / "app.py"), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout

@@ -115,19 +115,24 @@ def downloads(c, where=None) -> None:
                            on_click="ignore", key=f"chart-svg-{n}-{stem}", icon=":material/draw:")
 
 
-def chart(c, where=None) -> None:
+def chart(c, where=None, spec: dict | None = None) -> None:
     """st.altair_chart at full width, with the element height the builder asked for (ui.charts.core.sized).
 
     While presenting, the chart leaves its column for the page's full width, with larger type.
+    spec: ``c.to_dict()`` when the caller keeps it cached (never changed here): drawn as it is, without converting
+    and validating the chart again on every rerun.
     """
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
     if presenting():
         where = st
-        spec = _scaled(c.to_dict(), PRESENT_SCALE)
+        spec = _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
         where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)
     else:
         where = where if where is not None else st
         # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
-        where.altair_chart(c, width="stretch", height=int(h) if h else "content", theme=None)
+        if spec is not None:
+            where.vega_lite_chart(spec, width="stretch", height=int(h) if h else "content", theme=None)
+        else:
+            where.altair_chart(c, width="stretch", height=int(h) if h else "content", theme=None)
     downloads(c, where)

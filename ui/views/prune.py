@@ -149,6 +149,17 @@ def render_speed_panel(report, key: tuple) -> None:
 
 # ---- the page -------------------------------------------------------------------------------------
 
+def prune_charts(s, report) -> tuple:
+    """The page's two charts as (chart, Vega-Lite spec) pairs, built once per setting and shared (never changed once
+    built): building, converting and validating them is most of a rerun's time, so a page switch or a slider moved
+    back to a setting seen before redraws them without doing it again."""
+    def build():
+        built = (charts.density_chart(report), charts.bound_vs_measured(report))
+        return tuple((c, c.to_dict()) for c in built)
+
+    return engine.derived(("prune-charts", engine.report_key(s)), build)
+
+
 def render() -> None:
     s, prepared, report = obtain("Prune", INTRO)
     h = tables.headline(report)
@@ -164,8 +175,9 @@ def render() -> None:
                    "See the Guarantees page for where and by how much.")
 
     left, right = st.columns(2)
-    show.chart(charts.density_chart(report), left)
-    show.chart(charts.bound_vs_measured(report), right)
+    (density, density_spec), (bound, bound_spec) = prune_charts(s, report)
+    show.chart(density, left, spec=density_spec)
+    show.chart(bound, right, spec=bound_spec)
 
     st.subheader("Per layer")
     df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)
