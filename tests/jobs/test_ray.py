@@ -88,16 +88,16 @@ def test_rows_identical_to_in_process_and_shared_once(env):
     assert _same(own.rows, local.rows)
 
 
-def _kill_a_busy_worker(stop: threading.Event, killed: list):
-    """SIGSTOP a worker process, and kill it if it was frozen inside a point task; else let it go on."""
+def _kill_a_busy_worker(stop: threading.Event, killed: list, task: str = "_point_task"):
+    """SIGSTOP a worker process, and kill it if it was frozen inside `task`; else let it go on."""
     while not stop.is_set():
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(proc.info["cmdline"] or [])
-            if not cmd.startswith("ray::_point_task"):
+            if not cmd.startswith(f"ray::{task}"):
                 continue
             try:
                 proc.send_signal(signal.SIGSTOP)
-                if " ".join(proc.cmdline()).startswith("ray::_point_task"):
+                if " ".join(proc.cmdline()).startswith(f"ray::{task}"):
                     proc.send_signal(signal.SIGKILL)
                     killed.append(proc.pid)
                     return
@@ -148,7 +148,15 @@ def test_cascades_step_for_step(env):
              for m in ("sipp-det", "random") for s in (0, 1)]
     local, _ = InProcessExecutor().run_cascades(specs)
     streamed = []
-    remote, facts = RayExecutor().run_cascades(specs, on_step=lambda i, st: streamed.append(i), keep_models=True)
+    stop, killed = threading.Event(), []  # one step's worker is killed mid-step: the step runs again
+    watcher = threading.Thread(target=_kill_a_busy_worker, args=(stop, killed, "_cascade_task"))
+    watcher.start()
+    try:
+        remote, facts = RayExecutor().run_cascades(specs, on_step=lambda i, st: streamed.append(i), keep_models=True)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed and facts["retries"] >= 1
     assert facts["tasks"] == 8 and sorted(streamed) == [0, 0, 1, 1, 2, 2, 3, 3]
     keys = ("keep_ratio", "kept", "accuracy_pruned", "accuracy_finetuned", "agreement_pruned", "accuracy_curve",
             "loss_curve", "pruned_weights_zero", "layer_density")
