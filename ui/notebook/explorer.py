@@ -214,6 +214,9 @@ class Explorer:
         """Move several controls at once, then update once: ex.set(method='wt', keep_ratio=0.05)."""
         _check_given(settings)
         c = self.controls
+        layer = settings.get("layer")
+        if layer is not None and layer not in c.layer.options:
+            raise BadInput(f"explore() has no layer {layer!r} in this network", f"choose one of {', '.join(c.layer.options)}")
         size, pool = settings.get("sample_size"), self.sources.pool_size
         if size is not None and not 1 <= int(size) <= pool:  # the box would clamp it silently
             raise BadInput(f"sample_size = {size!r} is outside the S-pool of {pool:,} points",
