@@ -161,13 +161,14 @@ def cmd_prune_filters(args) -> int:
     r = report.result
     goal = f"keep ratio {args.keep_ratio:g} of {args.target}" if args.keep_ratio else f"epsilon {args.epsilon:g}"
     print(f"{d['model']} on {d['dataset']}, method {d['method']}, {goal}, |S| = {d['sample_size']}")
-    head = f"{'layer':<34}{'in before':>10}{'in after':>9}{'out before':>11}{'out after':>10}  note"
+    width = max(len(w["label"]) for w in d["widths"]) + 2
+    head = f"{'layer':<{width}}{'in before':>10}{'in after':>9}{'out before':>11}{'out after':>10}  note"
     print(head)
     print("-" * len(head))
     for w in d["widths"]:
         note = ", ".join(x for x in ("gathers its inputs" if w["gathered"] else "",
                                      f"{w['folded']} constants folded" if w["folded"] else "") if x)
-        print(f"{w['label'][:33]:<34}{w['in_before']:>10}{w['in_after']:>9}{w['out_before']:>11}{w['out_after']:>10}  {note}")
+        print(f"{w['label']:<{width}}{w['in_before']:>10}{w['in_after']:>9}{w['out_before']:>11}{w['out_after']:>10}  {note}")
     if not r.shrunk:
         print(f"  not made smaller: {r.note}; the masked network is reported")
     p, f = d["params"], d["flops"]
