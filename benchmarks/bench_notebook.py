@@ -4,7 +4,8 @@
    in Debian's chromium, runs every cell, then drags explore()'s keep-ratio slider back and forth; per move, the
    milliseconds from the mouse release to a new headline, status line and both redrawn charts of the open tab
    (target: about a second), with the kernel's own share (the status line: prune and evaluate, charts).
-2. In the kernel alone: explore()'s update for a keep-ratio move, without a front end (engine + chart specs).
+2. In-process: explore()'s update for a keep-ratio move without a front end (no chart is drawn, so none is built:
+   the engine's share alone).
 3. Each lesson run top to bottom through nbclient with OMP_NUM_THREADS=1 (target: under 2 minutes each).
 
 Run:  .venv/bin/python benchmarks/bench_notebook.py [--moves 6] [--skip-lessons]   (1. needs /usr/bin/chromium)
@@ -78,7 +79,8 @@ def bench_kernel(moves: int) -> None:
         t0 = time.perf_counter()
         ex.controls.keep_ratio.value = 0.1 if i % 2 == 0 else 0.05
         times.append(1000 * (time.perf_counter() - t0))
-    print(f"explore() update without a front end (keep ratio 0.05 <-> 0.1): {_stats(times)}")
+    # without a kernel nothing is drawn, so the charts are not built: this is planning, pruning and measuring
+    print(f"explore() update without a front end (keep ratio 0.05 <-> 0.1; engine only): {_stats(times)}")
 
 
 def bench_lessons() -> None:
