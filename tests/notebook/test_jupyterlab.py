@@ -59,6 +59,7 @@ def test_lesson_runs_in_jupyterlab_and_a_slider_redraws_the_charts(tmp_path):
             new_head = headline.inner_text()
             assert "13,310 of 266,200" not in new_head and "weights kept" in new_head
             expect(explorer.locator(".sipp-status")).to_contain_text("Updated in")
+            explorer.locator(".sipp-status").evaluate("e => e.scrollIntoView({block: 'start'})")  # status, headline, charts
             page.screenshot(path=str(SHOTS / "jupyterlab_explore.png"))
             (SHOTS / "jupyterlab_slider_ms.txt").write_text(f"{ms:.0f}\n")
             status = explorer.locator(".sipp-status").inner_text()
