@@ -29,12 +29,16 @@ The file (every key but ``networks`` optional; unknown keys are refused, so a ty
 
 Without ``[retrain]`` each network is one sweep (``sweeps.sweep``: cached and resumable by its settings);
 with it, every (network, method, seed) is a prune-retrain cascade down the keep ratios
-(``retrain.prune_retrain``). ShrinkBench's protocol asks for at least 3 seeds and at least 5 keep ratios
+(``retrain.prune_retrain``), kept once finished, so an interrupted study reruns only the cascades it had
+not finished (``--no-cache`` recomputes everything). ShrinkBench's protocol asks for at least 3 seeds and at least 5 keep ratios
 per curve; a study with fewer runs, and its output says so.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import sys
 import time
 import tomllib
@@ -42,13 +46,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadInput, StorageError
+from ..io.checkpoints import cache_dir
 from ..io.data_files import missing_files
 from ..options import METHODS
 from ..zoo.models import MODELS
 from ..zoo.train import DEFAULT_LR
 from .executors import CascadeSpec, get_executor
-from .retrain import JobProgress
-from .sweeps import _check_methods, _check_ratios, _check_seeds, add_executor_arguments, parse_ratios, sweep
+from .retrain import CascadeResult, JobProgress
+from .sweeps import (
+    _check_methods,
+    _check_ratios,
+    _check_seeds,
+    _checkpoint_identity,
+    add_executor_arguments,
+    parse_ratios,
+    sweep,
+)
 
 __all__ = ["StudyConfig", "StudyResult", "load_config", "run_study", "add_study_parser", "cmd_study",
            "MIN_SEEDS", "MIN_RATIOS"]
@@ -58,6 +71,7 @@ _TOP_KEYS = {"name", "methods", "ratios", "seeds", "sample_size", "delta", "netw
 _NET_KEYS = {"model", "dataset", "fallback"}
 _RETRAIN_KEYS = {"epochs", "lr", "batch_size", "device"}
 GROUP = ["network", "dataset", "method", "keep_ratio_requested"]
+CASCADE_CACHE_VERSION = 1  # bump when a cached cascade's steps change meaning
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,43 @@ def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
                        source=source)
 
 
+def _cascade_path(spec: CascadeSpec) -> Path | None:
+    """Where a finished cascade is kept: a key of every setting and the checkpoint file's identity."""
+    ident = _checkpoint_identity(spec.model, spec.dataset)
+    if not ident.get("path"):
+        return None
+    settings = dict(model=spec.model, dataset=spec.dataset, method=spec.method,
+                    schedule=[float(r) for r in spec.schedule], epochs=spec.epochs, seed=spec.seed, lr=spec.lr, batch_size=spec.batch_size,
+                    sample_size=spec.sample_size, delta=spec.delta, device=spec.device)
+    blob = json.dumps(dict(v=CASCADE_CACHE_VERSION, settings=settings, checkpoint=ident), sort_keys=True, default=str)
+    return cache_dir().parent / "cascades" / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
+
+
+def _read_cascade(spec: CascadeSpec) -> CascadeResult | None:
+    path = _cascade_path(spec)
+    if path is None or not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        return CascadeResult(settings=d["settings"], dense_accuracy=d["dense_accuracy"], steps=tuple(d["steps"]),
+                             cancelled=False, timings_s=d.get("timings_s", {}), device=d.get("device", ""))
+    except (ValueError, KeyError, OSError):
+        return None  # a damaged entry is simply recomputed
+
+
+def _write_cascade(spec: CascadeSpec, res: CascadeResult) -> None:
+    path = _cascade_path(spec)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(res.to_json())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache is not an error: the study just cannot resume
+
+
 def _resolve_dataset(dataset: str, fallback: str | None, notes: list) -> str:
     """The network's data set when it can be used here without a download, else its fallback."""
     try:
@@ -219,8 +270,12 @@ def summarize(rows):
 
 
 def run_study(config: StudyConfig | str | Path, *, executor=None, ray_address: str | None = None, progress=None,
-              should_stop=None) -> StudyResult:
-    """Run every network x method x keep ratio x seed of the study (see the module docstring)."""
+              should_stop=None, cache: bool = True) -> StudyResult:
+    """Run every network x method x keep ratio x seed of the study (see the module docstring).
+
+    cache: read back and keep finished work, so an interrupted study resumes: sweeps by their settings key
+    (``sweeps.sweep``), cascades as whole cascades under a key of their settings and the checkpoint's
+    identity (``<cache>/cascades/<key>.json``); a cascade cut off mid-way runs again from its start."""
     import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
 
     if not isinstance(config, StudyConfig):
@@ -234,7 +289,7 @@ def run_study(config: StudyConfig | str | Path, *, executor=None, ray_address: s
     if config.retrain is None:
         for i, (model, dataset) in enumerate(nets):
             res = sweep(model, dataset, methods=config.methods, ratios=config.ratios, seeds=config.seeds,
-                        sample_size=config.sample_size, delta=config.delta, executor=runner,
+                        sample_size=config.sample_size, delta=config.delta, executor=runner, cache=cache,
                         progress=job.stage(i / len(nets), (i + 1) / len(nets), f"{model} on {dataset}: "),
                         should_stop=should_stop)
             for r in res.rows:
@@ -254,10 +309,24 @@ def run_study(config: StudyConfig | str | Path, *, executor=None, ray_address: s
                              batch_size=rt["batch_size"], sample_size=config.sample_size, delta=config.delta,
                              device=rt["device"])
                  for model, dataset in nets for method in config.methods for seed in config.seeds]
-        results, facts = runner.run_cascades(specs, progress=job.stage(0.0, 1.0), should_stop=should_stop)
+        done = {i: _read_cascade(spec) for i, spec in enumerate(specs)} if cache else {}
+        done = {i: res for i, res in done.items() if res is not None}
+        todo = [spec for i, spec in enumerate(specs) if i not in done]
+        if done:
+            notes.append(f"{len(done)} of {len(specs)} cascades read back from an earlier run of these settings")
+        results, facts = (runner.run_cascades(todo, progress=job.stage(0.0, 1.0), should_stop=should_stop) if todo
+                          else ([], dict(cancelled=False)))
         cancelled = bool(facts.pop("cancelled"))
-        run.update(facts)
-        for spec, res in zip(specs, results):
+        run.update(facts, resumed=len(done))
+        if cache:
+            for spec, res in zip(todo, results):
+                if not res.cancelled and len(res.steps) == len(spec.schedule):
+                    _write_cascade(spec, res)
+        ran = iter(results)
+        ordered = [(spec, done[i] if i in done else next(ran, None)) for i, spec in enumerate(specs)]
+        for spec, res in ordered:
+            if res is None:
+                continue
             for st in res.steps:
                 records.append(dict(network=spec.model, dataset=spec.dataset, method=spec.method, seed=spec.seed,
                                     keep_ratio_requested=st["keep_ratio_requested"], keep_ratio=st["keep_ratio"],
@@ -298,7 +367,7 @@ def _progress(fraction: float, message: str) -> None:
 def cmd_study(args) -> int:
     config = load_config(args.config)  # every check before any work
     res = run_study(config, executor=args.executor, ray_address=args.ray_address,
-                    progress=None if args.quiet else _progress)
+                    progress=None if args.quiet else _progress, cache=not args.no_cache)
     c = res.config
     mode = (f"prune-retrain, {c.retrain['epochs']} fine-tuning epochs per keep ratio" if c.retrain
             else "prune only")
@@ -324,6 +393,7 @@ def add_study_parser(subparsers):
     p.add_argument("config", help="the study's TOML file (e.g. studies/sipp_mnist.toml)")
     p.add_argument("--out", help="folder for rows.csv, summary.csv (and rows.parquet); default NAME-results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything, even work an earlier run finished")
     add_executor_arguments(p)
     p.set_defaults(func=cmd_study)
     return p

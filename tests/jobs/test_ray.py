@@ -199,7 +199,7 @@ def test_study_same_rows_on_either_executor(env):
 
     c = config_from_dict(dict(name="t", methods=["sipp-det", "random"], ratios=[0.5, 0.2], seeds=2, sample_size=30,
                               networks=[dict(model="mlp", dataset="moons")], retrain=dict(epochs=1)))
-    local, remote = run_study(c), run_study(c, executor="ray")
+    local, remote = run_study(c, cache=False), run_study(c, executor="ray", cache=False)
     assert remote.run["executor"] == "ray" and len(local.rows) == 8
     assert local.rows.equals(remote.rows) and local.summary.equals(remote.summary)
 

@@ -85,3 +85,19 @@ def test_missing_full_data_falls_back(tiny_moons_env, monkeypatch, tmp_path):
     res = run_study(c)
     assert set(res.rows["dataset"]) == {"moons"} and any("mnist is not on disk" in n for n in res.notes)
     assert not math.isnan(res.rows["accuracy"].iloc[0])
+
+
+def test_interrupted_study_resumes_from_finished_cascades(tiny_moons_env):
+    c = config_from_dict(TINY | dict(seeds=[7, 8], retrain=dict(epochs=1)))  # seeds no other test runs
+    whole = run_study(c, cache=False)
+    finished = []
+
+    def progress(f, m):
+        finished.append(m) if "cascade" in m and "finished" in m else None
+
+    cut = run_study(c, should_stop=lambda: len(finished) >= 2, progress=progress)  # stops after two cascades
+    assert cut.cancelled and 0 < len(cut.rows) < len(whole.rows)
+    again = run_study(c)
+    assert not again.cancelled and again.run["resumed"] == len(cut.rows) // 2  # two steps per cascade
+    assert again.rows.equals(whole.rows) and any("read back" in n for n in again.notes)
+    assert run_study(c).run["resumed"] == 4  # everything is kept once finished
