@@ -103,7 +103,8 @@ class Store:
 @st.cache_resource(show_spinner=False)
 def _stores() -> dict[str, Store]:
     gib = 1024**3
-    return {"prepared": Store(6, 2 * gib), "report": Store(48, gib), "derived": Store(64, gib // 4)}
+    return {"prepared": Store(6, 2 * gib), "report": Store(48, gib), "derived": Store(64, gib // 4),
+            "charts": Store(128)}
 
 
 @st.cache_resource(show_spinner=False)
@@ -258,6 +259,18 @@ def get_report(settings: Settings, prepared=None, **overrides):
 def derived(key: tuple, build: Callable[[], Any]):
     """Cache any pure derivative of a Prepared/Report (e.g. layer inputs on S) under `key`."""
     return _stores()["derived"].get_or_build(key, build)
+
+
+def chart(key: tuple, build: Callable[[], Any]) -> tuple:
+    """(chart, its Vega-Lite spec) for a chart that depends on `key` only, built once and shared (never mutate
+    either): ``show.chart(c, where, spec=spec)`` draws it without building, converting and validating it again,
+    which is most of a rerun's time on a page of charts. Charts have their own store, so a run of slider moves
+    does not evict costly derived tensors."""
+    def make():
+        c = build()
+        return c, c.to_dict()
+
+    return _stores()["charts"].get_or_build(key, make)
 
 
 def clear_all() -> None:

@@ -150,14 +150,11 @@ def render_speed_panel(report, key: tuple) -> None:
 # ---- the page -------------------------------------------------------------------------------------
 
 def prune_charts(s, report) -> tuple:
-    """The page's two charts as (chart, Vega-Lite spec) pairs, built once per setting and shared (never changed once
-    built): building, converting and validating them is most of a rerun's time, so a page switch or a slider moved
-    back to a setting seen before redraws them without doing it again."""
-    def build():
-        built = (charts.density_chart(report), charts.bound_vs_measured(report))
-        return tuple((c, c.to_dict()) for c in built)
-
-    return engine.derived(("prune-charts", engine.report_key(s)), build)
+    """The page's two charts as (chart, Vega-Lite spec) pairs, built once per setting and shared: a page switch or a
+    slider moved back to a setting seen before redraws them without building them again."""
+    key = engine.report_key(s)
+    return (engine.chart(("density", key), lambda: charts.density_chart(report)),
+            engine.chart(("bound_vs_measured", key), lambda: charts.bound_vs_measured(report)))
 
 
 def render() -> None:

@@ -39,10 +39,14 @@ def _per_layer(s, prepared, report) -> None:
                                        prepared.sensitivities[layer].cpu().numpy(),
                                        report.result.masks[layer].cpu().numpy(), s.method))
     left, right = st.columns(2)
-    pts = tables.weight_sensitivity_points(mod.weight, prepared.sensitivities[layer], report.result.masks[layer])
-    show.chart(charts.sensitivity_vs_weight(pts, prepared.infos[layer].label), left)
-    rt = tables.row_totals_frame(mod.weight, prepared.sensitivities[layer])
-    show.chart(charts.row_totals(rt, prepared.infos[layer].label), right)
+    label = prepared.infos[layer].label
+    # built once per setting and layer (engine.chart): a page switch redraws them without rebuilding
+    c, spec = engine.chart(("sensitivity_vs_weight", engine.report_key(s), layer), lambda: charts.sensitivity_vs_weight(
+        tables.weight_sensitivity_points(mod.weight, prepared.sensitivities[layer], report.result.masks[layer]), label))
+    show.chart(c, left, spec=spec)
+    c, spec = engine.chart(("row_totals", s.heavy_key, layer), lambda: charts.row_totals(
+        tables.row_totals_frame(mod.weight, prepared.sensitivities[layer]), label))
+    show.chart(c, right, spec=spec)
 
 
 @st.fragment
@@ -84,7 +88,8 @@ def render() -> None:
     st.latex(fx.TEX_S[prepared.patch_reduction])
     if prepared.patch_reduction == "mean":
         st.warning("Patch reduction 'mean' is the authors' deterministic variant: it carries no bound (docs/sipp.md §8.11).")
-    show.chart(charts.sensitivity_histogram(prepared))
+    c, spec = engine.chart(("sensitivity_histogram", s.heavy_key), lambda: charts.sensitivity_histogram(prepared))
+    show.chart(c, spec=spec)
     _per_layer(s, prepared, report)
     st.subheader("Most sensitive edges")
     top = engine.top_edges(engine.report_key(s), prepared, report)
