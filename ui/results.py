@@ -96,8 +96,16 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
                            value=2.0, step=0.5, format="%.2f", key=f"{key}_drop",
                            help="The prune potential is the largest pruned share whose mean accuracy (over seeds) "
                                 "stays within this drop of the dense network, walking down the grid.", **extra)
+    axes = ["keep", "params", "flops"] + (["latency"] if pd.to_numeric(frame["latency_ms"], errors="coerce").notna().any()
+                                           else [])
+    x_axis = st.radio("Accuracy against", axes, horizontal=True, key=f"{key}_x",
+                      format_func={"keep": "keep ratio", "params": "parameters kept", "flops": "FLOPs kept",
+                                   "latency": "measured latency"}.get,
+                      help="Weight methods keep every layer's shape: their parameters and FLOPs count nonzero weights "
+                           "only, and their latency is that of the dense kernels. Channel methods (pfp, filter-…) "
+                           "make the network smaller, so all three are what it really costs.")
     left, right = st.columns(2)
-    show.chart(ct.accuracy_chart(frame, max_drop_pts=drop), left)
+    show.chart(ct.accuracy_chart(frame, max_drop_pts=drop, x_axis=x_axis), left)
     show.chart(ct.error_chart(frame), right)
     pp = prune_potential(frame, drop / 100.0)
     verdict_box(vd.compare_methods(ct.aggregate(frame)) + vd.potential_verdict(pp, drop))

@@ -22,6 +22,10 @@ METHOD_LABELS = {
     "snip": "SNIP",
     "uniform": "Uniform sampling",
     "random": "Random mask",
+    "pfp": "PFP: whole channels by sensitivity (a smaller network)",
+    "pfp-rand": "PFP sampled: channels drawn and reweighted",
+    "filter-l1": "Filters by L1 norm, same share per layer",
+    "filter-random": "Random filters, same share per layer",
 }
 MODES = ("keep ratio", "eps and delta")
 PATCH_LABELS = {"max": "max over patches (paper; bounded)", "mean": "mean over patches (authors' det. variant, no bound)"}

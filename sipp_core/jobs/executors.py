@@ -45,6 +45,7 @@ class SweepPlan:
     delta: float
     allocation: str
     measure_errors: bool
+    measure_latency: bool = False
     prepare_fn: Callable | None = None  # (seed, progress) -> Prepared; None: pipeline.prepare
     done: frozenset = frozenset()
 
@@ -57,7 +58,8 @@ class SweepPlan:
         return prepare(self.model_name, self.dataset, sample_size=self.sample_size, seed=seed, progress=progress)
 
     def point(self, prepared, method, ratio, seed) -> dict:
-        return point_row(prepared, method, ratio, seed, self.delta, self.allocation, self.measure_errors)
+        return point_row(prepared, method, ratio, seed, self.delta, self.allocation, self.measure_errors,
+                         self.measure_latency)
 
 
 @dataclass(frozen=True)

@@ -163,11 +163,11 @@ def _prepare_task(box_trained, box_record, sample_size, seed, threads):
 
 
 def _point_task(_ready, box_trained, box_record, box_parts, method, ratio, seed, delta, allocation,
-                measure_errors, threads):
+                measure_errors, measure_latency, threads):
     _configure(threads)
     (trained, f1), (record, f2), (parts, f3) = _shared(box_trained), _shared(box_record), _shared(box_parts)
     prepared = Prepared(trained=trained, record=record, **parts)
-    row = point_row(prepared, method, ratio, seed, delta, allocation, measure_errors)
+    row = point_row(prepared, method, ratio, seed, delta, allocation, measure_errors, measure_latency)
     return row, dict(pid=os.getpid(), fetched=f1 + f2 + f3)
 
 
@@ -315,7 +315,7 @@ class RayExecutor(Executor):
         def submit(seed, method, ratio, attempt):
             ready, boxes, box_parts = seed_refs[seed]
             ref = point_task.remote(ready, *boxes, box_parts, method, ratio, seed, plan.delta, plan.allocation,
-                                    plan.measure_errors, threads)
+                                    plan.measure_errors, plan.measure_latency, threads)
             pending[ref] = ("point", seed, method, ratio, attempt)
 
         if plan.prepare_fn is None:

@@ -42,9 +42,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
-from ..options import METHODS
+from ..options import METHODS, STRUCTURED_METHODS
 from ..pipeline import Prepared, prepare_trained
 from ..plan.pruning import validate_arguments
+from ..structured.filters import validate as validate_filter_arguments
 from ..zoo.train import DEFAULT_EPOCHS
 from .executors import EXECUTORS, SweepPlan, get_executor
 from .history import to_jsonable
@@ -125,11 +126,12 @@ def _check_methods(methods) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     methods = tuple(methods)
+    valid = METHODS + STRUCTURED_METHODS
     if not methods:
-        raise ValueError(f"give at least one method: {', '.join(METHODS)}")
-    bad = [m for m in methods if m not in METHODS]
+        raise ValueError(f"give at least one method: {', '.join(valid)}")
+    bad = [m for m in methods if m not in valid]
     if bad:
-        raise ValueError(f"unknown method {bad[0]!r}; valid methods: {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {bad[0]!r}; valid methods: {', '.join(valid)}")
     if len(set(methods)) != len(methods):
         raise ValueError(f"methods repeat: {list(methods)}")
     return methods
@@ -202,7 +204,8 @@ class SweepResult:
 
 
 _FLOAT_FIELDS = {"keep_ratio", "accuracy_before", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error",
-                 "bound_max", "measured_max_heldout", "failure_rate_heldout", "time_s"}
+                 "bound_max", "measured_max_heldout", "failure_rate_heldout", "params_share", "flops_share",
+                 "latency_ms", "dense_latency_ms", "time_s"}
 
 
 def _row_from_json(r: dict) -> dict:
@@ -306,6 +309,7 @@ def sweep(
     delta: float = 1e-16,
     allocation: str = "global",
     measure_errors: bool = False,
+    measure_latency: bool = False,
     cache: bool = True,
     prepare_fn: Callable | None = None,
     progress: Callable[[float, str], None] | None = None,
@@ -327,6 +331,9 @@ def sweep(
         allocation: deterministic SiPP's budget allocation ("global" or "bound-optimal").
         measure_errors: also measure layer-local errors (slower); adds measured_max_heldout and
             failure_rate_heldout (largest over layers).
+        measure_latency: also time every pruned network beside the dense one (median of 10 runs at batch 64,
+            slower); adds latency_ms and dense_latency_ms. Every row has params_share and flops_share (nonzero
+            parameters and multiply-accumulates as shares of the dense network's).
         cache: read and write the on-disk result cache.
         prepare_fn: optional callable (seed, progress) -> pipeline.Prepared (e.g. the app's cached
             prepare); default ``pipeline.prepare(model_name, dataset, sample_size=..., seed=seed)``.
@@ -352,12 +359,17 @@ def sweep(
     grid = _check_ratios(ratios) if ratios is not None else geometric_ratios(ratio_range[0], ratio_range[1], count)
     seed_list = _check_seeds(seeds)
     for m in methods:
-        validate_arguments(m, grid[0], None, delta, "max", allocation)
+        if m in STRUCTURED_METHODS:
+            validate_filter_arguments(m, grid[0], None, "params", delta)
+        else:
+            validate_arguments(m, grid[0], None, delta, "max", allocation)
     if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
         raise ValueError(f"sample_size must be a positive integer or None; got {sample_size!r}")
     settings = dict(model=model_name, dataset=dataset, methods=list(methods), ratios=list(grid),
                     seeds=list(seed_list), sample_size=sample_size, delta=delta, allocation=allocation,
                     measure_errors=bool(measure_errors))
+    if measure_latency:  # only then in the key: sweeps cached before latency existed keep their key
+        settings["measure_latency"] = True
     runner = get_executor(executor, ray_address=ray_address)  # an unknown name or a missing Ray: before work
     job = JobProgress(progress)
     path = None
@@ -405,7 +417,7 @@ def sweep(
         job.report(0.0, f"resuming: {len(rows)} of {len(order)} points already finished")
     plan = SweepPlan(model_name=model_name, dataset=dataset, methods=methods, grid=grid, seeds=seed_list,
                      sample_size=sample_size, delta=delta, allocation=allocation, measure_errors=bool(measure_errors),
-                     prepare_fn=prepare_fn,
+                     measure_latency=bool(measure_latency), prepare_fn=prepare_fn,
                      done=frozenset((r["seed"], r["method"], r["keep_ratio_requested"]) for r in rows))
     t_start = time.perf_counter()
     resumed = len(rows)
@@ -532,7 +544,7 @@ def cmd_sweep(args) -> int:
     grid = parse_ratios(args.ratios)
     res = sweep(args.model, args.dataset, methods=methods, ratios=grid, seeds=args.seeds,
                 sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
-                measure_errors=args.measure_errors, cache=not args.no_cache,
+                measure_errors=args.measure_errors, measure_latency=args.measure_latency, cache=not args.no_cache,
                 progress=None if args.quiet else _stderr_progress, executor=args.executor,
                 ray_address=args.ray_address)
     rows = res.rows
@@ -588,6 +600,8 @@ def add_sweep_parser(subparsers):
     p.add_argument("--delta", type=float, default=1e-16)
     p.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
     p.add_argument("--measure-errors", action="store_true", help="also measure layer-local errors (slower)")
+    p.add_argument("--measure-latency", action="store_true",
+                   help="also time each pruned network and the dense one at batch 64 (slower)")
     p.add_argument("--max-drop", type=float, help="print the prune potential within this accuracy drop (0.01 = 1 point)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

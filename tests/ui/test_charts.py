@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from ui import formulas as fx  # noqa: E402
 from ui import tables  # noqa: E402
+from sipp_core.structured.filters import prune_filters  # noqa: E402
 from ui.charts import core as charts  # noqa: E402
+from ui.charts import filters as cf  # noqa: E402
 from ui.charts import images as charts_images  # noqa: E402
 from ui.charts import tradeoffs as ct  # noqa: E402
 
@@ -479,6 +481,17 @@ def every_chart(prepared, report, eps_report):
         "speedup_chart": ct.speedup_chart(speed, [dict(batch_size=1, dense_ms=1.0, csr_ms=2.0, layers=1)]),
         "file_size_chart": ct.file_size_chart(dict(dense=1000, dense_zip=200, csr_torch=500, csr_npz=150)),
     }
+    filtered = prune_filters(prepared.model, prepared.s_x, method="pfp", keep_ratio=0.5, labels=prepared.s_y)
+    cmp = pd.DataFrame([dict(method=m, kind=k, ratio=r, params=1, flops=1, accuracy=a, params_share=r,
+                             flops_share=r, latency_ms=l) for m, k, r, a, l in (
+        ("pfp", "channels", 0.5, 0.9, 1.0), ("pfp", "channels", 0.2, 0.8, 0.5),
+        ("sipp-hybrid", "weights", 0.5, 0.95, 2.0), ("sipp-hybrid", "weights", 0.2, 0.9, 2.0))])
+    built.update({
+        "channel_sensitivity_bars": cf.channel_sensitivity_bars(filtered, next(iter(filtered.labels))),
+        "widths_chart": cf.widths_chart(filtered),
+        "flops_chart": cf.flops_chart(filtered),
+        "compare_chart": cf.compare_chart(cmp, "latency_ms"),
+    })
     return built
 
 
@@ -489,7 +502,7 @@ def _builders() -> set[str]:
     from ui.charts import smoothness as cs
 
     out = set()
-    for mod in (charts, cs, ct):
+    for mod in (charts, cs, ct, cf):
         for n, fn in inspect.getmembers(mod, inspect.isfunction):
             if fn.__module__ == mod.__name__ and not n.startswith("_") and "alt.Chart" in str(fn.__annotations__.get("return")):
                 out.add(n)

@@ -105,3 +105,38 @@ def test_chart_builders_handle_nan_bounds_and_single_seed():
         assert titles["x"] and titles["y"], titles
     assert ct.bound_chart(df[df["method"] == "wt"]) is None
     assert ct.aggregate(df)["seeds"].max() == 2
+
+
+def test_channel_methods_sweep_beside_sipp_against_cost(app):
+    """PFP and SiPP on one chart: x-axis parameters, FLOPs or measured latency."""
+    at = app
+    at.switch_page("pages/tradeoffs.py").run()
+    at.multiselect(key="to_methods").set_value(["sipp-hybrid", "pfp"])
+    at.text_input(key="to_ratios").set_value("0.3")
+    at.checkbox(key="to_latency").check().run()
+    ok(at)
+    at.button(key="to_run").click().run()
+    ok(at)
+    job = wait(at, "_job_sweep")
+    rows = {r["method"]: r for r in job.result.rows}
+    assert rows["pfp"]["params_share"] < 0.31 and rows["pfp"]["flops_share"] < 1.0
+    assert rows["pfp"]["latency_ms"] > 0 and rows["sipp-hybrid"]["dense_latency_ms"] > 0
+    assert at.radio(key="to_x").options == ["keep ratio", "parameters kept", "FLOPs kept", "measured latency"]
+    at.radio(key="to_x").set_value("latency").run()
+    ok(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    titles = [t for s in specs for t in axis_titles(s)["x"]]
+    assert any("CPU latency at batch 64" in str(t) for t in titles)
+    at.switch_page("pages/prune.py").run()
+
+
+def test_cost_axes_of_the_accuracy_chart():
+    frame = pd.DataFrame([dict(method=m, seed=0, keep_ratio_requested=0.3, keep_ratio=0.3, accuracy_before=0.9,
+                               accuracy_after=a, accuracy_drop=0.9 - a, agreement=0.9, logits_rel_error=0.1,
+                               bound_max=float("nan"), time_s=0.1, error=None, params_share=0.3, flops_share=f,
+                               latency_ms=float("nan"))
+                          for m, a, f in (("pfp", 0.8, 0.5), ("wt", 0.85, 0.3))])
+    spec = ct.accuracy_chart(frame, x_axis="flops").to_dict()
+    assert any("FLOPs kept" in str(t) for t in axis_titles(spec)["x"])
+    empty = ct.accuracy_chart(frame, x_axis="latency").to_dict()
+    assert "Time each network" in empty["usermeta"]["sipp_empty"]

@@ -26,6 +26,15 @@ from ui.charts.core import LEGEND_PX, OKABE, TEXT_PX, _floor, _title, empty, siz
 METHOD_COLOR = {
     "sipp-hybrid": OKABE["blue"], "sipp-det": OKABE["sky"], "sipp-rand": OKABE["green"], "wt": OKABE["orange"],
     "layerwise": OKABE["vermillion"], "snip": OKABE["purple"], "uniform": OKABE["black"], "random": OKABE["grey"],
+    # channel methods (a smaller network): darker tones of their own
+    "pfp": "#6A3D9A", "pfp-rand": "#B15928", "filter-l1": "#8C6D00", "filter-random": "#555555",
+}
+# What the accuracy chart can put on its x-axis: (aggregate column, axis title, log scale)
+X_AXES = {
+    "keep": ("keep_pct", "weights kept (% of prunable weights; parameters for channel methods), log scale", True),
+    "params": ("params_pct", "parameters kept (% of the dense network, nonzero), log scale", True),
+    "flops": ("flops_pct", "FLOPs kept (% of the dense network's multiply-accumulates), log scale", True),
+    "latency": ("latency_ms", "CPU latency at batch 64 (ms, measured)", False),
 }
 SIPP = ("sipp-hybrid", "sipp-det", "sipp-rand")
 KEEP_AXIS = "weights kept (% of prunable weights, log scale)"
@@ -62,12 +71,14 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     drop_pts (accuracy drop, percentage points), time_ms, seeds, failed.
     """
     cols = ["method", "keep_ratio_requested", "keep_pct", "acc_pct", "acc_lo", "acc_hi", "err", "err_lo", "err_hi",
-            "bound", "bound_lo", "bound_hi", "agreement_pct", "drop_pts", "time_ms", "seeds", "failed"]
+            "bound", "bound_lo", "bound_hi", "agreement_pct", "drop_pts", "time_ms", "seeds", "failed",
+            "params_pct", "flops_pct", "latency_ms"]
     if frame is None or frame.empty:
         return pd.DataFrame(columns=cols)
     df = frame.copy()
-    for c in ("keep_ratio", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error", "bound_max", "time_s"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("keep_ratio", "accuracy_after", "accuracy_drop", "agreement", "logits_rel_error", "bound_max", "time_s",
+              "params_share", "flops_share", "latency_ms"):
+        df[c] = pd.to_numeric(df[c], errors="coerce") if c in df else float("nan")  # older sweeps lack the costs
     g = df.groupby(["method", "keep_ratio_requested"], sort=False)
     out = pd.DataFrame({
         "keep_pct": 100 * g["keep_ratio"].mean(),
@@ -78,6 +89,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         "agreement_pct": 100 * g["agreement"].mean(), "drop_pts": 100 * g["accuracy_drop"].mean(),
         "time_ms": 1e3 * g["time_s"].mean(), "seeds": g["seed"].nunique(),
         "failed": g["error"].apply(lambda s: int(s.notna().sum())),
+        "params_pct": 100 * g["params_share"].mean(), "flops_pct": 100 * g["flops_share"].mean(),
+        "latency_ms": g["latency_ms"].mean(),
     }).reset_index()
     return out[cols]
 
@@ -85,6 +98,18 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 def dense_accuracy(frame: pd.DataFrame) -> float:
     v = pd.to_numeric(frame.get("accuracy_before", pd.Series(dtype=float)), errors="coerce").dropna()
     return float(v.mean()) if len(v) else float("nan")
+
+
+def _cost_x(agg: pd.DataFrame, axis: str) -> alt.X:
+    """The x axis of a cost other than the keep ratio: parameters or FLOPs (log, %) or latency (linear, ms)."""
+    col, title, log = X_AXES[axis]
+    v = agg[col].dropna()
+    v = v[v > 0]
+    if log and len(v):
+        lo, hi = float(v.min()) / 1.25, min(100.0, float(v.max()) * 1.25)
+        return alt.X(f"{col}:Q", title=title, scale=alt.Scale(type="log", domain=[lo, hi if hi > lo else lo * 2],
+                                                                nice=False), axis=alt.Axis(format="~g", grid=True))
+    return alt.X(f"{col}:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(grid=True))
 
 
 def _keep_x(agg: pd.DataFrame) -> alt.X:
@@ -110,15 +135,20 @@ def _tips(extra: list) -> list:
 
 
 def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width: int = WIDTH,
-                   height: int = HEIGHT) -> alt.Chart:
-    """Accuracy after pruning (no retraining) against the keep ratio, per method, with seed bands."""
-    agg = aggregate(frame).dropna(subset=["keep_pct", "acc_pct"])
+                   height: int = HEIGHT, x_axis: str = "keep") -> alt.Chart:
+    """Accuracy after pruning (no retraining) against the keep ratio (or, with x_axis "params", "flops" or
+    "latency", against what the pruned network costs), per method, with seed bands."""
+    col = X_AXES[x_axis][0]
+    agg = aggregate(frame).dropna(subset=[col, "acc_pct"])
+    name = {"keep": "keep ratio", "params": "parameters", "flops": "FLOPs", "latency": "latency"}[x_axis]
     if agg.empty:
-        return empty("Accuracy after pruning vs keep ratio", "No point of this sweep has both a keep ratio and an "
-                     "accuracy yet: every point failed or none has finished.", width)
+        why = ("no point was timed: tick 'Time each network' and run the sweep again" if x_axis == "latency"
+               else "every point failed or none has finished")
+        return empty(f"Accuracy after pruning vs {name}", f"No point of this sweep has both its {name} and an "
+                     f"accuracy yet: {why}.", width)
     methods = _methods_in(agg) if len(agg) else []
     color, dash = _method_scales(methods)
-    x = _keep_x(agg)
+    x = _keep_x(agg) if x_axis == "keep" else _cost_x(agg, x_axis)
     seeds = int(agg["seeds"].max()) if len(agg) else 1
     base = alt.Chart(agg).encode(x=x, color=alt.Color("method:N", scale=color, sort=methods, legend=_legend(len(methods))))
     tips = _tips([alt.Tooltip("acc_pct:Q", format=".2f", title="accuracy % (mean)"),
@@ -132,7 +162,9 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
         y=alt.Y("acc_pct:Q", title=ACC_AXIS), strokeDash=alt.StrokeDash("method:N", scale=dash, sort=methods, legend=None)))
     layers.append(base.mark_point(filled=True, size=45).encode(y="acc_pct:Q", tooltip=tips))
     dense = dense_accuracy(frame)
-    sub = ["one prune per point, no retraining", "solid: SiPP, dashed: baselines"]
+    sub = ["one prune per point, no retraining", "solid: SiPP, dashed: the other methods"]
+    if x_axis == "latency":
+        sub.append("weight pruning keeps dense kernels: its zeros still run")
     if seeds > 1:
         sub.append(f"bands: lowest to highest of {seeds} seeds")
     if not math.isnan(dense):
@@ -148,7 +180,7 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
                 y="y:Q", x=alt.value(0), text="label:N"))
     legend_rows = math.ceil(len(methods) / LEGEND_COLUMNS)
     return sized(alt.layer(*layers).properties(
-        title=_title("Accuracy after pruning vs keep ratio", sub), width=width, height=height),
+        title=_title(f"Accuracy after pruning vs {name}", sub), width=width, height=height),
         height, len(sub), legend_rows)
 
 

@@ -16,7 +16,7 @@ import math
 import streamlit as st
 
 from sipp_core.jobs.sweeps import parse_ratios, sweep
-from sipp_core.options import METHODS
+from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, get_prepared, show_error
 from ui.results import show_sweep
@@ -44,10 +44,10 @@ def _results() -> engine.Store:
 
 
 def _methods() -> list[str]:
-    return list(METHODS)
+    return list(METHODS) + list(STRUCTURED_METHODS)
 
 
-def sweep_request(s: Settings, methods, ratios, seeds: int) -> dict:
+def sweep_request(s: Settings, methods, ratios, seeds: int, latency: bool = False) -> dict:
     """The sweep's arguments (plain values) for the sidebar settings and the page's widgets.
 
     ratios: the typed keep ratios ("0.5, 0.1, 0.05", or "K1:K2:N" for N ratios on a log grid) or a sequence."""
@@ -55,12 +55,13 @@ def sweep_request(s: Settings, methods, ratios, seeds: int) -> dict:
     return dict(model=s.model, dataset=s.dataset, methods=list(methods), ratios=list(grid),
                 seeds=[int(s.seed) + i for i in range(int(seeds))],
                 sample_size=None if s.auto_sample else int(s.sample_size), delta=float(s.delta),
-                allocation=s.allocation)
+                allocation=s.allocation, measure_latency=bool(latency))
 
 
 def result_key(s: Settings, req: dict) -> tuple:
     heavy = tuple(v for i, v in enumerate(s.heavy_key) if i != 3)  # the seeds are in the request
-    return (heavy, tuple(req["methods"]), tuple(req["ratios"]), tuple(req["seeds"]), req["delta"], req["allocation"])
+    return (heavy, tuple(req["methods"]), tuple(req["ratios"]), tuple(req["seeds"]), req["delta"], req["allocation"],
+            req.get("measure_latency", False))
 
 
 def prepare_fn(s: Settings):
@@ -83,6 +84,7 @@ def run_sweep(req: dict, prepare, progress=None, should_stop=None):
     """The sweep itself (what the background job runs); `prepare` from prepare_fn(), made in the script thread."""
     return sweep(req["model"], req["dataset"], methods=req["methods"], ratios=req["ratios"], seeds=req["seeds"],
                  sample_size=req["sample_size"], delta=req["delta"], allocation=req["allocation"], cache=False,
+                 measure_latency=req.get("measure_latency", False),
                  prepare_fn=prepare, progress=progress, should_stop=should_stop, executor=ray_status.executor())
 
 
@@ -194,11 +196,14 @@ def _request(s: Settings):
     seeds = c4.number_input("Seeds", min_value=1, max_value=5, value=1, step=1, key="to_seeds",
                             help=f"Seeds {s.seed}, {s.seed + 1}, …: each draws its own S and sampling; bands in the "
                                  "charts show their range.", **BIND)
+    latency = c4.checkbox("Time each network", value=False, key="to_latency",
+                          help="Also measure every pruned network's CPU latency at batch 64 beside the dense one "
+                               "(median of 10 runs; slower): then accuracy can be drawn against latency.", **BIND)
     if not methods:
         st.error("Choose at least one method. Fix: pick methods in the box above.", icon=":material/error:")
         st.stop()
     try:
-        req = sweep_request(s, methods, text, seeds)
+        req = sweep_request(s, methods, text, seeds, latency)
     except ValueError as exc:
         st.error(f"Keep ratios: {exc}. Fix: type numbers in (0, 1] separated by commas, e.g. {DEFAULT_RATIOS}.",
                  icon=":material/error:")
