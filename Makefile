@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
 # Both create the virtual environment on first use, with the exact versions of constraints.txt,
-# and install sipp_core into it (editable), which also gives the `sipp` command.
+# and install sipp_core into it (editable), which also gives the `sipp` command. `make run` installs the
+# library and the app only; `make test` adds what the tests need (pytest, the browser, JupyterLab, Ray).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,9 +12,14 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -c constraints.txt -r requirements.txt
 	$(PY) -m pip install --no-deps -e .
+	touch $@ $(VENV)/.installed-app
+
+$(VENV)/.installed-app: constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -c constraints.txt -e ".[app]"
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-app
 	$(PY) -m streamlit run app.py
 
 test: $(VENV)/.installed
