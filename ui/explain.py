@@ -139,7 +139,8 @@ def explain_expander(s, prepared, report, expanded: bool = False) -> None:
         if w is not None:
             r = row_numbers(report, *w)
             how = ROW_METHOD_NAMES.get(r["method"], "?")
-            st.markdown(f"**The loosest row:** layer `{prepared.infos[r['layer']].label}`, unit {r['unit']}, sign {r['sign']}: "
+            st.markdown(f"**The loosest row:** layer `{prepared.infos[r['layer']].label}`, unit {r['unit']}, "
+                        f"sign {r['sign']}: "
                         f"T = {r['T']:.4g} over {r['nnz']} weights with s > 0, planned m = {r['m']} "
                         f"(kept {r['kept']} distinct), pruned as **{how}**.")
             st.latex(fx.tex_eps_rand_live(r["m"], r["T"], r["L"]))
