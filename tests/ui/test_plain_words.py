@@ -105,9 +105,11 @@ def visited():
     at.switch_page("pages/tradeoffs.py").run()
     at.multiselect(key="to_methods").set_value(["sipp-det", "wt"])
     at.text_input(key="to_ratios").set_value("0.2, 0.05").run()
-    at.button(key="to_run").click().run()
-    ok(at)
-    wait(at, "_job_sweep")
+    run = at.button(key="to_run")
+    if not run.disabled:  # else another test of this process ran the same sweep: the page shows it from the cache
+        run.click().run()
+        ok(at)
+        wait(at, "_job_sweep")
     assert len(at.get("vega_lite_chart")) >= 3
     out[COMPUTED[1]] = problems_on_page(at)
     return out
