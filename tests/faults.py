@@ -23,6 +23,8 @@ import textwrap
 
 import pytest
 
+from sipp_core.__main__ import main
+
 SURFACES = ("library", "command line", "app")
 OUTCOMES = ("clear error", "recovered")
 
@@ -57,3 +59,15 @@ def run_limited(code: str, *, memory_mb: int, timeout: float = 120.0, env: dict 
     # ru_maxrss of children is the max over all waited-for children: exact when this child set a new max
     proc.peak_rss_mb = after / 1024 if after > before else None
     return proc
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """main(argv) as the shell would see it: the exit status (argparse's SystemExit included), stdout, stderr;
+    never a traceback."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err

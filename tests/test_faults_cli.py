@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import fault
+from faults import fault, run_cli
 
 import sipp_core.io.checkpoints as ckpt
-from sipp_core.__main__ import main
 from sipp_core.io.data import load_dataset
 from sipp_core.plan.bounds import draw_sample
 from sipp_core.zoo.models import build_model
@@ -24,17 +23,6 @@ from sipp_core.zoo.train import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MOONS = ["--model", "mlp", "--dataset", "moons"]
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    """main(argv) as the shell would see it: the exit status (argparse's SystemExit included), stdout, stderr."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 @fault("prune --seed 99999999999999999999999", surface="command line", outcome="clear error")

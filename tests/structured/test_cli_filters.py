@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from faults import fault
+from faults import fault, run_cli
 
-from sipp_core.__main__ import main
 
 MOONS = ["--model", "mlp", "--dataset", "moons", "--quiet"]
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def test_pfp_prints_widths_and_writes_json_and_files(capsys, tmp_path, monkeypatch):
