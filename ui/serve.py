@@ -34,6 +34,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(proc: subprocess.Popen, url: str, ready, timeout: float, name: str) -> None:
+    """Poll `url` until ready(response) is true; a server that exits or stays silent past `timeout` raises."""
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if ready(r):
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise TimeoutError(f"{name} did not answer in time")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate a server process, killing it if it outlives `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def streamlit_server(env: dict | None = None, log_path: Path | None = None, timeout: float = 90.0, root: Path = ROOT):
     """Yield the base URL of a fresh headless `streamlit run app.py`; stop it afterwards.
@@ -49,27 +76,10 @@ def streamlit_server(env: dict | None = None, log_path: Path | None = None, time
     proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise TimeoutError("streamlit did not become healthy in time")
-            time.sleep(0.2)
+        wait_until_up(proc, url + "/_stcore/health", lambda r: r.read().strip() == b"ok", timeout, "streamlit")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if log_path:
             log.close()
 

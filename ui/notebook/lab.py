@@ -11,12 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from ui.serve import free_port
+from ui.serve import free_port, stop, wait_until_up
 
 # JavaScript for page.evaluate: run every cell of the open notebook, then list the errors it printed.
 RUN_ALL_JS = """async () => {
@@ -116,28 +115,11 @@ def jupyterlab_server(notebooks: list[Path], home: Path, env: dict | None = None
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with code {proc.returncode} (log: {log_path})")
-            try:
-                with urllib.request.urlopen(url + "/api/status", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise TimeoutError("jupyter lab did not answer in time")
-            time.sleep(0.2)
+        wait_until_up(proc, url + "/api/status", lambda r: r.status == 200, timeout, f"jupyter lab (log: {log_path})")
         yield url
     finally:
         _stop_kernels(url)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace=15)
         if log_path:
             log.close()
 
