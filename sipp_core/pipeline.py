@@ -10,7 +10,7 @@ is in the second call.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,7 +19,7 @@ from .io.data import DataRecord, load_dataset
 from .options import DELTA_S
 from .plan.bounds import draw_sample
 from .plan.bounds import sample_size as sample_size_formula
-from .plan.measure import EndToEnd, LayerError, end_to_end, measure_layer_errors
+from .plan.measure import EndToEnd, LayerError, Reference, end_to_end, measure_layer_errors, reference
 from .plan.pruning import PruneResult, prune
 from .sensitivity.api import compute_sensitivities
 from .zoo.layers import LayerInfo, layer_infos
@@ -42,6 +42,9 @@ class Prepared:
     heldout_x: torch.Tensor  # held-out test points for layer-local error
     test_logits: torch.Tensor  # the original model's logits on the test split
     timings_s: dict
+    # The original network's side of the layer-error measurement on S ("s") and the held-out points ("heldout"),
+    # which no pruning changes (measure.reference): absent for networks too large to keep it
+    references: dict[str, Reference] = field(default_factory=dict)
 
     @property
     def model(self):
@@ -94,11 +97,14 @@ def prepare_trained(
     timings["sensitivity"] = time.perf_counter() - t1
     gen = torch.Generator().manual_seed(seed + 1)
     h_idx = torch.randperm(len(record.x_test), generator=gen)[: min(heldout, len(record.x_test))]
+    heldout_x = record.x_test[h_idx]
+    infos = layer_infos(net, record.input_shape)
+    refs = {k: reference(net, list(infos), x) for k, x in (("s", s_x), ("heldout", heldout_x))}
     return Prepared(
         trained=trained, record=record, s_index=idx, s_x=s_x, s_y=s_y, sample_size=size,
         sample_size_formula=formula, seed=seed, patch_reduction=patch_reduction, sensitivities=sens,
-        infos=layer_infos(net, record.input_shape), heldout_x=record.x_test[h_idx],
-        test_logits=predict(net, record.x_test), timings_s=timings,
+        infos=infos, heldout_x=heldout_x, test_logits=predict(net, record.x_test), timings_s=timings,
+        references={k: r for k, r in refs.items() if r is not None},
     )
 
 
@@ -163,8 +169,9 @@ def evaluate_prune(
     t0 = time.perf_counter()
     rec = prepared.record
     e2e = end_to_end(net, result.model, rec.x_test, rec.y_test, before_logits=prepared.test_logits)
-    errors_s = measure_layer_errors(net, result.plans, prepared.s_x)
-    errors_h = measure_layer_errors(net, result.plans, prepared.heldout_x)
+    refs = prepared.references
+    errors_s = measure_layer_errors(net, result.plans, prepared.s_x, ref=refs.get("s"))
+    errors_h = measure_layer_errors(net, result.plans, prepared.heldout_x, ref=refs.get("heldout"))
     timings = dict(
         sensitivity=prepared.timings_s["sensitivity"], prune=result.timings_s["prune"],
         evaluate=time.perf_counter() - t0,
