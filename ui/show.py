@@ -11,6 +11,7 @@ import altair as alt
 import streamlit as st
 
 from ui.charts.core import to_png, to_svg
+from ui.charts.figure import Figure, as_chart, template_of
 
 PRESENT_PARAM = "present"
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -98,35 +99,50 @@ def _stem(c) -> str:
     title = getattr(c, "title", alt.Undefined)
     text = getattr(title, "text", title) if title is not alt.Undefined else "chart"
     text = " ".join(text) if isinstance(text, list) else text  # titles wrap into lines (ui.charts.core._title)
+    if isinstance(text, alt.ExprRef):  # a title with a live number: its leading words, e.g. 'Weights kept per layer'
+        m = re.match(r"\s*'([^']*)'", text.expr)
+        text = m.group(1) if m else "chart"
     text = text if isinstance(text, str) else "chart"
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "chart"
 
 
 def downloads(c, where=None) -> None:
-    """PNG and SVG of the chart, made only when clicked (no cost on a slider move)."""
+    """PNG and SVG of the chart (an Altair chart or a Figure), made only when clicked (no cost on a slider move)."""
     where = where if where is not None else st
     n = st.session_state.get("_chart_n", 0) + 1
     st.session_state["_chart_n"] = n
     stem = _stem(c)
-    with where.popover("Download chart", icon=":material/download:", key=f"chart-dl-{n}-{stem}"):
-        st.download_button("PNG image", lambda: to_png(c), f"{stem}.png", "image/png", on_click="ignore",
+    box = where.popover("Download chart", icon=":material/download:", key=f"chart-dl-{n}-{stem}", on_change="rerun")
+    if not box.open:  # its buttons are made only while it is open: fewer elements to send on every slider move
+        return
+    with box:
+        st.download_button("PNG image", lambda: to_png(as_chart(c)), f"{stem}.png", "image/png", on_click="ignore",
                            key=f"chart-png-{n}-{stem}", icon=":material/image:")
-        st.download_button("SVG (vector, for slides)", lambda: to_svg(c), f"{stem}.svg", "image/svg+xml",
+        st.download_button("SVG (vector, for slides)", lambda: to_svg(as_chart(c)), f"{stem}.svg", "image/svg+xml",
                            on_click="ignore", key=f"chart-svg-{n}-{stem}", icon=":material/draw:")
 
 
 def chart(c, where=None, spec: dict | None = None) -> None:
-    """st.altair_chart at full width, with the element height the builder asked for (ui.charts.core.sized).
+    """A chart at full width, with the element height the builder asked for (ui.charts.core.sized).
 
+    c: an Altair chart, or a Figure (ui.charts.figure): a template built once per shape plus this run's data
+    sets, drawn without building, converting or validating anything, and redrawn by the browser in place (only
+    its data change).
     While presenting, the chart leaves its column for the page's full width, with larger type.
     spec: ``c.to_dict()`` when the caller keeps it cached (never changed here): drawn as it is, without converting
     and validating the chart again on every rerun.
     """
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
+    if isinstance(c, Figure):
+        template = template_of(c)[1]
+        if presenting():
+            template = _presented(c.key, template)
+        # data frames: Streamlit sends them as Arrow tables; the template's own fixed data sets stay
+        spec = {**template, "datasets": {**template.get("datasets", {}), **c.data}}
     if presenting():
         where = st
-        spec = _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
+        spec = spec if isinstance(c, Figure) else _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
         where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)
     else:
         where = where if where is not None else st
@@ -136,3 +152,16 @@ def chart(c, where=None, spec: dict | None = None) -> None:
         else:
             where.altair_chart(c, width="stretch", height=int(h) if h else "content", theme=None)
     downloads(c, where)
+
+
+_presented_specs: dict = {}
+
+
+def _presented(key: tuple, template: dict) -> dict:
+    """A template with presentation-mode type, scaled once per key."""
+    hit = _presented_specs.get(key)
+    if hit is None or hit[0] is not template:
+        if len(_presented_specs) > 256:
+            _presented_specs.clear()
+        hit = _presented_specs[key] = (template, _scaled(template, PRESENT_SCALE))
+    return hit[1]

@@ -59,9 +59,16 @@ def test_default_prune_page_computes_without_a_click(default_app):
     assert at.title[0].value == "Prune"
     assert len(at.get("vega_lite_chart")) >= 2
     assert len(at.dataframe) >= 1
-    files = [b for b in at.get("download_button") if b.proto.label not in ("PNG image", "SVG (vector, for slides)")]
-    assert len(files) == 5  # state_dict, masks, report, CSV and the deployable .zip
-    assert len(at.get("download_button")) - len(files) == 2 * len(at.get("vega_lite_chart"))  # each chart: PNG, SVG
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert len(labels) == 5  # state_dict, masks, report, CSV and the deployable .zip
+    pops = [p for p in at.get("popover") if p.proto.popover.label == "Download chart"]
+    assert len(pops) == len(at.get("vega_lite_chart"))  # each chart: a closed "Download chart" popover
+    key = pops[0].proto.popover.id.split("-", 2)[-1]  # its widget key (after Streamlit's "$$ID-<hash>-")
+    at.session_state[key] = True  # what opening it does (it reruns the page): its PNG and SVG buttons appear
+    at.run()
+    assert [b.proto.label for b in at.get("download_button")][:2] == ["PNG image", "SVG (vector, for slides)"]
+    at.session_state[key] = False
+    at.run()
 
 
 def test_main_widgets_exist(default_app):

@@ -42,6 +42,11 @@ def test_without_the_link_charts_keep_the_projector_sizes_and_offer_downloads():
     assert "present" not in at.query_params and at.toggle(key="_present_toggle").value is False
     charts = at.get("vega_lite_chart")
     assert set(_title_sizes(at)) == {TITLE_PX}
+    pops = [p for p in at.get("popover") if p.proto.popover.label == "Download chart"]
+    assert len(pops) == len(charts)  # closed: their buttons are made when one is opened
+    for p in pops:
+        at.session_state[p.proto.popover.id.split("-", 2)[-1]] = True  # opening them (each reruns the page)
+    at.run()
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels.count("PNG image") == labels.count("SVG (vector, for slides)") == len(charts)
 
@@ -57,3 +62,5 @@ def test_downloaded_files_are_named_after_the_chart_title():
         title=core._title("Guaranteed bound vs measured error, per layer")), 100)
     assert isinstance(c.title.text, list) and len(c.title.text) == 2  # wrapped for a half-width column
     assert _stem(c) == "guaranteed-bound-vs-measured-error-per-layer"
+    live = c.properties(title=alt.Title(alt.ExprRef(expr="'Weights kept per layer: ' + format(1, '.2f')")))
+    assert _stem(live) == "weights-kept-per-layer"  # a title with a live number: its leading words

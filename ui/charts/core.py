@@ -20,6 +20,7 @@ import pandas as pd
 import vl_convert
 
 from ui import tables
+from ui.charts.figure import Figure
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE = dict(orange="#E69F00", sky="#56B4E9", green="#009E73", yellow="#F0E442", blue="#0072B2",
@@ -153,13 +154,20 @@ def _layer_order(report) -> list[str]:
 
 # ---- Prune page ------------------------------------------------------------------------------
 
-def density_chart(report, width: int = WIDTH) -> alt.Chart:
-    """Share of each layer's weights kept (horizontal bars, labelled kept / total)."""
+def density_figure(report, width: int = WIDTH) -> Figure:
+    """Share of each layer's weights kept (horizontal bars, labelled kept / total); the overall keep ratio is a
+    dashed line and the title's number. A Figure: the template depends on the layers only."""
     df = tables.layer_table(report)[["label", "kept", "total", "density"]].copy()
     df["percent"] = 100 * df["density"]
     df["count"] = [f"{k:,} / {t:,}" for k, t in zip(df["kept"], df["total"])]
     order = _layer_order(report)
-    base = alt.Chart(df).encode(
+    rule = pd.DataFrame({"x": [100 * report.result.keep_ratio]})
+    return Figure(("density", tuple(order), width), lambda: _density_template(order, width),
+                  {"density": df, "overall": rule})
+
+
+def _density_template(order: list[str], width: int):
+    base = alt.Chart(alt.NamedData("density")).encode(
         y=alt.Y("label:N", sort=order, title="layer (module name · shape)", axis=alt.Axis(labelLimit=260)),
         x=alt.X("percent:Q", title="weights kept (% of the layer)", scale=alt.Scale(domain=[0, 135]),
                 axis=alt.Axis(values=[0, 20, 40, 60, 80, 100])),  # room right of 100% for the count label
@@ -168,27 +176,42 @@ def density_chart(report, width: int = WIDTH) -> alt.Chart:
     )
     bars = base.mark_bar(color=OKABE["blue"], height={"band": 0.7})
     text = base.mark_text(align="left", dx=4, fontSize=TEXT_PX).encode(text="count:N")
-    ratio = report.result.keep_ratio
-    rule = alt.Chart(pd.DataFrame({"x": [100 * ratio]})).mark_rule(color=OKABE["vermillion"], strokeDash=[4, 3]).encode(x="x:Q")
-    h = max(120, 44 * len(df))
-    return sized((bars + text + rule).properties(
-        title=_title("Weights kept per layer", f"dashed line: overall keep ratio {100 * ratio:.2f}% of prunable weights"),
-        width=width, height=h,
-    ), h)
+    rule = alt.Chart(alt.NamedData("overall")).mark_rule(color=OKABE["vermillion"], strokeDash=[4, 3]).encode(
+        x="x:Q", tooltip=[alt.Tooltip("x:Q", format=".2f", title="overall keep ratio (%)")])
+    h = max(120, 44 * len(order))
+    # The number lives in the data, not the spec: a slider move replaces the data and keeps the chart
+    title = alt.ExprRef(expr="'Weights kept per layer: ' + format(data('overall')[0].x, '.2f') + '% overall'")
+    chart = (bars + text + rule).properties(title=_title("Weights kept per layer", "dashed line: the overall keep "
+                                                          "ratio, as a share of all prunable weights"),
+                                            width=width, height=h)
+    chart.title.text = title
+    return sized(chart, h)
 
 
-def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
-    """Per layer: largest and mean row bound beside the largest measured errors (log axis)."""
+def density_chart(report, width: int = WIDTH) -> alt.Chart:
+    """density_figure as an Altair chart, its data inlined."""
+    return density_figure(report, width).chart()
+
+
+def bound_figure(report, width: int = WIDTH, height: int = HEIGHT) -> Figure:
+    """Per layer: largest and mean row bound beside the largest measured errors (log axis). A Figure: the
+    template depends on the layers and on whether the method has a bound."""
     df = tables.guarantee_frame(report)
-    has_bound = df[df["series"].str.contains("bound")]["value"].notna().any()
+    has_bound = bool(df[df["series"].str.contains("bound")]["value"].notna().any())
     if not has_bound:
         df = df[~df["series"].str.contains("bound")]
     floor = _floor(df["value"].tolist())
     df["shown"] = df["value"].where(df["value"] > 0, floor)
     df["note"] = np.where(df["value"] > 0, "", "0 (drawn at the floor)")
-    df = df.dropna(subset=["shown"])
+    df = df.dropna(subset=["shown"]).reset_index(drop=True)
     order = _layer_order(report)
-    pts = alt.Chart(df).mark_point(filled=True, size=140, opacity=0.95).encode(
+    rows = math.ceil(df["series"].nunique() / 2)
+    return Figure(("bound_vs_measured", tuple(order), has_bound, rows, width, height),
+                  lambda: _bound_template(order, has_bound, rows, width, height), {"errors": df})
+
+
+def _bound_template(order: list[str], has_bound: bool, rows: int, width: int, height: int):
+    pts = alt.Chart(alt.NamedData("errors")).mark_point(filled=True, size=140, opacity=0.95).encode(
         x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
         xOffset=alt.XOffset("series:N", sort=SERIES),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
@@ -203,9 +226,13 @@ def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.C
         y="y:Q", x=alt.value(2), text="label:N")
     sub = (["bounds per row (unit, sign), relative to z⁺ + z⁻", "points on the bottom line are exact zeros"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
-    rows = math.ceil(df["series"].nunique() / 2)
     return sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
                                                 width=width, height=height), height, len(sub), rows, x_label_lines=2)
+
+
+def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """bound_figure as an Altair chart, its data inlined."""
+    return bound_figure(report, width, height).chart()
 
 
 # ---- Sensitivity page ------------------------------------------------------------------------

@@ -38,9 +38,9 @@ from sipp_core.zoo.layers import layer_label
 from sipp_core.zoo.models import MODELS, compatible_models
 from sipp_core.zoo.train import accuracy
 from ui import engine, show, tables
+from ui import verdicts as vd
 from ui.charts import core as charts
 from ui.guard import show_error
-from ui import verdicts as vd
 from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import REOPENED_UPLOAD, record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
@@ -245,8 +245,8 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     headline_metrics(h, detailed=False)
     verdict_box(vd.prune_verdict(h))
     left, right = st.columns(2)
-    show.chart(charts.density_chart(report), left)
-    show.chart(charts.bound_vs_measured(report), right)
+    show.chart(charts.density_figure(report), left)
+    show.chart(charts.bound_figure(report), right)
     st.subheader("Per layer")
     df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
     num = st.column_config.NumberColumn

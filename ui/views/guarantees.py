@@ -6,9 +6,9 @@ import streamlit as st
 
 from sipp_core.options import SIPP_METHODS
 from ui import engine, show, tables
+from ui import verdicts as vd
 from ui.charts import core as charts
 from ui.explain import explain_expander
-from ui import verdicts as vd
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
 from ui.settings import fmt_num
@@ -97,7 +97,7 @@ def render() -> None:
                    "below are computed as usual but are not guaranteed for conv layers (docs/sipp.md §8.11).",
                    icon=":material/warning:")
     left, right = st.columns(2)
-    show.chart(charts.bound_vs_measured(report), left)
+    show.chart(charts.bound_figure(report), left)
     show.chart(charts.failure_rates(report, s.delta), right)
     st.subheader("Per row")
     _rows(s, report)

@@ -17,11 +17,11 @@ import torch
 from sipp_core.plan.pruning import to_json
 from sipp_core.plan.sparse_speed import measure
 from ui import engine, show, tables
+from ui import verdicts as vd
 from ui.charts import core as charts
 from ui.charts import tradeoffs as ct
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
-from ui import verdicts as vd
 from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import record_prune
 
@@ -105,7 +105,11 @@ def speed_tables(rep) -> dict:
 
 def render_speed_panel(report, key: tuple) -> None:
     """The Prune page's expander."""
-    with st.expander("Why is the pruned model not faster?", icon=":material/speed:"):
+    box = st.expander("Why is the pruned model not faster?", icon=":material/speed:", key="speed_open",
+                      on_change="rerun")
+    if not box.open:  # made only while open: a slider move with it closed costs nothing
+        return
+    with box:
         st.markdown("Pruning zeroes weights; whether that saves **time** or **space** depends on how the weights are "
                     "stored and multiplied. Measure it for this pruned network: the pruned Linear layers with the "
                     "dense kernel (zeros included) against a sparse CSR kernel, at batch sizes 1 and 256, and the "
@@ -149,14 +153,6 @@ def render_speed_panel(report, key: tuple) -> None:
 
 # ---- the page -------------------------------------------------------------------------------------
 
-def prune_charts(s, report) -> tuple:
-    """The page's two charts as (chart, Vega-Lite spec) pairs, built once per setting and shared: a page switch or a
-    slider moved back to a setting seen before redraws them without building them again."""
-    key = engine.report_key(s)
-    return (engine.chart(("density", key), lambda: charts.density_chart(report)),
-            engine.chart(("bound_vs_measured", key), lambda: charts.bound_vs_measured(report)))
-
-
 def render() -> None:
     s, prepared, report = obtain("Prune", INTRO)
     h = tables.headline(report)
@@ -172,9 +168,8 @@ def render() -> None:
                    "See the Guarantees page for where and by how much.")
 
     left, right = st.columns(2)
-    (density, density_spec), (bound, bound_spec) = prune_charts(s, report)
-    show.chart(density, left, spec=density_spec)
-    show.chart(bound, right, spec=bound_spec)
+    show.chart(charts.density_figure(report), left)  # Figures: a slider move sends new data, not new charts
+    show.chart(charts.bound_figure(report), right)
 
     st.subheader("Per layer")
     df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)
