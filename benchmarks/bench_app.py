@@ -2,8 +2,11 @@
 
 1. First complete default result: from opening the home page of a fresh server to the headline
    metrics and every chart drawn and the app idle (target: 3 s on a quiet machine).
-2. Slider moves: moving the keep-ratio slider or the eps slider by one step until every chart is
-   redrawn and the app is idle (target: median 250 ms), lenet300 on mnist5k, the Prune page.
+2. Slider moves: moving the keep-ratio slider or the eps slider by one step (arrow key) until every chart
+   is redrawn and the app is idle (target: median 250 ms), lenet300 on mnist5k, the Prune page. Between
+   moves the user reads the new numbers for READ_S seconds (the app computes the reports one step away
+   meanwhile: ui/prefetch.py). Jumps (Page Up: a tenth of the keep slider, never computed ahead) are
+   timed too, so the cost of a move that finds nothing ready is in the same table.
 3. Page switches on cached settings: Prune -> Sensitivity -> Prune ... by the navigation links, until
    the page's charts are drawn and the app is idle (target: 1 s).
 
@@ -36,6 +39,7 @@ CHART_JS = """(n) => {
 SWITCH_TO = "Sensitivity"  # a second page that reads the same cached sensitivities and report
 MOVES = 5
 SWITCHES = 4
+READ_S = 0.5  # a user reads the new numbers before moving again
 
 
 def load() -> float:
@@ -46,13 +50,14 @@ def _metric_text(page, label: str) -> str:
     return page.locator('[data-testid="stMetric"]').filter(has_text=label).first.inner_text()
 
 
-def _move(page, key: str) -> float:
-    """Press an arrow key on a slider; seconds until the bound metric or kept count changed and all is idle."""
+def _move(page, key: str, press: str = "ArrowRight") -> float:
+    """Press a key on a slider; seconds until the bound metric or kept count changed and all is idle."""
+    time.sleep(READ_S)
     before = _metric_text(page, "Weights kept") + _metric_text(page, "Largest bound")
     thumb = page.locator(f'.st-key-{key} input[type="range"]').first
     thumb.focus()
     t0 = time.perf_counter()
-    thumb.press("ArrowRight")
+    thumb.press(press)
     page.wait_for_function(
         """([before]) => {
           const ms = Array.from(document.querySelectorAll('[data-testid="stMetric"]'));
@@ -92,6 +97,7 @@ def measure(browser, root: Path) -> dict:
                 out["first"] = time.perf_counter() - t0
                 out["load_keep"] = load()
                 out["keep"] = [_move(page, "keep") for _ in range(MOVES)]
+                out["jump"] = [_move(page, "keep", "PageUp") for _ in range(MOVES - 1)]  # each to a setting not seen yet
                 out["load_switch"] = load()
                 out["switch"] = []
                 for _ in range(SWITCHES // 2):
@@ -114,18 +120,19 @@ def _fmt(xs: list[float]) -> str:
 
 def report(label: str, r: dict) -> None:
     print(f"[{label}] first complete default result: {r['first']:.2f} s (load {r['load_first']:.1f}) · "
-          f"keep slider: {_fmt(r['keep'])} (load {r['load_keep']:.1f}) · eps slider: {_fmt(r['eps'])} "
+          f"keep slider: {_fmt(r['keep'])} (load {r['load_keep']:.1f}) · keep jumps: {_fmt(r['jump'])} · eps slider: {_fmt(r['eps'])} "
           f"(load {r['load_eps']:.1f}) · page switch: {_fmt(r['switch'])} (load {r['load_switch']:.1f})", flush=True)
 
 
 def summary(label: str, runs: list[dict]) -> None:
     firsts = [r["first"] for r in runs]
     keep = [x for r in runs for x in r["keep"]]
+    jump = [x for r in runs for x in r["jump"]]
     eps = [x for r in runs for x in r["eps"]]
     switch = [x for r in runs for x in r["switch"]]
     loads = [r[k] for r in runs for k in ("load_first", "load_keep", "load_eps", "load_switch")]
     print(f"{label:>7}: first result median {statistics.median(firsts):.2f} s (min {min(firsts):.2f}) · "
-          f"keep {_fmt(keep)} · eps {_fmt(eps)} · page switch {_fmt(switch)} · "
+          f"keep {_fmt(keep)} · keep jumps {_fmt(jump)} · eps {_fmt(eps)} · page switch {_fmt(switch)} · "
           f"load {min(loads):.1f}-{max(loads):.1f} over {len(runs)} server(s)")
 
 

@@ -13,6 +13,9 @@ _FAULT_ROWS: list[tuple[str, str, str, str]] = []
 _ROOT = tempfile.mkdtemp(prefix="sipp-tests-")
 for var, sub in (("SIPP_DATA_HOME", "data-home"), ("SIPP_CACHE_DIR", "cache")):
     os.environ.setdefault(var, os.path.join(_ROOT, sub))
+# The app computes the reports one slider step away in the background (ui/prefetch.py): every AppTest run
+# would pay for two more reports. Off here; tests/ui/test_prefetch.py turns it on.
+os.environ.setdefault("SIPP_PREFETCH", "0")
 
 
 @contextlib.contextmanager

@@ -256,6 +256,19 @@ def get_report(settings: Settings, prepared=None, **overrides):
     return _stores()["report"].get_or_build(report_key(settings, **overrides), build)
 
 
+def report_job(settings: Settings, prepared, **overrides) -> Callable[[], Any]:
+    """get_report(settings, prepared) as a call for a worker thread: the stores and locks are looked up now, in
+    the script thread (ui.prefetch)."""
+    kw = _report_kwargs(settings, overrides)
+    key, store, locks = report_key(settings, **overrides), _stores()["report"], _model_locks()
+
+    def build():
+        with model_lock(prepared, locks):
+            return evaluate_prune(prepared, **kw)
+
+    return lambda: store.get_or_build(key, build)
+
+
 def derived(key: tuple, build: Callable[[], Any]):
     """Cache any pure derivative of a Prepared/Report (e.g. layer inputs on S) under `key`."""
     return _stores()["derived"].get_or_build(key, build)

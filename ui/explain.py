@@ -89,7 +89,6 @@ def why_this_m(r: dict, method: str, mode: str, epsilon: float, c_prime: float) 
         det = c_prime * r["eps_det"]
         if mode != "keep ratio":
             m_eps = fx.m_for_eps_value(epsilon, r["T"], r["L"])
-            m_rand = min(m_eps, r["nnz"])
             m_det = det_m_for_eps(r["row_s"], epsilon / c_prime)
             out.append(
                 f"**Why m = {r['m']}:** in ε mode every row takes the smallest m that meets ε = {epsilon:g}. Sampling "
@@ -117,8 +116,12 @@ def why_this_m(r: dict, method: str, mode: str, epsilon: float, c_prime: float) 
 
 
 def explain_expander(s, prepared, report, expanded: bool = False) -> None:
-    with st.expander("Formulas with these numbers, and how to read them", expanded=expanded,
-                     icon=":material/function:"):
+    # Its content (a dozen formulas) is made only while it is open: a slider move with it closed costs nothing
+    box = st.expander("Formulas with these numbers, and how to read them", expanded=expanded,
+                      icon=":material/function:", key="explain_open", on_change="rerun")
+    if not box.open:
+        return
+    with box:
         st.markdown("**Sample size** (docs/sipp.md §2.5): η = output units F·P summed over prunable layers, "
                     "η_max = the largest layer's F·P.")
         eta, eta_max = fx.eta_counts(prepared.infos)

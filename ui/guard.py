@@ -12,7 +12,7 @@ import streamlit as st
 
 from sipp_core.errors import CheckpointError, SippError
 from sipp_core.zoo.models import ModelDataMismatch
-from ui import engine, lessons
+from ui import engine, lessons, prefetch
 from ui.settings import METHOD_LABELS, Settings, check_settings, fmt_num
 from ui.sidebar import current_settings
 
@@ -123,4 +123,5 @@ def obtain(page_title: str, intro: str | None = None):
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
         st.stop()
+    prefetch.note(s, prepared, report)
     return s, prepared, report

@@ -14,6 +14,8 @@ from typing import Callable
 
 import streamlit as st
 
+from ui import prefetch
+
 APP = Path(__file__).resolve().parent.parent / "app.py"
 _ACTIVE = threading.local()  # set while app.py runs the selected page
 
@@ -60,10 +62,12 @@ def build_navigation():
 def run_page(page) -> None:
     """app.py: run the selected page, marking that the shared sidebar has been drawn."""
     _ACTIVE.on = True
+    prefetch.forget()
     try:
         page.run()
     finally:
         _ACTIVE.on = False
+    prefetch.after_page()  # the page is drawn: compute the next slider step's report while it is read
 
 
 def entry(render: Callable[[], None]) -> None:

@@ -44,6 +44,7 @@ def one_two_five(lo_exp: int, hi_exp: int, upto: float | None = None) -> list[fl
     return out
 
 
+KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.005, 1.0, 0.005  # the keep-ratio slider
 DELTA_OPTIONS = one_two_five(-16, -1, upto=0.5)  # 1e-16 ... 0.5
 EPS_OPTIONS = one_two_five(-2, 2, upto=100.0)  # 0.01 ... 100
 

@@ -16,6 +16,9 @@ from ui.settings import (
     ALLOCATION_LABELS,
     DELTA_OPTIONS,
     EPS_OPTIONS,
+    KEEP_MAX,
+    KEEP_MIN,
+    KEEP_STEP,
     METHOD_LABELS,
     MODES,
     PATCH_LABELS,
@@ -94,7 +97,7 @@ def render_sidebar() -> Settings:
         mode = st.radio("Budget", MODES, index=0, key="mode", horizontal=True, help=hint("mode"), **BIND)
         keep, eps = DEFAULTS.keep_ratio, DEFAULTS.epsilon
         if mode == "keep ratio":
-            keep = st.slider("Keep ratio κ (share of prunable weights)", 0.005, 1.0, DEFAULTS.keep_ratio, 0.005,
+            keep = st.slider("Keep ratio κ (share of prunable weights)", KEEP_MIN, KEEP_MAX, DEFAULTS.keep_ratio, KEEP_STEP,
                              key="keep", format="%.3f", help=hint("kappa"), **BIND)
         else:
             eps = st.select_slider("ε: guaranteed relative error per row (log scale)", EPS_OPTIONS,
@@ -136,7 +139,8 @@ def render_sidebar() -> Settings:
             st.caption(ALLOCATION_LABELS[allocation] + ". Per-layer densities on the Prune page show the difference.")
             c_prime = st.number_input("C′ (hybrid rule and hybrid det. bound)", min_value=1.0, max_value=100.0,
                                       value=3.0, step=0.5, key="cprime", help=hint("cprime", "hybrid"), **BIND)
-    settings = Settings(model=model, dataset=dataset, method=method, mode=mode, keep_ratio=float(keep),
+    # round: a slider step's float noise (0.10500000000000001) is not a new setting
+    settings = Settings(model=model, dataset=dataset, method=method, mode=mode, keep_ratio=round(float(keep), 6),
                         epsilon=float(eps), delta=float(delta), auto_sample=bool(auto), sample_size=int(size),
                         seed=int(seed), patch_reduction=patch, device=device, allocation=allocation,
                         c_prime=float(c_prime))

@@ -26,6 +26,9 @@ def test_speed_panel_helper_returns_its_tables_on_pruned_lenet300(lenet300):
 
 def test_speed_panel_on_the_prune_page(app):
     at = app
+    assert not [b for b in at.button if b.key == "speed_run"]  # closed: its content is not even made
+    at.session_state["speed_open"] = True  # what opening the expander does (it reruns the page)
+    at.run()
     at.button(key="speed_run").click().run()
     ok(at)
     assert any("batch 256" in m.value for m in at.markdown)
@@ -86,3 +89,16 @@ def test_the_formulas_expander_says_why_a_row_has_its_m(lenet300):
     line = why_this_m(r, "sipp-rand", "eps and delta", 5.0, 1.0)[-1]
     assert f"Why kept {r['kept']} distinct with m = {r['m']}" in line
     assert f"draws m′ = {draws_for(r['row_s'], r['m'])} times" in line and draws_for(r["row_s"], r["m"]) >= r["m"]
+
+
+def test_the_formulas_are_made_only_while_their_expander_is_open(app):
+    at = app
+    at.switch_page("pages/prune.py").run()
+    ok(at)
+    assert not at.latex  # closed: a slider move sends none of its dozen formulas
+    at.session_state["explain_open"] = True  # what opening it does (it reruns the page)
+    at.run()
+    ok(at)
+    assert len(at.latex) >= 8 and any("loosest row" in m.value for m in at.markdown)
+    at.session_state["explain_open"] = False
+    at.run()
