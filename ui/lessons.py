@@ -94,8 +94,13 @@ def hidden_keys(params) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+# A sidebar group whose controls are all hidden is hidden too (no empty "Advanced" expander)
+GROUPS = {"advanced": ("alloc", "cprime")}
+
+
 def hide_css(keys) -> str:
     """A style sheet that hides these controls (by Streamlit's per-key class) and, for ``sidebar``, the sidebar."""
+    keys = list(keys) + [g for g, members in GROUPS.items() if all(m in keys for m in members)]
     rules = [f".st-key-{k} {{ display: none !important; }}" for k in keys if k != SIDEBAR and KEY.match(k)]
     if SIDEBAR in keys:
         rules.append(SIDEBAR_CSS)

@@ -133,7 +133,8 @@ def render_sidebar() -> Settings:
             st.caption(f"Device: {used}. Sensitivities and pruning run on the CPU.")
         except ValueError as exc:
             st.caption(f":red[{exc}]")
-        with st.expander("Advanced"):
+        # in a keyed container: a lesson that hides both of its controls hides the whole expander (ui.lessons.GROUPS)
+        with st.container(key="advanced"), st.expander("Advanced"):
             allocation = st.selectbox("Allocation (SiPP det., keep-ratio mode)", ALLOCATIONS, key="alloc",
                                       help=hint("alloc"), **BIND)
             st.caption(ALLOCATION_LABELS[allocation] + ". Per-layer densities on the Prune page show the difference.")

@@ -61,3 +61,13 @@ def test_hide_takes_widget_keys_only():
     assert lessons.hidden_keys({"hide": "keep, eps,<b>x</b>,a;b{}"}) == ["keep", "eps"]
     assert lessons.hide_css(["keep"]) == ".st-key-keep { display: none !important; }"
     assert lessons.hidden_keys({"lesson": "nope"}) == []
+
+
+def test_a_group_whose_controls_are_all_hidden_is_hidden_too():
+    """The loose-bound lesson hides both controls of the sidebar's "Advanced" expander: the expander goes too."""
+    assert ".st-key-advanced " in lessons.hide_css(["alloc", "cprime"])
+    assert ".st-key-advanced " not in lessons.hide_css(["alloc"])
+    lesson = lessons.LESSONS["loose-bound"]
+    at = _open(lesson.url("loose-bound"), lesson.file)
+    assert ".st-key-advanced " in _style(at)
+    assert any(e.label == "Advanced" for e in at.expander)  # drawn, inside the hidden container "advanced"
