@@ -121,7 +121,8 @@ def _fmt(xs: list[float]) -> str:
 def report(label: str, r: dict) -> None:
     print(f"[{label}] first complete default result: {r['first']:.2f} s (load {r['load_first']:.1f}) · "
           f"keep slider: {_fmt(r['keep'])} (load {r['load_keep']:.1f}) · keep jumps: {_fmt(r['jump'])} · eps slider: {_fmt(r['eps'])} "
-          f"(load {r['load_eps']:.1f}) · page switch: {_fmt(r['switch'])} (load {r['load_switch']:.1f})", flush=True)
+          f"(load {r['load_eps']:.1f}) · page switch: {_fmt(r['switch'])} (to {SWITCH_TO}: {_fmt(r['switch'][0::2])}; "
+          f"to Prune: {_fmt(r['switch'][1::2])}) (load {r['load_switch']:.1f})", flush=True)
 
 
 def summary(label: str, runs: list[dict]) -> None:
@@ -130,9 +131,11 @@ def summary(label: str, runs: list[dict]) -> None:
     jump = [x for r in runs for x in r["jump"]]
     eps = [x for r in runs for x in r["eps"]]
     switch = [x for r in runs for x in r["switch"]]
+    to_other = [x for r in runs for x in r["switch"][0::2]]
     loads = [r[k] for r in runs for k in ("load_first", "load_keep", "load_eps", "load_switch")]
     print(f"{label:>7}: first result median {statistics.median(firsts):.2f} s (min {min(firsts):.2f}) · "
-          f"keep {_fmt(keep)} · keep jumps {_fmt(jump)} · eps {_fmt(eps)} · page switch {_fmt(switch)} · "
+          f"keep {_fmt(keep)} · keep jumps {_fmt(jump)} · eps {_fmt(eps)} · page switch {_fmt(switch)} "
+          f"(to {SWITCH_TO}: {_fmt(to_other)}) · "
           f"load {min(loads):.1f}-{max(loads):.1f} over {len(runs)} server(s)")
 
 

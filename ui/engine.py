@@ -247,18 +247,12 @@ def get_report(settings: Settings, prepared=None, **overrides):
     `overrides` replace evaluate_prune keyword arguments (for sweeps): e.g. epsilon=0.5.
     """
     prepared = prepared if prepared is not None else get_prepared(settings)
-    kw = _report_kwargs(settings, overrides)
-
-    def build():
-        with model_lock(prepared):
-            return evaluate_prune(prepared, **kw)
-
-    return _stores()["report"].get_or_build(report_key(settings, **overrides), build)
+    return report_job(settings, prepared, **overrides)()
 
 
 def report_job(settings: Settings, prepared, **overrides) -> Callable[[], Any]:
-    """get_report(settings, prepared) as a call for a worker thread: the stores and locks are looked up now, in
-    the script thread (ui.prefetch)."""
+    """get_report(settings, prepared) as a call that may run later in a worker thread (ui.prefetch): the store
+    and the model locks are looked up now, in the script thread."""
     kw = _report_kwargs(settings, overrides)
     key, store, locks = report_key(settings, **overrides), _stores()["report"], _model_locks()
 
