@@ -133,6 +133,14 @@ def weight_sensitivity_points(weight: torch.Tensor, sens: torch.Tensor, mask: to
     return df
 
 
+def with_kept(points: pd.DataFrame, weight: torch.Tensor, mask: torch.Tensor) -> pd.DataFrame:
+    """weight_sensitivity_points(..., mask=None) with the mask's "kept" / "pruned" column added (a new frame)."""
+    cols = weight.reshape(weight.shape[0], -1).shape[1]
+    flat = mask.reshape(-1).cpu().numpy()
+    idx = points["unit"].to_numpy() * cols + points["input"].to_numpy()
+    return points.assign(kept=np.where(flat[idx], "kept", "pruned"))
+
+
 def row_totals_frame(weight: torch.Tensor, sens: torch.Tensor) -> pd.DataFrame:
     """Total sensitivity T of every (unit, sign) row and its number of weights with s > 0."""
     w = weight.reshape(weight.shape[0], -1).detach().float().cpu()

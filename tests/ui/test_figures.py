@@ -11,17 +11,34 @@ import vl_convert
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from ui import tables  # noqa: E402
 from ui.charts import core as charts  # noqa: E402
 from ui.charts.figure import Figure, template_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def reports():
-    from sipp_core.pipeline import evaluate_prune, prepare
+def prepared():
+    from sipp_core.pipeline import prepare
 
-    p = prepare("lenet300", "mnist5k", sample_size=40, heldout=120)
-    return [evaluate_prune(p, method="sipp-hybrid", keep_ratio=k) for k in (0.05, 0.3)] + [
-        evaluate_prune(p, method="wt", keep_ratio=0.05)]
+    return prepare("lenet300", "mnist5k", sample_size=40, heldout=120)
+
+
+@pytest.fixture(scope="module")
+def reports(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    return [evaluate_prune(prepared, method="sipp-hybrid", keep_ratio=k) for k in (0.05, 0.3)] + [
+        evaluate_prune(prepared, method="wt", keep_ratio=0.05)]
+
+
+@pytest.fixture(scope="module")
+def failing(prepared):
+    """Two sampled prunes whose bounds some (row, point) pairs break (a loose δ)."""
+    from sipp_core.pipeline import evaluate_prune
+
+    out = [evaluate_prune(prepared, method="sipp-rand", epsilon=e, delta=0.5) for e in (5.0, 10.0)]
+    assert all(int(tables.failure_frame(r)["failures"].sum()) > 0 for r in out)
+    return out
 
 
 @pytest.mark.parametrize("make", [charts.density_figure, charts.bound_figure])
@@ -56,3 +73,33 @@ def test_the_complete_chart_inlines_every_data_set(reports):
     assert "errors" in spec["datasets"] and len(spec["datasets"]) == 2  # and the fixed "1 = whole signal" line
     assert len(spec["datasets"]["errors"]) == len(fig.data["errors"])
     assert spec["usermeta"]["sipp_height"] == fig.usermeta["sipp_height"]
+
+
+def _shared_template(a, b) -> None:
+    assert isinstance(a, Figure) and a.key == b.key and template_of(a)[1] is template_of(b)[1]
+    sa, sb = a.spec(), b.spec()
+    assert {k: v for k, v in sa.items() if k != "datasets"} == {k: v for k, v in sb.items() if k != "datasets"}
+
+
+def test_failure_rates_share_a_template_and_leave_room_above_the_tallest_bar(failing):
+    a, b = (charts.failure_figure(r, 0.5) for r in failing)
+    _shared_template(a, b)
+    for fig in (a, b):
+        assert fig.data["top"]["y"][0] >= 1.3 * fig.data["failures"]["percent"].max() - 1e-12
+    svg = vl_convert.vegalite_to_svg(a.to_dict())
+    assert "Failure rate beside δ" in svg and "5e-01" in svg
+
+
+def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, reports):
+    from sipp_core.zoo.layers import prunable_layers
+
+    name = "3"
+    w = prunable_layers(prepared.model)[name].weight
+    pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], None)
+    a, b = (charts.sensitivity_figure(tables.with_kept(pts, w, r.result.masks[name]), "3 · Linear 300→100")
+            for r in reports[:2])
+    _shared_template(a, b)
+    assert (a.data["edges"]["kept"] == "kept").sum() < (b.data["edges"]["kept"] == "kept").sum()  # 5% vs 30% kept
+    for r in reports[:2]:  # the same frame as sampling with the mask at once
+        direct = tables.weight_sensitivity_points(w, prepared.sensitivities[name], r.result.masks[name])
+        assert tables.with_kept(pts, w, r.result.masks[name]).equals(direct)

@@ -20,7 +20,7 @@ import pandas as pd
 import vl_convert
 
 from ui import tables
-from ui.charts.figure import Figure
+from ui.charts.figure import Figure, as_chart
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE = dict(orange="#E69F00", sky="#56B4E9", green="#009E73", yellow="#F0E442", blue="#0072B2",
@@ -261,20 +261,27 @@ def sensitivity_histogram(prepared, width: int = WIDTH, height: int = HEIGHT) ->
                                   height=height), height, len(sub), math.ceil(len(order) / 2))
 
 
-def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
-    """Sampled edges of one layer: s against |w|, coloured by kept/pruned when a mask is given."""
+def sensitivity_figure(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT):
+    """Sampled edges of one layer: s against |w|, coloured by kept/pruned when a mask is given. A Figure (the
+    template depends on the layer and the number of points drawn), or an empty-state chart."""
     df = df[(df["s"] > 0) & (df["abs_w"] > 0)]
     if df.empty:
         return empty(f"Sensitivity vs weight magnitude, layer {layer}",
                      "No sampled edge of this layer has both s > 0 and w ≠ 0, so there is nothing to place on log axes.",
                      width)
+    kept, n = "kept" in df, len(df)
+    return Figure(("sensitivity_vs_weight", layer, n, kept, width, height),
+                  lambda: _sensitivity_template(layer, n, kept, width, height), {"edges": df})
+
+
+def _sensitivity_template(layer: str, n: int, kept: bool, width: int, height: int):
     color = (alt.Color("kept:N", scale=KEPT_COLORS, title=None, legend=alt.Legend(orient="bottom"))
-             if "kept" in df else alt.value(OKABE["blue"]))
+             if kept else alt.value(OKABE["blue"]))
     tips = [alt.Tooltip("unit:Q", title="unit f"), alt.Tooltip("input:Q", title="input j"),
             alt.Tooltip("w:Q", format=".4f", title="w"), alt.Tooltip("s:Q", format=".3e", title="s")]
-    if "kept" in df:
+    if kept:
         tips.append("kept:N")
-    chart = alt.Chart(df).mark_circle(size=14, opacity=0.55).encode(
+    chart = alt.Chart(alt.NamedData("edges")).mark_circle(size=14, opacity=0.55).encode(
         x=alt.X("abs_w:Q", scale=alt.Scale(type="log"), title="|w| (weight magnitude, log scale)",
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
         y=alt.Y("s:Q", scale=alt.Scale(type="log"), title="sensitivity s (log scale)", axis=alt.Axis(labelExpr=LOG_LABELS)),
@@ -282,8 +289,13 @@ def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, heig
     )
     return sized(chart.properties(
         title=_title(f"Sensitivity vs weight magnitude, layer {layer}",
-                     [f"{len(df):,} sampled edges with s > 0 and w ≠ 0", "SiPP ranks by s, magnitude pruning by |w|"]),
-        width=width, height=height), height, 2, 1 if "kept" in df else 0)
+                     [f"{n:,} sampled edges with s > 0 and w ≠ 0", "SiPP ranks by s, magnitude pruning by |w|"]),
+        width=width, height=height), height, 2, 1 if kept else 0)
+
+
+def sensitivity_vs_weight(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """sensitivity_figure as an Altair chart, its data inlined."""
+    return as_chart(sensitivity_figure(df, layer, width, height))
 
 
 def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
@@ -406,8 +418,9 @@ def _compact(n: int) -> str:
     return str(n)
 
 
-def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
-    """Share of (row, point) pairs whose measured error exceeded the row's bound, beside delta."""
+def failure_figure(report, delta: float, width: int = WIDTH, height: int = HEIGHT):
+    """Share of (row, point) pairs whose measured error exceeded the row's bound, beside delta. A Figure (the
+    template depends on the layers and on δ), or a sentence when there is nothing to draw."""
     df = tables.failure_frame(report)
     df = df[df["failure_rate"].notna()].copy()
     if df.empty:
@@ -425,11 +438,17 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     df["label"] = [f"{_compact(f)} of\n{_compact(p)}" for f, p in zip(df["failures"], df["pairs"])]
     df["pairs_detail"] = [f"{f:,} of {p:,}" for f, p in zip(df["failures"], df["pairs"])]
     order = _layer_order(report)
-    top = max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)
-    base = alt.Chart(df).encode(
+    # the y axis reaches 1.3 x the tallest bar (or δ): room for the labels above the bars
+    top = pd.DataFrame({"y": [max(float(df["percent"].max()) * 1.3, 100 * delta * 1.3, 1.0)]})
+    return Figure(("failure_rates", tuple(order), float(delta), width, height),
+                  lambda: _failure_template(order, float(delta), width, height), {"failures": df, "top": top})
+
+
+def _failure_template(order: list[str], delta: float, width: int, height: int):
+    base = alt.Chart(alt.NamedData("failures")).encode(
         x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
         xOffset=alt.XOffset("points:N", sort=["on S", "held-out"]),
-        y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)", scale=alt.Scale(domain=[0, top])),
+        y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)"),
         color=alt.Color("points:N", title="measured on", sort=["on S", "held-out"],
                         scale=alt.Scale(range=[OKABE["green"], OKABE["blue"]]), legend=alt.Legend(orient="bottom")),
         tooltip=["layer:N", "points:N", alt.Tooltip("percent:Q", format=".4f", title="failure %"),
@@ -440,10 +459,16 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     text = base.mark_text(dy=-(TEXT_PX + 3), fontSize=TEXT_PX, baseline="bottom", lineBreak="\n").encode(text="label:N")
     d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
-    return sized((bars + text + rule).properties(
+    room = alt.Chart(alt.NamedData("top")).mark_point(opacity=0, size=0).encode(y="y:Q")  # not drawn: sets the axis top
+    return sized((bars + text + rule + room).properties(
         title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
                                                  "labels: failures of (row, point) pairs (k = thousand, M = million)"]),
         width=width, height=height), height, 2, 1, x_label_lines=2)
+
+
+def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """failure_figure as an Altair chart, its data inlined."""
+    return as_chart(failure_figure(report, delta, width, height))
 
 
 def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH) -> alt.Chart:

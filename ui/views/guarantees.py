@@ -98,7 +98,7 @@ def render() -> None:
                    icon=":material/warning:")
     left, right = st.columns(2)
     show.chart(charts.bound_figure(report), left)
-    show.chart(charts.failure_rates(report, s.delta), right)
+    show.chart(charts.failure_figure(report, s.delta), right)
     st.subheader("Per row")
     _rows(s, report)
     _sweep(s, prepared, report)
