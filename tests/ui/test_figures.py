@@ -103,3 +103,16 @@ def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, r
     for r in reports[:2]:  # the same frame as sampling with the mask at once
         direct = tables.weight_sensitivity_points(w, prepared.sensitivities[name], r.result.masks[name])
         assert tables.with_kept(pts, w, r.result.masks[name]).equals(direct)
+
+
+def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
+    a, b = (charts.row_figure(r, "3") for r in reports[:2])
+    _shared_template(a, b)
+    for fig, r in zip((a, b), reports[:2]):
+        rows = fig.data["rows"]
+        above = int((rows["measured"] > rows["bound"]).sum())
+        assert fig.data["counts"]["above"][0] == f"above y = x: {above:,} of {len(rows):,} rows"
+        lo, hi = fig.data["diagonal"]["x"]
+        assert lo <= rows["bound"].min() and hi >= max(rows["bound"].max(), rows["shown"].max())  # every point inside
+    svg = vl_convert.vegalite_to_svg(a.to_dict())
+    assert "above y = x:" in svg and "Linear 300→100" in svg

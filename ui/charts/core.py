@@ -378,13 +378,13 @@ def kept_per_unit(report, layer: str, width: int = WIDTH, height: int = 220) -> 
 
 # ---- Guarantees page -----------------------------------------------------------------------------
 
-def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360) -> alt.Chart:
-    """Per row: bound (x) against the largest measured error (y), log-log, with y = x."""
+def row_figure(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360):
+    """Per row: bound (x) against the largest measured error (y), log-log, with y = x. A Figure (the template
+    depends on the layer and the points measured on), or a sentence when no row can be drawn."""
     df = tables.row_scatter_frame(report, layer, on)
     ok = df[(df["bound"] > 0) & np.isfinite(df["bound"]) & (df["measured"].notna())].copy()
     floor = _floor(ok["measured"].tolist() + ok["bound"].tolist())
     ok["shown"] = ok["measured"].where(ok["measured"] > 0, floor)
-    where = "held-out points" if on == "heldout" else "the points of S"
     label = tables.layer_label(report, layer)
     if ok.empty:
         return empty(f"Bound vs measured per row, layer {label}",
@@ -392,22 +392,43 @@ def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, heigh
                      "bound, or every row was kept whole or pruned entirely.", width)
     lo = min(floor, ok["bound"].min()) / 2
     hi = max(ok["bound"].max(), ok["shown"].max()) * 2
-    pts = alt.Chart(ok).mark_circle(size=28, opacity=0.7).encode(
-        x=alt.X("bound:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title="row bound ε (log scale)"),
-        y=alt.Y("shown:Q", scale=alt.Scale(type="log", domain=[lo, hi]), title=f"largest measured error on {where} (log)"),
+    above, whole = int((ok["measured"] > ok["bound"]).sum()), int((df["bound"] == 0).sum())
+    counts = pd.DataFrame({"above": [f"above y = x: {above:,} of {len(ok):,} rows"],
+                           "whole": [f"not drawn: {whole:,} rows with bound 0"]})
+    # the diagonal spans both axes' range, so both log axes get the same domain without fixing it in the spec
+    diagonal = pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})
+    return Figure(("row_scatter", label, on, width, height), lambda: _row_template(label, on, width, height),
+                  {"rows": ok, "diagonal": diagonal, "counts": counts})
+
+
+def _row_template(label: str, on: str, width: int, height: int):
+    where = "held-out points" if on == "heldout" else "the points of S"
+    pts = alt.Chart(alt.NamedData("rows")).mark_circle(size=28, opacity=0.7).encode(
+        # not nice: both axes span exactly the diagonal's range (a factor of 2 beyond every point)
+        x=alt.X("bound:Q", scale=alt.Scale(type="log", nice=False), title="row bound ε (log scale)",
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
+        y=alt.Y("shown:Q", scale=alt.Scale(type="log", nice=False), title=f"largest measured error on {where} (log)",
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
         color=alt.Color("method:N", scale=METHOD_COLORS, title="row pruned by",
                         legend=alt.Legend(orient="bottom", columns=2)),
         tooltip=["unit:Q", "sign:N", "method:N", "kept:Q", alt.Tooltip("bound:Q", format=".4g"),
                  alt.Tooltip("measured:Q", format=".4g")],
     )
-    line = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(color=OKABE["black"], strokeDash=[5, 4]).encode(
+    line = alt.Chart(alt.NamedData("diagonal")).mark_line(color=OKABE["black"], strokeDash=[5, 4]).encode(
         x="x:Q", y="y:Q")
-    above = int((ok["measured"] > ok["bound"]).sum())
-    whole = int((df["bound"] == 0).sum())
-    sub = [f"dashed: y = x (points above it broke their bound: {above} of {len(ok)} rows)",
-           f"{whole} rows with bound 0 (kept whole or empty) are not drawn; zeros sit at the floor"]
-    return sized((line + pts).properties(title=_title(f"Bound vs measured per row, layer {label}", sub), width=width,
-                                         height=height), height, 2, 2)
+    # counts in the plot's top-left corner: above the diagonal, where only rows that broke their bound fall
+    text = alt.Chart(alt.NamedData("counts")).mark_text(align="left", baseline="top", fontSize=TEXT_PX,
+                                                         color="#333333")
+    counts = [text.encode(text=f"{f}:N", x=alt.value(6), y=alt.value(6 + 18 * i)) for i, f in enumerate(("above", "whole"))]
+    sub = ["dashed: y = x; a point above it broke its bound",
+           "rows with bound 0 (kept whole or empty) are not drawn; zeros sit at the floor"]
+    return sized(alt.layer(line, pts, *counts).properties(
+        title=_title(f"Bound vs measured per row, layer {label}", sub), width=width, height=height), height, 2, 2)
+
+
+def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360) -> alt.Chart:
+    """row_figure as an Altair chart, its data inlined."""
+    return as_chart(row_figure(report, layer, on, width, height))
 
 
 def _compact(n: int) -> str:

@@ -49,7 +49,7 @@ def _rows(s, report) -> None:
     c1, c2 = st.columns([2, 1])
     layer = c1.selectbox("Layer", names, index=0, key="guar_layer", format_func=tables.layer_labels(report).get)
     on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
-    show.chart(charts.row_scatter(report, layer, "heldout" if on.startswith("held") else "s"))
+    show.chart(charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
         st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
                    "(unbiased) row whose errors do not cancel (docs/sipp.md §8.3).")
@@ -79,7 +79,10 @@ def _sweep(s, prepared, report) -> None:
         return
     df = tables.sweep_frame(reps)
     cur = s.epsilon if s.mode != "keep ratio" else None
-    show.chart(charts.eps_sweep(df, cur, method))
+    # built once per sweep and sidebar ε: the keep-ratio slider does not change it
+    key = ("eps_sweep", tuple(engine.report_key(ss, epsilon=e) for e in SWEEP_EPS), cur, method)
+    c, spec = engine.chart(key, lambda: charts.eps_sweep(df, cur, method))
+    show.chart(c, spec=spec)
     verdict_box(vd.eps_sweep_verdict(df))
     note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
     st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
