@@ -127,6 +127,12 @@ def sensitivity_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, kept: 
 
     Over the nonzero weights: of the top ``top_share`` by |w|, the share also in the top ``top_share`` by s;
     and the share of the layer's total sensitivity on the kept edges."""
+    return rank_verdict(layer, weight, sens, top_share) + kept_verdict(weight, sens, kept, method)
+
+
+def rank_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, top_share: float = 0.1) -> list[str]:
+    """sensitivity_verdict's first sentence: whether |w| and s rank the layer's edges alike (no mask: the app
+    caches it per layer, since sorting a layer's edges twice is most of the verdict's cost)."""
     w = np.abs(np.asarray(weight, dtype=float)).ravel()
     s = np.asarray(sens, dtype=float).ravel()
     live = w > 0
@@ -138,16 +144,22 @@ def sensitivity_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, kept: 
     top_w = set(np.argsort(-w, kind="stable")[:k].tolist())
     top_s = set(np.argsort(-s, kind="stable")[:k].tolist())
     both = len(top_w & top_s) / k
-    out = [f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), only "
-           f"**{pct(both, 0)}** are also among the {k:,} most sensitive: sensitivity and magnitude rank edges "
-           f"differently." if both < 0.9 else
-           f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), **{pct(both, 0)}** "
-           f"are also among the {k:,} most sensitive: here magnitude and sensitivity mostly agree."]
-    if kept is not None and s.sum() > 0:
-        kp = np.asarray(kept).ravel()[live].astype(bool)
-        out.append(f"The {kp.sum():,} edges {method} kept ({pct(kp.mean())} of the layer) carry "
-                   f"**{pct(float(s[kp].sum() / s.sum()))}** of its total sensitivity.")
-    return out
+    return [f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), only "
+            f"**{pct(both, 0)}** are also among the {k:,} most sensitive: sensitivity and magnitude rank edges "
+            f"differently." if both < 0.9 else
+            f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), **{pct(both, 0)}** "
+            f"are also among the {k:,} most sensitive: here magnitude and sensitivity mostly agree."]
+
+
+def kept_verdict(weight: np.ndarray, sens: np.ndarray, kept: np.ndarray | None, method: str) -> list[str]:
+    """sensitivity_verdict's second sentence: the share of the layer's total sensitivity on the kept edges."""
+    live = (np.asarray(weight) != 0).ravel()
+    s = np.asarray(sens, dtype=float).ravel()[live]
+    if kept is None or not live.any() or s.sum() <= 0:
+        return []
+    kp = np.asarray(kept).ravel()[live].astype(bool)
+    return [f"The {kp.sum():,} edges {method} kept ({pct(kp.mean())} of the layer) carry "
+            f"**{pct(float(s[kp].sum() / s.sum()))}** of its total sensitivity."]
 
 
 # ---- Kept edges ----------------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ def _per_layer(s, prepared, report) -> None:
     layer = st.columns([1, 2])[0].selectbox("Layer", names, index=0, key="sens_layer", help="Layers by module name and shape",
                                             format_func=tables.layer_labels(prepared).get)
     mod = prunable_layers(prepared.model)[layer]
-    verdict_box(vd.sensitivity_verdict(prepared.infos[layer].label, mod.weight.detach().cpu().numpy(),
-                                       prepared.sensitivities[layer].cpu().numpy(),
-                                       report.result.masks[layer].cpu().numpy(), s.method))
+    w, sens = mod.weight.detach().cpu().numpy(), prepared.sensitivities[layer].cpu().numpy()
+    ranks = engine.derived(("rank_verdict", s.heavy_key, layer),  # no mask in it: once per layer
+                           lambda: vd.rank_verdict(prepared.infos[layer].label, w, sens))
+    verdict_box(ranks + vd.kept_verdict(w, sens, report.result.masks[layer].cpu().numpy(), s.method))
     left, right = st.columns(2)
     label = prepared.infos[layer].label
     # the scatter's points are fixed per layer (cached); only their kept/pruned colour follows the slider, and the
@@ -78,8 +79,10 @@ def _one_edge(s, prepared, report) -> None:
         + ("(agree)" if agree else ":red[(differ: please report this)]")
         + f"; at {fx.point_label(tr)}; this edge is **{'kept' if kept else 'pruned'}** by {s.method}."
     )
-    if tr["sign"] != 0:
-        show.chart(charts.edge_profile(tr["g"], tr["n_images"], tr["point"]))
+    if tr["sign"] != 0:  # the edge's profile does not depend on the slider: built once per edge
+        c, spec = engine.chart(("edge_profile", s.heavy_key, layer, int(f), int(j)),
+                               lambda: charts.edge_profile(tr["g"], tr["n_images"], tr["point"]))
+        show.chart(c, spec=spec)
         if tr["signed"]:
             st.caption("This layer's input has negative entries, so every point x is split into the non-negative "
                        "pseudo-points a⁺ = max(a, 0) and a⁻ = max(−a, 0) (docs/sipp.md §2.1).")
