@@ -9,6 +9,7 @@
    timed too, so the cost of a move that finds nothing ready is in the same table.
 3. Page switches on cached settings: Prune -> Sensitivity -> Prune ... by the navigation links, until
    the page's charts are drawn and the app is idle (target: 1 s).
+4. Keep-ratio slider steps on the Sensitivity and Guarantees pages (no target; the Prune page's is 250 ms).
 
 Run:  .venv/bin/python benchmarks/bench_app.py                  (this checkout; needs /usr/bin/chromium)
       .venv/bin/python benchmarks/bench_app.py --before /tmp/sipp-before --rounds 3
@@ -40,6 +41,8 @@ SWITCH_TO = "Sensitivity"  # a second page that reads the same cached sensitivit
 MOVES = 5
 SWITCHES = 4
 READ_S = 0.5  # a user reads the new numbers before moving again
+PAGE_STEPS = ("Sensitivity", "Guarantees")  # pages whose keep-ratio steps are timed too
+PAGE_MOVES = 3
 
 
 def load() -> float:
@@ -81,6 +84,23 @@ def _switch(page, title: str) -> float:
     return time.perf_counter() - t0
 
 
+def _page_step(page) -> float:
+    """A keep-ratio step on any page: seconds until the settings line under its title changed, every chart is
+    drawn and the app is idle."""
+    time.sleep(READ_S)
+    line = '[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"]'
+    before = page.locator(line).first.inner_text()
+    thumb = page.locator('.st-key-keep input[type="range"]').first
+    thumb.focus()
+    t0 = time.perf_counter()
+    thumb.press("ArrowRight")
+    page.wait_for_function("([sel, b]) => { const e = document.querySelector(sel); return e && e.innerText !== b; }",
+                           arg=[line, before], timeout=60_000, polling=20)
+    wait_idle(page)
+    page.wait_for_function(CHART_JS, arg=1, timeout=60_000, polling=20)
+    return time.perf_counter() - t0
+
+
 def measure(browser, root: Path) -> dict:
     """One fresh server of the app in `root`: first result, slider moves and page switches (seconds)."""
     out: dict = {}
@@ -103,6 +123,10 @@ def measure(browser, root: Path) -> dict:
                 for _ in range(SWITCHES // 2):
                     out["switch"].append(_switch(page, SWITCH_TO))
                     out["switch"].append(_switch(page, "Prune"))
+                for title in PAGE_STEPS:
+                    _switch(page, title)
+                    out[title] = [_page_step(page) for _ in range(PAGE_MOVES)]
+                _switch(page, "Prune")
                 page.locator(".st-key-mode").get_by_text("eps and delta").click()
                 page.locator('.st-key-eps input[type="range"]').first.wait_for(state="attached", timeout=30_000)
                 wait_idle(page)
@@ -122,7 +146,8 @@ def report(label: str, r: dict) -> None:
     print(f"[{label}] first complete default result: {r['first']:.2f} s (load {r['load_first']:.1f}) · "
           f"keep slider: {_fmt(r['keep'])} (load {r['load_keep']:.1f}) · keep jumps: {_fmt(r['jump'])} · eps slider: {_fmt(r['eps'])} "
           f"(load {r['load_eps']:.1f}) · page switch: {_fmt(r['switch'])} (to {SWITCH_TO}: {_fmt(r['switch'][0::2])}; "
-          f"to Prune: {_fmt(r['switch'][1::2])}) (load {r['load_switch']:.1f})", flush=True)
+          f"to Prune: {_fmt(r['switch'][1::2])}) (load {r['load_switch']:.1f}) · "
+          + " · ".join(f"{t} step: {_fmt(r[t])}" for t in PAGE_STEPS), flush=True)
 
 
 def summary(label: str, runs: list[dict]) -> None:
@@ -136,7 +161,8 @@ def summary(label: str, runs: list[dict]) -> None:
     print(f"{label:>7}: first result median {statistics.median(firsts):.2f} s (min {min(firsts):.2f}) · "
           f"keep {_fmt(keep)} · keep jumps {_fmt(jump)} · eps {_fmt(eps)} · page switch {_fmt(switch)} "
           f"(to {SWITCH_TO}: {_fmt(to_other)}) · "
-          f"load {min(loads):.1f}-{max(loads):.1f} over {len(runs)} server(s)")
+          + "".join(f"{t} step {_fmt([x for r in runs for x in r[t]])} · " for t in PAGE_STEPS)
+          + f"load {min(loads):.1f}-{max(loads):.1f} over {len(runs)} server(s)")
 
 
 def main() -> int:
