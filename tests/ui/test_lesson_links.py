@@ -43,6 +43,8 @@ def test_a_lesson_url_restores_its_page_settings_and_hidden_controls(name):
     for key, value in lesson.params.items():
         got = at.session_state[key]
         assert str(got) == str(value) or (isinstance(got, float) and got == pytest.approx(float(value))), (key, got)
+    if name == "eps-delta":  # its text says "Open Formulas with these numbers below": they start open
+        assert len(at.latex) >= 8
     css = _style(at)
     for key in lesson.hide:
         assert (f".st-key-{key} " in css) if key != lessons.SIDEBAR else ('[data-testid="stSidebar"]' in css)
