@@ -134,12 +134,8 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     """
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
-    if isinstance(c, Figure):
-        template = template_of(c)[1]
-        if presenting():
-            template = _presented(c.key, template)
-        # data frames: Streamlit sends them as Arrow tables; the template's own fixed data sets stay
-        spec = {**template, "datasets": {**template.get("datasets", {}), **c.data}}
+    if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
+        spec = c.spec(_presented(c.key, template_of(c)[1]) if presenting() else None)
     if presenting():
         where = st
         spec = spec if isinstance(c, Figure) else _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)

@@ -36,10 +36,11 @@ class Figure:
         """The complete Altair chart, data inlined as the spec's named data sets."""
         return template_of(self)[0].properties(datasets={n: records(df) for n, df in self.data.items()})
 
-    def spec(self) -> dict:
+    def spec(self, template: dict | None = None) -> dict:
         """The template's Vega-Lite dict with this figure's data frames as its data sets (a new top-level dict;
-        the template's nested parts are shared: never mutate them)."""
-        t = template_of(self)[1]
+        the template's nested parts are shared: never mutate them). template: another form of the template
+        (e.g. with presentation-mode type)."""
+        t = template if template is not None else template_of(self)[1]
         return {**t, "datasets": {**t.get("datasets", {}), **self.data}}  # the template's own (fixed) data too
 
     def to_dict(self) -> dict:
