@@ -109,3 +109,12 @@ def axis_titles(spec) -> dict:
 
     walk(spec)
     return found
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """A small LeNet-300 on mnist5k, 40 points of S and 120 held-out points: the chart tests' records (import it
+    into a test module to use it)."""
+    from sipp_core.pipeline import prepare
+
+    return prepare("lenet300", "mnist5k", sample_size=40, heldout=120)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pagetest import axis_titles
+from pagetest import axis_titles, prepared  # noqa: F401  (prepared: a fixture)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +27,6 @@ from ui.charts import core as charts  # noqa: E402
 from ui.charts import filters as cf  # noqa: E402
 from ui.charts import images as charts_images  # noqa: E402
 from ui.charts import tradeoffs as ct  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def prepared():
-    from sipp_core.pipeline import prepare
-
-    return prepare("lenet300", "mnist5k", sample_size=40, heldout=120)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import vl_convert
+from pagetest import prepared  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -14,13 +15,6 @@ sys.path.insert(0, str(ROOT))
 from ui import tables  # noqa: E402
 from ui.charts import core as charts  # noqa: E402
 from ui.charts.figure import Figure, template_of  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def prepared():
-    from sipp_core.pipeline import prepare
-
-    return prepare("lenet300", "mnist5k", sample_size=40, heldout=120)
 
 
 @pytest.fixture(scope="module")
