@@ -58,6 +58,11 @@ class Worker:
             self._fresh = True
             self._cond.notify()
 
+    def cancel(self) -> None:
+        """Drop the jobs not yet started (a job already running finishes: at most one report's time)."""
+        with self._cond:
+            self._jobs = []
+
     def idle(self) -> bool:
         with self._cond:
             return not self._jobs and not self._busy
@@ -101,8 +106,11 @@ def note(s: Settings, prepared, report) -> None:
 
 
 def forget() -> None:
-    """ui.nav.run_page, before the page runs: nothing shown yet in this run."""
+    """ui.nav.run_page, before the page runs: nothing shown yet in this run, and the neighbours of the page before
+    are no longer worth computing: a job waiting for its start would only hold the model's lock against this run."""
     _shown.value = None
+    if enabled():
+        worker().cancel()
 
 
 def after_page() -> int:

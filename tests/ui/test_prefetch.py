@@ -86,3 +86,17 @@ def test_a_failing_job_does_not_stop_the_worker(bad):
         assert time.time() < deadline
         time.sleep(0.02)
     assert hits == [1]
+
+
+def test_a_new_run_drops_the_neighbours_not_yet_started(monkeypatch):
+    """A page run that starts while jobs wait for their start cancels them, so they cannot hold the model's lock
+    against it."""
+    monkeypatch.setenv("SIPP_PREFETCH", "1")
+    monkeypatch.setattr(prefetch, "START_DELAY_S", 1.0)  # the jobs wait a second before they start
+    w = prefetch.worker()
+    _wait_idle()
+    hits = []
+    w.submit([lambda: hits.append(1), lambda: hits.append(2)])
+    prefetch.forget()  # what ui.nav.run_page does first
+    time.sleep(1.5)
+    assert hits == [] and w.idle()
