@@ -93,20 +93,22 @@ def record_upload_prune(s: Settings, report, label: str) -> int | None:
         return None
 
 
-def record_prune(s: Settings, report) -> int | None:
-    """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
+def _record_once(key: tuple, kind: str, entry) -> int | None:
+    """Save one run of `kind` once per `key` (per process): entry() gives its (settings, results, timings).
+    Returns the new id, or None if it was not saved now (already saved, no history, or a history problem, which
+    is shown as a caption and never breaks the page)."""
     hist = history()
     if hist is None:
         return None
-    key = (str(hist.path), engine.report_key(s))
+    key = (str(hist.path), *key)
     saved = _saved()
     with saved["lock"]:
         if key in saved["keys"]:
             return None
         saved["keys"][key] = None
     try:
-        run_id = safe(hist.add, "prune", *prune_entry(s, report))
-    except Exception as exc:  # noqa: BLE001
+        run_id = safe(hist.add, kind, *entry())
+    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
         with saved["lock"]:
             saved["keys"].pop(key, None)
         st.caption(f":orange[This run was not saved to the run history: {exc}]")
@@ -114,6 +116,11 @@ def record_prune(s: Settings, report) -> int | None:
     with saved["lock"]:
         saved["keys"][key] = run_id
     return run_id
+
+
+def record_prune(s: Settings, report) -> int | None:
+    """Save a prune run once per distinct setting (per process); returns the new id, or None if not saved now."""
+    return _record_once((engine.report_key(s),), "prune", lambda: prune_entry(s, report))
 
 
 def nonsmoothness_entry(s: Settings, opts: dict, comp, keep_ratio: float) -> tuple[dict, dict, dict]:
@@ -130,25 +137,8 @@ def nonsmoothness_entry(s: Settings, opts: dict, comp, keep_ratio: float) -> tup
 
 def record_nonsmoothness(s: Settings, opts: dict, comp, keep_ratio: float) -> int | None:
     """Save a nonsmoothness comparison once per distinct setting (per process), as record_prune does."""
-    hist = history()
-    if hist is None:
-        return None
-    key = (str(hist.path), "nonsmoothness", engine.report_key(s), tuple(sorted(opts.items())))
-    saved = _saved()
-    with saved["lock"]:
-        if key in saved["keys"]:
-            return None
-        saved["keys"][key] = None
-    try:
-        run_id = safe(hist.add, "nonsmoothness", *nonsmoothness_entry(s, opts, comp, keep_ratio))
-    except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
-        with saved["lock"]:
-            saved["keys"].pop(key, None)
-        st.caption(f":orange[This run was not saved to the run history: {exc}]")
-        return None
-    with saved["lock"]:
-        saved["keys"][key] = run_id
-    return run_id
+    return _record_once(("nonsmoothness", engine.report_key(s), tuple(sorted(opts.items()))), "nonsmoothness",
+                        lambda: nonsmoothness_entry(s, opts, comp, keep_ratio))
 
 
 def saver(hist):
