@@ -1,22 +1,13 @@
 """SiPP Studio: prune a real network with Sensitivity-informed Provable Pruning and see why.
 
 Run:  streamlit run app.py            (add ?present=1 to the URL for a projector)
+
+This file is the server. Every browser session runs studio.py (the sidebar, the navigation and the pages); before
+the first one, the server runs it once itself on the default settings (ui/warmup.py), so that the first page
+opened finds torch imported and the default network's numbers and charts ready. SIPP_WARMUP=0 skips that.
 """
 import streamlit as st
 
-from ui.runtime import app_icon, configure_torch, freeze_imports
-from ui.show import page_style, presenting
+from ui.warmup import lifespan
 
-st.set_page_config(page_title="SiPP Studio", page_icon=app_icon(), layout="wide",
-                   initial_sidebar_state="collapsed" if presenting() else "auto")
-
-from ui.nav import build_navigation, run_page  # noqa: E402
-from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
-
-configure_torch()
-freeze_imports()
-
-page = build_navigation()
-page_style()
-show_link_problems(render_sidebar())
-run_page(page)
+app = st.App("studio.py", lifespan=lifespan)

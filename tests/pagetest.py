@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the app's `ui` package
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "studio.py")
 TIMEOUT = 120
 JOB_WAIT_S = 90
 

@@ -16,13 +16,13 @@ import streamlit as st
 
 from ui import prefetch
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
-_ACTIVE = threading.local()  # set while app.py runs the selected page
+APP = Path(__file__).resolve().parent.parent / "studio.py"
+_ACTIVE = threading.local()  # set while studio.py runs the selected page
 
 
 @dataclass(frozen=True)
 class PageSpec:
-    path: str  # relative to app.py
+    path: str  # relative to studio.py
     title: str
     icon: str
     section: str
@@ -60,7 +60,7 @@ def build_navigation():
 
 
 def run_page(page) -> None:
-    """app.py: run the selected page, marking that the shared sidebar has been drawn."""
+    """studio.py: run the selected page, marking that the shared sidebar has been drawn."""
     _ACTIVE.on = True
     prefetch.forget()
     try:
@@ -73,7 +73,7 @@ def run_page(page) -> None:
 def entry(render: Callable[[], None]) -> None:
     """What every file in pages/ calls.
 
-    Normally app.py has drawn the sidebar and st.navigation runs this page. On a fresh server whose
+    Normally studio.py has drawn the sidebar and st.navigation runs this page. On a fresh server whose
     very first request is a deep link (e.g. /guarantees), Streamlit's legacy pages/ routing runs the
     page file by itself; then run the app instead, which routes back here with the sidebar drawn.
     """

@@ -22,6 +22,7 @@ from sipp_core.errors import SippError, fix_of
 from sipp_core.jobs.history import HistoryError, RunHistory, default_history_path
 from ui import engine, tables
 from ui.settings import Settings
+from ui.warmup import is_warmup
 
 REOPENED_UPLOAD = "_reopened_upload"  # session_state: the uploaded file a reopened run asks for
 
@@ -96,7 +97,9 @@ def record_upload_prune(s: Settings, report, label: str) -> int | None:
 def _record_once(key: tuple, kind: str, entry) -> int | None:
     """Save one run of `kind` once per `key` (per process): entry() gives its (settings, results, timings).
     Returns the new id, or None if it was not saved now (already saved, no history, or a history problem, which
-    is shown as a caption and never breaks the page)."""
+    is shown as a caption and never breaks the page). The server's warm-up run is no one's run: not saved."""
+    if is_warmup():
+        return None
     hist = history()
     if hist is None:
         return None

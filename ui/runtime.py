@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from sipp_core.runtime import configure_torch, torch_threads  # noqa: E402
 
-__all__ = ["app_icon", "configure_torch", "torch_threads"]  # configure_torch and torch_threads: for app.py
+__all__ = ["app_icon", "configure_torch", "torch_threads"]  # configure_torch and torch_threads: for studio.py
 
 # Altair validates every part of a chart as it is built, then the whole chart again when Streamlit draws it; the
 # second check alone catches the same errors (with a terser message). Building the Prune page's two charts takes

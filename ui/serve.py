@@ -48,7 +48,7 @@ def wait_until_up(proc: subprocess.Popen, url: str, ready, timeout: float, name:
             pass
         if time.time() > deadline:
             raise TimeoutError(f"{name} did not answer in time")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -79,7 +79,7 @@ def set_presenting(on: bool) -> None:
 
 
 def page_style() -> None:
-    """app.py, every run: the page's CSS (PAGE_CSS), and larger type with full-width content while presenting."""
+    """studio.py, every run: the page's CSS (PAGE_CSS), and larger type with full-width content while presenting."""
     st.session_state["_chart_n"] = 0
     st.html(PAGE_CSS + (PRESENT_CSS if presenting() else ""))
 

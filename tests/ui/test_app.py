@@ -12,7 +12,7 @@ import pytest
 from conftest import env_var
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "studio.py")
 PAGES = ["pages/prune.py", "pages/sensitivity.py", "pages/kept_edges.py", "pages/guarantees.py", "pages/learn.py"]
 TIMEOUT = 120
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,34 @@ def test_default_prune_in_a_real_browser(tmp_path):
             assert "5.00%" in kept or "4.99%" in kept, kept
         finally:
             browser.close()
+
+
+def test_a_fresh_server_warms_up_and_saves_no_run_for_it(tmp_path):
+    """app.py runs the default page once at start-up (ui/warmup.py): it says so on the terminal, saves nothing
+    to the run history, and the first page opened afterwards shows the default result and saves it."""
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    from sipp_core.jobs.history import RunHistory
+
+    data = tmp_path / "data"
+    log = tmp_path / "streamlit.log"
+    env = {"SIPP_CACHE_DIR": str(tmp_path / "cache"), "SIPP_DATA_HOME": str(data), "SIPP_WARMUP": "1"}
+    with streamlit_server(env, log_path=log) as url, sync_playwright() as p:
+        deadline = time.time() + 120
+        while "Warm-up done" not in log.read_text() and time.time() < deadline:
+            assert "Warm-up stopped" not in log.read_text(), log.read_text()
+            time.sleep(0.2)
+        assert "Warm-up done" in log.read_text(), log.read_text()
+        history = data / "runs.sqlite"
+        assert not history.exists() or RunHistory(history).count() == 0
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            expect(page.locator('[data-testid="stMetric"]').filter(has_text="Weights kept")).to_be_visible(timeout=60_000)
+            wait_idle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
+        assert RunHistory(history).count(kind="prune") == 1

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui.settings import sidebar_url_spec, url_problems
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "studio.py")
 SPEC = sidebar_url_spec(["lenet300", "lenet5"], ["mnist5k", "moons"], ["sipp-hybrid", "wt"])
 
 

@@ -7,6 +7,7 @@ import pytest
 from pagetest import app, metric, new_app, ok, page_folders  # noqa: F401 - the module's fixtures
 
 from sipp_core.jobs.history import RunHistory
+from ui import warmup
 from ui.views.history import overlay_frame, settings_from_run, smp_overlay_frame
 
 
@@ -45,6 +46,21 @@ def test_history_lists_reopens_and_deletes_a_prune_run():
     with pytest.raises(KeyError):
         hist.get(run_id)
     assert run_id not in list(at.dataframe[0].value["id"])
+
+
+def test_the_servers_warm_up_run_is_not_saved_but_the_same_run_by_a_user_is(monkeypatch):
+    def saved():
+        return [r for r in RunHistory().list(kind="prune") if abs(r.settings.get("keep_ratio", 0) - 0.055) < 1e-9]
+
+    monkeypatch.setattr(warmup, "_SESSIONS", {"test session id"})  # AppTest's session, taken for the warm-up's
+    at = new_app().run()
+    at.slider(key="keep").set_value(0.055).run()
+    ok(at)
+    assert not saved()
+    warmup._SESSIONS.clear()  # the same session, now a user's
+    at.run()
+    ok(at)
+    assert len(saved()) == 1
 
 
 def test_a_damaged_history_is_reported_and_set_aside(tmp_path):

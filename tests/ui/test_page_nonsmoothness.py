@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from ui.charts import smoothness as cs  # noqa: E402
 
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "studio.py")
 PAGE = "pages/nonsmoothness.py"
 TIMEOUT = 120
 

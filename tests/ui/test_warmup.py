@@ -1,0 +1,115 @@
+"""The server's start-up run (ui/warmup.py): how it drives a session, and that it saves no run.
+
+The real server is exercised in tests/ui/test_browser.py (a warm-up beside a first page, and a page opened after
+it); here a small stand-in for Streamlit's Runtime checks the protocol: one session, one rerun request, closed
+whatever happens.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.testing.v1 import AppTest
+
+from ui import warmup
+
+
+class FakeRuntime:
+    """Answers a rerun request with the given script_finished statuses, one per event-loop turn."""
+
+    def __init__(self, statuses=(ForwardMsg.FINISHED_SUCCESSFULLY,)):
+        self.statuses = list(statuses)
+        self.client = None
+        self.reruns = 0
+        self.closed: list[str] = []
+        self.seen_as_warmup: list[bool] = []
+
+    def connect_session(self, client, user_info):
+        self.client = client
+        return "warm-1"
+
+    def handle_backmsg(self, session_id, msg):
+        assert msg.WhichOneof("type") == "rerun_script"
+        self.reruns += 1
+        self.seen_as_warmup.append(session_id in warmup._SESSIONS)
+        loop = asyncio.get_running_loop()
+        for i, status in enumerate(self.statuses):
+            out = ForwardMsg()
+            out.script_finished = status
+            loop.call_later(0.01 * (i + 1), self.client.write_forward_msg, out)
+
+    def close_session(self, session_id):
+        self.closed.append(session_id)
+
+
+def test_one_run_in_a_session_marked_as_the_warm_up_then_closed():
+    rt = FakeRuntime()
+    assert asyncio.run(warmup.run_once(rt, timeout=5)) is True
+    assert rt.reruns == 1 and rt.seen_as_warmup == [True]
+    assert rt.closed == ["warm-1"] and not warmup._SESSIONS
+
+
+def test_a_run_cut_short_by_a_rerun_is_waited_past():
+    rt = FakeRuntime([ForwardMsg.FINISHED_EARLY_FOR_RERUN, ForwardMsg.FINISHED_SUCCESSFULLY])
+    assert asyncio.run(warmup.run_once(rt, timeout=5)) is True
+    assert rt.client.status == ForwardMsg.FINISHED_SUCCESSFULLY
+
+
+def test_a_run_that_never_ends_times_out_and_its_session_is_closed():
+    rt = FakeRuntime([])
+    assert asyncio.run(warmup.run_once(rt, timeout=0.1)) is False
+    assert rt.closed == ["warm-1"] and not warmup._SESSIONS
+
+
+def test_a_failing_runtime_still_closes_the_session():
+    class Broken(FakeRuntime):
+        def handle_backmsg(self, session_id, msg):
+            raise RuntimeError("runtime stopped")
+
+    rt = Broken()
+    with pytest.raises(RuntimeError):
+        asyncio.run(warmup.run_once(rt, timeout=1))
+    assert rt.closed == ["warm-1"] and not warmup._SESSIONS
+
+
+def test_warm_reports_a_failure_on_the_terminal_and_returns(capsys):
+    class Broken(FakeRuntime):
+        def connect_session(self, client, user_info):
+            raise RuntimeError("no sessions now")
+
+    asyncio.run(warmup.warm(Broken()))
+    out = capsys.readouterr().out
+    assert "Warm-up stopped (RuntimeError: no sessions now)" in out
+
+
+@pytest.mark.parametrize("value, on", [("0", False), ("off", False), ("1", True), ("", True)])
+def test_sipp_warmup_switch(monkeypatch, value, on):
+    if value:
+        monkeypatch.setenv("SIPP_WARMUP", value)
+    else:
+        monkeypatch.delenv("SIPP_WARMUP", raising=False)
+    assert warmup.enabled() is on
+
+
+def test_the_lifespan_starts_no_run_when_switched_off(monkeypatch):
+    monkeypatch.setenv("SIPP_WARMUP", "0")
+
+    async def go():
+        async with warmup.lifespan(None):
+            return len(asyncio.all_tasks())
+
+    assert asyncio.run(go()) == 1  # only this coroutine: no warm-up task
+
+
+SCRIPT = """
+import streamlit as st
+from ui import warmup
+st.session_state["seen"] = warmup.is_warmup()
+"""
+
+
+def test_is_warmup_is_true_only_in_a_warm_up_session():
+    at = AppTest.from_string(SCRIPT).run()
+    assert at.session_state["seen"] is False
+    assert warmup.is_warmup() is False  # outside any script run

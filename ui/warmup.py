@@ -1,0 +1,121 @@
+"""Warm a fresh server up: at start-up, one run of the app's script on the default settings, in a session that no
+browser sees.
+
+The first run in a process pays for everything done once per process: importing torch, pandas and Altair (1.8 s
+of a 2-core laptop's 2.6 s), reading the default data set, loading the default network, computing its
+sensitivities and first report, building the chart templates. app.py starts this run as the server starts, with
+the same code and the same process-wide caches as the pages. The server does not wait for it: a page opened
+meanwhile is served at once, and its run waits only for what the warm-up is still computing (the same imports,
+the same cached results), never computing anything twice. A page opened after the warm-up (the time to read the
+address and click it) finds everything ready and only draws: its first result comes in about 2 s instead of 4.
+
+SIPP_WARMUP=0 turns it off. The warm-up run saves nothing to the run history (run_store asks is_warmup()).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from contextlib import asynccontextmanager
+
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime import Runtime, SessionClient
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+_SESSIONS: set[str] = set()  # ids of the warm-up sessions running now
+TIMEOUT_S = 120.0  # a run that takes longer is stopped (its session closed)
+PREFETCH_WAIT_S = 2.0  # then wait this long at most for the next steps' reports (ui.prefetch) to be ready
+
+
+def enabled() -> bool:
+    return os.environ.get("SIPP_WARMUP", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def is_warmup() -> bool:
+    """True inside the warm-up run (no user made it: nothing is saved for it)."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx is not None and ctx.session_id in _SESSIONS
+
+
+class _Watcher(SessionClient):
+    """The warm-up session's client: drops what the run draws and notes when the run is over."""
+
+    def __init__(self) -> None:
+        self.finished = asyncio.Event()
+        self.status: int | None = None
+
+    def write_forward_msg(self, msg: ForwardMsg) -> None:
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+            self.status = msg.script_finished
+            self.finished.set()
+
+    @property
+    def client_context(self):
+        return None
+
+
+async def run_once(runtime: Runtime, timeout: float = TIMEOUT_S) -> bool:
+    """Run the app's script once on its default page, as a browser's first visit would, and wait for the end.
+
+    Must run on the server's event loop (Streamlit's Runtime calls are made there). Returns True when the run
+    finished (with or without an error drawn on its page) within `timeout`.
+    """
+    watcher = _Watcher()
+    session_id = runtime.connect_session(watcher, user_info={})
+    _SESSIONS.add(session_id)
+    try:
+        runtime.handle_backmsg(session_id, BackMsg(rerun_script=ClientState()))
+        try:
+            await asyncio.wait_for(watcher.finished.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return watcher.status == ForwardMsg.FINISHED_SUCCESSFULLY
+    finally:
+        runtime.close_session(session_id)
+        _SESSIONS.discard(session_id)
+
+
+async def _prefetch_settled(limit_s: float) -> None:
+    """Wait (at most limit_s) for the reports the warm-up run queued ahead (ui.prefetch), so that "done" on the
+    terminal means the server has nothing left to do."""
+    from ui import prefetch  # here, not at the top: importing it imports torch, which is what the warm-up times
+
+    if not prefetch.enabled():
+        return
+    deadline = time.perf_counter() + limit_s
+    worker = prefetch.worker()
+    while not worker.idle() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def warm(runtime: Runtime) -> None:
+    """The warm-up, with a line on the terminal when it starts and ends (it never stops the server)."""
+    t0 = time.perf_counter()
+    print("  Warming up: one run of the default page in the background (SIPP_WARMUP=0 skips it)…", flush=True)
+    try:
+        done = await run_once(runtime)
+        await _prefetch_settled(PREFETCH_WAIT_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the first page does the work instead; the server keeps serving
+        print(f"  Warm-up stopped ({type(exc).__name__}: {exc}); the first page will do its work.", flush=True)
+        return
+    state = "done" if done else "not finished"
+    print(f"  Warm-up {state} after {time.perf_counter() - t0:.1f} s.", flush=True)
+
+
+@asynccontextmanager
+async def lifespan(_app):
+    """st.App's start-up and shut-down hook (app.py): start the warm-up and serve at once.
+
+    The server does not wait for the warm-up: a page opened meanwhile is served, and its run waits only for what
+    the warm-up is still computing (the same imports, the same cached results), never computing it twice.
+    """
+    task = asyncio.get_running_loop().create_task(warm(Runtime.instance())) if enabled() else None
+    try:
+        yield
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
