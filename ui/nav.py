@@ -1,4 +1,4 @@
-"""Navigation: one registry of pages grouped in sections.
+"""Navigation: one registry of pages grouped in sections (light: studio.py calls it before its heavy imports).
 
 To add a page, write its body as ui/views/<name>.py with a ``render()``, a thin
 pages/<name>.py that calls ``entry(render)`` with it, and append one PageSpec to
@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 import streamlit as st
-
-from ui import prefetch
 
 APP = Path(__file__).resolve().parent.parent / "studio.py"
 _ACTIVE = threading.local()  # set while studio.py runs the selected page
@@ -62,12 +60,10 @@ def build_navigation():
 def run_page(page) -> None:
     """studio.py: run the selected page, marking that the shared sidebar has been drawn."""
     _ACTIVE.on = True
-    prefetch.forget()
     try:
         page.run()
     finally:
         _ACTIVE.on = False
-    prefetch.after_page()  # the page is drawn: compute the next slider step's report while it is read
 
 
 def entry(render: Callable[[], None]) -> None:

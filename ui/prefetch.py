@@ -106,7 +106,7 @@ def note(s: Settings, prepared, report) -> None:
 
 
 def forget() -> None:
-    """ui.nav.run_page, before the page runs: nothing shown yet in this run, and the neighbours of the page before
+    """studio.py, before the page runs: nothing shown yet in this run, and the neighbours of the page before
     are no longer worth computing: a job waiting for its start would only hold the model's lock against this run."""
     _shown.value = None
     if enabled():
@@ -114,7 +114,7 @@ def forget() -> None:
 
 
 def after_page() -> int:
-    """ui.nav.run_page, once the page is drawn: queue the neighbours of the report it showed (if any).
+    """studio.py, once the page is drawn: queue the neighbours of the report it showed (if any).
     Returns how many were queued."""
     shown, _shown.value = getattr(_shown, "value", None), None
     if shown is None or not enabled():

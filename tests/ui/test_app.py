@@ -281,3 +281,16 @@ def test_concurrent_reports_match_sequential_ones():
         t.join()
     assert not errors
     assert got == pytest.approx(wanted)
+
+
+def test_the_first_run_of_a_process_says_it_is_starting_and_leaves_no_trace(monkeypatch):
+    """A fresh server's first run waits for the imports: studio.py shows a sentence meanwhile, gone before the page
+    draws (AppTest sees the end of the run; here the app's last module is made to look not yet imported, so the
+    script imports it again)."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "ui.sidebar", raising=False)  # restored after the test
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert not [e for e in at.info if "Starting SiPP Studio" in e.value]
+    assert at.title[0].value == "Prune" and _metric(at, "Weights kept")

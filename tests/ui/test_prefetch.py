@@ -97,6 +97,6 @@ def test_a_new_run_drops_the_neighbours_not_yet_started(monkeypatch):
     _wait_idle()
     hits = []
     w.submit([lambda: hits.append(1), lambda: hits.append(2)])
-    prefetch.forget()  # what ui.nav.run_page does first
+    prefetch.forget()  # what studio.py does before the page runs
     time.sleep(1.5)
     assert hits == [] and w.idle()
