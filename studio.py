@@ -8,6 +8,9 @@ import sys
 import streamlit as st
 
 from ui.nav import build_navigation, run_page
+from ui.warmup import yield_cpu
+
+yield_cpu()  # a run of the server's warm-up that no one waits for: below the users' runs
 
 st.set_page_config(page_title="SiPP Studio", layout="wide")
 # Before the heavy imports: the first page of a fresh server would list the files in pages/ until this call.

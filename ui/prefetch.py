@@ -19,6 +19,7 @@ import streamlit as st
 
 from ui import engine
 from ui.settings import EPS_OPTIONS, KEEP_MAX, KEEP_MIN, KEEP_STEP, Settings
+from ui.warmup import lower_priority
 
 PREFETCH_MAX_S = 0.3  # a report that costs more is not computed ahead
 START_DELAY_S = float(os.environ.get("SIPP_PREFETCH_DELAY", "0.1"))
@@ -68,10 +69,7 @@ class Worker:
             return not self._jobs and not self._busy
 
     def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
-        except (AttributeError, OSError):  # not Linux, or not allowed: run at the normal priority
-            pass
+        lower_priority(WORKER_NICE)
         while True:
             with self._cond:
                 while not self._jobs:

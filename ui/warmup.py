@@ -1,20 +1,23 @@
-"""Warm a fresh server up: at start-up, one run of the app's script on the default settings, in a session that no
-browser sees.
+"""Warm a fresh server up: at start-up, the app's script runs on the default settings in a session that no browser
+sees: on the default page, then on the pages a class clicks through first (PAGES).
 
 The first run in a process pays for everything done once per process: importing torch, pandas and Altair (1.8 s
 of a 2-core laptop's 2.6 s), reading the default data set, loading the default network, computing its
-sensitivities and first report, building the chart templates. app.py starts this run as the server starts, with
-the same code and the same process-wide caches as the pages. The server does not wait for it: a page opened
-meanwhile is served at once, and its run waits only for what the warm-up is still computing (the same imports,
-the same cached results), never computing anything twice. A page opened after the warm-up (the time to read the
-address and click it) finds everything ready and only draws: its first result comes in about 2 s instead of 4.
+sensitivities and first report, building the chart templates; a page's first visit builds that page's own
+results and charts. app.py starts the warm-up as the server starts, with the same code and the same
+process-wide caches as the pages. The server does not wait for it: a page opened meanwhile is served at once,
+and its run waits only for what the warm-up is still computing (the same imports, the same cached results),
+never computing anything twice. A page opened after the warm-up (the time to read the address and click it)
+finds everything ready and only draws: its first result comes in about 2 s instead of 4. The runs after the
+first page, which nobody waits for, run at a lower CPU priority (yield_cpu).
 
-SIPP_WARMUP=0 turns it off. The warm-up run saves nothing to the run history (run_store asks is_warmup()).
+SIPP_WARMUP=0 turns it off. The warm-up saves nothing to the run history (run_store asks is_warmup()).
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 
@@ -25,7 +28,12 @@ from streamlit.runtime import Runtime, SessionClient
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 _SESSIONS: set[str] = set()  # ids of the warm-up sessions running now
+_BACKGROUND: set[str] = set()  # those of them past their first page: nobody waits for their runs
+BACKGROUND_NICE = 10  # the CPU priority of those runs, below the users' pages (Linux: per thread)
 TIMEOUT_S = 120.0  # a run that takes longer is stopped (its session closed)
+# The pages run, in this order (URL names; "" is the default page, Prune): the first section's pages, which a
+# class clicks through first, so that a first visit to each only draws too.
+PAGES = ("", "sensitivity", "kept_edges", "guarantees")
 PREFETCH_WAIT_S = 2.0  # then wait this long at most for the next steps' reports (ui.prefetch) to be ready
 
 
@@ -39,12 +47,34 @@ def is_warmup() -> bool:
     return ctx is not None and ctx.session_id in _SESSIONS
 
 
+def lower_priority(nice: int) -> None:
+    """Run the calling thread at niceness `nice` or its own, whichever is lower in priority (Linux: per thread;
+    elsewhere, or if refused, nothing)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    except (AttributeError, OSError):
+        pass
+
+
+def yield_cpu() -> None:
+    """studio.py, first thing in a run: a warm-up run that no one waits for (pages after the first) runs at a
+    lower CPU priority, so that it never slows a user's page. Its thread ends with the run."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    if ctx is not None and ctx.session_id in _BACKGROUND:
+        lower_priority(BACKGROUND_NICE)
+
+
 class _Watcher(SessionClient):
-    """The warm-up session's client: drops what the run draws and notes when the run is over."""
+    """The warm-up session's client: drops what a run draws and notes when the run is over."""
 
     def __init__(self) -> None:
         self.finished = asyncio.Event()
         self.status: int | None = None
+
+    def expect_run(self) -> None:
+        self.finished.clear()
+        self.status = None
 
     def write_forward_msg(self, msg: ForwardMsg) -> None:
         if msg.WhichOneof("type") == "script_finished" and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
@@ -56,25 +86,33 @@ class _Watcher(SessionClient):
         return None
 
 
-async def run_once(runtime: Runtime, timeout: float = TIMEOUT_S) -> bool:
-    """Run the app's script once on its default page, as a browser's first visit would, and wait for the end.
+async def run_pages(runtime: Runtime, pages: tuple[str, ...] = PAGES, timeout: float = TIMEOUT_S) -> bool:
+    """Run the app's script on each of `pages` in turn, in one session, as a browser visiting them would, waiting
+    for the end of each run.
 
-    Must run on the server's event loop (Streamlit's Runtime calls are made there). Returns True when the run
+    Must run on the server's event loop (Streamlit's Runtime calls are made there). Returns True when every run
     finished (with or without an error drawn on its page) within `timeout`.
     """
     watcher = _Watcher()
     session_id = runtime.connect_session(watcher, user_info={})
     _SESSIONS.add(session_id)
     try:
-        runtime.handle_backmsg(session_id, BackMsg(rerun_script=ClientState()))
-        try:
-            await asyncio.wait_for(watcher.finished.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return watcher.status == ForwardMsg.FINISHED_SUCCESSFULLY
+        for i, name in enumerate(pages):
+            if i == 1:  # the first page is what a first visitor waits for; the others can wait for users
+                _BACKGROUND.add(session_id)
+            watcher.expect_run()
+            runtime.handle_backmsg(session_id, BackMsg(rerun_script=ClientState(page_name=name)))
+            try:
+                await asyncio.wait_for(watcher.finished.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+            if watcher.status != ForwardMsg.FINISHED_SUCCESSFULLY:
+                return False
+        return True
     finally:
         runtime.close_session(session_id)
         _SESSIONS.discard(session_id)
+        _BACKGROUND.discard(session_id)
 
 
 async def _prefetch_settled(limit_s: float) -> None:
@@ -93,9 +131,9 @@ async def _prefetch_settled(limit_s: float) -> None:
 async def warm(runtime: Runtime) -> None:
     """The warm-up, with a line on the terminal when it starts and ends (it never stops the server)."""
     t0 = time.perf_counter()
-    print("  Warming up: one run of the default page in the background (SIPP_WARMUP=0 skips it)…", flush=True)
+    print("  Warming up: the first pages run once in the background (SIPP_WARMUP=0 skips it)…", flush=True)
     try:
-        done = await run_once(runtime)
+        done = await run_pages(runtime)
         await _prefetch_settled(PREFETCH_WAIT_S)
     except asyncio.CancelledError:
         raise

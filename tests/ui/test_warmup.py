@@ -7,6 +7,9 @@ whatever happens.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 
 import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -16,14 +19,16 @@ from ui import warmup
 
 
 class FakeRuntime:
-    """Answers a rerun request with the given script_finished statuses, one per event-loop turn."""
+    """Answers each rerun request with the given script_finished statuses, one per event-loop turn."""
 
     def __init__(self, statuses=(ForwardMsg.FINISHED_SUCCESSFULLY,)):
         self.statuses = list(statuses)
         self.client = None
         self.reruns = 0
+        self.pages: list[str] = []
         self.closed: list[str] = []
         self.seen_as_warmup: list[bool] = []
+        self.seen_in_background: list[bool] = []
 
     def connect_session(self, client, user_info):
         self.client = client
@@ -32,7 +37,9 @@ class FakeRuntime:
     def handle_backmsg(self, session_id, msg):
         assert msg.WhichOneof("type") == "rerun_script"
         self.reruns += 1
+        self.pages.append(msg.rerun_script.page_name)
         self.seen_as_warmup.append(session_id in warmup._SESSIONS)
+        self.seen_in_background.append(session_id in warmup._BACKGROUND)
         loop = asyncio.get_running_loop()
         for i, status in enumerate(self.statuses):
             out = ForwardMsg()
@@ -43,22 +50,37 @@ class FakeRuntime:
         self.closed.append(session_id)
 
 
-def test_one_run_in_a_session_marked_as_the_warm_up_then_closed():
+def test_one_run_per_page_in_a_session_marked_as_the_warm_up_then_closed():
     rt = FakeRuntime()
-    assert asyncio.run(warmup.run_once(rt, timeout=5)) is True
-    assert rt.reruns == 1 and rt.seen_as_warmup == [True]
-    assert rt.closed == ["warm-1"] and not warmup._SESSIONS
+    assert asyncio.run(warmup.run_pages(rt, pages=("", "sensitivity", "guarantees"), timeout=5)) is True
+    assert rt.pages == ["", "sensitivity", "guarantees"] and rt.seen_as_warmup == [True] * 3
+    assert rt.seen_in_background == [False, True, True]  # the first page at the normal priority: a visitor may wait
+    assert rt.closed == ["warm-1"] and not warmup._SESSIONS and not warmup._BACKGROUND
+
+
+def test_the_default_warm_up_starts_on_the_default_page():
+    assert warmup.PAGES[0] == ""
+    from ui.nav import PAGES
+
+    stems = {p.path.removeprefix("pages/").removesuffix(".py") for p in PAGES}
+    assert set(warmup.PAGES[1:]) <= stems  # every other name is a page's URL name
+
+
+def test_a_failed_page_stops_the_warm_up():
+    rt = FakeRuntime([ForwardMsg.FINISHED_WITH_COMPILE_ERROR])
+    assert asyncio.run(warmup.run_pages(rt, pages=("", "sensitivity"), timeout=5)) is False
+    assert rt.pages == [""] and rt.closed == ["warm-1"]
 
 
 def test_a_run_cut_short_by_a_rerun_is_waited_past():
     rt = FakeRuntime([ForwardMsg.FINISHED_EARLY_FOR_RERUN, ForwardMsg.FINISHED_SUCCESSFULLY])
-    assert asyncio.run(warmup.run_once(rt, timeout=5)) is True
+    assert asyncio.run(warmup.run_pages(rt, pages=("",), timeout=5)) is True
     assert rt.client.status == ForwardMsg.FINISHED_SUCCESSFULLY
 
 
 def test_a_run_that_never_ends_times_out_and_its_session_is_closed():
     rt = FakeRuntime([])
-    assert asyncio.run(warmup.run_once(rt, timeout=0.1)) is False
+    assert asyncio.run(warmup.run_pages(rt, timeout=0.1)) is False
     assert rt.closed == ["warm-1"] and not warmup._SESSIONS
 
 
@@ -69,7 +91,7 @@ def test_a_failing_runtime_still_closes_the_session():
 
     rt = Broken()
     with pytest.raises(RuntimeError):
-        asyncio.run(warmup.run_once(rt, timeout=1))
+        asyncio.run(warmup.run_pages(rt, timeout=1))
     assert rt.closed == ["warm-1"] and not warmup._SESSIONS
 
 
@@ -103,13 +125,33 @@ def test_the_lifespan_starts_no_run_when_switched_off(monkeypatch):
 
 
 SCRIPT = """
+import os
+import threading
 import streamlit as st
 from ui import warmup
+warmup.yield_cpu()
 st.session_state["seen"] = warmup.is_warmup()
+st.session_state["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 """
 
 
-def test_is_warmup_is_true_only_in_a_warm_up_session():
+def test_is_warmup_is_true_only_in_a_warm_up_session(monkeypatch):
     at = AppTest.from_string(SCRIPT).run()
     assert at.session_state["seen"] is False
     assert warmup.is_warmup() is False  # outside any script run
+    monkeypatch.setattr(warmup, "_SESSIONS", {"test session id"})  # AppTest's session id
+    at.run()
+    assert at.session_state["seen"] is True
+
+
+def test_warm_up_runs_past_the_first_page_yield_the_cpu_and_only_they(monkeypatch):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    at = AppTest.from_string(SCRIPT).run()
+    assert at.session_state["nice"] == base
+    monkeypatch.setattr(warmup, "_SESSIONS", {"test session id"})
+    at.run()
+    assert at.session_state["nice"] == base  # the first page: a visitor may be waiting for it
+    monkeypatch.setattr(warmup, "_BACKGROUND", {"test session id"})
+    at.run()
+    assert at.session_state["nice"] == max(base, warmup.BACKGROUND_NICE) or sys.platform != "linux"
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the test's own thread is untouched
