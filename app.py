@@ -2,9 +2,10 @@
 
 Run:  streamlit run app.py            (add ?present=1 to the URL for a projector)
 
-This file is the server. Every browser session runs studio.py (the sidebar, the navigation and the pages); before
-the first one, the server runs it once itself on the default settings (ui/warmup.py), so that the first page
-opened finds torch imported and the default network's numbers and charts ready. SIPP_WARMUP=0 skips that.
+This file is the server. Every browser session runs studio.py (the sidebar, the navigation and the pages). As the
+server starts, it also runs studio.py itself, in the background, on the default settings and the first pages
+(ui/warmup.py), so that a page opened a few seconds later finds torch imported and the default network's numbers
+and charts ready. SIPP_WARMUP=0 skips that.
 """
 import streamlit as st
 

@@ -118,7 +118,9 @@ async def run_pages(runtime: Runtime, pages: tuple[str, ...] = PAGES, timeout: f
 async def _prefetch_settled(limit_s: float) -> None:
     """Wait (at most limit_s) for the reports the warm-up run queued ahead (ui.prefetch), so that "done" on the
     terminal means the server has nothing left to do."""
-    from ui import prefetch  # here, not at the top: importing it imports torch, which is what the warm-up times
+    # Imported here, not at the top: app.py imports this module as the server starts, and ui.prefetch imports torch,
+    # which would hold the server back for the length of that import (the warm-up has done it by now).
+    from ui import prefetch
 
     if not prefetch.enabled():
         return
