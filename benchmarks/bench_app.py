@@ -138,7 +138,7 @@ def first_later(browser, root: Path) -> float:
         return _first_result(page, url)
 
 
-def measure(browser, root: Path, first_only: bool = False) -> dict:
+def measure(browser, root: Path) -> dict:
     """Two fresh servers of the app in `root`: the first result with the page opened at once (and, on the same
     server, slider moves and page switches), then the first result with the page opened LATER_S later (seconds)."""
     out: dict = {}
@@ -147,8 +147,7 @@ def measure(browser, root: Path, first_only: bool = False) -> dict:
         out["load_first"] = load()
         out["first"] = _first_result(page, url)
         out["command"] = answered + out["first"]
-        if not first_only:
-            moves(page, out)
+        moves(page, out)
     out["load_later"] = load()
     out["later"] = first_later(browser, root)
     return out
