@@ -8,33 +8,37 @@ import sys
 import streamlit as st
 
 from ui.nav import build_navigation, run_page
-from ui.warmup import yield_cpu
+from ui.warmup import counted_run, redundant, yield_cpu
 
 yield_cpu()  # a run of the server's warm-up that no one waits for: below the users' runs
 
-st.set_page_config(page_title="SiPP Studio", layout="wide")
-# Before the heavy imports: the first page of a fresh server would list the files in pages/ until this call.
-page = build_navigation()
-# The first run in a fresh server waits for the imports below (torch alone takes over a second on a laptop), or for
-# the server's start-up run that is doing them (ui/warmup.py): a sentence says so instead of a blank page.
-starting = st.empty() if "ui.sidebar" not in sys.modules else None
-if starting is not None:
-    starting.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
-                  "server starts and takes a few seconds.", icon=":material/hourglass_top:")
+with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it (ui/warmup.py)
+    st.set_page_config(page_title="SiPP Studio", layout="wide")
+    # Before the heavy imports: the first page of a fresh server would list the files in pages/ until this call.
+    page = build_navigation()
+    # The first run in a fresh server waits for the imports below (torch alone takes over a second on a laptop), or
+    # for the server's start-up run that is doing them (ui/warmup.py): a sentence says so instead of a blank page.
+    starting = st.empty() if "ui.sidebar" not in sys.modules else None
+    if starting is not None:
+        starting.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
+                      "server starts and takes a few seconds.", icon=":material/hourglass_top:")
 
-from ui import prefetch  # noqa: E402
-from ui.runtime import app_icon, configure_torch, freeze_imports  # noqa: E402
-from ui.show import page_style, presenting  # noqa: E402
-from ui.sidebar import render_sidebar, show_link_problems  # noqa: E402
+    from ui import prefetch
+    from ui.runtime import app_icon, configure_torch, freeze_imports
+    from ui.show import page_style, presenting
+    from ui.sidebar import render_sidebar, show_link_problems
 
-st.set_page_config(page_icon=app_icon(), initial_sidebar_state="collapsed" if presenting() else "auto")
-configure_torch()
-freeze_imports()
+    if redundant():  # the warm-up's run, and a user's run computes the same page now: leave the CPU to it
+        st.stop()
 
-page_style()
-show_link_problems(render_sidebar())
-if starting is not None:
-    starting.empty()
-prefetch.forget()  # a new run: the neighbours of the page before are no longer worth computing
-run_page(page)
-prefetch.after_page()  # the page is drawn: compute the next slider step's reports while it is read
+    st.set_page_config(page_icon=app_icon(), initial_sidebar_state="collapsed" if presenting() else "auto")
+    configure_torch()
+    freeze_imports()
+
+    page_style()
+    show_link_problems(render_sidebar())
+    if starting is not None:
+        starting.empty()
+    prefetch.forget()  # a new run: the neighbours of the page before are no longer worth computing
+    run_page(page)
+    prefetch.after_page()  # the page is drawn: compute the next slider step's reports while it is read

@@ -7,9 +7,11 @@ sensitivities and first report, building the chart templates; a page's first vis
 results and charts. app.py starts the warm-up as the server starts, with the same code and the same
 process-wide caches as the pages. The server does not wait for it: a page opened meanwhile is served at once,
 and its run waits only for what the warm-up is still computing (the same imports, the same cached results),
-never computing anything twice. A page opened after the warm-up (the time to read the address and click it)
-finds everything ready and only draws: its first result comes in about 2 s instead of 4. The runs after the
-first page, which nobody waits for, run at a lower CPU priority (yield_cpu).
+never computing anything twice; if a user's run is already under way when the imports are done, the warm-up's
+run ends there (redundant) and leaves the CPU to it. A page opened after the warm-up (the time to read the
+address and click it) finds everything ready and only draws: its first result comes in about 2 s instead of 4.
+The runs after the first page, which nobody waits for, start only when no user's page is being computed or
+drawn (users_busy) and run at a lower CPU priority (yield_cpu).
 
 SIPP_WARMUP=0 turns it off. The warm-up saves nothing to the run history (run_store asks is_warmup()).
 """
@@ -19,7 +21,7 @@ import asyncio
 import os
 import threading
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ClientState_pb2 import ClientState
@@ -35,6 +37,13 @@ TIMEOUT_S = 120.0  # a run that takes longer is stopped (its session closed)
 # class clicks through first, so that a first visit to each only draws too.
 PAGES = ("", "sensitivity", "kept_edges", "guarantees")
 PREFETCH_WAIT_S = 2.0  # then wait this long at most for the next steps' reports (ui.prefetch) to be ready
+# A page after the first waits until no user's run has been under way for this long: after its run, the browser
+# still draws the page (0.5-0.9 s on a 2-core laptop), and a warm-up run beside it would share those two cores.
+QUIET_S = 1.0
+POLL_S = 0.05
+
+_users_lock = threading.Lock()
+_users = {"running": 0, "ended": float("-inf")}  # users' runs under way, and when the last one ended (monotonic)
 
 
 def enabled() -> bool:
@@ -63,6 +72,45 @@ def yield_cpu() -> None:
     ctx = get_script_run_ctx(suppress_warning=True)
     if ctx is not None and ctx.session_id in _BACKGROUND:
         lower_priority(BACKGROUND_NICE)
+
+
+@contextmanager
+def counted_run():
+    """studio.py makes each run inside this. A user's run is counted, so that the warm-up knows when users wait
+    for a page (users_busy, redundant); a warm-up run is not."""
+    if is_warmup():
+        yield
+        return
+    with _users_lock:
+        _users["running"] += 1
+    try:
+        yield
+    finally:
+        with _users_lock:
+            _users["running"] -= 1
+            _users["ended"] = time.monotonic()
+
+
+def users_busy() -> bool:
+    """True while a user's run is under way or ended less than QUIET_S ago (its page is still being drawn)."""
+    with _users_lock:
+        return _users["running"] > 0 or time.monotonic() - _users["ended"] < QUIET_S
+
+
+def redundant() -> bool:
+    """True in a warm-up run when a user's run is under way. That run computes the same cached results the
+    warm-up would (the imports it waited for are done), so drawing the page a second time for nobody would only
+    take the CPU from it: studio.py ends the warm-up's run there."""
+    if not is_warmup():
+        return False
+    with _users_lock:
+        return _users["running"] > 0
+
+
+async def _quiet() -> None:
+    """Wait until no user waits for a page (users_busy is False)."""
+    while users_busy():
+        await asyncio.sleep(POLL_S)
 
 
 class _Watcher(SessionClient):
@@ -98,8 +146,9 @@ async def run_pages(runtime: Runtime, pages: tuple[str, ...] = PAGES, timeout: f
     _SESSIONS.add(session_id)
     try:
         for i, name in enumerate(pages):
-            if i == 1:  # the first page is what a first visitor waits for; the others can wait for users
+            if i >= 1:  # the first page is what a first visitor waits for; the others wait for the users' pages
                 _BACKGROUND.add(session_id)
+                await _quiet()
             watcher.expect_run()
             runtime.handle_backmsg(session_id, BackMsg(rerun_script=ClientState(page_name=name)))
             try:

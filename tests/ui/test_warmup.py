@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 
 import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -48,6 +49,12 @@ class FakeRuntime:
 
     def close_session(self, session_id):
         self.closed.append(session_id)
+
+
+@pytest.fixture(autouse=True)
+def no_users(monkeypatch):
+    """No user's run counted yet (other tests' AppTest runs count as users' runs)."""
+    monkeypatch.setattr(warmup, "_users", {"running": 0, "ended": float("-inf")})
 
 
 def test_one_run_per_page_in_a_session_marked_as_the_warm_up_then_closed():
@@ -155,3 +162,76 @@ def test_warm_up_runs_past_the_first_page_yield_the_cpu_and_only_they(monkeypatc
     at.run()
     assert at.session_state["nice"] == max(base, warmup.BACKGROUND_NICE) or sys.platform != "linux"
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the test's own thread is untouched
+
+
+def test_users_runs_are_counted_and_a_page_just_drawn_keeps_them_busy(monkeypatch):
+    monkeypatch.setattr(warmup, "QUIET_S", 0.2)
+    assert not warmup.users_busy()
+    with warmup.counted_run():
+        assert warmup.users_busy() and warmup._users["running"] == 1
+        # a run that fails (or st.stop, st.rerun) still ends its count
+        with pytest.raises(RuntimeError), warmup.counted_run():
+            raise RuntimeError("page failed")
+        assert warmup._users["running"] == 1
+    assert warmup._users["running"] == 0
+    assert warmup.users_busy()  # its page is still being drawn
+    time.sleep(0.25)
+    assert not warmup.users_busy()
+
+
+def test_the_pages_after_the_first_wait_until_no_user_waits_for_a_page(monkeypatch):
+    """A user's page under way (or drawn less than QUIET_S ago) holds the warm-up's second page back."""
+    monkeypatch.setattr(warmup, "QUIET_S", 0.1)
+    rt = FakeRuntime()
+    ended_user_run_at: list[float] = []
+    asked_at: dict[str, float] = {}
+
+    def handle(session_id, msg, handle=rt.handle_backmsg):
+        asked_at[msg.rerun_script.page_name] = time.monotonic()
+        handle(session_id, msg)
+
+    rt.handle_backmsg = handle
+
+    async def go():
+        gate = threading.Event()
+
+        def user():  # a user's run that takes 0.3 s, under way before the warm-up starts
+            with warmup.counted_run():
+                gate.set()
+                time.sleep(0.3)
+            ended_user_run_at.append(time.monotonic())
+
+        t = threading.Thread(target=user)
+        t.start()
+        gate.wait()
+        ok = await warmup.run_pages(rt, pages=("", "sensitivity"), timeout=5)
+        t.join()
+        return ok
+
+    assert asyncio.run(go()) is True
+    assert rt.pages == ["", "sensitivity"]
+    assert asked_at[""] < ended_user_run_at[0]  # the first page is not held back: a visitor may wait for it
+    assert asked_at["sensitivity"] >= ended_user_run_at[0] + 0.1
+
+
+STOPPING = """
+import streamlit as st
+from ui import warmup
+with warmup.counted_run():
+    st.session_state["counted"] = warmup._users["running"]
+    if warmup.redundant():
+        st.stop()
+    st.session_state["drawn"] = True
+"""
+
+
+def test_a_warm_up_run_ends_early_while_a_users_run_computes_the_page(monkeypatch):
+    at = AppTest.from_string(STOPPING).run()
+    assert at.session_state["counted"] == 1 and at.session_state["drawn"] is True  # a user's run: counted, drawn
+    assert warmup._users["running"] == 0
+    monkeypatch.setattr(warmup, "_SESSIONS", {"test session id"})  # AppTest's session id: now the warm-up's
+    at = AppTest.from_string(STOPPING).run()
+    assert at.session_state["counted"] == 0 and at.session_state["drawn"] is True  # not counted; nobody else runs
+    monkeypatch.setitem(warmup._users, "running", 1)  # a user's run is under way
+    at = AppTest.from_string(STOPPING).run()
+    assert "drawn" not in at.session_state and not at.exception  # ended early, quietly
