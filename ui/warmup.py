@@ -98,9 +98,9 @@ def users_busy() -> bool:
 
 
 def redundant() -> bool:
-    """True in a warm-up run when a user's run is under way. That run computes the same cached results the
-    warm-up would (the imports it waited for are done), so drawing the page a second time for nobody would only
-    take the CPU from it: studio.py ends the warm-up's run there."""
+    """True in a warm-up run when a user's run is under way. That run computes, into the same caches, what its
+    page needs (the default page's results, when it is the default page a first visitor opened), so a warm-up
+    page drawn beside it for nobody would only take the CPU from it: studio.py ends the warm-up's run there."""
     if not is_warmup():
         return False
     with _users_lock:
