@@ -8,13 +8,17 @@ import sys
 import streamlit as st
 
 from ui.nav import build_navigation, run_page
+from ui.style import page_style, presenting
 from ui.warmup import counted_run, redundant, yield_cpu
 
 yield_cpu()  # a run of the server's warm-up that no one waits for: below the users' runs
 
 with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it (ui/warmup.py)
-    st.set_page_config(page_title="SiPP Studio", layout="wide")
-    # Before the heavy imports: the first page of a fresh server would list the files in pages/ until this call.
+    # Before the heavy imports: the first page of a fresh server would list the files in pages/ until the
+    # navigation is built, and would show a wide sidebar (or, for ?present=1, an open one) until the page's style is.
+    st.set_page_config(page_title="SiPP Studio", layout="wide",
+                       initial_sidebar_state="collapsed" if presenting() else "auto")
+    page_style()
     page = build_navigation()
     # The first run in a fresh server waits for the imports below (torch alone takes over a second on a laptop), or
     # for the server's start-up run that is doing them (ui/warmup.py): a sentence says so instead of a blank page.
@@ -25,17 +29,17 @@ with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it
 
     from ui import prefetch
     from ui.runtime import app_icon, configure_torch, freeze_imports
-    from ui.show import page_style, presenting
+    from ui.show import new_run
     from ui.sidebar import render_sidebar, show_link_problems
 
     if redundant():  # the warm-up's run, and a user's run computes the same page now: leave the CPU to it
         st.stop()
 
-    st.set_page_config(page_icon=app_icon(), initial_sidebar_state="collapsed" if presenting() else "auto")
+    st.set_page_config(page_icon=app_icon())
     configure_torch()
     freeze_imports()
 
-    page_style()
+    new_run()
     show_link_problems(render_sidebar())
     if starting is not None:
         starting.empty()

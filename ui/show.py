@@ -1,7 +1,5 @@
-"""Streamlit display helpers shared by the pages: charts (with PNG and SVG downloads) and presentation mode.
-
-Presentation mode (``?present=1`` in the URL, or the sidebar's toggle) is for a projector: the sidebar
-starts collapsed, text is larger, and every chart takes the page's full width with larger type.
+"""Streamlit display helpers shared by the pages: charts (with PNG and SVG downloads), drawn larger and at full
+width in presentation mode (ui.style).
 """
 from __future__ import annotations
 
@@ -12,76 +10,14 @@ import streamlit as st
 
 from ui.charts.core import to_png, to_svg
 from ui.charts.figure import Figure, as_chart, template_of
+from ui.style import presenting
 
-PRESENT_PARAM = "present"
-_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 px, titles at 24 px
 
-# Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
-# A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
-# onto their own line once they would be narrower than 380 px (their legends and layer labels need that
-# much); metric values shrink before they are cut to "10.…".
-PAGE_CSS = """
-<style>
-section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
-  min-width: min(300px, 24vw) !important; }
-[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]),
-[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPopover"]) { flex-wrap: wrap; }
-[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
-[data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
-[data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
-[data-testid="stMetricLabel"] p { white-space: normal !important; }
-[data-testid="stMainBlockContainer"] button[data-testid^="stBaseButton"] p { white-space: normal !important;
-  text-overflow: clip !important; }
-</style>
-"""
 
-PRESENT_CSS = """
-<style>
-/* Streamlit sets its type in px: enlarge the page body's text, headings, labels and metrics */
-[data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
-[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
-[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] li { font-size: 22px; line-height: 1.5; }
-[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p { font-size: 18px; }
-[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p,
-[data-testid="stMainBlockContainer"] [data-testid="stMetricLabel"] p { font-size: 19px; }
-[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] { font-size: clamp(28px, 3.4vw, 46px); }
-[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] p { font-size: inherit !important; }
-[data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
-[data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
-[data-testid="stMainBlockContainer"] h3 { font-size: 30px; }
-</style>
-"""
-
-
-def presenting() -> bool:
-    """Whether presentation mode is on: the URL's ?present= wins, else what this session last chose.
-
-    The choice is written back to the URL, so a copied link keeps it and a page switch does not lose it.
-    """
-    raw = str(st.query_params.get(PRESENT_PARAM, "")).strip().lower()
-    if raw in _ON:
-        st.session_state["_present"] = True
-    elif raw in _OFF:
-        st.session_state["_present"] = False
-    on = bool(st.session_state.get("_present", False))
-    if on and raw not in _ON:
-        st.query_params[PRESENT_PARAM] = "1"
-    return on
-
-
-def set_presenting(on: bool) -> None:
-    st.session_state["_present"] = bool(on)
-    if on:
-        st.query_params[PRESENT_PARAM] = "1"
-    elif PRESENT_PARAM in st.query_params:
-        del st.query_params[PRESENT_PARAM]
-
-
-def page_style() -> None:
-    """studio.py, every run: the page's CSS (PAGE_CSS), and larger type with full-width content while presenting."""
+def new_run() -> None:
+    """studio.py, every run: number this run's charts from 1 again (their download buttons' keys, downloads)."""
     st.session_state["_chart_n"] = 0
-    st.html(PAGE_CSS + (PRESENT_CSS if presenting() else ""))
 
 
 def _scaled(spec, factor: float):

@@ -10,7 +10,7 @@ import streamlit as st
 from sipp_core.io.data import DATASETS
 from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
 from sipp_core.zoo.models import MODELS
-from ui import engine, show
+from ui import engine, style
 from ui.glossary import hint
 from ui.settings import (
     ALLOCATION_LABELS,
@@ -81,8 +81,8 @@ def render_sidebar() -> Settings:
     sb = st.sidebar
     with sb:
         st.page_link("pages/glossary.py", label="Symbol glossary", icon=":material/menu_book:")
-        st.toggle("Presentation mode", value=show.presenting(), key="_present_toggle",
-                  on_change=lambda: show.set_presenting(st.session_state["_present_toggle"]),
+        st.toggle("Presentation mode", value=style.presenting(), key="_present_toggle",
+                  on_change=lambda: style.set_presenting(st.session_state["_present_toggle"]),
                   help="For a projector: larger type, charts at full width, the sidebar collapsed when the page "
                        "opens. A link with ?present=1 opens the app this way.")
         st.markdown("### Network")

@@ -2,7 +2,11 @@
 and every chart larger type at full width; without it the charts keep the projector sizes of ui.charts.core."""
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from pagetest import new_app, ok, page_folders  # noqa: F401  (page_folders: this module's own cache)
 
@@ -64,3 +68,22 @@ def test_downloaded_files_are_named_after_the_chart_title():
     assert _stem(c) == "guaranteed-bound-vs-measured-error-per-layer"
     live = c.properties(title=alt.Title(alt.ExprRef(expr="'Weights kept per layer: ' + format(1, '.2f')")))
     assert _stem(live) == "weights-kept-per-layer"  # a title with a live number: its leading words
+
+
+def test_a_fresh_servers_first_page_has_its_style_before_the_heavy_imports():
+    """A fresh server's first page waits seconds for torch: the page's CSS (the narrower sidebar) and the collapsed
+    sidebar of ?present=1 are set before those imports, so a projected page does not change its layout when the
+    result arrives. studio.py's imports above that point load no torch, pandas or Altair."""
+    root = Path(__file__).resolve().parents[2]
+    probe = ("import sys; import ui.nav, ui.style, ui.warmup; "
+             "print(sorted(m for m in ('torch', 'pandas', 'altair') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    tree = ast.parse((root / "studio.py").read_text())
+    first_heavy = min(n.lineno for n in ast.walk(tree)
+                      if isinstance(n, ast.ImportFrom) and n.module in ("ui.sidebar", "ui.show", "ui.runtime"))
+    calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert calls["page_style"].lineno < first_heavy
+    sidebar_state = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
+                     "set_page_config" and any(k.arg == "initial_sidebar_state" for k in n.keywords)]
+    assert sidebar_state and all(n.lineno < first_heavy for n in sidebar_state)

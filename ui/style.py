@@ -1,0 +1,80 @@
+"""The page's look, set before anything heavy is imported: its CSS, and presentation mode.
+
+Presentation mode (``?present=1`` in the URL, or the sidebar's toggle) is for a projector: the sidebar
+starts collapsed, text is larger, and every chart takes the page's full width with larger type (ui.show).
+This module imports Streamlit only: studio.py applies it before importing torch, so a fresh server's first page
+(which waits a few seconds for those imports) already has its final sidebar and type instead of changing them
+when the page arrives.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+PRESENT_PARAM = "present"
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+# Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
+# A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
+# onto their own line once they would be narrower than 380 px (their legends and layer labels need that
+# much); metric values shrink before they are cut to "10.…".
+PAGE_CSS = """
+<style>
+section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
+  min-width: min(300px, 24vw) !important; }
+[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]),
+[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPopover"]) { flex-wrap: wrap; }
+[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
+[data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
+[data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
+[data-testid="stMetricLabel"] p { white-space: normal !important; }
+[data-testid="stMainBlockContainer"] button[data-testid^="stBaseButton"] p { white-space: normal !important;
+  text-overflow: clip !important; }
+</style>
+"""
+
+PRESENT_CSS = """
+<style>
+/* Streamlit sets its type in px: enlarge the page body's text, headings, labels and metrics */
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] li { font-size: 22px; line-height: 1.5; }
+[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p { font-size: 18px; }
+[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stMetricLabel"] p { font-size: 19px; }
+[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] { font-size: clamp(28px, 3.4vw, 46px); }
+[data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] p { font-size: inherit !important; }
+[data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
+[data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
+[data-testid="stMainBlockContainer"] h3 { font-size: 30px; }
+</style>
+"""
+
+
+def presenting() -> bool:
+    """Whether presentation mode is on: the URL's ?present= wins, else what this session last chose.
+
+    The choice is written back to the URL, so a copied link keeps it and a page switch does not lose it.
+    """
+    raw = str(st.query_params.get(PRESENT_PARAM, "")).strip().lower()
+    if raw in _ON:
+        st.session_state["_present"] = True
+    elif raw in _OFF:
+        st.session_state["_present"] = False
+    on = bool(st.session_state.get("_present", False))
+    if on and raw not in _ON:
+        st.query_params[PRESENT_PARAM] = "1"
+    return on
+
+
+def set_presenting(on: bool) -> None:
+    st.session_state["_present"] = bool(on)
+    if on:
+        st.query_params[PRESENT_PARAM] = "1"
+    elif PRESENT_PARAM in st.query_params:
+        del st.query_params[PRESENT_PARAM]
+
+
+def page_style() -> None:
+    """studio.py, every run, before the heavy imports: the page's CSS (PAGE_CSS), and larger type with full-width
+    content while presenting, so that the first page of a fresh server has its final layout while it waits."""
+    st.html(PAGE_CSS + (PRESENT_CSS if presenting() else ""))
