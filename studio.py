@@ -7,6 +7,7 @@ import sys
 
 import streamlit as st
 
+from ui.first_imports import heavy_imports
 from ui.nav import build_navigation, run_page
 from ui.style import page_style, presenting
 from ui.warmup import counted_run, redundant, yield_cpu
@@ -27,17 +28,17 @@ with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it
         starting.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
                       "server starts and takes a few seconds.", icon=":material/hourglass_top:")
 
-    from ui import prefetch
-    from ui.runtime import app_icon, configure_torch, freeze_imports
-    from ui.show import new_run
-    from ui.sidebar import render_sidebar, show_link_problems
+    with heavy_imports():  # once per process, with the garbage collector kept out of them (a fifth of their time)
+        from ui import prefetch
+        from ui.runtime import app_icon, configure_torch
+        from ui.show import new_run
+        from ui.sidebar import render_sidebar, show_link_problems
 
     if redundant():  # the warm-up's run, and a user's run computes the same page now: leave the CPU to it
         st.stop()
 
     st.set_page_config(page_icon=app_icon())
     configure_torch()
-    freeze_imports()
 
     new_run()
     show_link_problems(render_sidebar())

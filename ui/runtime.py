@@ -1,7 +1,6 @@
 """Process-wide settings for the app server (no streamlit)."""
 from __future__ import annotations
 
-import gc
 import sys
 
 # Before altair (and so jsonschema) is first imported: jsonschema's format checker imports rfc3987_syntax when it
@@ -21,22 +20,6 @@ __all__ = ["app_icon", "configure_torch", "torch_threads"]  # configure_torch an
 # second check alone catches the same errors (with a terser message). Building the Prune page's two charts takes
 # about half as long without the first: a slider move redraws them.
 alt.utils.schemapi.disable_debug_mode()
-
-
-_frozen = False
-
-
-def freeze_imports() -> None:
-    """Once per process, after the app's imports: move every object alive now (torch, pandas, altair, Streamlit's
-    modules: about 280,000 objects) out of the garbage collector's reach for good.
-
-    Streamlit runs a full collection after every script run; over those objects it took 0.4 s on a busy 2-core
-    machine, holding the interpreter while the page waited for its redraw. Afterwards it takes a few ms.
-    """
-    global _frozen
-    if not _frozen:
-        gc.freeze()
-        _frozen = True
 
 
 def app_icon():
