@@ -6,7 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test browser-deps bench constraints clean-venv
+.PHONY: run test bytecode browser-deps bench constraints clean-venv
+
+# The app's own modules are compiled to bytecode before a server starts, as pip does for every package it
+# installs: where PYTHONDONTWRITEBYTECODE is set (containers often set it), Python would otherwise compile
+# them again at every start (0.14 s of a 2-core laptop's first page). Only files changed since are compiled;
+# a read-only checkout only goes without (-qq: no message, and the app starts all the same).
+APP_SOURCES := app.py studio.py ui pages sipp_core
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +25,10 @@ $(VENV)/.installed-app: constraints.txt pyproject.toml
 	$(PY) -m pip install -c constraints.txt -e ".[app]"
 	touch $@
 
-run: $(VENV)/.installed-app
+bytecode: $(VENV)/.installed-app
+	$(PY) -m compileall -qq $(APP_SOURCES) || true
+
+run: bytecode
 	$(PY) -m streamlit run app.py
 
 test: $(VENV)/.installed

@@ -1,6 +1,7 @@
 """The package installs as documented: importable from any folder, a `sipp` command, pinned versions."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -58,3 +59,31 @@ def test_constraints_pin_every_requirement_exactly():
     for name in _names((ROOT / "requirements.txt").read_text().splitlines()):
         assert name in pins, f"{name} is not pinned in constraints.txt"
     assert "torch" in pins and "torchvision" in pins
+
+
+def _make(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    # -o: take the virtual environment as installed, so that only the recipes asked for run
+    return subprocess.run(["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed-app", *args],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_make_run_compiles_the_app_before_serving_it():
+    lines = _make("-n", "run").stdout.splitlines()
+    compile_at = next(i for i, line in enumerate(lines) if "compileall" in line)
+    serve_at = next(i for i, line in enumerate(lines) if "streamlit run app.py" in line)
+    assert compile_at < serve_at
+    for part in ("app.py", "studio.py", "ui", "pages", "sipp_core"):
+        assert part in lines[compile_at].split()
+
+
+def test_bytecode_step_writes_where_python_would_not_and_never_fails(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "mod.py").write_text("X = 1\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = _make("bytecode", f"PY={sys.executable}", f"APP_SOURCES={pkg}", env=env)
+    assert done.returncode == 0, done.stderr
+    assert list((pkg / "__pycache__").glob("mod.*.pyc"))
+    # a source that cannot be compiled (here: absent; a read-only checkout alike) costs the speed-up, not the app
+    done = _make("bytecode", f"PY={sys.executable}", f"APP_SOURCES={tmp_path / 'absent'}", env=env)
+    assert done.returncode == 0 and not done.stdout and not done.stderr
