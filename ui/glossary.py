@@ -25,11 +25,11 @@ TERMS: tuple[Term, ...] = (
     # ---- pruning a layer
     Term("layer", "layer label", "A prunable layer is named by its module name in the model's code and its shape: "
          "'fc1 · Linear 784→300' has 784 inputs and 300 output units; 'conv2 · Conv2d 6→16, 5x5' turns 6 channels into "
-         "16 with 5 × 5 kernels. In an nn.Sequential the module name is the position, like '1' or 'features.3'.",
-         "Pruning a layer", "LeNet-300-100's layers are '1 · Linear 784→300', '3 · Linear 300→100', '5 · Linear 100→10'."),
+         "16 with 5 × 5 kernels. The built-in networks name each layer by kind and rank (fc1, fc2, conv1); in your own nn.Sequential the module name is the position, like '1' or 'features.3'.",
+         "Pruning a layer", "LeNet-300-100's layers are 'fc1 · Linear 784→300', 'fc2 · Linear 300→100', 'fc3 · Linear 100→10'."),
     Term("F", "F, J", "F is a layer's number of output units (neurons, or filters of a convolution); J is the number of "
          "inputs each unit reads (for a convolution: input channels × kernel height × kernel width).",
-         "Pruning a layer", "'1 · Linear 784→300' has F = 300 and J = 784."),
+         "Pruning a layer", "'fc1 · Linear 784→300' has F = 300 and J = 784."),
     Term("edge", "edge, weight w", "One weight W_fj: the connection from input j to output unit f. Pruning removes "
          "edges by setting their weight to zero.", "Pruning a layer"),
     Term("row", "row", "One output unit together with one sign: the unit's positive weights form one row, its negative "

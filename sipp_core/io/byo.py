@@ -49,7 +49,7 @@ from torch import nn
 
 from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
-from ..zoo.models import build_model
+from ..zoo.models import build_model, positional_names
 from .npz import load_npz_dataset
 from .state_dicts import Match, match_state_dict, strip_prefixes
 from .uploads import read_upload, safe_load_message
@@ -318,6 +318,7 @@ def load_state_dict_upload(
     if match.mapping is None:
         raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + _misfit(state, match, rec),
                           _misfit_fix(match, nearest))
+    file_keys = set(state)
     state = {match.mapping[k]: v for k, v in state.items()}
     model = build_model(model_name, rec.input_shape, rec.num_classes, **match.options)
     ref = model.state_dict()
@@ -330,6 +331,10 @@ def load_state_dict_upload(
         raise UploadError(f"{what}: NaN or infinite values in {_first(not_finite)}; the training diverged or the file "
                           "is damaged: upload weights from a successful run")
     model.load_state_dict({k: state[k] for k in ref}, strict=True)
+    if file_keys != set(ref) and file_keys == set(positional_names(model).values()):
+        # The file numbers its layers as an nn.Sequential does ("1.weight"): keep the file's names, so that charts
+        # call each layer what the user's code calls it and a pruned state_dict loads back into their network.
+        model = nn.Sequential(*model.children())
     model.eval()
     _check_runs_on(model, rec, f"the uploaded {model_name}")
     return model

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, StorageError
-from ..zoo.models import build_model
+from ..zoo.models import build_model, positional_names
 from ..zoo.train import DEFAULT_EPOCHS, Progress, train_model
 from .data import load_dataset
 from .uploads import safe_load_message
@@ -230,6 +230,7 @@ def _read(path: Path, model: nn.Module, *, name, dataset, epochs, seed) -> tuple
                               "(a flipped bit on disk, or an edit)", fix)
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise CheckpointError(f"{path} holds NaN or infinite weights", fix)
+    state = _current_names(state, model)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -238,6 +239,16 @@ def _read(path: Path, model: nn.Module, *, name, dataset, epochs, seed) -> tuple
     if not isinstance(acc, float) or not (0.0 <= acc <= 1.0) or math.isnan(acc):
         raise CheckpointError(f"{path} has no valid test accuracy", fix)
     return acc, stored is not None
+
+
+def _current_names(state: dict, model: nn.Module) -> dict:
+    """The state with the model's key names. Checkpoints written before the zoo named its layers ("fc1")
+    number them by position ("1.weight"), as do the shipped ones (their SHA256SUMS cover the files as they
+    are); those keys are renamed one for one. Any other state is returned as it is."""
+    positional = positional_names(model)
+    if set(state) == set(positional) or not positional or set(state) != set(positional.values()):
+        return state
+    return {key: state[old] for key, old in positional.items()}
 
 
 def read_checkpoint(path: Path, model: nn.Module, *, name, dataset, epochs, seed) -> float:

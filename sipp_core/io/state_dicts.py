@@ -6,7 +6,8 @@ from the layout they were saved in.
 Accepted layouts, for any architecture the zoo can express (MLPs of any widths and depth, the small CNN
 with any channel counts, LeNets, ResNet20/56, VGG11/16-bn):
 
-- the zoo's own names (``nn.Sequential`` indices such as ``1.weight``, or ResNet's ``layer1.0.conv1.weight``);
+- the zoo's own names (``fc1.weight``, ``conv2.weight``, or ResNet's ``layer1.0.conv1.weight``);
+- ``nn.Sequential`` indices (``1.weight``), as the zoo numbered its layers before it named them;
 - other names for the same layers in the same order: ``fc1/fc2/fc3`` of a class-style MLP,
   ``features.N`` / ``classifier.N`` of a VGG-style net, ``conv1``/``fc1`` of a LeNet class;
 - any of these under a ``module.`` (DataParallel), ``_orig_mod.`` (torch.compile) or ``model.`` prefix.

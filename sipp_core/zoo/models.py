@@ -6,6 +6,7 @@ nonsmoothness sweeps both rely on that.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +27,41 @@ def _flat(shape: tuple[int, ...]) -> int:
     return n
 
 
+# A module's name in the zoo's sequential models: its kind and its rank among the modules of that kind.
+_KIND_NAMES = ((nn.Linear, "fc"), (nn.Conv2d, "conv"), (nn.BatchNorm2d, "bn"), (nn.ReLU, "relu"),
+               (nn.MaxPool2d, "pool"), (nn.Flatten, "flatten"))
+
+
+def named_sequential(*modules: nn.Module) -> nn.Sequential:
+    """nn.Sequential whose modules are named by kind and rank ("fc1", "conv2", "relu3"), not by position.
+
+    Why: the name is what every chart, table, CSV and exported state_dict calls a layer ("fc1 · Linear
+    784→300", "fc1.weight"); a position ("1", "3", "5") says nothing to a class. Parameters are created in
+    the same order as before, so a seed gives the same weights; checkpoints saved with the positional
+    names still load (checkpoints.read_checkpoint renames them by position).
+    """
+    counts: dict[str, int] = {}
+    named = []
+    for m in modules:
+        stem = next((n for t, n in _KIND_NAMES if isinstance(m, t)), type(m).__name__.lower())
+        counts[stem] = counts.get(stem, 0) + 1
+        named.append((stem if stem == "flatten" and counts[stem] == 1 else f"{stem}{counts[stem]}", m))
+    return nn.Sequential(OrderedDict(named))
+
+
+def positional_names(model: nn.Module) -> dict[str, str]:
+    """For a named_sequential model: state_dict key -> the key the same tensor has when the modules are
+    numbered by position ("fc1.weight" -> "1.weight"), as the zoo numbered them before. {} for other models."""
+    if not isinstance(model, nn.Sequential):
+        return {}
+    position = {name: str(i) for i, name in enumerate(model._modules)}
+    out = {}
+    for key in model.state_dict():
+        head, _, rest = key.partition(".")
+        out[key] = f"{position[head]}.{rest}"
+    return out
+
+
 def mlp(input_shape, num_classes, widths=(64, 64)):
     """Fully connected ReLU net; tiny widths (e.g. (4,)) are meant for teaching."""
     widths = tuple(int(w) for w in widths)
@@ -37,7 +73,7 @@ def mlp(input_shape, num_classes, widths=(64, 64)):
         layers += [nn.Linear(prev, w), nn.ReLU()]
         prev = w
     layers.append(nn.Linear(prev, num_classes))
-    return nn.Sequential(*layers)
+    return named_sequential(*layers)
 
 
 def lenet300(input_shape, num_classes):
@@ -49,7 +85,7 @@ def lenet5(input_shape, num_classes):
     """LeNet-5 with ReLU and max pooling (6@5x5 pad 2, 16@5x5, 120, 84)."""
     c, h, w = input_shape
     side = lambda n: ((n // 2) - 4) // 2  # conv5 pad2 keeps n; pool; conv5 -4; pool
-    return nn.Sequential(
+    return named_sequential(
         nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
@@ -69,7 +105,7 @@ def cnn(input_shape, num_classes, channels=(16, 32)):
         prev = ch
         h, w = h // 2, w // 2
     layers += [nn.Flatten(), nn.Linear(prev * h * w, num_classes)]
-    return nn.Sequential(*layers)
+    return named_sequential(*layers)
 
 
 class BasicBlock(nn.Module):
@@ -142,7 +178,7 @@ def vgg_bn(input_shape, num_classes, depth: int):
             layers += [nn.Conv2d(prev, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
             prev = v
     side = (input_shape[1] // 32) * (input_shape[2] // 32)
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512 * side, num_classes))
+    return named_sequential(*layers, nn.Flatten(), nn.Linear(512 * side, num_classes))
 
 
 @dataclass(frozen=True)

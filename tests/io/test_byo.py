@@ -78,6 +78,22 @@ def test_state_dict_variants_load(moons):
     assert torch.equal(m(x), ref(x))
 
 
+def test_state_dict_keeps_the_files_own_names(moons):
+    """A network saved as a plain nn.Sequential ("1.weight") keeps those names: charts call its layers what the
+    user's code calls them, and the pruned state_dict loads back into the user's own network. The zoo's names
+    ("fc1.weight") stay the zoo's."""
+    own = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    m = load_state_dict_upload(_saved(own.state_dict()), "mlp", moons)
+    assert list(m.state_dict()) == list(own.state_dict()) and list(prunable_layers(m)) == ["1", "3"]
+    x = moons.x_test[:16]
+    assert torch.equal(m(x), own(x)) and not m.training
+    pruned = prune(m, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)
+    own.load_state_dict(pruned.state_dict())  # strict: the same keys
+    assert torch.equal(own(x), pruned.model(x))
+    named = load_state_dict_upload(_saved(_mlp().state_dict()), "mlp", moons)
+    assert list(prunable_layers(named)) == ["fc1", "fc2"]
+
+
 def test_state_dict_shipped_checkpoint_loads():
     rec = load_dataset("mnist5k")
     from sipp_core.io.checkpoints import ASSETS_DIR
@@ -119,7 +135,13 @@ def test_state_dict_wrong_keys_names_the_architecture():
     with pytest.raises(ValueError) as info:
         load_state_dict_upload(_saved(sd), "lenet300", rec)
     msg = str(info.value)
-    assert "missing keys" in msg and "unexpected keys" in msg and "'lenet5'" in msg
+    assert "unexpected keys (by name): conv1.weight" in msg and "'lenet5'" in msg
+    # and the other way round: LeNet-300-100's fc1..fc3 lack LeNet-5's convolutions
+    sd = build_model("lenet300", (1, 28, 28), 10, seed=0).state_dict()
+    with pytest.raises(ValueError) as info:
+        load_state_dict_upload(_saved(sd), "lenet5", rec)
+    msg = str(info.value)
+    assert "missing keys (by name): conv1." in msg and "'lenet300'" in msg
 
 
 def test_state_dict_class_count_and_input_size():
@@ -134,8 +156,8 @@ def test_state_dict_class_count_and_input_size():
 
 def test_state_dict_nan_and_non_dict(moons):
     sd = _mlp().state_dict()
-    sd["1.weight"][0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN or infinite values in 1.weight"):
+    sd["fc1.weight"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values in fc1.weight"):
         load_state_dict_upload(_saved(sd), "mlp", moons, model_options=dict(widths=(8,)))
     with pytest.raises(ValueError, match="expected a state_dict"):
         load_state_dict_upload(_saved([torch.zeros(2)]), "mlp", moons)
@@ -160,10 +182,10 @@ def test_exported_round_trip_is_prunable(moons, exported):
     gm = load_exported_upload(raw, moons)
     x = moons.x_test[:32]
     assert torch.allclose(gm(x), ref(x), atol=1e-6)
-    assert list(prunable_layers(gm)) == ["1", "3"]  # same qualified names as the zoo model
+    assert list(prunable_layers(gm)) == ["fc1", "fc2"]  # same qualified names as the zoo model
     assert set(gm.state_dict()) == set(ref.state_dict())
     d = describe_model(gm, moons)
-    assert [p["name"] for p in d.prunable] == ["1", "3"] and d.prunable_weights == 2 * 8 + 8 * 2
+    assert [p["name"] for p in d.prunable] == ["fc1", "fc2"] and d.prunable_weights == 2 * 8 + 8 * 2
     assert 0 < d.prunable_share < 1 and d.to_dict()["notes"] == []
     gm.train()  # export's own module refuses this; the rebuilt one accepts it
     gm.eval()
@@ -172,7 +194,7 @@ def test_exported_round_trip_is_prunable(moons, exported):
 def test_exported_prunes_with_the_engine(moons, exported):
     gm = load_exported_upload(exported[1], moons)
     r = prune(gm, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)
-    assert 0 < r.keep_ratio <= 0.5 + 1e-9 and set(r.masks) == {"1", "3"}
+    assert 0 < r.keep_ratio <= 0.5 + 1e-9 and set(r.masks) == {"fc1", "fc2"}
 
 
 def test_exported_checks(moons, exported):

@@ -52,6 +52,30 @@ def test_corrupted_file_is_set_aside_and_rebuilt(cache):
     assert read_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1) >= 0
 
 
+def test_checkpoint_with_positional_names_still_loads(cache, tmp_path):
+    """Checkpoints written before the zoo named its layers ("1.weight", not "fc1.weight"), such as the shipped ones
+    and older caches, load into the named model, tensor for tensor, their digest checked as written."""
+    trained = _tiny().model
+    numbered = torch.nn.Sequential(*trained.children())  # the same modules, named by position
+    path = tmp_path / "old.pt"
+    checkpoints.save_checkpoint(path, numbered, name="mlp", dataset="moons", epochs=3, seed=1, input_shape=(2,),
+                                num_classes=2, test_accuracy=0.5)
+    assert "1.weight" in torch.load(path, weights_only=True)["state_dict"]
+    fresh = build_model("mlp", (2,), 2)
+    assert read_checkpoint(path, fresh, name="mlp", dataset="moons", epochs=3, seed=1) == 0.5
+    assert list(fresh.state_dict())[:2] == ["fc1.weight", "fc1.bias"]
+    for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)
+    # names that are neither the model's nor its positional ones are refused, not guessed
+    other = torch.nn.Sequential()
+    for i, module in enumerate(trained.children()):
+        other.add_module(f"layer{i}", module)
+    checkpoints.save_checkpoint(path, other, name="mlp", dataset="moons", epochs=3, seed=1, input_shape=(2,),
+                                num_classes=2, test_accuracy=0.5)
+    with pytest.raises(CheckpointError, match="does not fit mlp"):
+        read_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1)
+
+
 def test_foreign_checkpoint_is_rejected(cache):
     _tiny()
     good = cache / checkpoint_name("mlp", "moons", 3, 1)

@@ -32,7 +32,7 @@ def test_static_and_dynamic_programs_run_every_batch_and_prune(moons, batch, dyn
     with torch.no_grad():
         torch.testing.assert_close(model(moons.x_test), net(moons.x_test), rtol=0, atol=1e-6)
     assert [l["name"] for l in describe_model(model, moons).prunable] == (
-        ["1", "3", "5"] if dynamic else ["program.1", "program.3", "program.5"])
+        ["fc1", "fc2", "fc3"] if dynamic else ["program.fc1", "program.fc2", "program.fc3"])
     result = sipp_core.prune(model, moons.x_pool[:30], keep_ratio=0.5)
     assert abs(result.keep_ratio - 0.5) < 0.01
     summary = result.export(tmp_path, check_inputs=moons.x_test)

@@ -148,16 +148,16 @@ def test_bit_flip_in_cached_checkpoint_is_detected(cache):
     path = _cached(cache)
     good = _tiny()
     assert good.source == "cache"
-    _flip_byte_in_tensor(path, good.model.state_dict()["3.weight"])
+    _flip_byte_in_tensor(path, good.model.state_dict()["fc2.weight"])
     # torch itself loads the flipped file without complaint: only the stored digest can tell.
-    flipped = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]["3.weight"]
-    assert not torch.equal(flipped, good.model.state_dict()["3.weight"]) and torch.isfinite(flipped).all()
+    flipped = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]["fc2.weight"]
+    assert not torch.equal(flipped, good.model.state_dict()["fc2.weight"]) and torch.isfinite(flipped).all()
     with pytest.raises(CheckpointError, match="sha256"):
         read_checkpoint(path, _net(), **IDENT)
     with pytest.warns(RuntimeWarning, match="sha256"):
         got = _tiny()
     assert got.source == "trained" and len(_corrupt_files(cache)) == 1
-    assert torch.equal(got.model.state_dict()["3.weight"], good.model.state_dict()["3.weight"])  # seeded rebuild
+    assert torch.equal(got.model.state_dict()["fc2.weight"], good.model.state_dict()["fc2.weight"])  # seeded rebuild
 
 
 @fault("second corruption of a cached checkpoint", surface="library", outcome="recovered")
@@ -290,7 +290,7 @@ def test_tampered_shipped_checkpoint_is_refused_not_loaded(shipped, cache):
         warnings.simplefilter("error")
         good = _tiny()
     assert good.source == "shipped" and good.test_accuracy == 0.75
-    _flip_byte_in_tensor(shipped, good.model.state_dict()["3.weight"])
+    _flip_byte_in_tensor(shipped, good.model.state_dict()["fc2.weight"])
     flipped = shipped.read_bytes()
     with pytest.warns(RuntimeWarning, match=rf"{NAME}.*refused.*git checkout assets/checkpoints"):
         got = _tiny()

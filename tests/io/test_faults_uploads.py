@@ -344,10 +344,10 @@ def test_all_zero_s_is_refused():
 def test_layer_without_signal_is_explained():
     model = build_model("mlp", (2,), 2, widths=(8, 8), seed=0)
     with torch.no_grad():
-        model[1].bias.fill_(-100.0)  # every unit of the first layer inactive: layer 3 sees zeros
-    with pytest.warns(RuntimeWarning, match=r"layer\(s\) 3 received only zeros on every point of S.*NaN"):
+        model.fc1.bias.fill_(-100.0)  # every unit of the first layer inactive: layer fc2 sees zeros
+    with pytest.warns(RuntimeWarning, match=r"layer\(s\) fc2 received only zeros on every point of S.*NaN"):
         r = prune(model, torch.randn(20, 2), keep_ratio=0.5)
-    assert [l.name for l in r.layers if l.bound != l.bound] == ["3"]
+    assert [l.name for l in r.layers if l.bound != l.bound] == ["fc2"]
 
 
 # ---------------------------------------------------------------------------------------------- weights and programs
@@ -483,8 +483,8 @@ def test_pickle_bearing_npz_never_unpickles(tmp_path):
 def test_state_dict_with_wrong_shapes():
     rec = load_dataset("moons")
     sd = build_model("mlp", (2,), 2, widths=(16,), seed=0).state_dict()
-    with pytest.raises(UploadError, match=r"first misfit: 1.weight is \(16, 2\) in the file, but its place in the "
-                                          r"architecture \(1.weight\) takes \(8, 2\)"):
+    with pytest.raises(UploadError, match=r"first misfit: fc1.weight is \(16, 2\) in the file, but its place in the "
+                                          r"architecture \(fc1.weight\) takes \(8, 2\)"):
         load_state_dict_upload(_saved(sd), "mlp", rec, model_options=dict(widths=(8,)))
 
 

@@ -108,7 +108,7 @@ def test_nothing_fits_names_the_keys_the_nearest_architecture_and_the_misfit():
     with pytest.raises(UploadError) as info:
         load_state_dict_upload(_saved(state), "lenet300", rec)
     err = info.value
-    assert "the file holds 10 tensors with these shapes: 0.weight (6, 1, 5, 5)" in err.problem
+    assert "the file holds 10 tensors with these shapes: conv1.weight (6, 1, 5, 5)" in err.problem
     assert "first misfit:" in err.problem
     assert err.fix.startswith("it is a 'lenet5' state_dict: choose that architecture")
 

@@ -85,7 +85,7 @@ def test_sample_size_seed_and_layer(ex):
     assert ex.specs["kept_edges"] is None  # 784 x 300 is drawn as an image
     with pytest.raises(BadInput, match="S-pool"):
         ex.set(sample_size=10**6)
-    with pytest.raises(BadInput, match="no layer 'fc9'.*choose one of 1, 3, 5"):
+    with pytest.raises(BadInput, match="no layer 'fc9'.*choose one of fc1, fc2, fc3"):
         ex.set(layer="fc9")
 
 

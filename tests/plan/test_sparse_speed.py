@@ -77,7 +77,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="not have"):
         measure(model, {"nope": torch.ones(2, 2, dtype=torch.bool)})
     with pytest.raises(ValueError, match="shaped"):
-        measure(model, {"1": torch.ones(2, 2, dtype=torch.bool)})
+        measure(model, {"fc1": torch.ones(2, 2, dtype=torch.bool)})
     with pytest.raises(ValueError, match="threads"):
         measure(model, masks, threads=0)
     with pytest.raises(TypeError):

@@ -17,7 +17,7 @@ def test_pfp_prints_widths_and_writes_json_and_files(capsys, tmp_path, monkeypat
     code, out, err = run_cli(capsys, "prune", *MOONS, "--method", "pfp", "--keep-ratio", "0.5", "--json", str(report),
                              "--export", str(tmp_path / "out"))
     assert code == 0, err
-    assert "in before" in out and "out after" in out and "1 · Linear 2→64" in out
+    assert "in before" in out and "out after" in out and "fc1 · Linear 2→64" in out
     d = json.loads(report.read_text())
     assert set(d["latency_ms"]) == {"original", "masked", "pruned"}
     assert set(d["latency_ms"]["pruned"]) == {"batch_1", "batch_64"}
@@ -25,7 +25,7 @@ def test_pfp_prints_widths_and_writes_json_and_files(capsys, tmp_path, monkeypat
     # one hidden unit of this 4,482-parameter MLP is about 2.9% of it: the nearest network is returned, with a warning
     assert abs(d["params"]["pruned"] / d["params"]["original"] - 0.5) <= 0.02
     assert d["keep_ratio"] == pytest.approx(d["params"]["pruned"] / d["params"]["original"])
-    assert [w["label"] for w in d["widths"]][0] == "1 · Linear 2→64"
+    assert [w["label"] for w in d["widths"]][0] == "fc1 · Linear 2→64"
     assert {"model.onnx", "model.pt2", "state_dict.pt"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 

@@ -119,8 +119,8 @@ def test_smaller_eps_keeps_more_channels():
 
 def test_links_follow_the_architecture():
     links = find_links(_net("lenet5")).links
-    assert {c: (l.producer, l.spread) for c, l in links.items()} == {"3": ("0", 1), "7": ("3", 4), "9": ("7", 1),
-                                                                      "11": ("9", 1)}
+    assert {c: (l.producer, l.spread) for c, l in links.items()} == {"conv2": ("conv1", 1), "fc1": ("conv2", 4),
+                                                                      "fc2": ("fc1", 1), "fc3": ("fc2", 1)}
     res = find_links(_net("resnet20")).links
     # only inside a block: the residual stream has no link (its channels are shared by the additions)
     assert all(c.endswith("conv2") and l.producer == c.replace("conv2", "conv1") for c, l in res.items())
@@ -157,7 +157,7 @@ def test_gathered_inputs_and_folding_survive_export(tmp_path):
     summary = r.export(tmp_path / "out", check_inputs=x)
     assert summary.onnx_max_abs_diff <= 1e-4
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert [w["label"] for w in report["widths"]][0] == "0 · Conv2d 1→6, 5x5"
+    assert [w["label"] for w in report["widths"]][0] == "conv1 · Conv2d 1→6, 5x5"
     assert (tmp_path / "out" / "report.csv").read_text().startswith("name,")
 
 

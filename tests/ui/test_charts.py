@@ -151,7 +151,7 @@ def test_conv_views():
     net = build_model("lenet5", (1, 16, 16), 4, seed=0).eval()
     x = torch.randn(12, 1, 16, 16)
     r = prune(net, x, method="sipp-det", keep_ratio=0.3)
-    plan = r.plans["0"]
+    plan = r.plans["conv1"]
     img = charts_images.filter_grid(plan.mask.numpy(), plan.values.numpy(), "conv")
     assert isinstance(img, Image.Image)
 
@@ -239,7 +239,7 @@ def test_edge_trace_on_a_conv_layer():
     x = torch.randn(10, 1, 16, 16)
     sens = compute_sensitivities(net, x, patch_reduction="max")
     mods = prunable_layers(net)
-    for name in ("0", "3"):
+    for name in ("conv1", "conv2"):
         with torch.no_grad(), capture_inputs(net, [name]) as got:
             net(x)
         s = sens[name].reshape(sens[name].shape[0], -1)
@@ -557,11 +557,11 @@ def test_nothing_failed_is_a_sentence_not_a_blank_chart(prepared):
 
 def test_layers_are_labelled_by_module_name_and_shape(report):
     labels = list(tables.layer_labels(report).values())
-    assert labels == ["1 · Linear 784→300", "3 · Linear 300→100", "5 · Linear 100→10"]
+    assert labels == ["fc1 · Linear 784→300", "fc2 · Linear 300→100", "fc3 · Linear 100→10"]
     for c in (charts.density_chart(report), charts.bound_vs_measured(report)):
         text = str(c.to_dict())
         assert all(lab in text for lab in labels)
-    assert labels[1] in str(charts.row_scatter(report, "3").to_dict()["title"])
+    assert labels[1] in str(charts.row_scatter(report, "fc2").to_dict()["title"])
     assert list(tables.layer_table(report)["label"]) == labels
     assert [row["label"] for row in report.to_dict()["layers"]] == labels
     assert "label" in tables.layer_table(report).to_csv(index=False).splitlines()[0]
@@ -573,7 +573,7 @@ def test_conv_layers_are_labelled_with_channels_and_kernel():
 
     net = build_model("lenet5", (1, 28, 28), 10)
     labels = [i.label for i in layer_infos(net, (1, 28, 28)).values()]
-    assert labels[:2] == ["0 · Conv2d 1→6, 5x5", "3 · Conv2d 6→16, 5x5"]
+    assert labels[:2] == ["conv1 · Conv2d 1→6, 5x5", "conv2 · Conv2d 6→16, 5x5"]
     named = torch.nn.Sequential()
     named.add_module("fc1", torch.nn.Linear(784, 300))
     assert layer_infos(named, (784,))["fc1"].label == "fc1 · Linear 784→300"

@@ -87,10 +87,10 @@ def test_failure_rates_share_a_template_and_leave_room_above_the_tallest_bar(fai
 def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, reports):
     from sipp_core.zoo.layers import prunable_layers
 
-    name = "3"
+    name = "fc2"
     w = prunable_layers(prepared.model)[name].weight
     pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], None)
-    a, b = (charts.sensitivity_figure(tables.with_kept(pts, w, r.result.masks[name]), "3 · Linear 300→100")
+    a, b = (charts.sensitivity_figure(tables.with_kept(pts, w, r.result.masks[name]), "fc2 · Linear 300→100")
             for r in reports[:2])
     _shared_template(a, b)
     assert (a.data["edges"]["kept"] == "kept").sum() < (b.data["edges"]["kept"] == "kept").sum()  # 5% vs 30% kept
@@ -100,7 +100,7 @@ def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, r
 
 
 def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
-    a, b = (charts.row_figure(r, "3") for r in reports[:2])
+    a, b = (charts.row_figure(r, "fc2") for r in reports[:2])
     _shared_template(a, b)
     for fig, r in zip((a, b), reports[:2]):
         rows = fig.data["rows"]

@@ -14,9 +14,10 @@ from pagetest import ROOT, new_app, ok, page_folders, wait  # noqa: F401  (page_
 
 from ui.nav import PAGES
 
-# a prunable layer ("fc1 · Linear 784→300") or a measured stage of the Nonsmoothness page ("2 · ReLU")
-# (a measured stage names its output units: the Nonsmoothness engine keeps no weight shapes)
-LABEL = re.compile(r"^\S+ · (Linear \d+→\d+|Conv2d \d+→\d+, \d+x\d+|(Linear|Conv2d), \d+ units|ReLU|MaxPool2d)")
+# a prunable layer ("fc1 · Linear 784→300") or a measured stage of the Nonsmoothness page ("relu1 · ReLU")
+# (a measured stage names its output units: the Nonsmoothness engine keeps no weight shapes). The default network
+# names its layers, so a label starts with a name, never with a position in an nn.Sequential ("1 · Linear …").
+LABEL = re.compile(r"^[A-Za-z_][\w.]* · (Linear \d+→\d+|Conv2d \d+→\d+, \d+x\d+|(Linear|Conv2d), \d+ units|ReLU|MaxPool2d)")
 # "layer 3", "layer `3`", "Layer 3:" or "layers 1, 3": a layer called by its bare module name
 BARE = re.compile(r"\blayers? `?(\d+|[A-Za-z_]\w*\.\d+)`?(?! ·)(?!\d)"
                   r"|`(\d+|[A-Za-z_]\w*\.\d+)`(?! ·)")  # or a module name alone in code type: "In `1`, of the …"
@@ -78,6 +79,7 @@ def test_the_checks_catch_what_they_are_for():
     assert not BARE.search("Kept edges of layer 3 · Linear 300→100") and not BARE.search("a 3-layer network")
     assert BARE.search("In `1`, of the 23,520 edges") and not BARE.search("In `1 · Linear 784→300`, of the")
     assert LABEL.match("conv2 · Conv2d 6→16, 5x5") and not LABEL.match("3")
+    assert LABEL.match("relu1 · ReLU") and not LABEL.match("1 · Linear 784→300")
     assert SPEC.search("see SPEC 8.3") and not SPEC.search("spectral")
 
 

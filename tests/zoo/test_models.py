@@ -66,12 +66,12 @@ def test_capture_inputs_ignores_other_threads():
 
     model = build_model("lenet300", (1, 28, 28), 10).eval()
     mine, other = torch.ones(2, 1, 28, 28), torch.zeros(5, 1, 28, 28)
-    with capture_inputs(model, ["1"]) as inputs:
+    with capture_inputs(model, ["fc1"]) as inputs:
         t = threading.Thread(target=lambda: model(other))
         t.start(); t.join()
-        assert "1" not in inputs  # the other thread's forward is not recorded
+        assert "fc1" not in inputs  # the other thread's forward is not recorded
         model(mine)
-    assert inputs["1"].shape == (2, 784) and torch.all(inputs["1"] == 1)
+    assert inputs["fc1"].shape == (2, 784) and torch.all(inputs["fc1"] == 1)
 
 
 @pytest.mark.parametrize("conv", [
@@ -105,3 +105,45 @@ def test_linear_on_sequences_treats_positions_as_patches():
 
 def test_layer_infos_on_a_model_without_prunable_layers():
     assert layer_infos(torch.nn.Sequential(torch.nn.ReLU()), (3,)) == {}
+
+
+def test_layers_are_named_by_kind_and_rank():
+    """What a class reads on every chart: fc1, conv2, not a position in an nn.Sequential."""
+    assert list(layer_infos(build_model("lenet300", (1, 28, 28), 10), (1, 28, 28))) == ["fc1", "fc2", "fc3"]
+    lenet5 = build_model("lenet5", (1, 28, 28), 10)
+    assert list(lenet5._modules) == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
+                                     "fc1", "relu3", "fc2", "relu4", "fc3"]
+    assert list(layer_infos(lenet5, (1, 28, 28))) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    vgg = build_model("vgg11_bn", (3, 32, 32), 10)
+    assert [n for n in vgg._modules if n.startswith(("conv", "bn", "fc"))][:3] == ["conv1", "bn1", "conv2"]
+    assert list(vgg._modules)[-2:] == ["flatten", "fc1"]
+
+
+@pytest.mark.parametrize("name, shape", [("lenet300", (1, 28, 28)), ("lenet5", (1, 28, 28)), ("cnn", (1, 8, 8)),
+                                         ("mlp", (2,))])
+def test_named_layers_keep_the_seeded_weights_and_their_positional_names(name, shape):
+    """A seed gives the same tensors as when the zoo numbered its layers; positional_names is the old key of each."""
+    from sipp_core.zoo.models import positional_names
+
+    model = build_model(name, shape, 4, seed=3)
+    numbered = torch.nn.Sequential(*model.children())  # the same modules, named by position
+    old = positional_names(model)
+    assert list(old.values()) == list(numbered.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, numbered.state_dict()[old[key]])
+    assert positional_names(build_model("resnet20", (3, 32, 32), 10)) == {}  # already named: nothing to map
+
+
+def test_a_seed_draws_the_weights_the_numbered_zoo_drew():
+    """The layers are created in the same order as when the zoo numbered them, so the shipped checkpoints and
+    every seeded figure stay the same: the old LeNet-5, written out, against the named one."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        old = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                            nn.Linear(84, 10))
+    new = build_model("lenet5", (1, 28, 28), 10, seed=5)
+    assert [tuple(v.shape) for v in old.state_dict().values()] == [tuple(v.shape) for v in new.state_dict().values()]
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))

@@ -50,7 +50,7 @@ def _records(comp):
 
 
 def stage_label(row: dict) -> str:
-    """'1 · Linear, 300 units' or '2 · ReLU': the module name, its type and, for a layer, its output units."""
+    """'fc1 · Linear, 300 units' or 'relu1 · ReLU': the module name, its type and, for a layer, its output units."""
     kind = KIND_NAMES.get(row["kind"], row["kind"])
     units = f", {int(row['units'])} units" if row["kind"] in ("linear", "conv2d") and row.get("units") else ""
     return f"{row['layer'] or '(whole model)'} · {kind}{units}"

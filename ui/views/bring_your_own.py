@@ -54,9 +54,10 @@ PREPROCESSING_LABELS = {"as-given": "as given: the values exactly as stored",
                         "standardize": "standardise with the train split's mean and std"}
 LAYOUTS = """**Weights layouts accepted** (the widths and depth are read off the tensors):
 
-- `nn.Sequential` indices, as the zoo builds them: `0.weight`, `2.weight`, …
+- `nn.Sequential` indices: `1.weight`, `3.weight`, …
   `torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).state_dict(), "w.pt")`
-- a class with named layers in the order they run: `fc1`, `fc2`, `fc3` or `conv1`, `conv2`, `fc`
+- a class with named layers in the order they run: `fc1`, `fc2`, `fc3` or `conv1`, `conv2`, `fc` (the zoo's own
+  names, as in the state_dicts this app exports, are of this kind)
   `torch.save(MyNet().state_dict(), "w.pt")   # self.fc1 = nn.Linear(64, 32); self.fc2 = nn.Linear(32, 10)`
 - VGG-style `features.N` / `classifier.N`, or a ResNet's own names
   `torch.save(vgg.state_dict(), "w.pt")   # features.0.weight, …, classifier.0.weight`
