@@ -176,8 +176,9 @@ class Nonsmoothness:
         return rows
 
     def propagation_rows(self) -> list[dict]:
-        """Per stage: measured S in, measured S out, predicted S out (docs/nonsmoothness.md §3)."""
-        return [{k: r[k] for k in ("block", "layer", "kind", "smp_in", "smp", "smp_predicted", "rule")}
+        """Per stage: measured S in, measured S out, predicted S out (docs/nonsmoothness.md §3); units too, which
+        a stage's label names (the same label as in layer_rows, so that charts find each stage in their order)."""
+        return [{k: r[k] for k in ("block", "layer", "kind", "units", "smp_in", "smp", "smp_predicted", "rule")}
                 for r in self.layer_rows()]
 
     @property

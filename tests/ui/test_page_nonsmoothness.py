@@ -225,6 +225,11 @@ def test_chart_builders_on_a_tiny_record(tiny_comparison):
         assert not _untitled(spec), _untitled(spec)
         assert spec["usermeta"]["sipp_height"] > 150
     assert "'type': 'log'" in str(cs.propagation_chart(comp).to_dict())
+    for chart in (cs.propagation_chart(comp), cs.transitions_chart(comp), cs.trajectory_chart(comp)):
+        spec = chart.to_dict()  # a stage missing from the axis order would be drawn after all the others
+        order = next(l["encoding"]["x"]["sort"] for l in spec.get("layer", [spec]) if "x" in l.get("encoding", {}))
+        drawn = {row["stage"] for rows in spec["datasets"].values() for row in rows}
+        assert drawn <= set(order) and order == list(dict.fromkeys(order)), (drawn - set(order), order)
     assert "original" in str(charts[0].to_dict()) and "pruned" in str(charts[0].to_dict())
     table = cs.summary_frame(comp).set_index("measure")
     assert table.loc["SMP of the output (sum over logits), mean", "original"] == pytest.approx(
