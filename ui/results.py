@@ -122,19 +122,22 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
         "method": pp["method"], "largest pruned share": pp["max_pruned_share"],
         "at keep ratio": pp["keep_ratio_requested"], "kept share (realised)": pp["keep_ratio"],
         "accuracy after": pp["accuracy_after"], "accuracy drop (points)": 100 * pp["accuracy_drop"],
-        "seeds": pp["seeds"], "note": pp["note"]})
+        "seeds": pp["seeds"]})
     num = st.column_config.NumberColumn
-    st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_potential", column_config={
+    show.table(table, hide_index=True, width="stretch", key=f"{key}_potential", column_config={
         "largest pruned share": num(format="percent"), "kept share (realised)": num(format="percent"),
         "at keep ratio": num(format="%.4g"), "accuracy after": num(format="percent"),
         "accuracy drop (points)": num(format="%.2f")})
+    notes = [f"**{m}**: {n}." for m, n in zip(pp["method"], pp["note"]) if isinstance(n, str) and n]
+    if notes:  # a sentence under the table: in a grid cell it would be cut off, or push the numbers out of sight
+        st.markdown("  \n".join(notes))
     st.caption("Rule: average over seeds, walk from the largest keep ratio down, stop at the first ratio whose mean "
                "drop exceeds the limit; a lucky point further down does not count. Known only up to the grid's "
                "resolution: extend or refine the grid for a sharper answer.")
 
     agg = ct.aggregate(frame)
     with st.expander(f"All points ({len(frame)} rows; means over seeds below)", icon=":material/table:"):
-        st.dataframe(agg.rename(columns={
+        show.table(agg.rename(columns={
             "keep_ratio_requested": "keep ratio asked", "keep_pct": "kept % (realised)", "acc_pct": "accuracy %",
             "acc_lo": "accuracy % (lowest seed)", "acc_hi": "accuracy % (highest seed)", "err": "logits error",
             "err_lo": "logits error (lowest)", "err_hi": "logits error (highest)", "bound": "largest bound",
@@ -142,7 +145,7 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
             "drop_pts": "drop (points)", "time_ms": "time per point (ms)"}), hide_index=True, width="stretch",
             key=f"{key}_agg")
         st.caption("Per seed and point:")
-        st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_rows")
+        show.table(frame, hide_index=True, width="stretch", key=f"{key}_rows")
     res = SweepResult(rows=tuple(frame.to_dict(orient="records")), settings=dict(settings), cancelled=cancelled)
     stem = f"sweep-{settings.get('model', 'model')}-{settings.get('dataset', 'data')}"
     d1, d2, _ = st.columns([1, 1, 3])
@@ -185,7 +188,7 @@ def show_cascade(steps: list[dict], dense_acc: float, settings: dict, cancelled:
     show.chart(ct.cascade_chart(steps, dense_acc))
     frame = ct.cascade_frame(steps)
     num = st.column_config.NumberColumn
-    st.dataframe(frame.rename(columns={"keep_ratio_requested": "keep ratio asked", "keep_ratio": "kept share",
+    show.table(frame.rename(columns={"keep_ratio_requested": "keep ratio asked", "keep_ratio": "kept share",
                                        "accuracy_pruned": "accuracy after pruning",
                                        "accuracy_finetuned": "accuracy after fine-tuning",
                                        "accuracy_drop": "drop vs dense", "agreement_pruned": "agreement after pruning",

@@ -58,6 +58,12 @@ def downloads(c, where=None) -> None:
                            on_click="ignore", key=f"chart-svg-{n}-{stem}", icon=":material/draw:")
 
 
+def table(data, where=None, **kw):
+    """st.dataframe with a missing value drawn as an empty cell. Streamlit's grid writes "None" there, which a
+    class reads as a word; every table of the app goes through here (a test checks it)."""
+    return (where if where is not None else st).dataframe(data, placeholder="", **kw)
+
+
 def chart(c, where=None, spec: dict | None = None) -> None:
     """A chart at full width, with the element height the builder asked for (ui.charts.core.sized).
 

@@ -40,6 +40,10 @@ def test_tiny_sweep_completes_and_shows_the_potential_table(app):
     assert len(at.get("vega_lite_chart")) >= 3
     potential = frame_with(at, "largest pruned share")
     assert list(potential["method"]) == ["sipp-det", "wt"]
+    # sipp-det loses more than 2 points already at 0.2: its cells stay empty and a sentence under the table says why
+    assert list(potential[potential["largest pruned share"].isna()]["method"]) == ["sipp-det"]
+    assert "note" not in potential.columns
+    assert any(m.value.startswith("**sipp-det**: no grid point within the drop") for m in at.markdown)
     verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
     assert "Best accuracy on average over the 2 keep ratios every method ran (0.2, 0.05)" in verdict
     assert len(at.get("download_button")) >= 2

@@ -71,7 +71,17 @@ def problems_on_page(at) -> list[str]:
                   for v in values if not LABEL.match(v)]
     for label, options in _layer_choices(at):
         found += [f"{label!r} offers {o!r}, not a label with the module's shape" for o in options if not LABEL.match(o)]
+    found += [f"a table with columns {list(d.value.columns)[:4]} would write 'None' in its empty cells"
+              for d in at.dataframe if not d.proto.HasField("placeholder") or d.proto.placeholder != ""]
     return found
+
+
+def test_every_table_goes_through_the_empty_cell_helper():
+    """Streamlit's grid writes "None" for a missing value unless told otherwise: ui.show.table tells it."""
+    calls = [f"{path.relative_to(ROOT)}:{i}" for folder in ("ui", "pages") for path in (ROOT / folder).rglob("*.py")
+             if path.name != "show.py" for i, line in enumerate(path.read_text().splitlines(), 1)
+             if ".dataframe(" in line]
+    assert not calls, f"call ui.show.table instead of st.dataframe: {calls}"
 
 
 def test_the_checks_catch_what_they_are_for():

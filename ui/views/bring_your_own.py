@@ -170,7 +170,7 @@ def _summary(state: dict) -> None:
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
                f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:"):
-        st.dataframe(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
+        show.table(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
                                         kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
                                         weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch")
         if desc.dense:
@@ -251,7 +251,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     st.subheader("Per layer")
     df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
     num = st.column_config.NumberColumn
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
+    show.table(df, hide_index=True, width="stretch", column_config={
         "kept share": num(format="percent"), "largest bound": num(format="%.3g"),
         "max error held-out": num(format="%.3g"), "failure rate held-out": num(format="percent")})
 

@@ -97,7 +97,7 @@ def _explore(s, prepared) -> None:
     m4.metric("Global ε", "—" if r.epsilon is None else f"{r.epsilon:.3g}",
               help="the one ε shared by all layers whose channel counts meet the budget (PFP only)")
     st.subheader("Measured: original, masked and smaller")
-    st.dataframe(measured_table(shown), hide_index=True, width="stretch")
+    show.table(measured_table(shown), hide_index=True, width="stretch")
     ready = st.session_state.get("filters_zip")
     if ready and ready[0] == key:
         st.download_button("Download the smaller network (.zip)", ready[1], f"{s.model}-{method}-{ratio:g}.zip",
@@ -150,7 +150,7 @@ def _compare(s, prepared) -> None:
     axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True,
                     format_func=lambda k: charts.COMPARE_X[k][0].split(" (")[0])
     show.chart(charts.compare_chart(frame, axis))
-    st.dataframe(frame, hide_index=True, width="stretch")
+    show.table(frame, hide_index=True, width="stretch")
 
 
 def render() -> None:

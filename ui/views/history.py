@@ -211,7 +211,7 @@ def _stored_nonsmoothness(r) -> None:
     verdict_box(vd.smp_verdict(o, p, as_float(res.get("keep_ratio"))))
     rows = [dict(measure=label, original=as_float(o.get(k)), pruned=as_float(p.get(k))) for k, label in NS_MEASURES.items()
             if k in o]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    show.table(pd.DataFrame(rows), hide_index=True, width="stretch")
     paths = r.settings.get("paths", {})
     st.caption(f"{paths.get('count')} {paths.get('kind')} paths × {paths.get('points')} points, path seed "
                f"{paths.get('seed')}; open the Nonsmoothness page with these sidebar settings to see the charts.")
@@ -376,7 +376,7 @@ def _table(shown: pd.DataFrame, total: int, listed: int) -> pd.DataFrame:
     num = st.column_config.NumberColumn
     shown = shown[["id", "when", "kind", "accuracy after", "kept share", "run", "time (s)", "label", "model",
                    "data set", "method"]]
-    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+    show.table(shown, hide_index=True, width="stretch", column_config={
         "id": num(format="%d", width="small"),
         "kept share": st.column_config.TextColumn(help="a cascade's last step; empty for sweeps (many points)"),
         "accuracy after": st.column_config.TextColumn(help="after pruning; a cascade's last step after fine-tuning; "
@@ -445,7 +445,7 @@ def _compare(hist, picked: list) -> None:
         if not len(acc) and not len(ns):
             st.caption("These runs share no figure to draw on one chart; the table lists every setting and result.")
         st.caption("One column per run; rows that differ between the runs first (marked ≠).")
-        st.dataframe(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
+        show.table(_compare_frame(df), width="stretch", height=min(600, 36 + 35 * len(df)))
 
 
 def _stored_prune(r) -> None:
@@ -459,7 +459,7 @@ def _stored_prune(r) -> None:
                "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
     layers = pd.DataFrame(res.get("layers", []))
     if not layers.empty:
-        st.dataframe(layers, hide_index=True, width="stretch")
+        show.table(layers, hide_index=True, width="stretch")
 
 
 def _one_run(r) -> None:

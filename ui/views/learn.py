@@ -65,19 +65,19 @@ def _step_network(toy, w, layer: str) -> None:
     st.markdown(f"Weights W of layer `{layer_label(layer, 'linear', w.W.shape)}`"
                 f" (rows: output units f, columns: inputs j). A **row** is the "
                 "positive (or the negative) weights of one unit.")
-    st.dataframe(_matrix(w.W, "unit", "input"))
+    show.table(_matrix(w.W, "unit", "input"))
 
 
 def _step_activations(w, layer: str) -> None:
     st.markdown(f"The input a(x) of layer `{layer_label(layer, 'linear', w.W.shape)}`"
                 f" for each of the {len(w.a)} points of S.")
-    st.dataframe(_matrix(w.a, "point", "a_j, j ="))
+    show.table(_matrix(w.a, "point", "a_j, j ="))
     if w.signed:
         st.markdown("It has **negative entries**, so each point becomes two non-negative pseudo-points "
                     "a⁺ = max(a, 0) and a⁻ = max(−a, 0) (docs/sipp.md §2.1); the sums below run over those.")
         df = _matrix(w.a_pseudo, "pseudo", "j =")
         df.index = [f"{k} of point {p}" for k, p in zip(w.pseudo_kind, w.pseudo_of)]
-        st.dataframe(df)
+        show.table(df)
     else:
         st.markdown("All entries are ≥ 0 (they come out of a ReLU), so they are used as they are.")
 
@@ -97,14 +97,14 @@ def _step_z(w, n: int) -> None:
     for sig, terms, z in (("+", pos, w.z_pos[n, f]), ("-", neg, w.z_neg[n, f])):
         body = " + ".join(rf"{abs(wv):.3f} \cdot {av:.3f}" for _, wv, av in terms) or "0"
         st.latex(rf"z^{{{sig}}}_{{{f}}} = {body} = {z:.4f}")
-    st.dataframe(pd.DataFrame({"z⁺": w.z_pos[n], "z⁻": w.z_neg[n]}, index=[f"unit {f}" for f in range(F)]).round(4))
+    show.table(pd.DataFrame({"z⁺": w.z_pos[n], "z⁻": w.z_neg[n]}, index=[f"unit {f}" for f in range(F)]).round(4))
     st.caption("The pre-activation (without bias) is z = z⁺ − z⁻; bounds are relative to z⁺ and z⁻ "
                "separately, so their sum z⁺ + z⁻, not |z|, is the yardstick.")
 
 
 def _step_g(w, n: int) -> None:
     st.latex(fx.TEX_G)
-    st.dataframe(_matrix(w.g[n], "unit", "input"))
+    show.table(_matrix(w.g[n], "unit", "input"))
     f, j = np.unravel_index(int(np.argmax(w.g[n])), w.g[n].shape)
     z = w.z_pos[n, f] if w.W[f, j] > 0 else w.z_neg[n, f]
     sig = "+" if w.W[f, j] > 0 else "-"
@@ -117,7 +117,7 @@ def _step_g(w, n: int) -> None:
 def _step_s(w) -> None:
     F, J = w.W.shape
     st.latex(fx.TEX_S["max"])
-    st.dataframe(_matrix(w.s, "unit", "input"))
+    show.table(_matrix(w.s, "unit", "input"))
     agree = np.allclose(w.s, w.s_engine, rtol=1e-4, atol=1e-6)
     st.markdown(f"Recomputed by the loops above, compared with the engine's `compute_sensitivities`: "
                 f"**{'they agree' if agree else 'they differ'}** (largest difference "
@@ -125,7 +125,7 @@ def _step_s(w) -> None:
     arg = pd.DataFrame([[f"{w.pseudo_kind[k]} of point {w.pseudo_of[k]}" for k in row] for row in w.s_arg],
                        index=[f"unit {f}" for f in range(F)], columns=[f"input {j}" for j in range(J)])
     st.markdown("Which point gives each maximum:")
-    st.dataframe(arg)
+    show.table(arg)
     f, j = np.unravel_index(int(np.argmax(w.s)), w.s.shape)
     show.chart(charts.edge_profile(w.g[:, f, j], len(w.a), int(w.s_arg[f, j])))
     st.caption(f"The chart follows edge (unit {f}, input {j}), the layer's most sensitive one.")
@@ -152,7 +152,7 @@ def _step_bounds(w) -> None:
     table = pd.DataFrame(rows).drop(columns=["L"]).rename(columns={
         "weights": "weights of this sign", "nnz": "with s > 0", "eps_det": "ε_det(m)", "c_eps_det": "C′·ε_det(m)",
         "eps_rand": "ε_rand(m)", "hybrid": "hybrid picks"})
-    st.dataframe(table.round(4), hide_index=True)
+    show.table(table.round(4), hide_index=True)
     st.caption("Hybrid samples a row where C′·ε_det(m) > ε_rand(m), else keeps its top-m. "
                "A deterministic bound ≥ 1 says nothing: without reweighting the error is at most 1 anyway.")
 
@@ -176,10 +176,10 @@ def _step_masks(toy, res: dict, layer: str) -> None:
     show.chart(charts.network_diagram(weights, masks, layer_titles=["input x", "hidden (ReLU)", "logits"]))
     kept = pd.DataFrame({m: [np.array2string(res[m]["result"].masks[layer].int().numpy(), separator=" ")]
                          for m in res}, index=[f"mask of layer {label}"]).T
-    st.dataframe(kept)
+    show.table(kept)
     vals = res[method]["result"].plans[layer].values.numpy()
     st.markdown(f"Values after pruning, layer `{label}` ({method}; sampled weights are reweighted):")
-    st.dataframe(_matrix(vals, "unit", "input"))
+    show.table(_matrix(vals, "unit", "input"))
 
 
 def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
@@ -198,7 +198,7 @@ def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
         "kept": "weights kept", "of": "of", "largest_bound": "largest bound", "measured_on_S": "max error on S",
         "measured_held_out": "max error held-out", "failure_rate_held_out": "failure rate held-out",
         "accuracy_after": "accuracy after"})
-    st.dataframe(table.round(4), hide_index=True)
+    show.table(table.round(4), hide_index=True)
     st.caption(f"Layer `{layer}`, errors relative to z⁺ + z⁻ per row, measured on S and on 300 held-out "
                f"points; accuracy on all {len(toy.record.y_test)} test points (before: {100 * toy.accuracy:.1f}%). "
                "Baselines have no bound, so no failure rate (empty cells).")

@@ -179,7 +179,7 @@ def _summary(s, comp, keep_ratio: float) -> None:
     r3.metric("Logit variation before → after", f"{o['logit_variation']:.3g} → {p['logit_variation']:.3g}",
               help="Σ over logits of Σ_i |y_(i+1) − y_i| ÷ ‖x_b − x_a‖: the size of the signal SMP is measured on, "
                    "in SMP's units. On each path SMP = relative SMP × this; the figures here are means over paths.")
-    st.dataframe(cs.summary_frame(comp), hide_index=True, width="stretch", column_config={
+    show.table(cs.summary_frame(comp), hide_index=True, width="stretch", column_config={
         "measure": st.column_config.TextColumn("measure", width="large"),
         "unit": st.column_config.TextColumn("unit"),
         "original": st.column_config.NumberColumn("original", format="%.4g"),
@@ -273,7 +273,7 @@ def _upper_bound(comp, infos: dict) -> None:
             for tag, rec in (("original", comp.original), ("pruned", comp.pruned)) for r in rec.propagation_rows()]
     with st.expander("Measured ÷ predicted per stage"):
         num = st.column_config.NumberColumn
-        st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        show.table(rows, hide_index=True, width="stretch", column_config={
             "measured": num(format="%.4g"), "predicted": num(format="%.4g"),
             "ratio": num("measured ÷ predicted", format="%.2f")})
         st.caption("Linear and Conv stages: the prediction Σ_k |w_k|·S(x_k) is an upper bound, reached only when no "
@@ -339,6 +339,6 @@ def render() -> None:
     show.chart(cs.trajectory_chart(comp), right)
     _unmeasured(comp)
     with st.expander("Per-layer table and downloads"):
-        st.dataframe(cs.layer_frame(comp), hide_index=True, width="stretch")
+        show.table(cs.layer_frame(comp), hide_index=True, width="stretch")
         _downloads(s, comp)
     _one_path(comp, prepared.record)

@@ -138,12 +138,12 @@ def render_speed_panel(report, key: tuple) -> None:
         show.chart(ct.file_size_chart(rep.files))
         num = st.column_config.NumberColumn
         left, right = st.columns(2)
-        left.dataframe(t["totals"], hide_index=True, width="stretch", column_config={
+        show.table(t["totals"], left, hide_index=True, width="stretch", column_config={
             "dense (ms)": num(format="%.4f"), "CSR (ms)": num(format="%.4f"), "CSR speed-up": num(format="%.2f")})
-        right.dataframe(t["files"], hide_index=True, width="stretch", column_config={
+        show.table(t["files"], right, hide_index=True, width="stretch", column_config={
             "bytes": num(format="localized"), "share of dense": num(format="percent")})
         st.caption("Per layer and batch size:")
-        st.dataframe(t["layers"], hide_index=True, width="stretch", column_config={
+        show.table(t["layers"], hide_index=True, width="stretch", column_config={
             "kept share": num(format="percent"), "dense (ms)": num(format="%.4f"), "CSR (ms)": num(format="%.4f"),
             "CSR speed-up": num(format="%.2f"), "max |dense − CSR|": num(format="%.1e")})
         st.info(t["explanation"], icon=":material/lightbulb:")
@@ -174,7 +174,7 @@ def render() -> None:
     st.subheader("Per layer")
     df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)
     num = st.column_config.NumberColumn
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
+    show.table(df, hide_index=True, width="stretch", column_config={
         "kept": num(format="localized"), "weights": num(format="localized"),
         "kept share": num(format="percent"), "largest bound": num(format="%.3g"), "mean bound": num(format="%.3g"),
         "max error on S": num(format="%.3g"), "max error held-out": num(format="%.3g"),

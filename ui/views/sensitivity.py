@@ -98,7 +98,7 @@ def render() -> None:
     _per_layer(s, prepared, report)
     st.subheader("Most sensitive edges")
     top = engine.top_edges(engine.report_key(s), prepared, report)
-    st.dataframe(top, hide_index=True, width="stretch", column_config={
+    show.table(top, hide_index=True, width="stretch", column_config={
         "unit": st.column_config.NumberColumn("unit f"), "input": st.column_config.NumberColumn("input j"),
         "w": st.column_config.NumberColumn("w", format="%.4f"), "s": st.column_config.NumberColumn("s", format="%.4g"),
         "kept": st.column_config.CheckboxColumn("kept")})
