@@ -67,3 +67,39 @@ def test_training_in_isolation_can_be_cancelled():
     job = wait(at, "_job_isolation")
     assert job.result.cancelled
     assert job.result.ticket.get("epochs", 0) < 30
+
+
+def test_the_chosen_tab_stays_chosen_when_a_run_reruns_the_page(app):
+    """Starting a training in isolation reruns the page: the second tab stays open, with the run's progress."""
+    at = app
+    at.switch_page("pages/retrain.py").run()
+    ok(at)
+    assert at.session_state["rt_tab"] == "Prune-retrain cascade"
+    at.session_state["rt_tab"] = "Train in isolation (lottery tickets)"
+    at.run()
+    at.number_input(key="rt_epochs").set_value(3).run()  # any other widget's rerun
+    ok(at)
+    assert at.session_state["rt_tab"] == "Train in isolation (lottery tickets)"
+    at.switch_page("pages/prune.py").run()
+
+
+def test_the_estimate_uses_the_networks_own_sensitivity_time(monkeypatch):
+    """A small network is prepared for the estimate (a page opened first on a fresh server used to guess 1.5 s
+    a step, twice the real time); a large one, or one that cannot be prepared, keeps the guess."""
+    from types import SimpleNamespace
+
+    from ui import engine
+    from ui.views import retrain
+
+    monkeypatch.setattr(engine, "peek_prepared", lambda s: None)
+    monkeypatch.setattr(engine, "can_auto_prepare", lambda s: True)
+    monkeypatch.setattr(engine, "get_prepared", lambda s: SimpleNamespace(timings_s={"sensitivity": 0.1}))
+    assert abs(retrain._prune_seconds(None) - 0.4) < 1e-9
+
+    def fails(s):
+        raise ValueError("this model does not fit this data set")
+
+    monkeypatch.setattr(engine, "get_prepared", fails)
+    assert retrain._prune_seconds(None) == 1.5
+    monkeypatch.setattr(engine, "can_auto_prepare", lambda s: False)
+    assert retrain._prune_seconds(None) == 1.5
