@@ -6,8 +6,8 @@ connection per call, so sessions share it safely). A damaged file (found on open
 runs) is set aside by the engine, never deleted, and a fresh file started; damaged single runs are
 moved to the table ``damaged_runs``. Saving never breaks a page: a failure becomes a short warning.
 
-Prune runs are saved from the Prune page (``record_prune``) once per distinct setting per process, not
-on every rerun, and from Bring your own (``record_upload_prune``); nonsmoothness comparisons from their page
+Prune runs are saved from the Prune page (``record_prune``) once per distinct setting, not on every rerun
+(nor again by a later server when the history holds the same settings and results already), and from Bring your own (``record_upload_prune``); nonsmoothness comparisons from their page
 (``record_nonsmoothness``), likewise once per setting; sweeps and retraining runs are saved
 by their background job when they finish (``saver``; a cancelled run is saved too, marked cancelled).
 The Run history page (ui/views/history.py) lists, reopens, compares and deletes them.
@@ -110,7 +110,13 @@ def _record_once(key: tuple, kind: str, entry) -> int | None:
             return None
         saved["keys"][key] = None
     try:
-        run_id = safe(hist.add, kind, *entry())
+        settings, results, timings = entry()
+        existing = safe(hist.find, kind, settings, results)
+        if existing is not None:  # saved by an earlier server: no second copy (deleting it lets this one be saved)
+            with saved["lock"]:
+                saved["keys"][key] = existing
+            return None
+        run_id = safe(hist.add, kind, settings, results, timings)
     except Exception as exc:  # noqa: BLE001 - a history problem must never break a page
         with saved["lock"]:
             saved["keys"].pop(key, None)

@@ -527,6 +527,14 @@ class RunHistory:
         )
         return int(cur.lastrowid)
 
+    def find(self, kind: str, settings: dict, results: dict) -> int | None:
+        """The id of the newest run of `kind` with exactly these settings and results (as add() would store
+        them), or None. The app asks before saving a run a server has already saved on an earlier day: the same
+        settings give the same numbers, and a second copy would only bury the runs that differ."""
+        rows = self._read("SELECT id FROM runs WHERE kind = ? AND settings = ? AND results = ? ORDER BY id DESC "
+                          "LIMIT 1", (kind, _dumps(settings), _dumps(results)))
+        return int(rows[0][0]) if rows else None
+
     def add_entry(self, entry: Any, *, label: str | None = None) -> int:
         """Save a record that knows how to describe itself: anything with ``history_entry()``
         (SweepResult, CascadeResult, IsolationResult) or a pipeline ``Report`` (saved as kind "prune")."""

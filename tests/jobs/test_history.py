@@ -187,3 +187,16 @@ def test_add_entry_from_engine_records(tmp_path):
     assert h.get(h.add_entry(sw)).kind == "sweep"
     with pytest.raises(TypeError):
         h.add_entry(object())
+
+
+def test_find_gives_the_newest_run_with_the_same_settings_and_results(tmp_path):
+    h = RunHistory(tmp_path / "h.sqlite")
+    first = h.add("prune", _settings(0, "wt"), dict(accuracy_after=0.8), dict(prune=0.1))
+    again = h.add("prune", _settings(0, "wt"), dict(accuracy_after=0.8), dict(prune=0.2))  # other timings only
+    h.add("prune", _settings(0, "wt"), dict(accuracy_after=0.7), {})
+    assert first < again and h.find("prune", _settings(0, "wt"), dict(accuracy_after=0.8)) == again
+    assert h.find("prune", _settings(1, "wt"), dict(accuracy_after=0.8)) is None  # other settings
+    assert h.find("prune", _settings(0, "wt"), dict(accuracy_after=0.75)) is None  # other results
+    assert h.find("sweep", _settings(0, "wt"), dict(accuracy_after=0.8)) is None  # other kind
+    h.delete(again)
+    assert h.find("prune", _settings(0, "wt"), dict(accuracy_after=0.8)) == first

@@ -63,6 +63,29 @@ def test_the_servers_warm_up_run_is_not_saved_but_the_same_run_by_a_user_is(monk
     assert len(saved()) == 1
 
 
+def test_a_later_server_does_not_save_the_same_run_again():
+    """Each server starts with an empty memory of what it saved: the history itself tells it that the same
+    settings, with the same results, are saved already (the default run is not added at every start)."""
+    from ui import run_store
+
+    def saved():
+        return [r.id for r in RunHistory().list(kind="prune") if abs(r.settings.get("keep_ratio", 0) - 0.065) < 1e-9]
+
+    at = new_app().run()
+    at.slider(key="keep").set_value(0.065).run()
+    ok(at)
+    assert len(saved()) == 1
+    run_store._saved.clear()  # what a new server process starts with
+    at.run()
+    ok(at)
+    assert len(saved()) == 1
+    RunHistory().delete(saved())  # deleted: the same run is saved again when it is next computed
+    run_store._saved.clear()
+    at.run()
+    ok(at)
+    assert len(saved()) == 1
+
+
 def test_a_damaged_history_is_reported_and_set_aside(tmp_path):
     (tmp_path / "runs.sqlite").write_bytes(b"this is not a database" * 100)
     old = os.environ["SIPP_DATA_HOME"]
