@@ -97,7 +97,9 @@ def _explore(s, prepared) -> None:
     m4.metric("Global ε", "—" if r.epsilon is None else f"{r.epsilon:.3g}",
               help="the one ε shared by all layers whose channel counts meet the budget (PFP only)")
     st.subheader("Measured: original, masked and smaller")
-    show.table(measured_table(shown), hide_index=True, width="stretch")
+    counts = st.column_config.NumberColumn(format="localized")  # 266,610 as the verdict writes it, not 266610
+    show.table(measured_table(shown), hide_index=True, width="stretch",
+               column_config={"parameters": counts, "FLOPs (MACs per input)": counts})
     ready = st.session_state.get("filters_zip")
     if ready and ready[0] == key:
         st.download_button("Download the smaller network (.zip)", ready[1], f"{s.model}-{method}-{ratio:g}.zip",
