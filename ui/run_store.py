@@ -7,8 +7,9 @@ runs) is set aside by the engine, never deleted, and a fresh file started; damag
 moved to the table ``damaged_runs``. Saving never breaks a page: a failure becomes a short warning.
 
 Prune runs are saved from the Prune page (``record_prune``) once per distinct setting, not on every rerun
-(nor again by a later server when the history holds the same settings and results already), and from Bring your own (``record_upload_prune``); nonsmoothness comparisons from their page
-(``record_nonsmoothness``), likewise once per setting; sweeps and retraining runs are saved
+(nor again by a later server when the history holds the same settings and results already), and from Bring
+your own (``record_upload_prune``); nonsmoothness comparisons from their page (``record_nonsmoothness``),
+likewise once per setting; sweeps and retraining runs are saved
 by their background job when they finish (``saver``; a cancelled run is saved too, marked cancelled).
 The Run history page (ui/views/history.py) lists, reopens, compares and deletes them.
 """

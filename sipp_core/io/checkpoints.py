@@ -246,7 +246,7 @@ def _current_names(state: dict, model: nn.Module) -> dict:
     number them by position ("1.weight"), as do the shipped ones (their SHA256SUMS cover the files as they
     are); those keys are renamed one for one. Any other state is returned as it is."""
     positional = positional_names(model)
-    if set(state) == set(positional) or not positional or set(state) != set(positional.values()):
+    if not positional or set(state) != set(positional.values()):
         return state
     return {key: state[old] for key, old in positional.items()}
 
