@@ -8,7 +8,7 @@ import re
 import altair as alt
 import streamlit as st
 
-from ui.charts.core import to_png, to_svg
+from ui.charts.core import to_png, to_svg, wide_title
 from ui.charts.figure import Figure, as_chart, template_of
 from ui.style import presenting
 
@@ -81,6 +81,12 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     if presenting():
         where = st
         spec = spec if isinstance(c, Figure) else _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
+    # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
+    if (presenting() or where is None) and isinstance(meta, dict) and meta.get("sipp_title"):
+        spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
+                                 PRESENT_SCALE if presenting() else 1.0)
+        h = h - saved if h else h
+    if presenting():
         where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)
     else:
         where = where if where is not None else st

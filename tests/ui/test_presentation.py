@@ -87,3 +87,41 @@ def test_a_fresh_servers_first_page_has_its_style_before_the_heavy_imports():
     sidebar_state = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
                      "set_page_config" and any(k.arg == "initial_sidebar_state" for k in n.keywords)]
     assert sidebar_state and all(n.lineno < first_heavy for n in sidebar_state)
+
+
+def test_a_full_width_chart_gets_its_title_wrapped_for_the_full_width():
+    """Titles wrap to fit a half-width column (Streamlit cuts a line at the chart's width); a chart drawn across the
+    whole page gets longer lines instead, and the height the lines no longer take."""
+    import altair as alt
+    import pandas as pd
+
+    from ui.charts import core
+
+    words = "Bound vs measured per row, layer fc1 · Linear 784→300"
+    sub = "dashed: y = x; a point above it broke its bound; rows with bound 0 (kept whole or empty) are not drawn"
+    c = core.sized(alt.Chart(pd.DataFrame({"a": [1]})).mark_point().encode(x="a:Q").properties(
+        title=core._title(words, sub)), 100, 1)
+    spec = c.to_dict()
+    before = json.dumps(spec, sort_keys=True)
+    assert len(spec["title"]["text"]) == 2 and len(spec["title"]["subtitle"]) == 3
+    wide, saved = core.wide_title(spec, spec["usermeta"])
+    assert wide["title"]["text"] == [words] and len(wide["title"]["subtitle"]) == 2  # 90 characters a line
+    assert all(len(line) <= core.SUBTITLE_CHARS_WIDE for line in wide["title"]["subtitle"])
+    assert " ".join(wide["title"]["subtitle"]) == sub
+    assert saved == core.TITLE_LINE_PX + core.SUBTITLE_LINE_PX  # a line fewer in each
+    assert json.dumps(spec, sort_keys=True) == before  # the cached spec is never changed
+    presented, _ = core.wide_title(spec, spec["usermeta"], PRESENT_SCALE)  # larger type: shorter lines
+    assert all(len(line) <= core.TITLE_CHARS_WIDE / PRESENT_SCALE for line in presented["title"]["text"])
+    live = {**spec, "title": {**spec["title"], "text": {"expr": "'Weights kept'"}}}
+    assert core.wide_title(live, spec["usermeta"]) == (live, 0)  # computed in the browser: left alone
+
+
+def test_guarantees_draws_the_per_row_chart_with_one_title_line_and_the_column_charts_with_two():
+    at = new_app().run()
+    at.switch_page("pages/guarantees.py").run()
+    ok(at)
+    titles = {" ".join(t): t for t in (json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart"))
+              if isinstance(t, list)}
+    row = next(t for k, t in titles.items() if k.startswith("Bound vs measured per row"))
+    column = titles["Guaranteed bound vs measured error, per layer"]
+    assert len(row) == 1 and len(column) == 2, (row, column)

@@ -46,6 +46,10 @@ LEGEND_LABEL_LIMIT = 220  # px; a bottom legend's column is at most this plus it
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # the app's own type; notebooks fall back to sans-serif
 # Title lines wrap so they fit half of the page at 1280 px (Streamlit cuts a title line at the column's width).
 TITLE_CHARS, SUBTITLE_CHARS = 38, 52
+# A chart drawn across the page's whole width gets longer lines (wide_title): that width is about 616 px at
+# 150% zoom with the sidebar open, the narrowest a projector gives (820 px at 1280x720).
+TITLE_CHARS_WIDE, SUBTITLE_CHARS_WIDE = 68, 90
+TITLE_LINE_PX, SUBTITLE_LINE_PX = 24, 20  # the height sized() gives each line
 
 
 _LABEL = re.compile(r"\S+ · (?:Linear|Conv2d) \d+→\d+(?:, \d+x\d+)?")  # a layer label: never split over lines
@@ -61,9 +65,30 @@ def _lines(text, width: int) -> list[str]:
 
 
 def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
-    """A title (and subtitle) wrapped into lines that fit a half-width column."""
-    return alt.Title(_lines(text, TITLE_CHARS), subtitle=_lines(subtitle, SUBTITLE_CHARS) if subtitle else "",
-                     anchor="start", fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX, subtitleColor="#444444")
+    """A title (and subtitle) wrapped into lines that fit a half-width column. The unwrapped words ride along
+    (outside the spec) so that sized() can record them for wide_title."""
+    t = alt.Title(_lines(text, TITLE_CHARS), subtitle=_lines(subtitle, SUBTITLE_CHARS) if subtitle else "",
+                  anchor="start", fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX, subtitleColor="#444444")
+    object.__setattr__(t, "_sipp_words", (text, subtitle))  # an attribute, not a schema property
+    return t
+
+
+def wide_title(spec: dict, meta, chars_scale: float = 1.0) -> tuple[dict, int]:
+    """(spec, px saved): the spec with its title wrapped again for a chart across the page's whole width, and how
+    much less height the chart then needs. chars_scale: the type's scale (presentation mode's larger type fits
+    fewer characters on a line). The spec is left as it is when its title was not made by _title, or is computed
+    in the browser (a Vega expression)."""
+    words = meta.get("sipp_title") if isinstance(meta, dict) else None
+    title = spec.get("title")
+    if not words or not isinstance(title, dict) or not isinstance(title.get("text"), list):
+        return spec, 0
+    text, subtitle, sub_min = words
+    old_sub = title.get("subtitle") or []
+    new_text = _lines(text, int(TITLE_CHARS_WIDE / chars_scale))
+    new_sub = _lines(subtitle, int(SUBTITLE_CHARS_WIDE / chars_scale)) if subtitle else []
+    saved = (TITLE_LINE_PX * (max(len(title["text"]), 1) - max(len(new_text), 1))
+             + SUBTITLE_LINE_PX * (max(sub_min, len(old_sub)) - max(sub_min, len(new_sub))))
+    return {**spec, "title": {**title, "text": new_text, "subtitle": new_sub or ""}}, max(saved, 0)
 
 
 def _title_lines(chart) -> tuple[int, int]:
@@ -99,11 +124,16 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
     ``st.altair_chart(height=...)`` (see ui/show.py). Jupyter ignores it.
     """
     title_lines, sub_lines = _title_lines(chart)
+    meta = {}
+    words = getattr(getattr(chart, "title", None), "__dict__", {}).get("_sipp_words")
+    if words is not None:  # for wide_title: the words, and the subtitle lines the height allows at least
+        meta["sipp_title"] = [words[0], words[1], subtitle_lines]
     subtitle_lines = max(subtitle_lines, sub_lines)
     axis = (56 + 17 * x_label_lines) if x_axis else 20
     legend = 48 + 26 * legend_rows if legend_rows else 0
-    total = 30 + 24 * max(title_lines, 1) + 20 * subtitle_lines + plot_height + axis + legend
-    return projector(chart).properties(usermeta={"sipp_height": int(total)})
+    total = (30 + TITLE_LINE_PX * max(title_lines, 1) + SUBTITLE_LINE_PX * subtitle_lines + plot_height + axis
+             + legend)
+    return projector(chart).properties(usermeta={"sipp_height": int(total), **meta})
 
 
 def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
@@ -525,7 +555,7 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
         layers_keep.append(r)
         layers_err.append(r)
     return projector(alt.vconcat(alt.layer(*layers_keep), alt.layer(*layers_err)).properties(
-        title=_title(f"ε sweep ({method})", "grey dashed: bound = ε; black dotted: the sidebar's ε")))
+        title=_title(f"ε sweep ({method})", ["grey dashed: bound = ε", "black dotted: the sidebar's ε"])))
 
 
 # ---- Learn page ------------------------------------------------------------------------------------

@@ -55,13 +55,14 @@ def _controls():
 
 def _step_network(toy, w, layer: str) -> None:
     weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
-    a, b = st.columns([3, 2])
-    show.chart(charts.network_diagram(weights, layer_titles=["input x", "hidden (ReLU)", "logits"]), a)
+    # One above the other, across the page: side by side, the diagram would not fit its column and the browser
+    # would stack them anyway, with titles wrapped for half the width
+    show.chart(charts.network_diagram(weights, layer_titles=["input x", "hidden (ReLU)", "logits"]))
     pool = toy.record.x_pool.numpy()
     k = int(st.session_state.get("learn_point", 0) or 0)
     followed = int(w.pseudo_of[k]) if 0 <= k < len(w.pseudo_of) else 0  # steps 3 and 4 follow this point of S
-    show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed), b)
-    b.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
+    show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed))
+    st.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
     st.markdown(f"Weights W of layer `{layer_label(layer, 'linear', w.W.shape)}`"
                 f" (rows: output units f, columns: inputs j). A **row** is the "
                 "positive (or the negative) weights of one unit.")
