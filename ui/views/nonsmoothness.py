@@ -179,10 +179,11 @@ def _summary(s, comp, keep_ratio: float) -> None:
     r3.metric("Logit variation before → after", f"{o['logit_variation']:.3g} → {p['logit_variation']:.3g}",
               help="Σ over logits of Σ_i |y_(i+1) − y_i| ÷ ‖x_b − x_a‖: the size of the signal SMP is measured on, "
                    "in SMP's units. On each path SMP = relative SMP × this; the figures here are means over paths.")
-    # the numbers beside the measure's name: on a narrow screen (150% zoom) the last columns scroll out of sight
+    # the numbers beside the measure's name, and the name's column only as wide as the longest name (300 px): at 150%
+    # zoom with the sidebar open (616 px) the ratio stays in sight; only the unit may scroll out of it
     show.table(cs.summary_frame(comp), hide_index=True, width="stretch",
                column_order=("measure", "original", "pruned", "pruned / original", "unit"), column_config={
-        "measure": st.column_config.TextColumn("measure", width="large"),
+        "measure": st.column_config.TextColumn("measure", width=300),
         "unit": st.column_config.TextColumn("unit"),
         "original": st.column_config.NumberColumn("original", format="%.4g"),
         "pruned": st.column_config.NumberColumn("pruned", format="%.4g"),
