@@ -49,9 +49,9 @@ from torch import nn
 
 from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
-from ..zoo.models import build_model, positional_names
+from ..zoo.models import build_model
 from .npz import load_npz_dataset
-from .state_dicts import Match, match_state_dict, strip_prefixes
+from .state_dicts import Match, match_state_dict, named_as_file, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -331,10 +331,11 @@ def load_state_dict_upload(
         raise UploadError(f"{what}: NaN or infinite values in {_first(not_finite)}; the training diverged or the file "
                           "is damaged: upload weights from a successful run")
     model.load_state_dict({k: state[k] for k in ref}, strict=True)
-    if file_keys != set(ref) and file_keys == set(positional_names(model).values()):
-        # The file numbers its layers as an nn.Sequential does ("1.weight"): keep the file's names, so that charts
-        # call each layer what the user's code calls it and a pruned state_dict loads back into their network.
-        model = nn.Sequential(*model.children())
+    if file_keys != set(ref):
+        # The file names its layers its own way ("1.weight", "features.0.weight", "head.weight"): keep those names,
+        # so that charts call each layer what the user's code calls it and a pruned state_dict loads back into the
+        # user's network. Where no nesting can run the layers in order, the zoo's names stay (state_dicts.py).
+        model = named_as_file(model, match.mapping) or model
     model.eval()
     _check_runs_on(model, rec, f"the uploaded {model_name}")
     return model

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..zoo.models import MODELS, build_model, compatible_models
 
-__all__ = ["Match", "infer_options", "match_state_dict", "strip_prefixes"]
+__all__ = ["Match", "infer_options", "match_state_dict", "named_as_file", "strip_prefixes"]
 
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
@@ -137,3 +137,50 @@ def build_matched(match: Match, state: dict[str, torch.Tensor], record) -> nn.Mo
     model = build_model(match.name, record.input_shape, record.num_classes, **match.options)
     model.load_state_dict({match.mapping[k]: v for k, v in state.items() if k in match.mapping}, strict=True)
     return model
+
+
+def named_as_file(model: nn.Module, mapping: dict[str, str]) -> nn.Module | None:
+    """The same layer objects, run in the same order, under the file's own names, or None when that cannot be done.
+
+    Why: a pruned state_dict downloaded for an upload should load into the user's own network, and charts should
+    call its layers what the user's code calls them (``features.0``, ``head``, ``1``), not the zoo's ``conv1``.
+    A dotted name becomes nested ``nn.Sequential`` containers (``features`` holding ``0``), which run in the
+    order they were added. Layers without weights (ReLU, pooling, flatten) carry no key, so they keep the zoo's
+    name in the container of the layer before them.
+
+    None: the zoo model is not one flat sequence of layers (a ResNet: the file's names are then already the
+    zoo's), or the file's containers interleave (``a.0``, ``b.0``, ``a.1``), which no nesting can run in order.
+    mapping: file key -> zoo key (Match.mapping), covering every tensor of the model.
+    """
+    if type(model) is not nn.Sequential or any(len(list(m.children())) for m in model.children()):
+        return None
+    prefix_of = {}  # zoo layer name -> the file's name for it
+    for file_key, zoo_key in mapping.items():
+        zoo_layer, file_layer = zoo_key.rsplit(".", 1)[0], file_key.rsplit(".", 1)[0]
+        if prefix_of.setdefault(zoo_layer, file_layer) != file_layer:
+            return None
+    root = nn.Sequential()
+    here = root  # the container of the last layer placed
+    for name, layer in model.named_children():
+        if name not in prefix_of:  # no weights: beside the layer before it, under its zoo name
+            if hasattr(here, name):
+                return None
+            here.add_module(name, layer)
+            continue
+        *path, leaf = prefix_of[name].split(".")
+        box = root
+        for part in path:
+            inner = box._modules.get(part)
+            if inner is None:
+                inner = nn.Sequential()
+                box.add_module(part, inner)
+            elif not isinstance(inner, nn.Sequential) or next(reversed(box._modules)) != part:
+                return None  # a container left earlier, or a layer's own name: it cannot run in this order
+            box = inner
+        if leaf in box._modules:
+            return None
+        box.add_module(leaf, layer)
+        here = box
+    if set(root.state_dict()) != set(mapping):
+        return None
+    return root

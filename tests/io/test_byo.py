@@ -94,6 +94,49 @@ def test_state_dict_keeps_the_files_own_names(moons):
     assert list(prunable_layers(named)) == ["fc1", "fc2"]
 
 
+class _EncoderHead(torch.nn.Module):
+    """A user's own class: a nested container and a layer of its own name."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+def test_state_dict_keeps_nested_and_custom_names(moons):
+    """encoder.0 / head: the upload runs under the user's names (nested where the name is dotted), and its pruned
+    state_dict loads strictly into the user's class."""
+    torch.manual_seed(0)
+    own = _EncoderHead().eval()
+    m = load_state_dict_upload(_saved(own.state_dict()), "mlp", moons)
+    assert list(prunable_layers(m)) == ["encoder.0", "head"] and set(m.state_dict()) == set(own.state_dict())
+    x = moons.x_test[:16]
+    assert torch.equal(m(x), own(x))
+    pruned = prune(m, moons.x_pool[:40], method="sipp-det", keep_ratio=0.5)
+    fresh = _EncoderHead()
+    fresh.load_state_dict(pruned.state_dict())  # strict
+    assert torch.equal(fresh.eval()(x), pruned.model(x))
+
+
+def test_state_dict_names_that_cannot_run_in_order_keep_the_zoos(moons):
+    """a.0, b.0, a.1: no nesting of containers runs these in the saved order, so the zoo's names are used (the
+    weights still load exactly)."""
+    ref = build_model("mlp", (2,), 2, widths=(8, 8), seed=0).eval()
+    names = iter(["a.0", "b.0", "a.1"])
+    renamed, seen = {}, {}
+    for k, v in ref.state_dict().items():
+        layer, leaf = k.rsplit(".", 1)
+        if layer not in seen:
+            seen[layer] = next(names)
+        renamed[f"{seen[layer]}.{leaf}"] = v
+    m = load_state_dict_upload(_saved(renamed), "mlp", moons)
+    assert list(prunable_layers(m)) == ["fc1", "fc2", "fc3"]
+    assert torch.equal(m(moons.x_test[:8]), ref(moons.x_test[:8]))
+
+
 def test_state_dict_shipped_checkpoint_loads():
     rec = load_dataset("mnist5k")
     from sipp_core.io.checkpoints import ASSETS_DIR

@@ -64,7 +64,8 @@ LAYOUTS = """**Weights layouts accepted** (the widths and depth are read off the
 - any of these saved from `nn.DataParallel` (`module.`), `torch.compile` (`_orig_mod.`) or a wrapper (`model.`)
   `torch.save(nn.DataParallel(net).state_dict(), "w.pt")`
 
-Anything else: upload the network as an exported program (.pt2) instead."""
+The layers keep the file's names in charts, tables and downloads, so the pruned state_dict loads back into your
+own network with `load_state_dict` (a ResNet saved under other names gets the zoo's names). Anything else: upload the network as an exported program (.pt2) instead."""
 AUTO_PRUNE_WEIGHTS = 2_000_000  # above this many prunable weights, sensitivities wait for a click
 INTRO = ("Prune **your own network**: upload its weights for one of the zoo architectures, or a whole exported "
          "program, and prune it on a zoo data set or your own. Files are checked before anything runs and are "
@@ -172,7 +173,8 @@ def _summary(state: dict) -> None:
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:"):
         show.table(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
                                         kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
-                                        weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch")
+                                        weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch",
+                   column_config={"weights": st.column_config.NumberColumn(format="localized")})
         if desc.dense:
             st.caption("Left dense: " + "; ".join(f"{d['name']} ({d['reason']})" for d in desc.dense))
         for n in desc.notes:
@@ -252,6 +254,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
     num = st.column_config.NumberColumn
     show.table(df, hide_index=True, width="stretch", column_config={
+        "kept": num(format="localized"), "weights": num(format="localized"),
         "kept share": num(format="percent"), "largest bound": num(format="%.3g"),
         "max error held-out": num(format="%.3g"), "failure rate held-out": num(format="percent")})
 
