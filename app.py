@@ -8,7 +8,10 @@ server starts, it also runs studio.py itself, in the background, on the default 
 and charts ready. SIPP_WARMUP=0 skips that.
 """
 import streamlit as st
+from starlette.middleware import Middleware
 
+from ui.static_files import StaticFromMemory
 from ui.warmup import lifespan
 
-app = st.App("studio.py", lifespan=lifespan)
+# Streamlit's frontend files from memory: the browser gets them while a fresh server imports torch (ui/static_files.py)
+app = st.App("studio.py", lifespan=lifespan, middleware=[Middleware(StaticFromMemory)])

@@ -8,6 +8,7 @@ import sys
 import streamlit as st
 
 from ui.first_imports import heavy_imports
+from ui import preload
 from ui.nav import build_navigation, run_page
 from ui.style import page_style, presenting
 from ui.warmup import counted_run, redundant, yield_cpu
@@ -25,10 +26,14 @@ with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it
     # for the server's start-up run that is doing them (ui/warmup.py): a sentence says so instead of a blank page.
     starting = st.empty() if "ui.sidebar" not in sys.modules else None
     if starting is not None:
-        starting.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
-                      "server starts and takes a few seconds.", icon=":material/hourglass_top:")
+        with starting.container():
+            st.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
+                    "server starts and takes a few seconds.", icon=":material/hourglass_top:")
+            hidden = preload.element_code()  # the browser loads the page's element code meanwhile (ui/preload.py)
 
     with heavy_imports():  # once per process, with the garbage collector kept out of them (a fifth of their time)
+        if starting is not None:
+            preload.table_code(hidden)  # pandas first: the table's code loads while torch is imported
         from ui import prefetch
         from ui.runtime import app_icon, configure_torch
         from ui.show import new_run

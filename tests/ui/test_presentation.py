@@ -75,7 +75,7 @@ def test_a_fresh_servers_first_page_has_its_style_before_the_heavy_imports():
     sidebar of ?present=1 are set before those imports, so a projected page does not change its layout when the
     result arrives. studio.py's imports above that point load no torch, pandas or Altair."""
     root = Path(__file__).resolve().parents[2]
-    probe = ("import sys; import ui.nav, ui.style, ui.warmup; "
+    probe = ("import sys; import ui.nav, ui.preload, ui.style, ui.warmup; "
              "print(sorted(m for m in ('torch', 'pandas', 'altair') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
