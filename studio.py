@@ -7,8 +7,8 @@ import sys
 
 import streamlit as st
 
-from ui.first_imports import heavy_imports
 from ui import preload
+from ui.first_imports import heavy_imports
 from ui.nav import build_navigation, run_page
 from ui.style import page_style, presenting
 from ui.warmup import counted_run, redundant, yield_cpu
