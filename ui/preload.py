@@ -6,10 +6,12 @@ fresh server the first page's elements all arrive after the imports, so the brow
 that code after the server had finished the page: 0.9-1.0 s between the script's end and the first result on a
 2-core laptop. During the imports (1-2 s) the browser has nothing else to do. So the first run draws one element
 of each kind into a hidden container before the imports (the table after pandas, the first of them), and the
-code is ready when the real page arrives. Measured in BENCHMARKS.md (the first result, page opened at once).
+code is ready when the real page arrives. The first result with the page opened at once, 8 rounds alternated on
+a 2-core laptop: 3.72 s without, 3.54 s with this (median; BENCHMARKS.md).
 
-Only on a fresh server's first run (studio.py): later pages find the code loaded in that browser, and the
-server then answers fast enough that there is nothing to overlap. Streamlit-only at import (no pandas or torch).
+Only on a fresh server's first run (studio.py). Tried on every browser session's first run, it made a page opened
+on a warm server slower (1.89 -> 2.13 s, median of 3): that server answers in a few hundred ms, so there is
+nothing to overlap and the hidden elements only add work. Streamlit-only at import (no pandas or torch).
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 Why: a fresh server imports torch while the browser fetches about 150 of these files. Streamlit's handler streams
 each file through a thread pool in 64 KiB reads, and every step waits for the interpreter lock that the import
 holds (up to 5 ms a switch), so the browser's requests queue behind the import and the files it needs for the
-first page arrive late. Read once and sent in one write, a file costs the lock a few microseconds. Measured in
-BENCHMARKS.md: the first result, page opened at once, 3.54 -> 3.26 s (median of 8) on a 2-core laptop.
+first page arrive late. Read once and sent in one write, a file costs the lock a few microseconds. The first
+result with the page opened at once, 8 rounds alternated on a 2-core laptop (with ui/preload.py in both): 3.54 s
+with Streamlit's handler, 3.26 s with this (median; BENCHMARKS.md).
 
 Only Streamlit's hashed frontend files are served here (``static/{js,css,media}/<name>``, a plain file name, a
 file that exists), with the long-lived cache header Streamlit gives them; everything else (pages, HEAD
