@@ -13,6 +13,9 @@ from ui.charts.figure import Figure, as_chart, template_of
 from ui.style import presenting
 
 PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 px, titles at 24 px
+# Title lines while presenting: the type is 1.35x larger, but the sidebar is closed (the page about 790 px wide at
+# 150% zoom instead of 616), so a line holds 1/1.1 of the characters of a full-width chart's line
+PRESENT_CHARS_SCALE = 1.1
 
 
 def new_run() -> None:
@@ -84,7 +87,7 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
     if (presenting() or where is None) and isinstance(meta, dict) and meta.get("sipp_title"):
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
-                                 PRESENT_SCALE if presenting() else 1.0)
+                                 PRESENT_CHARS_SCALE if presenting() else 1.0)
         h = h - saved if h else h
     if presenting():
         where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)

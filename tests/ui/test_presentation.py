@@ -110,8 +110,8 @@ def test_a_full_width_chart_gets_its_title_wrapped_for_the_full_width():
     assert " ".join(wide["title"]["subtitle"]) == sub
     assert saved == core.TITLE_LINE_PX + core.SUBTITLE_LINE_PX  # a line fewer in each
     assert json.dumps(spec, sort_keys=True) == before  # the cached spec is never changed
-    presented, _ = core.wide_title(spec, spec["usermeta"], PRESENT_SCALE)  # larger type: shorter lines
-    assert all(len(line) <= core.TITLE_CHARS_WIDE / PRESENT_SCALE for line in presented["title"]["text"])
+    presented, _ = core.wide_title(spec, spec["usermeta"], 1.35)  # larger type: shorter lines
+    assert all(len(line) <= core.TITLE_CHARS_WIDE / 1.35 for line in presented["title"]["text"])
     live = {**spec, "title": {**spec["title"], "text": {"expr": "'Weights kept'"}}}
     assert core.wide_title(live, spec["usermeta"]) == (live, 0)  # computed in the browser: left alone
 
