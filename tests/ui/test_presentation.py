@@ -113,7 +113,10 @@ def test_a_full_width_chart_gets_its_title_wrapped_for_the_full_width():
     presented, _ = core.wide_title(spec, spec["usermeta"], 1.35)  # larger type: shorter lines
     assert all(len(line) <= core.TITLE_CHARS_WIDE / 1.35 for line in presented["title"]["text"])
     live = {**spec, "title": {**spec["title"], "text": {"expr": "'Weights kept'"}}}
-    assert core.wide_title(live, spec["usermeta"]) == (live, 0)  # computed in the browser: left alone
+    wide, saved = core.wide_title(live, spec["usermeta"])  # a title computed in the browser keeps its text
+    assert wide["title"]["text"] == {"expr": "'Weights kept'"} and len(wide["title"]["subtitle"]) == 2
+    assert saved == core.SUBTITLE_LINE_PX
+    assert core.wide_title(spec, {}) == (spec, 0)  # not made by _title: left as it is
 
 
 def test_guarantees_draws_the_per_row_chart_with_one_title_line_and_the_column_charts_with_two():

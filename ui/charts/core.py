@@ -76,18 +76,19 @@ def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
 def wide_title(spec: dict, meta, chars_scale: float = 1.0) -> tuple[dict, int]:
     """(spec, px saved): the spec with its title wrapped again for a chart across the page's whole width, and how
     much less height the chart then needs. chars_scale: the type's scale (presentation mode's larger type fits
-    fewer characters on a line). The spec is left as it is when its title was not made by _title, or is computed
-    in the browser (a Vega expression)."""
+    fewer characters on a line). The spec is left as it is when its title was not made by _title; a title computed
+    in the browser (a Vega expression, one line) keeps its text, and only its subtitle is wrapped again."""
     words = meta.get("sipp_title") if isinstance(meta, dict) else None
     title = spec.get("title")
-    if not words or not isinstance(title, dict) or not isinstance(title.get("text"), list):
+    if not words or not isinstance(title, dict):
         return spec, 0
     text, subtitle, sub_min = words
+    live = not isinstance(title.get("text"), list)
+    new_text = title.get("text") if live else _lines(text, int(TITLE_CHARS_WIDE / chars_scale))
     old_sub = title.get("subtitle") or []
-    new_text = _lines(text, int(TITLE_CHARS_WIDE / chars_scale))
     new_sub = _lines(subtitle, int(SUBTITLE_CHARS_WIDE / chars_scale)) if subtitle else []
-    saved = (TITLE_LINE_PX * (max(len(title["text"]), 1) - max(len(new_text), 1))
-             + SUBTITLE_LINE_PX * (max(sub_min, len(old_sub)) - max(sub_min, len(new_sub))))
+    saved = (0 if live else TITLE_LINE_PX * (max(len(title["text"]), 1) - max(len(new_text), 1))) + (
+        SUBTITLE_LINE_PX * (max(sub_min, len(old_sub)) - max(sub_min, len(new_sub))))
     return {**spec, "title": {**title, "text": new_text, "subtitle": new_sub or ""}}, max(saved, 0)
 
 
