@@ -79,25 +79,23 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     """
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
+    present = presenting()
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
-        spec = c.spec(_presented(c.key, template_of(c)[1]) if presenting() else None)
-    if presenting():
-        where = st
-        spec = spec if isinstance(c, Figure) else _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
+        spec = c.spec(_presented(c.key, template_of(c)[1]) if present else None)
+    elif present:
+        spec = _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
+    where = st if present or where is None else where
     # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
-    if (presenting() or where is None) and isinstance(meta, dict) and meta.get("sipp_title"):
+    if where is st and isinstance(meta, dict) and meta.get("sipp_title"):
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
-                                 PRESENT_CHARS_SCALE if presenting() else 1.0)
+                                 PRESENT_CHARS_SCALE if present else 1.0)
         h = h - saved if h else h
-    if presenting():
-        where.vega_lite_chart(spec, width="stretch", height=int(h * 1.2) if h else "content", theme=None)
+    height = (int(h * 1.2) if present else int(h)) if h else "content"
+    # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
+    if spec is not None:
+        where.vega_lite_chart(spec, width="stretch", height=height, theme=None)
     else:
-        where = where if where is not None else st
-        # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
-        if spec is not None:
-            where.vega_lite_chart(spec, width="stretch", height=int(h) if h else "content", theme=None)
-        else:
-            where.altair_chart(c, width="stretch", height=int(h) if h else "content", theme=None)
+        where.altair_chart(c, width="stretch", height=height, theme=None)
     downloads(c, where)
 
 

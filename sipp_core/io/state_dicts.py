@@ -163,7 +163,7 @@ def named_as_file(model: nn.Module, mapping: dict[str, str]) -> nn.Module | None
     here = root  # the container of the last layer placed
     for name, layer in model.named_children():
         if name not in prefix_of:  # no weights: beside the layer before it, under its zoo name
-            if hasattr(here, name):
+            if name in here._modules:
                 return None
             here.add_module(name, layer)
             continue
