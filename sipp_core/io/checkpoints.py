@@ -41,6 +41,7 @@ from ..errors import CheckpointError, StorageError
 from ..zoo.models import build_model, positional_names
 from ..zoo.train import DEFAULT_EPOCHS, Progress, train_model
 from .data import load_dataset
+from .table_cache import cache_root
 from .uploads import safe_load_message
 
 FORMAT = "sipp-studio/checkpoint/v1"
@@ -54,11 +55,7 @@ _DIGEST_FIELDS = ("format", "model", "dataset", "epochs", "seed", "input_shape",
 
 def cache_dir() -> Path:
     """SIPP_CACHE_DIR, else ~/.cache/sipp-studio (XDG_CACHE_HOME honoured), + /checkpoints."""
-    root = os.environ.get("SIPP_CACHE_DIR")
-    if root:
-        return Path(root) / "checkpoints"
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
-    return Path(base) / "sipp-studio" / "checkpoints"
+    return cache_root() / "checkpoints"
 
 
 def checkpoint_name(model: str, dataset: str, epochs: int, seed: int) -> str:

@@ -65,6 +65,7 @@ import torch
 
 from . import data_files
 from .data_files import DatasetUnavailableError, default_data_dir, resolve_data_dir
+from .table_cache import cached_table
 
 __all__ = [
     "DATASETS",
@@ -306,14 +307,14 @@ def build_record(
 def _packaged_table(package: str, rel: str, missing: str, fallback: Callable[[], tuple], shape: tuple[int, int],
                     what: str) -> tuple[np.ndarray, np.ndarray]:
     """(X uint8, y int64) from a gzipped CSV a package ships (pixels, then the label, per row), read with
-    np.loadtxt; the package's own loader (``fallback``, deferred: it is slow to import or to run) if
-    the file cannot be read."""
+    np.loadtxt once per machine, then from its decoded copy in the cache (table_cache); the package's own loader
+    (``fallback``, deferred: it is slow to import or to run) if the file cannot be read."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise DatasetUnavailableError(missing)
     csv = Path(next(iter(spec.submodule_search_locations))) / rel
     try:
-        table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
+        table = cached_table(csv, (shape[0], shape[1] + 1), lambda: np.loadtxt(csv, delimiter=",", dtype=np.uint8))
         X, y = table[:, :-1], table[:, -1].astype(np.int64)
     except (OSError, ValueError):
         Xf, y = fallback()
