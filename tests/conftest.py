@@ -1,6 +1,7 @@
 """Keep every test away from the user's real folders: run history, checkpoint cache, data."""
 import contextlib
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -78,6 +79,11 @@ def tiny_moons_env(moons_mlp_cache, monkeypatch):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "fault(case, surface, outcome): a case of the fault and bad-input suite")
+
+
+def pytest_unconfigure(config):
+    """The run's folders go with it (every run used to leave one in the temp folder)."""
+    shutil.rmtree(_ROOT, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
