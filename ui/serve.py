@@ -62,12 +62,14 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 @contextmanager
-def streamlit_server(env: dict | None = None, log_path: Path | None = None, timeout: float = 90.0, root: Path = ROOT):
+def streamlit_server(env: dict | None = None, log_path: Path | None = None, timeout: float = 90.0, root: Path = ROOT,
+                     port: int | None = None):
     """Yield the base URL of a fresh headless `streamlit run app.py`; stop it afterwards.
 
     root: the checkout whose app.py runs (benchmarks time an older checkout beside this one).
+    port: a free one unless given (a benchmark restarts the app on the same address, as a relaunch does).
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, **(env or {})}
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(root) / "app.py"), "--server.port", str(port),
