@@ -104,17 +104,15 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
                       help="Weight methods keep every layer's shape: their parameters and FLOPs count nonzero weights "
                            "only, and their latency is that of the dense kernels. Channel methods (pfp, filter-…) "
                            "make the network smaller, so all three are what it really costs.")
-    left, right = st.columns(2)
-    show.chart(ct.accuracy_chart(frame, max_drop_pts=drop, x_axis=x_axis), left)
-    show.chart(ct.error_chart(frame), right)
+    show.chart_row([ct.accuracy_chart(frame, max_drop_pts=drop, x_axis=x_axis), ct.error_chart(frame)])
     pp = prune_potential(frame, drop / 100.0)
     verdict_box(vd.compare_methods(ct.aggregate(frame)) + vd.potential_verdict(pp, drop))
-    left, right = st.columns(2)
-    show.chart(ct.potential_chart(pp, drop), left)
     bound = ct.bound_chart(frame)
     if bound is not None:
-        show.chart(bound, right)
+        show.chart_row([ct.potential_chart(pp, drop), bound])
     else:
+        left, right = st.columns(2)
+        show.chart(ct.potential_chart(pp, drop), left)
         right.info("None of these methods gives an error bound (only SiPP does).", icon=":material/info:")
 
     st.subheader("Prune potential")

@@ -247,9 +247,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     h = tables.headline(report)
     headline_metrics(h, detailed=False)
     verdict_box(vd.prune_verdict(h))
-    left, right = st.columns(2)
-    show.chart(charts.density_figure(report), left)
-    show.chart(charts.bound_figure(report), right)
+    show.chart_row([charts.density_figure(report), charts.bound_figure(report)])
     st.subheader("Per layer")
     df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
     num = st.column_config.NumberColumn

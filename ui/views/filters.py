@@ -105,9 +105,7 @@ def _explore(s, prepared) -> None:
         st.download_button("Download the smaller network (.zip)", ready[1], f"{s.model}-{method}-{ratio:g}.zip",
                            "application/zip", key="filters_zip_dl", icon=":material/download:")
     st.subheader("The architecture before and after")
-    left, right = st.columns(2)
-    show.chart(charts.widths_chart(r), left)
-    show.chart(charts.flops_chart(r), right)
+    show.chart_row([charts.widths_chart(r), charts.flops_chart(r)])
     st.subheader("Channel sensitivities per layer")
     labels = r.labels
     layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer")

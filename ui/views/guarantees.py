@@ -99,9 +99,7 @@ def render() -> None:
         st.warning("Patch reduction 'mean' (the authors' deterministic variant) carries no bound: the bounds "
                    "below are computed as usual but are not guaranteed for conv layers (docs/sipp.md §8.11).",
                    icon=":material/warning:")
-    left, right = st.columns(2)
-    show.chart(charts.bound_figure(report), left)
-    show.chart(charts.failure_figure(report, s.delta), right)
+    show.chart_row([charts.bound_figure(report), charts.failure_figure(report, s.delta)])
     st.subheader("Per row")
     _rows(s, report)
     _sweep(s, prepared, report)

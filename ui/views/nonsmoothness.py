@@ -337,9 +337,12 @@ def render() -> None:
     st.subheader("Through the network")
     show.chart(cs.propagation_chart(comp))
     _upper_bound(comp, prepared.infos)
-    left, right = st.columns(2) if len(comp.original.layers) <= 6 else (st.container(), st.container())
-    show.chart(cs.transitions_chart(comp), left)  # side by side only while every stage label fits
-    show.chart(cs.trajectory_chart(comp), right)
+    pair = [cs.transitions_chart(comp), cs.trajectory_chart(comp)]
+    if len(comp.original.layers) <= 6:  # side by side only while every stage label fits
+        show.chart_row(pair)
+    else:
+        for c in pair:
+            show.chart(c)
     _unmeasured(comp)
     with st.expander("Per-layer table and downloads"):
         show.table(cs.layer_frame(comp), hide_index=True, width="stretch")

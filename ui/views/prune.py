@@ -167,9 +167,8 @@ def render() -> None:
                    "anyway); for a sampled row it allows the estimate to be off by more than the signal. "
                    "See the Guarantees page for where and by how much.")
 
-    left, right = st.columns(2)
-    show.chart(charts.density_figure(report), left)  # Figures: a slider move sends new data, not new charts
-    show.chart(charts.bound_figure(report), right)
+    # Figures: a slider move sends new data, not new charts
+    show.chart_row([charts.density_figure(report), charts.bound_figure(report)])
 
     st.subheader("Per layer")
     df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)

@@ -39,17 +39,16 @@ def _per_layer(s, prepared, report) -> None:
     ranks = engine.derived(("rank_verdict", s.heavy_key, layer),  # no mask in it: once per layer
                            lambda: vd.rank_verdict(prepared.infos[layer].label, w, sens))
     verdict_box(ranks + vd.kept_verdict(w, sens, report.result.masks[layer].cpu().numpy(), s.method))
-    left, right = st.columns(2)
     label = prepared.infos[layer].label
     # the scatter's points are fixed per layer (cached); only their kept/pruned colour follows the slider, and the
     # chart is a Figure: a slider move sends that column, not a new chart
     pts = engine.derived(("sensitivity_points", s.heavy_key, layer), lambda: tables.weight_sensitivity_points(
         mod.weight, prepared.sensitivities[layer], None))
-    show.chart(charts.sensitivity_figure(tables.with_kept(pts, mod.weight, report.result.masks[layer]), label), left)
     # built once per setting and layer (engine.chart): a page switch redraws it without rebuilding
     c, spec = engine.chart(("row_totals", s.heavy_key, layer), lambda: charts.row_totals(
         tables.row_totals_frame(mod.weight, prepared.sensitivities[layer]), label))
-    show.chart(c, right, spec=spec)
+    show.chart_row([charts.sensitivity_figure(tables.with_kept(pts, mod.weight, report.result.masks[layer]), label),
+                    (c, spec)])
 
 
 @st.fragment
