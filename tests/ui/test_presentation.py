@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from pagetest import new_app, ok, page_folders  # noqa: F401  (page_folders: this module's own cache)
@@ -128,3 +129,22 @@ def test_guarantees_draws_the_per_row_chart_with_one_title_line_and_the_column_c
     row = next(t for k, t in titles.items() if k.startswith("Bound vs measured per row"))
     column = titles["Guaranteed bound vs measured error, per layer"]
     assert len(row) == 1 and len(column) == 2, (row, column)
+
+
+def test_a_title_never_ends_on_a_line_of_one_word():
+    """A wrap that leaves one word alone on the last line is made even instead (as many lines, none wider);
+    a last line of several words is left as it is, and a layer label is never split."""
+    from ui.charts import core
+
+    sub = "edges with s = 0 (not on a log axis): fc2 · Linear 300→100: 2,000, fc3 · Linear 100→10: 150"
+    lines = core._lines(sub, core.SUBTITLE_CHARS_WIDE)
+    assert len(lines) == 2 and " " in lines[-1] and " ".join(lines) == sub
+    assert all(len(line) <= core.SUBTITLE_CHARS_WIDE for line in lines)
+    assert "fc3 · Linear 100→10" in lines[-1]
+    assert core._lines("Guaranteed bound vs measured error, per layer", core.TITLE_CHARS) == [
+        "Guaranteed bound vs measured error,", "per layer"]
+    assert core._lines("one two three four five six seven eight nine ten eleven", 52) == [
+        "one two three four five six", "seven eight nine ten eleven"]
+    assert core._lines("Weights kept per layer", core.TITLE_CHARS) == ["Weights kept per layer"]
+    long = "a " + "x" * 60  # a word longer than a line: split as textwrap splits it, nothing evened out
+    assert core._lines(long, 52) == textwrap.wrap(long, 52)

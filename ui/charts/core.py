@@ -60,8 +60,26 @@ def _lines(text, width: int) -> list[str]:
     out = []
     for p in parts:
         kept = _LABEL.sub(lambda m: m.group(0).replace(" ", "\u00a0"), p)
-        out += [line.replace("\u00a0", " ") for line in (textwrap.wrap(kept, width) or [""])]
+        out += [line.replace("\u00a0", " ") for line in _balanced(kept, width)]
     return out
+
+
+def _balanced(text: str, width: int) -> list[str]:
+    """text wrapped at `width` characters; when that leaves one word alone on the last line ("…, fc3 · Linear
+    100→10:" then "150"), the same number of lines made as even as they can be (the narrowest width that needs no
+    more lines), so that the line reads as part of the title. No word is split that the full width kept whole."""
+    lines = textwrap.wrap(text, width) or [""]
+    longest = max((len(w) for w in text.split()), default=0)
+    if len(lines) < 2 or " " in lines[-1] or longest > width:
+        return lines
+    lo, hi = longest, width  # the line count only grows as the width shrinks: the narrowest width with as few lines
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(textwrap.wrap(text, mid)) > len(lines):
+            lo = mid + 1
+        else:
+            hi = mid
+    return textwrap.wrap(text, lo)
 
 
 def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:
