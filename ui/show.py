@@ -67,23 +67,16 @@ def table(data, where=None, **kw):
     return (where if where is not None else st).dataframe(data, placeholder="", **kw)
 
 
-def chart_row(items: list, columns: list | None = None) -> None:
-    """Charts side by side, each drawn as tall as the tallest: their titles line up at the top and their
-    "Download chart" buttons at the bottom (a shorter chart has room under its plot). items: charts, or
-    (chart, cached spec) pairs as ``chart(c, spec=)`` takes them; columns: where to draw them (st.columns)."""
+def chart_row(items: list) -> None:
+    """Charts side by side, one column each, at their own heights: their titles line up at the top and the page's
+    CSS (ui/style.py) puts each "Download chart" button at the bottom of its column, so the buttons line up too.
+    items: charts, or (chart, cached spec) pairs as ``chart(c, spec=)`` takes them."""
     pairs = [it if isinstance(it, tuple) else (it, None) for it in items]
-    heights = [_element_height(c) for c, _ in pairs]
-    tallest = max((h for h in heights if h), default=None)
-    for (c, spec), where in zip(pairs, columns if columns is not None else st.columns(len(pairs))):
-        chart(c, where, spec=spec, height=tallest)
+    for (c, spec), where in zip(pairs, st.columns(len(pairs))):
+        chart(c, where, spec=spec)
 
 
-def _element_height(c) -> int | None:
-    meta = getattr(c, "usermeta", alt.Undefined)
-    return meta.get("sipp_height") if isinstance(meta, dict) else None
-
-
-def chart(c, where=None, spec: dict | None = None, height: int | None = None) -> None:
+def chart(c, where=None, spec: dict | None = None) -> None:
     """A chart at full width, with the element height the builder asked for (ui.charts.core.sized).
 
     c: an Altair chart, or a Figure (ui.charts.figure): a template built once per shape plus this run's data
@@ -96,8 +89,6 @@ def chart(c, where=None, spec: dict | None = None, height: int | None = None) ->
     meta = getattr(c, "usermeta", alt.Undefined)
     h = meta.get("sipp_height") if isinstance(meta, dict) else None
     present = presenting()
-    if height is not None and not present:  # beside a taller chart (chart_row); presenting, each takes the full width
-        h = max(h or 0, height)
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
         spec = c.spec(_presented(c.key, template_of(c)[1]) if present else None)
     elif present:

@@ -17,6 +17,9 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
 # onto their own line once they would be narrower than 380 px (their legends and layer labels need that
 # much); metric values shrink before they are cut to "10.…"; ui/preload.py's container stays hidden.
+# Beside the type: the sidebar's width; charts side by side wrap below each other where a column would be narrower
+# than 380 px; a chart's "Download chart" button sits at the bottom of its column (columns in a row are as tall as
+# the tallest), so that the buttons under two charts of different heights line up; the preload elements are hidden.
 PAGE_CSS = """
 <style>
 section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
@@ -26,6 +29,8 @@ section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24v
 [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]),
 [data-testid="stColumn"]:has([data-testid="stPopover"]) { min-width: min(100%, 380px); }
 .st-key-sipp-preload { display: none !important; }
+[data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) > [data-testid="stVerticalBlock"] { height: 100%; }
+[data-testid="stColumn"] [class*="st-key-chart-dl-"] { margin-top: auto; }
 [data-testid="stMetricValue"] { font-size: clamp(1.3rem, 2.6vw, 2.25rem); }
 [data-testid="stMetricLabel"] p { white-space: normal !important; }
 [data-testid="stMainBlockContainer"] button[data-testid^="stBaseButton"] p { white-space: normal !important;

@@ -66,6 +66,13 @@ def test_default_prune_in_a_real_browser(tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0
             kept_text = metrics.filter(has_text="Weights kept").inner_text()
             assert "%" in kept_text
+            # the two charts side by side differ in height, and their "Download chart" buttons still line up
+            charts = page.locator('[data-testid="stVegaLiteChart"]')
+            heights = [charts.nth(i).bounding_box()["height"] for i in range(2)]
+            assert abs(heights[0] - heights[1]) > 50, heights
+            tops = [b["y"] for b in (page.locator('[data-testid="stPopover"]').filter(has_text="Download chart").nth(i)
+                                     .bounding_box() for i in range(2))]
+            assert abs(tops[0] - tops[1]) <= 2, tops
             page.screenshot(path=str(SHOTS / "prune.png"))
             for title, stem in PAGES:
                 page.get_by_role("link", name=title).first.click()
