@@ -15,6 +15,7 @@ The Run history page (ui/views/history.py) lists, reopens, compares and deletes 
 """
 from __future__ import annotations
 
+import re
 import threading
 
 import streamlit as st
@@ -167,3 +168,25 @@ def forget(ids) -> None:
         for k, v in list(saved["keys"].items()):
             if v in ids:
                 saved["keys"].pop(k, None)
+
+
+_POSITIONAL = re.compile(r"^(\d+) · (.+)$")  # "1 · Linear 784→300": a layer label from before layers had names
+
+
+def named_layer_rows(rows: list[dict], settings: dict) -> tuple[list[dict], bool]:
+    """A saved prune run's layer rows, with today's layer names where the run was saved before the built-in
+    networks named their layers: "1 · Linear 784→300" becomes "fc1 · Linear 784→300". Only for a built-in network
+    (an upload keeps the names of its own file) whose prunable layers today are the same in number and kind;
+    anything else is shown as saved. Returns (rows, whether they were renamed)."""
+    matches = [_POSITIONAL.match(str(r.get("label", ""))) for r in rows]
+    if not rows or not all(matches) or settings.get("source") == "upload":
+        return rows, False
+    try:
+        layers = engine.model_facts(str(settings.get("model")), str(settings.get("dataset")))["layers"]
+    except Exception:  # noqa: BLE001 - a network or data set this version cannot build: as saved
+        return rows, False
+    if len(layers) != len(rows) or any(layer["kind"] != row.get("kind") for layer, row in zip(layers, rows)):
+        return rows, False
+    return [{**row, "label": f"{layer['name']} · {m.group(2)}", "name": layer["name"]}
+            for layer, row, m in zip(layers, rows, matches)], True
+

@@ -11,6 +11,7 @@ import streamlit as st
 from ui.charts.core import to_png, to_svg, wide_title
 from ui.charts.figure import Figure, as_chart, template_of
 from ui.style import presenting
+from ui.tables import LAYER_TABLE_LABELS
 
 PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 px, titles at 24 px
 # Title lines while presenting: the type is 1.35x larger, but the sidebar is closed (the page about 790 px wide at
@@ -65,6 +66,20 @@ def table(data, where=None, **kw):
     """st.dataframe with a missing value drawn as an empty cell. Streamlit's grid writes "None" there, which a
     class reads as a word; every table of the app goes through here (a test checks it)."""
     return (where if where is not None else st).dataframe(data, placeholder="", **kw)
+
+
+def layer_table(df, where=None):
+    """A per-layer table (ui.tables.layer_table's columns, or the rows a run saved) with the app's headers and number
+    formats: counts with thousands separators, shares in percent, bounds and errors to 3 significant digits."""
+    num = st.column_config.NumberColumn
+    three = num(format="%.3g")
+    return table(df.rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch", column_config={
+        "kept": num(format="localized"), "weights": num(format="localized"),
+        "det. rows": num(format="localized"), "sampled rows": num(format="localized"),
+        "kept share": num(format="percent"), "largest bound": three, "mean bound": three, "max error on S": three,
+        "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
+        "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
+    })
 
 
 def chart_row(items: list) -> None:

@@ -185,3 +185,44 @@ def test_comparing_runs_overlays_them_on_one_chart():
     at.multiselect(key="hist_pick").set_value([n]).run()
     ok(at)
     assert any("lowered output SMP from **4.7 to 1.6**" in v.value for v in at.success)
+
+
+def _positional_rows() -> list[dict]:
+    """LeNet-300-100's layer rows as runs saved them before the built-in networks named their layers."""
+    return [dict(label=f"{i} · {shape}", name=str(i), kind="linear", kept=kept, total=total)
+            for i, shape, kept, total in ((1, "Linear 784→300", 2352, 235200), (3, "Linear 300→100", 300, 30000),
+                                          (5, "Linear 100→10", 10, 1000))]
+
+
+def test_a_run_saved_before_layers_had_names_is_shown_with_todays_names():
+    from ui.settings import Settings
+
+    settings = {**Settings().as_dict(), "keep_ratio": 0.0123}  # lenet300 on mnist5k
+    results = dict(keep_ratio=0.0123, accuracy_after=0.5, has_bound=False, measured_max_heldout=0.1,
+                   layers=_positional_rows())
+    run_id = RunHistory().add("prune", settings, results)
+    at = new_app().run()
+    at.switch_page("pages/history.py").run()
+    at.multiselect(key="hist_pick").set_value([run_id]).run()
+    ok(at)
+    table = next(d for d in at.dataframe if "module name" in d.value.columns)  # the run's layers
+    assert list(table.value["layer"]) == ["fc1 · Linear 784→300", "fc2 · Linear 300→100", "fc3 · Linear 100→10"]
+    assert list(table.value["module name"]) == ["fc1", "fc2", "fc3"]
+    assert list(table.value["weights"]) == [235200, 30000, 1000]  # the Prune page's headers and formats
+    assert any("saved before the layers had names" in c.value for c in at.caption)
+    RunHistory().delete([run_id])
+
+
+def test_only_a_built_in_network_of_the_same_layers_gets_todays_names():
+    from ui.run_store import named_layer_rows
+
+    rows = _positional_rows()
+    base = {"model": "lenet300", "dataset": "mnist5k"}
+    assert named_layer_rows(rows, {**base, "source": "upload"}) == (rows, False)  # its own file's names
+    assert named_layer_rows(rows[:2], base) == (rows[:2], False)  # another number of layers
+    assert named_layer_rows([{**r, "kind": "conv"} for r in rows], base)[1] is False  # other kinds
+    assert named_layer_rows(rows, {"model": "resnet9000", "dataset": "mnist5k"}) == (rows, False)  # unknown
+    named = [{**r, "label": "fc1 · Linear 784→300"} for r in rows[:1]] + rows[1:]
+    assert named_layer_rows(named, base) == (named, False)  # not all positional: as saved
+    renamed, done = named_layer_rows(rows, base)
+    assert done and [r["label"] for r in renamed][0] == "fc1 · Linear 784→300" and renamed[0]["kept"] == 2352

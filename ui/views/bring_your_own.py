@@ -249,12 +249,7 @@ def _show_pruned(s: Settings, state: dict, prepared, report) -> None:
     verdict_box(vd.prune_verdict(h))
     show.chart_row([charts.density_figure(report), charts.bound_figure(report)])
     st.subheader("Per layer")
-    df = tables.layer_table(report).rename(columns=tables.LAYER_TABLE_LABELS)
-    num = st.column_config.NumberColumn
-    show.table(df, hide_index=True, width="stretch", column_config={
-        "kept": num(format="localized"), "weights": num(format="localized"),
-        "kept share": num(format="percent"), "largest bound": num(format="%.3g"),
-        "max error held-out": num(format="%.3g"), "failure rate held-out": num(format="percent")})
+    show.layer_table(tables.layer_table(report))
 
     def state_dict_bytes():
         buf = io.BytesIO()

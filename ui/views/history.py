@@ -457,9 +457,13 @@ def _stored_prune(r) -> None:
     c[3].metric("Largest measured error", f"{as_float(res.get('measured_max_heldout')):.3g}")
     st.caption(f"Method: {METHOD_LABELS.get(r.method, r.method)}. Press **Reopen** to put these settings back "
                "in the sidebar and open the Prune page (recomputed with the cached sensitivities).")
-    layers = pd.DataFrame(res.get("layers", []))
+    rows, renamed = run_store.named_layer_rows(res.get("layers", []), r.settings)
+    layers = pd.DataFrame(rows)
     if not layers.empty:
-        show.table(layers, hide_index=True, width="stretch")
+        show.layer_table(layers)
+    if renamed:
+        st.caption("This run was saved before the layers had names; they are shown with today's names (the layer "
+                   "with the same place and shape).")
 
 
 def _one_run(r) -> None:

@@ -171,15 +171,7 @@ def render() -> None:
     show.chart_row([charts.density_figure(report), charts.bound_figure(report)])
 
     st.subheader("Per layer")
-    df = engine.layer_table(engine.report_key(s), report).rename(columns=tables.LAYER_TABLE_LABELS)
-    num = st.column_config.NumberColumn
-    show.table(df, hide_index=True, width="stretch", column_config={
-        "kept": num(format="localized"), "weights": num(format="localized"),
-        "kept share": num(format="percent"), "largest bound": num(format="%.3g"), "mean bound": num(format="%.3g"),
-        "max error on S": num(format="%.3g"), "max error held-out": num(format="%.3g"),
-        "p95 error held-out": num(format="%.3g"), "mean error held-out": num(format="%.3g"),
-        "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
-    })
+    show.layer_table(engine.layer_table(engine.report_key(s), report))
     dense = report.result.dense
     if dense:
         st.caption("Left dense: " + "; ".join(f"{n} ({why})" for n, why in dense))
