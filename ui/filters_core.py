@@ -31,7 +31,7 @@ def filters_verdict(report, retrained_accuracy: float | None = None) -> list[str
     f = r.flops["pruned"] / r.flops["original"]
     out = [f"{method} kept {100 * p:.1f}% of the parameters and {100 * f:.1f}% of the FLOPs, and the network is "
            f"really smaller: {r.params['original']:,} → {r.params['pruned']:,} parameters, "
-           f"{report.file_bytes['original'] / 1024:.0f} → {report.file_bytes['pruned'] / 1024:.0f} KiB on disk."]
+           f"{report.file_bytes['original'] / 1024:,.0f} → {report.file_bytes['pruned'] / 1024:,.0f} KiB on disk."]
     if not r.shrunk:
         out[0] = (f"{method} kept {100 * p:.1f}% of the parameters, but this network could not be rebuilt smaller "
                   f"({r.note}): the file and the latency stay those of the original.")

@@ -71,6 +71,9 @@ def test_verdict_is_phrased_with_the_numbers():
                                         "pruned": {"batch_64": 5.0}}))
     assert "smaller network is slower" in slow[1]
     assert "could not be rebuilt smaller (untraceable)" in filters_verdict(_report(shrunk=False))[0]
+    big = _report(original=266_610, pruned=79_681)
+    big.file_bytes = {"original": 1_069_107, "masked": 1_069_107, "pruned": 325_018}
+    assert "266,610 → 79,681 parameters, 1,044 → 317 KiB on disk" in filters_verdict(big)[0]  # separators, as above
 
 
 def test_compare_verdict_on_a_built_case():

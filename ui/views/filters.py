@@ -99,7 +99,7 @@ def _explore(s, prepared) -> None:
     st.subheader("Measured: original, masked and smaller")
     counts = st.column_config.NumberColumn(format="localized")  # 266,610 as the verdict writes it, not 266610
     show.table(measured_table(shown), hide_index=True, width="stretch",
-               column_config={"parameters": counts, "FLOPs (MACs per input)": counts})
+               column_config={"parameters": counts, "FLOPs (MACs per input)": counts, "file size (KiB)": counts})
     ready = st.session_state.get("filters_zip")
     if ready and ready[0] == key:
         st.download_button("Download the smaller network (.zip)", ready[1], f"{s.model}-{method}-{ratio:g}.zip",
