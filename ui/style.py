@@ -16,10 +16,9 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # Always: readable when the browser is zoomed (150% on a 1280 px projector leaves 853 CSS px).
 # A narrower sidebar; columns that hold a chart (or its download button, drawn before the chart is) wrap
 # onto their own line once they would be narrower than 380 px (their legends and layer labels need that
-# much); metric values shrink before they are cut to "10.…"; ui/preload.py's container stays hidden.
-# Beside the type: the sidebar's width; charts side by side wrap below each other where a column would be narrower
-# than 380 px; a chart's "Download chart" button sits at the bottom of its column (columns in a row are as tall as
-# the tallest), so that the buttons under two charts of different heights line up; the preload elements are hidden.
+# much); metric values shrink before they are cut to "10.…"; ui/preload.py's container stays hidden; a chart's
+# "Download chart" button sits at the bottom of its column (columns in a row are as tall as the tallest), so that
+# the buttons under two charts of different heights line up.
 PAGE_CSS = """
 <style>
 section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;

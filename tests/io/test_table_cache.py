@@ -12,9 +12,14 @@ import pytest
 from faults import fault
 
 from sipp_core.io import data, table_cache
-from sipp_core.io.table_cache import cached_table, table_path
+from sipp_core.io.table_cache import cached_table, copy_prefix
 
 SHAPE = (3, 5)
+
+
+def copies(source: Path) -> list[Path]:
+    folder, prefix = copy_prefix(source)
+    return sorted(folder.glob(f"{prefix}-*.npy"))
 
 
 def _csv(path: Path, table: np.ndarray) -> Path:
@@ -48,37 +53,42 @@ def test_parsed_once_then_read_from_the_copy(source):
     assert parse.calls == 1
     np.testing.assert_array_equal(first, table)
     np.testing.assert_array_equal(second, table)
-    copy = table_path(path)
+    [copy] = copies(path)
     assert copy.parent == Path(os.environ["SIPP_CACHE_DIR"]) / "tables" and copy.name.startswith("tiny-")
     assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no temporary file left
 
 
 def test_a_changed_source_gets_its_own_copy(source, tmp_path):
     path, table = source
-    before = table_path(path)
     cached_table(path, SHAPE, Parser(path))
+    before = copies(path)
     _csv(path, table[::-1])
-    assert table_path(path) != before
+    assert copies(path) == []  # the old copy is not this CSV's
     np.testing.assert_array_equal(cached_table(path, SHAPE, Parser(path)), table[::-1])
+    assert len(copies(path)) == 1 and copies(path) != before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "other shape", "pickled objects", "not an array"])
+@pytest.mark.parametrize("damage", ["truncated", "other shape", "pickled objects", "not an array", "bit flip"])
 @fault("damaged decoded copy of a packaged data table", surface="library", outcome="recovered")
 def test_a_damaged_copy_is_parsed_again_and_replaced(source, damage):
     path, table = source
     cached_table(path, SHAPE, Parser(path))
-    copy = table_path(path)
+    [copy] = copies(path)
+    raw = copy.read_bytes()
     if damage == "truncated":
-        copy.write_bytes(copy.read_bytes()[:60])
+        copy.write_bytes(raw[:60])
     elif damage == "other shape":
         np.save(copy, table[:2])
     elif damage == "pickled objects":
         np.save(copy, np.array([{"a": 1}] * 15, dtype=object).reshape(SHAPE), allow_pickle=True)
+    elif damage == "bit flip":  # a sound file of the right shape, one number changed: only the digest tells
+        copy.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     else:
         copy.write_bytes(b"hello")
     parse = Parser(path)
     np.testing.assert_array_equal(cached_table(path, SHAPE, parse), table)
     assert parse.calls == 1
+    assert copies(path) == [copy]
     np.testing.assert_array_equal(np.load(copy, allow_pickle=False), table)  # rewritten whole
 
 
@@ -98,7 +108,7 @@ def test_an_unwritable_cache_only_costs_a_parse(source, monkeypatch, code):
     for _ in range(2):
         np.testing.assert_array_equal(cached_table(path, SHAPE, parse), table)
     assert parse.calls == 2
-    tables = table_path(path).parent
+    tables = copy_prefix(path)[0]
     assert not tables.exists() or not list(tables.iterdir())  # no copy, no temporary file left
 
 
