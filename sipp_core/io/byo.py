@@ -51,7 +51,7 @@ from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
 from ..zoo.models import build_model
 from .npz import load_npz_dataset
-from .state_dicts import Match, match_state_dict, named_as_file, strip_prefixes
+from .state_dicts import Match, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -334,8 +334,9 @@ def load_state_dict_upload(
     if file_keys != set(ref):
         # The file names its layers its own way ("1.weight", "features.0.weight", "head.weight"): keep those names,
         # so that charts call each layer what the user's code calls it and a pruned state_dict loads back into the
-        # user's network. Where no nesting can run the layers in order, the zoo's names stay (state_dicts.py).
-        model = named_as_file(model, match.mapping) or model
+        # user's network. Where no nesting can run the layers in order (a ResNet), the model keeps the zoo's names
+        # and remembers the file's, which its pruned state_dict and masks are written under (state_dicts.py).
+        model = named_as_file(model, match.mapping) or keep_file_keys(model, match.mapping)
     model.eval()
     _check_runs_on(model, rec, f"the uploaded {model_name}")
     return model

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import SippError, StorageError
+from .state_dicts import file_masks, file_state
 
 __all__ = ["EXPORT_FILES", "ONNX_TOLERANCE", "ExportSummary", "export_pruned"]
 
@@ -95,9 +96,11 @@ def export_pruned(directory, *, model: nn.Module, masks: dict[str, torch.Tensor]
     if fixed is not None:
         example = _padded(example, fixed)
     files: dict[str, int] = {}
-    files["masks.pt"] = _write(folder / "masks.pt", _torch_bytes({k: v.clone().bool() for k, v in masks.items()}))
+    # under an upload's own keys where its model remembers them (state_dicts.keep_file_keys)
+    files["masks.pt"] = _write(folder / "masks.pt", _torch_bytes(
+        file_masks(model, {k: v.clone().bool() for k, v in masks.items()})))
     files["state_dict.pt"] = _write(folder / "state_dict.pt", _torch_bytes(
-        {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}))
+        file_state(model, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})))
     program = _export_program(target, example, dynamic=fixed is None)
     files["model.pt2"] = _write(folder / "model.pt2", _program_bytes(program))
     onnx_bytes = _onnx_bytes(target, example, dynamic=fixed is None)

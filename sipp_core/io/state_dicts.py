@@ -26,7 +26,8 @@ from torch import nn
 
 from ..zoo.models import MODELS, build_model, compatible_models
 
-__all__ = ["Match", "infer_options", "match_state_dict", "named_as_file", "strip_prefixes"]
+__all__ = ["Match", "file_masks", "file_state", "infer_options", "keep_file_keys", "match_state_dict",
+           "named_as_file", "strip_prefixes"]
 
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
@@ -184,3 +185,31 @@ def named_as_file(model: nn.Module, mapping: dict[str, str]) -> nn.Module | None
     if set(root.state_dict()) != set(mapping):
         return None
     return root
+
+
+FILE_KEYS = "sipp_file_keys"  # a model's attribute: zoo key -> the uploaded file's key (keep_file_keys)
+
+
+def keep_file_keys(model: nn.Module, mapping: dict[str, str]) -> nn.Module:
+    """The model, remembering the uploaded file's own key for each of its tensors (mapping: file key -> zoo key).
+
+    For a model that has to run under the zoo's names (a ResNet saved under other names: named_as_file cannot
+    rebuild it), so that its pruned state_dict and masks are still written under the file's keys (file_state,
+    file_masks) and load into the user's own network. Copies of the model (the pruned one) keep it."""
+    setattr(model, FILE_KEYS, {zoo: file for file, zoo in mapping.items()})
+    return model
+
+
+def file_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` (the model's keys) under the uploaded file's keys where the model remembers them; else as it is."""
+    keys = getattr(model, FILE_KEYS, None)
+    return {keys.get(k, k): v for k, v in state.items()} if keys else state
+
+
+def file_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks keyed by layer name, under the file's layer names (its key for the layer's weight, less ".weight")."""
+    keys = getattr(model, FILE_KEYS, None)
+    if not keys:
+        return masks
+    return {keys.get(f"{name}.weight", f"{name}.weight").rsplit(".", 1)[0]: m for name, m in masks.items()}
+

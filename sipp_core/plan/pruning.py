@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..io.export import export_pruned
+from ..io.state_dicts import file_masks, file_state
 from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS, STRUCTURED_METHODS
 from ..sensitivity.api import check_not_all_zero, compute_sensitivities
 from ..structured.filters import FilterPruneResult, prune_filters
@@ -76,11 +77,12 @@ class PruneResult:
                              check_inputs=check_inputs, report=report if report is not None else base)
 
     def masks_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self.masks.items()}
+        """The masks by layer name (an upload's: the names in its file)."""
+        return file_masks(self.model, {k: v.clone() for k, v in self.masks.items()})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The pruned weights as a plain state_dict (CPU tensors)."""
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        """The pruned weights as a plain state_dict (CPU tensors), under an upload's own keys."""
+        return file_state(self.model, {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
 
 
 def validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction="max", allocation="global", c_prime=3.0):

@@ -11,6 +11,7 @@ from torch import nn
 from sipp_core.errors import UploadError
 from sipp_core.io.byo import load_state_dict_upload
 from sipp_core.io.data import load_dataset
+from sipp_core.plan.pruning import prune
 from sipp_core.zoo.models import build_model
 
 DIGITS = SimpleNamespace(name="digits", input_shape=(64,), num_classes=10,
@@ -95,6 +96,14 @@ def test_layouts_are_accepted_and_load_exactly(case):
     _same_outputs(own, loaded, rec.x_test)
     if not arch.startswith("resnet"):  # the file's own names, so a pruned state_dict loads back under them
         assert set(loaded.state_dict()) == set(state)
+    # a ResNet keeps the zoo's names to run, but its pruned state_dict and masks are written under the file's
+    result = prune(loaded, rec.x_test, method="sipp-det", keep_ratio=0.5)
+    pruned = result.state_dict()
+    assert list(pruned) == list(state)
+    masks = result.masks_state()
+    assert len(masks) == len(result.masks) and all(f"{name}.weight" in state for name in masks)
+    again = load_state_dict_upload(_saved(pruned), arch, rec)  # the file's layout again: loads, same outputs
+    _same_outputs(result.model, again, rec.x_test)
 
 
 @pytest.mark.parametrize("wrap", list(WRAPS))
@@ -120,3 +129,15 @@ def test_a_tensor_of_the_wrong_shape_is_named():
     own["fc2.weight"] = torch.zeros(32, 60)
     with pytest.raises(UploadError, match=r"first misfit: fc2.weight is \(32, 60\) in the file, but its place"):
         load_state_dict_upload(_saved(own), "mlp", DIGITS)
+
+
+def test_an_exported_resnet_under_other_names_writes_the_files_keys(tmp_path):
+    """state_dict.pt and masks.pt of the deployable files use the uploaded file's names too."""
+    arch, rec, make = CASES["resnet20 under other layer names"]
+    state = _renamed(make().eval().state_dict())
+    result = prune(load_state_dict_upload(_saved(state), arch, rec), rec.x_test, method="sipp-det", keep_ratio=0.5)
+    result.export(tmp_path)
+    written = torch.load(tmp_path / "state_dict.pt", weights_only=True)
+    assert list(written) == list(state)
+    masks = torch.load(tmp_path / "masks.pt", weights_only=True)
+    assert masks.keys() == result.masks_state().keys() and all(f"{k}.weight" in state for k in masks)

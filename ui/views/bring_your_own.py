@@ -65,7 +65,8 @@ LAYOUTS = """**Weights layouts accepted** (the widths and depth are read off the
   `torch.save(nn.DataParallel(net).state_dict(), "w.pt")`
 
 The layers keep the file's names in charts, tables and downloads, so the pruned state_dict loads back into your
-own network with `load_state_dict` (a ResNet saved under other names gets the zoo's names). Anything else: upload the network as an exported program (.pt2) instead."""
+own network with `load_state_dict` (a ResNet saved under other names is shown under the zoo's names, but its
+downloads use the file's). Anything else: upload the network as an exported program (.pt2) instead."""
 AUTO_PRUNE_WEIGHTS = 2_000_000  # above this many prunable weights, sensitivities wait for a click
 INTRO = ("Prune **your own network**: upload its weights for one of the zoo architectures, or a whole exported "
          "program, and prune it on a zoo data set or your own. Files are checked before anything runs and are "
