@@ -85,10 +85,20 @@ def layer_table(df, where=None):
 def chart_row(items: list) -> None:
     """Charts side by side, one column each, at their own heights: their titles line up at the top and the page's
     CSS (ui/style.py) puts each "Download chart" button at the bottom of its column, so the buttons line up too.
-    items: charts, or (chart, cached spec) pairs as ``chart(c, spec=)`` takes them."""
+    One below the other, each across the page, when one of them asks for the whole width (a layer axis of many
+    layers: ui.charts.core.wide). items: charts, or (chart, cached spec) pairs as ``chart(c, spec=)`` takes them."""
     pairs = [it if isinstance(it, tuple) else (it, None) for it in items]
+    if any(_meta(c).get("sipp_wide") for c, _ in pairs):
+        for c, spec in pairs:
+            chart(c, spec=spec)
+        return
     for (c, spec), where in zip(pairs, st.columns(len(pairs))):
         chart(c, where, spec=spec)
+
+
+def _meta(c) -> dict:
+    meta = getattr(c, "usermeta", alt.Undefined)
+    return meta if isinstance(meta, dict) else {}
 
 
 def chart(c, where=None, spec: dict | None = None) -> None:

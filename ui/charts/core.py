@@ -184,9 +184,52 @@ LOG_LABELS = ("abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) > 1
               "datum.value >= 0.001 ? format(datum.value, '~g') : format(datum.value, '.0e')")
 
 
-def layer_axis(**kw) -> alt.Axis:
-    """A layer axis whose labels ("fc1 · Linear 784→300") break after the module name, so several fit side by side."""
+# A layer axis's labels stand upright on two lines ("fc1" over "Linear 784→300") while they fit beside each other:
+# in half the page (the chart sits beside another), else across the page's whole width (the chart takes a row of
+# its own: ui.show.chart_row). More layers than that (a ResNet's 20 or 56, a VGG's 11) get the module names alone,
+# turned upright, across the whole width. Side by side, LeNet-5's five shapes and a ResNet's 20 names ran into one
+# smear. Widths of the plot area at 1280 px with the sidebar open; a label character is about 7 px at 13 px.
+HALF_PLOT_PX, FULL_PLOT_PX = 330, 700
+LAYER_LABEL_CHAR_PX, LAYER_LABEL_GAP_PX = 7, 8
+
+
+def _upright_px(order: list[str]) -> int:
+    """The width the layer labels need side by side on two upright lines."""
+    longest = max((len(line) for label in order for line in label.split(" · ")), default=0)
+    return len(order) * (longest * LAYER_LABEL_CHAR_PX + LAYER_LABEL_GAP_PX)
+
+
+def _turned(order: list[str]) -> bool:
+    return _upright_px(order) > FULL_PLOT_PX
+
+
+def layer_axis(order: list[str] | None = None, **kw) -> alt.Axis:
+    """A layer axis whose labels ("fc1 · Linear 784→300") break after the module name, so several fit side by side;
+    the module names alone, turned, when even the page's whole width is too narrow for that."""
+    if order is not None and _turned(order):
+        return alt.Axis(labelAngle=-90, labelAlign="right", labelBaseline="middle", labelLimit=200,
+                        labelExpr="split(datum.label, ' · ')[0]", labelOverlap=False, **kw)
     return alt.Axis(labelAngle=0, labelExpr="split(datum.label, ' · ')", labelLimit=200, labelOverlap=False, **kw)
+
+
+def layer_axis_title(order: list[str]) -> str:
+    return "layer (module name)" if _turned(order) else "layer (module name · shape)"
+
+
+def layer_label_lines(order: list[str]) -> int:
+    """The x_label_lines (sized) a layer axis needs: 2 upright lines, or as many as the longest turned name takes."""
+    if not _turned(order):
+        return 2
+    longest = max(len(label.split(" · ")[0]) for label in order)
+    return math.ceil(longest * LAYER_LABEL_CHAR_PX / 17)
+
+
+def wide(chart, order: list[str]):
+    """The chart marked to be drawn across the page's whole width (ui.show.chart_row) when its layer labels do not
+    fit half of it."""
+    if _upright_px(order) <= HALF_PLOT_PX:
+        return chart
+    return chart.properties(usermeta={**chart.usermeta, "sipp_wide": True})
 
 
 def _floor(values, default: float = 1e-6) -> float:
@@ -261,7 +304,7 @@ def bound_figure(report, width: int = WIDTH, height: int = HEIGHT) -> Figure:
 
 def _bound_template(order: list[str], has_bound: bool, rows: int, width: int, height: int):
     pts = alt.Chart(alt.NamedData("errors")).mark_point(filled=True, size=140, opacity=0.95).encode(
-        x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
+        x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order)),
         xOffset=alt.XOffset("series:N", sort=SERIES),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
         color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None,
@@ -275,8 +318,9 @@ def _bound_template(order: list[str], has_bound: bool, rows: int, width: int, he
         y="y:Q", x=alt.value(2), text="label:N")
     sub = (["bounds per row (unit, sign), relative to z⁺ + z⁻", "points on the bottom line are exact zeros"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
-    return sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
-                                                width=width, height=height), height, len(sub), rows, x_label_lines=2)
+    return wide(sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
+                                                     width=width, height=height), height, len(sub), rows,
+                      x_label_lines=layer_label_lines(order)), order)
 
 
 def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
@@ -516,7 +560,7 @@ def failure_figure(report, delta: float, width: int = WIDTH, height: int = HEIGH
 
 def _failure_template(order: list[str], delta: float, width: int, height: int):
     base = alt.Chart(alt.NamedData("failures")).encode(
-        x=alt.X("layer:N", sort=order, title="layer (module name · shape)", axis=layer_axis()),
+        x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order)),
         xOffset=alt.XOffset("points:N", sort=["on S", "held-out"]),
         y=alt.Y("percent:Q", title="failure rate (% of (row, point) pairs)"),
         color=alt.Color("points:N", title="measured on", sort=["on S", "held-out"],
@@ -530,10 +574,10 @@ def _failure_template(order: list[str], delta: float, width: int, height: int):
     d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
     room = alt.Chart(alt.NamedData("top")).mark_point(opacity=0, size=0).encode(y="y:Q")  # not drawn: sets the axis top
-    return sized((bars + text + rule + room).properties(
+    return wide(sized((bars + text + rule + room).properties(
         title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
                                                  "labels: failures of (row, point) pairs (k = thousand, M = million)"]),
-        width=width, height=height), height, 2, 1, x_label_lines=2)
+        width=width, height=height), height, 2, 1, x_label_lines=layer_label_lines(order)), order)
 
 
 def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
