@@ -125,7 +125,13 @@ def test_sensitivity_charts(prepared, report):
     pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], report.result.masks[name])
     assert len(pts) <= 2500
     assert_readable(charts.sensitivity_vs_weight(pts, name))
-    assert_readable(charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name))
+    totals = charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name)
+    assert_readable(totals)
+    # units are whole numbers (a 6-unit layer showed ticks at 0.5), and s, a share, tops the axis at 1, not 10
+    unit_axis = totals.to_dict()["encoding"]["x"]["axis"]
+    assert unit_axis["format"] == "d" and unit_axis["tickMinStep"] == 1
+    s_scale = charts.sensitivity_vs_weight(pts, name).to_dict()["encoding"]["y"]["scale"]
+    assert s_scale == {"type": "log", "domainMax": 1}
     top = tables.top_edges(prepared, report, k=10)
     assert len(top) == 10 and top["s"].is_monotonic_decreasing
 

@@ -377,7 +377,9 @@ def _sensitivity_template(layer: str, n: int, kept: bool, width: int, height: in
     chart = alt.Chart(alt.NamedData("edges")).mark_circle(size=14, opacity=0.55).encode(
         x=alt.X("abs_w:Q", scale=alt.Scale(type="log"), title="|w| (weight magnitude, log scale)",
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
-        y=alt.Y("s:Q", scale=alt.Scale(type="log"), title="sensitivity s (log scale)", axis=alt.Axis(labelExpr=LOG_LABELS)),
+        # s is a share: at most 1 (the log scale's nice top would be 10, an empty decade above every point)
+        y=alt.Y("s:Q", scale=alt.Scale(type="log", domainMax=1), title="sensitivity s (log scale)",
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
         color=color, tooltip=tips,
     )
     return sized(chart.properties(
@@ -399,7 +401,8 @@ def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = H
                      "Every row of this layer has total sensitivity T = 0: no weight carries signal on the points of S.",
                      width)
     chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
-        x=alt.X("unit:Q", title="output unit f (index)"),
+        x=alt.X("unit:Q", title="output unit f (index)", scale=alt.Scale(padding=8),  # the first and last unit in full
+                axis=alt.Axis(tickMinStep=1, format="d")),  # whole units: a 6-unit layer showed 0.5 ticks
         y=alt.Y("T:Q", scale=alt.Scale(type="log"), title="total sensitivity T = Σ s (log scale)"),
         color=alt.Color("sign:N", scale=SIGN_COLORS, title="row sign", legend=alt.Legend(orient="bottom")),
         tooltip=["unit:Q", "sign:N", alt.Tooltip("T:Q", format=".3f"), alt.Tooltip("nnz:Q", title="weights with s > 0")],
