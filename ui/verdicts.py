@@ -170,8 +170,12 @@ def kept_units_verdict(layer: str, kept_per_unit: np.ndarray, fan_in: int) -> li
     if k.size == 0 or fan_in <= 0:
         return []
     empty = int((k == 0).sum())
-    line = (f"In `{layer}`, units keep between {int(k.min()):,} and {int(k.max()):,} of their {fan_in:,} inputs "
-            f"(median {np.median(k):g}, {pct(float(k.sum()) / (k.size * fan_in))} of the layer)")
+    if k.min() == k.max():  # not "between 25 and 25"
+        line = (f"In `{layer}`, every unit keeps {int(k.min()):,} of its {fan_in:,} inputs "
+                f"({pct(float(k.sum()) / (k.size * fan_in))} of the layer)")
+    else:
+        line = (f"In `{layer}`, units keep between {int(k.min()):,} and {int(k.max()):,} of their {fan_in:,} inputs "
+                f"(median {np.median(k):g}, {pct(float(k.sum()) / (k.size * fan_in))} of the layer)")
     line += (f"; **{empty} of {k.size} units kept no edge** and output only their bias." if empty else
              "; every unit kept at least one edge.")
     return [line]

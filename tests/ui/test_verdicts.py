@@ -160,6 +160,8 @@ def test_kept_units_verdict_counts_units_left_without_edges():
     assert "units keep between 0 and 12 of their 20 inputs (median 3, 20.0% of the layer)" in line
     assert "**2 of 5 units kept no edge**" in line
     assert "every unit kept at least one edge" in vd.kept_units_verdict("fc1", np.array([1, 2]), 4)[0]
+    same = vd.kept_units_verdict("conv1", np.array([25] * 6), 25)[0]  # LeNet-5's conv1, kept whole
+    assert "every unit keeps 25 of its 25 inputs (100.0% of the layer)" in same and "between" not in same
 
 
 def test_rows_above_their_bound_say_why_by_how_they_were_pruned():
