@@ -53,9 +53,6 @@ CHART_JS = """(n) => {
 POLL_MS = 20
 SHOWN_JS = """(sel, text) => Array.from(document.querySelectorAll(sel)).some(e =>
   e.innerText.includes(text) && e.checkVisibility() && e.getBoundingClientRect().height > 0)"""
-# Cheapest first: the text and visibility checks lay the page out, which a check every 20 ms should not do while
-# the page loads (the app idle and its charts drawn come last).
-READY_JS = f"""(a) => ({IDLE_JS})() && ({CHART_JS})(a.charts) && ({SHOWN_JS})(a.sel, a.text)"""
 METRIC = '[data-testid="stMetric"]'
 HEADING = '[data-testid="stMainBlockContainer"] h1'
 SWITCH_TO = "Sensitivity"  # a second page that reads the same cached sensitivities and report
@@ -72,10 +69,16 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def _settled(page, check_js: str, arg, charts: int, timeout_s: float = 60) -> None:
+    """Wait until the app is idle, `charts` charts are drawn and check_js(arg) holds. Cheapest first: check_js reads
+    text, which lays the page out, and a check every POLL_MS should not do that while the page loads."""
+    page.wait_for_function(f"(a) => ({IDLE_JS})() && ({CHART_JS})({int(charts)}) && ({check_js})(a)", arg=arg,
+                           timeout=timeout_s * 1000, polling=POLL_MS)
+
+
 def _ready(page, sel: str, text: str, charts: int, timeout_s: float = 60) -> None:
     """Wait until `text` shows in a drawn `sel` element, `charts` charts are drawn and the app is idle."""
-    page.wait_for_function(READY_JS, arg={"sel": sel, "text": text, "charts": charts}, timeout=timeout_s * 1000,
-                           polling=POLL_MS)
+    _settled(page, f"(a) => ({SHOWN_JS})(a.sel, a.text)", {"sel": sel, "text": text}, charts, timeout_s)
 
 
 def _metric_text(page, label: str) -> str:
@@ -90,13 +93,11 @@ def _move(page, key: str, press: str = "ArrowRight") -> float:
     thumb.focus()
     t0 = time.perf_counter()
     thumb.press(press)
-    page.wait_for_function(
-        """([before]) => {
+    _settled(page, """(before) => {
           const ms = Array.from(document.querySelectorAll('[data-testid="stMetric"]'));
           const t = ms.filter(m => /Weights kept|Largest bound/.test(m.innerText)).map(m => m.innerText).join('');
-          return t.length > 0 && t.replace(/\\s/g, '') !== before.replace(/\\s/g, '')
-            && (%s)(2) && (%s)();
-        }""" % (CHART_JS, IDLE_JS), arg=[before], timeout=60_000, polling=POLL_MS)
+          return t.length > 0 && t.replace(/\\s/g, '') !== before.replace(/\\s/g, '');
+        }""", before, 2)
     return time.perf_counter() - t0
 
 
@@ -119,9 +120,8 @@ def _page_step(page) -> float:
     thumb.focus()
     t0 = time.perf_counter()
     thumb.press("ArrowRight")
-    page.wait_for_function(
-        "([sel, b]) => { const e = document.querySelector(sel); return e && e.innerText !== b && (%s)(1) && (%s)(); }"
-        % (CHART_JS, IDLE_JS), arg=[line, before], timeout=60_000, polling=POLL_MS)
+    _settled(page, "([sel, b]) => { const e = document.querySelector(sel); return e && e.innerText !== b; }",
+             [line, before], 1)
     return time.perf_counter() - t0
 
 

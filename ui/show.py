@@ -111,8 +111,8 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     spec: ``c.to_dict()`` when the caller keeps it cached (never changed here): drawn as it is, without converting
     and validating the chart again on every rerun.
     """
-    meta = getattr(c, "usermeta", alt.Undefined)
-    h = meta.get("sipp_height") if isinstance(meta, dict) else None
+    meta = _meta(c)
+    h = meta.get("sipp_height")
     present = presenting()
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
         spec = c.spec(_presented(c.key, template_of(c)[1]) if present else None)
@@ -120,7 +120,7 @@ def chart(c, where=None, spec: dict | None = None) -> None:
         spec = _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
     where = st if present or where is None else where
     # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
-    if where is st and isinstance(meta, dict) and meta.get("sipp_title"):
+    if where is st and meta.get("sipp_title"):
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
                                  PRESENT_CHARS_SCALE if present else 1.0)
         h = h - saved if h else h

@@ -50,6 +50,7 @@ TITLE_CHARS, SUBTITLE_CHARS = 38, 52
 # 150% zoom with the sidebar open, the narrowest a projector gives (820 px at 1280x720).
 TITLE_CHARS_WIDE, SUBTITLE_CHARS_WIDE = 68, 90
 TITLE_LINE_PX, SUBTITLE_LINE_PX = 24, 20  # the height sized() gives each line
+X_LABEL_LINE_PX = 17  # and each line of x-axis labels
 
 
 _LABEL = re.compile(r"\S+ · (?:Linear|Conv2d) \d+→\d+(?:, \d+x\d+)?")  # a layer label: never split over lines
@@ -148,7 +149,7 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
     if words is not None:  # for wide_title: the words, and the subtitle lines the height allows at least
         meta["sipp_title"] = [words[0], words[1], subtitle_lines]
     subtitle_lines = max(subtitle_lines, sub_lines)
-    axis = (56 + 17 * x_label_lines) if x_axis else 20
+    axis = (56 + X_LABEL_LINE_PX * x_label_lines) if x_axis else 20
     legend = 48 + 26 * legend_rows if legend_rows else 0
     total = (30 + TITLE_LINE_PX * max(title_lines, 1) + SUBTITLE_LINE_PX * subtitle_lines + plot_height + axis
              + legend)
@@ -221,7 +222,7 @@ def layer_label_lines(order: list[str]) -> int:
     if not _turned(order):
         return 2
     longest = max(len(label.split(" · ")[0]) for label in order)
-    return math.ceil(longest * LAYER_LABEL_CHAR_PX / 17)
+    return math.ceil(longest * LAYER_LABEL_CHAR_PX / X_LABEL_LINE_PX)
 
 
 def wide(chart, order: list[str]):
