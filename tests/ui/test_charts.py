@@ -615,3 +615,27 @@ def test_charts_without_data_say_why_in_a_sentence():
         assert c.to_dict()["usermeta"]["sipp_empty"]
         assert_empty_sentence_fits(c)
         assert_projector_sizes(c)
+
+
+def _channels(s: list[float]):
+    """A filter-pruning result of one layer with these channel sensitivities (the first half kept)."""
+    from types import SimpleNamespace
+
+    keep = torch.tensor([i < max(1, len(s) // 2) for i in range(len(s))])
+    return SimpleNamespace(channel_sensitivities={"conv1": torch.tensor(s)}, channels={"conv1": keep},
+                           labels={"conv1": "conv1 · Conv2d 1→6, 5x5"})
+
+
+def test_channel_bars_of_a_one_channel_layer_are_a_bar_not_the_whole_plot():
+    spec = cf.channel_sensitivity_bars(_channels([1.0]), "conv1").to_dict()
+    assert spec["mark"] == {"type": "bar", "size": cf.BAR_MAX_PX}
+    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1.0]  # a share: no axis past 1 (Vega's rounding gave 1.1)
+
+
+def test_channel_bars_of_many_channels_fill_their_bands_and_round_the_axis_to_a_tenth():
+    s = list(np.linspace(0.37, 0.01, 64))
+    spec = cf.channel_sensitivity_bars(_channels(s), "conv1").to_dict()
+    assert spec["mark"] in ("bar", {"type": "bar"})
+    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 0.4]
+    tiny = cf.channel_sensitivity_bars(_channels([0.03, 0.01]), "conv1").to_dict()
+    assert "domain" not in tiny["encoding"]["y"].get("scale", {})  # below a tenth: Vega's own rounding

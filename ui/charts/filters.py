@@ -2,12 +2,15 @@
 FLOPs per layer. No Streamlit."""
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
 from .core import OKABE, TEXT_PX, WIDTH, _title, empty, sized
 
 KEPT_SCALE = alt.Scale(domain=["kept", "removed"], range=[OKABE["blue"], "#C8C8C8"])
+BAR_MAX_PX = 48  # a layer of few channels (LeNet-5's conv1 reads 1): bars this wide, not one bar across the plot
 
 
 def channel_sensitivity_bars(result, layer: str, width: int = WIDTH, height: int = 260) -> alt.Chart:
@@ -21,10 +24,12 @@ def channel_sensitivity_bars(result, layer: str, width: int = WIDTH, height: int
     df = pd.DataFrame({"channel": range(len(s)), "sensitivity": s, "status": ["kept" if k else "removed" for k in kept]})
     df = df.sort_values("sensitivity", ascending=False).reset_index(drop=True)
     df["rank"] = range(1, len(df) + 1)
-    chart = alt.Chart(df).mark_bar().encode(
+    # A band per channel: with few channels a band is far wider than a bar needs to be
+    bar = alt.MarkDef(type="bar", size=BAR_MAX_PX) if width / len(df) > 1.5 * BAR_MAX_PX else "bar"
+    chart = alt.Chart(df, mark=bar).encode(
         x=alt.X("rank:O", title="channels, largest sensitivity first",
                 axis=alt.Axis(labels=len(df) <= 40, ticks=len(df) <= 40)),
-        y=alt.Y("sensitivity:Q", title="sensitivity s_j (0 to 1)"),
+        y=alt.Y("sensitivity:Q", title="sensitivity s_j (0 to 1)", scale=_share_scale(float(s.max()))),
         color=alt.Color("status:N", scale=KEPT_SCALE, title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["channel:Q", alt.Tooltip("sensitivity:Q", format=".4f"), "status:N"],
     )
@@ -34,6 +39,12 @@ def channel_sensitivity_bars(result, layer: str, width: int = WIDTH, height: int
                      f"{n_kept} of {len(s)} input channels kept; s_j: the largest share one of the channel's "
                      "weights takes of a unit's input on S"),
         width=width, height=height), height, legend_rows=1, subtitle_lines=2)
+
+
+def _share_scale(top: float) -> alt.Scale:
+    """A 0-to-1 share's axis: up to the largest value rounded up to a tenth, never past 1 (Vega's own rounding
+    drew an axis to 1.1, above anything a share can be); Vega's rounding below a tenth."""
+    return alt.Scale(domain=[0, min(1.0, math.ceil(top * 10) / 10)], nice=False) if top >= 0.1 else alt.Scale()
 
 
 def widths_chart(result, width: int = WIDTH) -> alt.Chart:
