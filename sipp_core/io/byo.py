@@ -51,7 +51,7 @@ from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
 from ..zoo.models import build_model
 from .npz import load_npz_dataset
-from .state_dicts import Match, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
+from .state_dicts import Match, file_layer_names, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -687,7 +687,7 @@ def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes
 class ModelDescription:
     """What SiPP sees in a model: prunable layers, layers left dense, and why."""
 
-    prunable: tuple[dict, ...]  # name, kind, weight_shape, weights
+    prunable: tuple[dict, ...]  # name, kind, weight_shape, weights; file_name where the file calls it otherwise
     dense: tuple[dict, ...]  # name, reason
     notes: tuple[str, ...] = field(default_factory=tuple)  # graph calls left as functions (exported programs)
     prunable_weights: int = 0
@@ -707,10 +707,17 @@ def describe_model(model: nn.Module, record) -> ModelDescription:
     """Prunable layers (those a forward pass on the data set actually calls), dense layers and notes."""
 
     infos = layer_infos(model, record.input_shape)
-    prunable = tuple(dict(name=n, kind=i.kind, weight_shape=list(i.weight_shape), weights=i.num_weights)
+    in_file = file_layer_names(model)  # a ResNet saved under other names runs under the zoo's (keep_file_keys)
+    prunable = tuple(dict(name=n, kind=i.kind, weight_shape=list(i.weight_shape), weights=i.num_weights,
+                          **({"file_name": in_file[n]} if in_file.get(n, n) != n else {}))
                      for n, i in infos.items())
     dense = [dict(name=n, reason=r) for n, r in dense_layers(model)]
     notes: list[str] = []
+    if any("file_name" in d for d in prunable):
+        notes.append("Your file names some layers its own way. This network runs as the app's own architecture, "
+                     "so the charts and tables call each layer by the app's name (the column 'in your file' gives "
+                     "yours); the pruned state_dict and masks you download use your file's names, and load into "
+                     "your own network.")
     if isinstance(model, torch.fx.GraphModule):
         dense = _exported_dense(model, infos, dense)
         notes = _exported_notes(model)

@@ -26,8 +26,8 @@ from torch import nn
 
 from ..zoo.models import MODELS, build_model, compatible_models
 
-__all__ = ["Match", "file_masks", "file_state", "infer_options", "keep_file_keys", "match_state_dict",
-           "named_as_file", "strip_prefixes"]
+__all__ = ["Match", "file_layer_names", "file_masks", "file_state", "infer_options", "keep_file_keys",
+           "match_state_dict", "named_as_file", "strip_prefixes"]
 
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
@@ -204,6 +204,13 @@ def file_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, to
     """`state` (the model's keys) under the uploaded file's keys where the model remembers them; else as it is."""
     keys = getattr(model, FILE_KEYS, None)
     return {keys.get(k, k): v for k, v in state.items()} if keys else state
+
+
+def file_layer_names(model: nn.Module) -> dict[str, str]:
+    """Layer name -> the uploaded file's name for it (its weight's key, less ".weight"), for a model that runs under
+    the zoo's names and remembers the file's (keep_file_keys); {} for any other model."""
+    keys = getattr(model, FILE_KEYS, None) or {}
+    return {zoo.rsplit(".", 1)[0]: file.rsplit(".", 1)[0] for zoo, file in keys.items() if zoo.endswith(".weight")}
 
 
 def file_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

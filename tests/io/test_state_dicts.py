@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sipp_core.errors import UploadError
-from sipp_core.io.byo import load_state_dict_upload
+from sipp_core.io.byo import describe_model, load_state_dict_upload
 from sipp_core.io.data import load_dataset
 from sipp_core.plan.pruning import prune
 from sipp_core.zoo.models import build_model
@@ -141,3 +141,16 @@ def test_an_exported_resnet_under_other_names_writes_the_files_keys(tmp_path):
     assert list(written) == list(state)
     masks = torch.load(tmp_path / "masks.pt", weights_only=True)
     assert masks.keys() == result.masks_state().keys() and all(f"{k}.weight" in state for k in masks)
+
+
+def test_a_resnet_under_other_names_is_described_with_the_files_layer_names():
+    """What SiPP sees in it: each prunable layer under the app's name and the file's, and a note saying why."""
+    arch, rec, make = CASES["resnet20 under other layer names"]
+    state = _renamed(make().eval().state_dict())
+    desc = describe_model(load_state_dict_upload(_saved(state), arch, rec), rec)
+    in_file = {d["name"]: d["file_name"] for d in desc.prunable}
+    assert in_file["conv1"] == "block0" and in_file["fc"] == f"{next(reversed(state)).rsplit('.', 1)[0]}"
+    assert all(f"{f}.weight" in state for f in in_file.values())
+    assert any("your file's names" in n for n in desc.notes)
+    same = describe_model(load_state_dict_upload(_saved(make().eval().state_dict()), arch, rec), rec)
+    assert not any("file_name" in d for d in same.prunable) and not same.notes  # the zoo's own names: nothing to say

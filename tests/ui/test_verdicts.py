@@ -171,3 +171,12 @@ def test_rows_above_their_bound_say_why_by_how_they_were_pruned():
     assert "held on 2 of 4 rows" in line
     assert "(1 deterministic: their bound is guaranteed on the points of S only; 1 sampled: each may, with " \
            "probability up to δ = 1e-16)" in line
+
+
+def test_layers_left_dense_are_listed_once_per_reason():
+    from ui.tables import left_dense
+
+    pairs = [("bn1", "normalisation parameters are not pruned"), ("emb", "an embedding"),
+             ("layers.0.bn1", "normalisation parameters are not pruned")]
+    assert left_dense(pairs) == ("Left dense (normalisation parameters are not pruned): bn1, layers.0.bn1; "
+                                 "(an embedding): emb.")

@@ -171,13 +171,15 @@ def _summary(state: dict) -> None:
                f"{rec.num_classes} classes, inputs {tuple(rec.input_shape)}): {len(desc.prunable)} prunable layer(s), "
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
                f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
-    with st.expander("What SiPP sees in this model", icon=":material/account_tree:"):
+    renamed = any("file_name" in d for d in desc.prunable)  # open: the charts' layer names are not the file's
+    with st.expander("What SiPP sees in this model", icon=":material/account_tree:", expanded=renamed):
         show.table(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
-                                        kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
-                                        weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch",
+                                      **({"in your file": d.get("file_name", d["name"])} if renamed else {}),
+                                      kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
+                                      weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch",
                    column_config={"weights": st.column_config.NumberColumn(format="localized")})
         if desc.dense:
-            st.caption("Left dense: " + "; ".join(f"{d['name']} ({d['reason']})" for d in desc.dense))
+            st.caption(tables.left_dense((d["name"], d["reason"]) for d in desc.dense))
         for n in desc.notes:
             st.caption(n)
 

@@ -174,7 +174,7 @@ def render() -> None:
     show.layer_table(engine.layer_table(engine.report_key(s), report))
     dense = report.result.dense
     if dense:
-        st.caption("Left dense: " + "; ".join(f"{n} ({why})" for n, why in dense))
+        st.caption(tables.left_dense(dense))
 
     st.subheader("Downloads")
     sd, mk, js, csv = _download_bytes(report)
