@@ -62,14 +62,14 @@ def layer_table(report) -> pd.DataFrame:
     if df.empty:
         return df
     df["density"] = df["kept"] / df["total"]
-    order = ["label", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
+    order = ["label", "file_name", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
              "measured_max_s", "measured_max_heldout", "measured_p95_heldout", "measured_mean_heldout",
              "failure_rate_s", "failure_rate"]
     return df[[c for c in order if c in df.columns]].reset_index(drop=True)
 
 
 LAYER_TABLE_LABELS = {
-    "label": "layer", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
+    "label": "layer", "file_name": "in your file", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
     "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "bound": "largest bound",
     "bound_mean": "mean bound", "measured_max_s": "max error on S", "measured_max_heldout": "max error held-out",
     "measured_p95_heldout": "p95 error held-out", "measured_mean_heldout": "mean error held-out",

@@ -4,13 +4,16 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from sipp_core.errors import UploadError
-from sipp_core.io.byo import describe_model, load_state_dict_upload
+from sipp_core.io.byo import describe_model, load_npz_upload, load_state_dict_upload
+from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import load_dataset
+from sipp_core.pipeline import evaluate_prune, prepare_trained
 from sipp_core.plan.pruning import prune
 from sipp_core.zoo.models import build_model
 
@@ -154,3 +157,20 @@ def test_a_resnet_under_other_names_is_described_with_the_files_layer_names():
     assert any("your file's names" in n for n in desc.notes)
     same = describe_model(load_state_dict_upload(_saved(make().eval().state_dict()), arch, rec), rec)
     assert not any("file_name" in d for d in same.prunable) and not same.notes  # the zoo's own names: nothing to say
+
+
+def test_a_resnet_under_other_names_reports_each_layers_name_in_the_file():
+    """The per-layer rows (the page's table, its CSV and the JSON report) carry the file's name for each layer."""
+    arch, _, make = CASES["resnet20 under other layer names"]
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.normal(size=(n, 3, 8, 8)).astype("float32")  # noqa: E731
+    buf = io.BytesIO()
+    np.savez(buf, x_train=images(200), y_train=rng.integers(0, 5, 200), x_test=images(20), y_test=rng.integers(0, 5, 20))
+    rec = load_npz_upload(buf.getvalue(), name="rgb")
+    state = _renamed(make().eval().state_dict())
+    model = load_state_dict_upload(_saved(state), arch, rec)
+    prepared = prepare_trained(TrainedModel(model, "upload", rec.name, 0, 0, 0.0, "upload", ""), rec, sample_size=8,
+                               heldout=10)
+    layers = evaluate_prune(prepared, method="sipp-det", keep_ratio=0.5).to_dict()["layers"]
+    assert layers[0]["name"] == "conv1" and layers[0]["file_name"] == "block0"
+    assert all(f"{row['file_name']}.weight" in state for row in layers)
