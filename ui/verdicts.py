@@ -303,12 +303,24 @@ def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
                f"mostly because the logits grew (their variation along the path rose from {v0:.3g} to {v1:.3g})")
     else:
         why = "mostly because the kinks changed relative to the logits' size"
-    line += f", {why}: relative to their size, SMP went from **{r0:.3g} to {r1:.3g}**"
+    # The relative figure is each path's SMP over its own variation, then averaged: not the ratio of the two means
+    # above, which a reader would otherwise compute and find different
+    paths = after.get("paths")
+    per = f"each path's SMP over its variation, averaged over the {int(paths)} paths" if paths else \
+        "each path's SMP over its variation, averaged over the paths"
+    line += f", {why}: relative to their size ({per}), SMP went from **{r0:.3g} to {r1:.3g}**"
     line += (" (more kinked)." if r1 > r0 * 1.05 else " (less kinked)." if r1 < r0 / 1.05 else " (about the same).")
     out = [line]
     if smp_ratio < 1 < rel:
-        out.append("So the pruned network is smaller in scale but relatively more kinked, which is what the rise in "
-                   "region transitions shows.")
+        t0, t1 = (float(d.get("region_transitions", math.nan)) for d in (before, after))
+        more = "So the pruned network is smaller in scale but relatively more kinked"
+        if _finite(t0) and _finite(t1) and t1 > t0:
+            more += f"; a path also crosses more linear regions in it ({t0:.3g} → {t1:.3g} region transitions, mean)."
+        elif _finite(t0) and _finite(t1) and t1 < t0:
+            more += f", although a path crosses fewer linear regions in it ({t0:.3g} → {t1:.3g} region transitions, mean)."
+        else:
+            more += "."
+        out.append(more)
     return out
 
 

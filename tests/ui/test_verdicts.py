@@ -93,13 +93,16 @@ def test_rows_above_their_bound_are_counted_and_bound_free_rows_left_out():
 
 
 def test_smp_falls_because_the_logits_shrank_while_relative_smp_rises():
-    before = dict(smp=4.7, logit_variation=9.4, relative_smp=0.5)
-    after = dict(smp=1.6, logit_variation=2.0, relative_smp=0.8)
+    before = dict(smp=4.7, logit_variation=9.4, relative_smp=0.5, region_transitions=72.0, paths=32)
+    after = dict(smp=1.6, logit_variation=2.0, relative_smp=0.8, region_transitions=101.0, paths=32)
     lines = vd.smp_verdict(before, after, 0.1)
     assert lines[0] == ("Pruning to 10.0% lowered output SMP from **4.7 to 1.6**, mostly because the logits shrank "
-                        "(their variation along the path fell from 9.4 to 2): relative to their size, SMP went from "
-                        "**0.5 to 0.8** (more kinked).")
-    assert "relatively more kinked" in lines[1]
+                        "(their variation along the path fell from 9.4 to 2): relative to their size (each path's SMP "
+                        "over its variation, averaged over the 32 paths), SMP went from **0.5 to 0.8** (more kinked).")
+    assert lines[1] == ("So the pruned network is smaller in scale but relatively more kinked; a path also crosses "
+                        "more linear regions in it (72 → 101 region transitions, mean).")
+    fewer = vd.smp_verdict(before, {**after, "region_transitions": 60.0}, 0.1)[1]
+    assert "although a path crosses fewer linear regions in it (72 → 60" in fewer  # never claims a rise it did not see
 
 
 def test_smp_moved_by_the_kinks_when_the_scale_stayed():
