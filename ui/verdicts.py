@@ -348,4 +348,9 @@ def propagation_verdict(rows: list[dict]) -> list[str]:
     line += (". It falls below wherever kinks of different inputs coincide: one ReLU's zero crossing reaches every "
              "unit of the next layer at the same point t, through weights of both signs, so the slope jumps partly "
              "cancel instead of adding.")
+    over = [(n, r) for n, r in ratios if r > 1 + 1e-6]
+    if over:  # the rule holds for the true slope jumps; the measurement counts kinks above each signal's own floor
+        line += (f" At {', '.join(f'`{n}` ({pct(r, 0)})' for n, r in over)} the measurement is above it: each signal's "
+                 "kinks are counted only above that signal's own noise floor, so kinks too small to count on a "
+                 "layer's inputs can add up to one that counts on its output.")
     return [line]

@@ -123,6 +123,10 @@ def test_propagation_verdict_states_the_upper_bound_and_the_output_layer_factor(
     rows[2]["smp"] = 2.0  # fc2 now the lowest, fc3 still below its prediction
     line = vd.propagation_verdict(rows)[0]
     assert "between 20% and 33% of it here, lowest at `fc2`, at the output layer `fc3`, where the prediction" in line
+    assert "the measurement is above it" not in line
+    rows[2]["smp"] = 10.5  # fc2 measured above its prediction: said, with the reason, never left unremarked
+    line = vd.propagation_verdict(rows)[0]
+    assert "between 33% and 105% of it here" in line and "At `fc2` (105%) the measurement is above it" in line
 
 
 def test_prune_verdict_uses_the_headline_numbers():
