@@ -233,7 +233,7 @@ def propagation_chart(comp, width: int = WIDTH, height: int = 300) -> alt.Chart:
     dots = measured.mark_point(filled=True, size=70, opacity=1)
     pred = base.transform_filter(alt.datum.series == SERIES[1]).mark_point(
         shape="diamond", filled=False, size=220, strokeWidth=2)
-    sub = [f"SMP {SMP_UNIT}; line and dots: measured; hollow diamonds: the docs/nonsmoothness.md §3 rule applied to the stage's measured input",
+    sub = [f"SMP {SMP_UNIT}; line and dots: measured; hollow diamonds: predicted, the stage's rule applied to its measured input",
            "the linear/conv rule is an upper bound (kinks of different inputs may cancel); ReLU and max-pool rules are estimates"]
     if floor is not None:
         sub.append(f"exact zeros at {floor:g}: a layer fed by the input is affine along a straight path")
