@@ -639,3 +639,12 @@ def test_channel_bars_of_many_channels_fill_their_bands_and_round_the_axis_to_a_
     assert spec["encoding"]["y"]["scale"]["domain"] == [0, 0.4]
     tiny = cf.channel_sensitivity_bars(_channels([0.03, 0.01]), "conv1").to_dict()
     assert "domain" not in tiny["encoding"]["y"].get("scale", {})  # below a tenth: Vega's own rounding
+
+
+def test_a_log_axis_of_path_values_ends_near_the_data_and_keeps_the_zero_floor():
+    from ui.charts import smoothness as cs
+
+    assert cs._log_or_linear([0.013, 0.5, 12.0]).to_dict() == {"type": "log", "domain": [0.01, 20.0], "nice": False}
+    with_zero = cs._log_or_linear([0.0, 0.013, 12.0]).to_dict()
+    assert with_zero["domain"] == [0.001, 20.0]  # exact zeros are drawn at 0.001: inside the axis, not below it
+    assert cs._log_or_linear([1.0, 3.0]).to_dict() == {"zero": True}  # less than 1.5 decades: linear from 0

@@ -70,10 +70,21 @@ def _stage_lines(order: list[str]) -> int:
 
 def _log_or_linear(values) -> alt.Scale:
     """Log scale where positive values span more than 1.5 decades, else linear from 0."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    finite = [float(x) for x in values if x is not None and np.isfinite(x)]
+    v = np.asarray([x for x in finite if x > 0], dtype=float)
     if v.size and v.max() / v.min() > 10**1.5:
-        return alt.Scale(type="log")
+        # ends on the 1-2-5 steps around the data (Vega's own rounding goes to whole decades: points up to 12 drew
+        # an axis to 100, an empty decade), or at the floor that _with_floor draws exact zeros on
+        low = _floor(finite) if any(x <= 0 for x in finite) else _step_125(v.min(), down=True)
+        return alt.Scale(type="log", domain=[low, _step_125(v.max(), down=False)], nice=False)
     return alt.Scale(zero=True)
+
+
+def _step_125(x: float, down: bool) -> float:
+    """The nearest of 1, 2, 5 × 10^k at or below x (down) or at or above it."""
+    k = math.floor(math.log10(x))
+    steps = [m * 10.0**e for e in (k - 1, k, k + 1) for m in (1, 2, 5)]
+    return max(s for s in steps if s <= x * (1 + 1e-9)) if down else min(s for s in steps if s >= x * (1 - 1e-9))
 
 
 def _with_floor(df: pd.DataFrame, col: str, log: bool) -> tuple[pd.DataFrame, float | None]:
