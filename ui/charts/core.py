@@ -233,6 +233,13 @@ def wide(chart, order: list[str]):
     return chart.properties(usermeta={**chart.usermeta, "sipp_wide": True})
 
 
+def tight_log() -> alt.Scale:
+    """A log axis over the data's own extent, 10 px inside the plot. Vega rounds a log axis out to whole decades,
+    which can leave one empty (a largest bound of 24 drew an axis to 100); this needs no data, so a chart template
+    stays free of data and a slider move still sends data only."""
+    return alt.Scale(type="log", nice=False, padding=10)
+
+
 def _floor(values, default: float = 1e-6) -> float:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
     if v.size == 0:
@@ -307,9 +314,7 @@ def _bound_template(order: list[str], has_bound: bool, rows: int, width: int, he
     pts = alt.Chart(alt.NamedData("errors")).mark_point(filled=True, size=140, opacity=0.95).encode(
         x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order)),
         xOffset=alt.XOffset("series:N", sort=SERIES),
-        # the data's own extent, 10 px inside the plot: Vega's rounding to whole decades left one empty (a largest
-        # bound of 24 drew the axis to 100); the template stays free of data, so a slider move still sends data only
-        y=alt.Y("shown:Q", scale=alt.Scale(type="log", nice=False, padding=10), title=REL_ERR),
+        y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
         color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None,
                         legend=alt.Legend(orient="bottom", columns=2, labelLimit=LEGEND_LABEL_LIMIT)),
         shape=alt.Shape("series:N", scale=SERIES_SHAPES, sort=SERIES, title=None),
@@ -407,7 +412,7 @@ def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = H
     chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
         x=alt.X("unit:Q", title="output unit f (index)", scale=alt.Scale(padding=8),  # the first and last unit in full
                 axis=alt.Axis(tickMinStep=1, format="d")),  # whole units: a 6-unit layer showed 0.5 ticks
-        y=alt.Y("T:Q", scale=alt.Scale(type="log"), title="total sensitivity T = Σ s (log scale)"),
+        y=alt.Y("T:Q", scale=tight_log(), title="total sensitivity T = Σ s (log scale)"),
         color=alt.Color("sign:N", scale=SIGN_COLORS, title="row sign", legend=alt.Legend(orient="bottom")),
         tooltip=["unit:Q", "sign:N", alt.Tooltip("T:Q", format=".3f"), alt.Tooltip("nnz:Q", title="weights with s > 0")],
     )
@@ -610,7 +615,7 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
                  alt.Tooltip("accuracy_after:Q", format=".3f", title="accuracy after")],
     ).properties(width=width, height=170, title=_title("Keep ratio as ε moves"))
     err = alt.Chart(long).mark_line(point=True).encode(
-        x=x, y=alt.Y("shown:Q", scale=alt.Scale(type="log"), title=REL_ERR),
+        x=x, y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
         color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()),
                                                     range=[OKABE["vermillion"], OKABE["blue"], OKABE["green"]]), title=None,
                         legend=alt.Legend(orient="bottom", columns=2)),

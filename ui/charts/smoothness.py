@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
-from ui.charts.core import OKABE, TEXT_PX, WIDTH, _floor, _title, empty, sized
+from ui.charts.core import OKABE, TEXT_PX, WIDTH, _floor, _title, empty, sized, tight_log
 from ui.formulas import tex_num
 
 MODELS = ["original", "pruned"]
@@ -233,7 +233,7 @@ def propagation_chart(comp, width: int = WIDTH, height: int = 300) -> alt.Chart:
     df, floor = _with_floor(df, "value", True)
     x = alt.X("stage:N", sort=order, title="stage (module name and kind), input → output",
               axis=_stage_axis(order))
-    y = alt.Y("shown:Q", scale=alt.Scale(type="log"), title=["mean SMP over the stage's units", "(log scale)"])
+    y = alt.Y("shown:Q", scale=tight_log(), title=["mean SMP over the stage's units", "(log scale)"])
     color = alt.Color("model:N", scale=MODEL_COLORS, sort=MODELS, title="network", legend=alt.Legend(orient="bottom"))
     tip = ["model:N", "stage:N", "block:N", "series:N", alt.Tooltip("value:Q", format=".4g", title="SMP"),
            alt.Tooltip("smp_in:Q", format=".4g", title="measured SMP at the input"), alt.Tooltip("rule:N"),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sipp_core.zoo.layers import layer_label
-from ui.charts.core import LEGEND_PX, OKABE, TEXT_PX, _floor, _title, empty, sized
+from ui.charts.core import LEGEND_PX, OKABE, TEXT_PX, _floor, _title, empty, sized, tight_log
 
 METHOD_COLOR = {
     "sipp-hybrid": OKABE["blue"], "sipp-det": OKABE["sky"], "sipp-rand": OKABE["green"], "wt": OKABE["orange"],
@@ -198,10 +198,10 @@ def _log_series_chart(agg: pd.DataFrame, col: str, lo: str, hi: str, title: str,
     seeds = int(d["seeds"].max()) if len(d) else 1
     base = alt.Chart(d).encode(x=_keep_x(d), color=alt.Color("method:N", scale=color, sort=methods,
                                                              legend=_legend(len(methods))))
-    y = alt.Y(f"{col}_shown:Q", scale=alt.Scale(type="log"), title=y_title)
+    y = alt.Y(f"{col}_shown:Q", scale=tight_log(), title=y_title)
     layers = []
     if seeds > 1:
-        layers.append(base.mark_area(opacity=0.16).encode(y=alt.Y(f"{lo}_shown:Q", scale=alt.Scale(type="log")),
+        layers.append(base.mark_area(opacity=0.16).encode(y=alt.Y(f"{lo}_shown:Q", scale=tight_log()),
                                                           y2=f"{hi}_shown:Q"))
     layers.append(base.mark_line(strokeWidth=2.2).encode(
         y=y, strokeDash=alt.StrokeDash("method:N", scale=dash, sort=methods, legend=None)))
