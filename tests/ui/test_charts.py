@@ -130,6 +130,12 @@ def test_sensitivity_charts(prepared, report):
     # units are whole numbers (a 6-unit layer showed ticks at 0.5), and s, a share, tops the axis at 1, not 10
     unit_axis = totals.to_dict()["encoding"]["x"]["axis"]
     assert unit_axis["format"] == "d" and unit_axis["tickMinStep"] == 1
+    assert totals.to_dict()["encoding"]["x"]["scale"]["nice"] is False  # 300 units drew an axis from -50 to 350
+    # T within one decade: a plain axis (a log one labelled 7, 7.5, 8, 9.5); T over decades: a log one
+    narrow = pd.DataFrame({"unit": [0, 1, 2], "sign": ["+"] * 3, "T": [7.0, 9.0, 12.5], "nnz": [5] * 3})
+    assert charts.row_totals(narrow, "fc1").to_dict()["encoding"]["y"]["scale"] == {"zero": False, "padding": 10}
+    wide_t = narrow.assign(T=[1.0, 30.0, 900.0])
+    assert charts.row_totals(wide_t, "fc1").to_dict()["encoding"]["y"]["scale"]["type"] == "log"
     s_scale = charts.sensitivity_vs_weight(pts, name).to_dict()["encoding"]["y"]["scale"]
     assert s_scale == {"type": "log", "domainMax": 1}
     top = tables.top_edges(prepared, report, k=10)

@@ -409,10 +409,15 @@ def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = H
         return empty(f"Total sensitivity per unit, layer {layer}",
                      "Every row of this layer has total sensitivity T = 0: no weight carries signal on the points of S.",
                      width)
+    # A log axis only where T spans decades: LeNet-300's fc1 rows run from 7 to 13, where a log axis labels 7,
+    # 7.5, 8, then 9.5, and says less than a plain one
+    log = float(d["T"].max()) / float(d["T"].min()) > 10**1.5
     chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
-        x=alt.X("unit:Q", title="output unit f (index)", scale=alt.Scale(padding=8),  # the first and last unit in full
+        # the first and last unit in full, the axis no wider (rounded out, 300 units drew -50 to 350)
+        x=alt.X("unit:Q", title="output unit f (index)", scale=alt.Scale(padding=8, nice=False),
                 axis=alt.Axis(tickMinStep=1, format="d")),  # whole units: a 6-unit layer showed 0.5 ticks
-        y=alt.Y("T:Q", scale=tight_log(), title="total sensitivity T = Σ s (log scale)"),
+        y=alt.Y("T:Q", scale=tight_log() if log else alt.Scale(zero=False, padding=10),
+                title="total sensitivity T = Σ s" + (" (log scale)" if log else "")),
         color=alt.Color("sign:N", scale=SIGN_COLORS, title="row sign", legend=alt.Legend(orient="bottom")),
         tooltip=["unit:Q", "sign:N", alt.Tooltip("T:Q", format=".3f"), alt.Tooltip("nnz:Q", title="weights with s > 0")],
     )
