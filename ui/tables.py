@@ -109,13 +109,19 @@ def layer_label(report_or_prepared, name: str) -> str:
 
 def sensitivity_histogram(sensitivities: dict, bins_per_decade: int = 8) -> tuple[pd.DataFrame, dict]:
     """Log-binned share of edges per layer (pre-binned: ~100 rows per layer) and the zero counts."""
+    # s is a share, at most 1; float32 sums leave some at 1.0000001 (LeNet-5's conv1: 80 of 150), which would
+    # open a bin above 1
+    sensitivities = {n: s.clamp(max=1.0) for n, s in sensitivities.items()}
     pos = [s[s > 0] for s in sensitivities.values()]
     allpos = torch.cat([p.flatten() for p in pos]) if pos else torch.tensor([])
     if allpos.numel() == 0:
         return pd.DataFrame(columns=["layer", "lo", "hi", "share", "count"]), {n: int(s.numel()) for n, s in sensitivities.items()}
-    lo = math.floor(math.log10(float(allpos.min())) * bins_per_decade) / bins_per_decade
-    hi = math.ceil(math.log10(float(allpos.max())) * bins_per_decade) / bins_per_decade + 1e-9
-    edges = np.arange(lo, hi + 1.0 / bins_per_decade, 1.0 / bins_per_decade)
+    # Whole bins from the one holding the smallest s to the one whose top edge is the largest: np.histogram's last
+    # bin is closed on the right, so s = 1 (common: a weight that carries a unit's whole input on some point of S)
+    # falls in the bin ending at 1, not in one from 1 to 1.33 drawn at s = 1.15, past anything a share can be
+    k_lo = math.floor(math.log10(float(allpos.min())) * bins_per_decade)
+    k_hi = max(math.ceil(math.log10(float(allpos.max())) * bins_per_decade), k_lo + 1)
+    edges = np.arange(k_lo, k_hi + 1) / bins_per_decade
     frames, zeros = [], {}
     for name, s in sensitivities.items():
         v = s.flatten().double().numpy()

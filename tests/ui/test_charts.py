@@ -654,3 +654,13 @@ def test_a_log_axis_of_path_values_ends_near_the_data_and_keeps_the_zero_floor()
     with_zero = cs._log_or_linear([0.0, 0.013, 12.0]).to_dict()
     assert with_zero["domain"] == [0.001, 20.0]  # exact zeros are drawn at 0.001: inside the axis, not below it
     assert cs._log_or_linear([1.0, 3.0]).to_dict() == {"zero": True}  # less than 1.5 decades: linear from 0
+
+
+def test_sensitivity_histogram_puts_a_share_of_one_in_the_bin_ending_at_one():
+    s = {"conv1": torch.ones(6, 25), "fc1": torch.tensor([[0.001, 0.01, 0.5, 1.0, 0.0]])}
+    s["conv1"][0, :10] = 1.0000001  # float32 rounding of a share of 1 (LeNet-5's conv1 has 80 such edges)
+    df, zeros = tables.sensitivity_histogram(s, bins_per_decade=8)
+    assert float(df["hi"].max()) == pytest.approx(1.0)  # no bin past 1, where no share can be
+    conv = df[df["layer"] == "conv1"]
+    assert len(conv) == 1 and float(conv["share"].iloc[0]) == 1.0 and float(conv["lo"].iloc[0]) < 1.0
+    assert int(df["count"].sum()) == 150 + 4 and zeros == {"conv1": 0, "fc1": 1}

@@ -358,7 +358,13 @@ def sensitivity_histogram(prepared, width: int = WIDTH, height: int = HEIGHT) ->
         tooltip=["layer:N", alt.Tooltip("lo:Q", format=".2e", title="from"), alt.Tooltip("hi:Q", format=".2e", title="to"),
                  alt.Tooltip("count:Q", format=",", title="edges")],
     )
-    sub = ["8 bins per decade"] + ([f"edges with s = 0 (not on a log axis): {zero_txt}"] if zero_txt else [])
+    # A layer whose edges all fall in one bin is a lone dot, not a curve (LeNet-5's conv1: every edge has s = 1,
+    # since on some stroke's edge one pixel carries a unit's whole input): say so in words
+    bins = df.groupby("layer", sort=False)
+    lone = [f"{n}: all its edges with s > 0 have s from {g['lo'].iloc[0]:.2g} to {g['hi'].iloc[0]:.2g}"
+            for n, g in bins if len(g) == 1]
+    sub = (["8 bins per decade"] + ([f"edges with s = 0 (not on a log axis): {zero_txt}"] if zero_txt else [])
+           + lone)
     return sized(chart.properties(title=_title("How sensitivity is distributed in each layer", sub), width=width,
                                   height=height), height, len(sub), math.ceil(len(order) / 2))
 
