@@ -441,16 +441,18 @@ def edge_profile(g: np.ndarray, n_images: int, point: int, width: int = WIDTH, h
     idx = np.arange(n) % max(n_images, 1)
     df = pd.DataFrame(dict(point=idx, g=g, kind=kinds, is_max=np.arange(n) == point))
     base = alt.Chart(df).encode(
-        x=alt.X("point:Q", title="point of S (index)", axis=alt.Axis(tickMinStep=1, format="d")),  # whole indices only
+        x=alt.X("point:Q", title="point of S (index)", axis=alt.Axis(tickMinStep=1, format="d"),  # whole indices only
+                scale=alt.Scale(nice=False, padding=8)),  # the axis ends with S (rounded out, 168 points drew 180)
         y=alt.Y("g:Q", title="g_fj(x) (share of the row's signal)"),
         tooltip=["point:Q", "kind:N", alt.Tooltip("g:Q", format=".4g")],
     )
     pts = base.mark_circle(size=24, opacity=0.7).encode(
-        color=alt.Color("kind:N", title="pseudo-point", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"]])))
+        color=alt.Color("kind:N", title="pseudo-point", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"]]),
+                        legend=alt.Legend(orient="bottom")))  # below, as on every other chart: the plot keeps its width
     top = base.transform_filter("datum.is_max").mark_point(size=220, color=OKABE["vermillion"], strokeWidth=2)
     return sized((pts + top).properties(title=_title("g for this edge on every point of S",
                                                      "the circled point attains the max: that value is s"),
-                                        width=width, height=height), height)
+                                        width=width, height=height), height, 1, 1)
 
 
 # ---- Kept edges page ---------------------------------------------------------------------------
