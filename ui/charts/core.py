@@ -677,7 +677,7 @@ def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = 
     ys = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-(max(sizes)) / 2 - 0.2, max(sizes) / 2 + 0.2]))
     kept = alt.Chart(e).transform_filter("datum.state == 'kept'").mark_rule(opacity=0.85).encode(
         x=xs, y=ys, x2="x2:Q", y2="y2:Q", strokeWidth=alt.StrokeWidth("width:Q", legend=None),
-        color=alt.Color("sign:N", scale=SIGN_COLORS, title="weight sign"),
+        color=alt.Color("sign:N", scale=SIGN_COLORS, title="weight sign", legend=alt.Legend(orient="bottom")),
         tooltip=["edge:N", alt.Tooltip("w:Q", format=".4f"), "state:N"])
     pruned = alt.Chart(e).transform_filter("datum.state == 'pruned'").mark_rule(strokeDash=[3, 3], color="#BBBBBB").encode(
         x=xs, y=ys, x2="x2:Q", y2="y2:Q", tooltip=["edge:N", alt.Tooltip("w:Q", format=".4f"), "state:N"])
@@ -698,7 +698,8 @@ def toy_data(x: np.ndarray, y: np.ndarray, s_index: np.ndarray | None = None, ch
     df = pd.DataFrame(dict(x1=x[:, 0], x2=x[:, 1], cls=[f"class {int(c)}" for c in y]))
     base = alt.Chart(df).mark_circle(size=18, opacity=0.35).encode(
         x=alt.X("x1:Q", title="feature 1 (standardised)"), y=alt.Y("x2:Q", title="feature 2 (standardised)"),
-        color=alt.Color("cls:N", title="class", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"], OKABE["green"]])))
+        color=alt.Color("cls:N", title="class", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"], OKABE["green"]]),
+                        legend=alt.Legend(orient="bottom")))  # below, as sized() counts it: on the right it was cut
     layers = [base]
     if s_index is not None and len(s_index):
         d = df.iloc[np.asarray(s_index)].copy()
