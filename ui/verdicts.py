@@ -317,7 +317,8 @@ def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
         if _finite(t0) and _finite(t1) and t1 > t0:
             more += f"; a path also crosses more linear regions in it ({t0:.3g} → {t1:.3g} region transitions, mean)."
         elif _finite(t0) and _finite(t1) and t1 < t0:
-            more += f", although a path crosses fewer linear regions in it ({t0:.3g} → {t1:.3g} region transitions, mean)."
+            more += (f", although a path crosses fewer linear regions in it ({t0:.3g} → {t1:.3g} region transitions, "
+                     "mean).")
         else:
             more += "."
         out.append(more)

@@ -165,7 +165,8 @@ def test_a_resnet_under_other_names_reports_each_layers_name_in_the_file():
     rng = np.random.default_rng(0)
     images = lambda n: rng.normal(size=(n, 3, 8, 8)).astype("float32")  # noqa: E731
     buf = io.BytesIO()
-    np.savez(buf, x_train=images(200), y_train=rng.integers(0, 5, 200), x_test=images(20), y_test=rng.integers(0, 5, 20))
+    np.savez(buf, x_train=images(200), y_train=rng.integers(0, 5, 200), x_test=images(20),
+             y_test=rng.integers(0, 5, 20))
     rec = load_npz_upload(buf.getvalue(), name="rgb")
     state = _renamed(make().eval().state_dict())
     model = load_state_dict_upload(_saved(state), arch, rec)
