@@ -25,6 +25,7 @@ from ui import tables  # noqa: E402
 from sipp_core.structured.filters import prune_filters  # noqa: E402
 from ui.charts import core as charts  # noqa: E402
 from ui.charts import filters as cf  # noqa: E402
+from ui.charts import history as ch  # noqa: E402
 from ui.charts import images as charts_images  # noqa: E402
 from ui.charts import tradeoffs as ct  # noqa: E402
 
@@ -496,6 +497,13 @@ def every_chart(prepared, report, eps_report):
         "widths_chart": cf.widths_chart(filtered),
         "flops_chart": cf.flops_chart(filtered),
         "compare_chart": cf.compare_chart(cmp, "latency_ms"),
+        # the Run history page's comparisons (their axis config once lost every size but the titles')
+        "overlay_chart": ch.overlay_chart(pd.DataFrame(dict(run=["#1 sipp-hybrid (prune)", "#2 wt (prune)"],
+                                                            kind=["prune"] * 2, keep_pct=[10.0, 5.0],
+                                                            acc_pct=[78.0, 51.0], ratio=[0.1, 0.05]))),
+        "smp_overlay_chart": ch.smp_overlay_chart(pd.DataFrame(dict(run=["#3 wt, kept 10%"] * 2,
+                                                                    network=["original", "pruned"],
+                                                                    relative_smp=[2.8, 5.2]))),
     })
     return built
 
@@ -507,7 +515,7 @@ def _builders() -> set[str]:
     from ui.charts import smoothness as cs
 
     out = set()
-    for mod in (charts, cs, ct, cf):
+    for mod in (charts, cs, ct, cf, ch):
         for n, fn in inspect.getmembers(mod, inspect.isfunction):
             if fn.__module__ == mod.__name__ and not n.startswith("_") and "alt.Chart" in str(fn.__annotations__.get("return")):
                 out.add(n)
