@@ -18,9 +18,11 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # onto their own line once they would be narrower than 380 px (their legends and layer labels need that
 # much); metric values shrink before they are cut to "10.…"; ui/preload.py's container stays hidden; a chart's
 # "Download chart" button sits at the bottom of its column (columns in a row are as tall as the tallest), so that
-# the buttons under two charts of different heights line up.
+# the buttons under two charts of different heights line up. The page starts just below Streamlit's 3.75rem header
+# (its own 6rem top padding was a fifth of a 1280x720 projector's height at 150% zoom).
 PAGE_CSS = """
 <style>
+[data-testid="stMainBlockContainer"] { padding-top: 4.25rem; }
 section[data-testid="stSidebar"][data-collapsed="false"] { width: min(300px, 24vw) !important;
   min-width: min(300px, 24vw) !important; }
 [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stVegaLiteChart"]),
