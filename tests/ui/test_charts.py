@@ -177,7 +177,8 @@ def test_guarantee_charts(report, eps_report):
         assert_readable(charts.failure_rates(rep, 1e-6))
     df = tables.sweep_frame({2.0: eps_report, 1.0: report})
     assert list(df["eps"]) == [1.0, 2.0]
-    assert_readable(charts.eps_sweep(df, 2.0, "sipp-rand"))
+    assert_readable(charts.eps_keep_chart(df, 2.0, "sipp-rand"))
+    assert_readable(charts.eps_error_chart(df, 2.0, "sipp-rand"))
 
 
 def test_layer_table_and_headline(report):
@@ -467,7 +468,9 @@ def every_chart(prepared, report, eps_report):
         "kept_per_unit": charts.kept_per_unit(report, small),
         "row_scatter": charts.row_scatter(eps_report, name),
         "failure_rates": charts.failure_rates(eps_report, 1e-6),
-        "eps_sweep": charts.eps_sweep(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0, "sipp-rand"),
+        "eps_keep_chart": charts.eps_keep_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0, "sipp-rand"),
+        "eps_error_chart": charts.eps_error_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0,
+                                                  "sipp-rand"),
         "network_diagram": charts.network_diagram(weights),
         "toy_data": charts.toy_data(toy.record.x_pool.numpy(), toy.record.y_pool.numpy(), np.arange(5), 0),
         "empty": charts.empty("Nothing here", "Nothing was measured, so there is nothing to draw on this chart."),

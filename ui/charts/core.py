@@ -610,8 +610,7 @@ def failure_rates(report, delta: float, width: int = WIDTH, height: int = HEIGHT
     return as_chart(failure_figure(report, delta, width, height))
 
 
-def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH) -> alt.Chart:
-    """Keep ratio, largest bound and largest measured error as eps moves (eps mode)."""
+def _eps_frames(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     d = df.copy()
     d["keep_percent"] = 100 * d["keep_ratio"]
     long = d.melt(id_vars=["eps"], value_vars=["bound_max", "measured_max_heldout", "measured_max_s"],
@@ -621,29 +620,55 @@ def eps_sweep(df: pd.DataFrame, current_eps: float | None = None, method: str = 
     long["series"] = long["series"].map(names)
     floor = _floor(long["value"].tolist())
     long["shown"] = long["value"].where(long["value"] > 0, floor)
-    x = alt.X("eps:Q", scale=alt.Scale(type="log"), title="ε requested (log scale)")
+    return d, long, names
+
+
+# The ε axis of both sweep charts: the sweep's own ε values, ticked where they were run
+def _eps_x(d: pd.DataFrame) -> alt.X:
+    return alt.X("eps:Q", scale=alt.Scale(type="log", nice=False, padding=12), title="ε requested (log scale)",
+                 axis=alt.Axis(values=sorted(float(e) for e in d["eps"]), format="~g"))
+
+
+def _sidebar_eps(current_eps: float | None) -> list:
+    if current_eps is None:
+        return []
+    return [alt.Chart(pd.DataFrame({"eps": [current_eps]})).mark_rule(color=OKABE["black"], strokeDash=[2, 2])
+            .encode(x="eps:Q")]
+
+
+def eps_keep_chart(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH,
+                   height: int = 220) -> alt.Chart:
+    """The kept share as ε moves (one full prune per ε, in ε mode). Two charts, not one vconcat: Streamlit
+    stretches each view of a concatenation to the column's width, so its axes ran past the column and were cut."""
+    d, _, _ = _eps_frames(df)
     keep = alt.Chart(d).mark_line(point=True, color=OKABE["blue"]).encode(
-        x=x, y=alt.Y("keep_percent:Q", title="weights kept (%)"),
+        x=_eps_x(d), y=alt.Y("keep_percent:Q", title="weights kept (%)"),
         tooltip=[alt.Tooltip("eps:Q", format="g"), alt.Tooltip("keep_percent:Q", format=".2f", title="kept %"),
-                 alt.Tooltip("accuracy_after:Q", format=".3f", title="accuracy after")],
-    ).properties(width=width, height=170, title=_title("Keep ratio as ε moves"))
+                 alt.Tooltip("accuracy_after:Q", format=".3f", title="accuracy after")])
+    sub = [f"{method}: each point is a full prune at that ε"] + (
+        ["black dotted: the sidebar's ε"] if current_eps is not None else [])
+    return sized(alt.layer(keep, *_sidebar_eps(current_eps)).properties(
+        title=_title("Keep ratio as ε moves", sub), width=width, height=height), height, len(sub))
+
+
+def eps_error_chart(df: pd.DataFrame, current_eps: float | None = None, method: str = "", width: int = WIDTH,
+                    height: int = 220) -> alt.Chart:
+    """The largest row bound and the largest measured errors as ε moves, beside the line bound = ε."""
+    d, long, names = _eps_frames(df)
     err = alt.Chart(long).mark_line(point=True).encode(
-        x=x, y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
+        x=_eps_x(d), y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
         color=alt.Color("series:N", scale=alt.Scale(domain=list(names.values()),
-                                                    range=[OKABE["vermillion"], OKABE["blue"], OKABE["green"]]), title=None,
-                        legend=alt.Legend(orient="bottom", columns=2)),
-        tooltip=[alt.Tooltip("eps:Q", format="g"), "series:N", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(width=width, height=220, title=_title("Bound and measured error as ε moves",
-                                                        "each point is a full prune + measurement at that ε"))
+                                                    range=[OKABE["vermillion"], OKABE["blue"], OKABE["green"]]),
+                        title=None, legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=[alt.Tooltip("eps:Q", format="g"), "series:N", alt.Tooltip("value:Q", format=".4g")])
     yx = alt.Chart(pd.DataFrame({"eps": sorted(d["eps"])})).mark_line(color=OKABE["grey"], strokeDash=[4, 4]).encode(
         x="eps:Q", y="eps:Q")
-    layers_keep, layers_err = [keep], [err, yx]
-    if current_eps is not None:
-        r = alt.Chart(pd.DataFrame({"eps": [current_eps]})).mark_rule(color=OKABE["black"], strokeDash=[2, 2]).encode(x="eps:Q")
-        layers_keep.append(r)
-        layers_err.append(r)
-    return projector(alt.vconcat(alt.layer(*layers_keep), alt.layer(*layers_err)).properties(
-        title=_title(f"ε sweep ({method})", ["grey dashed: bound = ε", "black dotted: the sidebar's ε"])))
+    # the largest bound sits on bound = ε wherever a row was sampled to meet ε exactly: the grey line is then hidden
+    sub = ["grey dashed: bound = ε (under the bound's line where they coincide)"] + (
+        ["black dotted: the sidebar's ε"] if current_eps is not None else [])
+    return sized(alt.layer(err, yx, *_sidebar_eps(current_eps)).properties(
+        title=_title(f"Bound and measured error as ε moves ({method})", sub), width=width, height=height),
+        height, len(sub), 2)
 
 
 # ---- Learn page ------------------------------------------------------------------------------------

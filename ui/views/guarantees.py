@@ -80,9 +80,9 @@ def _sweep(s, prepared, report) -> None:
     df = tables.sweep_frame(reps)
     cur = s.epsilon if s.mode != "keep ratio" else None
     # built once per sweep and sidebar ε: the keep-ratio slider does not change it
-    key = ("eps_sweep", tuple(engine.report_key(ss, epsilon=e) for e in SWEEP_EPS), cur, method)
-    c, spec = engine.chart(key, lambda: charts.eps_sweep(df, cur, method))
-    show.chart(c, spec=spec)
+    key = (tuple(engine.report_key(ss, epsilon=e) for e in SWEEP_EPS), cur, method)
+    show.chart_row([engine.chart(("eps_keep", *key), lambda: charts.eps_keep_chart(df, cur, method)),
+                    engine.chart(("eps_error", *key), lambda: charts.eps_error_chart(df, cur, method))])
     verdict_box(vd.eps_sweep_verdict(df))
     note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
     st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
