@@ -60,12 +60,16 @@ def widths_chart(result, width: int = WIDTH) -> alt.Chart:
     base = alt.Chart(df).encode(
         y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),  # labels name the layers
         yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
-        x=alt.X("filters:Q", title="output channels (filters or units)"),
+        # room right of the longest bar for its count (a 120-unit layer's "120" sat on the plot's edge)
+        x=alt.X("filters:Q", title="output channels (filters or units)",
+                scale=alt.Scale(domainMax=float(df["filters"].max()) * 1.15, nice=False)),
         color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["blue"]]),
                         title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["layer:N", "network:N", "filters:Q"],
     )
-    chart = base.mark_bar() + base.mark_text(align="left", dx=3, fontSize=TEXT_PX).encode(text="filters:Q")
+    # counts in dark grey: in the original's light grey (#C8C8C8) they were hard to read on a projector
+    chart = base.mark_bar() + base.mark_text(align="left", dx=3, fontSize=TEXT_PX, color="#333333").encode(
+        text="filters:Q", color=alt.value("#333333"))
     return sized(chart.properties(
         title=_title("Widths before and after", "grey: the original network; blue: the smaller one"),
         width=width, height=h), h, legend_rows=1)
