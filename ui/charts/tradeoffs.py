@@ -279,9 +279,11 @@ def cascade_chart(steps: list[dict], dense_acc: float, width: int = WIDTH, heigh
     series = ["after pruning", "after fine-tuning"]
     col = alt.Scale(domain=series, range=[OKABE["orange"], OKABE["blue"]])
     shapes = alt.Scale(domain=series, range=["triangle-down", "circle"])
+    # the steps' own span, ticked at the keep ratios asked (Vega's rounding drew 100 to 1 for steps from 50 to 2)
+    ticks = sorted({float(f"{100 * a:.4g}") for a in d["asked"] if a is not None and a > 0})
     base = alt.Chart(d).encode(
-        x=alt.X("keep_pct:Q", scale=alt.Scale(type="log", reverse=True), title=KEEP_AXIS + ", pruning goes right",
-                axis=alt.Axis(format="~g")),
+        x=alt.X("keep_pct:Q", scale=alt.Scale(type="log", reverse=True, nice=False, padding=24),
+                title=KEEP_AXIS + ", pruning goes right", axis=alt.Axis(format="~g", values=ticks or alt.Undefined)),
         y=alt.Y("acc:Q", title=ACC_AXIS),
         color=alt.Color("series:N", scale=col, sort=series, legend=alt.Legend(orient="bottom", title=None, labelLimit=400)),
     )
