@@ -233,6 +233,13 @@ def wide(chart, order: list[str]):
     return chart.properties(usermeta={**chart.usermeta, "sipp_wide": True})
 
 
+def spans_decades(values, decades: float = 1.5) -> bool:
+    """Whether the positive values span more than `decades` powers of ten: below that a log axis labels few, odd
+    ticks (7, 7.5, 8, 9.5) and says less than a plain one."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    return bool(v.size) and float(v.max() / v.min()) > 10**decades
+
+
 def tight_log() -> alt.Scale:
     """A log axis over the data's own extent, 10 px inside the plot. Vega rounds a log axis out to whole decades,
     which can leave one empty (a largest bound of 24 drew an axis to 100); this needs no data, so a chart template
@@ -414,9 +421,7 @@ def row_totals(df: pd.DataFrame, layer: str, width: int = WIDTH, height: int = H
         return empty(f"Total sensitivity per unit, layer {layer}",
                      "Every row of this layer has total sensitivity T = 0: no weight carries signal on the points of S.",
                      width)
-    # A log axis only where T spans decades: LeNet-300's fc1 rows run from 7 to 13, where a log axis labels 7,
-    # 7.5, 8, then 9.5, and says less than a plain one
-    log = float(d["T"].max()) / float(d["T"].min()) > 10**1.5
+    log = spans_decades(d["T"])  # LeNet-300's fc1 rows run from 7 to 13: a plain axis
     chart = alt.Chart(d).mark_circle(size=22, opacity=0.8).encode(
         # the first and last unit in full, the axis no wider (rounded out, 300 units drew -50 to 350)
         x=alt.X("unit:Q", title="output unit f (index)", scale=alt.Scale(padding=8, nice=False),

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from sipp_core.smoothness.peaks import FLOOR_EPS, MAD_SCALE, THRESHOLD_SIGMAS, signal_peaks
-from ui.charts.core import OKABE, TEXT_PX, WIDTH, _floor, _title, empty, sized, tight_log
+from ui.charts.core import OKABE, TEXT_PX, WIDTH, _floor, _title, empty, sized, spans_decades, tight_log
 from ui.formulas import tex_num
 
 MODELS = ["original", "pruned"]
@@ -72,7 +72,7 @@ def _log_or_linear(values) -> alt.Scale:
     """Log scale where positive values span more than 1.5 decades, else linear from 0."""
     finite = [float(x) for x in values if x is not None and np.isfinite(x)]
     v = np.asarray([x for x in finite if x > 0], dtype=float)
-    if v.size and v.max() / v.min() > 10**1.5:
+    if spans_decades(v):
         # ends on the 1-2-5 steps around the data (Vega's own rounding goes to whole decades: points up to 12 drew
         # an axis to 100, an empty decade), or at the floor that _with_floor draws exact zeros on
         low = _floor(finite) if any(x <= 0 for x in finite) else _step_125(v.min(), down=True)
