@@ -73,6 +73,8 @@ def layer_table(df, where=None):
     formats: counts with thousands separators, shares in percent, bounds and errors to 3 significant digits."""
     num = st.column_config.NumberColumn
     three = num(format="%.3g")
+    if "file_name" in df.columns:  # uploaded under other names: the labels already give the file's names
+        df = df.drop(columns="file_name").rename(columns={"name": "app's module name"})
     return table(df.rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch", column_config={
         "kept": num(format="localized"), "weights": num(format="localized"),
         "det. rows": num(format="localized"), "sampled rows": num(format="localized"),

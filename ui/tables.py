@@ -69,7 +69,7 @@ def layer_table(report) -> pd.DataFrame:
 
 
 LAYER_TABLE_LABELS = {
-    "label": "layer", "file_name": "in your file", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
+    "label": "layer", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
     "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "bound": "largest bound",
     "bound_mean": "mean bound", "measured_max_s": "max error on S", "measured_max_heldout": "max error held-out",
     "measured_p95_heldout": "p95 error held-out", "measured_mean_heldout": "mean error held-out",

@@ -715,9 +715,9 @@ def describe_model(model: nn.Module, record) -> ModelDescription:
     notes: list[str] = []
     if any("file_name" in d for d in prunable):
         notes.append("Your file names some layers its own way. This network runs as the app's own architecture, "
-                     "so the charts and tables call each layer by the app's name (the column 'in your file' gives "
-                     "yours); the pruned state_dict and masks you download use your file's names, and load into "
-                     "your own network.")
+                     "under the app's module names (the column 'app's module name'); the charts and tables call "
+                     "each layer by your file's names, and the pruned state_dict and masks you download use them "
+                     "too, so they load into your own network.")
     if isinstance(model, torch.fx.GraphModule):
         dense = _exported_dense(model, infos, dense)
         notes = _exported_notes(model)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..zoo.layers import FILE_KEYS, file_layer_names
 from ..zoo.models import MODELS, build_model, compatible_models
 
 __all__ = ["Match", "file_layer_names", "file_masks", "file_state", "infer_options", "keep_file_keys",
@@ -187,9 +188,6 @@ def named_as_file(model: nn.Module, mapping: dict[str, str]) -> nn.Module | None
     return root
 
 
-FILE_KEYS = "sipp_file_keys"  # a model's attribute: zoo key -> the uploaded file's key (keep_file_keys)
-
-
 def keep_file_keys(model: nn.Module, mapping: dict[str, str]) -> nn.Module:
     """The model, remembering the uploaded file's own key for each of its tensors (mapping: file key -> zoo key).
 
@@ -204,13 +202,6 @@ def file_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, to
     """`state` (the model's keys) under the uploaded file's keys where the model remembers them; else as it is."""
     keys = getattr(model, FILE_KEYS, None)
     return {keys.get(k, k): v for k, v in state.items()} if keys else state
-
-
-def file_layer_names(model: nn.Module) -> dict[str, str]:
-    """Layer name -> the uploaded file's name for it (its weight's key, less ".weight"), for a model that runs under
-    the zoo's names and remembers the file's (keep_file_keys); {} for any other model."""
-    keys = getattr(model, FILE_KEYS, None) or {}
-    return {zoo.rsplit(".", 1)[0]: file.rsplit(".", 1)[0] for zoo, file in keys.items() if zoo.endswith(".weight")}
 
 
 def file_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -65,11 +65,12 @@ class Widths:
     gathered: bool  # reads a subset of the channels that reach it
     folded: int  # removed channels whose constant went into this layer's bias
     weight_shape: tuple[int, ...] = ()  # the original weight's shape
+    file_name: str = ""  # the uploaded file's name for the layer, where it differs (zoo.layers.LayerInfo.file_name)
 
     @property
     def label(self) -> str:
-        """"conv2 · Conv2d 6→16, 5x5": the layer as it was before pruning."""
-        return layer_label(self.name, self.kind, self.weight_shape)
+        """"conv2 · Conv2d 6→16, 5x5": the layer as it was before pruning (named as LayerInfo.label names it)."""
+        return layer_label(self.file_name or self.name, self.kind, self.weight_shape)
 
 
 def _nonzero_rows(w: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ class LayerInfo:
     fan_in: int  # J: in_features, or C_in * kh * kw in F.unfold order
     kernel_size: int  # k_l = kh * kw (1 for Linear)
     patches: int  # P_l = H_out * W_out (1 for Linear)
+    file_name: str = ""  # the uploaded file's name for the layer, where it differs from the module's (file_layer_names)
 
     @property
     def num_weights(self) -> int:
@@ -33,8 +34,19 @@ class LayerInfo:
 
     @property
     def label(self) -> str:
-        """What charts, tables, CSV and JSON call the layer: "fc1 · Linear 784→300"."""
-        return layer_label(self.name, self.kind, self.weight_shape)
+        """What charts, tables, CSV and JSON call the layer: "fc1 · Linear 784→300"; the file's name for it where
+        the network runs under the app's names but was uploaded under others (the user knows it by those)."""
+        return layer_label(self.file_name or self.name, self.kind, self.weight_shape)
+
+
+FILE_KEYS = "sipp_file_keys"  # a model's attribute: zoo key -> the uploaded file's key (io.state_dicts.keep_file_keys)
+
+
+def file_layer_names(model: nn.Module) -> dict[str, str]:
+    """Layer name -> the uploaded file's name for it (its weight's key, less ".weight"), for a model that runs under
+    the zoo's names and remembers the file's (io.state_dicts.keep_file_keys); {} for any other model."""
+    keys = getattr(model, FILE_KEYS, None) or {}
+    return {zoo.rsplit(".", 1)[0]: file.rsplit(".", 1)[0] for zoo, file in keys.items() if zoo.endswith(".weight")}
 
 
 ROOT_NAME = "(whole model)"  # a model that is itself one Linear has the empty qualified name
@@ -74,7 +86,9 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """(name, reason) for modules that own parameters but are left dense."""
+    """(name, reason) for modules that own parameters but are left dense; named as the uploaded file names them,
+    for a network that runs under the zoo's names but was uploaded under others (as LayerInfo.label does)."""
+    in_file = file_layer_names(model)
     out = []
     for name, m in model.named_modules():
         if is_prunable(m):
@@ -93,7 +107,7 @@ def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
                 reason = f"{kind}: normalisation parameters are not pruned"
             else:
                 reason = f"{kind} is not a supported layer (Linear, Conv2d groups=1); left dense"
-        out.append((name, reason))
+        out.append((in_file.get(name, name), reason))
     return out
 
 
@@ -180,6 +194,7 @@ def layer_infos(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Lay
             model(x)
     finally:
         model.train(was_training)
+    in_file = file_layer_names(model)
     infos = {}
     for name, m in layers.items():
         if name not in inputs:
@@ -195,5 +210,6 @@ def layer_infos(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Lay
             fan_in=w.shape[1],
             kernel_size=k,
             patches=int(unfolded.shape[2]),
+            file_name=in_file[name] if in_file.get(name, name) != name else "",
         )
     return infos

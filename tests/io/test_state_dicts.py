@@ -15,6 +15,8 @@ from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import load_dataset
 from sipp_core.pipeline import evaluate_prune, prepare_trained
 from sipp_core.plan.pruning import prune
+from sipp_core.structured.filters import prune_filters
+from sipp_core.zoo.layers import dense_layers, layer_infos
 from sipp_core.zoo.models import build_model
 
 DIGITS = SimpleNamespace(name="digits", input_shape=(64,), num_classes=10,
@@ -175,3 +177,23 @@ def test_a_resnet_under_other_names_reports_each_layers_name_in_the_file():
     layers = evaluate_prune(prepared, method="sipp-det", keep_ratio=0.5).to_dict()["layers"]
     assert layers[0]["name"] == "conv1" and layers[0]["file_name"] == "block0"
     assert all(f"{row['file_name']}.weight" in state for row in layers)
+    assert layers[0]["label"] == "block0 · Conv2d 3→16, 3x3"  # what every chart and table calls it
+
+
+def test_a_resnet_under_other_names_is_labelled_with_the_files_names_everywhere():
+    """Charts and tables label layers by LayerInfo.label and, for filter pruning, Widths.label: both give the file's
+    name for each layer of a renamed upload, and the module's own name for a network under the zoo's names."""
+    arch, rec, make = CASES["resnet20 under other layer names"]
+    state = _renamed(make().eval().state_dict())
+    model = load_state_dict_upload(_saved(state), arch, rec)
+    infos = layer_infos(model, rec.input_shape)
+    assert infos["conv1"].label == "block0 · Conv2d 3→16, 3x3"
+    assert all(f"{i.label.split(' · ')[0]}.weight" in state for i in infos.values())
+    widths = prune_filters(model, torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0)),
+                           method="pfp", keep_ratio=0.7).widths
+    assert {w.name: w.label for w in widths}["conv1"] == "block0 · Conv2d 3→16, 3x3"
+    assert all(f"{w.label.split(' · ')[0]}.weight" in state for w in widths)
+    dense = [name for name, _ in dense_layers(model)]  # the batch norms left dense, in the page's caption
+    assert dense and all(f"{name}.weight" in state for name in dense)
+    own = layer_infos(load_state_dict_upload(_saved(make().eval().state_dict()), arch, rec), rec.input_shape)
+    assert own["conv1"].label == "conv1 · Conv2d 3→16, 3x3" and not any(i.file_name for i in own.values())

@@ -171,10 +171,10 @@ def _summary(state: dict) -> None:
                f"{rec.num_classes} classes, inputs {tuple(rec.input_shape)}): {len(desc.prunable)} prunable layer(s), "
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
                f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
-    renamed = any("file_name" in d for d in desc.prunable)  # open: the charts' layer names are not the file's
+    renamed = any("file_name" in d for d in desc.prunable)  # open: the model runs under names the file does not use
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:", expanded=renamed):
-        show.table(pd.DataFrame([dict(layer=layer_label(d["name"], d["kind"], d["weight_shape"]),
-                                      **({"in your file": d.get("file_name", d["name"])} if renamed else {}),
+        show.table(pd.DataFrame([dict(layer=layer_label(d.get("file_name", d["name"]), d["kind"], d["weight_shape"]),
+                                      **({"app's module name": d["name"]} if renamed else {}),
                                       kind=d["kind"], shape=" × ".join(map(str, d["weight_shape"])),
                                       weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch",
                    column_config={"weights": st.column_config.NumberColumn(format="localized")})
