@@ -70,7 +70,10 @@ def table(data, where=None, **kw):
 
 def layer_table(df, where=None):
     """A per-layer table (ui.tables.layer_table's columns, or the rows a run saved) with the app's headers and number
-    formats: counts with thousands separators, shares in percent, bounds and errors to 3 significant digits."""
+    formats: counts with thousands separators, shares in percent, bounds and errors to 3 significant digits.
+    While presenting: the main columns only, as a static table in the presentation's larger type (present_layers)."""
+    if presenting():
+        return present_layers(df, where)
     num = st.column_config.NumberColumn
     three = num(format="%.3g")
     if "file_name" in df.columns:  # uploaded under other names: the labels already give the file's names
@@ -82,6 +85,30 @@ def layer_table(df, where=None):
         "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
         "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
     })
+
+
+# The columns a projected per-layer table keeps, and how each is written. A table drawn on a canvas (st.dataframe)
+# keeps Streamlit's 14 px type whatever the page's CSS says, and 17 columns in 22 px type would not fit a projector's
+# width; the CSV download and the page outside presentation mode have them all.
+PRESENT_LAYER_COLUMNS = {
+    "label": str, "kept": lambda v: f"{int(v):,}", "total": lambda v: f"{int(v):,}",
+    "density": lambda v: f"{v:.1%}", "bound": lambda v: f"{v:.3g}", "measured_max_heldout": lambda v: f"{v:.3g}",
+    "failure_rate": lambda v: f"{v:.1%}",
+}
+
+
+def present_layers(df, where=None):
+    """The per-layer table for a projector: its main columns (PRESENT_LAYER_COLUMNS), formatted as the full table
+    formats them, a missing value as an empty cell, in a static table that the page's CSS sets in larger type."""
+    where = where if where is not None else st
+    cols = [c for c in PRESENT_LAYER_COLUMNS if c in df.columns]
+    shown = df[cols].copy()
+    for c in cols:
+        shown[c] = [PRESENT_LAYER_COLUMNS[c](v) if v == v and v is not None else "" for v in df[c]]  # v != v: NaN
+    where.table(shown.rename(columns=LAYER_TABLE_LABELS), hide_index=True)
+    total = len(df.columns) - ("file_name" in df.columns)  # the full table shows a file's names in "layer"
+    where.caption(f"Presentation mode shows {len(cols)} of the table's {total} columns; the CSV download and the page "
+                  "outside presentation mode have them all.")
 
 
 def chart_row(items: list) -> None:

@@ -1,7 +1,8 @@
 """The page's look, set before anything heavy is imported: its CSS, and presentation mode.
 
 Presentation mode (``?present=1`` in the URL, or the sidebar's toggle) is for a projector: the sidebar
-starts collapsed, text is larger, and every chart takes the page's full width with larger type (ui.show).
+starts collapsed, text is larger, every chart takes the page's full width with larger type, and a per-layer table
+shows its main columns as a static table in larger type (ui.show).
 This module imports Streamlit only: studio.py applies it before importing torch, so a fresh server's first page
 (which waits a few seconds for those imports) already has its final sidebar and type instead of changing them
 when the page arrives.
@@ -50,6 +51,10 @@ PRESENT_CSS = """
 [data-testid="stMainBlockContainer"] [data-testid="stMetricLabel"] p { font-size: 19px; }
 [data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] { font-size: clamp(28px, 3.4vw, 46px); }
 [data-testid="stMainBlockContainer"] [data-testid="stMetricValue"] p { font-size: inherit !important; }
+[data-testid="stMainBlockContainer"] [data-testid="stTable"] th,
+[data-testid="stMainBlockContainer"] [data-testid="stTable"] td { font-size: 20px; }
+[data-testid="stMainBlockContainer"] [data-testid="stTable"] :is(th, td):not(:first-child) {
+  text-align: right !important; }
 [data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
 [data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 30px; }

@@ -148,3 +148,31 @@ def test_a_title_never_ends_on_a_line_of_one_word():
     assert core._lines("Weights kept per layer", core.TITLE_CHARS) == ["Weights kept per layer"]
     long = "a " + "x" * 60  # a word longer than a line: split as textwrap splits it, nothing evened out
     assert core._lines(long, 52) == textwrap.wrap(long, 52)
+
+
+def test_a_projected_layer_table_is_a_static_table_of_the_main_columns_in_larger_type():
+    """st.dataframe draws on a canvas in Streamlit's 14 px type whatever the CSS says: while presenting, the Prune
+    page's per-layer table is a static table of its main columns, formatted as the full table formats them, that the
+    presentation's CSS sets at 20 px; the page says where the other columns are."""
+    from ui import tables
+    from ui.show import PRESENT_LAYER_COLUMNS
+
+    at = new_app()
+    at.query_params["present"] = "1"
+    at.run()
+    ok(at)
+    assert len(at.table) == 1 and not at.dataframe
+    shown = at.table[0].value
+    assert list(shown.columns) == [tables.LAYER_TABLE_LABELS[c] for c in PRESENT_LAYER_COLUMNS]
+    assert list(shown["layer"]) == ["fc1 · Linear 784→300", "fc2 · Linear 300→100", "fc3 · Linear 100→10"]
+    assert all(cell.replace(",", "").isdigit() for cell in shown["weights"]) and "235,200" in list(shown["weights"])
+    assert all(cell.endswith("%") for cell in shown["kept share"])
+    assert any("Presentation mode shows 7 of the table's" in c.value for c in at.caption)
+    assert "[data-testid=\"stTable\"] td { font-size: 20px; }" in _css(at)
+    at.toggle(key="_present_toggle").set_value(False).run()
+    ok(at)
+    assert not at.table and len(at.dataframe) == 1  # the full, sortable table again
+    full = at.dataframe[0].value
+    assert len(full.columns) > len(shown.columns)
+    assert list(shown["kept"]) == [f"{v:,}" for v in full["kept"]]
+    assert list(shown["max error held-out"]) == [f"{v:.3g}" for v in full["max error held-out"]]
