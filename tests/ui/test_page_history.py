@@ -226,3 +226,26 @@ def test_only_a_built_in_network_of_the_same_layers_gets_todays_names():
     assert named_layer_rows(named, base) == (named, False)  # not all positional: as saved
     renamed, done = named_layer_rows(rows, base)
     assert done and [r["label"] for r in renamed][0] == "fc1 · Linear 784→300" and renamed[0]["kept"] == 2352
+
+
+def test_a_saved_runs_layers_are_a_static_table_while_presenting():
+    """Presentation mode draws a saved run's layer table as the Prune page's: the main columns the run saved, in a
+    static table (larger type), a missing value as an empty cell."""
+    from ui.settings import Settings
+
+    rows = [dict(r, density=r["kept"] / r["total"]) for r in _positional_rows()]
+    rows[1]["density"] = float("nan")
+    settings = {**Settings().as_dict(), "keep_ratio": 0.0124}
+    run_id = RunHistory().add("prune", settings, dict(keep_ratio=0.0124, accuracy_after=0.5, has_bound=False,
+                                                      measured_max_heldout=0.1, layers=rows))
+    at = new_app()
+    at.query_params["present"] = "1"
+    at.run()
+    at.switch_page("pages/history.py").run()
+    at.multiselect(key="hist_pick").set_value([run_id]).run()
+    ok(at)
+    table = at.table[-1].value
+    assert list(table.columns) == ["layer", "kept", "weights", "kept share"]
+    assert list(table["weights"]) == ["235,200", "30,000", "1,000"] and list(table["kept share"]) == ["1.0%", "", "1.0%"]
+    assert any("Presentation mode shows 4 of the table's" in c.value for c in at.caption)
+    RunHistory().delete([run_id])
