@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from ui.charts.core import to_png, to_svg, wide_title
@@ -64,51 +65,100 @@ def downloads(c, where=None) -> None:
 
 def table(data, where=None, **kw):
     """st.dataframe with a missing value drawn as an empty cell. Streamlit's grid writes "None" there, which a
-    class reads as a word; every table of the app goes through here (a test checks it)."""
-    return (where if where is not None else st).dataframe(data, placeholder="", **kw)
+    class reads as a word; every table of the app goes through here (a test checks it).
+    While presenting, a small table (PRESENT_MAX_ROWS, PRESENT_MAX_COLUMNS) is drawn as a static table instead, in
+    the presentation's larger type (static_table)."""
+    where = where if where is not None else st
+    if presenting():
+        shown = static_table(data, kw.get("column_config"))
+        if shown is not None:
+            return where.table(shown, hide_index=kw.get("hide_index"))
+    return where.dataframe(data, placeholder="", **kw)
+
+
+# A table drawn on a canvas (st.dataframe) keeps Streamlit's 14 px type whatever the page's CSS says; a static table
+# takes the presentation's 20 px (ui/style.py). Only small ones: a static table has no scroll bar of its own, and a
+# wide one in 20 px type would not fit a projector's width.
+PRESENT_MAX_ROWS = 30
+PRESENT_MAX_COLUMNS = 10
+
+
+def number_format(fmt: str | None):
+    """A Streamlit NumberColumn format as a function of the value: printf-style ("%.3g", "%.2f×", "%d"),
+    "percent" (two decimals) or "localized" (thousands separators); without a format, the value as it is; None for
+    a format this does not know."""
+    if fmt is None:
+        return lambda v: v
+    if fmt == "percent":
+        return lambda v: f"{v:.2%}"
+    if fmt == "localized":
+        return lambda v: f"{v:,.3f}".rstrip("0").rstrip(".")  # as a browser's toLocaleString: 3 decimals at most
+    if fmt.startswith("%"):
+        return lambda v: fmt % v
+    return None
+
+
+def static_table(data, column_config=None):
+    """A small DataFrame as a static table shows it: each column formatted as its NumberColumn says, a missing value
+    an empty cell, a column's label from its config. None when it must stay a grid: not a DataFrame, too large, or a
+    column configured as anything but a number (a checkbox, a hidden column)."""
+    if not isinstance(data, pd.DataFrame) or len(data) > PRESENT_MAX_ROWS or len(data.columns) > PRESENT_MAX_COLUMNS:
+        return None
+    out, names = data.copy(), {}
+    for col in data.columns:
+        cfg = (column_config or {}).get(col)
+        if isinstance(cfg, str):
+            names[col] = cfg
+            cfg = None
+        if cfg is not None and not (isinstance(cfg, dict) and cfg.get("type_config", {}).get("type") == "number"):
+            return None
+        fmt = number_format(cfg["type_config"].get("format") if cfg else None)
+        if fmt is None:
+            return None
+        if cfg and cfg.get("label"):
+            names[col] = cfg["label"]
+        missing = data[col].isna()
+        if cfg or missing.any():  # strings from here: a formatted number, or an empty cell where the value is missing
+            raw = fmt if cfg else (lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+            out[col] = ["" if gap else raw(v) for v, gap in zip(data[col], missing)]
+    return out.rename(columns=names)
 
 
 def layer_table(df, where=None):
     """A per-layer table (ui.tables.layer_table's columns, or the rows a run saved) with the app's headers and number
     formats: counts with thousands separators, shares in percent, bounds and errors to 3 significant digits.
     While presenting: the main columns only, as a static table in the presentation's larger type (present_layers)."""
-    if presenting():
-        return present_layers(df, where)
     num = st.column_config.NumberColumn
     three = num(format="%.3g")
-    if "file_name" in df.columns:  # uploaded under other names: the labels already give the file's names
-        df = df.drop(columns="file_name").rename(columns={"name": "app's module name"})
-    return table(df.rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch", column_config={
+    config = {
         "kept": num(format="localized"), "weights": num(format="localized"),
         "det. rows": num(format="localized"), "sampled rows": num(format="localized"),
         "kept share": num(format="percent"), "largest bound": three, "mean bound": three, "max error on S": three,
         "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
         "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
-    })
+    }
+    if presenting():
+        return present_layers(df, where, config)
+    if "file_name" in df.columns:  # uploaded under other names: the labels already give the file's names
+        df = df.drop(columns="file_name").rename(columns={"name": "app's module name"})
+    return table(df.rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch", column_config=config)
 
 
-# The columns a projected per-layer table keeps, and how each is written. A table drawn on a canvas (st.dataframe)
-# keeps Streamlit's 14 px type whatever the page's CSS says, and 17 columns in 22 px type would not fit a projector's
-# width; the CSV download and the page outside presentation mode have them all.
-PRESENT_LAYER_COLUMNS = {
-    "label": str, "kept": lambda v: f"{int(v):,}", "total": lambda v: f"{int(v):,}",
-    "density": lambda v: f"{v:.1%}", "bound": lambda v: f"{v:.3g}", "measured_max_heldout": lambda v: f"{v:.3g}",
-    "failure_rate": lambda v: f"{v:.1%}",
-}
+# The columns a projected per-layer table keeps (a static table: see static_table); 17 columns in 20 px type would
+# not fit a projector's width. The CSV download and the page outside presentation mode have them all.
+PRESENT_LAYER_COLUMNS = ("label", "kept", "total", "density", "bound", "measured_max_heldout", "failure_rate")
 
 
-def present_layers(df, where=None):
+def present_layers(df, where, column_config: dict):
     """The per-layer table for a projector: its main columns (PRESENT_LAYER_COLUMNS), formatted as the full table
-    formats them, a missing value as an empty cell, in a static table that the page's CSS sets in larger type."""
-    where = where if where is not None else st
+    formats them, and a sentence saying where the others are."""
     cols = [c for c in PRESENT_LAYER_COLUMNS if c in df.columns]
-    shown = df[cols].copy()
-    for c in cols:
-        shown[c] = [PRESENT_LAYER_COLUMNS[c](v) if v == v and v is not None else "" for v in df[c]]  # v != v: NaN
-    where.table(shown.rename(columns=LAYER_TABLE_LABELS), hide_index=True)
     total = len(df.columns) - ("file_name" in df.columns)  # the full table shows a file's names in "layer"
-    where.caption(f"Presentation mode shows {len(cols)} of the table's {total} columns; the CSV download and the page "
-                  "outside presentation mode have them all.")
+    shown = df[cols].rename(columns=LAYER_TABLE_LABELS)
+    (where if where is not None else st).table(static_table(shown, column_config), hide_index=True)
+    (where if where is not None else st).caption(
+        f"Presentation mode shows {len(cols)} of the table's {total} columns; the CSV download and the page outside "
+        "presentation mode have them all.")
 
 
 def chart_row(items: list) -> None:

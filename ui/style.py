@@ -1,8 +1,8 @@
 """The page's look, set before anything heavy is imported: its CSS, and presentation mode.
 
 Presentation mode (``?present=1`` in the URL, or the sidebar's toggle) is for a projector: the sidebar
-starts collapsed, text is larger, every chart takes the page's full width with larger type, and a per-layer table
-shows its main columns as a static table in larger type (ui.show).
+starts collapsed, text is larger, every chart takes the page's full width with larger type, and a small table is a
+static table in larger type (ui.show).
 This module imports Streamlit only: studio.py applies it before importing torch, so a fresh server's first page
 (which waits a few seconds for those imports) already has its final sidebar and type instead of changing them
 when the page arrives.

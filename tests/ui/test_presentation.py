@@ -176,3 +176,37 @@ def test_a_projected_layer_table_is_a_static_table_of_the_main_columns_in_larger
     assert len(full.columns) > len(shown.columns)
     assert list(shown["kept"]) == [f"{v:,}" for v in full["kept"]]
     assert list(shown["max error held-out"]) == [f"{v:.3g}" for v in full["max error held-out"]]
+
+
+def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
+    import pandas as pd
+    import streamlit as st
+
+    from ui.show import PRESENT_MAX_ROWS, static_table
+
+    num = st.column_config.NumberColumn
+    df = pd.DataFrame({"layer": ["fc1", "fc2"], "weights": [235200, 30000], "share": [0.5217, float("nan")],
+                       "bound": [24.123, 7.3], "raw": [0.12345678, None]})
+    out = static_table(df, {"weights": num(format="localized"), "share": num("kept share", format="percent"),
+                            "bound": num(format="%.3g")})
+    assert list(out.columns) == ["layer", "weights", "kept share", "bound", "raw"]
+    assert list(out["weights"]) == ["235,200", "30,000"] and list(out["kept share"]) == ["52.17%", ""]
+    assert list(out["bound"]) == ["24.1", "7.3"] and list(out["raw"]) == ["0.1235", ""]
+    assert list(df["weights"]) == [235200, 30000]  # the caller's frame is left as it was
+    assert static_table(df, {"layer": st.column_config.CheckboxColumn()}) is None  # a checkbox stays a grid
+    assert static_table(pd.concat([df] * PRESENT_MAX_ROWS), None) is None  # too long for a static table
+    assert static_table(df.to_numpy(), None) is None
+
+
+def test_the_learn_walkthroughs_matrices_are_static_tables_while_presenting():
+    """The walkthrough's small matrices (weights, inputs, sensitivities) are what a lecturer projects."""
+    at = new_app()
+    at.query_params["present"] = "1"
+    at.run()
+    at.switch_page("pages/learn.py").run()
+    ok(at)
+    n = len(at.table)
+    assert n >= 1 and not at.dataframe
+    at.toggle(key="_present_toggle").set_value(False).run()
+    ok(at)
+    assert not at.table and len(at.dataframe) == n
