@@ -69,7 +69,7 @@ def table(data, where=None, **kw):
     While presenting, a small table (PRESENT_MAX_ROWS, PRESENT_MAX_COLUMNS) is drawn as a static table instead, in
     the presentation's larger type (static_table)."""
     where = where if where is not None else st
-    if presenting():
+    if presenting() and "on_select" not in kw:  # a static table cannot be clicked
         shown = static_table(data, kw.get("column_config"))
         if shown is not None:
             return where.table(shown, hide_index=kw.get("hide_index"))
