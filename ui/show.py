@@ -151,11 +151,12 @@ PRESENT_LAYER_COLUMNS = ("label", "kept", "total", "density", "bound", "measured
 
 def present_layers(df, where, column_config: dict):
     """The per-layer table for a projector: its main columns (PRESENT_LAYER_COLUMNS), formatted as the full table
-    formats them, and a sentence saying where the others are."""
+    formats them (a static table, or a grid for a network of more than PRESENT_MAX_ROWS layers), and a sentence
+    saying where the others are."""
     cols = [c for c in PRESENT_LAYER_COLUMNS if c in df.columns]
     total = len(df.columns) - ("file_name" in df.columns)  # the full table shows a file's names in "layer"
-    shown = df[cols].rename(columns=LAYER_TABLE_LABELS)
-    (where if where is not None else st).table(static_table(shown, column_config), hide_index=True)
+    table(df[cols].rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch",
+          column_config=column_config)
     (where if where is not None else st).caption(
         f"Presentation mode shows {len(cols)} of the table's {total} columns; the CSV download and the page outside "
         "presentation mode have them all.")

@@ -210,3 +210,23 @@ def test_the_learn_walkthroughs_matrices_are_static_tables_while_presenting():
     at.toggle(key="_present_toggle").set_value(False).run()
     ok(at)
     assert not at.table and len(at.dataframe) == n
+
+
+def test_a_projected_layer_table_of_a_deep_network_stays_a_grid_of_the_main_columns():
+    """More layers than a static table holds (a ResNet56 has 56): the main columns in a scrolling grid."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import pandas as pd
+        import streamlit as st
+
+        from ui import show
+
+        st.session_state["_present"] = True
+        show.layer_table(pd.DataFrame({"label": [f"conv{i}" for i in range(40)], "name": "x", "kind": "conv2d",
+                                       "kept": 5, "total": 10, "density": 0.5}))
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception and not at.table and len(at.dataframe) == 1
+    assert list(at.dataframe[0].value.columns) == ["layer", "kept", "weights", "kept share"]
+    assert any("shows 4 of the table's 6 columns" in c.value for c in at.caption)
