@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from .plan.pruning import to_json, validate_arguments
 from .runtime import configure_torch
 from .structured.filters import validate as validate_filter_arguments
 from .structured.report import evaluate_filters
+from .zoo.layers import left_dense
 from .zoo.models import build_model
 from .zoo.train import pick_device, train_model
 
@@ -129,8 +131,9 @@ def cmd_prune(args) -> int:
     for l in d["layers"]:
         print(f"{l['label']:<{w}}{l['kept']:>10}{l['total']:>10}{l['density']:>9.4f}{_fmt(l['bound']):>11}"
               f"{_fmt(l['measured_max_s']):>10}{_fmt(l['measured_max_heldout']):>11}{_fmt(l['failure_rate'], '.2%'):>8}")
-    for item in d["dense_layers"]:
-        print(f"  left dense: {item['name']} ({item['reason']})")
+    if d["dense_layers"]:
+        print(textwrap.fill(left_dense((i["name"], i["reason"]) for i in d["dense_layers"]), width=105,
+                            initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
     print(f"kept {d['kept']} of {d['total']} prunable weights: keep ratio {d['keep_ratio']:.4f}; "
           f"all parameters {d['params_kept']} of {d['params_total']}")
     print(f"accuracy {d['accuracy_before']:.4f} -> {d['accuracy_after']:.4f}, agreement {d['agreement']:.4f}, "

@@ -77,16 +77,6 @@ LAYER_TABLE_LABELS = {
 }
 
 
-def left_dense(pairs) -> str:
-    """The layers left dense, one clause per reason in first-seen order: "Left dense (normalisation parameters are
-    not pruned): bn1, layers.0.bn1, …". A ResNet20's 19 batch norms used to repeat the same reason 19 times.
-    pairs: (layer name, reason)."""
-    by_reason: dict[str, list[str]] = {}
-    for name, why in pairs:
-        by_reason.setdefault(why, []).append(name)
-    return "Left dense " + "; ".join(f"({why}): {', '.join(names)}" for why, names in by_reason.items()) + "."
-
-
 def layer_names(report_or_prepared) -> list[str]:
     if hasattr(report_or_prepared, "result"):
         return [l.name for l in report_or_prepared.result.layers]

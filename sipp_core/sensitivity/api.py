@@ -56,7 +56,7 @@ from torch import nn
 
 from ..errors import DegenerateData
 from ..options import PATCH_REDUCTIONS
-from ..zoo.layers import dense_layers, prunable_layers
+from ..zoo.layers import dense_layers, file_layer_names, prunable_layers
 from .budget import DEFAULT_CHUNK_BYTES, _Budget
 from .conv_direct import _conv_max_direct, _conv_mean
 from .conv_output import ConvOutput, as_module_output, fusable
@@ -215,9 +215,11 @@ class _LayerHooks:
         self.done = 0.0
         self.results: dict[str, torch.Tensor] = {}
         self.fused: dict = {}  # module -> its output, built from the engine's z (conv_output)
+        self.shown: dict[str, str] = {}  # layer -> the name progress gives it (an upload's own, file_layer_names)
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> None:
         """One forward pass over S with the hooks on; every hook is removed after."""
+        self.shown = file_layer_names(model)
         handles = [m.register_forward_pre_hook(self.before) for m in self.layers.values()]
         handles += [m.register_forward_hook(self.after) for m in self.layers.values()]
         try:
@@ -239,7 +241,7 @@ class _LayerHooks:
         self.results[name] = s if prev is None else torch.maximum(prev, s)
         self.done += self.costs.get(name, 0.0)
         if self.progress is not None:
-            self.progress(min(1.0, self.done / self.total_cost), f"sensitivity of {name}")
+            self.progress(min(1.0, self.done / self.total_cost), f"sensitivity of {self.shown.get(name, name)}")
         if holder and "y" in holder:
             # the module convolves one point only; its output is replaced by after()
             self.fused[module] = holder["y"]

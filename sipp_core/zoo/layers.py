@@ -85,6 +85,16 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if is_prunable(m)}
 
 
+def left_dense(pairs) -> str:
+    """The layers left dense in one sentence, one clause per reason in first-seen order: "Left dense
+    (normalisation parameters are not pruned): bn1, layers.0.bn1, …" (a ResNet20's 19 batch norms would otherwise
+    repeat the same reason 19 times). pairs: (layer name, reason), as dense_layers gives them."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in pairs:
+        by_reason.setdefault(why, []).append(name)
+    return "Left dense " + "; ".join(f"({why}): {', '.join(names)}" for why, names in by_reason.items()) + "."
+
+
 def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
     """(name, reason) for modules that own parameters but are left dense; named as the uploaded file names them,
     for a network that runs under the zoo's names but was uploaded under others (as LayerInfo.label does)."""

@@ -15,6 +15,7 @@ from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import load_dataset
 from sipp_core.pipeline import evaluate_prune, prepare_trained
 from sipp_core.plan.pruning import prune
+from sipp_core.sensitivity.api import compute_sensitivities
 from sipp_core.structured.filters import prune_filters
 from sipp_core.zoo.layers import dense_layers, layer_infos
 from sipp_core.zoo.models import build_model
@@ -195,5 +196,27 @@ def test_a_resnet_under_other_names_is_labelled_with_the_files_names_everywhere(
     assert all(f"{w.label.split(' · ')[0]}.weight" in state for w in widths)
     dense = [name for name, _ in dense_layers(model)]  # the batch norms left dense, in the page's caption
     assert dense and all(f"{name}.weight" in state for name in dense)
+    said = []
+    compute_sensitivities(model, torch.randn(4, 3, 8, 8), progress=lambda f, m: said.append(m))
+    assert "sensitivity of block0" in said and not any(m.endswith(" conv1") for m in said)  # progress, too
     own = layer_infos(load_state_dict_upload(_saved(make().eval().state_dict()), arch, rec), rec.input_shape)
     assert own["conv1"].label == "conv1 · Conv2d 3→16, 3x3" and not any(i.file_name for i in own.values())
+
+
+def test_the_command_line_names_a_renamed_resnets_layers_as_its_file_does(tmp_path, capsys):
+    """Its table uses the file's layer names, and the 19 batch norms left dense take one line, not 19."""
+    from sipp_core.__main__ import main
+
+    arch, _, make = CASES["resnet20 under other layer names"]
+    state = _renamed(make().eval().state_dict())
+    (tmp_path / "w.pt").write_bytes(_saved(state))
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.normal(size=(n, 3, 8, 8)).astype("float32")  # noqa: E731
+    np.savez(tmp_path / "d.npz", x_train=images(200), y_train=rng.integers(0, 5, 200), x_test=images(20),
+             y_test=rng.integers(0, 5, 20))
+    code = main(["prune", "--model", arch, "--npz", str(tmp_path / "d.npz"), "--weights", str(tmp_path / "w.pt"),
+                 "--method", "sipp-det", "--keep-ratio", "0.5", "--sample-size", "8", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "\nblock0 · Conv2d 3→16, 3x3 " in out and "\nconv1 · " not in out
+    dense = [line for line in out.splitlines() if "left dense" in line.lower()]
+    assert len(dense) == 1 and dense[0].startswith("  Left dense (normalisation parameters are not pruned): block1")

@@ -181,7 +181,7 @@ def test_rows_above_their_bound_say_why_by_how_they_were_pruned():
 
 
 def test_layers_left_dense_are_listed_once_per_reason():
-    from ui.tables import left_dense
+    from sipp_core.zoo.layers import left_dense
 
     pairs = [("bn1", "normalisation parameters are not pruned"), ("emb", "an embedding"),
              ("layers.0.bn1", "normalisation parameters are not pruned")]

@@ -34,7 +34,7 @@ from sipp_core.io.byo import (
 )
 from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.pipeline import evaluate_prune, prepare_trained
-from sipp_core.zoo.layers import layer_label
+from sipp_core.zoo.layers import layer_label, left_dense
 from sipp_core.zoo.models import MODELS, compatible_models
 from sipp_core.zoo.train import accuracy
 from ui import engine, show, tables
@@ -179,7 +179,7 @@ def _summary(state: dict) -> None:
                                       weights=d["weights"]) for d in desc.prunable]), hide_index=True, width="stretch",
                    column_config={"weights": st.column_config.NumberColumn(format="localized")})
         if desc.dense:
-            st.caption(tables.left_dense((d["name"], d["reason"]) for d in desc.dense))
+            st.caption(left_dense((d["name"], d["reason"]) for d in desc.dense))
         for n in desc.notes:
             st.caption(n)
 

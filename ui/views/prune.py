@@ -16,6 +16,7 @@ import torch
 
 from sipp_core.plan.pruning import to_json
 from sipp_core.plan.sparse_speed import measure
+from sipp_core.zoo.layers import left_dense
 from ui import engine, show, tables
 from ui import verdicts as vd
 from ui.charts import core as charts
@@ -174,7 +175,7 @@ def render() -> None:
     show.layer_table(engine.layer_table(engine.report_key(s), report))
     dense = report.result.dense
     if dense:
-        st.caption(tables.left_dense(dense))
+        st.caption(left_dense(dense))
 
     st.subheader("Downloads")
     sd, mk, js, csv = _download_bytes(report)
