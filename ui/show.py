@@ -70,7 +70,7 @@ def table(data, where=None, **kw):
     the presentation's larger type (static_table)."""
     where = where if where is not None else st
     if presenting() and "on_select" not in kw:  # a static table cannot be clicked
-        shown = static_table(data, kw.get("column_config"))
+        shown = static_table(data, kw.get("column_config"), kw.get("column_order"))
         if shown is not None:
             return where.table(shown, hide_index=kw.get("hide_index"))
     return where.dataframe(data, placeholder="", **kw)
@@ -98,20 +98,29 @@ def number_format(fmt: str | None):
     return None
 
 
-def static_table(data, column_config=None):
-    """A small DataFrame as a static table shows it: each column formatted as its NumberColumn says, a missing value
-    an empty cell, a column's label from its config. None when it must stay a grid: not a DataFrame, too large, or a
-    column configured as anything but a number (a checkbox, a hidden column)."""
-    if not isinstance(data, pd.DataFrame) or len(data) > PRESENT_MAX_ROWS or len(data.columns) > PRESENT_MAX_COLUMNS:
+def static_table(data, column_config=None, column_order=None):
+    """A small DataFrame as a static table shows it: the columns of column_order (all by default) less those
+    configured as None, each formatted as its NumberColumn says, a missing value an empty cell, a column's label
+    from its config. None when it must stay a grid: not a DataFrame, too large, or a column configured as anything
+    but a number or text (a checkbox, a progress bar)."""
+    if not isinstance(data, pd.DataFrame):
         return None
-    out, names = data.copy(), {}
-    for col in data.columns:
-        cfg = (column_config or {}).get(col)
+    config = column_config or {}
+    cols = [c for c in (column_order or data.columns) if c in data.columns and not (c in config and config[c] is None)]
+    if len(data) > PRESENT_MAX_ROWS or len(cols) > PRESENT_MAX_COLUMNS:
+        return None
+    out, names = data[cols].copy(), {}
+    for col in cols:
+        cfg = config.get(col)
         if isinstance(cfg, str):
             names[col] = cfg
             cfg = None
-        if cfg is not None and not (isinstance(cfg, dict) and cfg.get("type_config", {}).get("type") == "number"):
+        kind = cfg.get("type_config", {}).get("type") if isinstance(cfg, dict) else None
+        if cfg is not None and kind not in ("number", "text"):
             return None
+        if kind == "text":
+            names[col] = cfg.get("label") or col
+            cfg = None
         fmt = number_format(cfg["type_config"].get("format") if cfg else None)
         if fmt is None:
             return None

@@ -194,6 +194,9 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     assert list(out["bound"]) == ["24.1", "7.3"] and list(out["raw"]) == ["0.1235", ""]
     assert list(df["weights"]) == [235200, 30000]  # the caller's frame is left as it was
     assert static_table(df, {"layer": st.column_config.CheckboxColumn()}) is None  # a checkbox stays a grid
+    ordered = static_table(df, {"layer": st.column_config.TextColumn("name", width=300), "raw": None,
+                                "bound": num("bound", format="%.2f×")}, column_order=("bound", "layer", "raw"))
+    assert list(ordered.columns) == ["bound", "name"] and list(ordered["bound"]) == ["24.12×", "7.30×"]
     assert static_table(pd.concat([df] * PRESENT_MAX_ROWS), None) is None  # too long for a static table
     assert static_table(df.to_numpy(), None) is None
 
