@@ -16,7 +16,6 @@ import torch
 
 from .io.checkpoints import TrainedModel, load_trained
 from .io.data import DataRecord, load_dataset
-from .io.state_dicts import file_layer_names
 from .options import DELTA_S
 from .plan.bounds import draw_sample
 from .plan.bounds import sample_size as sample_size_formula
@@ -119,13 +118,14 @@ class Report:
     timings_s: dict
 
     def layer_rows(self) -> list[dict]:
-        in_file = file_layer_names(self.prepared.model)  # a ResNet upload saved under other names: the file's too
+        infos = self.prepared.infos
+        renamed = any(i.file_name for i in infos.values())  # a ResNet upload saved under other names: the file's too
         rows = []
         for l in self.result.layers:
             es, eh = self.errors_s[l.name], self.errors_heldout[l.name]
             rows.append(dict(
-                name=l.name, label=self.prepared.infos[l.name].label,
-                **({"file_name": in_file.get(l.name, l.name)} if in_file else {}),
+                name=l.name, label=infos[l.name].label,
+                **({"file_name": infos[l.name].file_name or l.name} if renamed else {}),
                 kind=l.kind, kept=l.kept, total=l.total, density=l.density,
                 bound=l.bound, bound_mean=l.bound_mean,
                 measured_max_s=es.max, measured_mean_s=es.mean, measured_p95_s=es.p95,

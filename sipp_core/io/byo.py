@@ -51,7 +51,7 @@ from ..errors import UploadError
 from ..zoo.layers import dense_layers, layer_infos
 from ..zoo.models import build_model
 from .npz import load_npz_dataset
-from .state_dicts import Match, file_layer_names, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
+from .state_dicts import Match, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
 from .uploads import read_upload, safe_load_message
 
 __all__ = [
@@ -707,9 +707,9 @@ def describe_model(model: nn.Module, record) -> ModelDescription:
     """Prunable layers (those a forward pass on the data set actually calls), dense layers and notes."""
 
     infos = layer_infos(model, record.input_shape)
-    in_file = file_layer_names(model)  # a ResNet saved under other names runs under the zoo's (keep_file_keys)
+    # a ResNet saved under other names runs under the zoo's (keep_file_keys): infos carry the file's names
     prunable = tuple(dict(name=n, kind=i.kind, weight_shape=list(i.weight_shape), weights=i.num_weights,
-                          **({"file_name": in_file[n]} if in_file.get(n, n) != n else {}))
+                          **({"file_name": i.file_name} if i.file_name else {}))
                      for n, i in infos.items())
     dense = [dict(name=n, reason=r) for n, r in dense_layers(model)]
     notes: list[str] = []

@@ -28,7 +28,7 @@ from ..io.export import export_pruned
 from ..options import STRUCTURED_METHODS, STRUCTURED_TARGETS, check_choice
 from ..plan.bounds import check_delta, check_epsilon
 from ..sensitivity.api import check_not_all_zero
-from ..zoo.layers import file_layer_names, layer_infos, prunable_layers
+from ..zoo.layers import layer_infos, prunable_layers
 from .budget import LayerBudget, channels_kept, global_epsilon
 from .channels import channel_sensitivities, reduce_to_channels
 from .graph import find_links
@@ -200,9 +200,8 @@ def prune_filters(model: nn.Module, inputs: torch.Tensor, *, method: str = "pfp"
     per_layer_small = layer_flops(small, example)
     settings = dict(method=method, keep_ratio=keep_ratio, epsilon=epsilon, target=target, delta=delta, seed=seed,
                     sample_size=len(inputs))
-    in_file = file_layer_names(model)  # a network uploaded under other names: its layers are named as in the file
-    widths = [replace(w, file_name=in_file[w.name]) if in_file.get(w.name, w.name) != w.name else w
-              for w in best.widths]
+    # a network uploaded under other names: its layers are named as in the file (infos carry the file's names)
+    widths = [replace(w, file_name=infos[w.name].file_name) if w.name in infos else w for w in best.widths]
     return FilterPruneResult(
         model=small, masked_model=best.masked, widths=widths,
         channels={n: (m.weight.transpose(0, 1).reshape(m.weight.shape[1], -1) != 0).any(dim=1)
