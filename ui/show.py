@@ -130,7 +130,19 @@ def static_table(data, column_config=None, column_order=None):
         if cfg or missing.any():  # strings from here: a formatted number, or an empty cell where the value is missing
             raw = fmt if cfg else (lambda v: f"{v:.4g}" if isinstance(v, float) else v)
             out[col] = ["" if gap else raw(v) for v, gap in zip(data[col], missing)]
+        elif pd.api.types.is_string_dtype(data[col]) or data[col].dtype == object:
+            out[col] = [unbroken(v) for v in data[col]]
     return out.rename(columns=names)
+
+
+WORD_JOINER = "\u2060"
+
+
+def unbroken(v):
+    """A one-word text cell ("sipp-hybrid") with an invisible word joiner after each hyphen: in a static table's
+    narrow column the browser would break the name there, and a method's name read as "sipp-" over "hybrid". Text
+    with spaces is left to wrap at them (a long one kept on one line would push the numbers out of the table)."""
+    return v.replace("-", "-" + WORD_JOINER) if isinstance(v, str) and "-" in v and not any(c.isspace() for c in v) else v
 
 
 def layer_table(df, where=None):

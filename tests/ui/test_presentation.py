@@ -197,6 +197,8 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     ordered = static_table(df, {"layer": st.column_config.TextColumn("name", width=300), "raw": None,
                                 "bound": num("bound", format="%.2f×")}, column_order=("bound", "layer", "raw"))
     assert list(ordered.columns) == ["bound", "name"] and list(ordered["bound"]) == ["24.12×", "7.30×"]
+    methods = static_table(pd.DataFrame({"method": ["sipp-hybrid", "wt", "no point within the drop"], "n": [1, 2, 3]}))
+    assert list(methods["method"]) == ["sipp-\u2060hybrid", "wt", "no point within the drop"]  # kept on one line
     assert static_table(pd.concat([df] * PRESENT_MAX_ROWS), None) is None  # too long for a static table
     assert static_table(df.to_numpy(), None) is None
 
