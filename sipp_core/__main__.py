@@ -16,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .console import ProgressPrinter
 from .errors import BadInput, SippError, StorageError
 from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
 from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_checkpoint
@@ -35,25 +36,12 @@ from .zoo.train import pick_device, train_model
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
-def _progress_printer(prefix: str):
-    def show(fraction: float, message: str) -> None:
-        if fraction <= 0.0:  # an announcement (what starts now, how long it takes): keep it on its own line
-            print(f"{prefix}: {message}", file=sys.stderr, flush=True)
-            return
-        bar = "#" * int(30 * fraction)
-        print(f"\r{prefix} [{bar:<30}] {100 * fraction:5.1f}% {message[:60]:<60}", end="", file=sys.stderr, flush=True)
-        if fraction >= 1.0:
-            print(file=sys.stderr)
-
-    return show
-
-
 def cmd_train(args) -> int:
     record = load_dataset(args.dataset)
     model = build_model(args.model, record.input_shape, record.num_classes, seed=args.seed)
     start = time.perf_counter()
     model, acc = train_model(model, record, epochs=args.epochs, seed=args.seed, device=args.device,
-                             progress=_progress_printer("train"))
+                             progress=ProgressPrinter("train"))
     took = time.perf_counter() - start
     path = args.out or (cache_dir() / checkpoint_name(args.model, args.dataset, args.epochs, args.seed))
 
@@ -103,7 +91,7 @@ def _check_sources(args) -> None:
 
 
 def _prepared(args):
-    progress = None if args.quiet else _progress_printer("prepare")
+    progress = None if args.quiet else ProgressPrinter("prepare")
     if args.npz:
         trained, record = _own_network(args)
         return prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
@@ -159,7 +147,7 @@ def cmd_prune_filters(args) -> int:
     prepared = _prepared(args)
     report = evaluate_filters(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                               target=args.target, delta=args.delta, seed=args.seed,
-                              progress=None if args.quiet else _progress_printer("prune"))
+                              progress=None if args.quiet else ProgressPrinter("prune"))
     d = report.to_dict()
     r = report.result
     goal = f"keep ratio {args.keep_ratio:g} of {args.target}" if args.keep_ratio else f"epsilon {args.epsilon:g}"

@@ -39,12 +39,12 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..console import ProgressPrinter
 from ..errors import BadInput, StorageError
 from ..io.checkpoints import cache_dir
 from ..io.data_files import missing_files
@@ -357,17 +357,10 @@ def format_summary(res: StudyResult) -> str:
     return "\n".join(lines)
 
 
-def _progress(fraction: float, message: str) -> None:
-    bar = "#" * int(30 * fraction)
-    print(f"\rstudy [{bar:<30}] {100 * fraction:5.1f}% {message[:70]:<70}", end="", file=sys.stderr, flush=True)
-    if fraction >= 1.0:
-        print(file=sys.stderr)
-
-
 def cmd_study(args) -> int:
     config = load_config(args.config)  # every check before any work
     res = run_study(config, executor=args.executor, ray_address=args.ray_address,
-                    progress=None if args.quiet else _progress, cache=not args.no_cache)
+                    progress=None if args.quiet else ProgressPrinter("study", width=70), cache=not args.no_cache)
     c = res.config
     mode = (f"prune-retrain, {c.retrain['epochs']} fine-tuning epochs per keep ratio" if c.retrain
             else "prune only")

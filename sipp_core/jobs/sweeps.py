@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..console import ProgressPrinter
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
 from ..options import METHODS, STRUCTURED_METHODS
 from ..pipeline import Prepared, prepare_trained
@@ -509,13 +509,6 @@ def prune_potential(frame, max_accuracy_drop: float):
 # command line
 
 
-def _stderr_progress(fraction: float, message: str) -> None:
-    bar = "#" * int(30 * fraction)
-    print(f"\rsweep [{bar:<30}] {100 * fraction:5.1f}% {message[:70]:<70}", end="", file=sys.stderr, flush=True)
-    if fraction >= 1.0:
-        print(file=sys.stderr)
-
-
 def _fmt(v, spec=".4f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -545,7 +538,7 @@ def cmd_sweep(args) -> int:
     res = sweep(args.model, args.dataset, methods=methods, ratios=grid, seeds=args.seeds,
                 sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
                 measure_errors=args.measure_errors, measure_latency=args.measure_latency, cache=not args.no_cache,
-                progress=None if args.quiet else _stderr_progress, executor=args.executor,
+                progress=None if args.quiet else ProgressPrinter("sweep", width=70), executor=args.executor,
                 ray_address=args.ray_address)
     rows = res.rows
     before = next((r["accuracy_before"] for r in rows if not math.isnan(r["accuracy_before"])), float("nan"))
