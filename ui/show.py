@@ -21,8 +21,10 @@ PRESENT_CHARS_SCALE = 1.1
 
 
 def new_run() -> None:
-    """studio.py, every run: number this run's charts from 1 again (their download buttons' keys, downloads)."""
+    """studio.py, every run: number this run's charts (their download buttons' keys, downloads) and scrolling
+    tables (table) from 1 again."""
     st.session_state["_chart_n"] = 0
+    st.session_state["_scroll_n"] = 0
 
 
 def _scaled(spec, factor: float):
@@ -66,20 +68,28 @@ def downloads(c, where=None) -> None:
 def table(data, where=None, **kw):
     """st.dataframe with a missing value drawn as an empty cell. Streamlit's grid writes "None" there, which a
     class reads as a word; every table of the app goes through here (a test checks it).
-    While presenting, a small table (PRESENT_MAX_ROWS, PRESENT_MAX_COLUMNS) is drawn as a static table instead, in
-    the presentation's larger type (static_table)."""
+    While presenting, a table of at most PRESENT_SCROLL_ROWS rows and PRESENT_MAX_COLUMNS columns is drawn as a
+    static table instead, in the presentation's larger type (static_table)."""
     where = where if where is not None else st
     if presenting() and "on_select" not in kw:  # a static table cannot be clicked
         shown = static_table(data, kw.get("column_config"), kw.get("column_order"))
         if shown is not None:
+            if len(shown) > PRESENT_MAX_ROWS:  # in a box that scrolls, its header kept in view (ui/style.py)
+                n = st.session_state.get("_scroll_n", 0) + 1
+                st.session_state["_scroll_n"] = n
+                where = where.container(height=PRESENT_SCROLL_PX, key=f"{PRESENT_SCROLL_KEY}-{n}")
             return where.table(shown, hide_index=kw.get("hide_index"))
     return where.dataframe(data, placeholder="", **kw)
 
 
 # A table drawn on a canvas (st.dataframe) keeps Streamlit's 14 px type whatever the page's CSS says; a static table
-# takes the presentation's 20 px (ui/style.py). Only small ones: a static table has no scroll bar of its own, and a
-# wide one in 20 px type would not fit a projector's width.
+# takes the presentation's 20 px (ui/style.py). Up to PRESENT_MAX_ROWS rows it is drawn whole; up to
+# PRESENT_SCROLL_ROWS (ResNet56's 56 layers, a sweep's points) in a box of PRESENT_SCROLL_PX that scrolls, its header
+# kept in view; longer ones stay grids. A wide one in 20 px type would not fit a projector's width.
 PRESENT_MAX_ROWS = 30
+PRESENT_SCROLL_ROWS = 300
+PRESENT_SCROLL_PX = 520  # about 11 rows of 20 px type, and room for the page's heading at 1280x720
+PRESENT_SCROLL_KEY = "present-scroll"  # the box's CSS class (st-key-…): ui/style.py keeps its header in view
 PRESENT_MAX_COLUMNS = 10
 
 
@@ -101,13 +111,13 @@ def number_format(fmt: str | None):
 def static_table(data, column_config=None, column_order=None):
     """A small DataFrame as a static table shows it: the columns of column_order (all by default) less those
     configured as None, each formatted as its NumberColumn says, a missing value an empty cell, a column's label
-    from its config. None when it must stay a grid: not a DataFrame, too large, or a column configured as anything
-    but a number or text (a checkbox, a progress bar)."""
+    from its config. None when it must stay a grid: not a DataFrame, too large (PRESENT_SCROLL_ROWS,
+    PRESENT_MAX_COLUMNS), or a column configured as anything but a number or text (a checkbox, a progress bar)."""
     if not isinstance(data, pd.DataFrame):
         return None
     config = column_config or {}
     cols = [c for c in (column_order or data.columns) if c in data.columns and not (c in config and config[c] is None)]
-    if len(data) > PRESENT_MAX_ROWS or len(cols) > PRESENT_MAX_COLUMNS:
+    if len(data) > PRESENT_SCROLL_ROWS or len(cols) > PRESENT_MAX_COLUMNS:
         return None
     out, names = data[cols].copy(), {}
     for col in cols:
@@ -172,8 +182,8 @@ PRESENT_LAYER_COLUMNS = ("label", "kept", "total", "density", "bound", "measured
 
 def present_layers(df, where, column_config: dict):
     """The per-layer table for a projector: its main columns (PRESENT_LAYER_COLUMNS), formatted as the full table
-    formats them (a static table, or a grid for a network of more than PRESENT_MAX_ROWS layers), and a sentence
-    saying where the others are."""
+    formats them (a static table; one of more than PRESENT_MAX_ROWS layers scrolls in a box of its own), and a
+    sentence saying where the others are."""
     cols = [c for c in PRESENT_LAYER_COLUMNS if c in df.columns]
     total = len(df.columns) - ("file_name" in df.columns)  # the full table shows a file's names in "layer"
     table(df[cols].rename(columns=LAYER_TABLE_LABELS), where, hide_index=True, width="stretch",

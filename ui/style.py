@@ -55,6 +55,14 @@ PRESENT_CSS = """
 [data-testid="stMainBlockContainer"] [data-testid="stTable"] td { font-size: 20px; }
 [data-testid="stMainBlockContainer"] [data-testid="stTable"] :is(th, td):not(:first-child) {
   text-align: right !important; }
+/* a long table scrolls in a box of its own (ui.show.table), its header kept in view. A sticky header sticks within
+   the nearest box that scrolls, and Streamlit wraps every table in one (for wide tables): let the table's box be it */
+/* all of the box in view, at 150% zoom too; no padding above the header, where rows would show as they scroll by */
+[class*="st-key-present-scroll"] { max-height: 66vh; padding-top: 0; }
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-present-scroll"]) { height: auto !important; max-height: 66vh; }
+[class*="st-key-present-scroll"] [data-testid="stTable"],
+[class*="st-key-present-scroll"] [data-testid="stTable"] > div { overflow: visible; }
+[class*="st-key-present-scroll"] [data-testid="stTable"] thead th { position: sticky; top: 0; z-index: 1; background: #ffffff; }
 [data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
 [data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 30px; }

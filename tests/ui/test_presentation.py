@@ -182,7 +182,7 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     import pandas as pd
     import streamlit as st
 
-    from ui.show import PRESENT_MAX_ROWS, static_table
+    from ui.show import PRESENT_SCROLL_ROWS, static_table
 
     num = st.column_config.NumberColumn
     df = pd.DataFrame({"layer": ["fc1", "fc2"], "weights": [235200, 30000], "share": [0.5217, float("nan")],
@@ -199,7 +199,7 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     assert list(ordered.columns) == ["bound", "name"] and list(ordered["bound"]) == ["24.12×", "7.30×"]
     methods = static_table(pd.DataFrame({"method": ["sipp-hybrid", "wt", "no point within the drop"], "n": [1, 2, 3]}))
     assert list(methods["method"]) == ["sipp-\u2060hybrid", "wt", "no point within the drop"]  # kept on one line
-    assert static_table(pd.concat([df] * PRESENT_MAX_ROWS), None) is None  # too long for a static table
+    assert static_table(pd.concat([df] * (PRESENT_SCROLL_ROWS // 2 + 1)), None) is None  # too long for a static table
     assert static_table(df.to_numpy(), None) is None
 
 
@@ -217,8 +217,9 @@ def test_the_learn_walkthroughs_matrices_are_static_tables_while_presenting():
     assert not at.table and len(at.dataframe) == n
 
 
-def test_a_projected_layer_table_of_a_deep_network_stays_a_grid_of_the_main_columns():
-    """More layers than a static table holds (a ResNet56 has 56): the main columns in a scrolling grid."""
+def test_a_projected_layer_table_of_a_deep_network_scrolls_in_a_box_of_its_own():
+    """More layers than fit a screen (a ResNet56 has 56): the main columns as a static table in a box of a fixed
+    height that scrolls (its header kept in view by the page's CSS); a table too long even for that stays a grid."""
     from streamlit.testing.v1 import AppTest
 
     def script():
@@ -228,10 +229,17 @@ def test_a_projected_layer_table_of_a_deep_network_stays_a_grid_of_the_main_colu
         from ui import show
 
         st.session_state["_present"] = True
-        show.layer_table(pd.DataFrame({"label": [f"conv{i}" for i in range(40)], "name": "x", "kind": "conv2d",
-                                       "kept": 5, "total": 10, "density": 0.5}))
+        for n in (40, show.PRESENT_SCROLL_ROWS + 1):
+            show.layer_table(pd.DataFrame({"label": [f"conv{i}" for i in range(n)], "name": "x", "kind": "conv2d",
+                                           "kept": 5, "total": 10, "density": 0.5}))
 
     at = AppTest.from_function(script).run()
-    assert not at.exception and not at.table and len(at.dataframe) == 1
+    assert not at.exception and len(at.table) == 1 and len(at.dataframe) == 1
+    assert list(at.table[0].value.columns) == ["layer", "kept", "weights", "kept share"] and len(at.table[0].value) == 40
     assert list(at.dataframe[0].value.columns) == ["layer", "kept", "weights", "kept share"]
-    assert any("shows 4 of the table's 6 columns" in c.value for c in at.caption)
+    assert all("shows 4 of the table's 6 columns" in c.value for c in at.caption) and len(at.caption) == 2
+    from ui.show import PRESENT_SCROLL_KEY, PRESENT_SCROLL_PX
+
+    box = at.main.children[0]  # the scrolling box: a fixed height, the class the page's CSS keeps the header by
+    assert box.type == "flex_container" and box.proto.height_config.pixel_height == PRESENT_SCROLL_PX
+    assert PRESENT_SCROLL_KEY in str(box.proto) and box.children[0].type == "table"
