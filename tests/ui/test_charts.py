@@ -20,13 +20,18 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sipp_core.structured.filters import prune_filters  # noqa: E402
 from ui import formulas as fx  # noqa: E402
 from ui import tables  # noqa: E402
-from sipp_core.structured.filters import prune_filters  # noqa: E402
 from ui.charts import core as charts  # noqa: E402
 from ui.charts import filters as cf  # noqa: E402
+from ui.charts import guarantees as guarantee_charts  # noqa: E402
 from ui.charts import history as ch  # noqa: E402
 from ui.charts import images as charts_images  # noqa: E402
+from ui.charts import kept_edges as kept_charts  # noqa: E402
+from ui.charts import layers as layer_charts  # noqa: E402
+from ui.charts import learn as learn_charts  # noqa: E402
+from ui.charts import sensitivity as sens_charts  # noqa: E402
 from ui.charts import tradeoffs as ct  # noqa: E402
 
 
@@ -94,13 +99,13 @@ def _all_layers(spec):
 
 
 def test_prune_page_charts(report):
-    for c in (charts.density_chart(report), charts.bound_vs_measured(report)):
+    for c in (layer_charts.density_chart(report), layer_charts.bound_vs_measured(report)):
         assert isinstance(c, alt.TopLevelMixin)
         assert_readable(c)
 
 
 def test_bound_chart_uses_a_log_axis_and_shows_the_loose_bound(report):
-    spec = charts.bound_vs_measured(report).to_dict()
+    spec = layer_charts.bound_vs_measured(report).to_dict()
     text = str(spec)
     assert "'type': 'log'" in text
     assert "largest row bound" in text and "measured max held-out" in text
@@ -110,13 +115,13 @@ def test_baseline_chart_says_there_is_no_bound(prepared):
     from sipp_core.pipeline import evaluate_prune
 
     r = evaluate_prune(prepared, method="wt", keep_ratio=0.05)
-    spec = str(charts.bound_vs_measured(r).to_dict())
+    spec = str(layer_charts.bound_vs_measured(r).to_dict())
     assert "no error bound" in spec
-    assert "no error bound" in charts.failure_rates(r, 1e-16).to_dict()["usermeta"]["sipp_empty"]
+    assert "no error bound" in guarantee_charts.failure_rates(r, 1e-16).to_dict()["usermeta"]["sipp_empty"]
 
 
 def test_sensitivity_charts(prepared, report):
-    assert_readable(charts.sensitivity_histogram(prepared))
+    assert_readable(sens_charts.sensitivity_histogram(prepared))
     df, zeros = tables.sensitivity_histogram(prepared.sensitivities)
     assert len(df) < 400 and set(zeros) == set(prepared.sensitivities)  # pre-binned, not raw edges
     from sipp_core.zoo.layers import prunable_layers
@@ -125,8 +130,8 @@ def test_sensitivity_charts(prepared, report):
     w = prunable_layers(prepared.model)[name].weight
     pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], report.result.masks[name])
     assert len(pts) <= 2500
-    assert_readable(charts.sensitivity_vs_weight(pts, name))
-    totals = charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name)
+    assert_readable(sens_charts.sensitivity_vs_weight(pts, name))
+    totals = sens_charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name)
     assert_readable(totals)
     # units are whole numbers (a 6-unit layer showed ticks at 0.5), and s, a share, tops the axis at 1, not 10
     unit_axis = totals.to_dict()["encoding"]["x"]["axis"]
@@ -134,10 +139,10 @@ def test_sensitivity_charts(prepared, report):
     assert totals.to_dict()["encoding"]["x"]["scale"]["nice"] is False  # 300 units drew an axis from -50 to 350
     # T within one decade: a plain axis (a log one labelled 7, 7.5, 8, 9.5); T over decades: a log one
     narrow = pd.DataFrame({"unit": [0, 1, 2], "sign": ["+"] * 3, "T": [7.0, 9.0, 12.5], "nnz": [5] * 3})
-    assert charts.row_totals(narrow, "fc1").to_dict()["encoding"]["y"]["scale"] == {"zero": False, "padding": 10}
+    assert sens_charts.row_totals(narrow, "fc1").to_dict()["encoding"]["y"]["scale"] == {"zero": False, "padding": 10}
     wide_t = narrow.assign(T=[1.0, 30.0, 900.0])
-    assert charts.row_totals(wide_t, "fc1").to_dict()["encoding"]["y"]["scale"]["type"] == "log"
-    s_scale = charts.sensitivity_vs_weight(pts, name).to_dict()["encoding"]["y"]["scale"]
+    assert sens_charts.row_totals(wide_t, "fc1").to_dict()["encoding"]["y"]["scale"]["type"] == "log"
+    s_scale = sens_charts.sensitivity_vs_weight(pts, name).to_dict()["encoding"]["y"]["scale"]
     assert s_scale == {"type": "log", "domainMax": 1}
     top = tables.top_edges(prepared, report, k=10)
     assert len(top) == 10 and top["s"].is_monotonic_decreasing
@@ -146,8 +151,8 @@ def test_sensitivity_charts(prepared, report):
 def test_kept_edge_views(report):
     names = tables.layer_names(report)
     small = names[-1]  # 100 x 10: interactive
-    assert_readable(charts.heatmap_small(tables.heatmap_frame(report, small), small))
-    assert_readable(charts.kept_per_unit(report, small))
+    assert_readable(kept_charts.heatmap_small(tables.heatmap_frame(report, small), small))
+    assert_readable(kept_charts.kept_per_unit(report, small))
     mask, vals, w = tables.kept_matrix(report, names[0])  # 300 x 784: an image
     img = charts_images.kept_heatmap(mask, vals, "first layer")
     assert isinstance(img, Image.Image) and img.width <= 1200 and img.height <= 900
@@ -172,13 +177,13 @@ def test_conv_views():
 def test_guarantee_charts(report, eps_report):
     name = tables.layer_names(report)[1]
     for rep in (report, eps_report):
-        assert_readable(charts.row_scatter(rep, name, "heldout"))
-        assert_readable(charts.row_scatter(rep, name, "s"))
-        assert_readable(charts.failure_rates(rep, 1e-6))
+        assert_readable(guarantee_charts.row_scatter(rep, name, "heldout"))
+        assert_readable(guarantee_charts.row_scatter(rep, name, "s"))
+        assert_readable(guarantee_charts.failure_rates(rep, 1e-6))
     df = tables.sweep_frame({2.0: eps_report, 1.0: report})
     assert list(df["eps"]) == [1.0, 2.0]
-    assert_readable(charts.eps_keep_chart(df, 2.0, "sipp-rand"))
-    assert_readable(charts.eps_error_chart(df, 2.0, "sipp-rand"))
+    assert_readable(guarantee_charts.eps_keep_chart(df, 2.0, "sipp-rand"))
+    assert_readable(guarantee_charts.eps_error_chart(df, 2.0, "sipp-rand"))
 
 
 def test_layer_table_and_headline(report):
@@ -271,7 +276,7 @@ def test_learn_walk_matches_the_engine():
         assert np.allclose(w.s, w.s_engine, rtol=1e-4, atol=1e-6)
         rows = lc.row_table(w, 1, 1e-2)
         assert len(rows) == 2 * w.W.shape[0]
-    assert_readable(charts.network_diagram([toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]))
+    assert_readable(learn_charts.network_diagram([toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]))
     assert math.isfinite(toy.accuracy)
 
 
@@ -458,21 +463,21 @@ def every_chart(prepared, report, eps_report):
     speed = pd.DataFrame([dict(name="fc1", kind="linear", shape=[300, 784], batch_size=b, dense_ms=1.0, csr_ms=c,
                                density=0.1) for b, c in ((1, 2.0), (256, 0.5))])
     built = {
-        "density_chart": charts.density_chart(report),
-        "bound_vs_measured": charts.bound_vs_measured(report),
-        "sensitivity_histogram": charts.sensitivity_histogram(prepared),
-        "sensitivity_vs_weight": charts.sensitivity_vs_weight(pts, name),
-        "row_totals": charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name),
-        "edge_profile": charts.edge_profile(np.linspace(0, 1, 20), 10, 3),
-        "heatmap_small": charts.heatmap_small(tables.heatmap_frame(report, small), small),
-        "kept_per_unit": charts.kept_per_unit(report, small),
-        "row_scatter": charts.row_scatter(eps_report, name),
-        "failure_rates": charts.failure_rates(eps_report, 1e-6),
-        "eps_keep_chart": charts.eps_keep_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0, "sipp-rand"),
-        "eps_error_chart": charts.eps_error_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0,
+        "density_chart": layer_charts.density_chart(report),
+        "bound_vs_measured": layer_charts.bound_vs_measured(report),
+        "sensitivity_histogram": sens_charts.sensitivity_histogram(prepared),
+        "sensitivity_vs_weight": sens_charts.sensitivity_vs_weight(pts, name),
+        "row_totals": sens_charts.row_totals(tables.row_totals_frame(w, prepared.sensitivities[name]), name),
+        "edge_profile": sens_charts.edge_profile(np.linspace(0, 1, 20), 10, 3),
+        "heatmap_small": kept_charts.heatmap_small(tables.heatmap_frame(report, small), small),
+        "kept_per_unit": kept_charts.kept_per_unit(report, small),
+        "row_scatter": guarantee_charts.row_scatter(eps_report, name),
+        "failure_rates": guarantee_charts.failure_rates(eps_report, 1e-6),
+        "eps_keep_chart": guarantee_charts.eps_keep_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0, "sipp-rand"),
+        "eps_error_chart": guarantee_charts.eps_error_chart(tables.sweep_frame({2.0: eps_report, 1.0: report}), 2.0,
                                                   "sipp-rand"),
-        "network_diagram": charts.network_diagram(weights),
-        "toy_data": charts.toy_data(toy.record.x_pool.numpy(), toy.record.y_pool.numpy(), np.arange(5), 0),
+        "network_diagram": learn_charts.network_diagram(weights),
+        "toy_data": learn_charts.toy_data(toy.record.x_pool.numpy(), toy.record.y_pool.numpy(), np.arange(5), 0),
         "empty": charts.empty("Nothing here", "Nothing was measured, so there is nothing to draw on this chart."),
         "path_distribution": cs.path_distribution(comp),
         "propagation_chart": cs.propagation_chart(comp),
@@ -547,7 +552,7 @@ def test_every_legend_names_every_mark_and_fits(every_chart):
 
 def test_the_old_three_column_legend_is_caught(report):
     """The check above fails on the clipped legend it was written for (five series in 3 columns at 560 px)."""
-    spec = charts.bound_vs_measured(report).to_dict()
+    spec = layer_charts.bound_vs_measured(report).to_dict()
     enc = spec["layer"][0]["encoding"]
     enc["color"]["legend"]["columns"] = 3
     with pytest.raises(AssertionError, match="does not fit"):
@@ -559,7 +564,7 @@ def test_the_old_three_column_legend_is_caught(report):
 
 
 def test_bound_chart_names_the_green_circle(report):
-    spec = charts.bound_vs_measured(report).to_dict()
+    spec = layer_charts.bound_vs_measured(report).to_dict()
     enc = spec["layer"][0]["encoding"]
     domain, colors, shapes = enc["color"]["scale"]["domain"], enc["color"]["scale"]["range"], enc["shape"]["scale"]["range"]
     i = domain.index("measured max on S")
@@ -572,7 +577,7 @@ def test_nothing_failed_is_a_sentence_not_a_blank_chart(prepared):
 
     r = evaluate_prune(prepared, method="sipp-det", keep_ratio=1.0)  # nearly dense: no row breaks its bound
     assert int(tables.failure_frame(r)["failures"].sum()) == 0
-    c = charts.failure_rates(r, 1e-16)
+    c = guarantee_charts.failure_rates(r, 1e-16)
     assert "0 failures" in c.to_dict()["usermeta"]["sipp_empty"]
     assert_empty_sentence_fits(c)
     assert_projector_sizes(c)
@@ -581,10 +586,10 @@ def test_nothing_failed_is_a_sentence_not_a_blank_chart(prepared):
 def test_layers_are_labelled_by_module_name_and_shape(report):
     labels = list(tables.layer_labels(report).values())
     assert labels == ["fc1 · Linear 784→300", "fc2 · Linear 300→100", "fc3 · Linear 100→10"]
-    for c in (charts.density_chart(report), charts.bound_vs_measured(report)):
+    for c in (layer_charts.density_chart(report), layer_charts.bound_vs_measured(report)):
         text = str(c.to_dict())
         assert all(lab in text for lab in labels)
-    assert labels[1] in str(charts.row_scatter(report, "fc2").to_dict()["title"])
+    assert labels[1] in str(guarantee_charts.row_scatter(report, "fc2").to_dict()["title"])
     assert list(tables.layer_table(report)["label"]) == labels
     assert [row["label"] for row in report.to_dict()["layers"]] == labels
     assert "label" in tables.layer_table(report).to_csv(index=False).splitlines()[0]
@@ -604,7 +609,7 @@ def test_conv_layers_are_labelled_with_channels_and_kernel():
 
 def test_charts_download_as_png_and_svg(report):
     """What the app's "Download chart" gives: Vega's own drawing (vl-convert), every label in it."""
-    c = charts.bound_vs_measured(report)
+    c = layer_charts.bound_vs_measured(report)
     png = charts.to_png(c)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ui import tables  # noqa: E402
-from ui.charts import core as charts  # noqa: E402
+from ui.charts import guarantees as guarantee_charts  # noqa: E402
+from ui.charts import layers as layer_charts  # noqa: E402
+from ui.charts import sensitivity as sens_charts  # noqa: E402
 from ui.charts.figure import Figure, template_of  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def failing(prepared):
     return out
 
 
-@pytest.mark.parametrize("make", [charts.density_figure, charts.bound_figure])
+@pytest.mark.parametrize("make", [layer_charts.density_figure, layer_charts.bound_figure])
 def test_two_settings_share_one_template_and_differ_only_in_data(reports, make):
     a, b = make(reports[0]), make(reports[1])
     assert isinstance(a, Figure) and a.key == b.key
@@ -49,7 +51,7 @@ def test_two_settings_share_one_template_and_differ_only_in_data(reports, make):
 
 
 def test_a_method_without_a_bound_gets_its_own_template(reports):
-    with_bound, without = charts.bound_figure(reports[0]), charts.bound_figure(reports[2])
+    with_bound, without = layer_charts.bound_figure(reports[0]), layer_charts.bound_figure(reports[2])
     assert with_bound.key != without.key
     assert "no error bound" in str(without.to_dict()) and "no error bound" not in str(with_bound.to_dict())
 
@@ -57,12 +59,12 @@ def test_a_method_without_a_bound_gets_its_own_template(reports):
 def test_the_live_number_in_a_title_is_drawn_from_the_data(reports):
     """The density chart's title shows the overall keep ratio; Vega computes it from the data set."""
     for r in reports[:2]:
-        svg = vl_convert.vegalite_to_svg(charts.density_figure(r).to_dict())
+        svg = vl_convert.vegalite_to_svg(layer_charts.density_figure(r).to_dict())
         assert f"Weights kept per layer: {100 * r.result.keep_ratio:.2f}% overall" in svg
 
 
 def test_the_complete_chart_inlines_every_data_set(reports):
-    fig = charts.bound_figure(reports[0])
+    fig = layer_charts.bound_figure(reports[0])
     spec = fig.chart().to_dict()
     assert "errors" in spec["datasets"] and len(spec["datasets"]) == 2  # and the fixed "1 = whole signal" line
     assert len(spec["datasets"]["errors"]) == len(fig.data["errors"])
@@ -76,7 +78,7 @@ def _shared_template(a, b) -> None:
 
 
 def test_failure_rates_share_a_template_and_leave_room_above_the_tallest_bar(failing):
-    a, b = (charts.failure_figure(r, 0.5) for r in failing)
+    a, b = (guarantee_charts.failure_figure(r, 0.5) for r in failing)
     _shared_template(a, b)
     for fig in (a, b):
         assert fig.data["top"]["y"][0] >= 1.3 * fig.data["failures"]["percent"].max() - 1e-12
@@ -90,7 +92,7 @@ def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, r
     name = "fc2"
     w = prunable_layers(prepared.model)[name].weight
     pts = tables.weight_sensitivity_points(w, prepared.sensitivities[name], None)
-    a, b = (charts.sensitivity_figure(tables.with_kept(pts, w, r.result.masks[name]), "fc2 · Linear 300→100")
+    a, b = (sens_charts.sensitivity_figure(tables.with_kept(pts, w, r.result.masks[name]), "fc2 · Linear 300→100")
             for r in reports[:2])
     _shared_template(a, b)
     assert (a.data["edges"]["kept"] == "kept").sum() < (b.data["edges"]["kept"] == "kept").sum()  # 5% vs 30% kept
@@ -100,7 +102,7 @@ def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, r
 
 
 def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
-    a, b = (charts.row_figure(r, "fc2") for r in reports[:2])
+    a, b = (guarantee_charts.row_figure(r, "fc2") for r in reports[:2])
     _shared_template(a, b)
     for fig, r in zip((a, b), reports[:2]):
         rows = fig.data["rows"]

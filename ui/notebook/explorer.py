@@ -32,10 +32,12 @@ from sipp_core.options import METHODS
 from sipp_core.pipeline import Report, evaluate_prune
 from sipp_core.runtime import torch_threads
 from ui import tables
-from ui.charts import core as charts
 from ui.charts import images as charts_images
-from ui.notebook.vega import bundle_of_spec, chart_spec
+from ui.charts import kept_edges as kept_charts
+from ui.charts import layers as layer_charts
+from ui.charts import sensitivity as sens_charts
 from ui.notebook.sources import Sources
+from ui.notebook.vega import bundle_of_spec, chart_spec
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, MODES, Settings, check_settings, fmt_num
 
 SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image, as on the app's Kept edges page
@@ -283,11 +285,11 @@ class Explorer:
             self.controls.sample_size.value = prepared.sample_size
             self._building = False
         self._draw_headline()
-        self._draw("density", lambda: charts.density_chart(report))
-        self._draw("bound", lambda: charts.bound_vs_measured(report))
+        self._draw("density", lambda: layer_charts.density_chart(report))
+        self._draw("bound", lambda: layer_charts.bound_vs_measured(report))
         if new_prepared:
             self._shown.add("sensitivity")
-            self._draw("sensitivity", lambda: charts.sensitivity_histogram(prepared))
+            self._draw("sensitivity", lambda: sens_charts.sensitivity_histogram(prepared))
         self._draw_layer()
         t2 = time.perf_counter()
         self.timings_s = dict(prune_and_evaluate=t1 - t0, charts=t2 - t1, total=t2 - t0)
@@ -345,14 +347,14 @@ class Explorer:
             return
         info = report.prepared.infos[layer]
         if info.out_units * info.fan_in <= SMALL_LAYER:
-            self._draw("kept_edges", lambda: charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
+            self._draw("kept_edges", lambda: kept_charts.heatmap_small(tables.heatmap_frame(report, layer), layer))
         else:
             def image():  # a large layer is drawn as an image, as on the app's Kept edges page
                 mask, vals, _ = tables.kept_matrix(report, layer)
                 return charts_images.kept_heatmap(mask, vals, f"Kept edges of layer {layer} "
                                                               f"({info.out_units} x {info.fan_in})")
             self._draw("kept_edges", image)
-        self._draw("kept_per_unit", lambda: charts.kept_per_unit(report, layer))
+        self._draw("kept_per_unit", lambda: kept_charts.kept_per_unit(report, layer))
 
     def _draw_headline(self) -> None:
         h = tables.headline(self.report)

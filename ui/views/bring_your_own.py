@@ -39,7 +39,7 @@ from sipp_core.zoo.models import MODELS, compatible_models
 from sipp_core.zoo.train import accuracy
 from ui import engine, show, tables
 from ui import verdicts as vd
-from ui.charts import core as charts
+from ui.charts import layers as charts
 from ui.guard import show_error
 from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import REOPENED_UPLOAD, record_upload_prune

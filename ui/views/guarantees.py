@@ -7,7 +7,8 @@ import streamlit as st
 from sipp_core.options import SIPP_METHODS
 from ui import engine, show, tables
 from ui import verdicts as vd
-from ui.charts import core as charts
+from ui.charts import guarantees as guarantee_charts
+from ui.charts import layers as layer_charts
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
@@ -49,7 +50,7 @@ def _rows(s, report) -> None:
     c1, c2 = st.columns([2, 1])
     layer = c1.selectbox("Layer", names, index=0, key="guar_layer", format_func=tables.layer_labels(report).get)
     on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
-    show.chart(charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
+    show.chart(guarantee_charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
         st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
                    "(unbiased) row whose errors do not cancel (docs/sipp.md §8.3).")
@@ -81,8 +82,8 @@ def _sweep(s, prepared, report) -> None:
     cur = s.epsilon if s.mode != "keep ratio" else None
     # built once per sweep and sidebar ε: the keep-ratio slider does not change it
     key = (tuple(engine.report_key(ss, epsilon=e) for e in SWEEP_EPS), cur, method)
-    show.chart_row([engine.chart(("eps_keep", *key), lambda: charts.eps_keep_chart(df, cur, method)),
-                    engine.chart(("eps_error", *key), lambda: charts.eps_error_chart(df, cur, method))])
+    show.chart_row([engine.chart(("eps_keep", *key), lambda: guarantee_charts.eps_keep_chart(df, cur, method)),
+                    engine.chart(("eps_error", *key), lambda: guarantee_charts.eps_error_chart(df, cur, method))])
     verdict_box(vd.eps_sweep_verdict(df))
     note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
     st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
@@ -99,7 +100,7 @@ def render() -> None:
         st.warning("Patch reduction 'mean' (the authors' deterministic variant) carries no bound: the bounds "
                    "below are computed as usual but are not guaranteed for conv layers (docs/sipp.md §8.11).",
                    icon=":material/warning:")
-    show.chart_row([charts.bound_figure(report), charts.failure_figure(report, s.delta)])
+    show.chart_row([layer_charts.bound_figure(report), guarantee_charts.failure_figure(report, s.delta)])
     st.subheader("Per row")
     _rows(s, report)
     _sweep(s, prepared, report)

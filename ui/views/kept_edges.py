@@ -5,8 +5,8 @@ import streamlit as st
 
 from ui import engine, show, tables
 from ui import verdicts as vd
-from ui.charts import core as charts
 from ui.charts import images as charts_images
+from ui.charts import kept_edges as charts
 from ui.guard import obtain
 from ui.results import verdict_box
 

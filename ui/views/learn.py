@@ -7,10 +7,10 @@ import streamlit as st
 
 from sipp_core.zoo.layers import layer_label
 from ui import formulas as fx
-from ui import lessons
 from ui import learn_core as lc
-from ui import show
-from ui.charts import core as charts
+from ui import lessons, show
+from ui.charts import learn as learn_charts
+from ui.charts import sensitivity as sens_charts
 from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number
 from ui.sidebar import page_link_problems
 
@@ -57,11 +57,11 @@ def _step_network(toy, w, layer: str) -> None:
     weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
     # One above the other, across the page: side by side, the diagram would not fit its column and the browser
     # would stack them anyway, with titles wrapped for half the width
-    show.chart(charts.network_diagram(weights, layer_titles=["input x", "hidden (ReLU)", "logits"]))
+    show.chart(learn_charts.network_diagram(weights, layer_titles=["input x", "hidden (ReLU)", "logits"]))
     pool = toy.record.x_pool.numpy()
     k = int(st.session_state.get("learn_point", 0) or 0)
     followed = int(w.pseudo_of[k]) if 0 <= k < len(w.pseudo_of) else 0  # steps 3 and 4 follow this point of S
-    show.chart(charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed))
+    show.chart(learn_charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed))
     st.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
     st.markdown(f"Weights W of layer `{layer_label(layer, 'linear', w.W.shape)}`"
                 f" (rows: output units f, columns: inputs j). A **row** is the "
@@ -128,7 +128,7 @@ def _step_s(w) -> None:
     st.markdown("Which point gives each maximum:")
     show.table(arg)
     f, j = np.unravel_index(int(np.argmax(w.s)), w.s.shape)
-    show.chart(charts.edge_profile(w.g[:, f, j], len(w.a), int(w.s_arg[f, j])))
+    show.chart(sens_charts.edge_profile(w.g[:, f, j], len(w.a), int(w.s_arg[f, j])))
     st.caption(f"The chart follows edge (unit {f}, input {j}), the layer's most sensitive one.")
 
 
@@ -174,7 +174,7 @@ def _step_masks(toy, res: dict, layer: str) -> None:
     label = layer_label(layer, "linear", tuple(toy.model.get_submodule(layer).weight.shape))
     weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
     masks = [r.masks[n].numpy() for n in toy.layer_names]
-    show.chart(charts.network_diagram(weights, masks, layer_titles=["input x", "hidden (ReLU)", "logits"]))
+    show.chart(learn_charts.network_diagram(weights, masks, layer_titles=["input x", "hidden (ReLU)", "logits"]))
     kept = pd.DataFrame({m: [np.array2string(res[m]["result"].masks[layer].int().numpy(), separator=" ")]
                          for m in res}, index=[f"mask of layer {label}"]).T
     show.table(kept)

@@ -16,8 +16,8 @@ import streamlit as st
 from sipp_core.errors import BadInput, SippError
 from sipp_core.smoothness import core as smoothness
 from ui import engine, run_store, show
-from ui.charts import smoothness as cs
 from ui import verdicts as vd
+from ui.charts import smoothness as cs
 from ui.guard import friendly, obtain
 from ui.results import verdict_box
 from ui.settings import link_choice, link_number

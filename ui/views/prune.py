@@ -19,7 +19,7 @@ from sipp_core.plan.sparse_speed import measure
 from sipp_core.zoo.layers import left_dense
 from ui import engine, show, tables
 from ui import verdicts as vd
-from ui.charts import core as charts
+from ui.charts import layers as charts
 from ui.charts import tradeoffs as ct
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error

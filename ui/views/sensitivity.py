@@ -8,7 +8,7 @@ from sipp_core.zoo.layers import capture_inputs, prunable_layers
 from ui import engine, show, tables
 from ui import formulas as fx
 from ui import verdicts as vd
-from ui.charts import core as charts
+from ui.charts import sensitivity as charts
 from ui.guard import obtain
 from ui.results import verdict_box
 
