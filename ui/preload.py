@@ -31,7 +31,6 @@ def element_code():
     with box:
         st.vega_lite_chart(_CHART)
         st.metric(LABEL, 1, 1)
-        st.download_button(LABEL, b"", disabled=True, icon=":material/download:")
         st.latex("x")
         st.slider(LABEL, 0, 1, disabled=True)
         st.selectbox(LABEL, ["a"], disabled=True, help=LABEL)

@@ -59,8 +59,14 @@ def test_default_prune_page_computes_without_a_click(default_app):
     assert at.title[0].value == "Prune"
     assert len(at.get("vega_lite_chart")) >= 2
     assert len(at.dataframe) >= 1
+    assert not at.get("download_button")  # the downloads' expander is closed: its buttons are made when it opens
+    at.session_state["downloads_open"] = True  # what opening it does (it reruns the page)
+    at.run()
     labels = [b.proto.label for b in at.get("download_button")]
-    assert len(labels) == 5  # state_dict, masks, report, CSV and the deployable .zip
+    assert labels == ["Pruned state_dict (.pt)", "Masks (.pt)", "Report (JSON)", "Per-layer table (CSV)",
+                      "Deployable: .pt2, ONNX (.zip)"]
+    at.session_state["downloads_open"] = False
+    at.run()
     pops = [p for p in at.get("popover") if p.proto.popover.label == "Download chart"]
     assert len(pops) == len(at.get("vega_lite_chart"))  # each chart: a closed "Download chart" popover
     key = pops[0].proto.popover.id.split("-", 2)[-1]  # its widget key (after Streamlit's "$$ID-<hash>-")

@@ -152,6 +152,37 @@ def render_speed_panel(report, key: tuple) -> None:
                    "a shared machine are noisy: press the button again to repeat.")
 
 
+# ---- downloads ------------------------------------------------------------------------------------
+
+def render_downloads(s, report) -> None:
+    """The Prune page's downloads, in an expander whose buttons are made only while it is open: they were 7 of the
+    page's elements, re-sent and redrawn on every slider move (a keep-ratio step took 260 ms with them shown and
+    240 ms without, median of 48 steps each on a 2-core laptop; BENCHMARKS.md)."""
+    box = st.expander("Downloads: the pruned network, its masks, the report (JSON, CSV), deployable .pt2 and ONNX",
+                      icon=":material/download:", key="downloads_open", on_change="rerun")
+    if not box.open:
+        return
+    with box:
+        sd, mk, js, csv = _download_bytes(report)
+        stem = f"{s.model}-{s.dataset}-{s.method}"
+        d1, d2, d3, d4, d5 = st.columns(5)
+        d1.download_button("Pruned state_dict (.pt)", sd, f"{stem}-pruned.pt", "application/octet-stream",
+                           on_click="ignore", icon=":material/download:")
+        d2.download_button("Masks (.pt)", mk, f"{stem}-masks.pt", "application/octet-stream", on_click="ignore",
+                           icon=":material/download:")
+        d3.download_button("Report (JSON)", js, f"{stem}-report.json", "application/json", on_click="ignore",
+                           icon=":material/download:")
+        d4.download_button("Per-layer table (CSV)", csv, f"{stem}-layers.csv", "text/csv", on_click="ignore",
+                           icon=":material/download:")
+        d5.download_button("Deployable: .pt2, ONNX (.zip)", lambda: export_zip(report), f"{stem}-pruned.zip",
+                           "application/zip", on_click="ignore", icon=":material/download:", key="prune_download_zip")
+        st.caption("Load the state_dict into the same architecture with "
+                   "`model.load_state_dict(torch.load(path))`; pruned weights are exact zeros, sampled weights are "
+                   "reweighted. The .zip adds model.pt2 (runs without this project's classes: "
+                   "`torch.export.load(path).module()(x)`) and model.onnx (checked with onnxruntime against PyTorch on "
+                   "the test split before it is written); all open in Netron.")
+
+
 # ---- the page -------------------------------------------------------------------------------------
 
 def render() -> None:
@@ -177,24 +208,7 @@ def render() -> None:
     if dense:
         st.caption(left_dense(dense))
 
-    st.subheader("Downloads")
-    sd, mk, js, csv = _download_bytes(report)
-    stem = f"{s.model}-{s.dataset}-{s.method}"
-    d1, d2, d3, d4, d5 = st.columns(5)
-    d1.download_button("Pruned state_dict (.pt)", sd, f"{stem}-pruned.pt", "application/octet-stream",
-                       on_click="ignore", icon=":material/download:")
-    d2.download_button("Masks (.pt)", mk, f"{stem}-masks.pt", "application/octet-stream", on_click="ignore",
-                       icon=":material/download:")
-    d3.download_button("Report (JSON)", js, f"{stem}-report.json", "application/json", on_click="ignore",
-                       icon=":material/download:")
-    d4.download_button("Per-layer table (CSV)", csv, f"{stem}-layers.csv", "text/csv", on_click="ignore",
-                       icon=":material/download:")
-    d5.download_button("Deployable: .pt2, ONNX (.zip)", lambda: export_zip(report), f"{stem}-pruned.zip",
-                       "application/zip", on_click="ignore", icon=":material/download:", key="prune_download_zip")
-    st.caption("Load the state_dict into the same architecture with `model.load_state_dict(torch.load(path))`; "
-               "pruned weights are exact zeros, sampled weights are reweighted. The .zip adds model.pt2 (runs "
-               "without this project's classes: `torch.export.load(path).module()(x)`) and model.onnx (checked with "
-               "onnxruntime against PyTorch on the test split before it is written); all open in Netron.")
+    render_downloads(s, report)
     explain_expander(s, prepared, report, expanded=st.query_params.get("lesson") == "eps-delta")
     render_speed_panel(report, engine.report_key(s))
     record_prune(s, report)  # the run history: once per distinct setting, not on every rerun
