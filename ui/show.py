@@ -152,7 +152,8 @@ def unbroken(v):
     """A one-word text cell ("sipp-hybrid") with an invisible word joiner after each hyphen: in a static table's
     narrow column the browser would break the name there, and a method's name read as "sipp-" over "hybrid". Text
     with spaces is left to wrap at them (a long one kept on one line would push the numbers out of the table)."""
-    return v.replace("-", "-" + WORD_JOINER) if isinstance(v, str) and "-" in v and not any(c.isspace() for c in v) else v
+    one_word = isinstance(v, str) and "-" in v and not any(c.isspace() for c in v)
+    return v.replace("-", "-" + WORD_JOINER) if one_word else v
 
 
 def layer_table(df, where=None):

@@ -62,7 +62,8 @@ PRESENT_CSS = """
 [data-testid="stLayoutWrapper"]:has(> [class*="st-key-present-scroll"]) { height: auto !important; max-height: 66vh; }
 [class*="st-key-present-scroll"] [data-testid="stTable"],
 [class*="st-key-present-scroll"] [data-testid="stTable"] > div { overflow: visible; }
-[class*="st-key-present-scroll"] [data-testid="stTable"] thead th { position: sticky; top: 0; z-index: 1; background: #ffffff; }
+[class*="st-key-present-scroll"] [data-testid="stTable"] thead th {
+  position: sticky; top: 0; z-index: 1; background: #ffffff; }
 [data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
 [data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 30px; }
