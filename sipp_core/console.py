@@ -1,8 +1,9 @@
 """Progress on the command line (stderr), for a terminal and for a log.
 
 On a terminal, one line is redrawn in place: a bar, the share done and what runs now. Written to a file, a pipe or
-a CI log, a redrawn line would pile up as one long line of carriage returns (a sweep of 200 points made one line of
-40,000 characters), so there each tenth of the work gets a line of its own, and so does the end.
+a CI log, a redrawn line would pile up as one long line of carriage returns (a 24-point sweep wrote one line of
+1.4 kB, and the line grows with every point), so there each tenth of the work gets a line of its own, and so does
+the end.
 """
 from __future__ import annotations
 

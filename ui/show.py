@@ -88,7 +88,7 @@ def table(data, where=None, **kw):
 # kept in view; longer ones stay grids. A wide one in 20 px type would not fit a projector's width.
 PRESENT_MAX_ROWS = 30
 PRESENT_SCROLL_ROWS = 300
-PRESENT_SCROLL_PX = 520  # about 11 rows of 20 px type, and room for the page's heading at 1280x720
+PRESENT_SCROLL_PX = 520  # about 11 rows of 20 px type; ui/style.py caps it at 66% of the window (150% zoom, 720p)
 PRESENT_SCROLL_KEY = "present-scroll"  # the box's CSS class (st-key-…): ui/style.py keeps its header in view
 PRESENT_MAX_COLUMNS = 10
 
