@@ -91,7 +91,7 @@ def export_pruned(directory, *, model: nn.Module, masks: dict[str, torch.Tensor]
     net = _export_copy(model)
     example = _batch_of_two(example)
     checks = example if check_inputs is None else check_inputs
-    fixed = getattr(net, "fixed_batch", None)  # a program uploaded for a fixed batch size (io.byo.PerBatch)
+    fixed = getattr(net, "fixed_batch", None)  # a program uploaded for a fixed batch size (io.exported_upload.PerBatch)
     target = net if fixed is None else net.program
     if fixed is not None:
         example = _padded(example, fixed)

@@ -1,11 +1,24 @@
-"""Reading an upload's bytes, and saying why PyTorch refused one: shared by the weights (byo),
-data set (data) and checkpoint loaders."""
+"""What every upload loader shares: reading an upload's bytes within a size limit, telling which kind of file
+it is (a torch.save file, an exported program, a NumPy archive) before anything loads it, saying why PyTorch
+refused one, and a dry forward pass that checks an uploaded network fits the data set. Used by the weights
+(state_dict_upload), exported-program (exported_upload, pt2_scan), data set (byo, data) and checkpoint loaders."""
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from typing import Any
 
-__all__ = ["read_upload", "safe_load_message"]
+import torch
+from torch import nn
+
+from ..errors import UploadError
+
+__all__ = ["MODEL_MAX_BYTES", "NPZ_UPLOAD_MAX_BYTES", "check_runs_on", "first_few", "looks_like_npz", "looks_like_pt2",
+           "looks_like_torch_save", "read_checked", "read_upload", "safe_load_message", "strip_root", "zip_names"]
+
+MODEL_MAX_BYTES = 200 * 1024**2  # Streamlit's default upload limit is 200 MB as well
+NPZ_UPLOAD_MAX_BYTES = 200 * 1024**2
 
 # PyTorch's text around a refused file advises loading it with weights_only=False or
 # allowlisting the object it asks for: both would run whatever the file carries. Any
@@ -94,3 +107,80 @@ def _shorten(text: str, limit: int) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
     return cut + " …"
+
+
+# ---- what kind of file, and does the network fit the data
+
+def read_checked(data: Any, max_bytes: int, what: str) -> bytes:
+    """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes."""
+    raw = read_upload(data, max_bytes)
+    if len(raw) > max_bytes:
+        raise UploadError(
+            f"{what}: the upload is {len(raw) / 1024**2:.1f} MiB (or more); the limit is {max_bytes / 1024**2:.0f} MiB. "
+            "Upload a smaller file (for weights: the state_dict only, float32, no optimizer state)"
+        )
+    if not raw:
+        raise UploadError(f"{what}: the upload is empty (0 bytes); choose the file again")
+    return raw
+
+
+def zip_names(raw: bytes) -> list[str] | None:
+    if not raw.startswith(b"PK"):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def strip_root(name: str) -> str:
+    """'archive/data/weights/w' -> 'data/weights/w' (torch archives nest everything under one folder)."""
+    return name.split("/", 1)[1] if "/" in name else name
+
+
+def looks_like_pt2(names: list[str]) -> bool:
+    inner = {strip_root(n) for n in names}
+    return "archive_format" in inner or any(n.startswith("models/") and n.endswith(".json") for n in inner)
+
+
+def looks_like_npz(names: list[str]) -> bool:
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def looks_like_torch_save(names: list[str]) -> bool:
+    return any(strip_root(n) == "data.pkl" for n in names)
+
+
+def first_few(items, n=5) -> str:
+    items = list(items)
+    more = f" (and {len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(str(i) for i in items[:n]) + more
+
+
+def check_runs_on(model: nn.Module, record, what: str) -> None:
+    """A dry forward on two test points: shapes, class count and finite outputs, before anything runs."""
+    x = record.x_test[:2]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        raise UploadError(
+            f"{what} cannot take this data set's inputs shaped {tuple(record.input_shape)} "
+            f"(a batch of 2 failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "choose the data set the model was trained for"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(x):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UploadError(f"{what} must return logits shaped (batch, classes); it returned {shape}")
+    if out.shape[1] != record.num_classes:
+        raise UploadError(
+            f"{what} outputs {out.shape[1]} classes but the data set {record.name!r} has {record.num_classes}; "
+            "use the data set the model was trained for, or a model with one output per class"
+        )
+    if not torch.isfinite(out).all():
+        raise UploadError(f"{what} returns NaN or infinite logits on test points; check the weights")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sipp_core.io import byo
 from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload, scan_pt2
 from sipp_core.io.data import load_dataset
 from sipp_core.plan.pruning import prune

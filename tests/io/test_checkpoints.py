@@ -1,5 +1,4 @@
 """Checkpoint cache: round trip, corrupted and foreign files, shipped checkpoints."""
-import warnings
 
 import pytest
 import torch

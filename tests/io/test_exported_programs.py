@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import sipp_core
-from sipp_core.io.byo import PerBatch, describe_model, load_exported_upload
+from sipp_core.io.byo import describe_model, load_exported_upload
 from sipp_core.io.data import load_dataset
+from sipp_core.io.exported_upload import PerBatch
 
 
 @pytest.fixture(scope="module")

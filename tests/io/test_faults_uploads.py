@@ -388,9 +388,9 @@ def test_safe_load_message_never_advises_unsafe_loading():
 
 @fault("exported program whose pickled weight holds an object", surface="library", outcome="clear error")
 def test_exported_pickled_object_message_has_no_unsafe_advice():
-    from sipp_core.io import byo
+    from sipp_core.io import pt2_scan
 
-    why = byo._weights_only_ok(_saved({"w": Evil()}))
+    why = pt2_scan._weights_only_ok(_saved({"w": Evil()}))
     assert why and "print" in why and not any(u in why for u in UNSAFE)
 
 
