@@ -21,7 +21,9 @@ from typing import Callable
 
 from ..errors import BadInput
 from ..pipeline import prepare
-from .retrain import CascadeResult, JobProgress, prune_retrain, train_isolated
+from .isolation import train_isolated
+from .job_progress import JobProgress
+from .retrain import CascadeResult, prune_retrain
 from .sweep_points import point_message, point_row
 
 __all__ = ["SweepPlan", "CascadeSpec", "Executor", "InProcessExecutor", "get_executor", "executor_from_env",
@@ -109,7 +111,7 @@ class Executor:
         raise NotImplementedError
 
     def run_isolated(self, model_name: str, dataset: str, **kwargs):
-        """``retrain.train_isolated(model_name, dataset, **kwargs)`` on this executor; an IsolationResult."""
+        """``isolation.train_isolated(model_name, dataset, **kwargs)`` on this executor; an IsolationResult."""
         raise NotImplementedError
 
 

@@ -11,7 +11,7 @@ import copy
 from torch import nn
 
 from ..zoo.layers import prunable_layers
-from .retrain import TrainLog, train_masked
+from .masked_training import TrainLog, train_masked
 
 
 def zero_masks(model: nn.Module) -> dict:

@@ -50,18 +50,10 @@ from ..plan.pruning import validate_arguments
 from ..runtime import configure_allocator
 from ..zoo.train import pick_device
 from .executors import CascadeSpec, Executor, SweepPlan
-from .retrain import (
-    CascadeResult,
-    IsolationResult,
-    JobProgress,
-    _check_common,
-    _check_schedule,
-    cascade_setup,
-    cascade_step,
-    find_dense,
-    isolation_masks,
-    isolation_run,
-)
+from .isolation import IsolationResult, find_dense, isolation_masks, isolation_run
+from .job_progress import JobProgress
+from .masked_training import check_common
+from .retrain import CascadeResult, cascade_setup, cascade_step, check_schedule
 from .sweep_points import point_message, point_row
 
 __all__ = ["RayExecutor", "RETRIES", "ray_module"]
@@ -390,8 +382,8 @@ class RayExecutor(Executor):
     def run_cascades(self, specs: list[CascadeSpec], *, on_step=None, progress=None, should_stop=None,
                      keep_models: bool = False) -> tuple[list[CascadeResult], dict]:
         for spec in specs:  # every check before any work, as prune_retrain does
-            _check_common(spec.method, spec.lr, spec.epochs)
-            validate_arguments(spec.method, _check_schedule(spec.schedule)[0], None, spec.delta)
+            check_common(spec.method, spec.lr, spec.epochs)
+            validate_arguments(spec.method, check_schedule(spec.schedule)[0], None, spec.delta)
         ray = self.connect()
         threads = torch.get_num_threads()
         workers = int(ray.cluster_resources().get("CPU", 0))
@@ -490,7 +482,7 @@ class RayExecutor(Executor):
                      should_stop=None) -> IsolationResult:
         """train_isolated as a chain: one task for the dense part and both masks, then the ticket's and the
         random mask's trainings as two tasks side by side (both wait on the first). The caller checked the
-        arguments (retrain.train_isolated); these tasks use Ray's own retries."""
+        arguments (isolation.train_isolated); these tasks use Ray's own retries."""
         ray = self.connect()
         threads = torch.get_num_threads()
         job = JobProgress(progress)

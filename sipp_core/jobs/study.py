@@ -52,7 +52,8 @@ from ..options import METHODS
 from ..zoo.models import MODELS
 from ..zoo.train import DEFAULT_LR
 from .executors import CascadeSpec, get_executor
-from .retrain import CascadeResult, JobProgress
+from .job_progress import JobProgress
+from .retrain import CascadeResult
 from .sweeps import (
     _check_methods,
     _check_ratios,

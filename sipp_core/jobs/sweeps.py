@@ -49,7 +49,7 @@ from ..structured.filters import validate as validate_filter_arguments
 from ..zoo.train import DEFAULT_EPOCHS
 from .executors import EXECUTORS, SweepPlan, get_executor
 from .history import to_jsonable
-from .retrain import JobProgress
+from .job_progress import JobProgress
 from .sweep_points import ROW_FIELDS
 
 __all__ = [
@@ -192,7 +192,6 @@ class SweepResult:
     @classmethod
     def from_json(cls, text: str, *, from_cache: bool = False) -> "SweepResult":
         d = json.loads(text)
-        nan = float("nan")
         rows = tuple(_row_from_json(r) for r in d["rows"])
         return cls(rows=rows, settings=d["settings"], timings_s=d.get("timings_s", {}),
                    cancelled=d.get("cancelled", False), from_cache=from_cache, run=d.get("run", {}))
