@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import textwrap
 import time
 import warnings
 from pathlib import Path
 
-from .console import ProgressPrinter
+from .console import ProgressPrinter, warning_line
 from .errors import BadInput, SippError, StorageError
 from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
 from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_checkpoint
 from .io.data import load_dataset
+from .io.npz import NPZ_MAX_BYTES
+from .io.outputs import check_output_file, check_output_folder
 from .jobs.study import add_study_parser
 from .jobs.sweeps import add_sweep_parser
 from .options import METHODS, PREPROCESSING, STRUCTURED_METHODS, STRUCTURED_TARGETS
@@ -31,12 +34,15 @@ from .structured.filters import validate as validate_filter_arguments
 from .structured.report import evaluate_filters
 from .zoo.layers import left_dense
 from .zoo.models import build_model
-from .zoo.train import pick_device, train_model
+from .zoo.train import DEFAULT_EPOCHS, pick_device, train_model
 
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 def cmd_train(args) -> int:
+    default_epochs = DEFAULT_EPOCHS.get(args.model, 30)
+    if args.epochs is None:  # the checkpoint prune, sweep, study and the app look for
+        args.epochs = default_epochs
     record = load_dataset(args.dataset)
     model = build_model(args.model, record.input_shape, record.num_classes, seed=args.seed)
     start = time.perf_counter()
@@ -49,6 +55,10 @@ def cmd_train(args) -> int:
                     input_shape=record.input_shape, num_classes=record.num_classes, test_accuracy=acc)
     print(f"{args.model} on {args.dataset}: test accuracy {acc:.4f} ({len(record.x_test)} test points), "
           f"trained in {took:.1f} s; saved to {path}")
+    if args.epochs != default_epochs:
+        print(f"note: prune, sweep, study and the app use the {default_epochs}-epoch checkpoint of {args.model}; "
+              f"this {args.epochs}-epoch one loads in Python with sipp_core.load_trained({args.model!r}, "
+              f"{args.dataset!r}, epochs={args.epochs}, seed={args.seed})")
     return 0
 
 
@@ -56,11 +66,18 @@ def _fmt(v, spec=".3g"):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _rate(v) -> str:
+    """A failure rate: 0% only when nothing failed (a rate of 6.7e-6 printed with .2% read as 0.00%)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return "0%" if v == 0 else "<0.01%" if v < 1e-4 else format(v, ".2%")
+
+
 def _own_network(args):
     """(TrainedModel, DataRecord) of a user's --npz data with --weights (a state_dict for --model) or
     --program (an exported .pt2)."""
-    record = load_npz_upload(_read_file(args.npz, "--npz"), name=Path(args.npz).name, seed=args.seed,
-                             preprocessing=args.preprocessing)
+    record = load_npz_upload(_read_file(args.npz, "--npz", NPZ_MAX_BYTES), name=Path(args.npz).name, seed=args.seed,
+                             preprocessing=args.preprocessing, max_bytes=NPZ_MAX_BYTES)
     if args.program:
         model = load_exported_upload(_read_file(args.program, "--program"), record)
         name = Path(args.program).name
@@ -70,10 +87,11 @@ def _own_network(args):
     return TrainedModel(model, name, record.name, 0, 0, math.nan, "upload", ""), record
 
 
-def _read_file(path: str, flag: str) -> bytes:
+def _read_file(path: str, flag: str, max_bytes: int = MODEL_MAX_BYTES) -> bytes:
+    """The file's bytes, at most max_bytes + 1 of them (the loader names the limit when there are more)."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(MODEL_MAX_BYTES + 1)
+            return fh.read(max_bytes + 1)
     except OSError as exc:
         raise BadInput(f"{flag} {path}: {exc.strerror or exc}", f"give {flag} the path of an existing file") from exc
 
@@ -88,6 +106,14 @@ def _check_sources(args) -> None:
                        "add --npz FILE.npz (x_train, y_train, x_test, y_test)")
     if not args.model and not args.program:
         raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
+
+
+def _check_outputs(args) -> None:
+    """--json and --export can be written: said before the model is loaded, trained or pruned."""
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.export:
+        check_output_folder(args.export, "--export")
 
 
 def _prepared(args):
@@ -106,6 +132,7 @@ def cmd_prune(args) -> int:
         return cmd_prune_filters(args)
     validate_arguments(args.method, args.keep_ratio, args.epsilon, args.delta, args.patch_reduction, args.allocation)
     _check_sources(args)
+    _check_outputs(args)
     prepared = _prepared(args)
     report = evaluate_prune(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed, allocation=args.allocation)
@@ -118,7 +145,10 @@ def cmd_prune(args) -> int:
     print("-" * len(head))
     for l in d["layers"]:
         print(f"{l['label']:<{w}}{l['kept']:>10}{l['total']:>10}{l['density']:>9.4f}{_fmt(l['bound']):>11}"
-              f"{_fmt(l['measured_max_s']):>10}{_fmt(l['measured_max_heldout']):>11}{_fmt(l['failure_rate'], '.2%'):>8}")
+              f"{_fmt(l['measured_max_s']):>10}{_fmt(l['measured_max_heldout']):>11}{_rate(l['failure_rate']):>8}")
+    if d["patch_reduction"] == "mean" and any(l["kind"] != "linear" for l in d["layers"]):
+        print("note: --patch-reduction mean (the authors' deterministic variant) carries no bound: the convolutions' "
+              "bound column is not a guarantee (docs/sipp.md §8.11)")
     if d["dense_layers"]:
         print(textwrap.fill(left_dense((i["name"], i["reason"]) for i in d["dense_layers"]), width=105,
                             initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
@@ -144,6 +174,7 @@ def cmd_prune_filters(args) -> int:
     """prune --method pfp|pfp-rand|filter-l1|filter-random: whole channels, a physically smaller network."""
     validate_filter_arguments(args.method, args.keep_ratio, args.epsilon, args.target, args.delta)
     _check_sources(args)
+    _check_outputs(args)
     prepared = _prepared(args)
     report = evaluate_filters(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                               target=args.target, delta=args.delta, seed=args.seed,
@@ -203,6 +234,17 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def epochs_arg(text: str) -> int:
+    """argparse type: a whole number of epochs, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} epochs: training needs at least 1")
+    return value
+
+
 def device_arg(text: str) -> str:
     """argparse type: auto, cpu, cuda or cuda:N; cuda only where a CUDA GPU is present."""
 
@@ -220,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a zoo model and cache its checkpoint")
     t.add_argument("--model", required=True)
     t.add_argument("--dataset", default="mnist5k")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=epochs_arg, help="training epochs (default: the model's own, the checkpoint "
+                   f"prune and sweep use: {', '.join(f'{k} {v}' for k, v in DEFAULT_EPOCHS.items())}, others 30)")
     t.add_argument("--seed", type=seed_arg, default=0)
     t.add_argument("--device", type=device_arg, default="auto", help="auto, cpu or cuda")
     t.add_argument("--out", help="checkpoint path (default: the checkpoint cache)")
@@ -252,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", help="write the JSON report here")
     q.add_argument("--export", metavar="DIR", help="write masks.pt, state_dict.pt, model.pt2, model.onnx and "
                    "report.json (+ report.csv) into DIR")
-    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr (warnings still print)")
     q.set_defaults(func=cmd_prune)
 
     add_sweep_parser(sub)
@@ -261,19 +304,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings as one plain line (what was set aside, what was not cached), not Python's source lines."""
-    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+    warning_line(message, file)
+
+
+# The engine's messages are shared with the library and the app, which name arguments as Python does
+# (keep_ratio=0.3, method='pfp-rand') and files as uploads; on the command line they read as its flags.
+_CLI_WORDS = (
+    (re.compile(r"\bmethod='([\w-]+)'"), r"--method \1"),
+    (re.compile(r"\b(keep_ratio|epsilon|delta|sample_size|seed|target)=([^\s,;)]+)"),
+     lambda m: f"--{m.group(1).replace('_', '-')} {m.group(2)}"),
+    (re.compile(r"\b(keep_ratio|sample_size|patch_reduction)\b"), lambda m: f"--{m.group(1).replace('_', '-')}"),
+    (re.compile(r"\bgive (epsilon|delta)\b"), r"give --\1"),
+    (re.compile(r"'\|S\| from the formula' in the app"), "leave out --sample-size"),
+    (re.compile(r"load it again with download=True"), "run the command again"),
+    (re.compile(r" or data_dir\b"), ""),
+    (re.compile(r"\bupload it as a state_dict and choose its architecture"), "give it with --weights and its --model"),
+    (re.compile(r"\bupload it as an exported program"), "give it with --program"),
+    (re.compile(r"\bupload it in the model box, and the data as"),
+     "give it with --weights or --program, and the data with --npz, saved with"),
+    (re.compile(r"\bupload the network as an exported program \(\.pt2\)"),
+     "give the network as an exported program (--program FILE.pt2)"),
+    (re.compile(r"\bupload data sets as a data set"), "give data sets with --npz"),
+    (re.compile(r"\bthe uploaded (\w)"), r"the \1"),
+    (re.compile(r"\bupload\b"), "give"),
+    (re.compile(r"\bUpload\b"), "Give"),
+)
+
+
+def cli_words(text: str) -> str:
+    """An engine message as the command line says it: its flags instead of Python's argument names."""
+    for pattern, repl in _CLI_WORDS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def report_error(exc: BaseException) -> int:
     """Print one message (problem, then fix) for an error; return the exit status."""
     if isinstance(exc, SippError):
-        print(f"error: {exc.problem}", file=sys.stderr)
+        print(f"error: {cli_words(exc.problem)}", file=sys.stderr)
         if exc.fix:
-            print(f"fix: {exc.fix}", file=sys.stderr)
+            print(f"fix: {cli_words(exc.fix)}", file=sys.stderr)
         return exc.exit_code
     if isinstance(exc, (ValueError, TypeError)):  # the engine's argument checks name the argument and range
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_words(str(exc))}", file=sys.stderr)
         return BadInput.exit_code
     if isinstance(exc, MemoryError):
         print("error: out of memory\nfix: choose a smaller model, data set or --sample-size", file=sys.stderr)

@@ -1,9 +1,12 @@
-"""Progress on the command line (stderr), for a terminal and for a log.
+"""Progress and warnings on the command line (stderr), for a terminal and for a log.
 
 On a terminal, one line is redrawn in place: a bar, the share done and what runs now. Written to a file, a pipe or
 a CI log, a redrawn line would pile up as one long line of carriage returns (a 24-point sweep wrote one line of
 1.4 kB, and the line grows with every point), so there each tenth of the work gets a line of its own, and so does
 the end.
+
+A warning is one line (warning_line). The engine also hands some warnings to the progress callback, for the app,
+which shows its progress but not Python's warnings; on the command line such a message prints once, as the warning.
 """
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ from typing import TextIO
 
 BAR = 30  # characters in a terminal's bar
 STEPS = 10  # lines a log gets for the whole job: one per tenth done
+_warned: set[str] = set()  # the warnings printed so far (warning_line)
+
+
+def warning_line(message, file: TextIO | None = None) -> None:
+    """A warning as one plain line (what was set aside, what was not cached), not Python's source lines."""
+    _warned.add(str(message))
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
 
 
 class ProgressPrinter:
@@ -40,6 +50,8 @@ class ProgressPrinter:
     def __call__(self, fraction: float, message: str) -> None:
         out = self.stream
         if fraction <= 0.0:
+            if message in _warned:  # printed already, as a warning
+                return
             if self._open:
                 print(file=out)
                 self._open = False

@@ -5,7 +5,7 @@ import io
 
 from faults import run_cli
 
-from sipp_core.console import ProgressPrinter
+from sipp_core.console import ProgressPrinter, warning_line
 
 
 class Terminal(io.StringIO):
@@ -60,3 +60,13 @@ def test_a_sweep_writes_no_carriage_return_into_a_log(capsys):
                              "--ratios", "0.5,0.2")
     assert code == 0 and "wt" in out
     assert "\r" not in err and err.count("\n") <= 20 and "sweep 100.0%" in err
+
+
+def test_a_warning_handed_to_progress_too_prints_once():
+    log = io.StringIO()
+    warning_line("checkpoint x set aside as x.corrupt", file=log)
+    printer = ProgressPrinter("prepare", stream=log)
+    printer(0.0, "checkpoint x set aside as x.corrupt")  # the engine tells the app's progress area as well
+    printer(0.0, "forward pass over S (152 points)")
+    assert log.getvalue().splitlines() == ["warning: checkpoint x set aside as x.corrupt",
+                                           "prepare: forward pass over S (152 points)"]

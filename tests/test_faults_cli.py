@@ -15,7 +15,10 @@ import pytest
 import torch
 from faults import fault, run_cli
 
+import sipp_core.__main__ as cli
 import sipp_core.io.checkpoints as ckpt
+import sipp_core.io.outputs as outputs
+import sipp_core.jobs.study as study
 from sipp_core.io.data import load_dataset
 from sipp_core.plan.bounds import draw_sample
 from sipp_core.zoo.models import build_model
@@ -107,17 +110,51 @@ def test_read_only_cache_prunes_and_warns(capsys, monkeypatch, tmp_path):
     assert "accuracy" in out
 
 
-@fault("prune --json into a read-only folder", surface="command line", outcome="clear error")
-def test_unwritable_report_is_one_message(capsys, tiny_moons_env, tmp_path):
+@fault("prune --json into a folder that does not exist", surface="command line", outcome="clear error")
+def test_report_into_a_missing_folder_is_refused_before_any_work(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "prepare", _no_work)
     target = tmp_path / "no-such-folder" / "report.json"
     code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--quiet", "--json", str(target))
-    assert code == 1 and "could not write" in err and "fix: " in err
+    assert code == 2 and "no-such-folder does not exist" in err and "\nfix: create it first (mkdir -p " in err
+
+
+@fault("prune --json into a read-only folder", surface="command line", outcome="clear error")
+def test_report_into_a_read_only_folder_is_refused_before_any_work(capsys, monkeypatch, tmp_path):
+    # root ignores chmod: the folder's answer to "may I write here?" is simulated
+    monkeypatch.setattr(cli, "prepare", _no_work)
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: Path(path) != tmp_path)
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--json", str(tmp_path / "r.json"))
+    assert code == 1 and "cannot be written to (read-only" in err and "\nfix: give --json a path in a folder" in err
+
+
+@fault("prune --export onto a file, --json onto a folder", surface="command line", outcome="clear error")
+def test_export_onto_a_file_and_report_onto_a_folder_are_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "prepare", _no_work)
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--export", str(tmp_path / "afile"))
+    assert code == 2 and "is a file; a folder is needed" in err and "\nfix: " in err
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--json", str(tmp_path))
+    assert code == 2 and "is a folder; a file name is needed" in err
+
+
+@fault("study --out onto a file", surface="command line", outcome="clear error")
+def test_study_output_is_checked_before_the_study_runs(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(study, "run_study", _no_work)
+    config = tmp_path / "s.toml"
+    config.write_text('name = "s"\nmethods = ["wt"]\nratios = [0.5]\n[[networks]]\nmodel = "mlp"\ndataset = "moons"\n')
+    (tmp_path / "out").write_text("x")
+    code, _, err = run_cli(capsys, "study", str(config), "--out", str(tmp_path / "out"))
+    assert code == 2 and "--out" in err and "is a file" in err
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the output path should have been refused before any work")
 
 
 @fault("prune --keep-ratio 0", surface="command line", outcome="clear error")
 def test_zero_keep_ratio_is_refused(capsys):
     code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0")
-    assert code == 2 and "keep_ratio" in err
+    assert code == 2 and "--keep-ratio must be in (0, 1]" in err
 
 
 @fault("prune --epsilon 0", surface="command line", outcome="clear error")
@@ -135,13 +172,13 @@ def test_unknown_method_is_refused(capsys):
 @fault("prune --sample-size larger than the S-pool", surface="command line", outcome="clear error")
 def test_sample_size_beyond_pool_is_refused(capsys, tiny_moons_env):
     code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--sample-size", "100000", "--quiet")
-    assert code == 2 and "sample_size" in err
+    assert code == 2 and "--sample-size must be an integer from 1 to 200" in err
 
 
 @fault("prune a model that does not fit the data", surface="command line", outcome="clear error")
 def test_model_that_does_not_fit_is_refused(capsys):
     code, _, err = run_cli(capsys, "prune", "--model", "resnet20", "--dataset", "moons", "--keep-ratio", "0.5")
-    assert code == 2 and "Models that fit this data set" in err
+    assert code == 2 and "\nfix: choose one of the models that fit this data set: lenet300, mlp" in err
 
 
 @fault("sweep --ratios 2:1:x", surface="command line", outcome="clear error")
@@ -216,3 +253,62 @@ def test_real_command_exit_statuses(tmp_path):
                               "--keep-ratio", "0.5"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert offline.returncode == 1 and "Traceback" not in offline.stderr and "fix: " in offline.stderr
+
+
+@fault("engine messages on the command line", surface="command line", outcome="clear error")
+def test_messages_name_the_command_lines_flags(capsys, tiny_moons_env):
+    code, _, err = run_cli(capsys, "prune", "--model", "lenet5", "--method", "filter-l1", "--epsilon", "0.5")
+    assert code == 2 and "\nfix: use --method pfp-rand, or give --keep-ratio" in err
+    assert "method=" not in err and "keep_ratio" not in err
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--keep-ratio", "0.5", "--sample-size", "100000", "--quiet")
+    assert code == 2 and "--sample-size must be" in err and "leave out --sample-size" in err and "app" not in err
+
+
+def test_cli_words_translate_arguments_and_uploads():
+    assert cli.cli_words("pass e.g. keep_ratio=0.3, or sample_size=100") == (
+        "pass e.g. --keep-ratio 0.3, or --sample-size 100")
+    assert cli.cli_words("load it again with download=True, or point SIPP_DATA_DIR or data_dir at it") == (
+        "run the command again, or point SIPP_DATA_DIR at it")
+    assert cli.cli_words("upload it as a state_dict and choose its architecture") == (
+        "give it with --weights and its --model")
+    assert cli.cli_words("the uploaded mlp cannot take") == "the mlp cannot take"
+
+
+@fault("prune --npz of random bytes", surface="command line", outcome="clear error")
+def test_unreadable_npz_says_the_fix_and_no_unsafe_advice(capsys, tmp_path):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(bytes(range(256)) * 8)
+    code, _, err = run_cli(capsys, "prune", "--npz", str(bad), "--program", str(bad), "--keep-ratio", "0.5")
+    assert code == 2 and "not a readable .npz archive" in err and "\nfix: save it with np.savez(" in err
+    assert "allow_pickle" not in err and "trust" not in err
+
+
+@fault("prune --npz larger than the command line's limit", surface="command line", outcome="clear error")
+def test_npz_limit_is_the_command_lines_own(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "NPZ_MAX_BYTES", 1000)  # the real one, 512 MiB, is above the app's 200 MiB uploads
+    big = tmp_path / "x.npz"
+    big.write_bytes(b"PK" + bytes(2000))
+    code, _, err = run_cli(capsys, "prune", "--npz", str(big), "--program", str(big), "--keep-ratio", "0.5")
+    assert code == 2 and "larger than the limit of 1,000 bytes" in err and "\nfix: use fewer points" in err
+    assert "weights" not in err
+
+
+@fault("train --epochs 0", surface="command line", outcome="clear error")
+def test_zero_epochs_is_refused(capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--epochs", "0")
+    assert code == 2 and "--epochs" in err and "at least 1" in err
+
+
+def test_train_defaults_to_the_checkpoint_prune_reads(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "DEFAULT_EPOCHS", {"mlp": 2})
+    code, out, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--out", str(tmp_path / "a.pt"))
+    assert code == 0 and "note:" not in out
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["epochs"] == 2
+    code, out, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--epochs", "1",
+                           "--out", str(tmp_path / "b.pt"))
+    assert code == 0 and "note: prune, sweep, study and the app use the 2-epoch checkpoint" in out
+    assert "load_trained('mlp', 'moons', epochs=1, seed=0)" in out
+
+
+def test_a_failure_rate_is_zero_only_when_nothing_failed():
+    assert [cli._rate(v) for v in (0.0, 6.67e-6, 0.0126, float("nan"))] == ["0%", "<0.01%", "1.26%", "-"]

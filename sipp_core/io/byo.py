@@ -26,6 +26,7 @@ from .npz import load_npz_dataset
 from .pt2_scan import scan_pt2
 from .state_dict_upload import load_state_dict_upload
 from .uploads import (
+    DATA_SMALLER,
     MODEL_MAX_BYTES,
     NPZ_UPLOAD_MAX_BYTES,
     looks_like_pt2,
@@ -55,11 +56,11 @@ def load_npz_upload(data: Any, *, name: str = "custom", seed: int = 0, max_bytes
     """An uploaded .npz data set as a DataRecord: the size limit here, every other check and the
     preprocessing ("as-given", "scale" or "standardize") in ``npz.load_npz_dataset``."""
 
-    raw = read_checked(data, max_bytes, "Invalid .npz data set")
+    raw = read_checked(data, max_bytes, "Invalid .npz data set", DATA_SMALLER)
     names = zip_names(raw)
     if names is not None and (looks_like_pt2(names) or looks_like_torch_save(names)):
         raise UploadError("Invalid .npz data set: this is a PyTorch file (weights or an exported program), not a "
-                          "data set; upload it in the model box, and the data as np.savez(path, x_train=..., "
+                          "data set", "upload it in the model box, and the data as np.savez(path, x_train=..., "
                           "y_train=..., x_test=..., y_test=...)")
     return load_npz_dataset(raw, name=name, seed=seed, preprocessing=preprocessing)
 

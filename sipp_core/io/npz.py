@@ -25,7 +25,7 @@ import torch
 from ..errors import DegenerateData, UploadError
 from ..options import PREPROCESSING, check_choice
 from .data import CHUNK_ROWS, DataRecord, build_record, cached_record, check_seed, stratified_split, train_stats
-from .uploads import read_upload
+from .uploads import read_upload, safe_load_message
 
 __all__ = ["NPZ_MAX_BYTES", "NPZ_MAX_CLASSES", "NPZ_MAX_EXPANDED_BYTES", "NPZ_MIN_TEST", "NPZ_MIN_TRAIN",
            "NPZ_OPTIONAL", "NPZ_REQUIRED", "load_npz_dataset"]
@@ -82,14 +82,14 @@ def _open_npz(path_or_bytes: Any) -> tuple[BinaryIO, str, str]:
 def _open_npz_archive(stream: BinaryIO) -> np.lib.npyio.NpzFile:
     # np.load reads a lone .npy at once, allocating whatever its header claims: refuse it unread.
     if stream.read(6) == b"\x93NUMPY":
-        raise _npz_error(f"this is a single .npy array, not an .npz archive of named arrays; {_NPZ_FIX}")
+        raise _npz_error("this is a single .npy array, not an .npz archive of named arrays", _NPZ_FIX)
     stream.seek(0)
     try:
         npz = np.load(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise _npz_error(f"not a readable .npz archive ({exc}); {_NPZ_FIX}") from exc
+        raise _npz_error(f"not a readable .npz archive ({safe_load_message(exc)})", _NPZ_FIX) from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise _npz_error(f"this is a single .npy array, not an .npz archive of named arrays; {_NPZ_FIX}")
+        raise _npz_error("this is a single .npy array, not an .npz archive of named arrays", _NPZ_FIX)
     return npz
 
 
@@ -99,7 +99,7 @@ def _npz_members(npz: np.lib.npyio.NpzFile) -> dict[str, zipfile.ZipInfo]:
     keys = list(members)
     missing = [k for k in NPZ_REQUIRED if k not in keys]
     if missing:
-        raise _npz_error(f"missing array(s) {', '.join(missing)} (found: {', '.join(keys) or 'none'}); {_NPZ_FIX}")
+        raise _npz_error(f"missing array(s) {', '.join(missing)} (found: {', '.join(keys) or 'none'})", _NPZ_FIX)
     extra = [k for k in keys if k not in NPZ_REQUIRED + NPZ_OPTIONAL]
     if extra:
         raise _npz_error(f"unexpected array(s) {', '.join(extra)}; only {', '.join(NPZ_REQUIRED + NPZ_OPTIONAL)} "

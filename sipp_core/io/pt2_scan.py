@@ -63,7 +63,7 @@ def scan_pt2(raw: bytes) -> dict:
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UploadError(f"{what}: not a .pt2 archive (not a zip file: {exc}); {EXPORT_HINT}") from exc
+        raise UploadError(f"{what}: not a .pt2 archive (not a zip file: {exc})", EXPORT_HINT) from exc
     with zf:
         names = zf.namelist()
         if looks_like_torch_save(names) and not looks_like_pt2(names):
@@ -72,18 +72,18 @@ def scan_pt2(raw: bytes) -> dict:
         if looks_like_npz(names):
             raise UploadError(f"{what}: this is a NumPy .npz archive; upload data sets as a data set")
         if not looks_like_pt2(names):
-            raise UploadError(f"{what}: a zip file, but not a torch.export archive (no models/*.json); {EXPORT_HINT}")
+            raise UploadError(f"{what}: a zip file, but not a torch.export archive (no models/*.json)", EXPORT_HINT)
         inner = {strip_root(n): n for n in names}
         refused = [n for n in inner if n.startswith(("data/aotinductor/", "data/executorch/", "data/mtia"))]
         if refused:
             raise UploadError(f"{what}: the archive carries compiled code ({first_few(refused, 2)}), which is never "
-                              f"loaded here; upload the plain exported program: {EXPORT_HINT}")
+                              "loaded here", f"upload the plain exported program: {EXPORT_HINT}")
         models = sorted(n[len("models/"):-len(".json")] for n in inner if n.startswith("models/") and n.endswith(".json"))
         if models != ["model"]:
-            raise UploadError(f"{what}: expected one program named 'model', found {models or 'none'}; {EXPORT_HINT}")
+            raise UploadError(f"{what}: expected one program named 'model', found {models or 'none'}", EXPORT_HINT)
         legacy = [n for n in inner if n in ("data/weights/model.pt", "data/constants/model.pt")]
         if legacy:
-            raise UploadError(f"{what}: an old archive layout ({legacy[0]}) that is unpickled without restrictions; "
+            raise UploadError(f"{what}: an old archive layout ({legacy[0]}) that is unpickled without restrictions",
                               f"re-export it with this PyTorch ({torch.__version__}): {EXPORT_HINT}")
         pickled = 0
         for kind in ("weights", "constants"):
@@ -93,7 +93,7 @@ def scan_pt2(raw: bytes) -> dict:
             try:
                 cfg = json.loads(zf.read(inner[cfg_name]))
             except (ValueError, KeyError) as exc:
-                raise UploadError(f"{what}: {cfg_name} is not valid JSON ({exc}); {EXPORT_HINT}") from exc
+                raise UploadError(f"{what}: {cfg_name} is not valid JSON ({exc})", EXPORT_HINT) from exc
             entries = cfg.get("config", {}) if isinstance(cfg, dict) else {}
             for fqn, meta in entries.items():
                 path = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
@@ -117,7 +117,7 @@ def scan_pt2(raw: bytes) -> dict:
         try:
             graph = json.loads(zf.read(inner["models/model.json"]))
         except ValueError as exc:
-            raise UploadError(f"{what}: models/model.json is not valid JSON ({exc}); {EXPORT_HINT}") from exc
+            raise UploadError(f"{what}: models/model.json is not valid JSON ({exc})", EXPORT_HINT) from exc
     targets: set[str] = set()
     _graph_targets(graph, targets)
     bad = sorted(t for t in targets if not t.startswith(_ALLOWED_TARGET_PREFIXES))

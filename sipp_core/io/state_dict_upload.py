@@ -152,7 +152,7 @@ def _misfit_fix(match: Match, nearest: Match | None) -> str:
     near = (f"the nearest zoo architecture is {nearest.name!r} ({nearest.misfits} tensors off: {nearest.mismatch}); "
             if nearest is not None else "")
     return (f"{near}choose the architecture and data set the weights were trained for, or upload the network as "
-            f"an exported program (.pt2), which needs no zoo architecture ({_SAVE_HINT})")
+            "an exported program (.pt2), which needs no zoo architecture (torch.export.export, then torch.export.save)")
 
 
 def load_state_dict_upload(

@@ -14,11 +14,14 @@ from torch import nn
 
 from ..errors import UploadError
 
-__all__ = ["MODEL_MAX_BYTES", "NPZ_UPLOAD_MAX_BYTES", "check_runs_on", "first_few", "looks_like_npz", "looks_like_pt2",
-           "looks_like_torch_save", "read_checked", "read_upload", "safe_load_message", "strip_root", "zip_names"]
+__all__ = ["DATA_SMALLER", "MODEL_MAX_BYTES", "NPZ_UPLOAD_MAX_BYTES", "WEIGHTS_SMALLER", "check_runs_on", "first_few",
+           "looks_like_npz", "looks_like_pt2", "looks_like_torch_save", "read_checked", "read_upload",
+           "safe_load_message", "strip_root", "zip_names"]
 
 MODEL_MAX_BYTES = 200 * 1024**2  # Streamlit's default upload limit is 200 MB as well
-NPZ_UPLOAD_MAX_BYTES = 200 * 1024**2
+NPZ_UPLOAD_MAX_BYTES = 200 * 1024**2  # the app's (npz.NPZ_MAX_BYTES, 512 MiB, for a file read from disk)
+WEIGHTS_SMALLER = "save the state_dict only (float32, no optimizer state), or export the network alone"
+DATA_SMALLER = "use fewer points or smaller images"
 
 # PyTorch's text around a refused file advises loading it with weights_only=False or
 # allowlisting the object it asks for: both would run whatever the file carries. Any
@@ -111,17 +114,19 @@ def _shorten(text: str, limit: int) -> str:
 
 # ---- what kind of file, and does the network fit the data
 
-def read_checked(data: Any, max_bytes: int, what: str) -> bytes:
-    """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes."""
+def read_checked(data: Any, max_bytes: int, what: str, smaller: str = WEIGHTS_SMALLER) -> bytes:
+    """Bytes of an upload (bytes, bytearray, memoryview or a binary file object), within max_bytes.
+    smaller: how to make such a file smaller, the fix when it is too large."""
     raw = read_upload(data, max_bytes)
     if len(raw) > max_bytes:
-        raise UploadError(
-            f"{what}: the upload is {len(raw) / 1024**2:.1f} MiB (or more); the limit is {max_bytes / 1024**2:.0f} MiB. "
-            "Upload a smaller file (for weights: the state_dict only, float32, no optimizer state)"
-        )
+        raise UploadError(f"{what}: the file is larger than the limit of {_size(max_bytes)}", smaller)
     if not raw:
-        raise UploadError(f"{what}: the upload is empty (0 bytes); choose the file again")
+        raise UploadError(f"{what}: the file is empty (0 bytes)", "choose the file again")
     return raw
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB" if n >= 1024**2 else f"{n:,} bytes"
 
 
 def zip_names(raw: bytes) -> list[str] | None:

@@ -2,11 +2,14 @@
 with a time estimate from the time taken so far."""
 from __future__ import annotations
 
+import re
 import time
 
 from ..zoo.train import Progress
 
 __all__ = ["JobProgress"]
+
+_ESTIMATE = re.compile(r"( \((about [^()]* left|took [^()]*)\))+$")
 
 
 class JobProgress:
@@ -24,6 +27,8 @@ class JobProgress:
         fraction = min(max(fraction, self.last, 0.0), 1.0)
         self.last = fraction
         elapsed = time.perf_counter() - self.start
+        # A job inside a job (a study's cascades) reports through both: only the outer, whole job's estimate stays
+        message = _ESTIMATE.sub("", message)
         if 0.02 < fraction < 1.0:
             left = elapsed / fraction * (1 - fraction)
             message = f"{message} (about {_fmt_s(left)} left)"

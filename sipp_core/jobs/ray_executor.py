@@ -98,7 +98,7 @@ def _start_local(ray, num_cpus: int) -> None:
     for attempt in (1, 2):
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False, logging_level=logging.WARNING)
+                     log_to_driver=False, logging_level=logging.ERROR)
             return
         except ConnectionError:
             raise
@@ -231,7 +231,7 @@ class RayExecutor(Executor):
             try:
                 if self.address:
                     _check_reachable(self.address)
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
                 else:  # "local": a new Ray of our own, never a cluster `ray start` left running on this machine
                     _start_local(ray, self.num_cpus or os.cpu_count() or 1)
             except ConnectionError as exc:

@@ -48,6 +48,7 @@ from ..console import ProgressPrinter
 from ..errors import BadInput, StorageError
 from ..io.checkpoints import cache_dir
 from ..io.data_files import missing_files
+from ..io.outputs import check_output_folder
 from ..options import METHODS
 from ..zoo.models import MODELS
 from ..zoo.train import DEFAULT_LR
@@ -360,6 +361,8 @@ def format_summary(res: StudyResult) -> str:
 
 def cmd_study(args) -> int:
     config = load_config(args.config)  # every check before any work
+    out = Path(args.out or f"{config.name}-results")
+    check_output_folder(out, "--out")
     res = run_study(config, executor=args.executor, ray_address=args.ray_address,
                     progress=None if args.quiet else ProgressPrinter("study", width=70), cache=not args.no_cache)
     c = res.config
@@ -372,7 +375,6 @@ def cmd_study(args) -> int:
     for note in res.notes:
         print(f"note: {note}")
     print(format_summary(res))
-    out = Path(args.out or f"{c.name}-results")
     files = res.write(out)
     print("written: " + ", ".join(str(f) for f in files))
     if res.cancelled:
@@ -386,8 +388,8 @@ def add_study_parser(subparsers):
     p = subparsers.add_parser("study", help="a whole grid from a TOML file: networks x methods x ratios x seeds")
     p.add_argument("config", help="the study's TOML file (e.g. studies/sipp_mnist.toml)")
     p.add_argument("--out", help="folder for rows.csv, summary.csv (and rows.parquet); default NAME-results")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (warnings still print)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, even work an earlier run finished")
-    add_executor_arguments(p)
+    add_executor_arguments(p, "one task per cascade step with [retrain], else one per point")
     p.set_defaults(func=cmd_study)
     return p

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..console import ProgressPrinter
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
+from ..io.outputs import check_output_file
 from ..options import METHODS, STRUCTURED_METHODS
 from ..pipeline import Prepared, prepare_trained
 from ..plan.pruning import validate_arguments
@@ -534,6 +535,8 @@ def format_table(res: SweepResult) -> str:
 def cmd_sweep(args) -> int:
     methods = _check_methods(args.methods)  # validate before any expensive work
     grid = parse_ratios(args.ratios)
+    if args.json:
+        check_output_file(args.json, "--json")
     res = sweep(args.model, args.dataset, methods=methods, ratios=grid, seeds=args.seeds,
                 sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
                 measure_errors=args.measure_errors, measure_latency=args.measure_latency, cache=not args.no_cache,
@@ -571,10 +574,10 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def add_executor_arguments(p) -> None:
-    """--executor and --ray-address (shared by `sweep` and `study`)."""
+def add_executor_arguments(p, tasks: str = "one task per point") -> None:
+    """--executor and --ray-address (shared by `sweep` and `study`); tasks: what one Ray task runs."""
     p.add_argument("--executor", default="in-process", choices=list(EXECUTORS),
-                   help="where points run: in this process (default) or on Ray (one task per point)")
+                   help=f"where the work runs: in this process (default) or on Ray ({tasks})")
     p.add_argument("--ray-address", help="with --executor ray: join this running Ray cluster (host:port); "
                    "without it a local Ray starts with this machine's cores")
 
@@ -596,7 +599,7 @@ def add_sweep_parser(subparsers):
                    help="also time each pruned network and the dense one at batch 64 (slower)")
     p.add_argument("--max-drop", type=float, help="print the prune potential within this accuracy drop (0.01 = 1 point)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (warnings still print)")
     p.add_argument("--json", help="write the rows and settings here")
     add_executor_arguments(p)
     p.set_defaults(func=cmd_sweep)

@@ -222,7 +222,7 @@ def check_compatible(name: str, input_shape: tuple[int, ...]) -> None:
     problem = _incompatibility(name, tuple(input_shape))
     if problem:
         ok = compatible_models(tuple(input_shape))
-        raise ModelDataMismatch(f"{problem}. Models that fit this data set: {', '.join(ok)}")
+        raise ModelDataMismatch(problem, f"choose one of the models that fit this data set: {', '.join(ok)}")
 
 
 def build_model(name: str, input_shape, num_classes: int, *, seed: int | None = None, **options) -> nn.Module:

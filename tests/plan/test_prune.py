@@ -116,7 +116,7 @@ def test_cli_prune_json_and_exit_codes(tmp_path, capsys):
     [
         (["--epsilon", "0"], "eps"),
         (["--keep-ratio", "0.1", "--delta", "2"], "delta"),
-        (["--keep-ratio", "0.1", "--sample-size", "100000"], "sample_size"),
+        (["--keep-ratio", "0.1", "--sample-size", "100000"], "--sample-size"),
         (["--keep-ratio", "0.1", "--method", "nope"], "method"),
     ],
 )

@@ -36,7 +36,7 @@ def test_eps_needs_the_sampled_method(capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--method", "pfp", "--keep-ratio", "0"], "keep_ratio must be in (0, 1]"),
+    (["--method", "pfp", "--keep-ratio", "0"], "--keep-ratio must be in (0, 1]"),
     (["--method", "filter-l1", "--keep-ratio", "0.5", "--target", "latency"], "invalid choice: 'latency'"),
 ])
 def test_bad_channel_arguments(capsys, argv, needle):

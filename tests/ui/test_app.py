@@ -159,7 +159,7 @@ def test_model_that_does_not_fit_the_data_is_explained():
     at.selectbox(key="data").set_value("moons").run()
     at.selectbox(key="model").set_value("lenet5").run()
     _ok(at)
-    assert at.error and "Models that fit" in at.error[0].value
+    assert at.error and "models that fit this data set" in at.error[0].value
 
 
 def test_cuda_without_a_gpu_is_explained():

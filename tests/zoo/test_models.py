@@ -16,7 +16,7 @@ def test_builds_and_runs_forward(name, shape_name):
     if name not in compatible_models(shape):
         with pytest.raises(ModelDataMismatch) as err:
             build_model(name, shape, 10)
-        assert "Models that fit this data set" in str(err.value)
+        assert "choose one of the models that fit this data set" in err.value.fix
         return
     if name in HEAVY and shape_name != "cifar-like":
         pytest.skip("heavy model: checked on its own data shape")

@@ -1,0 +1,56 @@
+"""Where the command line will write (--json, --export, a study's --out), checked before any work starts.
+
+Why: a study can run for minutes and a prune trains a model first; a typo in the output path should not be
+found only when the results are ready to be written. Each refusal names the actual cause: a folder that does not
+exist, a file where a folder is needed (or the reverse), or a folder that cannot be written to (a read-only
+disk). A full disk cannot be told in advance; writing then fails with its own message (StorageError).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import BadInput, StorageError
+
+__all__ = ["check_output_file", "check_output_folder"]
+
+
+def _writable(folder: Path, flag: str, path: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(f"{flag} {path}: the folder {folder} cannot be written to (read-only or not yours)",
+                           f"give {flag} a path in a folder you can write to")
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """A file will be written at `path`: its folder must exist and be writable, and `path` must not be a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"{flag} {p} is a folder; a file name is needed",
+                       f"give {flag} a file name, e.g. {p / 'report.json'}")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.exists():
+        raise BadInput(f"{flag} {p}: the folder {folder} does not exist",
+                       f"create it first (mkdir -p {folder}) or give {flag} a path in an existing folder")
+    if not folder.is_dir():
+        raise BadInput(f"{flag} {p}: {folder} is a file, not a folder", f"give {flag} a path in a folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise StorageError(f"{flag} {p} exists and cannot be overwritten (read-only)",
+                           f"give {flag} another file name, or make that file writable")
+    _writable(folder, flag, p)
+
+
+def check_output_folder(path: str | os.PathLike, flag: str) -> None:
+    """Files will be written into the folder `path`, created with its parents where missing: it must not be a file,
+    and its nearest existing folder must be writable."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise BadInput(f"{flag} {p} is a file; a folder is needed (it is created if missing)",
+                       f"give {flag} the name of a folder (a new name is fine: it is created)")
+    existing = p
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise BadInput(f"{flag} {p}: {existing} is a file, not a folder", f"give {flag} a path in a folder")
+    _writable(existing, flag, p)
