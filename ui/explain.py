@@ -13,9 +13,9 @@ from ui.tables import ROW_METHOD_NAMES
 
 PLAIN_WORDS = """
 - **Per row.** A bound is about one *row*: the positive (or the negative) weights of one unit. It says the
-  pruned row's pre-activation stays within ε of the original **relative to z⁺ + z⁻** (the row's positive
-  plus negative signal), **not** relative to |z|: when z⁺ and z⁻ nearly cancel, the error relative to z can
-  be far larger.
+  pruned row's pre-activation stays within ε of the original **relative to the row's own signal z^σ** (z⁺
+  for the positive weights, z⁻ for the negative ones), so the unit's z = z⁺ − z⁻ stays within ε (z⁺ + z⁻),
+  **not** within ε |z|: when z⁺ and z⁻ nearly cancel, the error relative to z can be far larger.
 - **For which points.** Sampled rows: with probability at least 1 − δ for a point drawn like S (held-out
   points from the same distribution). Deterministic rows: exactly on the points of S; on unseen points it
   is the empirical analogue.

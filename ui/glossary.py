@@ -80,8 +80,8 @@ TERMS: tuple[Term, ...] = (
     Term("eta", "η, η_max, δ_S", "η is the number of output units summed over the prunable layers (times positions for "
          "convolutions); η_max is the largest single layer's. With δ_S = 1e-16 they set |S| = ⌈3 ln(8 η η_max / δ_S)⌉.",
          "Guarantees", "LeNet-300-100: η = 410, η_max = 300, so |S| = 152."),
-    Term("bound", "bound (guaranteed error)", "The largest error a row may have under its guarantee, relative to its "
-         "signal z⁺ + z⁻ (not to |z|). A bound of 1 or more promises little: it allows an error as large as the "
+    Term("bound", "bound (guaranteed error)", "The largest error a row may have under its guarantee, relative to the "
+         "row's own signal z^σ (z⁺ or z⁻); for the whole unit that makes ε (z⁺ + z⁻), not ε |z|. A bound of 1 or more promises little: it allows an error as large as the "
          "signal itself.", "Guarantees"),
     # ---- budget and controls
     Term("kappa", "κ (kappa), keep ratio", "The share of prunable weights (Linear and Conv2d weights) that stay after "

@@ -68,9 +68,9 @@ def headline_metrics(h: dict, detailed: bool = True) -> None:
     c3.caption(("same class as the original · " if detailed else "")
                + f"logits relative error {h['logits_rel_error']:.3g}")
     c4.metric("Largest bound", fmt_val(h["bound_max"]) if h["has_bound"] else "none")
-    relative = " (relative to z⁺ + z⁻)" if detailed else ""
-    c4.caption(f"largest row bound{relative}, {'holds ' if detailed else ''}w.p. ≥ 1 − δ per row" if h["has_bound"]
-               else "this method gives no guarantee")
+    relative = ", relative to the row's own signal z^σ" if detailed else ""
+    c4.caption(f"largest row bound{relative}; sampled rows hold w.p. ≥ 1 − δ, deterministic ones on the points of S"
+               if h["has_bound"] else "this method gives no guarantee")
     c5.metric("Largest measured error", fmt_val(h["measured_max_heldout"]))
     c5.caption(f"largest row error on {h['heldout_points']} held-out points · on S: {fmt_val(h['measured_max_s'])}"
                if detailed else f"on {h['heldout_points']} held-out points")

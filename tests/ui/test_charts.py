@@ -192,6 +192,11 @@ def test_layer_table_and_headline(report):
     h = tables.headline(report)
     assert h["kept"] == report.result.kept and 0 < h["keep_ratio"] < 0.06
     assert h["has_bound"] and h["bound_max"] > 0
+    # failed pairs counted layer by layer, from the same held-out measurements as the failure-rate chart
+    fails = tables.failure_frame(report)
+    held = fails[fails["points"] == "held-out"]
+    assert h["failed_pairs_heldout"] == held["failures"].sum() and h["pairs_heldout"] == held["pairs"].sum() > 0
+    assert h["failed_layers_heldout"] == list(held.loc[held["failures"] > 0, "layer"])
 
 
 # ---- formulas: the numbers shown are the engine's numbers ------------------------------------

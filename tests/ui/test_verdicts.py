@@ -138,6 +138,11 @@ def test_prune_verdict_uses_the_headline_numbers():
     assert lines[1] == ("The largest measured error on held-out points (0.128) stays below the largest bound (3.2): "
                         "loose by about 25×.")
     assert "is above the largest bound" in vd.prune_verdict({**h, "bound_max": 0.1})[1]
+    # the largest error below the largest bound says nothing when some row exceeded its own (LeNet-5 at 20% kept)
+    failed = vd.prune_verdict({**h, "failed_pairs_heldout": 140, "pairs_heldout": 236_000,
+                               "failed_layers_heldout": ["fc3 · Linear 84→10"]})
+    assert failed[1] == ("On held-out points **140 of 236,000** (row, point) pairs exceeded their row's bound (in "
+                         "fc3 · Linear 84→10): the Guarantees page shows which rows and why.")
 
 
 def test_sensitivity_verdict_counts_the_overlap_of_the_top_edges():
@@ -173,8 +178,8 @@ def test_kept_units_verdict_counts_units_left_without_edges():
 
 def test_rows_above_their_bound_say_why_by_how_they_were_pruned():
     frame = pd.DataFrame(dict(bound=[0.1, 0.1, 0.5, 0.5, 0.0, 0.0], measured=[0.2, 0.05, 0.6, 0.1, 0.01, 0.0],
-                              method=["deterministic", "deterministic", "sampled", "sampled", "kept whole",
-                                      "kept whole"]))
+                              method=["deterministic", "deterministic", "sampled", "sampled", "kept all with s > 0",
+                                      "kept all with s > 0"]))
     line = vd.bound_rows_verdict(frame, "held-out points", delta=1e-16)[0]
     assert "held on 3 of 6 rows" in line
     assert ("(1 kept every weight that carried signal on S: the weights they dropped read inputs that were zero on "
@@ -192,3 +197,18 @@ def test_layers_left_dense_are_listed_once_per_reason():
              ("layers.0.bn1", "normalisation parameters are not pruned")]
     assert left_dense(pairs) == ("Left dense (normalisation parameters are not pruned): bn1, layers.0.bn1; "
                                  "(an embedding): emb.")
+
+
+def test_eps_sweep_verdict_counts_rows_that_broke_their_bound_not_maxima():
+    # LeNet-5, sipp-rand: at ε <= 1 every bound is 0 and fc3's held-out rows show errors; from ε = 2 the largest
+    # error sits far below the largest bound, yet the counts come from each row against its own bound
+    df = pd.DataFrame(dict(eps=[0.1, 1.0, 2.0, 10.0], keep_ratio=[0.9455, 0.9455, 0.9448, 0.2553],
+                           bound_max=[0.0, 0.0, 1.998, 9.999], measured_max_heldout=[0.0082, 0.0082, 0.0468, 0.6747],
+                           failed_pairs_heldout=[140, 140, 0, 112], pairs_heldout=[236_000] * 4))
+    lines = vd.eps_sweep_verdict(df)
+    assert lines[0] == ("From ε = 0.1 to ε = 10 the kept share falls from 94.55% to 25.53% and the largest bound "
+                        "grows from 0 to 10.")
+    assert lines[1] == ("At 3 of 4 values of ε (ε = 0.1, 1, 10) some held-out (row, point) pairs exceeded their row's "
+                        "bound: at most 140 of 236,000 (at ε = 0.1); the Verdict at the top of the page says why.")
+    fine = vd.eps_sweep_verdict(df.assign(failed_pairs_heldout=0))[1]
+    assert fine == "At every ε, every held-out (row, point) pair stayed within its row's bound (4 of 4 values)."

@@ -36,19 +36,25 @@ def row_figure(report, layer: str, on: str = "heldout", width: int = 460, height
     """Per row: bound (x) against the largest measured error (y), log-log, with y = x. A Figure (the template
     depends on the layer and the points measured on), or a sentence when no row can be drawn."""
     df = tables.row_scatter_frame(report, layer, on)
-    ok = df[(df["bound"] > 0) & np.isfinite(df["bound"]) & (df["measured"].notna())].copy()
+    # A row with bound 0 and an error broke its bound (LeNet-5's fc3 on held-out digits): drawn at the floor. Only
+    # rows with bound 0 and no error, which say nothing, are left out.
+    finite = np.isfinite(df["bound"]) & df["measured"].notna()
+    ok = df[finite & ((df["bound"] > 0) | (df["measured"] > 0))].copy()
     floor = _floor(ok["measured"].tolist() + ok["bound"].tolist())
     ok["shown"] = ok["measured"].where(ok["measured"] > 0, floor)
+    ok["bound_shown"] = ok["bound"].where(ok["bound"] > 0, floor)
     label = tables.layer_label(report, layer)
     if ok.empty:
         return empty(f"Bound vs measured per row, layer {label}",
-                     "No row of this layer has a positive, finite bound and a measured error: the method gives no "
-                     "bound, or every row was kept whole or pruned entirely.", width)
-    lo = min(floor, ok["bound"].min()) / 2
-    hi = max(ok["bound"].max(), ok["shown"].max()) * 2
-    above, whole = int((ok["measured"] > ok["bound"]).sum()), int((df["bound"] == 0).sum())
+                     "No row of this layer has a finite bound and a positive bound or error: the method gives no "
+                     "bound, or every row has bound 0 and no measured error.", width)
+    lo = min(floor, ok["bound_shown"].min()) / 2
+    hi = max(ok["bound_shown"].max(), ok["shown"].max()) * 2
+    above = int((ok["measured"] > ok["bound"] + 1e-6).sum())
+    silent = int((finite & (df["bound"] == 0) & (df["measured"] == 0)).sum())
     counts = pd.DataFrame({"above": [f"above y = x: {above:,} of {len(ok):,} rows"],
-                           "whole": [f"not drawn: {whole:,} rows with bound 0"]})
+                           "whole": [f"not drawn: {silent:,} row{'' if silent == 1 else 's'} with bound 0 and "
+                                     "no error"]})
     # the diagonal spans both axes' range, so both log axes get the same domain without fixing it in the spec
     diagonal = pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})
     return Figure(("row_scatter", label, on, width, height), lambda: _row_template(label, on, width, height),
@@ -59,7 +65,7 @@ def _row_template(label: str, on: str, width: int, height: int):
     where = "held-out points" if on == "heldout" else "the points of S"
     pts = alt.Chart(alt.NamedData("rows")).mark_circle(size=28, opacity=0.7).encode(
         # not nice: both axes span exactly the diagonal's range (a factor of 2 beyond every point)
-        x=alt.X("bound:Q", scale=alt.Scale(type="log", nice=False), title="row bound ε (log scale)",
+        x=alt.X("bound_shown:Q", scale=alt.Scale(type="log", nice=False), title="row bound ε (log scale)",
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log", nice=False), title=f"largest measured error on {where} (log)",
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
@@ -75,7 +81,7 @@ def _row_template(label: str, on: str, width: int, height: int):
                                                          color="#333333")
     counts = [text.encode(text=f"{f}:N", x=alt.value(6), y=alt.value(6 + 18 * i)) for i, f in enumerate(("above", "whole"))]
     sub = ["dashed: y = x; a point above it broke its bound",
-           "rows with bound 0 (kept whole or empty) are not drawn; zeros sit at the floor"]
+           "zeros (a bound or an error of 0) sit at the floor; rows with both 0 are not drawn"]
     return sized(alt.layer(line, pts, *counts).properties(
         title=_title(f"Bound vs measured per row, layer {label}", sub), width=width, height=height), height, 2, 2)
 
@@ -200,7 +206,8 @@ def eps_error_chart(df: pd.DataFrame, current_eps: float | None = None, method: 
     yx = alt.Chart(pd.DataFrame({"eps": sorted(d["eps"])})).mark_line(color=OKABE["grey"], strokeDash=[4, 4]).encode(
         x="eps:Q", y="eps:Q")
     # the largest bound sits on bound = ε wherever a row was sampled to meet ε exactly: the grey line is then hidden
-    sub = ["grey dashed: bound = ε (under the bound's line where they coincide)"] + (
+    sub = [f"grey dashed: bound = ε (under the bound's line where they coincide); a 0 sits at the floor, "
+           f"{long['shown'].min():.0e}"] + (
         ["black dotted: the sidebar's ε"] if current_eps is not None else [])
     return sized(alt.layer(err, yx, *_sidebar_eps(current_eps)).properties(
         title=_title(f"Bound and measured error as ε moves ({method})", sub), width=width, height=height),

@@ -105,7 +105,7 @@ def _bound_template(order: list[str], has_bound: bool, rows: int, width: int, he
     rule = one.mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
     lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#444444", fontSize=TEXT_PX).encode(
         y="y:Q", x=alt.value(2), text="label:N")
-    sub = (["bounds per row (unit, sign), relative to z⁺ + z⁻", "exact zeros are drawn a power of ten below the rest"]
+    sub = (["bounds per row (unit, sign), relative to the row's signal z^σ", "exact zeros are drawn a power of ten below the rest"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
     return wide(sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
                                                      width=width, height=height), height, len(sub), rows,

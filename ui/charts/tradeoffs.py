@@ -230,7 +230,8 @@ def bound_chart(frame: pd.DataFrame, width: int = WIDTH, height: int = HEIGHT) -
         return None
     return _log_series_chart(agg, "bound", "bound_lo", "bound_hi", "Largest guaranteed bound vs keep ratio",
                              ["largest row bound, relative", "(log scale)"],
-                             ["SiPP's guarantee, w.p. ≥ 1 − δ per row", "baselines have no bound"], width, height)
+                             ["SiPP's guarantee: sampled rows w.p. ≥ 1 − δ, deterministic rows on S",
+                              "baselines have no bound"], width, height)
 
 
 def potential_chart(potential: pd.DataFrame, max_drop_pts: float, width: int = WIDTH) -> alt.Chart:

@@ -30,7 +30,8 @@ def promise_box(s, report) -> None:
         st.info(f"**{s.method} gives no guarantee.** Only the measured error is shown: on the points of S and on "
                 f"{held} held-out points. Pick a SiPP method to see bounds.", icon=":material/info:")
         return
-    loose = "" if not h["has_bound"] or h["bound_max"] < 1 else (
+    failed = failed_layers(report)
+    loose = "" if not h["has_bound"] or h["bound_max"] < 1 or failed else (
         f" Here the largest bound is **{h['bound_max']:.3g}** while the largest measured error is "
         f"**{h['measured_max_heldout']:.3g}**: their ratio is about "
         f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g} (the Verdict above gives the typical row's "
@@ -42,18 +43,53 @@ def promise_box(s, report) -> None:
         f"(δ = {fmt_num(s.delta)}) for a point drawn like S; deterministic rows, exactly on the {report.prepared.sample_size} "
         "points of S (on new points it is the empirical analogue). A deterministic bound ≥ 1 says nothing, "
         "since such a row's error is at most 1 anyway." + loose, icon=":material/verified:")
+    if failed:
+        st.warning("**Where the bound did not hold.** " + " ".join(
+            f"{r['layer']}: {r['held_failures']:,} of {r['held_pairs']:,} held-out (row, point) pairs exceeded their "
+            f"row's bound ({100 * r['held_failures'] / r['held_pairs']:.2f}%, against δ = {fmt_num(s.delta)}); on the "
+            f"points of S, {r['s_failures']:,} of {r['s_pairs']:,}." for r in failed)
+            + " The Verdict above says which rows and why: a bound is built from what S shows, and a held-out point "
+            "can reach inputs that no point of S did.", icon=":material/report:")
+
+
+def failed_layers(report) -> list[dict]:
+    """Layers where some held-out (row, point) pair exceeded its row's bound, with the counts on S beside."""
+    df = tables.failure_frame(report)
+    out = []
+    for layer, g in df.groupby("layer", sort=False):
+        held, on_s = g[g["points"] == "held-out"], g[g["points"] == "on S"]
+        if len(held) and int(held["failures"].iloc[0]) > 0:
+            out.append(dict(layer=layer, held_failures=int(held["failures"].iloc[0]),
+                            held_pairs=int(held["pairs"].iloc[0]),
+                            s_failures=int(on_s["failures"].iloc[0]) if len(on_s) else 0,
+                            s_pairs=int(on_s["pairs"].iloc[0]) if len(on_s) else 0))
+    return out
 
 
 @st.fragment
 def _rows(s, report) -> None:
     names = tables.layer_names(report)
     c1, c2 = st.columns([2, 1])
-    layer = c1.selectbox("Layer", names, index=0, key="guar_layer", format_func=tables.layer_labels(report).get)
+    layer = c1.selectbox("Layer", names, index=first_layer_to_show(report, names), key="guar_layer",
+                         format_func=tables.layer_labels(report).get)
     on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
     show.chart(guarantee_charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
         st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
                    "(unbiased) row whose errors do not cancel (docs/sipp.md §8.3).")
+
+
+def first_layer_to_show(report, names: list[str]) -> int:
+    """The layer the per-row chart opens on: the first whose rows broke their bound on held-out points, else the
+    first with a positive bound (LeNet-5's conv1 is kept whole: its chart would be empty), else the first."""
+    for name in names:
+        e = report.errors_heldout.get(name)
+        if e is not None and tables.as_float(e.failure_rate) > 0:
+            return names.index(name)
+    for name in names:
+        if tables.as_float(report.result.plans[name].bound_max) > 0:
+            return names.index(name)
+    return 0
 
 
 def _sweep_reports(s, prepared) -> dict:
@@ -86,8 +122,8 @@ def _sweep(s, prepared, report) -> None:
                     engine.chart(("eps_error", *key), lambda: guarantee_charts.eps_error_chart(df, cur, method))])
     verdict_box(vd.eps_sweep_verdict(df))
     note = "" if method == s.method else f" ({s.method} has no ε mode, so the sweep uses {method})"
-    st.caption("Smaller ε keeps more weights and tightens the bound; the measured error stays below the bound "
-               "and moves with it." + note)
+    st.caption("Smaller ε keeps more weights and tightens the bound; the Verdict above says whether every row "
+               "stayed within it." + note)
 
 
 def render() -> None:

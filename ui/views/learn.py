@@ -200,7 +200,7 @@ def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
         "measured_held_out": "max error held-out", "failure_rate_held_out": "failure rate held-out",
         "accuracy_after": "accuracy after"})
     show.table(table.round(4), hide_index=True)
-    st.caption(f"Layer `{layer}`, errors relative to z⁺ + z⁻ per row, measured on S and on 300 held-out "
+    st.caption(f"Layer `{layer}`, errors relative to each row's signal z^σ, measured on S and on 300 held-out "
                f"points; accuracy on all {len(toy.record.y_test)} test points (before: {100 * toy.accuracy:.1f}%). "
                "Baselines have no bound, so no failure rate (empty cells).")
     over = [r["method"] for r in recs if r["failure_rate_held_out"] == r["failure_rate_held_out"]

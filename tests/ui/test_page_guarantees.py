@@ -1,0 +1,66 @@
+"""The Guarantees page says where the bound did not hold, row by row, and draws the rows that broke it.
+
+The case is LeNet-5's at 20% kept: fc3's rows keep every weight with a share of the signal on S, so their bound is
+0, and held-out digits reach inputs that were zero on all of S. Built here as tables, not by pruning LeNet-5.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from pagetest import prepared  # noqa: F401  (a fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ui import tables  # noqa: E402
+from ui.charts import guarantees as guarantee_charts  # noqa: E402
+from ui.views import guarantees as page  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def report(prepared):
+    from sipp_core.pipeline import evaluate_prune
+
+    return evaluate_prune(prepared, method="sipp-hybrid", keep_ratio=0.05)
+
+
+def test_a_row_with_bound_0_and_an_error_is_drawn_above_the_diagonal(report, monkeypatch):
+    rows = pd.DataFrame(dict(unit=[0, 1, 2, 3], sign="+", bound=[0.0, 0.0, 0.5, np.nan],
+                             measured=[0.008, 0.0, 0.1, 0.2], method=["kept all with s > 0"] * 2 + ["sampled"] * 2,
+                             kept=[60, 60, 30, 30]))
+    monkeypatch.setattr(tables, "row_scatter_frame", lambda *a, **k: rows)
+    fig = guarantee_charts.row_figure(report, tables.layer_names(report)[0])
+    drawn = fig.data["rows"]
+    assert list(drawn["unit"]) == [0, 2]  # bound 0 with no error, and no bound at all: not drawn
+    floor = drawn["bound_shown"].iloc[0]
+    assert 0 < floor < 0.008 and drawn["shown"].iloc[0] == 0.008  # at the floor, above y = x
+    assert fig.data["counts"]["above"][0] == "above y = x: 1 of 2 rows"
+    assert fig.data["counts"]["whole"][0] == "not drawn: 1 row with bound 0 and no error"
+
+
+def test_the_layers_that_broke_their_bound_are_named_with_counts_on_s_beside(monkeypatch):
+    frame = pd.DataFrame(dict(layer=["fc2", "fc2", "fc3", "fc3"], points=["on S", "held-out"] * 2,
+                              failure_rate=[0.0, 0.0, 0.0, 0.014], pairs=[3380, 10000, 3380, 10000],
+                              failures=[0, 0, 0, 140]))
+    monkeypatch.setattr(tables, "failure_frame", lambda report: frame)
+    assert page.failed_layers(None) == [dict(layer="fc3", held_failures=140, held_pairs=10000, s_failures=0,
+                                             s_pairs=3380)]
+
+
+def test_the_row_chart_opens_on_a_layer_that_broke_its_bound_else_one_with_a_bound():
+    def fake(rates, bounds):
+        plans = {n: SimpleNamespace(bound_max=b) for n, b in bounds.items()}
+        return SimpleNamespace(errors_heldout={n: SimpleNamespace(failure_rate=r) for n, r in rates.items()},
+                               result=SimpleNamespace(plans=plans))
+
+    names = ["conv1", "conv2", "fc1", "fc3"]
+    bounds = {"conv1": 0.0, "conv2": 0.0, "fc1": 15.8, "fc3": 0.0}
+    assert page.first_layer_to_show(fake(dict.fromkeys(names, 0.0) | {"fc3": 0.014}, bounds), names) == 3
+    assert page.first_layer_to_show(fake(dict.fromkeys(names, 0.0), bounds), names) == 2  # conv1 is kept whole
+    assert page.first_layer_to_show(fake(dict.fromkeys(names, float("nan")), dict.fromkeys(names, float("nan"))),
+                                    names) == 0
