@@ -42,8 +42,8 @@ def filters_verdict(report, retrained_accuracy: float | None = None) -> list[str
         masked = lat["original"][b] / lat["masked"][b]
         verb = "faster" if speed >= 1.05 else ("no faster" if speed > 0.95 else "slower")
         out.append(f"At batch {b.split('_')[1]} on this CPU the smaller network is {verb}: "
-                   f"{lat['original'][b]:.2f} → {lat['pruned'][b]:.2f} ms ({speed:.2f}x); the masked one, with "
-                   f"zeros in the original shapes, runs at {masked:.2f}x.")
+                   f"{lat['original'][b]:.2f} → {lat['pruned'][b]:.2f} ms ({speed:.2f}×); the masked one, with "
+                   f"zeros in the original shapes, runs at {masked:.2f}×.")
     acc0, acc1 = report.e2e.accuracy_before, report.e2e.accuracy_after
     line = f"Test accuracy {100 * acc0:.1f}% → {100 * acc1:.1f}% ({100 * (acc1 - acc0):+.1f} points) before retraining"
     if retrained_accuracy is not None and not math.isnan(retrained_accuracy):
@@ -53,6 +53,19 @@ def filters_verdict(report, retrained_accuracy: float | None = None) -> list[str
         out.append(f"{r.dead_on_s} filter(s) went because they were silent on every point of S, not because the "
                    "allocation chose them.")
     return out
+
+
+def factor_span(v) -> str:
+    """Speed factors as a range ("1.52× to 3.10×"), or one factor when they agree to two decimals ("1.00×")."""
+    lo, hi = f"{min(v):.2f}×", f"{max(v):.2f}×"
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+# The comparison's columns as the page shows them (the frame keeps the library's names)
+COMPARE_COLUMNS = {"method": "method", "kind": "pruned", "ratio": "keep ratio", "params": "parameters",
+                   "params_share": "parameter share", "flops": "FLOPs", "flops_share": "FLOP share",
+                   "accuracy": "accuracy", "latency_ms": "latency (ms)", "dense_latency_ms": "dense latency (ms)",
+                   "speedup": "speed-up"}
 
 
 def compare_verdict(frame: pd.DataFrame) -> list[str]:
@@ -75,7 +88,6 @@ def compare_verdict(frame: pd.DataFrame) -> list[str]:
                 out.append(f"Neither kind is more accurate at every tested ratio (gaps of {spread}).")
     if "speedup" in frame and not channels.empty and not weights.empty:
         c, w = channels["speedup"], weights["speedup"]
-        out.append(f"Only removing channels makes it faster: the smaller networks run {c.min():.2f}x to {c.max():.2f}x "
-                   f"the dense speed at batch 64, the weight-pruned ones {w.min():.2f}x to {w.max():.2f}x "
-                   "(their zeros are still multiplied).")
+        out.append(f"Only removing channels makes it faster: the smaller networks run {factor_span(c)} the dense "
+                   f"speed at batch 64, the weight-pruned ones {factor_span(w)} (their zeros are still multiplied).")
     return out

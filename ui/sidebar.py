@@ -113,9 +113,11 @@ def render_sidebar() -> Settings:
             facts = engine.model_facts(model, dataset)
         except Exception:  # shown as an error with its fix on the page
             facts = None
-        size = st.number_input("|S|: points in the sample S", min_value=1, max_value=100_000,
-                               value=DEFAULTS.sample_size, step=1, key="s", disabled=auto, help=hint("S", "s"),
-                               **BIND)
+        if auto:  # no greyed-out box: it showed the last manual |S| (152) while the formula's (169) was used
+            size = st.session_state.get("s", DEFAULTS.sample_size)
+        else:
+            size = st.number_input("|S|: points in the sample S", min_value=1, max_value=100_000,
+                                   value=DEFAULTS.sample_size, step=1, key="s", help=hint("S", "s"), **BIND)
         if facts:
             note = (f"Formula $|S| = \\lceil 3\\ln(8\\,\\eta\\,\\eta_{{\\max}}/\\delta_S)\\rceil$ = **{facts['formula']}** "
                     f"(η = {facts['eta']:,}, η_max = {facts['eta_max']:,}, δ_S = 1e-16)")

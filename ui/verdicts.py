@@ -344,9 +344,9 @@ def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
         t0, t1 = (float(d.get("region_transitions", math.nan)) for d in (before, after))
         more = "So the pruned network is smaller in scale but relatively more kinked"
         if _finite(t0) and _finite(t1) and t1 > t0:
-            more += f"; a path also crosses more linear regions in it ({t0:.3g} → {t1:.3g} region transitions, mean)."
+            more += f"; a path also crosses more linear regions in it ({t0:.1f} → {t1:.1f} region transitions, mean)."
         elif _finite(t0) and _finite(t1) and t1 < t0:
-            more += (f", although a path crosses fewer linear regions in it ({t0:.3g} → {t1:.3g} region transitions, "
+            more += (f", although a path crosses fewer linear regions in it ({t0:.1f} → {t1:.1f} region transitions, "
                      "mean).")
         else:
             more += "."
@@ -354,7 +354,7 @@ def smp_verdict(before: dict, after: dict, keep_ratio: float) -> list[str]:
     return out
 
 
-def propagation_verdict(rows: list[dict]) -> list[str]:
+def propagation_verdict(rows: list[dict], network: str = "the original network") -> list[str]:
     """From Nonsmoothness.propagation_rows() of one network: measured ÷ predicted per Linear/Conv stage.
 
     The linear rule is an upper bound: equal when no two inputs' kinks coincide; below it where kinks
@@ -368,14 +368,15 @@ def propagation_verdict(rows: list[dict]) -> list[str]:
     lowest = min(ratios, key=lambda x: x[1])
     last = ratios[-1]
     span = (f"measured SMP is between {pct(min(x[1] for x in ratios), 0)} and {pct(max(x[1] for x in ratios), 0)} "
-            f"of it here" if len(ratios) > 1 else f"measured SMP is {pct(ratios[0][1], 0)} of it here")
-    line = f"The rule for Linear and Conv layers is an **upper bound**; {span}"
-    if lowest[0] != last[0] and len(ratios) > 1:
-        line += f", lowest at `{lowest[0]}`"
+            f"of it" if len(ratios) > 1 else f"measured SMP is {pct(ratios[0][1], 0)} of it")
+    line = f"The rule for Linear and Conv layers is an **upper bound**; in {network}, {span}"
+    if len(ratios) > 1:
+        line += f", lowest at `{lowest[0]}`" + (" (the output layer)" if lowest[0] == last[0] else "")
+    line += "."
     if last[1] < 0.9:
-        line += (f"{', lowest' if lowest[0] == last[0] and len(ratios) > 1 else ','} at the output layer `{last[0]}`, "
-                 f"where the prediction is about {times(1 / last[1])} the measurement")
-    line += (". It falls below wherever kinks of different inputs coincide: one ReLU's zero crossing reaches every "
+        line += (f" At the output layer `{last[0]}` the prediction is about {times(1 / last[1])} the "
+                 "measurement.")
+    line += (" It falls below wherever kinks of different inputs coincide: one ReLU's zero crossing reaches every "
              "unit of the next layer at the same point t, through weights of both signs, so the slope jumps partly "
              "cancel instead of adding.")
     over = [(n, r) for n, r in ratios if r > 1 + 1e-6]

@@ -88,7 +88,9 @@ def test_main_widgets_exist(default_app):
     assert at.slider(key="keep").value == pytest.approx(0.10)
     assert at.select_slider(key="delta").value == pytest.approx(1e-16)
     assert at.toggle(key="s_auto").value is True
-    assert at.number_input(key="s") is not None and at.number_input(key="seed") is not None
+    assert at.number_input(key="seed") is not None
+    # |S| from the formula: no greyed-out box with another number in it (it showed 152 for LeNet-5's 169)
+    assert "s" not in [w.key for w in at.number_input]
 
 
 @pytest.mark.parametrize("page", PAGES[1:])
@@ -152,6 +154,10 @@ def test_sample_size_larger_than_the_pool_is_an_error_with_the_fix():
     at.number_input(key="s").set_value(100).run()
     _ok(at)
     assert not at.error and _metric(at, "Weights kept")
+    at.toggle(key="s_auto").set_value(True).run()  # back to the formula, and the manual |S| is kept for later
+    assert "s" not in [w.key for w in at.number_input] and at.session_state["s"] == 100
+    at.toggle(key="s_auto").set_value(False).run()
+    assert at.number_input(key="s").value == 100
 
 
 def test_model_that_does_not_fit_the_data_is_explained():

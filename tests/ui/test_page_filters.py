@@ -64,7 +64,7 @@ def test_verdict_is_phrased_with_the_numbers():
                                          "pruned": {"batch_1": 0.5, "batch_64": 4.0}}, dead=3), 0.94)
     assert lines[0].startswith("pfp kept 30.0% of the parameters and 40.0% of the FLOPs")
     assert "1,000 → 300 parameters, 4 → 2 KiB" in lines[0]
-    assert "faster: 10.00 → 4.00 ms (2.50x)" in lines[1] and "runs at 1.02x" in lines[1]
+    assert "faster: 10.00 → 4.00 ms (2.50×)" in lines[1] and "runs at 1.02×" in lines[1]
     assert "95.0% → 90.0% (-5.0 points) before retraining, 94.0% (-1.0 points) after retraining" in lines[2]
     assert lines[3].startswith("3 filter(s) went because they were silent")
     slow = filters_verdict(_report(lat={"original": {"batch_64": 4.0}, "masked": {"batch_64": 4.0},
@@ -86,7 +86,9 @@ def test_compare_verdict_on_a_built_case():
     lines = compare_verdict(frame)
     assert lines[0] == ("At the same parameter count, weight pruning is more accurate at every tested ratio, by "
                         "5.0 to 20.0 points (best method of each kind, before retraining).")
-    assert "1.80x to 3.10x" in lines[1] and "0.98x to 1.00x" in lines[1]
+    assert "1.80× to 3.10×" in lines[1] and "0.98× to 1.00×" in lines[1]
+    same = compare_verdict(frame.assign(speedup=[1.8, 1.0, 3.1, 1.001]))[1]
+    assert "the weight-pruned ones 1.00× (their zeros" in same  # not "1.00x to 1.00x"
 
 
 def test_comparison_runs_on_the_page(app):
@@ -94,9 +96,10 @@ def test_comparison_runs_on_the_page(app):
     at.switch_page("pages/filters.py").run()
     at.button(key="filters_cmp_btn").click().run()
     ok(at)
-    table = frame_with(at, "speedup")
+    table = frame_with(at, "speed-up")  # the page's column names, not the library's (params_share, ...)
     assert set(table["method"]) == {"pfp", "filter-l1", "sipp-hybrid", "wt"} and len(table) == 12
+    assert not [c for c in table.columns if "_" in c]
     # weights pruned to the parameter count PFP reached
     for ratio in (0.5, 0.3, 0.1):
-        sub = table[table["ratio"] == ratio].set_index("method")["params_share"]
+        sub = table[table["keep ratio"] == ratio].set_index("method")["parameter share"]
         assert abs(sub["sipp-hybrid"] - sub["pfp"]) < 0.01

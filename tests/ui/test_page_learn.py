@@ -30,8 +30,8 @@ def test_learn_page_diamond_ticks_and_empty_cells():
     ok(at)
     steps = at.segmented_control(key="learn_step").options
     data = next(s for s in _specs(at) if "points of S" in json.dumps(s.get("title", "")))
-    assert any(m.get("shape") == "diamond" for m in _marks(data)), "step 1 promises a red diamond"
-    assert any("The red diamond is point 0 of S" in c.value for c in at.caption)
+    assert any(m.get("shape") == "diamond" for m in _marks(data)), "step 1 promises a red-orange diamond"
+    assert any("The red-orange diamond is point 0 of S" in c.value for c in at.caption)
     at.segmented_control(key="learn_step").set_value(steps[4]).run()  # s = max over S: g over the points of S
     ok(at)
     profile = next(s for s in _specs(at) if "every point of S" in json.dumps(s.get("title", "")))
@@ -42,3 +42,11 @@ def test_learn_page_diamond_ticks_and_empty_cells():
     table = next(d.value for d in at.dataframe if "largest bound" in d.value.columns).set_index("method")
     assert table.loc["wt", "largest bound"] == "" and table.loc["wt", "failure rate held-out"] == ""
     assert float(table.loc["sipp-hybrid", "largest bound"]) >= 0
+
+
+def test_a_mask_reads_unit_by_unit():
+    import numpy as np
+
+    from ui.views.learn import mask_text
+
+    assert mask_text(np.array([[0, 0, 1, 1], [1, 0, 0, 0]])) == "unit 0: 0 0 1 1 · unit 1: 1 0 0 0"

@@ -100,9 +100,9 @@ def test_smp_falls_because_the_logits_shrank_while_relative_smp_rises():
                         "(their variation along the path fell from 9.4 to 2): relative to their size (each path's SMP "
                         "over its variation, averaged over the 32 paths), SMP went from **0.5 to 0.8** (more kinked).")
     assert lines[1] == ("So the pruned network is smaller in scale but relatively more kinked; a path also crosses "
-                        "more linear regions in it (72 → 101 region transitions, mean).")
+                        "more linear regions in it (72.0 → 101.0 region transitions, mean).")
     fewer = vd.smp_verdict(before, {**after, "region_transitions": 60.0}, 0.1)[1]
-    assert "although a path crosses fewer linear regions in it (72 → 60" in fewer  # never claims a rise it did not see
+    assert "although a path crosses fewer linear regions in it (72.0 → 60.0" in fewer  # never claims a rise it did not see
 
 
 def test_smp_moved_by_the_kinks_when_the_scale_stayed():
@@ -118,15 +118,15 @@ def test_propagation_verdict_states_the_upper_bound_and_the_output_layer_factor(
             dict(layer="fc2", kind="linear", smp=8.0, smp_predicted=10.0),
             dict(layer="fc3", kind="linear", smp=1.0, smp_predicted=3.0)]
     line = vd.propagation_verdict(rows)[0]
-    assert "**upper bound**; measured SMP is between 33% and 80% of it here, lowest at the output layer `fc3`, where " \
-           "the prediction is about 3.0× the measurement." in line
+    assert ("**upper bound**; in the original network, measured SMP is between 33% and 80% of it, lowest at `fc3` "
+            "(the output layer). At the output layer `fc3` the prediction is about 3.0× the measurement.") in line
     rows[2]["smp"] = 2.0  # fc2 now the lowest, fc3 still below its prediction
     line = vd.propagation_verdict(rows)[0]
-    assert "between 20% and 33% of it here, lowest at `fc2`, at the output layer `fc3`, where the prediction" in line
+    assert "between 20% and 33% of it, lowest at `fc2`. At the output layer `fc3` the prediction" in line
     assert "the measurement is above it" not in line
     rows[2]["smp"] = 10.5  # fc2 measured above its prediction: said, with the reason, never left unremarked
     line = vd.propagation_verdict(rows)[0]
-    assert "between 33% and 105% of it here" in line and "At `fc2` (105%) the measurement is above it" in line
+    assert "between 33% and 105% of it" in line and "At `fc2` (105%) the measurement is above it" in line
 
 
 def test_prune_verdict_uses_the_headline_numbers():

@@ -74,5 +74,5 @@ def toy_data(x: np.ndarray, y: np.ndarray, s_index: np.ndarray | None = None, ch
             layers.append(alt.Chart(d.iloc[[chosen]]).mark_point(size=320, color=OKABE["vermillion"], strokeWidth=3,
                                                                  shape="diamond").encode(x="x1:Q", y="x2:Q"))
     return sized(alt.layer(*layers).properties(title=_title("The data and the points of S",
-                                                            "black rings: S; red diamond: the point being followed"),
+                                                            "black rings: S; red-orange diamond: the point being followed"),
                                                width=width, height=height), height, 1, 1)

@@ -15,7 +15,7 @@ from sipp_core.structured.report import evaluate_filters, measure_latency
 from sipp_core.zoo.train import accuracy
 from ui import engine, show
 from ui.charts import filters as charts
-from ui.filters_core import compare_verdict, filters_verdict, measured_table
+from ui.filters_core import COMPARE_COLUMNS, compare_verdict, filters_verdict, measured_table
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
 
@@ -150,7 +150,13 @@ def _compare(s, prepared) -> None:
     axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True,
                     format_func=lambda k: charts.COMPARE_X[k][0].split(" (")[0])
     show.chart(charts.compare_chart(frame, axis))
-    show.table(frame, hide_index=True, width="stretch")
+    num = st.column_config.NumberColumn
+    show.table(frame[[c for c in COMPARE_COLUMNS if c in frame]].rename(columns=COMPARE_COLUMNS), hide_index=True,
+               width="stretch", column_config={
+                   "parameters": num(format="localized"), "FLOPs": num(format="localized"),
+                   "parameter share": num(format="percent"), "FLOP share": num(format="percent"),
+                   "accuracy": num(format="percent"), "latency (ms)": num(format="%.3f"),
+                   "dense latency (ms)": num(format="%.3f"), "speed-up": num(format="%.2f×")})
 
 
 def render() -> None:

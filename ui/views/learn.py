@@ -62,7 +62,7 @@ def _step_network(toy, w, layer: str) -> None:
     k = int(st.session_state.get("learn_point", 0) or 0)
     followed = int(w.pseudo_of[k]) if 0 <= k < len(w.pseudo_of) else 0  # steps 3 and 4 follow this point of S
     show.chart(learn_charts.toy_data(pool, toy.record.y_pool.numpy(), w.s_index, chosen=followed))
-    st.caption(f"The red diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
+    st.caption(f"The red-orange diamond is point {followed} of S, the one steps 3 and 4 follow (pick another there).")
     st.markdown(f"Weights W of layer `{layer_label(layer, 'linear', w.W.shape)}`"
                 f" (rows: output units f, columns: inputs j). A **row** is the "
                 "positive (or the negative) weights of one unit.")
@@ -175,12 +175,17 @@ def _step_masks(toy, res: dict, layer: str) -> None:
     weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
     masks = [r.masks[n].numpy() for n in toy.layer_names]
     show.chart(learn_charts.network_diagram(weights, masks, layer_titles=["input x", "hidden (ReLU)", "logits"]))
-    kept = pd.DataFrame({m: [np.array2string(res[m]["result"].masks[layer].int().numpy(), separator=" ")]
-                         for m in res}, index=[f"mask of layer {label}"]).T
+    kept = pd.DataFrame({m: [mask_text(res[m]["result"].masks[layer].int().numpy())] for m in res},
+                        index=[f"mask of layer {label} (1 kept, 0 pruned)"]).T
     show.table(kept)
     vals = res[method]["result"].plans[layer].values.numpy()
     st.markdown(f"Values after pruning, layer `{label}` ({method}; sampled weights are reweighted):")
     show.table(_matrix(vals, "unit", "input"))
+
+
+def mask_text(mask: np.ndarray) -> str:
+    """A layer's 0/1 mask, unit by unit ("unit 0: 0 0 1 1 · unit 1: 1 0 0 0"), not numpy's bracketed print."""
+    return " · ".join(f"unit {f}: " + " ".join(str(int(v)) for v in row) for f, row in enumerate(mask))
 
 
 def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
@@ -195,6 +200,7 @@ def _step_errors(toy, res: dict, layer: str, delta: float) -> None:
     table = pd.DataFrame(recs)
     for col in ("largest_bound", "failure_rate_held_out"):  # baselines have none: an empty cell, not "None"
         table[col] = [("" if v != v else f"{v:.4g}") for v in table[col]]
+    table["accuracy_after"] = [f"{100 * v:.1f}%" for v in table["accuracy_after"]]  # as the caption's "before"
     table = table.rename(columns={
         "kept": "weights kept", "of": "of", "largest_bound": "largest bound", "measured_on_S": "max error on S",
         "measured_held_out": "max error held-out", "failure_rate_held_out": "failure rate held-out",

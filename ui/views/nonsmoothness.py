@@ -168,7 +168,8 @@ def _summary(s, comp, keep_ratio: float) -> None:
     ratio = p["smp"] / o["smp"] if o["smp"] else float("nan")
     m1.metric("SMP before (mean over paths)", f"{o['smp']:.3g}")
     m2.metric("SMP after pruning", f"{p['smp']:.3g}", f"{100 * (ratio - 1):+.0f}%", delta_color="off")
-    m3.metric("Region transitions before → after", f"{o['region_transitions']:.0f} → {p['region_transitions']:.0f}")
+    # one decimal, as the verdict and the chart give them
+    m3.metric("Region transitions before → after", f"{o['region_transitions']:.1f} → {p['region_transitions']:.1f}")
     m4.metric("Logit trajectory before → after", f"{o['output_trajectory']:.2f} → {p['output_trajectory']:.2f}")
     r1, r2, r3, _ = st.columns(4)
     rel = p["relative_smp"] / o["relative_smp"] if o["relative_smp"] else float("nan")
