@@ -105,11 +105,12 @@ def get_prepared(s: Settings):
     return prepared
 
 
-def obtain(page_title: str, intro: str | None = None):
-    """Header + guard: returns (settings, prepared, report) or stops the page with a clear message."""
+def obtain(page_title: str, intro: str | None = None, own_budget: bool = False):
+    """Header + guard: returns (settings, prepared, report) or stops the page with a clear message.
+    own_budget: the page chooses its own method and budget (Filters), and its header says so."""
     s = current_settings()
     st.title(page_title)
-    st.caption(describe(s))
+    st.caption(describe(s) + (" · the method and budget of the sidebar are not used here" if own_budget else ""))
     lessons.apply(page_title)  # a lesson link's text and hidden controls
     if intro:
         st.markdown(intro)

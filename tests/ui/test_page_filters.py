@@ -15,6 +15,7 @@ def test_filters_page_shrinks_the_default_network(app):
     at.switch_page("pages/filters.py").run()
     ok(at)
     assert at.title[0].value == "Filters"
+    assert at.caption[0].value.endswith("the method and budget of the sidebar are not used here")  # its own pfp, 0.30
     table = frame_with(at, "parameters")
     params = dict(zip(table["network"], table["parameters"]))
     assert params["smaller network"] < params["original"]

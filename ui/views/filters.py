@@ -160,6 +160,6 @@ def _compare(s, prepared) -> None:
 
 
 def render() -> None:
-    s, prepared, _ = obtain("Filters", INTRO)
+    s, prepared, _ = obtain("Filters", INTRO, own_budget=True)  # its method and keep ratio are the page's own
     _explore(s, prepared)
     _compare(s, prepared)
