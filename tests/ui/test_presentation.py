@@ -243,3 +243,13 @@ def test_a_projected_layer_table_of_a_deep_network_scrolls_in_a_box_of_its_own()
     box = at.main.children[0]  # the scrolling box: a fixed height, the class the page's CSS keeps the header by
     assert box.type == "flex_container" and box.proto.height_config.pixel_height == PRESENT_SCROLL_PX
     assert PRESENT_SCROLL_KEY in str(box.proto) and box.children[0].type == "table"
+
+
+def test_text_offsets_grow_with_the_projected_type():
+    from ui.show import _scaled
+
+    spec = {"mark": {"type": "text", "fontSize": 13, "dy": -16, "dx": 4, "baseline": "bottom"},
+            "datasets": {"d": [{"dy": 1}]}, "config": {"axis": {"labelFontSize": 13, "labelPadding": 2}}}
+    out = _scaled(spec, 1.35)
+    assert out["mark"] == {"type": "text", "fontSize": 17.6, "dy": -21.6, "dx": 5.4, "baseline": "bottom"}
+    assert out["datasets"] == {"d": [{"dy": 1}]} and out["config"]["axis"] == {"labelFontSize": 17.6, "labelPadding": 2}
