@@ -81,8 +81,11 @@ def _open_npz(path_or_bytes: Any) -> tuple[BinaryIO, str, str]:
 
 def _open_npz_archive(stream: BinaryIO) -> np.lib.npyio.NpzFile:
     # np.load reads a lone .npy at once, allocating whatever its header claims: refuse it unread.
-    if stream.read(6) == b"\x93NUMPY":
+    head = stream.read(6)
+    if head == b"\x93NUMPY":
         raise _npz_error("this is a single .npy array, not an .npz archive of named arrays", _NPZ_FIX)
+    if not head.startswith(b"PK"):  # numpy would try it as a pickle and say it "contains pickled data"
+        raise _npz_error("not an .npz archive: an .npz is a zip file, and this file is not one", _NPZ_FIX)
     stream.seek(0)
     try:
         npz = np.load(stream, allow_pickle=False)
@@ -299,6 +302,11 @@ def _npz_record(stream: BinaryIO, label: str, digest: str, name: str, seed: int,
         raise _npz_error(f"too few points ({x_train.shape[0]} train, {x_test.shape[0]} test); "
                          f"need at least {NPZ_MIN_TRAIN} train and {NPZ_MIN_TEST} test points")
     k = int(max(y_train.max(), y_test.max())) + 1  # at most NPZ_MAX_CLASSES: _check_labels
+    if k > 2 and not (y_train == 0).any() and not (y_test == 0).any() and (y_train == 1).any():
+        # labels 1..K: class 0 would be a class with no example, and a K-output model would be told it has one
+        # output too few (the mismatch named the model, not the labels)
+        raise _npz_error(f"the labels run from 1 to {k - 1}, so class 0 has no example",
+                         "number the classes from 0: y_train - 1 and y_test - 1")
     class_names = _class_names(arrays.get("class_names"), k)
     if len(np.unique(y_train)) < 2:
         raise _npz_error("y_train holds a single class; a classifier needs at least 2")

@@ -101,7 +101,13 @@ class Reference:
 
 
 def _batches(original: nn.Module, names: list, x: torch.Tensor, batch_size: int, device):
-    """Per batch of x: (images, {name: layer input}) from one forward pass of the original network."""
+    """Per batch of x: (images, {name: layer input}) from one forward pass of the original network.
+
+    A program uploaded for a fixed batch size (io.exported_upload.PerBatch) runs its layers once per piece of that
+    size, the last piece padded with copies of its last point, and a hook keeps a layer's last input only: so it
+    gets batches of exactly its size (one call each), and the padding's rows are cut off its layers' inputs."""
+    fixed = getattr(original, "fixed_batch", None)
+    batch_size = int(fixed) if fixed else batch_size
     was_training = original.training
     original.eval()
     try:
@@ -109,7 +115,7 @@ def _batches(original: nn.Module, names: list, x: torch.Tensor, batch_size: int,
             xb = x[i : i + batch_size]
             with torch.no_grad(), capture_inputs(original, names) as inputs:
                 original(xb.to(device))
-            yield len(xb), dict(inputs)
+            yield len(xb), {n: a[: len(xb)] for n, a in inputs.items()}
     finally:
         original.train(was_training)
 

@@ -604,7 +604,7 @@ def test_npz_object_arrays_and_pickles_are_refused(tmp_path):
 
     canary = tmp_path / "canary"
     canary.write_text("x")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not an .npz archive: an .npz is a zip file"):
         load_npz_dataset(pickle.dumps(_Evil(canary)))
     assert canary.exists()
 
@@ -616,3 +616,13 @@ def test_npz_object_arrays_and_pickles_are_refused(tmp_path):
         load_npz_dataset(tmp_path / "missing.npz")
     with pytest.raises(TypeError):
         load_npz_dataset(12345)
+
+
+def test_labels_from_1_are_refused_with_the_shift_that_fixes_them():
+    arrays = good_arrays()
+    k = int(arrays["y_train"].max()) + 1
+    shifted = dict(arrays, y_train=arrays["y_train"] + 1, y_test=arrays["y_test"] + 1)
+    with pytest.raises(ValueError) as e:
+        load_npz_dataset(npz_bytes(**shifted))
+    assert f"the labels run from 1 to {k}, so class 0 has no example" in str(e.value)
+    assert "y_train - 1 and y_test - 1" in e.value.fix

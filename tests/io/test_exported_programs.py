@@ -64,3 +64,23 @@ def test_unsupported_exported_layers_are_named_by_their_type():
     dense = dict(sipp_core.prune(model, x.abs(), keep_ratio=0.5).dense)
     assert dense["c"].startswith("torch.nn.Conv1d is not a supported layer")
     assert dense["norm"] == "torch.nn.LayerNorm: normalisation parameters are not pruned"
+
+
+def test_a_fixed_batch_program_is_measured_as_its_dynamic_twin(moons):
+    """The layer errors hook the program's layers, which a fixed-batch program runs once per piece (the last one
+    padded): its report must be the dynamic program's, whether the batch divides the points or not."""
+    from sipp_core.io.checkpoints import TrainedModel
+    from sipp_core.pipeline import evaluate_prune, prepare_trained
+
+    net = sipp_core.build_model("mlp", moons.input_shape, moons.num_classes, seed=0).eval()
+    reports = {}
+    for batch, dynamic in ((2, True), (7, False), (8, False)):
+        model = load_exported_upload(_program(net, moons.x_test[:batch], dynamic), moons)
+        prepared = prepare_trained(TrainedModel(model, "mlp", "moons", 0, 0, float("nan"), "upload", ""), moons)
+        reports[batch] = evaluate_prune(prepared, method="sipp-hybrid", keep_ratio=0.3).to_dict()
+    keys = ("kept", "bound", "measured_max_s", "measured_max_heldout", "failure_rate", "failure_rate_s")
+    for batch in (7, 8):
+        for ours, twin in zip(reports[batch]["layers"], reports[2]["layers"]):
+            for k in keys:
+                assert ours[k] == pytest.approx(twin[k], rel=1e-5, abs=1e-7), (batch, ours["name"], k)
+        assert reports[batch]["accuracy_after"] == reports[2]["accuracy_after"]

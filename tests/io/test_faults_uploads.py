@@ -474,7 +474,7 @@ def test_pickle_bearing_npz_never_unpickles(tmp_path):
     with pytest.raises(UploadError, match="class_names holds Python objects.*pickle"):
         load_npz_dataset(npz_bytes(**arrays))
     assert not canary.exists()
-    with pytest.raises(UploadError, match="not a readable .npz"):
+    with pytest.raises(UploadError, match="not an .npz archive: an .npz is a zip file"):
         load_npz_dataset(pickle.dumps(Touch()))
     assert not canary.exists()
 
