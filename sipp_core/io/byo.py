@@ -99,14 +99,22 @@ def describe_model(model: nn.Module, record) -> ModelDescription:
                      for n, i in infos.items())
     dense = [dict(name=n, reason=r) for n, r in dense_layers(model)]
     notes: list[str] = []
-    if any("file_name" in d for d in prunable):
+    fixed = getattr(model, "fixed_batch", None)  # a fixed-batch program, run inside exported_upload.PerBatch
+    if any("file_name" in d for d in prunable) and not fixed:
         notes.append("Your file names some layers its own way. This network runs as the app's own architecture, "
                      "under the app's module names (the column 'app's module name'); the charts and tables call "
                      "each layer by your file's names, and the pruned state_dict and masks you download use them "
                      "too, so they load into your own network.")
-    if isinstance(model, torch.fx.GraphModule):
-        dense = _exported_dense(model, infos, dense)
-        notes = _exported_notes(model)
+    program, prefix = (model.program, "program.") if fixed else (model, "")
+    if isinstance(program, torch.fx.GraphModule):
+        own = {n.removeprefix(prefix): i for n, i in infos.items()}
+        dense = _exported_dense(program, own, [dict(d, name=d["name"].removeprefix(prefix)) for d in dense])
+        notes = _exported_notes(program)
+        if fixed:
+            notes.insert(0, f"Exported for a fixed batch size of {fixed}: it runs in pieces of {fixed} points, the "
+                            "last one padded with copies of its last point (their outputs are dropped). Inside the "
+                            "app its layers sit under 'program.' (the column 'app's module name'); the charts, tables "
+                            "and downloads use the program's own names.")
     total = sum(p.numel() for p in model.parameters())
     return ModelDescription(prunable=prunable, dense=tuple(dense), notes=tuple(notes),
                             prunable_weights=sum(d["weights"] for d in prunable), total_parameters=total)

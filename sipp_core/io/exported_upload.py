@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import UploadError
 from .pt2_scan import EXPORT_HINT, scan_pt2
+from .state_dicts import keep_file_keys
 from .uploads import MODEL_MAX_BYTES, check_runs_on, read_checked, safe_load_message
 
 __all__ = ["PerBatch", "exported_types", "load_exported_upload"]
@@ -229,6 +230,10 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
     rec = dataset_record
     fixed = _fixed_batch(ep)
     model = gm if fixed is None else PerBatch(gm, fixed)
+    if fixed is not None:
+        # The wrapper runs the program under "program."; tables, charts, the pruned state_dict and the masks use the
+        # program's own names ("fc1", not "program.fc1"), so the downloads load into the user's network
+        keep_file_keys(model, {k[len("program."):]: k for k in model.state_dict()})
     for n in sorted({1, 2, (fixed or 1) + 1}):
         try:
             with torch.no_grad():

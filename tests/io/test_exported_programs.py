@@ -34,7 +34,16 @@ def test_static_and_dynamic_programs_run_every_batch_and_prune(moons, batch, dyn
         torch.testing.assert_close(model(moons.x_test), net(moons.x_test), rtol=0, atol=1e-6)
     assert [l["name"] for l in describe_model(model, moons).prunable] == (
         ["fc1", "fc2", "fc3"] if dynamic else ["program.fc1", "program.fc2", "program.fc3"])
+    # what the user sees and downloads is named as in their own network, not under the wrapper's "program."
+    seen = describe_model(model, moons)
+    assert [l.get("file_name", l["name"]) for l in seen.prunable] == ["fc1", "fc2", "fc3"]
+    assert dynamic or seen.notes[0].startswith(f"Exported for a fixed batch size of {batch}: it runs in pieces")
     result = sipp_core.prune(model, moons.x_pool[:30], keep_ratio=0.5)
+    assert set(result.state_dict()) == set(net.state_dict()) and set(result.masks_state()) == {"fc1", "fc2", "fc3"}
+    own = sipp_core.build_model("mlp", moons.input_shape, moons.num_classes, seed=1).eval()
+    own.load_state_dict(result.state_dict())  # the pruned weights load into the user's own network
+    with torch.no_grad():
+        torch.testing.assert_close(own(moons.x_test), result.model(moons.x_test), rtol=0, atol=1e-6)
     assert abs(result.keep_ratio - 0.5) < 0.01
     summary = result.export(tmp_path, check_inputs=moons.x_test)
     assert summary.onnx_max_abs_diff <= 1e-4
