@@ -177,14 +177,20 @@ def train_isolated(
         if run_cancelled:
             cancelled = True
             break
+    return isolation_result(plan, out, timings, t0, job, cancelled, dev, final_models.get("ticket"))
+
+
+def isolation_result(plan: IsolationPlan, out: dict, timings: dict, t0: float, job: JobProgress, cancelled: bool,
+                     device, ticket_model) -> IsolationResult:
+    """The result of a run in isolation from its two trainings (out: "ticket", "random"), in-process or on Ray."""
     if "ticket" in out:
         out["ticket"]["realised_by_method"] = plan.realised_by_method
     timings["total"] = time.perf_counter() - t0
     job.report(1.0, "cancelled" if cancelled else "training in isolation finished")
     return IsolationResult(
         settings=plan.settings, dense_accuracy=plan.dense_accuracy, ticket=out.get("ticket", {}),
-        random=out.get("random", {}), cancelled=cancelled, timings_s=timings, device=str(dev),
-        ticket_model=final_models.get("ticket"), ticket_masks=plan.ticket_masks,
+        random=out.get("random", {}), cancelled=cancelled, timings_s=timings, device=str(device),
+        ticket_model=ticket_model, ticket_masks=plan.ticket_masks,
     )
 
 

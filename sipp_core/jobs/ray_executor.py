@@ -50,7 +50,7 @@ from ..plan.pruning import validate_arguments
 from ..runtime import configure_allocator
 from ..zoo.train import pick_device
 from .executors import CascadeSpec, Executor, SweepPlan
-from .isolation import IsolationResult, find_dense, isolation_masks, isolation_run
+from .isolation import IsolationResult, find_dense, isolation_masks, isolation_result, isolation_run
 from .job_progress import JobProgress
 from .masked_training import check_common
 from .retrain import CascadeResult, cascade_setup, cascade_step, check_schedule
@@ -529,12 +529,6 @@ class RayExecutor(Executor):
             if run in got:
                 out[run] = got[run][0]
                 timings[run] = out[run]["seconds"]
-        if "ticket" in out:
-            out["ticket"]["realised_by_method"] = plan.realised_by_method
-        timings["total"] = time.perf_counter() - t0
-        job.report(1.0, "cancelled" if cancelled else "training in isolation finished")
-        return IsolationResult(
-            settings=plan.settings, dense_accuracy=plan.dense_accuracy, ticket=out.get("ticket", {}),
-            random=out.get("random", {}), cancelled=cancelled or len(out) < 2, timings_s=timings,
-            device=str(pick_device(device)), ticket_model=got["ticket"][1] if "ticket" in got else None,
-            ticket_masks=plan.ticket_masks)
+        # a run lost with its worker counts as cancelled: the result holds what finished
+        return isolation_result(plan, out, timings, t0, job, cancelled or len(out) < 2, pick_device(device),
+                                got["ticket"][1] if "ticket" in got else None)
