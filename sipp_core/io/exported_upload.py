@@ -183,13 +183,30 @@ def _fixed_batch(ep) -> int | None:
     return int(first) if isinstance(first, int) else None
 
 
-def _expected_input(ep) -> str:
+def _input_shapes(ep) -> list[tuple[str, ...]] | None:
+    """Each user input's shape as the program fixed it ("N" for a dimension left free); None when unreadable."""
     try:
         user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(ep.graph_signature.user_inputs)]
-        shapes = [tuple("N" if re.fullmatch(r"s\d+", str(d)) else str(d) for d in n.meta["val"].shape) for n in user]
-        return ", ".join("(" + ", ".join(s) + ")" for s in shapes)
+        return [tuple("N" if re.fullmatch(r"s\d+", str(d)) else str(d) for d in n.meta["val"].shape) for n in user]
     except Exception:
-        return "unknown"
+        return None
+
+
+def _expected_input(ep) -> str:
+    shapes = _input_shapes(ep)
+    return "unknown" if shapes is None else ", ".join("(" + ", ".join(s) + ")" for s in shapes)
+
+
+def _shape_differs(ep, input_shape: tuple[int, ...]) -> bool:
+    """True when the program's one input has a fixed shape (past the batch) that is not the data set's: that alone
+    explains the failure, and torch's own words for it ("Guard failed: x.size()[2] == 8") would only puzzle."""
+    shapes = _input_shapes(ep)
+    if not shapes or len(shapes) != 1:
+        return False
+    rest = shapes[0][1:]
+    if len(rest) != len(input_shape):
+        return True
+    return any(d != "N" and d != str(v) for d, v in zip(rest, input_shape))
 
 
 def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MAX_BYTES) -> nn.Module:
@@ -240,8 +257,9 @@ def load_exported_upload(data: Any, dataset_record, *, max_bytes: int = MODEL_MA
                 out = model(rec.x_test[:n])
         except Exception as exc:
             text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            why = "" if _shape_differs(ep, tuple(rec.input_shape)) else f" ({text})"
             raise UploadError(f"{what} expects inputs shaped {expected}, but the data set {rec.name!r} gives "
-                              f"(batch, {', '.join(str(d) for d in rec.input_shape)}) ({text})",
+                              f"(batch, {', '.join(str(d) for d in rec.input_shape)}){why}",
                               "choose the data set the program was exported for") from exc
         if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] != n:
             raise UploadError(f"{what}: returned {out.shape[0]} rows for a batch of {n}", EXPORT_HINT)

@@ -22,7 +22,15 @@ from torch import nn
 
 from ..errors import UploadError
 from ..zoo.models import build_model
-from .state_dicts import Match, keep_file_keys, match_state_dict, named_as_file, strip_prefixes
+from .state_dicts import (
+    Match,
+    OtherData,
+    fits_other_data,
+    keep_file_keys,
+    match_state_dict,
+    named_as_file,
+    strip_prefixes,
+)
 from .uploads import (
     MODEL_MAX_BYTES,
     check_runs_on,
@@ -116,23 +124,34 @@ def _weights(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)]
 
 
+def _kind(weight: torch.Tensor) -> str:
+    return "a Linear layer" if weight.ndim == 2 else "a convolution"
+
+
 def _misfit(state: dict[str, torch.Tensor], match: Match, rec) -> str:
-    """What does not fit, in words: class count, input size, the first misfit, the keys and shapes found."""
+    """What does not fit, in words: class count, input size (or the first layer's kind), the first misfit, the keys
+    and shapes found."""
     parts = []
     found = _weights(state)
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         ref = _weights(build_model(match.name, rec.input_shape, rec.num_classes, **match.options).state_dict())
     if found and ref:
-        (last_k, last), (first_k, first) = found[-1], found[0]
+        (last_k, last), (first_k, first), (ref_k, ref_first) = found[-1], found[0], ref[0]
         if last.shape[0] != rec.num_classes:
             parts.append(f"class count: the file's output layer {last_k} has {last.shape[0]} outputs, "
                          f"the data set {rec.name!r} has {rec.num_classes} classes")
-        if first.shape[1] != ref[0][1].shape[1]:
-            parts.append(f"input size: the file's first layer {first_k} takes {first.shape[1]} inputs per unit, "
-                         f"this data set's inputs {tuple(rec.input_shape)} need {ref[0][1].shape[1]}")
+        if first.ndim != ref_first.ndim:  # a convolution's input channels are no input size for a Linear layer
+            parts.append(f"first layer: the file's {first_k} {tuple(first.shape)} is {_kind(first)}, "
+                         f"{match.name}'s first layer is {_kind(ref_first)} ({ref_k} {tuple(ref_first.shape)})")
+        elif first.shape[1] != ref_first.shape[1]:
+            unit = "inputs per unit" if first.ndim == 2 else "input channels"
+            parts.append(f"input size: the file's first layer {first_k} takes {first.shape[1]} {unit}, "
+                         f"this data set's inputs {tuple(rec.input_shape)} need {ref_first.shape[1]}")
     parts.append(f"first misfit: {match.mismatch}")
     names = set(state)
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         ref_keys = set(build_model(match.name, rec.input_shape, rec.num_classes, **match.options).state_dict())
     if names != ref_keys:
         missing, unexpected = sorted(ref_keys - names), [k for k in state if k not in ref_keys]
@@ -145,10 +164,22 @@ def _misfit(state: dict[str, torch.Tensor], match: Match, rec) -> str:
     return "; ".join(parts)
 
 
-def _misfit_fix(match: Match, nearest: Match | None) -> str:
+def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, rec) -> str:
+    """The fix, most certain first: another architecture that fits exactly; the architecture (this one or another)
+    fitting the inputs of other data sets; else the nearest architecture, and the exported-program route."""
     if nearest is not None and nearest.mapping is not None:
         opts = f" with {nearest.options}" if nearest.options else ""
         return f"it is a {nearest.name!r} state_dict{opts}: choose that architecture"
+    if other is not None:
+        arch = other.match.name
+        theirs = f"inputs of shape {other.input_shape} and {other.num_classes} classes"
+        head = (f"these are {arch!r} weights for {theirs}, not for {rec.name!r} (inputs {tuple(rec.input_shape)}, "
+                f"{rec.num_classes} classes): choose ")
+        head += "" if arch == match.name else f"the architecture {arch!r} and "
+        if other.datasets:
+            return head + (f"a data set of that shape ({', '.join(repr(d) for d in other.datasets)}), or upload your "
+                           "own data of that shape (.npz)")
+        return head + "your own data of that shape (upload an .npz)"
     near = (f"the nearest zoo architecture is {nearest.name!r} ({nearest.misfits} tensors off: {nearest.mismatch}); "
             if nearest is not None else "")
     return (f"{near}choose the architecture and data set the weights were trained for, or upload the network as "
@@ -194,8 +225,9 @@ def load_state_dict_upload(
     rec = dataset_record
     match, nearest = match_state_dict(state, model_name, rec, model_options)
     if match.mapping is None:
+        other = fits_other_data(state, model_name, rec) if nearest is None or nearest.mapping is None else None
         raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + _misfit(state, match, rec),
-                          _misfit_fix(match, nearest))
+                          _misfit_fix(match, nearest, other, rec))
     file_keys = set(state)
     state = {match.mapping[k]: v for k, v in state.items()}
     model = build_model(model_name, rec.input_shape, rec.num_classes, **match.options)

@@ -19,16 +19,19 @@ were created in, so a network defined layer by layer matches whatever its attrib
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..zoo.layers import FILE_KEYS, file_layer_names
 from ..zoo.models import MODELS, build_model, compatible_models
+from .data import dataset_shapes, datasets_shaped
 
-__all__ = ["Match", "file_layer_names", "file_masks", "file_state", "infer_options", "keep_file_keys",
-           "match_state_dict", "named_as_file", "strip_prefixes"]
+__all__ = ["Match", "OtherData", "file_layer_names", "file_masks", "file_state", "fits_other_data", "infer_options",
+           "keep_file_keys", "match_state_dict", "named_as_file", "strip_prefixes"]
 
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
@@ -67,6 +70,13 @@ def infer_options(name: str, state: dict[str, torch.Tensor]) -> dict:
     return {}
 
 
+def _norm_note(groups: list[tuple[str, list[str]]]) -> str:
+    """" (3 of them batch norms)": a ResNet's file holds a batch norm beside every convolution, and a count of
+    "layers with tensors" that includes them reads as far more layers than the network has."""
+    norms = sum("running_mean" in leaves for _, leaves in groups)
+    return f" ({norms} of them batch norms)" if norms else ""
+
+
 def _groups(keys) -> list[tuple[str, list[str]]]:
     """[(layer path, [key suffixes in order])] in the keys' order."""
     out: list[tuple[str, list[str]]] = []
@@ -88,7 +98,8 @@ def align(state: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple
     mapping: dict[str, str] = {}
     first, misfits = "", abs(len(mine) - len(theirs))
     if len(mine) != len(theirs):
-        first = (f"the file holds {len(mine)} layers with tensors, the architecture {len(theirs)}")
+        first = (f"the file holds {len(mine)} layers with tensors{_norm_note(mine)}, the architecture "
+                 f"{len(theirs)}{_norm_note(theirs)}")
     for (mp, ms), (tp, ts) in zip(mine, theirs):
         for leaf in dict.fromkeys(ms + ts):
             fk, rk = f"{mp}.{leaf}" if mp else leaf, f"{tp}.{leaf}" if tp else leaf
@@ -110,7 +121,9 @@ def align(state: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple
 def _try(name: str, state: dict[str, torch.Tensor], record, options: dict | None) -> Match:
     opts = infer_options(name, state) if options is None else dict(options)
     try:
-        with torch.device("meta"):  # shapes only: nothing is allocated
+        # shapes only: nothing is allocated (and widths read off another network's tensors may be 0: no warning)
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             ref = build_model(name, record.input_shape, record.num_classes, **opts).state_dict()
     except (ValueError, TypeError, RuntimeError) as exc:
         return Match(name, opts, None, f"{name} cannot be built for these shapes ({exc})", 10**9)
@@ -131,6 +144,42 @@ def match_state_dict(state: dict[str, torch.Tensor], model_name: str, record,
     others = [m for m in others if m.misfits < 10**9]
     nearest = min(others, key=lambda m: (m.misfits, list(MODELS).index(m.name)), default=None)
     return chosen, nearest
+
+
+class _Shapes(NamedTuple):  # what _try reads of a data set
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class OtherData:
+    """A state_dict that fits a zoo architecture on the inputs of other data sets than the one chosen."""
+
+    match: Match
+    input_shape: tuple[int, ...]
+    num_classes: int
+    datasets: list[str]  # the built-in data sets of that shape and class count (none: only a user's own data)
+
+
+def fits_other_data(state: dict[str, torch.Tensor], model_name: str, record) -> OtherData | None:
+    """The architecture (model_name first, then the zoo's order) and the built-in input shape that the file fits,
+    with its own output count as the class count, when it fits nothing on `record`: weights trained on 28x28 digits
+    and given with the 8x8 ones are for another data set, not another architecture."""
+    state = strip_prefixes(state)
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)]
+    if not weights:
+        return None
+    classes = int(weights[-1].shape[0])
+    for name in [model_name] + [n for n in MODELS if n != model_name]:
+        for shape in dataset_shapes():
+            if (shape, classes) == (tuple(record.input_shape), record.num_classes):
+                continue  # what match_state_dict tried
+            if name not in compatible_models(shape):
+                continue
+            match = _try(name, state, _Shapes(shape, classes), None)
+            if match.mapping is not None:
+                return OtherData(match, shape, classes, datasets_shaped(shape, classes))
+    return None
 
 
 def build_matched(match: Match, state: dict[str, torch.Tensor], record) -> nn.Module:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sipp_core.errors import UploadError
 from sipp_core.io.byo import describe_model, load_exported_upload, load_npz_upload, load_state_dict_upload, scan_pt2
 from sipp_core.io.data import load_dataset
 from sipp_core.plan.pruning import prune
@@ -192,8 +193,33 @@ def test_state_dict_class_count_and_input_size():
     with pytest.raises(ValueError, match=r"class count: .* 4 outputs, the data set 'mnist5k' has 10 classes"):
         load_state_dict_upload(_saved(sd), "lenet300", rec)
     digits = load_dataset("digits")
-    with pytest.raises(ValueError, match=r"input size: .* takes 784 inputs .* need 64"):
+    with pytest.raises(UploadError, match=r"input size: .* takes 784 inputs .* need 64") as info:
         load_state_dict_upload(_saved(build_model("lenet300", (1, 28, 28), 10).state_dict()), "lenet300", digits)
+    # weights for another data set: the fix names the data sets they fit, not another architecture
+    assert info.value.fix.startswith("these are 'lenet300' weights for inputs of shape (1, 28, 28) and 10 classes, "
+                                     "not for 'digits' (inputs (1, 8, 8), 10 classes): choose a data set of that "
+                                     "shape ('mnist5k', 'mnist', 'fashion-mnist')")
+
+
+def test_a_convolutions_weights_for_a_linear_network_name_the_layer_kinds_and_where_they_fit():
+    """A small CNN trained on the 8x8 digits, given as LeNet-300-100 on MNIST: its first layer's input channels are
+    no input size; the fix names the architecture and the data set the weights fit."""
+    sd = build_model("cnn", (1, 8, 8), 10, seed=0).state_dict()
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(sd), "lenet300", load_dataset("mnist5k"))
+    err = info.value
+    assert "input size" not in err.problem
+    assert ("first layer: the file's conv1.weight (16, 1, 3, 3) is a convolution, lenet300's first layer is a Linear "
+            "layer (fc1.weight (300, 784))") in err.problem
+    assert "choose the architecture 'cnn' and a data set of that shape ('digits')" in err.fix
+
+
+def test_a_resnets_batch_norms_are_counted_apart_from_its_layers():
+    sd = build_model("resnet20", (3, 32, 32), 10, seed=0).state_dict()
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(sd), "lenet300", load_dataset("mnist5k"))
+    assert "the file holds 39 layers with tensors (19 of them batch norms), the architecture 3;" in info.value.problem
+    assert "choose the architecture 'resnet20' and a data set of that shape ('cifar10')" in info.value.fix
 
 
 def test_state_dict_nan_and_non_dict(moons):
@@ -250,8 +276,10 @@ def test_exported_checks(moons, exported):
     with pytest.raises(ValueError, match="outputs 2 classes but the data set 'spirals' has 3"):
         load_exported_upload(exported[1], spirals)
     digits = load_dataset("digits")
-    with pytest.raises(ValueError, match=r"expects inputs shaped \(N, 2\)"):
+    with pytest.raises(UploadError, match=r"expects inputs shaped \(N, 2\)") as info:
         load_exported_upload(exported[1], digits)
+    # the two shapes say it all: torch's own words ("Guard failed: ...", a matmul's sizes) are left out
+    assert info.value.problem.endswith("but the data set 'digits' gives (batch, 1, 8, 8)")
 
 
 def test_exported_fixed_batch_runs_in_pieces(moons):

@@ -26,6 +26,8 @@ from sipp_core.io.data import (
     DatasetUnavailableError,
     clear_cache,
     dataset_options,
+    dataset_shapes,
+    datasets_shaped,
     load_dataset,
     resolve_data_dir,
 )
@@ -60,6 +62,23 @@ def test_registry_default_first():
     assert all(isinstance(v, str) and v and "\n" not in v for v in DATASETS.values())
     assert dataset_options("spirals") == {"n_samples": 1500, "noise": 0.1, "classes": 3}
     assert dataset_options("mnist5k") == {}
+
+
+@pytest.mark.parametrize("name, options", [("mnist5k", {}), ("digits", {}), ("moons", {}), ("spirals", {}),
+                                           ("spirals", {"classes": 7})])
+def test_declared_shapes_are_what_the_loaders_give(name, options):
+    """A state_dict that does not fit is sent to the data sets of its shape (io.state_dicts.fits_other_data) by the
+    shapes each data set declares; the file-backed ones are checked on tiny files below."""
+    rec = load_dataset(name, **options)
+    assert name in datasets_shaped(rec.input_shape, rec.num_classes)
+    assert rec.input_shape in dataset_shapes()
+
+
+def test_data_sets_by_shape():
+    assert dataset_shapes() == [(1, 28, 28), (1, 8, 8), (2,), (3, 32, 32)]
+    assert datasets_shaped((1, 28, 28), 10) == ["mnist5k", "mnist", "fashion-mnist"]
+    assert datasets_shaped((2,), 3) == ["spirals"] and datasets_shaped((2,), 2) == ["moons", "spirals"]
+    assert datasets_shaped((1, 28, 28), 4) == [] and datasets_shaped((5,), 2) == []
 
 
 def test_unknown_name_lists_valid_names():
@@ -292,6 +311,7 @@ def test_mnist_style_from_tiny_files(tmp_path, name, folder, gz):
     xtr, ytr, xte, yte = write_mnist_like(tmp_path, folder, gz)
     rec = load_dataset(name, data_dir=tmp_path, download=False, pool_size=4, seed=1)
     assert rec.input_shape == (1, 28, 28) and rec.num_classes == 10
+    assert name in datasets_shaped(rec.input_shape, rec.num_classes)
     assert rec.sizes() == {"train": 16, "pool": 4, "test": 10}
     # Test split: the official one, in file order, values intact.
     assert torch.equal(rec.y_test, torch.from_numpy(yte.astype(np.int64)))
@@ -364,6 +384,7 @@ def test_cifar_from_tiny_batches(tmp_path):
     write_cifar(tmp_path)
     rec = load_dataset("cifar10", data_dir=tmp_path, download=False, pool_size=2)
     assert rec.input_shape == (3, 32, 32) and rec.is_image
+    assert "cifar10" in datasets_shaped(rec.input_shape, rec.num_classes)
     assert rec.sizes() == {"train": 18, "pool": 2, "test": 6}
     assert rec.class_names[:2] == ("plane", "car") and rec.num_classes == 10
     assert len(rec.mean) == 3 and len(rec.std) == 3
