@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .cli_args import add_epochs_argument, epochs_arg
 from .console import ProgressPrinter, warning_line
 from .errors import BadInput, SippError, StorageError
 from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
@@ -55,10 +56,15 @@ def cmd_train(args) -> int:
                     input_shape=record.input_shape, num_classes=record.num_classes, test_accuracy=acc)
     print(f"{args.model} on {args.dataset}: test accuracy {acc:.4f} ({len(record.x_test)} test points), "
           f"trained in {took:.1f} s; saved to {path}")
-    if args.epochs != default_epochs:
-        print(f"note: prune, sweep, study and the app use the {default_epochs}-epoch checkpoint of {args.model}; "
-              f"this {args.epochs}-epoch one loads in Python with sipp_core.load_trained({args.model!r}, "
-              f"{args.dataset!r}, epochs={args.epochs}, seed={args.seed})")
+    if not args.out and args.seed == 0:  # in the cache, under the name prune and sweep look for
+        if args.epochs != default_epochs:
+            print(f"note: prune and sweep use this checkpoint with --epochs {args.epochs}; study and the app use the "
+                  f"{default_epochs}-epoch one")
+    elif args.epochs != default_epochs or args.seed:
+        print(f"note: prune, sweep, study and the app use the {default_epochs}-epoch, seed-0 checkpoint of "
+              f"{args.model} in the cache" + ("" if args.out else (
+                  f"; this one loads in Python with sipp_core.load_trained({args.model!r}, {args.dataset!r}, "
+                  f"epochs={args.epochs}, seed={args.seed})")))
     return 0
 
 
@@ -106,6 +112,9 @@ def _check_sources(args) -> None:
                        "add --npz FILE.npz (x_train, y_train, x_test, y_test)")
     if not args.model and not args.program:
         raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
+    if args.epochs is not None and args.npz:
+        raise BadInput("--epochs picks one of the zoo's checkpoints, and --weights or --program is your own network",
+                       "leave out --epochs")
 
 
 def _check_outputs(args) -> None:
@@ -123,7 +132,7 @@ def _prepared(args):
         return prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
                                patch_reduction=args.patch_reduction, progress=progress)
     return prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
-                   patch_reduction=args.patch_reduction, device=args.device, progress=progress)
+                   patch_reduction=args.patch_reduction, device=args.device, progress=progress, epochs=args.epochs)
 
 
 def cmd_prune(args) -> int:
@@ -234,17 +243,6 @@ def seed_arg(text: str) -> int:
     return value
 
 
-def epochs_arg(text: str) -> int:
-    """argparse type: a whole number of epochs, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} epochs: training needs at least 1")
-    return value
-
-
 def device_arg(text: str) -> str:
     """argparse type: auto, cpu, cuda or cuda:N; cuda only where a CUDA GPU is present."""
 
@@ -287,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--delta", type=float, default=1e-16)
     q.add_argument("--sample-size", type=int, help="|S| (default: the formula of docs/sipp.md §2.5)")
     q.add_argument("--seed", type=seed_arg, default=0)
+    add_epochs_argument(q)
     q.add_argument("--patch-reduction", default="max", choices=["max", "mean"])
     q.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
     q.add_argument("--device", type=device_arg, default="cpu",

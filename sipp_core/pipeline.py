@@ -61,11 +61,13 @@ def prepare(
     heldout: int = 500,
     device: str | None = "cpu",
     progress=None,
+    epochs: int | None = None,
 ) -> Prepared:
-    """Load (or train) a zoo model, draw S from the S-pool and compute sensitivities."""
+    """Load (or train) a zoo model, draw S from the S-pool and compute sensitivities. epochs: which checkpoint
+    (default: the model's own count, zoo.train.DEFAULT_EPOCHS)."""
     t0 = time.perf_counter()
     record = load_dataset(dataset)
-    trained = load_trained(model, dataset, progress=progress, device=device)
+    trained = load_trained(model, dataset, epochs=epochs, progress=progress, device=device)
     load_s = time.perf_counter() - t0
     return prepare_trained(trained, record, sample_size=sample_size, seed=seed, patch_reduction=patch_reduction,
                            heldout=heldout, progress=progress, load_s=load_s)
@@ -139,6 +141,8 @@ class Report:
         p, r, e = self.prepared, self.result, self.end_to_end
         return dict(
             model=p.trained.name, dataset=p.record.name, preprocessing=p.record.preprocessing,
+            # the zoo checkpoint's training epochs (None for a network brought by its user: 0 epochs here)
+            model_epochs=p.trained.epochs or None,
             method=r.settings["method"],
             keep_ratio=r.keep_ratio, keep_ratio_requested=r.settings["keep_ratio"],
             epsilon=r.settings["epsilon"], delta=r.settings["delta"], seed=r.settings["seed"],

@@ -7,6 +7,7 @@ Most cases call ``main()`` in this process (fast); a few run the real command.
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -324,8 +325,34 @@ def test_train_defaults_to_the_checkpoint_prune_reads(capsys, monkeypatch, tmp_p
     assert torch.load(tmp_path / "a.pt", weights_only=True)["epochs"] == 2
     code, out, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--epochs", "1",
                            "--out", str(tmp_path / "b.pt"))
-    assert code == 0 and "note: prune, sweep, study and the app use the 2-epoch checkpoint" in out
-    assert "load_trained('mlp', 'moons', epochs=1, seed=0)" in out
+    # written elsewhere: nothing reads it but its user's own code
+    assert code == 0 and "note: prune, sweep, study and the app use the 2-epoch, seed-0 checkpoint of mlp in " in out
+    assert "load_trained" not in out
+
+
+def test_prune_and_sweep_take_the_checkpoint_train_made(capsys, monkeypatch, tmp_path):
+    """train --epochs 1 writes a checkpoint into the cache; prune --epochs 1 and sweep --epochs 1 use it (no
+    training), and the report says which; without --epochs they use the model's own count."""
+    monkeypatch.setenv("SIPP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli, "DEFAULT_EPOCHS", {"mlp": 2})
+    code, out, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--epochs", "1")
+    assert code == 0 and "note: prune and sweep use this checkpoint with --epochs 1; study and the app use the " \
+        "2-epoch one" in out
+    trained = {p.name for p in (tmp_path / "cache" / "checkpoints").iterdir()}
+    code, _, err = run_cli(capsys, "prune", *MOONS, "--epochs", "1", "--keep-ratio", "0.5",
+                           "--json", str(tmp_path / "r.json"))
+    assert code == 0 and "training" not in err.lower()
+    assert json.loads((tmp_path / "r.json").read_text())["model_epochs"] == 1
+    code, out, err = run_cli(capsys, "sweep", *MOONS, "--epochs", "1", "--ratios", "0.5", "--methods", "wt",
+                             "--json", str(tmp_path / "s.json"))
+    assert code == 0 and "training" not in err.lower()
+    assert json.loads((tmp_path / "s.json").read_text())["settings"]["epochs"] == 1
+    assert {p.name for p in (tmp_path / "cache" / "checkpoints").iterdir()} == trained  # nothing trained
+    code, out, _ = run_cli(capsys, "sweep", *MOONS, "--ratios", "0.5", "--methods", "wt", "--quiet")
+    assert code == 0 and "(from the cache)" not in out  # the 2-epoch network: another sweep, not the cached one
+    code, _, err = run_cli(capsys, "prune", "--npz", str(tmp_path / "d.npz"), "--program", str(tmp_path / "p.pt2"),
+                           "--epochs", "1", "--keep-ratio", "0.5")
+    assert code == 2 and "--epochs picks one of the zoo's checkpoints" in err and "fix: leave out --epochs" in err
 
 
 def test_a_failure_rate_is_zero_only_when_nothing_failed():

@@ -50,6 +50,7 @@ class SweepPlan:
     measure_latency: bool = False
     prepare_fn: Callable | None = None  # (seed, progress) -> Prepared; None: pipeline.prepare
     done: frozenset = frozenset()
+    epochs: int | None = None  # which checkpoint of model_name (None: the model's own count)
 
     def todo(self, seed) -> list[tuple[str, float]]:
         return [(m, r) for m in self.methods for r in self.grid if (seed, m, r) not in self.done]
@@ -57,7 +58,8 @@ class SweepPlan:
     def prepare(self, seed, progress=None):
         if self.prepare_fn is not None:
             return self.prepare_fn(seed, progress)
-        return prepare(self.model_name, self.dataset, sample_size=self.sample_size, seed=seed, progress=progress)
+        return prepare(self.model_name, self.dataset, sample_size=self.sample_size, seed=seed, progress=progress,
+                       epochs=self.epochs)
 
     def point(self, prepared, method, ratio, seed) -> dict:
         return point_row(prepared, method, ratio, seed, self.delta, self.allocation, self.measure_errors,

@@ -40,6 +40,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..cli_args import add_epochs_argument
 from ..console import ProgressPrinter
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
 from ..io.outputs import check_output_file
@@ -267,10 +268,10 @@ class _PartialLog:
             self.fh = None
 
 
-def _checkpoint_identity(model_name: str, dataset: str) -> dict:
+def _checkpoint_identity(model_name: str, dataset: str, epochs: int | None = None) -> dict:
     """What identifies the trained network without loading it: the checkpoint file (shipped or cached)."""
 
-    fname = checkpoint_name(model_name, dataset, DEFAULT_EPOCHS.get(model_name, 30), 0)
+    fname = checkpoint_name(model_name, dataset, DEFAULT_EPOCHS.get(model_name, 30) if epochs is None else epochs, 0)
     for p in (ASSETS_DIR / fname, cache_dir() / fname):
         if p.exists():
             st = p.stat()
@@ -316,6 +317,7 @@ def sweep(
     should_stop: Callable[[], bool] | None = None,
     executor=None,
     ray_address: str | None = None,
+    epochs: int | None = None,
 ) -> SweepResult:
     """Keep ratios x methods x seeds on one trained network (see the module docstring).
 
@@ -342,6 +344,8 @@ def sweep(
             far (cancelled=True); the next run with the same settings resumes from them.
         executor: where points run: None or "in-process" (default), "ray", or an executors.Executor.
         ray_address: with executor="ray", a running cluster to join; without it a local Ray starts.
+        epochs: which checkpoint of model_name (default: the model's own count, zoo.train.DEFAULT_EPOCHS);
+            not with a Prepared model or prepare_fn, which bring their network.
 
     Raises:
         ValueError: bad methods, ratios, seeds, delta, allocation or executor (before any work starts);
@@ -370,13 +374,18 @@ def sweep(
                     measure_errors=bool(measure_errors))
     if measure_latency:  # only then in the key: sweeps cached before latency existed keep their key
         settings["measure_latency"] = True
+    if epochs is not None:  # likewise: the default checkpoint's sweeps keep their key
+        if prepare_fn is not None:
+            raise ValueError("epochs picks a zoo checkpoint: give it with a model name, not with a Prepared model "
+                             "or prepare_fn")
+        settings["epochs"] = int(epochs)
     runner = get_executor(executor, ray_address=ray_address)  # an unknown name or a missing Ray: before work
     job = JobProgress(progress)
     path = None
     prepare_fn_given = prepare_fn is not None
     settings_key = dict(settings)  # settings gains sample_size_used while running: key on the request only
     if cache and not prepare_fn_given:
-        ident = _checkpoint_identity(model_name, dataset)
+        ident = _checkpoint_identity(model_name, dataset, epochs)
         if ident.get("path"):
             path = sweep_cache_dir() / f"{_cache_key(settings_key, ident)}.json"
             if path.exists():
@@ -417,7 +426,7 @@ def sweep(
         job.report(0.0, f"resuming: {len(rows)} of {len(order)} points already finished")
     plan = SweepPlan(model_name=model_name, dataset=dataset, methods=methods, grid=grid, seeds=seed_list,
                      sample_size=sample_size, delta=delta, allocation=allocation, measure_errors=bool(measure_errors),
-                     measure_latency=bool(measure_latency), prepare_fn=prepare_fn,
+                     measure_latency=bool(measure_latency), prepare_fn=prepare_fn, epochs=epochs,
                      done=frozenset((r["seed"], r["method"], r["keep_ratio_requested"]) for r in rows))
     t_start = time.perf_counter()
     resumed = len(rows)
@@ -431,7 +440,7 @@ def sweep(
     timings["total"] = time.perf_counter() - t_start
     res = SweepResult(rows=tuple(rows), settings=settings, timings_s=timings, cancelled=cancelled, run=run)
     if cache and path is None and prepare_fn_given is False and not cancelled:
-        ident = _checkpoint_identity(model_name, dataset)  # the checkpoint may have been trained just now
+        ident = _checkpoint_identity(model_name, dataset, epochs)  # the checkpoint may have been trained just now
         if ident.get("path"):
             path = sweep_cache_dir() / f"{_cache_key(settings_key, ident)}.json"
     if path is not None and not cancelled:
@@ -541,7 +550,7 @@ def cmd_sweep(args) -> int:
                 sample_size=args.sample_size, delta=args.delta, allocation=args.allocation,
                 measure_errors=args.measure_errors, measure_latency=args.measure_latency, cache=not args.no_cache,
                 progress=None if args.quiet else ProgressPrinter("sweep", width=70), executor=args.executor,
-                ray_address=args.ray_address)
+                ray_address=args.ray_address, epochs=args.epochs)
     rows = res.rows
     before = next((r["accuracy_before"] for r in rows if not math.isnan(r["accuracy_before"])), float("nan"))
     print(f"{args.model} on {args.dataset}: {len(methods)} methods x {len(grid)} keep ratios x "
@@ -591,6 +600,7 @@ def add_sweep_parser(subparsers):
     p.add_argument("--ratios", default=f"{DEFAULT_RANGE[0]}:{DEFAULT_RANGE[1]}:{DEFAULT_COUNT}",
                    help="K1:K2:N for N ratios on a geometric grid from K1 to K2, or a comma list")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1): S and sampling per seed")
+    add_epochs_argument(p)
     p.add_argument("--sample-size", type=int, help="|S| (default: the formula of docs/sipp.md §2.5)")
     p.add_argument("--delta", type=float, default=1e-16)
     p.add_argument("--allocation", default="global", choices=["global", "bound-optimal"])
