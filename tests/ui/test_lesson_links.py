@@ -1,7 +1,7 @@
 """Lessons as links (ui/lessons.py): a lesson URL restores its page, its settings and its hidden controls."""
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from pagetest import new_app, ok, page_folders  # noqa: F401 - the module's fixtures
@@ -73,3 +73,19 @@ def test_a_group_whose_controls_are_all_hidden_is_hidden_too():
     at = _open(lesson.url("loose-bound"), lesson.file)
     assert ".st-key-advanced " in _style(at)
     assert any(e.label == "Advanced" for e in at.expander)  # drawn, inside the hidden container "advanced"
+
+
+def test_the_pages_own_controls_travel_in_the_url_too():
+    """Guarantees' per-row layer and points, and the Filters page's method, target, ratio and layer: a link made on
+    those pages opens them as they were (a selectbox's URL value is the label it shows); a value the page does not
+    offer is dropped and the control shows its default."""
+    at = _open("guarantees?" + urlencode({"guar_layer": "fc2 · Linear 300→100", "guar_on": "the points of S"}),
+               "pages/guarantees.py")
+    assert at.selectbox(key="guar_layer").value == "fc2" and at.radio(key="guar_on").value == "the points of S"
+    at = _open("guarantees?guar_layer=nonsense", "pages/guarantees.py")
+    assert at.selectbox(key="guar_layer").value in ("fc1", "fc2", "fc3")
+    assert "guar_layer" not in at.query_params
+    at = _open("filters?" + urlencode({"filters_method": "filter-l1", "filters_target": "FLOPs", "filters_ratio": 0.5,
+                                       "filters_layer": "fc2 · Linear 300→100"}), "pages/filters.py")
+    assert at.selectbox(key="filters_method").value == "filter-l1" and at.radio(key="filters_target").value == "flops"
+    assert at.slider(key="filters_ratio").value == 0.5 and at.selectbox(key="filters_layer").value == "fc2"

@@ -50,12 +50,12 @@ def _zip(result, x_check) -> bytes:
 @st.fragment
 def _explore(s, prepared) -> None:
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
-    method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m,
+    method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m, bind="query-params",
                           help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))
-    target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True,
+    target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True, bind="query-params",
                       format_func={"params": "parameters", "flops": "FLOPs"}.get,
                       help="parameters (the authors' target) or multiply-accumulates per input")
-    ratio = c3.slider("Keep ratio", 0.05, 1.0, 0.3, 0.05, key="filters_ratio",
+    ratio = c3.slider("Keep ratio", 0.05, 1.0, 0.3, 0.05, key="filters_ratio", bind="query-params",
                       help="the share of the network's parameters (or FLOPs) to keep; the measured share lands "
                            "within 0.5% of it where whole channels allow")
     key = _key(s, method, target, ratio)
@@ -108,7 +108,7 @@ def _explore(s, prepared) -> None:
     show.chart_row([charts.widths_chart(r), charts.flops_chart(r)])
     st.subheader("Channel sensitivities per layer")
     labels = r.labels
-    layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer")
+    layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer", bind="query-params")
     show.chart(charts.channel_sensitivity_bars(r, layer))
     w = next(x for x in r.widths if x.name == layer)
     notes = []
@@ -147,7 +147,7 @@ def _compare(s, prepared) -> None:
         bar.empty()
         st.session_state.setdefault("filters_compare", {})[key] = frame
     verdict_box(compare_verdict(frame))
-    axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True,
+    axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True, bind="query-params",
                     format_func=lambda k: charts.COMPARE_X[k][0].split(" (")[0])
     show.chart(charts.compare_chart(frame, axis))
     num = st.column_config.NumberColumn

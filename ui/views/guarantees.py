@@ -71,8 +71,9 @@ def _rows(s, report) -> None:
     names = tables.layer_names(report)
     c1, c2 = st.columns([2, 1])
     layer = c1.selectbox("Layer", names, index=first_layer_to_show(report, names), key="guar_layer",
-                         format_func=tables.layer_labels(report).get)
-    on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on")
+                         format_func=tables.layer_labels(report).get, bind="query-params")
+    on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on",
+                  bind="query-params")
     show.chart(guarantee_charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":
         st.caption("Hybrid decides per row: a unit may hold a deterministic (biased low) row and a sampled "
