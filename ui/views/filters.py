@@ -50,10 +50,10 @@ def _zip(result, x_check) -> bytes:
 @st.fragment
 def _explore(s, prepared) -> None:
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
-    method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m, bind="query-params",
-                          help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))
-    target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True, bind="query-params",
-                      format_func={"params": "parameters", "flops": "FLOPs"}.get,
+    method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m,
+                          bind="query-params", help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))
+    target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True,
+                      bind="query-params", format_func={"params": "parameters", "flops": "FLOPs"}.get,
                       help="parameters (the authors' target) or multiply-accumulates per input")
     ratio = c3.slider("Keep ratio", 0.05, 1.0, 0.3, 0.05, key="filters_ratio", bind="query-params",
                       help="the share of the network's parameters (or FLOPs) to keep; the measured share lands "
