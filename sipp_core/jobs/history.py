@@ -37,25 +37,18 @@ the settings so that listing and filtering stay fast.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import math
 import os
-import platform
 import sqlite3
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy
-
-import sipp_core
-
 from ..errors import SippError
+from .run_records import RunRecord, dumps, flatten, software_versions, to_jsonable, to_time
 
 __all__ = ["RunHistory", "RunRecord", "HistoryError", "default_history_path", "software_versions", "to_jsonable"]
 
@@ -114,152 +107,6 @@ def default_history_path() -> Path:
         return Path(root) / "runs.sqlite"
     base = os.environ.get("XDG_DATA_HOME") or (Path.home() / ".local" / "share")
     return Path(base) / "sipp-studio" / "runs.sqlite"
-
-
-def _git_commit() -> str | None:
-    """The checkout's commit, read from .git without a subprocess (None outside a git checkout)."""
-    try:
-        git = Path(__file__).resolve().parents[2] / ".git"
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            p = git / ref
-            if p.exists():
-                return p.read_text().strip()[:12]
-            packed = git / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line.split()[0][:12]
-            return None
-        return head[:12]
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def _static_versions() -> tuple:
-    out: dict[str, Any] = {"python": platform.python_version()}
-    try:
-        import torch  # deferred: the history is read by pages that need no torch; only tensors in results need it
-
-        out["torch"] = torch.__version__
-        out["cuda"] = torch.version.cuda
-    except Exception:  # pragma: no cover - torch is a hard dependency
-        out["torch"] = None
-    try:
-        out["numpy"] = numpy.__version__
-    except Exception:  # pragma: no cover
-        out["numpy"] = None
-
-    out["sipp_core"] = getattr(sipp_core, "__version__", None)
-    out["git"] = _git_commit()
-    out["platform"] = platform.platform(terse=True)
-    return tuple(out.items())
-
-
-def software_versions() -> dict[str, Any]:
-    """Versions recorded with every run: python, torch (+cuda), numpy, sipp_core, git commit, platform."""
-    return dict(_static_versions())
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON values: tensors and arrays become lists, NaN/inf become None, tuples lists, keys strings."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch / numpy tensors and scalars
-        return to_jsonable(obj.tolist())
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict())
-    if hasattr(obj, "item") and callable(obj.item):
-        return to_jsonable(obj.item())
-    return str(obj)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(to_jsonable(obj), allow_nan=False, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One saved run, as read back."""
-
-    id: int
-    kind: str
-    created: float  # unix time, seconds
-    label: str | None
-    model: str | None
-    dataset: str | None
-    method: str | None
-    settings: dict = field(default_factory=dict)
-    results: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-    @property
-    def created_iso(self) -> str:
-        return datetime.fromtimestamp(self.created, tz=timezone.utc).isoformat(timespec="seconds")
-
-    def to_dict(self) -> dict:
-        return dict(
-            id=self.id, kind=self.kind, created=self.created, created_iso=self.created_iso, label=self.label,
-            model=self.model, dataset=self.dataset, method=self.method, settings=self.settings,
-            results=self.results, timings=self.timings, versions=self.versions,
-        )
-
-    def summary(self) -> dict:
-        """One flat row for a listing: identity plus the scalar settings and results (nested values skipped)."""
-        row = dict(id=self.id, kind=self.kind, created=self.created_iso, label=self.label,
-                   model=self.model, dataset=self.dataset, method=self.method)
-        for prefix, d in (("", self.settings), ("", self.results)):
-            for k, v in _flatten(d).items():
-                row.setdefault(prefix + k, v)
-        t = self.timings.get("total") if isinstance(self.timings, dict) else None
-        row["time_s"] = t if isinstance(t, (int, float)) else _sum_numbers(self.timings)
-        return row
-
-
-def _sum_numbers(d: Any) -> float | None:
-    if not isinstance(d, dict):
-        return None
-    vals = [v for v in d.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return float(sum(vals)) if vals else None
-
-
-def _flatten(d: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
-    """Scalar leaves of nested dicts as 'a.b' keys; lists are skipped (too long to compare cell by cell)."""
-    out: dict[str, Any] = {}
-    if not isinstance(d, dict):
-        return out
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and depth < 2:
-            out.update(_flatten(v, key + ".", depth + 1))
-        elif v is None or isinstance(v, (bool, int, float, str)):
-            out[key] = v
-    return out
-
-
-def _to_time(v: Any) -> float:
-    """datetime, ISO string or unix seconds -> unix seconds."""
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
-    if isinstance(v, str):
-        dt = datetime.fromisoformat(v)
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-    raise ValueError(f"a time must be a datetime, an ISO 8601 string or unix seconds; got {v!r}")
 
 
 @contextlib.contextmanager
@@ -523,7 +370,7 @@ class RunHistory:
             "INSERT INTO runs(kind, created, label, model, dataset, method, settings, results, timings, versions) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, time.time(), label, pick("model"), pick("dataset"), method,
-             _dumps(settings), _dumps(results), _dumps(timings or {}), _dumps(vers)),
+             dumps(settings), dumps(results), dumps(timings or {}), dumps(vers)),
         )
         return int(cur.lastrowid)
 
@@ -532,7 +379,7 @@ class RunHistory:
         them), or None. The app asks before saving a run a server has already saved on an earlier day: the same
         settings give the same numbers, and a second copy would only bury the runs that differ."""
         rows = self._read("SELECT id FROM runs WHERE kind = ? AND settings = ? AND results = ? ORDER BY id DESC "
-                          "LIMIT 1", (kind, _dumps(settings), _dumps(results)))
+                          "LIMIT 1", (kind, dumps(settings), dumps(results)))
         return int(rows[0][0]) if rows else None
 
     def add_entry(self, entry: Any, *, label: str | None = None) -> int:
@@ -594,10 +441,10 @@ class RunHistory:
             params.append(f"%{label}%")
         if since is not None:
             where.append("created >= ?")
-            params.append(_to_time(since))
+            params.append(to_time(since))
         if until is not None:
             where.append("created <= ?")
-            params.append(_to_time(until))
+            params.append(to_time(until))
         if text is not None:
             where.append("(settings LIKE ? OR IFNULL(label, '') LIKE ?)")
             params += [f"%{text}%", f"%{text}%"]
@@ -651,10 +498,10 @@ class RunHistory:
         cols = {}
         for r in records:
             flat = {"kind": r.kind, "created": r.created_iso, "label": r.label}
-            flat.update({f"settings.{k}": v for k, v in _flatten(r.settings).items()})
-            flat.update({f"results.{k}": v for k, v in _flatten(r.results).items()})
-            flat.update({f"timings.{k}": v for k, v in _flatten(r.timings).items()})
-            flat.update({f"versions.{k}": v for k, v in _flatten(r.versions).items()})
+            flat.update({f"settings.{k}": v for k, v in flatten(r.settings).items()})
+            flat.update({f"results.{k}": v for k, v in flatten(r.results).items()})
+            flat.update({f"timings.{k}": v for k, v in flatten(r.timings).items()})
+            flat.update({f"versions.{k}": v for k, v in flatten(r.versions).items()})
             cols[f"#{r.id} {r.kind}"] = flat
         df = pd.DataFrame(cols)
         if df.empty:

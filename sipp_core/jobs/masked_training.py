@@ -25,7 +25,7 @@ from ..plan.bounds import draw_sample
 from ..plan.bounds import sample_size as sample_size_formula
 from ..plan.pruning import prune
 from ..zoo.train import DEFAULT_LR, Progress, accuracy, pick_device, run_epoch
-from .history import to_jsonable
+from .run_records import to_jsonable
 
 __all__ = ["TrainLog", "apply_masks", "check_common", "densities", "draw_s", "dumps", "mask_ratio", "masks_hold",
            "prune_masks", "random_masks", "train_masked"]

@@ -50,8 +50,8 @@ from ..plan.pruning import validate_arguments
 from ..structured.filters import validate as validate_filter_arguments
 from ..zoo.train import DEFAULT_EPOCHS
 from .executors import EXECUTORS, SweepPlan, get_executor
-from .history import to_jsonable
 from .job_progress import JobProgress
+from .run_records import to_jsonable
 from .sweep_points import ROW_FIELDS
 
 __all__ = [
