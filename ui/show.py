@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from ui.charts.core import to_png, to_svg, wide_title
+from ui.charts.core import LEGEND_LABEL_LIMIT, to_png, to_svg, wide_title
 from ui.charts.figure import Figure, as_chart, template_of
 from ui.style import presenting
 from ui.tables import LAYER_TABLE_LABELS
@@ -18,6 +18,11 @@ PRESENT_SCALE = 1.35  # chart type while presenting: 13 px labels show at 17.5 p
 # Title lines while presenting: the type is 1.35x larger, but the sidebar is closed (the page about 790 px wide at
 # 150% zoom instead of 616), so a line holds 1/1.1 of the characters of a full-width chart's line
 PRESENT_CHARS_SCALE = 1.1
+# A projected chart fits the window whole: 1280x720 at 150% zoom leaves a window 480 px high, with Streamlit's
+# 60 px header over its top. Its plot shrinks to fit (about 190 px left for the bound chart's); its type does not.
+# A chart with a long legend or many x-label lines is left taller by what they need (sized() records it).
+PRESENT_MAX_PX = 380
+PRESENT_Y_TITLE_CHARS = 26  # a longer y-axis title is set on two lines while presenting: a shorter plot holds it
 
 
 def new_run() -> None:
@@ -232,14 +237,14 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
         spec = c.spec(_presented(c.key, template_of(c)[1]) if present else None)
     elif present:
-        spec = _scaled(spec if spec is not None else c.to_dict(), PRESENT_SCALE)
+        spec = presented(spec if spec is not None else c.to_dict())
     where = st if present or where is None else where
     # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
     if where is st and meta.get("sipp_title"):
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
                                  PRESENT_CHARS_SCALE if present else 1.0)
         h = h - saved if h else h
-    height = (int(h * 1.2) if present else int(h)) if h else "content"
+    height = (present_height(h, meta.get("sipp_extra", 0)) if present else int(h)) if h else "content"
     # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
     if spec is not None:
         where.vega_lite_chart(spec, width="stretch", height=height, theme=None)
@@ -248,14 +253,75 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     downloads(c, where)
 
 
+def present_height(h: int, extra: int = 0) -> int:
+    """A chart's element height while presenting: its own (h) in the larger type, at most PRESENT_MAX_PX plus
+    what its legend and x labels need beyond the usual (extra)."""
+    return min(int(h * 1.2), PRESENT_MAX_PX + int(extra))
+
+
+def two_line(title: str) -> list[str]:
+    """A title on two lines, broken at the space nearest its middle."""
+    spaces = [i for i, c in enumerate(title) if c == " "]
+    if not spaces:
+        return [title]
+    cut = min(spaces, key=lambda i: abs(i - len(title) / 2))
+    return [title[:cut], title[cut + 1:]]
+
+
+def _wrapped_y_titles(spec):
+    """A copy of a spec whose y-axis titles longer than PRESENT_Y_TITLE_CHARS are on two lines (titles already in
+    lines, and everything else, left alone)."""
+    if isinstance(spec, list):
+        return [_wrapped_y_titles(v) for v in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: (v if k in ("datasets", "data") else _wrapped_y_titles(v)) for k, v in spec.items()}
+    enc = out.get("encoding")
+    y = enc.get("y") if isinstance(enc, dict) else None
+    if isinstance(y, dict):
+        y = dict(y)
+        if _long(y.get("title")):
+            y["title"] = two_line(y["title"])
+        axis = y.get("axis")
+        if isinstance(axis, dict) and _long(axis.get("title")):
+            y["axis"] = {**axis, "title": two_line(axis["title"])}
+        out["encoding"] = {**enc, "y": y}
+    return out
+
+
+def _long(title) -> bool:
+    return isinstance(title, str) and len(title) > PRESENT_Y_TITLE_CHARS
+
+
+def _wider_legends(spec):
+    """A copy of a spec whose bottom legends of 2 columns have 3 (labels at most LEGEND_LABEL_LIMIT wide): the page's
+    whole width holds them, and the bound chart's five entries take two rows instead of three."""
+    if isinstance(spec, list):
+        return [_wider_legends(v) for v in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: (v if k in ("datasets", "data") else _wider_legends(v)) for k, v in spec.items()}
+    legend = out.get("legend")
+    if isinstance(legend, dict) and legend.get("orient") == "bottom" and legend.get("columns") == 2 \
+            and legend.get("labelLimit", LEGEND_LABEL_LIMIT) <= LEGEND_LABEL_LIMIT:
+        out["legend"] = {**legend, "columns": 3}
+    return out
+
+
+def presented(spec: dict) -> dict:
+    """A spec as a projector shows it: larger type (PRESENT_SCALE), long y-axis titles on two lines, bottom
+    legends in three columns."""
+    return _wider_legends(_wrapped_y_titles(_scaled(spec, PRESENT_SCALE)))
+
+
 _presented_specs: dict = {}
 
 
 def _presented(key: tuple, template: dict) -> dict:
-    """A template with presentation-mode type, scaled once per key."""
+    """A template as presented (presented), made once per key."""
     hit = _presented_specs.get(key)
     if hit is None or hit[0] is not template:
         if len(_presented_specs) > 256:
             _presented_specs.clear()
-        hit = _presented_specs[key] = (template, _scaled(template, PRESENT_SCALE))
+        hit = _presented_specs[key] = (template, presented(template))
     return hit[1]

@@ -253,3 +253,47 @@ def test_text_offsets_grow_with_the_projected_type():
     out = _scaled(spec, 1.35)
     assert out["mark"] == {"type": "text", "fontSize": 17.6, "dy": -21.6, "dx": 5.4, "baseline": "bottom"}
     assert out["datasets"] == {"d": [{"dy": 1}]} and out["config"]["axis"] == {"labelFontSize": 17.6, "labelPadding": 2}
+
+
+def test_a_projected_chart_fits_a_720p_window_at_150_percent(monkeypatch):
+    """1280x720 at 150% zoom leaves a window 480 px high: while presenting, a chart is drawn at most PRESENT_MAX_PX
+    high (its plot shrinks, its type does not), a long y-axis title is set on two lines so the shorter plot holds
+    it, and a bottom legend of two columns gets three. A chart with a long legend keeps the height it needs."""
+    import altair as alt
+    import pandas as pd
+
+    from ui import show
+    from ui.charts.core import _title, sized
+
+    drawn = []
+
+    class Page:
+        def vega_lite_chart(self, spec, **kw):
+            drawn.append((spec, kw["height"]))
+
+        def popover(self, *a, **k):
+            return type("Box", (), {"open": False})()
+
+    monkeypatch.setattr(show, "st", Page())
+    monkeypatch.setattr(show, "presenting", lambda: True)
+    monkeypatch.setattr(show, "downloads", lambda *a, **k: None)
+    df = pd.DataFrame({"x": [1, 2, 3], "y": [1.0, 2.0, 3.0], "kind": ["a", "b", "c"]})
+    y_title = "largest measured error on held-out points (log)"
+
+    def chart(plot: int, legend_rows: int = 0):
+        c = alt.Chart(df).mark_point().encode(
+            x="x:Q", y=alt.Y("y:Q", title=y_title),
+            color=alt.Color("kind:N", legend=alt.Legend(orient="bottom", columns=2)))
+        return sized(c.properties(title=_title("A chart", "its subtitle"), width=600, height=plot), plot,
+                     legend_rows=legend_rows)
+
+    show.chart(chart(500))
+    spec, height = drawn[-1]
+    assert height == show.PRESENT_MAX_PX < int(chart(500).usermeta["sipp_height"] * 1.2)
+    assert spec["encoding"]["y"]["title"] == ["largest measured error", "on held-out points (log)"]
+    assert spec["encoding"]["color"]["legend"]["columns"] == 3
+    show.chart(chart(80))  # small already: its own height
+    assert drawn[-1][1] == int(chart(80).usermeta["sipp_height"] * 1.2) < show.PRESENT_MAX_PX
+    show.chart(chart(500, legend_rows=6))  # six legend rows: taller than the others, by what they take
+    assert drawn[-1][1] == show.PRESENT_MAX_PX + 35 * 4
+    assert show.two_line("short") == ["short"] and show.two_line("a b c d") == ["a b", "c d"]

@@ -155,7 +155,10 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
     legend = 48 + 26 * legend_rows if legend_rows else 0
     total = (30 + TITLE_LINE_PX * max(title_lines, 1) + SUBTITLE_LINE_PX * subtitle_lines + plot_height + axis
              + legend)
-    return projector(chart).properties(usermeta={"sipp_height": int(total), **meta})
+    # sipp_extra: what a presentation that shrinks the chart to a projector's window (ui/show.py) must leave it
+    # beyond the usual: its legend's rows past two, its x labels' lines past two
+    extra = 35 * max(0, legend_rows - 2) + 24 * max(0, x_label_lines - 2)
+    return projector(chart).properties(usermeta={"sipp_height": int(total), "sipp_extra": int(extra), **meta})
 
 
 def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
