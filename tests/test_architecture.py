@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.metadata
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -145,3 +149,56 @@ def test_pages_are_thin(page):
     assert (ROOT / (imports[1].replace(".", "/") + ".py")).exists()
     calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert len(calls) == 1 and calls[0].value.func.id == "entry"
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level names of the packages a module imports (anywhere in it) that are neither the stdlib nor ours."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in PACKAGES and n != "__future__"}
+
+
+def test_the_notebook_extra_holds_what_the_notebook_side_imports():
+    """`pip install -e ".[notebook]"` (docs/notebooks.md) brings every package the explorers' ui modules import: the
+    library's own dependencies and the notebook extra, never the app's (vl_convert, imported by the chart builders
+    for their PNG and SVG, was in the app extra only, and explore() failed without it)."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    allowed = _with_requirements({_dist(r) for r in meta["dependencies"] + meta["optional-dependencies"]["notebook"]})
+    graph = import_graph(top_level_only=False)
+    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    start = [_module_name(ROOT / p) for p in STREAMLIT_FREE if p.startswith("ui/")]
+    seen, todo = set(start), list(start)
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    dists = importlib.metadata.packages_distributions()
+    missing = sorted({f"{name} ({mod})" for mod in seen if mod.startswith("ui") for name in _third_party(files[mod])
+                      if not {_dist(d) for d in dists.get(name, [name])} & allowed})
+    assert not missing, f"imported on the notebook side, not in the notebook extra: {', '.join(missing)}"
+
+
+def _with_requirements(names: set[str]) -> set[str]:
+    """The distributions and everything they require when installed (not their extras): ipywidgets brings IPython."""
+    out, todo = set(names), list(names)
+    while todo:
+        try:
+            reqs = importlib.metadata.requires(todo.pop()) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for r in reqs:
+            name = _dist(r)
+            if "extra ==" not in r and name not in out:
+                out.add(name)
+                todo.append(name)
+    return out
+
+
+def _dist(requirement: str) -> str:
+    """A distribution's normalised name from a requirement ("vl-convert-python>=1.6") or a name."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]).lower()
