@@ -2,7 +2,8 @@
 
 A *link* joins a producer layer P (Linear or Conv2d, groups=1) to the one consumer layer C that reads
 its output, when everything between them works channel by channel (batch norm, elementwise
-activations, pooling, dropout, a flatten) and nothing else reads any tensor on the way. Along a link,
+activations, pooling, dropout, a flatten: as modules, functions or tensor methods) and nothing else reads
+any tensor on the way. Along a link,
 P's filter j and C's input channel j (or, after a flatten, C's block of input features j*spread ...
 (j+1)*spread - 1) are one and the same channel, so both can be deleted together.
 
@@ -25,7 +26,16 @@ CHANNELWISE = (
     nn.Tanh, nn.Hardtanh, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout,
     nn.Dropout2d, nn.Identity,
 )
-CHANNELWISE_FUNCTIONS = (torch.relu, torch.nn.functional.relu)
+F = torch.nn.functional
+# the same as functions and tensor methods, as a forward written with them calls them (F.relu(x), x.relu()); their
+# other arguments must be plain values (a kernel size, a probability), not tensors
+CHANNELWISE_FUNCTIONS = (
+    torch.relu, F.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh,
+    F.hardtanh, F.max_pool2d, torch.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d, F.dropout, F.dropout2d,
+)
+CHANNELWISE_METHODS = ("relu", "sigmoid", "tanh")
+SHAPE_QUERIES = ("size", "dim")  # x.size(0) beside x.view(x.size(0), -1) reads x's shape, not its values
 
 
 @dataclass(frozen=True)
@@ -51,20 +61,43 @@ class Structure:
 
 
 def _is_flatten(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """nn.Flatten(), torch.flatten(x, 1), x.flatten(1), x.view(x.size(0), -1), x.reshape(x.shape[0], -1)."""
     if node.op == "call_module" and isinstance(modules[node.target], nn.Flatten):
         m = modules[node.target]
         return m.start_dim == 1 and m.end_dim == -1
-    if node.op == "call_function" and node.target is torch.flatten:
+    if (node.op == "call_function" and node.target is torch.flatten) or (
+            node.op == "call_method" and node.target == "flatten"):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return start == 1 and end == -1
+    if node.op == "call_method" and node.target in ("view", "reshape") and not node.kwargs:
+        shape = node.args[1:]
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        # (batch, -1) only: LeNet's classic x.view(-1, 16 * 5 * 5) names the width in the user's code, which a
+        # network with fewer channels would still ask for, so its producer keeps its channels
+        return len(shape) == 2 and shape[1] == -1 and shape[0] != -1
     return False
+
+
+def _plain_arguments(node: fx.Node) -> bool:
+    """No tensor among a call's arguments besides its input (a shape query of the input is no tensor)."""
+    rest = list(node.args[1:]) + list(node.kwargs.values())
+    return not any(isinstance(a, fx.Node) for a in rest)
 
 
 def _is_channelwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return isinstance(modules[node.target], CHANNELWISE)
-    return node.op == "call_function" and node.target in CHANNELWISE_FUNCTIONS and len(node.args) == 1
+    if node.op == "call_function":
+        return node.target in CHANNELWISE_FUNCTIONS and _plain_arguments(node)
+    return node.op == "call_method" and node.target in CHANNELWISE_METHODS and _plain_arguments(node)
+
+
+def _readers(node: fx.Node) -> list[fx.Node]:
+    """The nodes that read a node's values (its shape queries left out)."""
+    return [u for u in node.users if not (u.op == "call_method" and u.target in SHAPE_QUERIES)
+            and not (u.op == "call_function" and u.target is getattr and u.args[1:] == ("shape",))]
 
 
 def find_links(model: nn.Module) -> Structure:
@@ -81,7 +114,7 @@ def find_links(model: nn.Module) -> Structure:
             continue
         between, flattened = [], False
         current = node.args[0]
-        while isinstance(current, fx.Node) and len(current.users) == 1:
+        while isinstance(current, fx.Node) and len(_readers(current)) == 1:
             if current.op == "call_module" and current.target in prunable:
                 producer = modules[current.target]
                 spread = _spread(producer, modules[node.target], flattened)
