@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import ModelDataMismatch
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -202,6 +204,13 @@ def layer_infos(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Lay
     try:
         with torch.no_grad(), capture_inputs(model, layers) as inputs:
             model(x)
+    except Exception as err:  # noqa: BLE001 - any failure of this forward means the inputs do not fit the model
+        text = str(err).splitlines()[0][:200] if str(err) else ""
+        raise ModelDataMismatch(
+            f"inputs of shape (batch, {', '.join(str(d) for d in input_shape)}) do not fit the model: "
+            f"{type(err).__name__}: {text}",
+            "give the model inputs of the shape it was trained on (for a Linear first layer, as many values per "
+            "point as it has inputs), or the model that fits this data") from err
     finally:
         model.train(was_training)
     in_file = file_layer_names(model)

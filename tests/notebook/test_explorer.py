@@ -100,6 +100,9 @@ def test_bad_settings_name_the_fix():
         sipp_core.explore(method="random", epsilon=1.0)
     with pytest.raises(BadInput, match="DataRecord"):
         sipp_core.explore(nn.Linear(4, 2), "mnist5k")
+    # a network for 8x8 digits given the 28x28 ones: said before anything runs, not a matmul's error from deep inside
+    with pytest.raises(BadInput, match=r"your Sequential cannot take this data set's inputs shaped \(1, 28, 28\)"):
+        sipp_core.explore(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), load_dataset("mnist5k"))
 
 
 def test_own_network_is_pruned_as_a_copy():

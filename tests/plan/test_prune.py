@@ -124,3 +124,17 @@ def test_cli_invalid_exits_2(args, match, capsys):
     code = cli(["prune", "--model", "lenet300", "--dataset", "mnist5k", *args])
     assert code == 2
     assert match in capsys.readouterr().err
+
+
+def test_inputs_that_do_not_fit_the_model_are_said_so():
+    """Points with 63 features for a network with 64 inputs: prune() and sample_size() name the shapes and the fix
+    (a BadInput), not torch's matmul error from eleven frames down."""
+    from sipp_core import sample_size
+    from sipp_core.errors import BadInput
+
+    mlp = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with pytest.raises(BadInput, match=r"inputs of shape \(batch, 63\) do not fit the model: RuntimeError") as info:
+        prune(mlp, torch.randn(20, 63), method="sipp-det", keep_ratio=0.5)
+    assert "give the model inputs of the shape it was trained on" in info.value.fix
+    with pytest.raises(BadInput, match=r"inputs of shape \(batch, 63\) do not fit the model"):
+        sample_size(mlp, (63,), 1e-16)

@@ -13,6 +13,7 @@ from torch import nn
 from sipp_core.errors import BadInput
 from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import DataRecord, load_dataset
+from sipp_core.io.uploads import check_runs_on
 from sipp_core.pipeline import Prepared, Report, prepare, prepare_trained
 from sipp_core.zoo.train import accuracy
 from ui.settings import DEFAULT_DATASET, DEFAULT_MODEL
@@ -31,6 +32,7 @@ def _trained_from_module(model: nn.Module, data) -> TrainedModel:
                        "pass its data set as a DataRecord too: explore(net, sipp_core.load_dataset('mnist5k')) "
                        "or sipp_core.load_npz_dataset(path)")
     own = copy.deepcopy(model).eval()  # never touch the caller's network (its train/eval flag included)
+    check_runs_on(own, data, f"your {type(model).__name__}")  # shapes and class count, said before anything runs
     acc = accuracy(own, data.x_test, data.y_test)
     return TrainedModel(own, type(model).__name__, data.name, 0, 0, acc, "notebook", "")
 
