@@ -160,12 +160,15 @@ def shrink(masked: nn.Module, structure: Structure, example: torch.Tensor) -> tu
                 bias = flat[:, 0].clone() if bias is None else bias + flat[:, 0]
             else:
                 bias_map = extra.clone()
-        if isinstance(m, nn.Linear):
-            small = ShrunkLinear(len(use_idx), len(rows), bias=bias is not None, in_index=gather)
-        else:
-            small = ShrunkConv2d(len(use_idx), len(rows), m.kernel_size, stride=m.stride, padding=m.padding,
-                                 dilation=m.dilation, bias=bias is not None, padding_mode=m.padding_mode,
-                                 in_index=gather, bias_map=bias_map)
+        # A new layer draws random initial weights (overwritten below): from a forked generator, so that pruning
+        # leaves the caller's random state as it found it (a notebook's next cell draws what it would have drawn)
+        with torch.random.fork_rng(devices=[]):
+            if isinstance(m, nn.Linear):
+                small = ShrunkLinear(len(use_idx), len(rows), bias=bias is not None, in_index=gather)
+            else:
+                small = ShrunkConv2d(len(use_idx), len(rows), m.kernel_size, stride=m.stride, padding=m.padding,
+                                     dilation=m.dilation, bias=bias is not None, padding_mode=m.padding_mode,
+                                     in_index=gather, bias_map=bias_map)
         with torch.no_grad():
             small.weight.copy_(weight)
             if bias is not None:

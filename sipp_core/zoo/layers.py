@@ -105,7 +105,7 @@ def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
     for name, m in model.named_modules():
         if is_prunable(m):
             continue
-        own = [p for _, p in m.named_parameters(recurse=False)]
+        own = [n for n, _ in m.named_parameters(recurse=False)]
         if not own:
             continue
         if isinstance(m, nn.Conv2d):
@@ -119,6 +119,11 @@ def dense_layers(model: nn.Module) -> list[tuple[str, str]]:
                 reason = f"{kind}: normalisation parameters are not pruned"
             else:
                 reason = f"{kind} is not a supported layer (Linear, Conv2d groups=1); left dense"
+        if not name:  # the model's own parameters (x @ self.w in its forward): named, not listed under ""
+            kind = type(m).__name__
+            reason = (f"parameters of {kind} itself, used by its forward, not a supported layer (Linear, Conv2d "
+                      "groups=1); left dense")
+            name = ", ".join(own)
         out.append((in_file.get(name, name), reason))
     return out
 

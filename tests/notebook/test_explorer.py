@@ -100,6 +100,24 @@ def test_bad_settings_name_the_fix():
         sipp_core.explore(method="random", epsilon=1.0)
     with pytest.raises(BadInput, match="DataRecord"):
         sipp_core.explore(nn.Linear(4, 2), "mnist5k")
+    # numbers that are not: said, not rounded or clamped by a box; a number of numpy's or a 0-d tensor is one
+    with pytest.raises(BadInput, match=r"seed = -1 is not a whole number from 0"):
+        sipp_core.explore("mlp", "moons", seed=-1)
+    with pytest.raises(BadInput, match=r"seed = 1.5 is not a whole number"):
+        sipp_core.explore("mlp", "moons", seed=1.5)
+    with pytest.raises(BadInput, match=r"sample_size = 0 is not a whole number of at least 1"):
+        sipp_core.explore("mlp", "moons", sample_size=0)
+    with pytest.raises(BadInput, match=r"keep_ratio = 'abc' is not a number"):
+        sipp_core.explore("mlp", "moons", keep_ratio="abc")
+    assert sipp_core.explore("mlp", "moons", keep_ratio=torch.tensor(0.2)).result.keep_ratio == pytest.approx(0.2, 1e-3)
+    # one fix, the method check's own (not "... Fix: ... Fix: change the settings")
+    with pytest.raises(BadInput) as info:
+        sipp_core.explore("mlp", "moons", method="wt", epsilon=0.5)
+    assert str(info.value).count("Fix:") == 1
+    # a name it does not know: no |S| advice
+    with pytest.raises(BadInput) as info:
+        sipp_core.explore("lenet9000")
+    assert "sample_size" not in str(info.value)
     # a network for 8x8 digits given the 28x28 ones: said before anything runs, not a matmul's error from deep inside
     with pytest.raises(BadInput, match=r"your Sequential cannot take this data set's inputs shaped \(1, 28, 28\)"):
         sipp_core.explore(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), load_dataset("mnist5k"))

@@ -93,6 +93,24 @@ def test_unsupported_layers_are_listed_and_left_dense():
     assert torch.equal(r.model[0].weight, model[0].weight)
 
 
+def test_a_models_own_parameters_are_listed_by_name():
+    """x @ self.w in a forward: `w` is left dense and named (it used to be listed under an empty name, which read as
+    if the whole model were left out)."""
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 8)
+            self.w = torch.nn.Parameter(torch.randn(8, 2))
+
+        def forward(self, x):
+            return torch.relu(self.fc(x)) @ self.w
+
+    r = prune(Head(), torch.randn(30, 2), keep_ratio=0.5)
+    assert list(r.masks) == ["fc"]
+    assert r.dense == [("w", "parameters of Head itself, used by its forward, not a supported layer (Linear, Conv2d "
+                             "groups=1); left dense")]
+
+
 def test_cli_prune_json_and_exit_codes(tmp_path, capsys):
     out = tmp_path / "r.json"
     code = cli(["prune", "--model", "lenet300", "--dataset", "mnist5k", "--keep-ratio", "0.1", "--json", str(out)])

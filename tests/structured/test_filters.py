@@ -294,3 +294,17 @@ def test_a_tensor_read_twice_or_mixed_with_another_is_no_link():
             return self.c2(y) + y
 
     assert find_links(Residual()).links == {}
+
+
+@pytest.mark.parametrize("method", ["pfp", "pfp-rand", "filter-l1"])
+def test_channel_pruning_leaves_the_callers_random_state_alone(method):
+    """A notebook's next torch.rand draws what it would have drawn without the prune (the smaller network's layers
+    used to be built with random initial weights from the global generator)."""
+    net, x = _net("cnn"), _batch("cnn")[0]
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prune(net, x, method=method, keep_ratio=0.5)
+    assert torch.equal(torch.rand(3), expected)

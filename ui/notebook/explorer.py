@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 import time
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -42,6 +43,7 @@ from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, MODES, Settin
 
 SMALL_LAYER = 4000  # edges; above this a layer is drawn as an image, as on the app's Kept edges page
 SETTINGS = ("method", "keep_ratio", "epsilon", "delta", "sample_size", "seed", "layer")
+SEED_BOX_MAX = 2**31 - 1  # the seed box's largest value (it would clamp a larger one)
 CHARTS = ("density", "bound", "sensitivity", "kept_edges", "kept_per_unit")
 TAB_OF = {"density": 0, "bound": 0, "sensitivity": 1, "kept_edges": 2, "kept_per_unit": 2}  # which tab shows it
 TABS = ("Prune", "Sensitivity", "Kept edges")
@@ -80,9 +82,28 @@ def _check_given(settings: dict) -> dict:
         raise BadInput(f"explore() does not know the method {settings['method']!r}", f"use one of {', '.join(METHODS)}")
     for key, lo, hi in (("keep_ratio", 0.0, 1.0), ("epsilon", 0.0, math.inf), ("delta", 0.0, 1.0)):
         v = settings.get(key)
-        if v is not None and not (lo < float(v) <= hi and (key != "delta" or float(v) < 1)):
+        if v is None:
+            continue
+        if not _real(v):
+            raise BadInput(f"{key} = {v!r} is not a number", f"give {key} as a number, e.g. {key}=0.1")
+        if not (lo < float(v) <= hi and (key != "delta" or float(v) < 1)):
             raise BadInput(f"{key} = {v!r} is out of range", f"choose {key} in ({lo:g}, {hi:g}{')' if key == 'delta' else ']'}")
+    # whole numbers only: the boxes would round 1.5 to 1, and a negative seed to 0, without a word
+    for key, lo, hi in (("seed", 0, SEED_BOX_MAX), ("sample_size", 1, math.inf)):
+        v = settings.get(key)
+        if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or not lo <= v <= hi):
+            span = f"from {lo} to {hi:,}" if hi < math.inf else f"of at least {lo}"
+            raise BadInput(f"{key} = {v!r} is not a whole number {span}",
+                           f"give {key} as a whole number {span}" + (", or None for the formula"
+                                                                     if key == "sample_size" else ""))
     return settings
+
+
+def _real(v) -> bool:
+    """A real number: a Python or numpy one, or a 0-d tensor (not a bool, not text)."""
+    if isinstance(v, torch.Tensor):
+        return v.ndim == 0 and not v.dtype.is_complex and v.dtype != torch.bool
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _initial(sources: Sources, given: dict) -> dict:
@@ -122,8 +143,10 @@ class Explorer:
                 self.prepared = self.sources.get(v["sample_size"], v["seed"])
         except SippError:
             raise
-        except ValueError as exc:  # |S| or the seed out of range: draw_sample names which
-            raise BadInput(str(exc), "choose sample_size between 1 and the S-pool's size, or None for the formula") from exc
+        except ValueError as exc:  # |S| larger than the S-pool (draw_sample says so), or a network or name it cannot use
+            fix = ("choose sample_size between 1 and the S-pool's size, or None for the formula"
+                   if "sample_size" in str(exc) or "S-pool" in str(exc) else "")
+            raise BadInput(str(exc), fix) from exc
         self.report: Report | None = None
         self._specs: dict[str, dict | None] = dict.fromkeys(CHARTS)  # what each chart shows (None: an image)
         self._builders: dict = {}  # chart name -> a function building its chart or image, until it is needed
@@ -142,7 +165,8 @@ class Explorer:
         self._observe()
         self.update()
         if self.report is None:  # the settings handed in cannot be used: say so now, not in a blank widget
-            raise BadInput(self.error or "explore() could not prune with these settings", "change the settings")
+            problem = self.error or "explore() could not prune with these settings"
+            raise BadInput(problem, "" if "Fix: " in problem else "change the settings")
 
     # ---- the controls ----------------------------------------------------------------------------
 
@@ -166,7 +190,7 @@ class Explorer:
             sample_size=w.BoundedIntText(value=self.prepared.sample_size, min=1, max=n_pool,
                                          description=f"|S| (1 to {n_pool:,})", disabled=size is None,
                                          layout=w.Layout(width="260px"), style=STYLE),
-            seed=w.BoundedIntText(value=int(v["seed"]), min=0, max=2**31 - 1, description="Seed (S and samples)",
+            seed=w.BoundedIntText(value=int(v["seed"]), min=0, max=SEED_BOX_MAX, description="Seed (S and samples)",
                                   layout=w.Layout(width="260px"), style=STYLE),
             layer=w.Dropdown(options=layers, value=layer or layers[0], description="Layer (kept edges)",
                              layout=w.Layout(width="430px"), style=STYLE),
