@@ -45,12 +45,22 @@ def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def plain_number(v):
+    """A 0-d tensor or array, or a numpy scalar, as a Python number (anything else as it is): what the checks and a
+    run's JSON settings take (a np.float32(0.2) keep ratio used to be refused as out of range)."""
+    if isinstance(v, (torch.Tensor, np.ndarray)) and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def check_delta(delta, name: str = "delta") -> float:
     """Return delta as a float; ValueError unless it is a number with 0 < delta < 1."""
     if isinstance(delta, (torch.Tensor, np.ndarray)) and getattr(delta, "ndim", 1) == 0:
         delta = delta.item()
     if not _is_real(delta) or not math.isfinite(float(delta)) or not 0.0 < float(delta) < 1.0:
-        raise ValueError(f"{name} must be a number with 0 < {name} < 1 (e.g. 1e-16); got {delta!r}")
+        raise BadInput(f"{name} must be a number with 0 < {name} < 1 (e.g. 1e-16); got {delta!r}")
     return float(delta)
 
 
@@ -59,7 +69,7 @@ def check_epsilon(epsilon, name: str = "epsilon") -> float:
     if isinstance(epsilon, (torch.Tensor, np.ndarray)) and getattr(epsilon, "ndim", 1) == 0:
         epsilon = epsilon.item()
     if not _is_real(epsilon) or not math.isfinite(float(epsilon)) or not float(epsilon) > 0.0:
-        raise ValueError(f"{name} must be a finite number > 0 (e.g. 0.5); got {epsilon!r}")
+        raise BadInput(f"{name} must be a finite number > 0 (e.g. 0.5); got {epsilon!r}")
     return float(epsilon)
 
 
@@ -67,7 +77,7 @@ def _check_count(value, name: str, minimum: int) -> int:
     if isinstance(value, (torch.Tensor, np.ndarray)) and getattr(value, "ndim", 1) == 0:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        raise BadInput(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 
 
@@ -323,7 +333,7 @@ def sample_size_terms(model: torch.nn.Module, input_shape) -> tuple[int, int]:
     """(eta, eta_max): total F * P over the prunable layers and the largest single F * P."""
     infos = layer_infos(model, tuple(int(d) for d in input_shape)) if prunable_layers(model) else {}
     if not infos:
-        raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
+        raise BadInput("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
     sizes = [i.out_units * i.patches for i in infos.values()]
     return int(sum(sizes)), int(max(sizes))
 
@@ -340,7 +350,7 @@ def sample_size(model: torch.nn.Module, input_shape, delta: float = DEFAULT_DELT
     """
     d = check_delta(delta)
     if not _is_real(C) or not math.isfinite(float(C)) or float(C) <= 0:
-        raise ValueError(f"C must be a finite number > 0; got {C!r}")
+        raise BadInput(f"C must be a finite number > 0; got {C!r}")
     eta, eta_max = sample_size_terms(model, input_shape)
     return int(math.ceil(float(C) * (math.log(8.0 * eta * eta_max) - math.log(d))))
 
@@ -363,7 +373,7 @@ def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:
         raise BadInput(f"sample_size must be an integer from 1 to {n} (the pool holds {n} points); got {size!r}",
                        f"choose |S| from 1 to {n}, or let the formula choose it ('|S| from the formula' in the app)")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
+        raise BadInput(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randperm(n, generator=gen)[: int(size)]
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..errors import BadInput
 from ..io.export import export_pruned
 from ..io.state_dicts import file_masks, file_state
 from ..options import ALLOCATIONS, METHODS, PATCH_REDUCTIONS, SIPP_METHODS, STRUCTURED_METHODS
@@ -23,7 +24,7 @@ from ..sensitivity.api import check_not_all_zero, compute_sensitivities
 from ..structured.filters import FilterPruneResult, prune_filters
 from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
 from .baselines import snip_scores
-from .bounds import check_delta, check_epsilon
+from .bounds import check_delta, check_epsilon, plain_number
 from .planner import LayerPlan, make_plan
 
 
@@ -86,27 +87,27 @@ class PruneResult:
 
 
 def validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction="max", allocation="global", c_prime=3.0):
-    """Raise ValueError naming the first bad argument and its valid range."""
+    """Raise BadInput (a ValueError) naming the first bad argument and its valid range."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS + STRUCTURED_METHODS)}; got {method!r}")
+        raise BadInput(f"method must be one of {', '.join(METHODS + STRUCTURED_METHODS)}; got {method!r}")
     if (keep_ratio is None) == (epsilon is None):
-        raise ValueError("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither")
+        raise BadInput("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither")
     if keep_ratio is not None:
         if not isinstance(keep_ratio, (int, float)) or not (0.0 < float(keep_ratio) <= 1.0) or math.isnan(keep_ratio):
-            raise ValueError(f"keep_ratio must be in (0, 1]; got {keep_ratio!r}")
+            raise BadInput(f"keep_ratio must be in (0, 1]; got {keep_ratio!r}")
     if epsilon is not None:
         check_epsilon(epsilon)
         if method not in SIPP_METHODS:
-            raise ValueError(
+            raise BadInput(
                 f"epsilon mode needs a SiPP method ({', '.join(SIPP_METHODS)}); {method!r} takes keep_ratio"
             )
     check_delta(delta)
     if patch_reduction not in PATCH_REDUCTIONS:
-        raise ValueError(f"patch_reduction must be one of {PATCH_REDUCTIONS}; got {patch_reduction!r}")
+        raise BadInput(f"patch_reduction must be one of {PATCH_REDUCTIONS}; got {patch_reduction!r}")
     if allocation not in ALLOCATIONS:
-        raise ValueError(f"allocation must be one of {ALLOCATIONS}; got {allocation!r}")
+        raise BadInput(f"allocation must be one of {ALLOCATIONS}; got {allocation!r}")
     if not (isinstance(c_prime, (int, float)) and c_prime >= 1.0 and math.isfinite(c_prime)):
-        raise ValueError(f"c_prime must be a finite number >= 1; got {c_prime!r}")
+        raise BadInput(f"c_prime must be a finite number >= 1; got {c_prime!r}")
 
 
 def apply_plans(model: nn.Module, plans: dict[str, LayerPlan]) -> nn.Module:
@@ -173,20 +174,25 @@ def prune(
     >>> r = prune(model, s_batch, keep_ratio=0.1)        # doctest: +SKIP
     >>> r.keep_ratio, r.layers[0].bound                   # doctest: +SKIP
     """
+    if not isinstance(model, nn.Module):
+        raise BadInput(f"model must be a torch nn.Module; got a {type(model).__name__}",
+                       "pass the network itself: for a zoo name, sipp_core.load_trained(name, dataset).model; for a "
+                       "state_dict, load it into its nn.Module first")
+    keep_ratio, epsilon, delta, c_prime = (plain_number(v) for v in (keep_ratio, epsilon, delta, c_prime))
     if method in STRUCTURED_METHODS:
         reuse = sensitivities if patch_reduction == "max" else None
         return prune_filters(model, inputs, method=method, keep_ratio=keep_ratio, epsilon=epsilon, target=target,
                              delta=delta, seed=seed, labels=labels, sensitivities=reuse, progress=progress)
     validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction, allocation, c_prime)
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or len(inputs) == 0:
-        raise ValueError("inputs must be a non-empty tensor batch S shaped (|S|, *input_shape)")
+        raise BadInput("inputs must be a non-empty tensor batch S shaped (|S|, *input_shape)")
     check_not_all_zero(inputs)  # also with precomputed sensitivities: they would be all zero
     if method == "snip" and labels is None:
-        raise ValueError("method 'snip' needs labels of the batch S (labels=...)")
+        raise BadInput("method 'snip' needs labels of the batch S (labels=...)")
     timings = {}
     infos = layer_infos(model, tuple(inputs.shape[1:]))
     if not infos:
-        raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
+        raise BadInput("the model has no prunable layer (nn.Linear or nn.Conv2d with groups=1)")
     t0 = time.perf_counter()
     if sensitivities is None:
         sensitivities = compute_sensitivities(model, inputs, patch_reduction=patch_reduction, progress=progress)

@@ -156,3 +156,22 @@ def test_inputs_that_do_not_fit_the_model_are_said_so():
     assert "give the model inputs of the shape it was trained on" in info.value.fix
     with pytest.raises(BadInput, match=r"inputs of shape \(batch, 63\) do not fit the model"):
         sample_size(mlp, (63,), 1e-16)
+
+
+def test_numbers_of_numpy_and_0d_tensors_are_numbers_and_every_refusal_is_a_bad_input(net):
+    """keep_ratio=np.float32(0.2) or torch.tensor(0.2) prunes as 0.2 does (it was 'must be in (0, 1]; got
+    np.float32(0.2)'); a zoo name or a state_dict instead of a network, and epsilon=0, are BadInput (a SippError)."""
+    import numpy as np
+
+    from sipp_core.errors import BadInput
+
+    model, x, _ = net
+    plain = prune(model, x, method="sipp-det", keep_ratio=0.2)
+    for v in (np.float32(0.2), torch.tensor(0.2), np.array(0.2)):
+        r = prune(model, x, method="sipp-det", keep_ratio=v)
+        assert r.kept == plain.kept and json.dumps(r.settings)  # the settings stay JSON
+    for bad in ("lenet300", model.state_dict()):
+        with pytest.raises(BadInput, match="model must be a torch nn.Module"):
+            prune(bad, x, keep_ratio=0.2)
+    with pytest.raises(BadInput, match="epsilon must be a finite number > 0"):
+        prune(model, x, epsilon=0)
