@@ -134,6 +134,20 @@ def _warn_layers_without_signal(plans: dict[str, LayerPlan]) -> None:
         )
 
 
+def _warn_empty_layers(plans: dict[str, LayerPlan], method: str, allocation: str) -> None:
+    """A layer that keeps none of its weights passes on only its biases: every later output is the same for every
+    input, and the network predicts one class. Said, since it follows from a global budget at a small keep ratio
+    (a layer whose sensitivities are spread thin loses the competition for it: docs/sipp.md §8.1)."""
+    empty = [n for n, p in plans.items() if int(p.kept) == 0 and not math.isnan(p.bound_max)]
+    if not empty:
+        return
+    fix = "keep more weights (a larger keep_ratio or epsilon)"
+    if method == "sipp-det" and allocation == "global":
+        fix += ", or spread the budget with allocation='bound-optimal'"
+    warnings.warn(f"layer(s) {', '.join(empty)} keep none of their weights: the output no longer depends on the "
+                  f"input, and the network predicts one class. Fix: {fix}", RuntimeWarning, stacklevel=3)
+
+
 def prune(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -213,6 +227,7 @@ def prune(
     )
     if method in SIPP_METHODS:
         _warn_layers_without_signal(plans)
+    _warn_empty_layers(plans, method, allocation)
     pruned = apply_plans(model, plans)
     timings["prune"] = time.perf_counter() - t1
     layers = [

@@ -175,3 +175,19 @@ def test_numbers_of_numpy_and_0d_tensors_are_numbers_and_every_refusal_is_a_bad_
             prune(bad, x, keep_ratio=0.2)
     with pytest.raises(BadInput, match="epsilon must be a finite number > 0"):
         prune(model, x, epsilon=0)
+
+
+def test_a_layer_pruned_to_nothing_is_said():
+    """A global budget at a small keep ratio can leave a layer no weight (a small CNN's head at 5% with sipp-det):
+    the network then predicts one class, and a warning says so with the fix."""
+    from types import SimpleNamespace
+
+    from sipp_core.plan import pruning
+
+    plans = {"conv": SimpleNamespace(kept=150, bound_max=0.5), "head": SimpleNamespace(kept=0, bound_max=2.0),
+             "silent": SimpleNamespace(kept=0, bound_max=float("nan"))}  # no signal: its own warning says so
+    with pytest.warns(RuntimeWarning, match=r"layer\(s\) head keep none of their weights.*allocation='bound-optimal'"):
+        pruning._warn_empty_layers(plans, "sipp-det", "global")
+    with pytest.warns(RuntimeWarning) as seen:
+        pruning._warn_empty_layers(plans, "wt", "global")
+    assert "bound-optimal" not in str(seen[0].message)
