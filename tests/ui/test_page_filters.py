@@ -65,12 +65,18 @@ def test_verdict_is_phrased_with_the_numbers():
                                          "pruned": {"batch_1": 0.5, "batch_64": 4.0}}, dead=3), 0.94)
     assert lines[0].startswith("pfp kept 30.0% of the parameters and 40.0% of the FLOPs")
     assert "1,000 → 300 parameters, 4 → 2 KiB" in lines[0]
-    assert "faster: 10.00 → 4.00 ms (2.50×)" in lines[1] and "runs at 1.02×" in lines[1]
+    assert "faster: 10.00 → 4.00 ms (2.50×)" in lines[1] and "measured 1.02×" in lines[1]
     assert "95.0% → 90.0% (-5.0 points) before retraining, 94.0% (-1.0 points) after retraining" in lines[2]
     assert lines[3].startswith("3 filter(s) went because they were silent")
     slow = filters_verdict(_report(lat={"original": {"batch_64": 4.0}, "masked": {"batch_64": 4.0},
                                         "pruned": {"batch_64": 5.0}}))
     assert "smaller network is slower" in slow[1]
+    # the masked network does the original's work: 1.35× its speed is the machine's noise, and no verdict is given
+    noisy = filters_verdict(_report(lat={"original": {"batch_64": 0.67}, "masked": {"batch_64": 0.496},
+                                         "pruned": {"batch_64": 1.41}}))
+    assert noisy[1].startswith("The latency at batch 64 was too noisy to tell: the masked network, which does exactly "
+                               "the original's work, measured 1.35× the original's speed (the smaller one 0.48×)")
+    assert "slower" not in noisy[1] and "faster" not in noisy[1]
     assert "could not be rebuilt smaller (untraceable)" in filters_verdict(_report(shrunk=False))[0]
     big = _report(original=266_610, pruned=79_681)
     big.file_bytes = {"original": 1_069_107, "masked": 1_069_107, "pruned": 325_018}
