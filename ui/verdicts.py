@@ -122,7 +122,15 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
         r = float(np.median(b[ratio_ok] / m[ratio_ok]))
         head += (f", and it is **loose by about {times(r)}** (median of bound ÷ measured error over the "
                  f"{int(ratio_ok.sum()):,} rows with an error)")
-    return [head + "."]
+    out = [head + "."]
+    if "method" in rows:
+        # a deterministic row's error is at most its whole signal (1): a bound of 1 or more holds whatever happens
+        vacuous = int((ok & (b >= 1) & (rows["method"].to_numpy() == "deterministic")).sum())
+        if vacuous:
+            out.append(f"**{vacuous:,} of the {n:,} rows** are deterministic with a bound of 1 or more, which says "
+                       "nothing: a deterministic row's error is at most 1 anyway, so for them the bound held "
+                       "trivially.")
+    return out
 
 
 def eps_sweep_verdict(df: pd.DataFrame) -> list[str]:

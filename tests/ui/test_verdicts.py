@@ -80,6 +80,18 @@ def test_bound_held_on_all_rows_and_its_looseness_is_the_median_ratio():
                      "24×** (median of bound ÷ measured error over the 600 rows with an error)."]
 
 
+def test_deterministic_rows_with_a_bound_of_1_or_more_are_said_to_say_nothing():
+    """sipp-det at κ = 0.05 (the loose-bound lesson): 'held on all 820 rows' is true but trivial for rows whose bound
+    is 1 or more, since a deterministic row's error is at most 1; the verdict counts them."""
+    frame = pd.DataFrame(dict(bound=[8.8, 2.0, 0.5, 0.9, 3.0], measured=[0.9, 0.5, 0.2, 0.1, 0.4],
+                              method=["deterministic"] * 4 + ["sampled"]))
+    lines = vd.bound_rows_verdict(frame, "held-out points", delta=1e-16)
+    assert lines[0].startswith("The bound **held on all 5 rows")
+    assert lines[1] == ("**2 of the 5 rows** are deterministic with a bound of 1 or more, which says nothing: a "
+                        "deterministic row's error is at most 1 anyway, so for them the bound held trivially.")
+    assert len(vd.bound_rows_verdict(frame.assign(bound=[0.95, 0.6, 0.5, 0.9, 3.0]), "S")) == 1  # sampled: not
+
+
 def test_rows_above_their_bound_are_counted_and_bound_free_rows_left_out():
     m = np.full(600, 0.1)
     b = np.full(600, 0.4)
