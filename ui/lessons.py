@@ -47,7 +47,7 @@ class Lesson:
 LESSONS = {
     "sensitivity": Lesson(
         "What sensitivity is", "learn", "Learn",
-        dict(learn_data="moons", learn_hidden=4, learn_s=8, learn_seed=0, learn_step=STEP_SENSITIVITY),
+        dict(learn_data="moons", learn_hidden=8, learn_s=8, learn_seed=0, learn_step=STEP_SENSITIVITY),
         (SIDEBAR, "learn_hidden", "learn_seed"),
         "An edge's **sensitivity** s is the largest share of its row's signal (its unit's positive or negative "
         "weights) that the edge ever carried on the "

@@ -89,3 +89,16 @@ def test_the_pages_own_controls_travel_in_the_url_too():
                                        "filters_layer": "fc2 · Linear 300→100"}), "pages/filters.py")
     assert at.selectbox(key="filters_method").value == "filter-l1" and at.radio(key="filters_target").value == "flops"
     assert at.slider(key="filters_ratio").value == 0.5 and at.selectbox(key="filters_layer").value == "fc2"
+
+
+def test_the_sensitivity_lessons_network_has_an_edge_maximum_to_find():
+    """The lesson asks for the point that gives an edge its maximum: with 4 hidden units most of fc2's s were 1 (a
+    unit with one active input on some point), tied on several points; its 8 hidden units give none."""
+    import numpy as np
+
+    from ui import learn_core
+
+    p = lessons.LESSONS["sensitivity"].params
+    toy = learn_core.train_toy(p["learn_data"], p["learn_hidden"], p["learn_seed"])
+    walk = learn_core.walk_layer(toy, toy.layer_names[-1], p["learn_s"], p["learn_seed"])
+    assert not np.isclose(walk.s, 1.0).any()
