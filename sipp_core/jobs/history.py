@@ -109,6 +109,15 @@ def default_history_path() -> Path:
     return Path(base) / "sipp-studio" / "runs.sqlite"
 
 
+def _compare_rank(key: str) -> int:
+    """compare()'s row order within the rows that differ (and within the others): what was asked, what came out,
+    then what the run was, how long it took and on what software."""
+    for rank, prefix in enumerate(("settings.", "results.")):
+        if key.startswith(prefix):
+            return rank
+    return 2 if key in ("kind", "label") else 3
+
+
 @contextlib.contextmanager
 def _transaction(con: sqlite3.Connection):
     """BEGIN IMMEDIATE (takes the write lock at once, so writers queue instead of deadlocking);
@@ -488,7 +497,9 @@ class RunHistory:
 
     def compare(self, ids: Iterable[int]):
         """Key figures of several runs side by side: a DataFrame with one column per run (named
-        '#<id> <kind>') and one row per scalar setting/result/timing; rows that differ first.
+        '#<id> <kind>') and one row per scalar setting/result/timing (a short list of settings, such as a sweep's
+        methods and keep ratios, as one text); rows that differ first, and among them (and the others) settings,
+        then results, then the run's kind and label, timings and versions.
 
         Raises KeyError naming any id that does not exist."""
         import pandas as pd  # deferred: only frames need pandas (~0.5 s to import)
@@ -498,7 +509,7 @@ class RunHistory:
         cols = {}
         for r in records:
             flat = {"kind": r.kind, "created": r.created_iso, "label": r.label}
-            flat.update({f"settings.{k}": v for k, v in flatten(r.settings).items()})
+            flat.update({f"settings.{k}": v for k, v in flatten(r.settings, short_lists=True).items()})
             flat.update({f"results.{k}": v for k, v in flatten(r.results).items()})
             flat.update({f"timings.{k}": v for k, v in flatten(r.timings).items()})
             flat.update({f"versions.{k}": v for k, v in flatten(r.versions).items()})
@@ -506,8 +517,8 @@ class RunHistory:
         df = pd.DataFrame(cols)
         if df.empty:
             return df
-        differs = df.astype(str).nunique(axis=1) > 1
-        order = list(df.index[differs]) + list(df.index[~differs])
+        differs = df.astype(str).nunique(axis=1, dropna=False) > 1  # a row one run lacks differs too
+        order = sorted(df.index[differs], key=_compare_rank) + sorted(df.index[~differs], key=_compare_rank)
         df = df.loc[order]
         df.insert(0, "differs", differs.loc[order].values)
         return df

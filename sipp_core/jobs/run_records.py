@@ -139,17 +139,24 @@ def _sum_numbers(d: Any) -> float | None:
     return float(sum(vals)) if vals else None
 
 
-def flatten(d: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
-    """Scalar leaves of nested dicts as 'a.b' keys; lists are skipped (too long to compare cell by cell)."""
+SHORT_LIST = 12  # a list of at most this many plain values (a sweep's methods, keep ratios, seeds) compares as text
+
+
+def flatten(d: Any, prefix: str = "", depth: int = 0, short_lists: bool = False) -> dict[str, Any]:
+    """Scalar leaves of nested dicts as 'a.b' keys. Lists are skipped (too long to compare cell by cell), except,
+    with short_lists, a list of at most SHORT_LIST plain values, as one text ("wt, sipp-hybrid"; "0.5, 0.1")."""
     out: dict[str, Any] = {}
     if not isinstance(d, dict):
         return out
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and depth < 2:
-            out.update(flatten(v, key + ".", depth + 1))
+            out.update(flatten(v, key + ".", depth + 1, short_lists))
         elif v is None or isinstance(v, (bool, int, float, str)):
             out[key] = v
+        elif short_lists and isinstance(v, list) and len(v) <= SHORT_LIST and all(
+                isinstance(x, (bool, int, float, str)) for x in v):
+            out[key] = ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
     return out
 
 

@@ -55,6 +55,9 @@ def test_list_filters_frame_compare_delete(tmp_path):
     assert list(cmp.columns) == ["differs", f"#{a} prune", f"#{b} prune"]
     assert cmp.loc["results.accuracy_after", f"#{b} prune"] == 0.7
     assert cmp.loc["settings.method", "differs"] and not cmp.loc["settings.model", "differs"]
+    mixed = h.compare([a, c])  # a setting only one run has differs, and a short list reads as text
+    assert mixed.loc["settings.methods", "differs"] and mixed.loc["settings.methods", f"#{c} sweep"] == "wt, random"
+    assert list(mixed.index[:2]) == ["settings.model", "settings.method"] or mixed.index[0].startswith("settings.")
     assert h.delete(a) == 1 and h.delete(a) == 0
     with pytest.raises(KeyError, match=str(a)):
         h.get(a)

@@ -163,6 +163,8 @@ def test_comparing_runs_overlays_them_on_one_chart():
     at.multiselect(key="hist_pick").set_value([a, b, n]).run()
     at.button(key="hist_compare").click().run()
     ok(at)
+    at.run()  # any rerun (presentation mode turned on): the comparison stays while the selection does
+    ok(at)
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     acc = next(s for s in specs if "Accuracy vs weights kept" in json.dumps(s.get("title")))
     assert '"values": [5.0, 10.0, 50.0]' in json.dumps(acc)  # ticks at the kept shares that were run
@@ -178,6 +180,11 @@ def test_comparing_runs_overlays_them_on_one_chart():
     assert f"#{b} sipp-hybrid (fine-tuned) beats #{a} wt (sweep) at every tested keep ratio, by 0.5 to 1.0 points" \
         in verdict
     assert f"beats #{a} sipp-hybrid (sweep) at every tested keep ratio, by 1.0 to 2.0 points" in verdict
+    # the table: the settings that differ first, in words, a sweep's methods and keep ratios among them
+    table = at.dataframe[1].value
+    assert table.index[0] == "setting: methods" and table.loc["setting: methods", f"#{a} sweep"] == "wt, sipp-hybrid"
+    assert table.loc["setting: ratios", f"#{a} sweep"] == "0.5, 0.1, 0.05" and table.loc["setting: ratios", "differs"]
+    assert not any(i.startswith(("settings.", "results.")) for i in table.index)
     listing = at.dataframe[0].value.set_index("id")
     assert listing.loc[b, "accuracy after"] == "98.00%" and listing.loc[b, "kept share"] == "10.00%"  # last step
     assert listing.loc[a, "accuracy after"] == "" and listing.loc[n, "accuracy after"] == ""  # no single figure: empty

@@ -106,7 +106,19 @@ def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
 
     out = df.drop(columns=["differs"]).map(cell)
     out.insert(0, "differs", df["differs"].map(lambda b: "≠" if b else ""))
+    out.index = [compare_label(k) for k in out.index]
     return out
+
+
+COMPARE_PREFIXES = {"settings.": "setting: ", "results.": "result: ", "timings.": "time (s): ", "versions.": "version: "}
+
+
+def compare_label(key: str) -> str:
+    """A compared row's name in words: "settings.keep_ratio" -> "setting: keep ratio", "timings.prepare.0" ->
+    "time (s): prepare · 0"."""
+    head = next((p for p in COMPARE_PREFIXES if key.startswith(p)), "")
+    rest = key[len(head):].replace("_", " ").replace(".", " · ")
+    return COMPARE_PREFIXES.get(head, "") + rest
 
 
 # ---- reopen ---------------------------------------------------------------------------------------
@@ -468,6 +480,9 @@ def render() -> None:
         st.session_state["_hist_confirm"] = list(picked)
     _confirm_delete(hist)
     if compare and len(picked) >= 2:
+        st.session_state["_hist_comparing"] = list(picked)
+    # a comparison stays until the selection changes: a rerun (presentation mode turned on, a theme) keeps it
+    if len(picked) >= 2 and st.session_state.get("_hist_comparing") == list(picked):
         _compare(hist, picked)
     if len(picked) == 1:
         _one_run(by_id[picked[0]])
