@@ -102,3 +102,10 @@ def test_the_sensitivity_lessons_network_has_an_edge_maximum_to_find():
     toy = learn_core.train_toy(p["learn_data"], p["learn_hidden"], p["learn_seed"])
     walk = learn_core.walk_layer(toy, toy.layer_names[-1], p["learn_s"], p["learn_seed"])
     assert not np.isclose(walk.s, 1.0).any()
+
+
+def test_the_retraining_pages_methods_travel_by_name():
+    """rt_method=wt in a link picks WT, as method=wt does in the sidebar (the box showed "wt: WT: global magnitude",
+    which was the URL's value too, so a link naming the method was dropped)."""
+    at = _open("retrain?rt_method=wt&li_method=snip", "pages/retrain.py")
+    assert at.selectbox(key="rt_method").value == "wt" and at.selectbox(key="li_method").value == "snip"

@@ -110,7 +110,8 @@ def _compare_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-COMPARE_PREFIXES = {"settings.": "setting: ", "results.": "result: ", "timings.": "time (s): ", "versions.": "version: "}
+COMPARE_PREFIXES = {"settings.": "setting: ", "results.": "result: ", "timings.": "time (s): ",
+                    "versions.": "version: "}
 
 
 def compare_label(key: str) -> str:

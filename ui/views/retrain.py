@@ -200,11 +200,17 @@ def _methods() -> list[str]:
     return list(METHODS)
 
 
+def _methods_help(methods: list[str]) -> str:
+    return "; ".join(f"**{m}**: {METHOD_LABELS.get(m, m)}" for m in methods)
+
+
 def _cascade_tab(s: Settings) -> None:
     methods = _methods()
     c1, c2, c3 = st.columns([1.4, 2, 1])
+    # the method's own name in the box, and so in a link (rt_method=wt), as the sidebar's; its description below
     method = c1.selectbox("Method", methods, index=methods.index("sipp-hybrid"), key="rt_method",
-                          format_func=lambda m: f"{m}: {METHOD_LABELS.get(m, m)}", **BIND)
+                          help=_methods_help(methods), **BIND)
+    c1.caption(METHOD_LABELS.get(method, method))
     text = c2.text_input("Keep-ratio schedule (decreasing)", DEFAULT_SCHEDULE, key="rt_schedule",
                          help="Keep ratios over all prunable weights of the original network.", **BIND)
     epochs = c3.number_input("Fine-tuning epochs per step", 1, 50, 2, key="rt_epochs", **BIND)
@@ -250,7 +256,8 @@ def _isolation_controls(s: Settings) -> dict:
     methods = _methods()
     c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
     method = c1.selectbox("Method (chooses the mask)", methods, index=methods.index("sipp-hybrid"), key="li_method",
-                          format_func=lambda m: f"{m}: {METHOD_LABELS.get(m, m)}", **BIND)
+                          help=_methods_help(methods), **BIND)
+    c1.caption(METHOD_LABELS.get(method, method))
     keep = c2.select_slider("Keep ratio", ISO_KEEP, value=0.05, format_func=fmt_num, key="li_keep", **BIND)
     epochs = c3.number_input("Training epochs", 1, 100, 5, key="li_epochs",
                              help=f"For the dense network and both masked trainings. With "
