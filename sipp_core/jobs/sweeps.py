@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ DEFAULT_COUNT = 8
 CACHE_VERSION = 1  # bump when rows change meaning
 
 
+MAX_RATIOS = 100  # keep ratios in one sweep: each runs for every method and seed
+
+
 def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
     """`count` keep ratios from hi down to lo, evenly spaced in log (rounded to 6 significant digits)."""
     hi, lo, count = float(hi), float(lo), int(count)
@@ -72,6 +76,9 @@ def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
         raise ValueError(f"keep-ratio range ends must lie in (0, 1]; got {hi:g} and {lo:g}")
     if count < 1:
         raise ValueError(f"the number of keep ratios must be at least 1; got {count}")
+    if count > MAX_RATIOS:
+        raise ValueError(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
+                         f"got {count}")
     if count == 1:
         return (float(f"{hi:.6g}"),)
     if hi == lo:
@@ -88,24 +95,34 @@ def parse_ratios(text: str) -> tuple[float, ...]:
             parts = text.split(":")
             if len(parts) != 3:
                 raise ValueError
-            return geometric_ratios(float(parts[0]), float(parts[1]), int(parts[2]))
-        values = tuple(float(v) for v in text.split(",") if v.strip())
+            grid = (float(parts[0]), float(parts[1]), int(parts[2]))
+        else:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
-        if "keep-ratio" in str(exc) or "number of keep ratios" in str(exc):
-            raise
         raise ValueError(f"ratios must be 'K1:K2:N' (e.g. 0.5:0.01:8) or a comma list (e.g. 0.5,0.1,0.02); "
                          f"got {text!r}") from exc
-    return _check_ratios(values)
+    if ":" not in text:
+        return _check_ratios(values, text)
+    if grid[2] == 1 and grid[0] != grid[1]:  # "0.5:0.01:1" would silently be the single ratio 0.5
+        raise ValueError(f"K1:K2:N with N = 1 is the single keep ratio {grid[0]:g}, and {grid[1]:g} would be left out; "
+                         "give N of at least 2 (e.g. 0.5:0.01:8), or the one ratio alone")
+    return geometric_ratios(*grid)
 
 
-def _check_ratios(values: Iterable[float]) -> tuple[float, ...]:
+def _check_ratios(values: Iterable[float], text: str = "") -> tuple[float, ...]:
     vals = tuple(float(v) for v in values)
     if not vals:
         raise ValueError("give at least one keep ratio")
     bad = [v for v in vals if not (0 < v <= 1) or math.isnan(v)]
     if bad:
-        raise ValueError(f"keep ratios must lie in (0, 1]; got {bad[0]:g}")
-    return tuple(sorted(set(vals), reverse=True))
+        comma = " (a decimal comma? write 0.5 with a point: commas separate the ratios)" if re.search(
+            r"\d,\d", text) else ""
+        raise ValueError(f"keep ratios must lie in (0, 1]; got {bad[0]:g}{comma}")
+    out = tuple(sorted(set(vals), reverse=True))
+    if len(out) > MAX_RATIOS:
+        raise ValueError(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
+                         f"got {len(out)}")
+    return out
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:

@@ -46,9 +46,14 @@ def test_geometric_grid():
 def test_parse_ratios():
     assert parse_ratios("0.5:0.01:8") == geometric_ratios(0.5, 0.01, 8)
     assert parse_ratios("0.1, 0.5,0.02") == (0.5, 0.1, 0.02)
-    for bad, match in [("0.5:0.1", "K1:K2:N"), ("abc", "K1:K2:N"), ("0.5,2", r"\(0, 1\]"), ("0.5:0:4", "range")]:
+    for bad, match in [("0.5:0.1", "K1:K2:N"), ("abc", "K1:K2:N"), ("0.5,2", r"\(0, 1\]"), ("0.5:0:4", "range"),
+                       ("0,5", r"got 0 \(a decimal comma\? write 0.5 with a point"),
+                       ("0.5:0.01:1", "N = 1 is the single keep ratio 0.5, and 0.01 would be left out"),
+                       ("0.5:0.01:500", "at most 100 keep ratios"),
+                       (",".join(f"{i / 1000:g}" for i in range(1, 102)), "at most 100 keep ratios")]:
         with pytest.raises(ValueError, match=match):
             parse_ratios(bad)
+    assert parse_ratios("0.5:0.5:1") == (0.5,)
 
 
 def _frame(rows):

@@ -205,8 +205,9 @@ def _request(s: Settings):
     try:
         req = sweep_request(s, methods, text, seeds, latency)
     except ValueError as exc:
-        st.error(f"Keep ratios: {exc}. Fix: type numbers in (0, 1] separated by commas, e.g. {DEFAULT_RATIOS}.",
-                 icon=":material/error:")
+        text = str(exc)
+        st.error(f"{text[:1].upper()}{text[1:]}. Fix: type numbers in (0, 1] separated by commas, e.g. "
+                 f"{DEFAULT_RATIOS}.", icon=":material/error:")
         st.stop()
     return req, c5
 
