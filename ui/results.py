@@ -140,10 +140,11 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
             "acc_lo": "accuracy % (lowest seed)", "acc_hi": "accuracy % (highest seed)", "err": "logits error",
             "err_lo": "logits error (lowest)", "err_hi": "logits error (highest)", "bound": "largest bound",
             "bound_lo": "largest bound (lowest)", "bound_hi": "largest bound (highest)", "agreement_pct": "agreement %",
-            "drop_pts": "drop (points)", "time_ms": "time per point (ms)"}), hide_index=True, width="stretch",
+            "drop_pts": "drop (points)", "time_ms": "time per point (ms)", "params_pct": "parameters kept %",
+            "flops_pct": "FLOPs kept %", "latency_ms": "latency (ms)"}), hide_index=True, width="stretch",
             key=f"{key}_agg")
-        st.caption("Per seed and point:")
-        show.table(frame, hide_index=True, width="stretch", key=f"{key}_rows")
+        st.caption("Per seed and point (the CSV below keeps the library's column names):")
+        show.table(frame.rename(columns=POINT_COLUMNS), hide_index=True, width="stretch", key=f"{key}_rows")
     res = SweepResult(rows=tuple(frame.to_dict(orient="records")), settings=dict(settings), cancelled=cancelled)
     stem = f"sweep-{settings.get('model', 'model')}-{settings.get('dataset', 'data')}"
     d1, d2, _ = st.columns([1, 1, 3])
@@ -151,6 +152,17 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
                        icon=":material/download:", key=f"{key}_csv")
     d2.download_button("Sweep (JSON)", res.to_json(), f"{stem}.json", "application/json", on_click="ignore",
                        icon=":material/download:", key=f"{key}_json")
+
+
+# A sweep point's fields (sweep_points.ROW_FIELDS) as the page's table heads them
+POINT_COLUMNS = {
+    "keep_ratio_requested": "keep ratio asked", "keep_ratio": "keep ratio (realised)", "kept": "weights kept",
+    "total": "weights", "accuracy_before": "accuracy before", "accuracy_after": "accuracy after",
+    "accuracy_drop": "accuracy drop", "logits_rel_error": "logits relative error", "bound_max": "largest bound",
+    "measured_max_heldout": "largest error held-out", "failure_rate_heldout": "failure rate held-out",
+    "params_share": "parameter share", "flops_share": "FLOP share", "latency_ms": "latency (ms)",
+    "dense_latency_ms": "dense latency (ms)", "time_s": "time (s)",
+}
 
 
 # ---- a retraining run -----------------------------------------------------------------------------

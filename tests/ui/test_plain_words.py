@@ -22,6 +22,7 @@ LABEL = re.compile(r"^[A-Za-z_][\w.]* · (Linear \d+→\d+|Conv2d \d+→\d+, \d+
 BARE = re.compile(r"\blayers? `?(\d+|[A-Za-z_]\w*\.\d+)`?(?! ·)(?!\d)"
                   r"|`(\d+|[A-Za-z_]\w*\.\d+)`(?! ·)")  # or a module name alone in code type: "In `1`, of the …"
 SPEC = re.compile(r"\bSPEC\b")
+CODE_NAME = re.compile(r"[a-z]+(_[a-z0-9]+)+")  # "keep_ratio_requested", "smp_in": a library's field, not a heading
 
 
 def _texts(at) -> list[str]:
@@ -71,6 +72,8 @@ def problems_on_page(at) -> list[str]:
                   for v in values if not LABEL.match(v)]
     for label, options in _layer_choices(at):
         found += [f"{label!r} offers {o!r}, not a label with the module's shape" for o in options if not LABEL.match(o)]
+    found += [f"table column {c!r} is headed by a code name, not words" for d in list(at.dataframe) + list(at.table)
+              for c in d.value.columns if CODE_NAME.fullmatch(str(c))]
     found += [f"a table with columns {list(d.value.columns)[:4]} would write 'None' in its empty cells"
               for d in at.dataframe if not d.proto.HasField("placeholder") or d.proto.placeholder != ""]
     return found

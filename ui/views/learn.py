@@ -120,7 +120,8 @@ def _step_s(w) -> None:
     st.latex(fx.TEX_S["max"])
     show.table(_matrix(w.s, "unit", "input"))
     agree = np.allclose(w.s, w.s_engine, rtol=1e-4, atol=1e-6)
-    st.markdown(f"Recomputed by the loops above, compared with the engine's `compute_sensitivities`: "
+    st.markdown(f"Recomputed by the loops above, compared with what SiPP Studio's pruning engine computed for the "
+                f"same S: "
                 f"**{'they agree' if agree else 'they differ'}** (largest difference "
                 f"{np.abs(w.s - w.s_engine).max():.2e}).")
     arg = pd.DataFrame([[f"{w.pseudo_kind[k]} of point {w.pseudo_of[k]}" for k in row] for row in w.s_arg],

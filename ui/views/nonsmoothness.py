@@ -50,6 +50,16 @@ BYTES = 512 * 2**20
 PATH_FIX = "change the path kind or the number of paths above."
 
 
+# The per-layer table's heads (ui.charts.smoothness.layer_frame keeps the library's names, as its CSV does)
+LAYER_COLUMNS = {
+    "kind": "layer kind", "units": "units", "sampled_units": "units sampled", "live_units": "live units",
+    "input_from": "input from", "smp_in": "SMP of its input", "smp": "SMP",
+    "smp_predicted": "SMP predicted (upper bound)",
+    "flips": "ReLU sign flips", "flips_per_live_unit": "flips per live unit", "flip_steps": "steps with a flip",
+    "trajectory": "trajectory length", "rule": "propagation rule",
+}
+
+
 @st.cache_resource(show_spinner=False)
 def _results() -> engine.Store:
     """Finished comparisons, shared by all sessions (never mutated)."""
@@ -346,6 +356,8 @@ def render() -> None:
             show.chart(c)
     _unmeasured(comp)
     with st.expander("Per-layer table and downloads"):
-        show.table(cs.layer_frame(comp), hide_index=True, width="stretch")
+        show.table(cs.layer_frame(comp).rename(columns=LAYER_COLUMNS), hide_index=True, width="stretch")
+        st.caption("Means over the paths; SMP in units of the logits (the Glossary defines it). The CSV keeps the "
+                   "library's column names.")
         _downloads(s, comp)
     _one_path(comp, prepared.record)
