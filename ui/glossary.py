@@ -125,12 +125,40 @@ TERMS: tuple[Term, ...] = (
          "switches its winner): the network moves from one linear piece to the next.", "Nonsmoothness"),
     Term("trajectory", "trajectory length", "How long a layer's output path is, divided by the input path's length: "
          "above 1 the layer stretches distances, below 1 it shrinks them.", "Nonsmoothness"),
+    Term("mad", "MAD (median absolute deviation)", "The median of the distances of a set of numbers from their "
+         "median: a measure of spread that a few large values (the peaks themselves) cannot inflate. 1.4826 × MAD is "
+         "the robust standard deviation used in θ.", "Nonsmoothness"),
+    Term("rel_smp", "relative SMP", "SMP divided by the logits' variation along the path (their mean absolute slope): "
+         "it does not change when every logit is scaled by the same factor, so a pruned network whose logits "
+         "merely shrank keeps its relative SMP.", "Nonsmoothness",
+         "A logit that is flat and then rises with slope a, kinked in the middle of a path of length 2: SMP = a, "
+         "variation a/2, relative SMP 2."),
+    Term("jacobian", "input-output Jacobian", "The matrix of how much each output (logit) changes per unit change of "
+         "each input, at one input point; its size (Frobenius norm) is a local measure of sensitivity to the input.",
+         "Nonsmoothness"),
     # ---- trade-offs and retraining
     Term("potential", "prune potential", "The largest share of weights a method can prune while the mean accuracy "
          "drops by at most the chosen number of points, on the keep ratios that were run.",
          "Trade-offs and retraining"),
     Term("cascade", "prune-retrain cascade", "Prune, fine-tune with the mask fixed, then prune the fine-tuned network "
          "further, step by step.", "Trade-offs and retraining"),
+    Term("pfp", "PFP (provable filter pruning)", "Pruning whole channels (filters of a convolution, units of a Linear "
+         "layer) instead of single weights, with the same kind of guarantee: a channel's sensitivity s_j decides how "
+         "many channels a layer keeps and which. Removing channels makes the network physically smaller.",
+         "Trade-offs and retraining"),
+    Term("s_j", "s_j (channel sensitivity)", "The largest share of a unit's same-sign input that one weight of input "
+         "channel j ever carries on the points of S: the maximum of the edge sensitivities s over that channel's "
+         "weights. Channels with small s_j go first.", "Trade-offs and retraining"),
+    Term("global_eps", "global ε (PFP)", "In keep-ratio mode PFP finds one ε shared by all layers whose channel counts "
+         "meet the budget. Like a row's bound, it is relative to the signal: a global ε of 1 or more allows an error "
+         "as large as the signal itself, so it guarantees nothing useful.", "Trade-offs and retraining",
+         "Global ε = 128 at 30% kept: the budget, not the guarantee, decided the sizes."),
+    Term("flops", "FLOPs (MACs)", "Multiply-accumulate operations a network needs for one input: what a channel "
+         "method's keep ratio can count instead of parameters, since a convolution's cost grows with the image's "
+         "size.", "Trade-offs and retraining"),
+    Term("rewind", "rewind epoch", "Training in isolation resets the kept weights to their values at this epoch of the "
+         "dense training: 0 is their initial values, k > 0 their values after k epochs (late rewinding).",
+         "Trade-offs and retraining"),
     Term("ticket", "training in isolation (ticket)", "Train the pruned network from its starting weights with the mask "
          "fixed, and compare with a random mask of the same size: does the method's mask train better?",
          "Trade-offs and retraining"),

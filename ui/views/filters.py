@@ -16,6 +16,7 @@ from sipp_core.zoo.train import accuracy
 from ui import engine, show
 from ui.charts import filters as charts
 from ui.filters_core import COMPARE_COLUMNS, compare_verdict, filters_verdict, measured_table
+from ui.glossary import hint
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
 
@@ -94,8 +95,9 @@ def _explore(s, prepared) -> None:
     m2.metric("FLOPs kept", f"{100 * r.flops['pruned'] / r.flops['original']:.1f}%")
     m3.metric("Accuracy", f"{100 * report.e2e.accuracy_after:.1f}%",
               f"{100 * (report.e2e.accuracy_after - report.e2e.accuracy_before):+.1f} points", delta_color="normal")
-    m4.metric("Global ε", "—" if r.epsilon is None else f"{r.epsilon:.3g}",
-              help="the one ε shared by all layers whose channel counts meet the budget (PFP only)")
+    m4.metric("Global ε", "—" if r.epsilon is None else f"{r.epsilon:.3g}", help=hint("global_eps"))
+    if r.epsilon is not None and r.epsilon >= 1:
+        m4.caption(":orange[ε ≥ 1 guarantees nothing useful:] the keep ratio, not the bound, set the sizes.")
     st.subheader("Measured: original, masked and smaller")
     counts = st.column_config.NumberColumn(format="localized")  # 266,610 as the verdict writes it, not 266610
     show.table(measured_table(shown), hide_index=True, width="stretch",
