@@ -149,8 +149,8 @@ TERMS: tuple[Term, ...] = (
     Term("s_j", "s_j (channel sensitivity)", "The largest share of a unit's same-sign input that one weight of input "
          "channel j ever carries on the points of S: the maximum of the edge sensitivities s over that channel's "
          "weights. Channels with small s_j go first.", "Trade-offs and retraining"),
-    Term("global_eps", "global ε (PFP)", "In keep-ratio mode PFP finds one ε shared by all layers whose channel counts "
-         "meet the budget. Like a row's bound, it is relative to the signal: a global ε of 1 or more allows an error "
+    Term("global_eps", "global ε (PFP)", "In keep-ratio mode PFP finds one ε shared by all layers whose channel "
+         "counts meet the budget. Like a row's bound, it is relative to the signal: a global ε of 1 or more allows an error "
          "as large as the signal itself, so it guarantees nothing useful.", "Trade-offs and retraining",
          "Global ε = 128 at 30% kept: the budget, not the guarantee, decided the sizes."),
     Term("flops", "FLOPs (MACs)", "Multiply-accumulate operations a network needs for one input: what a channel "

@@ -78,6 +78,23 @@ def headline_metrics(h: dict, detailed: bool = True) -> None:
 
 # ---- a trade-off sweep ----------------------------------------------------------------------------
 
+def cancelled_note(frame: pd.DataFrame, settings: dict) -> str:
+    """What a cancelled sweep finished and what it never ran: its methods and seeds without a point."""
+    asked_methods = list(settings.get("methods") or [])
+    asked_seeds = list(settings.get("seeds") or [])
+    ratios = list(settings.get("ratios") or [])
+    total = len(asked_methods) * len(asked_seeds) * len(ratios)
+    out = f"Cancelled: showing the {len(frame)}" + (f" of {total}" if total else "") + " points that finished."
+    ran_m, ran_s = set(frame["method"]), set(frame["seed"])
+    never = [m for m in asked_methods if m not in ran_m]
+    if never:
+        out += f" Never ran: {', '.join(never)}."
+    seeds = [str(x) for x in asked_seeds if x not in ran_s]
+    if seeds:
+        out += f" Seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} never ran."
+    return out
+
+
 def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = False, drop_bind: bool = False) -> None:
     """Charts, prune potential, tables and downloads for a sweep's rows."""
     if frame.empty:
@@ -85,7 +102,7 @@ def show_sweep(frame: pd.DataFrame, settings: dict, key: str, cancelled: bool = 
         return
     frame = frame.reindex(columns=list(ROW_FIELDS))
     if cancelled:
-        st.warning(f"Cancelled: showing the {len(frame)} points that finished.", icon=":material/stop_circle:")
+        st.warning(cancelled_note(frame, settings), icon=":material/stop_circle:")
     failed = frame[frame["error"].notna()]
     if len(failed):
         st.warning(f"{len(failed)} point(s) failed and are left out of the charts, e.g. {failed.iloc[0]['method']} at "

@@ -225,6 +225,14 @@ def _span(d: np.ndarray) -> str:
     return f"by {pts(lo)} points" if round(lo, 1) == round(hi, 1) else f"by {pts(lo)} to {pts(hi)} points"
 
 
+def short_list(items: list[str], most: int = 8) -> str:
+    """Items joined by commas, the middle ones left out past `most` ("0.9, 0.802, 0.715, …, 0.0123, 0.01")."""
+    if len(items) <= most:
+        return ", ".join(items)
+    head = most // 2 + most % 2
+    return ", ".join(items[:head]) + ", …, " + ", ".join(items[-(most - head):])
+
+
 def compare_methods(agg: pd.DataFrame, value: str = "acc_pct", what: str = "accuracy") -> list[str]:
     """From charts.tradeoffs.aggregate (mean over seeds per method and keep ratio asked): the best method
     by mean ``value`` over the keep ratios all methods ran, then how it compares with each other method.
@@ -240,7 +248,7 @@ def compare_methods(agg: pd.DataFrame, value: str = "acc_pct", what: str = "accu
     order = list(dict.fromkeys(d["method"]))  # the sweep's own method order breaks ties
     best = max(piv.columns, key=lambda c: (float(piv[c].mean()), -order.index(c)))
     n = len(piv)
-    ratios = ", ".join(f"{r:g}" for r in piv.index)
+    ratios = short_list([f"{r:.3g}" for r in piv.index])
     out = [f"Best {what} on average over the {n} keep ratio{'s' if n > 1 else ''} every method ran ({ratios}): "
            f"**{best}** ({float(piv[best].mean()):.1f}%)."]
     for m in sorted((c for c in piv.columns if c != best), key=lambda c: -float(piv[c].mean())):

@@ -224,3 +224,22 @@ def test_eps_sweep_verdict_counts_rows_that_broke_their_bound_not_maxima():
                         "bound: at most 140 of 236,000 (at ε = 0.1); the Verdict at the top of the page says why.")
     fine = vd.eps_sweep_verdict(df.assign(failed_pairs_heldout=0))[1]
     assert fine == "At every ε, every held-out (row, point) pair stayed within its row's bound (4 of 4 values)."
+
+
+def test_a_long_list_of_keep_ratios_is_short_and_rounded():
+    """A cancelled 28-ratio sweep named 'the 28 keep ratios every method ran (0.9, 0.801925, 0.714537, ...)'."""
+    ratios = [float(f"{v:.6g}") for v in np.geomspace(0.9, 0.01, 28)]
+    rows = [dict(method=m, keep_ratio_requested=r, acc_pct=90 - i - (m == "b")) for i, r in enumerate(ratios)
+            for m in ("a", "b")]
+    line = vd.compare_methods(pd.DataFrame(rows))[0]
+    assert "over the 28 keep ratios every method ran (0.9, 0.762, 0.645, 0.546, …, 0.0165, 0.014, 0.0118, 0.01)" \
+        in line
+    assert vd.short_list(["1", "2", "3"]) == "1, 2, 3"
+
+
+def test_a_cancelled_sweep_says_what_never_ran():
+    from ui.results import cancelled_note
+
+    frame = pd.DataFrame(dict(method=["wt", "wt", "sipp-hybrid"], seed=[0, 0, 0]))
+    note = cancelled_note(frame, dict(methods=["wt", "sipp-hybrid", "random"], seeds=[0, 1], ratios=[0.5, 0.1]))
+    assert note == "Cancelled: showing the 3 of 12 points that finished. Never ran: random. Seed 1 never ran."
