@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import streamlit as st
 
@@ -79,6 +79,15 @@ LESSONS = {
 
 def lesson_urls() -> dict[str, str]:
     return {name: lesson.url(name) for name, lesson in LESSONS.items()}
+
+
+def absolute(url: str, page_url: str | None, page: str) -> str:
+    """A lesson link made whole from the address of the page that shows it (page: that page's URL path, e.g.
+    "learn"), so that it can be pasted into slides; as it is when the address is unknown."""
+    if not page_url:
+        return url
+    root = re.sub(rf"/{re.escape(page)}/?$", "/", page_url.split("?")[0].split("#")[0])
+    return urljoin(root if root.endswith("/") else root + "/", url)
 
 
 def hidden_keys(params) -> list[str]:

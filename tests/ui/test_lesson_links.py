@@ -109,3 +109,11 @@ def test_the_retraining_pages_methods_travel_by_name():
     which was the URL's value too, so a link naming the method was dropped)."""
     at = _open("retrain?rt_method=wt&li_method=snip", "pages/retrain.py")
     assert at.selectbox(key="rt_method").value == "wt" and at.selectbox(key="li_method").value == "snip"
+
+
+def test_a_lesson_link_is_shown_whole_for_slides():
+    assert lessons.absolute("guarantees?lesson=loose-bound", "http://localhost:8501/learn", "learn") == (
+        "http://localhost:8501/guarantees?lesson=loose-bound")
+    assert lessons.absolute("./?method=wt", "https://host/app/learn/", "learn") == "https://host/app/?method=wt"
+    assert lessons.absolute("learn?x=1", "http://h:1/app", "learn") == "http://h:1/app/learn?x=1"  # served at root
+    assert lessons.absolute("learn?x=1", None, "learn") == "learn?x=1"

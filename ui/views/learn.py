@@ -269,7 +269,8 @@ def _lesson_links() -> None:
                 "need hidden, and a short text on what to try (copy one into slides or a course page):")
     for name, url in lessons.lesson_urls().items():
         lesson = lessons.LESSONS[name]
-        st.markdown(f"- [{lesson.title}]({url}) (opens {lesson.page_title}): `{url}`")
+        whole = lessons.absolute(url, st.context.url, "learn")  # the app's own address: a link to paste anywhere
+        st.markdown(f"- [{lesson.title}]({url}) (opens {lesson.page_title}): `{whole}`")
     st.caption("Any link may also hide controls of your choice: add hide=key1,key2 (the names in the link, or "
                "sidebar for the whole sidebar). Below: SiPP on a tiny network, step by step.")
 
