@@ -39,7 +39,7 @@ def test_one_step_cascade_runs_and_checks_the_mask(app):
     at.button(key="rt_run").click().run()
     job = wait(at, "_job_cascade")
     assert len(job.result.steps) == 1 and job.result.steps[0]["pruned_weights_zero"]
-    assert float(metric(at, "Accuracy after fine-tuning").rstrip("%")) > 50
+    assert float(metric(at, "After fine-tuning (vs dense)").rstrip("%")) > 50
     assert any("stayed exactly zero" in c.value for c in at.caption)
     step = job.result.steps[0]
     verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))

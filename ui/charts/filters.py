@@ -88,7 +88,8 @@ def flops_chart(result, width: int = WIDTH) -> alt.Chart:
     chart = alt.Chart(df).mark_bar().encode(
         y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),  # labels name the layers
         yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
-        x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format=",.3~s")),
+        # at most 6 ticks: in presentation type, ten labels such as "220k" ran into each other
+        x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format=",.3~s", tickCount=6)),
         color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["orange"]]),
                         title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["layer:N", "network:N", alt.Tooltip("MACs:Q", format=",")],
