@@ -90,7 +90,7 @@ def flops_chart(result, width: int = WIDTH) -> alt.Chart:
         yOffset=alt.YOffset("network:N", sort=["original", "pruned"]),
         # at most 6 ticks: in presentation type, ten labels such as "220k" ran into each other
         x=alt.X("MACs:Q", title="multiply-accumulates per input", axis=alt.Axis(format=",.3~s", tickCount=6)),
-        color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["orange"]]),
+        color=alt.Color("network:N", scale=alt.Scale(domain=["original", "pruned"], range=["#C8C8C8", OKABE["blue"]]),
                         title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["layer:N", "network:N", alt.Tooltip("MACs:Q", format=",")],
     )
