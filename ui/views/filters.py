@@ -113,14 +113,16 @@ def _explore(s, prepared) -> None:
     layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer", bind="query-params")
     show.chart(charts.channel_sensitivity_bars(r, layer))
     w = next(x for x in r.widths if x.name == layer)
+    conv = w.kind == "conv2d"
+    ins, outs = ("input channels", "filters") if conv else ("inputs", "units")
     notes = []
-    if w.gathered:
-        notes.append("it reads a subset of the channels that reach it (a residual stream or the input is kept whole, "
-                     "and the layer gathers the channels it still uses)")
+    if w.gathered:  # what reaches it keeps every channel: the network's input, or a stream other layers share
+        notes.append(f"what reaches it keeps all {w.in_before} {ins} (the network's input, or a residual stream that "
+                     f"other layers read too), and the layer picks out the {w.in_after} it still uses")
     if w.folded:
-        notes.append(f"{w.folded} removed channel(s) still carried a constant; it was folded into this layer's bias")
-    st.caption(f"{w.label}: {w.in_after} of {w.in_before} input channels and {w.out_after} of {w.out_before} "
-               "filters left." + (" Also: " + "; ".join(notes) + "." if notes else ""))
+        notes.append(f"{w.folded} removed {ins} still carried a constant; it was folded into this layer's bias")
+    st.caption(f"{w.label}: {w.in_after} of {w.in_before} {ins} and {w.out_after} of {w.out_before} {outs} left."
+               + (" " + "; ".join(notes)[:1].upper() + "; ".join(notes)[1:] + "." if notes else ""))
 
 
 COMPARE_METHODS = ("pfp", "filter-l1", "sipp-hybrid", "wt")
