@@ -352,7 +352,17 @@ def sample_size(model: torch.nn.Module, input_shape, delta: float = DEFAULT_DELT
     if not _is_real(C) or not math.isfinite(float(C)) or float(C) <= 0:
         raise BadInput(f"C must be a finite number > 0; got {C!r}")
     eta, eta_max = sample_size_terms(model, input_shape)
-    return int(math.ceil(float(C) * (math.log(8.0 * eta * eta_max) - math.log(d))))
+    return _formula(eta, eta_max, d, float(C))
+
+
+def sample_size_of(infos: dict[str, LayerInfo], delta: float = DEFAULT_DELTA) -> int:
+    """sample_size() from layer_infos already at hand (no forward pass)."""
+    sizes = [i.out_units * i.patches for i in infos.values()]
+    return _formula(int(sum(sizes)), int(max(sizes)), check_delta(delta), SAMPLE_C)
+
+
+def _formula(eta: int, eta_max: int, delta: float, C: float) -> int:
+    return int(math.ceil(C * (math.log(8.0 * eta * eta_max) - math.log(delta))))
 
 
 def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:

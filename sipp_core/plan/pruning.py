@@ -24,7 +24,7 @@ from ..sensitivity.api import check_not_all_zero, compute_sensitivities
 from ..structured.filters import FilterPruneResult, prune_filters
 from ..zoo.layers import LayerInfo, dense_layers, layer_infos, prunable_layers
 from .baselines import snip_scores
-from .bounds import check_delta, check_epsilon, plain_number
+from .bounds import check_delta, check_epsilon, plain_number, sample_size_of
 from .planner import LayerPlan, make_plan
 
 
@@ -134,6 +134,15 @@ def _warn_layers_without_signal(plans: dict[str, LayerPlan]) -> None:
         )
 
 
+def _warn_small_s(n: int, need: int) -> None:
+    """S smaller than the |S| the guarantee's formula asks for (docs/sipp.md §2.5): said, not refused (a small S is
+    how one looks at single points, and the app's |S| box allows it), since the sampled rows' δ assumes it."""
+    if n < need:
+        warnings.warn(f"S holds {n} point(s), fewer than the {need} the guarantee's formula asks for at this δ: the "
+                      "sensitivities rest on fewer inputs than the probability 1 − δ assumes. Fix: give S at least "
+                      f"{need} points (sipp_core.sample_size(model, input_shape, delta))", RuntimeWarning, stacklevel=3)
+
+
 def _warn_empty_layers(plans: dict[str, LayerPlan], method: str, allocation: str) -> None:
     """A layer that keeps none of its weights passes on only its biases: every later output is the same for every
     input, and the network predicts one class. Said, since it follows from a global budget at a small keep ratio
@@ -188,6 +197,9 @@ def prune(
     >>> r = prune(model, s_batch, keep_ratio=0.1)        # doctest: +SKIP
     >>> r.keep_ratio, r.layers[0].bound                   # doctest: +SKIP
     """
+    if target != "params" and method not in STRUCTURED_METHODS:
+        raise BadInput(f"target={target!r} is for the channel methods ({', '.join(STRUCTURED_METHODS)}); "
+                       f"{method!r} keeps a share of the weights", "leave out target, or choose a channel method")
     if not isinstance(model, nn.Module):
         raise BadInput(f"model must be a torch nn.Module; got a {type(model).__name__}",
                        "pass the network itself: for a zoo name, sipp_core.load_trained(name, dataset).model; for a "
@@ -227,6 +239,7 @@ def prune(
     )
     if method in SIPP_METHODS:
         _warn_layers_without_signal(plans)
+        _warn_small_s(len(inputs), sample_size_of(infos, delta))
     _warn_empty_layers(plans, method, allocation)
     pruned = apply_plans(model, plans)
     timings["prune"] = time.perf_counter() - t1

@@ -191,3 +191,17 @@ def test_a_layer_pruned_to_nothing_is_said():
     with pytest.warns(RuntimeWarning) as seen:
         pruning._warn_empty_layers(plans, "wt", "global")
     assert "bound-optimal" not in str(seen[0].message)
+
+
+def test_a_small_s_is_said_and_a_channel_target_refused_for_weight_methods(net):
+    """S of 3 points for sipp-hybrid: a warning names the |S| the formula asks for (sample_size of the same model);
+    target='flops' with a weight method was silently ignored and is now refused."""
+    from sipp_core import sample_size
+    from sipp_core.errors import BadInput
+
+    model, x, _ = net
+    need = sample_size(model, tuple(x.shape[1:]), 1e-16)
+    with pytest.warns(RuntimeWarning, match=f"S holds 3 point\\(s\\), fewer than the {need} the guarantee's formula"):
+        prune(model, x[:3], method="sipp-hybrid", keep_ratio=0.5)
+    with pytest.raises(BadInput, match="target='flops' is for the channel methods"):
+        prune(model, x, method="sipp-det", keep_ratio=0.5, target="flops")
