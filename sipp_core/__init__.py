@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _NAMES = {
     "load_dataset": "io.data", "DataRecord": "io.data", "DATASETS": "io.data", "load_npz_dataset": "io.npz",
+    "dataset_from_arrays": "io.npz",
     "build_model": "zoo.models", "MODELS": "zoo.models", "compatible_models": "zoo.models",
     "load_model": "io.checkpoints", "load_trained": "io.checkpoints",
     "train_model": "zoo.train", "accuracy": "zoo.train", "predict": "zoo.train",

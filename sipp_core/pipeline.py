@@ -172,7 +172,7 @@ def evaluate_prune(
     result = prune(
         net, prepared.s_x, method=method, keep_ratio=keep_ratio, epsilon=epsilon, delta=delta, seed=seed,
         sensitivities=prepared.sensitivities, patch_reduction=prepared.patch_reduction,
-        labels=prepared.s_y, allocation=allocation, c_prime=c_prime,
+        labels=prepared.s_y, allocation=allocation, c_prime=c_prime, warn_small_s=False,
     )
     t0 = time.perf_counter()
     rec = prepared.record

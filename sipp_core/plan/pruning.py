@@ -173,6 +173,7 @@ def prune(
     c_prime: float = 3.0,
     target: str = "params",
     progress=None,
+    warn_small_s: bool = True,
 ) -> PruneResult | FilterPruneResult:
     """Prune a copy of `model` using the batch S = `inputs`.
 
@@ -191,6 +192,8 @@ def prune(
         target: channel methods (pfp, pfp-rand, filter-l1, filter-random) only: what keep_ratio counts,
             "params" or "flops". These methods return a FilterPruneResult whose model is physically smaller
             (see sipp_core.structured.filters.prune_filters).
+        warn_small_s: warn when S has fewer points than the guarantee's |S| formula asks for (the pipeline, whose
+            report gives |S| beside the formula, turns it off).
 
     Returns: PruneResult. Raises: ValueError for invalid arguments (names the argument and range).
 
@@ -239,7 +242,8 @@ def prune(
     )
     if method in SIPP_METHODS:
         _warn_layers_without_signal(plans)
-        _warn_small_s(len(inputs), sample_size_of(infos, delta))
+        if warn_small_s:
+            _warn_small_s(len(inputs), sample_size_of(infos, delta))
     _warn_empty_layers(plans, method, allocation)
     pruned = apply_plans(model, plans)
     timings["prune"] = time.perf_counter() - t1

@@ -647,3 +647,24 @@ def test_labels_from_1_are_refused_with_the_shift_that_fixes_them():
         load_npz_dataset(npz_bytes(**shifted))
     assert f"the labels run from 1 to {k}, so class 0 has no example" in str(e.value)
     assert "y_train - 1 and y_test - 1" in e.value.fix
+
+
+def test_arrays_in_memory_are_a_record_as_their_npz_would_be(tmp_path):
+    """dataset_from_arrays: numpy arrays or torch tensors, the same checks, S-pool and preprocessing as the .npz of
+    the same arrays (its x_test as given: a network trained on them gets plain PyTorch's accuracy)."""
+    from sipp_core.errors import UploadError
+    from sipp_core.io.npz import dataset_from_arrays
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((120, 6)).astype(np.float32), rng.integers(0, 3, 120)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:])
+    from_file = load_npz_dataset(path)
+    mem = dataset_from_arrays(x[:100], torch.tensor(y[:100]), torch.tensor(x[100:]), y[100:])
+    for field in ("x_train", "y_train", "x_pool", "y_pool", "x_test", "y_test"):
+        assert torch.equal(getattr(mem, field), getattr(from_file, field)), field
+    assert torch.equal(mem.x_test, torch.tensor(x[100:]))  # as given
+    with pytest.raises(UploadError, match="x_test is a list"):
+        dataset_from_arrays(x[:100], y[:100], x[100:].tolist(), y[100:])
+    with pytest.raises(UploadError, match="labels run from 1"):
+        dataset_from_arrays(x[:100], y[:100] % 3 + 1, x[100:], y[100:] % 3 + 1)
