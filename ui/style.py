@@ -64,6 +64,13 @@ PRESENT_CSS = """
 [class*="st-key-present-scroll"] [data-testid="stTable"] > div { overflow: visible; }
 [class*="st-key-present-scroll"] [data-testid="stTable"] thead th {
   position: sticky; top: 0; z-index: 1; background: #ffffff; }
+/* what a widget holds, in type as large as its label's: typed values, a select's choice, a multiselect's chips */
+[data-testid="stMainBlockContainer"] :is(input, textarea) { font-size: 19px !important; }
+[data-testid="stMainBlockContainer"] [data-baseweb="select"] > div { font-size: 19px; }
+[data-testid="stMainBlockContainer"] [data-baseweb="tag"] span { font-size: 17px; }
+/* a slider's value above its thumb: not the page text's 22px (it rendered as a paragraph), which sat on the thumb */
+[data-testid="stMainBlockContainer"] [data-testid="stSliderThumbValue"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stSliderThumbValue"] { font-size: 17px !important; line-height: 1.2; }
 [data-testid="stMainBlockContainer"] h1 { font-size: 54px; }
 [data-testid="stMainBlockContainer"] h2 { font-size: 38px; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 30px; }
