@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urljoin
 import streamlit as st
 
 from ui.learn_core import STEP_SENSITIVITY
+from ui.style import presenting
 
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,40}$")  # widget keys only: nothing else reaches the style sheet
 SIDEBAR = "sidebar"
@@ -134,6 +135,9 @@ def apply(page_title: str) -> Lesson | None:
     if lesson is not None:
         with st.container(border=True, key="lesson_box"):
             st.markdown(f"**Lesson: {lesson.title}.** {lesson.text}")
+            if presenting() and SIDEBAR not in lesson.hide and set(SIDEBAR_KEYS) - set(lesson.hide):
+                # presentation mode starts with the sidebar closed, and this lesson's controls are in it
+                st.markdown("The lesson's controls are in the sidebar: open it with **»** at the top left.")
             st.button("Show every control", key="lesson_leave", on_click=_leave, icon=":material/tune:",
                       help="Leave the lesson: the hidden controls come back; the settings stay.")
     return lesson

@@ -117,3 +117,13 @@ def test_a_lesson_link_is_shown_whole_for_slides():
     assert lessons.absolute("./?method=wt", "https://host/app/learn/", "learn") == "https://host/app/?method=wt"
     assert lessons.absolute("learn?x=1", "http://h:1/app", "learn") == "http://h:1/app/learn?x=1"  # served at root
     assert lessons.absolute("learn?x=1", None, "learn") == "learn?x=1"
+
+
+def test_a_projected_lesson_whose_controls_are_in_the_sidebar_says_where_they_are():
+    """Presentation mode closes the sidebar; the ε and δ lesson asks for its sliders: the lesson box points to them.
+    The sensitivity lesson hides the whole sidebar, and says nothing of it."""
+    at = _open(lessons.LESSONS["eps-delta"].url("eps-delta") + "&present=1", lessons.LESSONS["eps-delta"].file)
+    assert any("open it with **»**" in m.value for m in at.markdown)
+    lesson = lessons.LESSONS["sensitivity"]
+    at = _open(lesson.url("sensitivity") + "&present=1", lesson.file)
+    assert not any("open it with **»**" in m.value for m in at.markdown)
