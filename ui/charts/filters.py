@@ -24,11 +24,17 @@ def channel_sensitivity_bars(result, layer: str, width: int = WIDTH, height: int
     df = pd.DataFrame({"channel": range(len(s)), "sensitivity": s, "status": ["kept" if k else "removed" for k in kept]})
     df = df.sort_values("sensitivity", ascending=False).reset_index(drop=True)
     df["rank"] = range(1, len(df) + 1)
-    # A band per channel: with few channels a band is far wider than a bar needs to be
-    bar = alt.MarkDef(type="bar", size=BAR_MAX_PX) if width / len(df) > 1.5 * BAR_MAX_PX else "bar"
+    if len(df) <= 40:  # a band per channel, its rank below it; with few channels a band is wider than a bar needs
+        bar = alt.MarkDef(type="bar", size=BAR_MAX_PX) if width / len(df) > 1.5 * BAR_MAX_PX else "bar"
+        x = {"x": alt.X("rank:O", title="channels, largest sensitivity first")}
+    else:  # hundreds of channels: abutting bars on a rank axis with ticks (a band each left gaps that banded)
+        bar = alt.MarkDef(type="bar", stroke=None)
+        df["lo"], df["hi"] = df["rank"] - 0.5, df["rank"] + 0.5
+        x = {"x": alt.X("lo:Q", title="channels, largest sensitivity first (rank)",
+                        scale=alt.Scale(domain=[0.5, len(df) + 0.5], nice=False), axis=alt.Axis(format="d")),
+             "x2": alt.X2("hi:Q"), "y2": alt.datum(0)}
     chart = alt.Chart(df, mark=bar).encode(
-        x=alt.X("rank:O", title="channels, largest sensitivity first",
-                axis=alt.Axis(labels=len(df) <= 40, ticks=len(df) <= 40)),
+        **x,
         y=alt.Y("sensitivity:Q", title="sensitivity s_j (0 to 1)", scale=_share_scale(float(s.max()))),
         color=alt.Color("status:N", scale=KEPT_SCALE, title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["channel:Q", alt.Tooltip("sensitivity:Q", format=".4f"), "status:N"],
