@@ -662,8 +662,13 @@ def test_channel_bars_of_a_one_channel_layer_are_a_bar_not_the_whole_plot():
 def test_channel_bars_of_many_channels_fill_their_bands_and_round_the_axis_to_a_tenth():
     s = list(np.linspace(0.37, 0.01, 64))
     spec = cf.channel_sensitivity_bars(_channels(s), "conv1").to_dict()
-    assert spec["mark"] in ("bar", {"type": "bar"})
-    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 0.4]
+    assert spec["mark"]["type"] == "bar"
+    enc = spec["encoding"]  # abutting bars from rank - 0.5 to rank + 0.5, down to 0, on an axis with ticks
+    assert enc["x"]["field"] == "lo" and enc["x2"]["field"] == "hi" and enc["x"]["scale"]["domain"] == [0.5, 64.5]
+    assert enc["y2"] == {"datum": 0} and enc["x"]["axis"]["format"] == "d"
+    assert enc["y"]["scale"]["domain"] == [0, 0.4]
+    few = cf.channel_sensitivity_bars(_channels(s[:12]), "conv1").to_dict()
+    assert few["encoding"]["x"]["type"] == "ordinal" and "x2" not in few["encoding"]  # a band and a rank each
     tiny = cf.channel_sensitivity_bars(_channels([0.03, 0.01]), "conv1").to_dict()
     assert "domain" not in tiny["encoding"]["y"].get("scale", {})  # below a tenth: Vega's own rounding
 
