@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import pytest
 from pagetest import app, metric, new_app, ok, page_folders  # noqa: F401 - the module's fixtures
 
@@ -257,3 +258,12 @@ def test_a_saved_runs_layers_are_a_static_table_while_presenting():
     assert list(table["kept share"]) == ["1.00%", "", "1.00%"]
     assert any("Presentation mode shows 4 of the table's" in c.value for c in at.caption)
     RunHistory().delete([run_id])
+
+
+def test_runs_that_share_no_keep_ratio_get_a_sentence_not_a_silent_chart():
+    from ui.views.history import overlay_verdict
+
+    df = pd.DataFrame(dict(run=["#3 sipp-det (prune)", "#6 wt (sweep)", "#6 wt (sweep)"], kind="x",
+                           keep_pct=[20.0, 30.0, 10.0], acc_pct=[90.0, 95.0, 80.0], ratio=[0.2, 0.3, 0.1]))
+    assert overlay_verdict(df) == ["These runs share no keep ratio, so no verdict compares them point by point: read "
+                                   "them on the chart, or add a run at a keep ratio the others ran."]

@@ -9,16 +9,24 @@ import pandas as pd
 from .core import SUBTITLE_PX, TITLE_PX, WIDTH, sized
 
 
+# Dark enough on white, projected too (tableau10's yellow and pale pink nearly vanished), and a shape per run as well
+RUN_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#332288", "#000000", "#56B4E9", "#8C564B",
+              "#999999"]
+RUN_SHAPES = ["circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "circle", "square",
+              "triangle-up", "diamond"]
+
+
 def overlay_chart(df: pd.DataFrame, width: int = WIDTH, height: int = 320) -> alt.Chart:
     """The runs' accuracy against the kept share on one log axis, with ticks at the kept shares actually run."""
     runs = list(dict.fromkeys(df["run"]))
     ticks = sorted({round(v, 3) for v in df["keep_pct"]})
     x = alt.X("keep_pct:Q", title="weights kept (%, log scale)", scale=alt.Scale(type="log", nice=False, padding=24),
               axis=alt.Axis(values=ticks, format=".3~g", labelOverlap="greedy"))
-    color = alt.Color("run:N", title=None, sort=runs, scale=alt.Scale(scheme="tableau10"),
+    color = alt.Color("run:N", title=None, sort=runs, scale=alt.Scale(domain=runs, range=RUN_COLORS),
                       legend=alt.Legend(orient="bottom", columns=2, labelLimit=320))
+    shape = alt.Shape("run:N", title=None, sort=runs, scale=alt.Scale(domain=runs, range=RUN_SHAPES))
     base = alt.Chart(df).encode(x=x, y=alt.Y("acc_pct:Q", title="accuracy (%)", scale=alt.Scale(zero=False)),
-                                color=color, tooltip=["run:N", alt.Tooltip("keep_pct:Q", format=".3g", title="kept %"),
+                                color=color, shape=shape, tooltip=["run:N", alt.Tooltip("keep_pct:Q", format=".3g", title="kept %"),
                                                       alt.Tooltip("acc_pct:Q", format=".2f", title="accuracy %")])
     chart = alt.layer(base.mark_line(strokeWidth=2.2), base.mark_point(filled=True, size=70)).properties(
         title=alt.Title("Accuracy vs weights kept, selected runs", subtitle="one colour per run (and method); "

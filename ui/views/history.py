@@ -267,10 +267,12 @@ def overlay_frame(records) -> pd.DataFrame:
 
 
 def overlay_verdict(df: pd.DataFrame) -> list[str]:
-    """The compare_methods verdict over the runs' series, at the keep ratios they share."""
+    """The compare_methods verdict over the runs' series, at the keep ratios they share (a sentence when none)."""
     if df["run"].nunique() < 2:
         return []
-    return vd.compare_methods(df.rename(columns={"run": "method", "ratio": "keep_ratio_requested"}))
+    out = vd.compare_methods(df.rename(columns={"run": "method", "ratio": "keep_ratio_requested"}))
+    return out or ["These runs share no keep ratio, so no verdict compares them point by point: read them on the "
+                   "chart, or add a run at a keep ratio the others ran."]
 
 
 def smp_overlay_frame(records) -> pd.DataFrame:
