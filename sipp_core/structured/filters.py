@@ -119,6 +119,16 @@ def _check_model(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+def _check_output(model: nn.Module, inputs: torch.Tensor) -> None:
+    """The network returns one tensor: the smaller network is checked against the masked one by their outputs."""
+    with torch.no_grad():
+        out = model(inputs[:2])
+    if not isinstance(out, torch.Tensor):
+        raise BadInput(f"the network returns a {type(out).__name__}, not a tensor: channel pruning checks the smaller "
+                       "network against the original by their outputs",
+                       "wrap it in a module whose forward returns one tensor (e.g. its out['logits'])")
+
+
 def prune_filters(model: nn.Module, inputs: torch.Tensor, *, method: str = "pfp", keep_ratio: float | None = None,
                   epsilon: float | None = None, target: str = "params", delta: float = 1e-16, seed: int = 0,
                   labels: torch.Tensor | None = None, sensitivities: dict[str, torch.Tensor] | None = None,
@@ -142,6 +152,7 @@ def prune_filters(model: nn.Module, inputs: torch.Tensor, *, method: str = "pfp"
     report = progress or (lambda f, m: None)
     work = copy.deepcopy(model).eval()
     layers = _check_model(work)
+    _check_output(work, inputs)
     timings = {}
     t0 = time.perf_counter()
     if sensitivities is not None:

@@ -308,3 +308,17 @@ def test_channel_pruning_leaves_the_callers_random_state_alone(method):
         warnings.simplefilter("ignore", RuntimeWarning)
         prune(net, x, method=method, keep_ratio=0.5)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_network_returning_a_dict_is_refused_with_the_fix():
+    class Dicty(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return {"logits": self.b(torch.relu(self.a(x)))}
+
+    with pytest.raises(BadInput, match="returns a dict, not a tensor") as info:
+        prune(Dicty(), torch.randn(20, 4), method="pfp", keep_ratio=0.5)
+    assert "out['logits']" in info.value.fix
