@@ -103,3 +103,22 @@ def test_the_estimate_uses_the_networks_own_sensitivity_time(monkeypatch):
     assert retrain._prune_seconds(None) == 1.5
     monkeypatch.setattr(engine, "can_auto_prepare", lambda s: False)
     assert retrain._prune_seconds(None) == 1.5
+
+
+def test_the_tab_chosen_last_is_shown_when_the_page_is_opened_again():
+    """A student on 'Train in isolation' who goes to Prune and back finds that tab again (the tabs' own state went
+    with the page, and the first tab came back)."""
+    at = new_app().run()
+    at.session_state["_rt_tab_last"] = "Train in isolation (lottery tickets)"  # what clicking the tab records
+    at.switch_page("pages/retrain.py").run()
+    ok(at)
+    container = next(n.proto.tab_container for n in _blocks(at._tree) if n.proto.HasField("tab_container"))
+    assert container.default_tab_index == 1
+
+
+def _blocks(node):
+    proto = getattr(node, "proto", None)
+    if proto is not None and hasattr(proto, "HasField") and "tab_container" in proto.DESCRIPTOR.fields_by_name:
+        yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _blocks(child)

@@ -196,6 +196,10 @@ def _finished(job_key: str, key: tuple):
 
 # ---- the two tabs ------------------------------------------------------------------------------------
 
+def _remember_tab() -> None:
+    st.session_state["_rt_tab_last"] = st.session_state.get("rt_tab")
+
+
 def _methods() -> list[str]:
     return list(METHODS)
 
@@ -355,8 +359,12 @@ def render() -> None:
         st.stop()
     # A tracked tab (key, on_change): a run started in the second tab used to bring the first back on its rerun,
     # hiding the run's progress and result.
-    cascade, isolation = st.tabs(["Prune-retrain cascade", "Train in isolation (lottery tickets)"], key="rt_tab",
-                                 on_change="rerun")
+    # The tab chosen last is remembered in the session (a widget's own state goes when its page is left), so that
+    # coming back to the page shows it again.
+    names = ["Prune-retrain cascade", "Train in isolation (lottery tickets)"]
+    last = st.session_state.get("_rt_tab_last")
+    cascade, isolation = st.tabs(names, key="rt_tab", default=last if last in names else None,
+                                 on_change=_remember_tab)
     with cascade:
         _cascade_tab(s)
     with isolation:
