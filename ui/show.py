@@ -268,50 +268,48 @@ def two_line(title: str) -> list[str]:
     return [title[:cut], title[cut + 1:]]
 
 
-def _wrapped_y_titles(spec):
-    """A copy of a spec whose y-axis titles longer than PRESENT_Y_TITLE_CHARS are on two lines (titles already in
-    lines, and everything else, left alone)."""
+def _rewritten(spec, node):
+    """A copy of a spec with node() applied to every dict in it, innermost first (data sets left alone)."""
     if isinstance(spec, list):
-        return [_wrapped_y_titles(v) for v in spec]
+        return [_rewritten(v, node) for v in spec]
     if not isinstance(spec, dict):
         return spec
-    out = {k: (v if k in ("datasets", "data") else _wrapped_y_titles(v)) for k, v in spec.items()}
-    enc = out.get("encoding")
+    return node({k: (v if k in ("datasets", "data") else _rewritten(v, node)) for k, v in spec.items()})
+
+
+def _two_line_y_title(d: dict) -> dict:
+    """A y encoding's title longer than PRESENT_Y_TITLE_CHARS (its own or its axis's) on two lines."""
+    enc = d.get("encoding")
     y = enc.get("y") if isinstance(enc, dict) else None
-    if isinstance(y, dict):
-        y = dict(y)
-        if _long(y.get("title")):
-            y["title"] = two_line(y["title"])
-        axis = y.get("axis")
-        if isinstance(axis, dict) and _long(axis.get("title")):
-            y["axis"] = {**axis, "title": two_line(axis["title"])}
-        out["encoding"] = {**enc, "y": y}
-    return out
+    if not isinstance(y, dict):
+        return d
+    y = dict(y)
+    if _long(y.get("title")):
+        y["title"] = two_line(y["title"])
+    axis = y.get("axis")
+    if isinstance(axis, dict) and _long(axis.get("title")):
+        y["axis"] = {**axis, "title": two_line(axis["title"])}
+    return {**d, "encoding": {**enc, "y": y}}
 
 
 def _long(title) -> bool:
     return isinstance(title, str) and len(title) > PRESENT_Y_TITLE_CHARS
 
 
-def _wider_legends(spec):
-    """A copy of a spec whose bottom legends of 2 columns have 3 (labels at most LEGEND_LABEL_LIMIT wide): the page's
-    whole width holds them, and the bound chart's five entries take two rows instead of three."""
-    if isinstance(spec, list):
-        return [_wider_legends(v) for v in spec]
-    if not isinstance(spec, dict):
-        return spec
-    out = {k: (v if k in ("datasets", "data") else _wider_legends(v)) for k, v in spec.items()}
-    legend = out.get("legend")
+def _three_column_legend(d: dict) -> dict:
+    """A bottom legend of 2 columns in 3 (labels at most LEGEND_LABEL_LIMIT wide): the page's whole width holds them,
+    and the bound chart's five entries take two rows instead of three."""
+    legend = d.get("legend")
     if isinstance(legend, dict) and legend.get("orient") == "bottom" and legend.get("columns") == 2 \
             and legend.get("labelLimit", LEGEND_LABEL_LIMIT) <= LEGEND_LABEL_LIMIT:
-        out["legend"] = {**legend, "columns": 3}
-    return out
+        return {**d, "legend": {**legend, "columns": 3}}
+    return d
 
 
 def presented(spec: dict) -> dict:
     """A spec as a projector shows it: larger type (PRESENT_SCALE), long y-axis titles on two lines, bottom
     legends in three columns."""
-    return _wider_legends(_wrapped_y_titles(_scaled(spec, PRESENT_SCALE)))
+    return _rewritten(_rewritten(_scaled(spec, PRESENT_SCALE), _two_line_y_title), _three_column_legend)
 
 
 _presented_specs: dict = {}
