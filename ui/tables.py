@@ -57,6 +57,7 @@ def headline(report) -> dict:
         failure_rate=max(fail) if fail else float("nan"),
         failed_pairs_heldout=sum(n for _, n in failed), pairs_heldout=sum(int(e.pairs) for _, e in held),
         failed_layers_heldout=[label for label, n in failed if n > 0],
+        empty_layers=[x["label"] for x in rows if int(x["kept"]) == 0], layers=len(rows),
         has_bound=bool(bounds), timings=timings,
         method=r.settings["method"], sample_size=p.sample_size, sample_size_formula=p.sample_size_formula,
         test_points=len(p.record.y_test), heldout_points=len(p.heldout_x),

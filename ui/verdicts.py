@@ -54,6 +54,12 @@ def prune_verdict(h: dict) -> list[str]:
     out.append(f"Keeping **{pct(h['keep_ratio'], 2)}** of the weights, {h['method']} {change}, without retraining; "
                f"the pruned network gives the original's class on {pct(h['agreement'])} of "
                f"{h['test_points']:,} test points.")
+    empty = list(h.get("empty_layers") or [])
+    if empty:  # the output no longer depends on the input: no bound on the rows says anything about the network
+        out.append(f"**{len(empty)} of {h.get('layers', len(empty))} layers keep no weight** "
+                   f"({', '.join(empty[:3])}{', …' if len(empty) > 3 else ''}): the network outputs the same for "
+                   "every input, so its bounds describe nothing useful.")
+        return out
     failed = int(h.get("failed_pairs_heldout") or 0)
     if h.get("has_bound") and failed:
         where = ", ".join(h.get("failed_layers_heldout") or [])
@@ -62,9 +68,14 @@ def prune_verdict(h: dict) -> list[str]:
                    + ": the Guarantees page shows which rows and why.")
     elif h.get("has_bound") and _finite(h["bound_max"]) and _finite(h["measured_max_heldout"]):
         b, m = float(h["bound_max"]), float(h["measured_max_heldout"])
-        if m <= b + TOL:
+        if m <= b + TOL and b >= 1:
+            out.append(f"The largest measured error on held-out points ({m:.3g}) stays below the largest bound "
+                       f"({b:.3g}), but a bound of 1 or more allows an error as large as the row's whole signal: the "
+                       "Guarantees page counts the rows whose bound says something.")
+        elif m <= b + TOL:
             ratio = b / m if m > 0 else math.inf
-            loose = f"loose by about {times(ratio)}" if math.isfinite(ratio) else "with no measured error at all"
+            loose = (f"the largest bound is about {times(ratio)} the largest error" if math.isfinite(ratio)
+                     else "with no measured error at all")
             out.append(f"The largest measured error on held-out points ({m:.3g}) stays below the largest bound "
                        f"({b:.3g}): {loose}.")
         else:
@@ -92,8 +103,16 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
         return ["No row carries a bound here: this method gives no guarantee, so only the measured error is shown."]
     held = ok & (m <= b + TOL)
     k = int(held.sum())
-    ratio_ok = held & (m > 0) & (b > 0)
+    # a deterministic or entirely pruned row's error is at most its whole signal (1): a bound of 1 or more holds
+    # whatever happens, and says nothing
+    kinds_all = rows["method"].to_numpy() if "method" in rows else np.array([None] * len(rows))
+    vacuous = ok & (b >= 1) & np.isin(kinds_all, ["deterministic", "pruned entirely"])
+    n_vac = int(vacuous.sum())
+    ratio_ok = held & ~vacuous & (m > 0) & (b > 0)
     where = f"rows, measured on {on}"
+    if n_vac == n:
+        return [f"The bound held on all {n:,} {where}, but **every one of these bounds is 1 or more**, which says "
+                "nothing for these rows: a deterministic or entirely pruned row's error is at most 1 anyway."]
     if k == n:
         head = f"The bound **held on all {n:,} {where}**"
     else:
@@ -121,15 +140,13 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
     if ratio_ok.any():
         r = float(np.median(b[ratio_ok] / m[ratio_ok]))
         head += (f", and it is **loose by about {times(r)}** (median of bound ÷ measured error over the "
-                 f"{int(ratio_ok.sum()):,} rows with an error)")
+                 f"{int(ratio_ok.sum()):,} rows with an error" + (", leaving out the rows below" if n_vac else "")
+                 + ")")
     out = [head + "."]
-    if "method" in rows:
-        # a deterministic row's error is at most its whole signal (1): a bound of 1 or more holds whatever happens
-        vacuous = int((ok & (b >= 1) & (rows["method"].to_numpy() == "deterministic")).sum())
-        if vacuous:
-            out.append(f"**{vacuous:,} of the {n:,} rows** are deterministic with a bound of 1 or more, which says "
-                       "nothing: a deterministic row's error is at most 1 anyway, so for them the bound held "
-                       "trivially.")
+    if n_vac:
+        out.append(f"**{n_vac:,} of the {n:,} rows** are deterministic or pruned entirely with a bound of 1 or more, "
+                   "which says nothing: such a row's error is at most 1 anyway, so for them the bound held "
+                   "trivially.")
     return out
 
 

@@ -87,9 +87,15 @@ def test_deterministic_rows_with_a_bound_of_1_or_more_are_said_to_say_nothing():
                               method=["deterministic"] * 4 + ["sampled"]))
     lines = vd.bound_rows_verdict(frame, "held-out points", delta=1e-16)
     assert lines[0].startswith("The bound **held on all 5 rows")
-    assert lines[1] == ("**2 of the 5 rows** are deterministic with a bound of 1 or more, which says nothing: a "
-                        "deterministic row's error is at most 1 anyway, so for them the bound held trivially.")
+    assert lines[1] == ("**2 of the 5 rows** are deterministic or pruned entirely with a bound of 1 or more, which "
+                        "says nothing: such a row's error is at most 1 anyway, so for them the bound held trivially.")
+    assert "leaving out the rows below" in lines[0]  # the looseness is over the rows whose bound says something
     assert len(vd.bound_rows_verdict(frame.assign(bound=[0.95, 0.6, 0.5, 0.9, 3.0]), "S")) == 1  # sampled: not
+    every = vd.bound_rows_verdict(frame.assign(method=["deterministic"] * 4 + ["pruned entirely"],
+                                               bound=[8.8, 2.0, 1.0, 1.5, 1.0]), "S")
+    assert every == ["The bound held on all 5 rows, measured on S, but **every one of these bounds is 1 or more**, "
+                     "which says nothing for these rows: a deterministic or entirely pruned row's error is at most 1 "
+                     "anyway."]
 
 
 def test_rows_above_their_bound_are_counted_and_bound_free_rows_left_out():
@@ -147,8 +153,16 @@ def test_prune_verdict_uses_the_headline_numbers():
     lines = vd.prune_verdict(h)
     assert "Keeping **10.00%** of the weights, sipp-hybrid lost **1.4 points** of accuracy (97.9% → 96.5%)" in lines[0]
     assert "98.2% of 10,000 test points" in lines[0]
-    assert lines[1] == ("The largest measured error on held-out points (0.128) stays below the largest bound (3.2): "
-                        "loose by about 25×.")
+    assert lines[1] == ("The largest measured error on held-out points (0.128) stays below the largest bound (3.2), "
+                        "but a bound of 1 or more allows an error as large as the row's whole signal: the Guarantees "
+                        "page counts the rows whose bound says something.")
+    assert vd.prune_verdict({**h, "bound_max": 0.64})[1] == (
+        "The largest measured error on held-out points (0.128) stays below the largest bound (0.64): the largest bound "
+        "is about 5.0× the largest error.")
+    # a layer pruned to nothing: the output is a constant, and no bound is reported as meaningful
+    empty = vd.prune_verdict({**h, "empty_layers": ["fc2 · Linear 300→100", "fc3 · Linear 100→10"], "layers": 3})
+    assert empty[1] == ("**2 of 3 layers keep no weight** (fc2 · Linear 300→100, fc3 · Linear 100→10): the network "
+                        "outputs the same for every input, so its bounds describe nothing useful.") and len(empty) == 2
     assert "is above the largest bound" in vd.prune_verdict({**h, "bound_max": 0.1})[1]
     # the largest error below the largest bound says nothing when some row exceeded its own (LeNet-5 at 20% kept)
     failed = vd.prune_verdict({**h, "failed_pairs_heldout": 140, "pairs_heldout": 236_000,
