@@ -41,6 +41,7 @@ from ui import engine, show, tables
 from ui import verdicts as vd
 from ui.charts import layers as charts
 from ui.guard import show_error
+from ui.kept_uploads import forget, forget_on_clear, kept_upload
 from ui.results import export_zip, headline_metrics, verdict_box
 from ui.run_store import REOPENED_UPLOAD, record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
@@ -292,16 +293,19 @@ def _prune_section(s: Settings, state: dict) -> None:
 def _data_inputs(s: Settings, mb: int) -> tuple[str, object, str]:
     """The data set column's widgets: (where the data comes from, the uploaded .npz or None, its preprocessing)."""
     st.markdown("#### Data set")
-    data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src",
+    data_src = st.radio("Prune and evaluate on", list(DATA_SOURCES), key="byo_data_src", persist_state="session",
                         format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
     npz_file = None
     if data_src == "npz":
-        npz_file = st.file_uploader(f"Data set (.npz, at most {mb} MB)", type=["npz"], key="byo_npz_file",
-                                    help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images "
-                                         "(N, C, H, W) or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). "
-                                         "Read without pickle.")
+        npz_file = kept_upload("npz", st.file_uploader(
+            f"Data set (.npz, at most {mb} MB)", type=["npz"], key="byo_npz_file",
+            on_change=forget_on_clear, args=("npz", "byo_npz_file"),
+            help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images (N, C, H, W) or "
+                 "(N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). Read without pickle."))
+        _kept_note("npz", npz_file)
         preprocessing = st.selectbox("Preprocessing of its inputs", list(PREPROCESSING_LABELS),
                                      format_func=PREPROCESSING_LABELS.get, key="byo_preprocessing",
+                                     persist_state="session",
                                      help="What is done to the stored inputs before they reach the network. "
                                           "Choose what your model was trained on: 'as given' for a model trained "
                                           "on the stored values (the default: accuracies then equal plain "
@@ -335,23 +339,35 @@ def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, 
         names = compatible_models(tuple(record.input_shape)) if record is not None else []
         names = names or list(MODELS)
         default = names.index(s.model) if s.model in names else 0
-        arch = st.selectbox("Architecture", names, index=default, key="byo_arch",
+        arch = st.selectbox("Architecture", names, index=default, key="byo_arch", persist_state="session",
                             format_func=lambda n: f"{n}: {MODELS[n].description}",
                             help="The zoo network the weights belong to (models that fit the data set's inputs).")
-        model_file = st.file_uploader(f"Weights (.pt / .pth, at most {mb} MB)", type=["pt", "pth"],
-                                      key="byo_model_file",
-                                      help="torch.save(model.state_dict(), 'weights.pt'); a dict with a "
-                                           "'state_dict' entry works too. Loaded with weights_only=True.")
+        model_file = kept_upload("weights", st.file_uploader(
+            f"Weights (.pt / .pth, at most {mb} MB)", type=["pt", "pth"], key="byo_model_file",
+            on_change=forget_on_clear, args=("weights", "byo_model_file"),
+            help="torch.save(model.state_dict(), 'weights.pt'); a dict with a 'state_dict' entry works too. "
+                 "Loaded with weights_only=True."))
+        _kept_note("weights", model_file)
         with st.expander("Which weights files fit an architecture?"):
             st.markdown(LAYOUTS)
     else:
-        model_file = st.file_uploader(f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
-                                      help="x = a batch of two or more inputs; ep = torch.export.export(model.eval(), "
-                                           "(x,), dynamic_shapes=({0: torch.export.Dim('batch')},)); "
-                                           "torch.export.save(ep, 'model.pt2'). A program exported with a fixed "
-                                           "batch size (no dynamic_shapes) works too: it runs in pieces of that "
-                                           "size.")
+        model_file = kept_upload("program", st.file_uploader(
+            f"Exported program (.pt2, at most {mb} MB)", type=["pt2"], key="byo_pt2_file",
+            on_change=forget_on_clear, args=("program", "byo_pt2_file"),
+            help="x = a batch of two or more inputs; ep = torch.export.export(model.eval(), (x,), "
+                 "dynamic_shapes=({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2'). A program "
+                 "exported with a fixed batch size (no dynamic_shapes) works too: it runs in pieces of that size."))
+        _kept_note("program", model_file)
     return arch, model_file
+
+
+def _kept_note(slot: str, f) -> None:
+    """Under an uploader left empty by a page switch: the file kept from earlier stands in for it, and can go."""
+    if f is None or not f.kept:
+        return
+    st.caption(f"Using **{f.name}** ({f.size / 1024:,.0f} KiB), uploaded earlier in this session; drop another file "
+               "above to replace it.")
+    st.button(f"Remove {f.name}", key=f"byo_forget_{slot}", on_click=forget, args=(slot,), icon=":material/close:")
 
 
 def _reopened_notice(model_file) -> None:
@@ -399,7 +415,8 @@ def render() -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("#### Model")
-        kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind")
+        kind = st.radio("What are you uploading?", list(KINDS), format_func=KINDS.get, key="byo_kind",
+                        persist_state="session")
     with right:
         data_src, npz_file, preprocessing = _data_inputs(s, mb)
     record = _checked_record(s, data_src, npz_file, right, preprocessing)
