@@ -164,11 +164,31 @@ def _misfit(state: dict[str, torch.Tensor], match: Match, rec) -> str:
     return "; ".join(parts)
 
 
-def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, rec) -> str:
+def _options(options: dict) -> str:
+    """Build options in words: "hidden widths 64, 32", "channels 16, 32"."""
+    words = {"widths": "hidden widths", "channels": "channels"}
+    return "; ".join(f"{words.get(k, k)} {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                     for k, v in options.items())
+
+
+def _input_mismatch(state: dict[str, torch.Tensor], match: Match, rec) -> str | None:
+    """The first layer takes another input size than the data gives, both layers of one kind: in words, else None."""
+    found = _weights(state)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = _weights(build_model(match.name, rec.input_shape, rec.num_classes, **match.options).state_dict())
+    if not found or not ref or found[0][1].ndim != ref[0][1].ndim or found[0][1].shape[1] == ref[0][1].shape[1]:
+        return None
+    unit = "inputs per point" if found[0][1].ndim == 2 else "input channels"
+    return f"the file's first layer takes {found[0][1].shape[1]} {unit} and this data set gives {ref[0][1].shape[1]}"
+
+
+def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, rec, inputs: str | None = None) -> str:
     """The fix, most certain first: another architecture that fits exactly; the architecture (this one or another)
-    fitting the inputs of other data sets; else the nearest architecture, and the exported-program route."""
+    fitting the inputs of other data sets; a first layer for another input size (no architecture changes that);
+    else the nearest architecture, and the exported-program route."""
     if nearest is not None and nearest.mapping is not None:
-        opts = f" with {nearest.options}" if nearest.options else ""
+        opts = f" ({_options(nearest.options)})" if nearest.options else ""
         return f"it is a {nearest.name!r} state_dict{opts}: choose that architecture"
     if other is not None:
         arch = other.match.name
@@ -180,6 +200,9 @@ def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, re
             return head + (f"a data set of that shape ({', '.join(repr(d) for d in other.datasets)}), or upload your "
                            "own data of that shape (.npz)")
         return head + "your own data of that shape (upload an .npz)"
+    if inputs is not None:
+        return (f"{inputs}: choose the data set the weights were trained for (or upload an .npz of points of that "
+                "size), or upload weights trained on this data set")
     near = (f"the nearest zoo architecture is {nearest.name!r} ({nearest.misfits} tensors off: {nearest.mismatch}); "
             if nearest is not None else "")
     return (f"{near}choose the architecture and data set the weights were trained for, or upload the network as "
@@ -227,7 +250,7 @@ def load_state_dict_upload(
     if match.mapping is None:
         other = fits_other_data(state, model_name, rec) if nearest is None or nearest.mapping is None else None
         raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + _misfit(state, match, rec),
-                          _misfit_fix(match, nearest, other, rec))
+                          _misfit_fix(match, nearest, other, rec, _input_mismatch(state, match, rec)))
     file_keys = set(state)
     state = {match.mapping[k]: v for k, v in state.items()}
     model = build_model(model_name, rec.input_shape, rec.num_classes, **match.options)

@@ -98,8 +98,8 @@ def align(state: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple
     mapping: dict[str, str] = {}
     first, misfits = "", abs(len(mine) - len(theirs))
     if len(mine) != len(theirs):
-        first = (f"the file holds {len(mine)} layers with tensors{_norm_note(mine)}, the architecture "
-                 f"{len(theirs)}{_norm_note(theirs)}")
+        first = (f"the file holds {len(mine)} layer{'s' if len(mine) != 1 else ''} with tensors{_norm_note(mine)}, "
+                 f"the architecture {len(theirs)}{_norm_note(theirs)}")
     for (mp, ms), (tp, ts) in zip(mine, theirs):
         for leaf in dict.fromkeys(ms + ts):
             fk, rk = f"{mp}.{leaf}" if mp else leaf, f"{tp}.{leaf}" if tp else leaf

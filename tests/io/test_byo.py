@@ -214,6 +214,21 @@ def test_a_convolutions_weights_for_a_linear_network_name_the_layer_kinds_and_wh
     assert "choose the architecture 'cnn' and a data set of that shape ('digits')" in err.fix
 
 
+def test_weights_for_an_input_size_no_data_set_has_say_so_and_options_read_as_words():
+    """A first layer of 100 inputs for the 8x8 digits (64): no architecture fixes that, and the fix says what does;
+    an MLP's weights given as LeNet-300-100 name the MLP's widths in words, not as a Python dict."""
+    digits = load_dataset("digits")
+    wide = build_model("mlp", (100,), 10, widths=(32,), seed=0).state_dict()
+    for arch in ("lenet300", "mlp"):
+        with pytest.raises(UploadError) as info:
+            load_state_dict_upload(_saved(wide), arch, digits)
+        assert info.value.fix.startswith("the file's first layer takes 100 inputs per point and this data set gives 64:")
+    mlp = build_model("mlp", (1, 8, 8), 10, widths=(64, 32), seed=0).state_dict()
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(mlp), "lenet300", digits)
+    assert info.value.fix == "it is a 'mlp' state_dict (hidden widths 64, 32): choose that architecture"
+
+
 def test_a_resnets_batch_norms_are_counted_apart_from_its_layers():
     sd = build_model("resnet20", (3, 32, 32), 10, seed=0).state_dict()
     with pytest.raises(UploadError) as info:
