@@ -197,11 +197,13 @@ def rank_verdict(layer: str, weight: np.ndarray, sens: np.ndarray, top_share: fl
     k = max(1, int(round(top_share * n)))
     top_w = set(np.argsort(-w, kind="stable")[:k].tolist())
     top_s = set(np.argsort(-s, kind="stable")[:k].tolist())
-    both = len(top_w & top_s) / k
+    shared = len(top_w & top_s)
+    both = shared / k
+    count = f"{shared:,} of {k:,} ({pct(both, 0)})"  # "7%" alone hid that it was 1 edge of 15
     return [f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), only "
-            f"**{pct(both, 0)}** are also among the {k:,} most sensitive: sensitivity and magnitude rank edges "
+            f"**{count}** are also among the {k:,} most sensitive: sensitivity and magnitude rank edges "
             f"differently." if both < 0.9 else
-            f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), **{pct(both, 0)}** "
+            f"In `{layer}`, of the {k:,} edges with the largest |w| ({pct(top_share, 0)} of {n:,}), **{count}** "
             f"are also among the {k:,} most sensitive: here magnitude and sensitivity mostly agree."]
 
 

@@ -174,10 +174,10 @@ def test_prune_verdict_uses_the_headline_numbers():
 def test_sensitivity_verdict_counts_the_overlap_of_the_top_edges():
     w = np.arange(1, 101, dtype=float)
     same = vd.sensitivity_verdict("fc1", w, w / 1000, w > 50, "wt")
-    assert "**100%** are also among the 10 most sensitive" in same[0]
+    assert "**10 of 10 (100%)** are also among the 10 most sensitive" in same[0]
     assert "The 50 edges wt kept (50.0% of the layer) carry **74.8%**" in same[1]  # 3775 / 5050: sum 51..100 over sum 1..100
     rev = vd.sensitivity_verdict("fc1", w, 1 / w, None, "wt")
-    assert "only **0%** are also among" in rev[0] and len(rev) == 1
+    assert "only **0 of 10 (0%)** are also among" in rev[0] and len(rev) == 1
 
 
 def test_retraining_verdicts():
