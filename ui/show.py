@@ -134,6 +134,10 @@ def static_table(data, column_config=None, column_order=None):
             names[col] = cfg
             cfg = None
         kind = cfg.get("type_config", {}).get("type") if isinstance(cfg, dict) else None
+        if kind == "checkbox":  # a tick a class can read (a projected grid's checkbox is 14 px and grey)
+            names[col] = cfg.get("label") or col
+            out[col] = ["✓" if v is True or v == 1 else "" for v in data[col]]
+            continue
         if cfg is not None and kind not in ("number", "text"):
             return None
         if kind == "text":

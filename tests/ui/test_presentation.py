@@ -193,7 +193,9 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     assert list(out["weights"]) == ["235,200", "30,000"] and list(out["kept share"]) == ["52.17%", ""]
     assert list(out["bound"]) == ["24.1", "7.3"] and list(out["raw"]) == ["0.1235", ""]
     assert list(df["weights"]) == [235200, 30000]  # the caller's frame is left as it was
-    assert static_table(df, {"layer": st.column_config.CheckboxColumn()}) is None  # a checkbox stays a grid
+    ticks = static_table(df.assign(kept=[True, False]), {"kept": st.column_config.CheckboxColumn("kept?")})
+    assert list(ticks["kept?"]) == ["✓", ""]  # a checkbox column projected as ticks a class can read
+    assert static_table(df, {"layer": st.column_config.ProgressColumn()}) is None  # other kinds stay a grid
     ordered = static_table(df, {"layer": st.column_config.TextColumn("name", width=300), "raw": None,
                                 "bound": num("bound", format="%.2f×")}, column_order=("bound", "layer", "raw"))
     assert list(ordered.columns) == ["bound", "name"] and list(ordered["bound"]) == ["24.12×", "7.30×"]
