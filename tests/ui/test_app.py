@@ -311,3 +311,16 @@ def test_the_first_run_of_a_process_says_it_is_starting_and_leaves_no_trace(monk
     assert not at.exception, at.exception
     assert not [e for e in at.info if "Starting SiPP Studio" in e.value]
     assert at.title[0].value == "Prune" and _metric(at, "Weights kept")
+
+
+def test_a_layer_pruned_to_nothing_is_said_on_kept_edges_not_drawn():
+    """ε = 100 on the default leaves LeNet-300-100 no weight: Kept edges says so (its heatmap was all grey under a
+    colour bar of -1..1, and the per-unit chart had one tick, 0.000000)."""
+    at = _app()
+    at.query_params.update({"mode": "eps and delta", "eps": "100"})
+    at.run()
+    at.switch_page("pages/kept_edges.py").run()
+    assert not at.exception
+    assert any("keeps none of its" in i.value and "outputs only its bias" in i.value for i in at.info)
+    assert len(at.image) == 1  # the first layer on the input pixels (original against pruned), no heatmap
+    assert not any("Kept weights per unit" in str(c.proto.spec) for c in at.get("vega_lite_chart"))

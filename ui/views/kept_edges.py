@@ -27,6 +27,10 @@ def _layer_view(s, report) -> None:
     per_unit = report.result.masks[layer].reshape(info.out_units, -1).sum(dim=1).numpy()
     verdict_box(vd.kept_units_verdict(info.label, per_unit, info.fan_in))
     n = info.out_units * info.fan_in
+    if not per_unit.any():  # nothing to draw: a heatmap of grey and a colour bar of -1..1 said nothing true
+        st.info(f"{info.label} keeps none of its {n:,} weights: every unit outputs only its bias. Keep more weights "
+                "(a larger keep ratio, or a smaller ε) to see which edges a layer keeps.", icon=":material/block:")
+        return
     rkey = (s.heavy_key, tuple(sorted(s.prune_kwargs().items())), layer)
     if n <= SMALL_LAYER:
         show.chart(charts.heatmap_small(tables.heatmap_frame(report, layer), info.label))
