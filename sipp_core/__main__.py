@@ -41,6 +41,8 @@ SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit intege
 
 
 def cmd_train(args) -> int:
+    if args.out:  # before the training, which may take hours: a missing, read-only or folder path is said now
+        check_output_file(args.out, "--out")
     default_epochs = DEFAULT_EPOCHS.get(args.model, 30)
     if args.epochs is None:  # the checkpoint prune, sweep, study and the app look for
         args.epochs = default_epochs

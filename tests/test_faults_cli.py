@@ -276,6 +276,32 @@ def test_cli_words_translate_arguments_and_uploads():
     assert cli.cli_words("the uploaded mlp cannot take") == "the mlp cannot take"
 
 
+@fault("train --out a folder, or a path that cannot be written", surface="command line", outcome="clear error")
+def test_train_checks_its_output_before_training(capsys, monkeypatch, tmp_path):
+    trained = []
+    monkeypatch.setattr(cli, "train_model", lambda *a, **k: trained.append(1))
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--out", str(tmp_path))
+    assert code == 2 and "--out" in err and "fix:" in err and not trained  # a folder: said before any training
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--out",
+                           str(tmp_path / "nodir" / "x.pt"))
+    assert code == 2 and "nodir" in err and not trained
+
+
+@fault("train into a full disk (torch's own write error)", surface="command line", outcome="clear error")
+def test_train_onto_a_full_disk_says_so(capsys, monkeypatch, tmp_path):
+    import sipp_core.io.checkpoints as checkpoints
+
+    def save_half(obj, fh, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1408 vs 1302")
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_half)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: type("U", (), {"free": 1024})())
+    monkeypatch.setattr(cli, "DEFAULT_EPOCHS", {"mlp": 1})
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "moons", "--out", str(tmp_path / "x.pt"))
+    assert code == 1 and "could not write the checkpoint" in err and "the disk is full" in err
+    assert "this is a bug" not in err and "Traceback" not in err
+
+
 @fault("prune --weights trained for inputs of another shape", surface="command line", outcome="clear error")
 def test_weights_for_other_data_say_which_data_they_take(capsys, tmp_path):
     """LeNet-300-100 weights made for 28x28 digits, given with 8x8 digits: the fix is other data, said in the

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -152,13 +153,28 @@ def shipped_problem(path: Path) -> str | None:
 def _storage_error(path: Path, exc: OSError) -> StorageError:
     why = {errno.ENOSPC: "the disk is full", getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
            errno.EROFS: "the folder is on a read-only file system", errno.EACCES: "the folder is not writable",
-           errno.EPERM: "the folder is not writable"}.get(exc.errno, exc.strerror or str(exc))
-    err = StorageError(f"could not write the checkpoint {path}: {why}",
-                       "free some disk space or choose a writable folder (for the checkpoint cache: "
-                       f"{CACHE_WRITE_FIX})")
+           errno.EPERM: "the folder is not writable", errno.EISDIR: "it is a folder, not a file"}.get(
+        exc.errno, exc.strerror or str(exc))
+    fix = ("give the path of a file in it (e.g. folder/model.pt)" if exc.errno == errno.EISDIR else
+           f"free some disk space or choose a writable folder (for the checkpoint cache: {CACHE_WRITE_FIX})")
+    err = StorageError(f"could not write the checkpoint {path}: {why}", fix)
     # Keep errno so callers can still tell a full disk from a read-only one.
     err.errno, err.strerror, err.filename = exc.errno, exc.strerror, str(path)
     return err
+
+
+LOW_SPACE = 64 * 2**20  # less free space than this where torch.save failed: the disk was full
+
+
+def _failed_write(path: Path, exc: RuntimeError) -> OSError:
+    """torch.save's own failure as the OSError it stands for: a full disk when little space is left there."""
+    try:
+        full = shutil.disk_usage(path.parent).free < LOW_SPACE
+    except OSError:
+        full = False
+    text = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+    return OSError(errno.ENOSPC if full else errno.EIO, "the disk is full" if full else f"torch could not write it "
+                   f"({text}); the disk may be full")
 
 
 def save_checkpoint(path: Path, model: nn.Module, *, name, dataset, epochs, seed, input_shape, num_classes, test_accuracy):
@@ -183,7 +199,10 @@ def save_checkpoint(path: Path, model: nn.Module, *, name, dataset, epochs, seed
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            try:
+                torch.save(payload, fh)
+            except RuntimeError as exc:  # torch's writer reports a full disk as "unexpected pos 1408 vs 1302"
+                raise _failed_write(path, exc) from exc
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -235,6 +236,25 @@ def test_full_disk_while_caching_keeps_the_model_and_leaves_no_temp_file(cache, 
         got = _tiny()
     assert got.source == "trained" and got.path == ""
     assert not list(cache.glob("*"))  # the half-written temporary file was removed
+
+
+@fault("full disk while caching, as torch reports it (RuntimeError)", surface="library", outcome="recovered")
+def test_torchs_own_write_failure_is_a_storage_failure_too(cache, monkeypatch):
+    """On a full disk torch.save raises RuntimeError ("unexpected pos 1408 vs 1302"), not OSError: the model is
+    kept and used with the cache warning, as for any full disk (it used to stop prune with 'this is a bug')."""
+    def save_half(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04 half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1408 vs 1302")
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_half)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: SimpleNamespace(free=300 * 1024))
+    with pytest.warns(RuntimeWarning, match="disk is full"):
+        got = _tiny()
+    assert got.source == "trained" and not list(cache.glob("*"))
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: SimpleNamespace(free=2**40))
+    with pytest.warns(RuntimeWarning, match=r"torch could not write it \(.*unexpected pos 1408 vs 1302\); the disk "
+                                            "may be full"):
+        _tiny()
 
 
 @fault("corrupt checkpoint in a read-only cache", surface="library", outcome="recovered")
