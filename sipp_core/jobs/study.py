@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -172,7 +173,12 @@ def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
             raise _bad(f"{source}, [retrain]", f"device must be cpu, auto or cuda; got {device!r}",
                        'e.g. device = "cpu"')
         retrain = dict(epochs=epochs, lr=float(lr), batch_size=batch, device=device)
-    return StudyConfig(name=str(data.get("name", Path(source).stem)), networks=tuple(networks), methods=methods,
+    name = data.get("name", Path(source).stem)
+    # the default output folder is "<name>-results": a name is a plain file name, never a path ("../../etc/x")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", name) or ".." in name:
+        raise _bad(source, f"name must be a plain name of letters, digits, '-', '_' and '.'; got {name!r}",
+                   'e.g. name = "sipp-mnist" (give the output folder with --out)')
+    return StudyConfig(name=name, networks=tuple(networks), methods=methods,
                        ratios=ratios, seeds=seeds, sample_size=sample_size, delta=float(delta), retrain=retrain,
                        source=source)
 
@@ -366,16 +372,16 @@ def cmd_study(args) -> int:
     res = run_study(config, executor=args.executor, ray_address=args.ray_address,
                     progress=None if args.quiet else ProgressPrinter("study", width=70), cache=not args.no_cache)
     c = res.config
+    files = res.write(out)  # first: nothing said below may lose the rows
     mode = (f"prune-retrain, {c.retrain['epochs']} fine-tuning epochs per keep ratio" if c.retrain
             else "prune only")
+    # a study whose every point came from the cache started no Ray worker: no count to give
+    workers = f" ({res.run['workers']} workers)" if res.run.get("executor") == "ray" and res.run.get("workers") else ""
     print(f"study {c.name}: {len(c.networks)} networks x {len(c.methods)} methods x {len(c.ratios)} keep ratios x "
-          f"{len(c.seeds)} seeds, {mode}; {res.run.get('executor')} executor"
-          + (f" ({res.run['workers']} workers)" if res.run.get("executor") == "ray" else "")
-          + f"; {res.seconds:.0f} s")
+          f"{len(c.seeds)} seeds, {mode}; {res.run.get('executor')} executor{workers}; {res.seconds:.0f} s")
     for note in res.notes:
         print(f"note: {note}")
     print(format_summary(res))
-    files = res.write(out)
     print("written: " + ", ".join(str(f) for f in files))
     if res.cancelled:
         print("the study was interrupted: the files hold the rows finished so far")

@@ -32,6 +32,8 @@ def test_shipped_mnist_config_is_the_papers_setting():
     (dict(retrain=dict(epochs=0)), "epochs must be a positive integer"),
     (dict(retrain=dict(epoch=2)), "unknown key 'epoch'"),
     (dict(sample_size=-3), "sample_size"),
+    (dict(name="../../etc/x"), "name must be a plain name"),  # the output folder is '<name>-results'
+    (dict(name="/tmp/x"), "name must be a plain name"),
 ])
 def test_config_errors_name_the_key_and_fix(change, match):
     with pytest.raises(BadInput, match=match) as err:
@@ -101,3 +103,24 @@ def test_interrupted_study_resumes_from_finished_cascades(tiny_moons_env):
     assert not again.cancelled and again.run["resumed"] == len(cut.rows) // 2  # two steps per cascade
     assert again.rows.equals(whole.rows) and any("read back" in n for n in again.notes)
     assert run_study(c).run["resumed"] == 4  # everything is kept once finished
+
+
+def test_a_study_from_the_cache_on_ray_writes_its_files(tiny_moons_env, tmp_path, capsys, monkeypatch):
+    """Rerun on Ray with every cascade already cached, a study starts no worker, so it has no worker count: it used
+    to stop with KeyError 'workers' before writing anything."""
+    import sipp_core.jobs.study as study
+    from sipp_core.__main__ import main
+
+    real = study.run_study
+
+    def from_cache_on_ray(config, **kwargs):
+        res = real(config, cache=kwargs.get("cache", True))
+        res.run = {"executor": "ray", "tasks": 0}  # what a Ray run that found everything cached reports
+        return res
+
+    monkeypatch.setattr(study, "run_study", from_cache_on_ray)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('name = "tiny"\nmethods = ["random"]\nratios = [0.5]\nseeds = 1\nsample_size = 30\n'
+                   '[[networks]]\nmodel = "mlp"\ndataset = "moons"\n')
+    assert main(["study", str(cfg), "--quiet", "--out", str(tmp_path / "out")]) == 0
+    assert "ray executor;" in capsys.readouterr().out and (tmp_path / "out" / "rows.csv").exists()
