@@ -148,6 +148,7 @@ def cmd_prune(args) -> int:
     report = evaluate_prune(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                             delta=args.delta, seed=args.seed, allocation=args.allocation)
     d = report.to_dict()
+    _warn_small_pool(prepared)
     print(f"{d['model']} on {d['dataset']}, method {d['method']}, |S| = {d['sample_size']} "
           f"(formula {d['sample_size_formula']}), delta = {d['delta']:g}")
     w = max([16] + [len(l["label"]) + 2 for l in d["layers"]])  # layers by module name and shape
@@ -181,12 +182,23 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def _warn_small_pool(prepared) -> None:
+    """|S| below the formula because the S-pool is small (an --npz's is 10% of x_train): said, as prune() says it."""
+    n, need, pool = prepared.sample_size, prepared.sample_size_formula, len(prepared.record.x_pool)
+    if n < need:
+        why = (f"the S-pool holds {pool} points" if n == pool else f"--sample-size {n}")
+        warning_line(f"|S| = {n} is below the {need} the guarantee's formula asks for ({why}): the sampled rows' "
+                     "δ assumes the formula's |S|; give more training points (the S-pool is 10% of x_train) or "
+                     "read the bounds as estimates")
+
+
 def cmd_prune_filters(args) -> int:
     """prune --method pfp|pfp-rand|filter-l1|filter-random: whole channels, a physically smaller network."""
     validate_filter_arguments(args.method, args.keep_ratio, args.epsilon, args.target, args.delta)
     _check_sources(args)
     _check_outputs(args)
     prepared = _prepared(args)
+    _warn_small_pool(prepared)
     report = evaluate_filters(prepared, method=args.method, keep_ratio=args.keep_ratio, epsilon=args.epsilon,
                               target=args.target, delta=args.delta, seed=args.seed,
                               progress=None if args.quiet else ProgressPrinter("prune"))

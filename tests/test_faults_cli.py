@@ -276,6 +276,19 @@ def test_cli_words_translate_arguments_and_uploads():
     assert cli.cli_words("the uploaded mlp cannot take") == "the mlp cannot take"
 
 
+def test_an_npz_whose_s_pool_is_below_the_formula_is_said(capsys, tmp_path):
+    """300 training points give an S-pool of 30 (10%): |S| = 30 is used, and a warning line says it is below the
+    formula (the library's prune() warns; the command line, which prunes through the pipeline, said nothing)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((360, 2)).astype(np.float32), rng.integers(0, 2, 360)
+    np.savez(tmp_path / "d.npz", x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
+    torch.save(build_model("mlp", (2,), 2, seed=0).state_dict(), tmp_path / "w.pt")
+    code, out, err = run_cli(capsys, "prune", "--npz", str(tmp_path / "d.npz"), "--weights", str(tmp_path / "w.pt"),
+                             "--model", "mlp", "--keep-ratio", "0.5", "--quiet")
+    assert code == 0 and "|S| = 30 (formula" in out
+    assert "warning: |S| = 30 is below the" in err and "the S-pool holds 30 points" in err
+
+
 @fault("train --out a folder, or a path that cannot be written", surface="command line", outcome="clear error")
 def test_train_checks_its_output_before_training(capsys, monkeypatch, tmp_path):
     trained = []
@@ -369,6 +382,9 @@ def test_prune_and_sweep_take_the_checkpoint_train_made(capsys, monkeypatch, tmp
                            "--json", str(tmp_path / "r.json"))
     assert code == 0 and "training" not in err.lower()
     assert json.loads((tmp_path / "r.json").read_text())["model_epochs"] == 1
+    code, _, _ = run_cli(capsys, "prune", *MOONS, "--epochs", "1", "--method", "filter-l1", "--keep-ratio", "0.5",
+                         "--json", str(tmp_path / "f.json"), "--quiet")
+    assert code == 0 and json.loads((tmp_path / "f.json").read_text())["model_epochs"] == 1  # channel methods too
     code, out, err = run_cli(capsys, "sweep", *MOONS, "--epochs", "1", "--ratios", "0.5", "--methods", "wt",
                              "--json", str(tmp_path / "s.json"))
     assert code == 0 and "training" not in err.lower()

@@ -381,7 +381,8 @@ def draw_sample(n_pool: int, size: int, seed: int = 0) -> torch.Tensor:
         size = size.item()
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= int(size) <= n:
         raise BadInput(f"sample_size must be an integer from 1 to {n} (the pool holds {n} points); got {size!r}",
-                       f"choose |S| from 1 to {n}, or let the formula choose it ('|S| from the formula' in the app)")
+                       f"choose |S| from 1 to {n}, or let the formula choose it ('|S| from the formula' in the app; "
+                       f"it stops at the pool's {n})")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
         raise BadInput(f"seed must be a non-negative integer below 2**63 (as everywhere else); got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))

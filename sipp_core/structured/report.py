@@ -24,11 +24,13 @@ class FilterReport:
     model_name: str
     dataset: str
     timings_s: dict
+    model_epochs: int | None = None  # the zoo checkpoint's training epochs (None for a network brought by its user)
 
     def to_dict(self) -> dict:
         r = self.result
         d = r.to_dict()
-        d.update(model=self.model_name, dataset=self.dataset, method=r.settings["method"],
+        d.update(model=self.model_name, model_epochs=self.model_epochs, dataset=self.dataset,
+                 method=r.settings["method"],
                  sample_size=r.settings["sample_size"], file_bytes=self.file_bytes, latency_ms=self.latency_ms,
                  accuracy_before=self.e2e.accuracy_before, accuracy_after=self.e2e.accuracy_after,
                  agreement=self.e2e.agreement, logits_rel_error=self.e2e.logits_rel_error, timings_s=self.timings_s)
@@ -62,4 +64,5 @@ def evaluate_filters(prepared, *, method: str = "pfp", keep_ratio: float | None 
     lat = measure_latency(networks, rec.x_test) if latency else None
     timings = dict(sensitivity=prepared.timings_s["sensitivity"], prune=result.timings_s["prune"],
                    evaluate=time.perf_counter() - t0)
-    return FilterReport(result, e2e, sizes, lat, prepared.trained.name, rec.name, timings)
+    return FilterReport(result, e2e, sizes, lat, prepared.trained.name, rec.name, timings,
+                        prepared.trained.epochs or None)
