@@ -359,9 +359,10 @@ def cli_words(text: str) -> str:
 def report_error(exc: BaseException) -> int:
     """Print one message (problem, then fix) for an error; return the exit status."""
     if isinstance(exc, SippError):
-        print(f"error: {cli_words(exc.problem)}", file=sys.stderr)
+        words = (lambda t: t) if exc.own_words else cli_words
+        print(f"error: {words(exc.problem)}", file=sys.stderr)
         if exc.fix:
-            print(f"fix: {cli_words(exc.fix)}", file=sys.stderr)
+            print(f"fix: {words(exc.fix)}", file=sys.stderr)
         return exc.exit_code
     if isinstance(exc, (ValueError, TypeError)):  # the engine's argument checks name the argument and range
         print(f"error: {cli_words(str(exc))}", file=sys.stderr)

@@ -20,6 +20,9 @@ class SippError(Exception):
     """A failure with a message naming the problem (``problem``) and one naming the fix (``fix``)."""
 
     exit_code = 1
+    # The command line rewrites Python's argument names as its flags (keep_ratio -> --keep-ratio); a message about a
+    # file the user wrote (a study's TOML keys) keeps the file's own words
+    own_words = False
 
     def __init__(self, problem: str, fix: str = ""):
         problem = str(problem)

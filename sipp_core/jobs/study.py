@@ -50,7 +50,7 @@ from ..errors import BadInput, StorageError
 from ..io.checkpoints import cache_dir
 from ..io.data_files import missing_files
 from ..io.outputs import check_output_folder
-from ..options import METHODS
+from ..options import METHODS, STRUCTURED_METHODS
 from ..zoo.models import MODELS
 from ..zoo.train import DEFAULT_LR
 from .executors import CascadeSpec, get_executor
@@ -99,8 +99,14 @@ class StudyConfig:
         return notes
 
 
+class StudyFileError(BadInput):
+    """A study file's key or value, said in the file's own words (sample_size, not --sample-size)."""
+
+    own_words = True
+
+
 def _bad(where: str, problem: str, fix: str) -> BadInput:
-    return BadInput(f"{where}: {problem}", fix)
+    return StudyFileError(f"{where}: {problem}", fix)
 
 
 def _unknown(where: str, got: dict, allowed: set) -> None:
@@ -118,7 +124,10 @@ def load_config(path: str | Path) -> StudyConfig:
         raise BadInput(f"the study file {path} cannot be read ({exc.strerror or exc})",
                        "give the path of a .toml study file, e.g. studies/sipp_mnist.toml") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{path} is not valid TOML ({exc})", "fix the line named; strings need quotes") from exc
+        raise StudyFileError(f"{path} is not valid TOML ({exc})", "fix the line named; strings need quotes") from exc
+    except UnicodeDecodeError as exc:  # a binary file (an .npz, a checkpoint) given as the study
+        raise StudyFileError(f"{path} is not a text file, so not a study file",
+                             "give the path of a .toml study file, e.g. studies/sipp_mnist.toml") from exc
     return config_from_dict(data, source=str(path))
 
 
@@ -130,8 +139,8 @@ def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
         ratios = parse_ratios(raw) if isinstance(raw, str) else _check_ratios(raw)
         seeds = _check_seeds(data.get("seeds", MIN_SEEDS))
     except (ValueError, TypeError) as exc:
-        raise _bad(source, str(exc), f"methods are any of {', '.join(METHODS)}; ratios a list in (0, 1] or "
-                   "'K1:K2:N'; seeds a count or a list") from exc
+        raise _bad(source, str(exc), f"methods are any of {', '.join(METHODS + STRUCTURED_METHODS)}; ratios a list "
+                   "in (0, 1] or 'K1:K2:N'; seeds a count or a list") from exc
     sample_size = data.get("sample_size")
     if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
                                     or sample_size < 1):

@@ -124,3 +124,23 @@ def test_a_study_from_the_cache_on_ray_writes_its_files(tiny_moons_env, tmp_path
                    '[[networks]]\nmodel = "mlp"\ndataset = "moons"\n')
     assert main(["study", str(cfg), "--quiet", "--out", str(tmp_path / "out")]) == 0
     assert "ray executor;" in capsys.readouterr().out and (tmp_path / "out" / "rows.csv").exists()
+
+
+def test_a_study_files_errors_keep_its_own_words(tmp_path, capsys):
+    """The command line says sample_size (the TOML key), not --sample-size; a binary file is not a study file; the
+    fix for a bad method lists the channel methods a study runs too."""
+    from sipp_core.__main__ import main
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\nsample_size = 0\n[[networks]]\nmodel = "mlp"\ndataset = "moons"\n')
+    assert main(["study", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "sample_size must be a positive integer" in err and "--sample-size" not in err
+    binary = tmp_path / "d.npz"
+    binary.write_bytes(b"PK\x03\x04\xd4\xff\x00 not text")
+    assert main(["study", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a text file, so not a study file" in err and "fix: give the path of a .toml study file" in err
+    cfg.write_text('name = "s"\nmethods = ["nope"]\n[[networks]]\nmodel = "mlp"\ndataset = "moons"\n')
+    assert main(["study", str(cfg)]) == 2
+    assert "pfp" in capsys.readouterr().err
