@@ -114,6 +114,11 @@ def _check_sources(args) -> None:
                        "add --npz FILE.npz (x_train, y_train, x_test, y_test)")
     if not args.model and not args.program:
         raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
+    if args.npz and args.dataset:
+        raise BadInput("--dataset names a built-in data set, and --npz is your own data", "leave out --dataset")
+    if args.program and args.model:
+        raise BadInput("--model names the zoo architecture of --weights, and --program brings its own network",
+                       "leave out --model")
     if args.epochs is not None and args.npz:
         raise BadInput("--epochs picks one of the zoo's checkpoints, and --weights or --program is your own network",
                        "leave out --epochs")
@@ -133,7 +138,7 @@ def _prepared(args):
         trained, record = _own_network(args)
         return prepare_trained(trained, record, sample_size=args.sample_size, seed=args.seed,
                                patch_reduction=args.patch_reduction, progress=progress)
-    return prepare(args.model, args.dataset, sample_size=args.sample_size, seed=args.seed,
+    return prepare(args.model, args.dataset or "mnist5k", sample_size=args.sample_size, seed=args.seed,
                    patch_reduction=args.patch_reduction, device=args.device, progress=progress, epochs=args.epochs)
 
 
@@ -282,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("prune", help="prune a trained model and print a per-layer table")
     q.add_argument("--model", help="a zoo network (the architecture of --weights); not needed with --program")
-    q.add_argument("--dataset", default="mnist5k")
+    q.add_argument("--dataset", help="a built-in data set (default mnist5k); not with --npz, which is the data")
     q.add_argument("--npz", help="your own data set: x_train, y_train, x_test, y_test (with --weights or --program)")
     q.add_argument("--preprocessing", default="as-given", choices=list(PREPROCESSING),
                    help="what is done to --npz inputs first (default: as-given, the values as stored)")

@@ -289,6 +289,18 @@ def test_an_npz_whose_s_pool_is_below_the_formula_is_said(capsys, tmp_path):
     assert "warning: |S| = 30 is below the" in err and "the S-pool holds 30 points" in err
 
 
+@fault("prune --npz with --dataset, or --program with --model", surface="command line", outcome="clear error")
+def test_flags_that_would_be_ignored_are_refused(capsys, tmp_path):
+    data, prog = tmp_path / "d.npz", tmp_path / "p.pt2"
+    code, _, err = run_cli(capsys, "prune", "--npz", str(data), "--weights", str(prog), "--model", "mlp",
+                           "--dataset", "digits", "--keep-ratio", "0.5")
+    assert code == 2 and "--dataset names a built-in data set, and --npz is your own data" in err
+    assert "fix: leave out --dataset" in err
+    code, _, err = run_cli(capsys, "prune", "--npz", str(data), "--program", str(prog), "--model", "lenet300",
+                           "--keep-ratio", "0.5")
+    assert code == 2 and "--program brings its own network" in err and "fix: leave out --model" in err
+
+
 @fault("train --out a folder, or a path that cannot be written", surface="command line", outcome="clear error")
 def test_train_checks_its_output_before_training(capsys, monkeypatch, tmp_path):
     trained = []
