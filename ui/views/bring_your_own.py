@@ -297,12 +297,9 @@ def _data_inputs(s: Settings, mb: int) -> tuple[str, object, str]:
                         format_func=lambda k: f"{DATA_SOURCES[k]} ({s.dataset})" if k == "sidebar" else DATA_SOURCES[k])
     npz_file = None
     if data_src == "npz":
-        npz_file = kept_upload("npz", st.file_uploader(
-            f"Data set (.npz, at most {mb} MB)", key="byo_npz_file",
-            on_change=forget_on_clear, args=("npz", "byo_npz_file"),
-            help="np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images (N, C, H, W) or "
-                 "(N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). Read without pickle."))
-        _kept_note("npz", npz_file)
+        npz_file = _uploader("npz", "byo_npz_file", f"Data set (.npz, at most {mb} MB)",
+                             "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...): images (N, C, H, W) "
+                             "or (N, H, W, C), or vectors (N, D); labels 0..K−1 shaped (N,). Read without pickle.")
         preprocessing = st.selectbox("Preprocessing of its inputs", list(PREPROCESSING_LABELS),
                                      format_func=PREPROCESSING_LABELS.get, key="byo_preprocessing",
                                      persist_state="session",
@@ -342,27 +339,30 @@ def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, 
         arch = st.selectbox("Architecture", names, index=default, key="byo_arch", persist_state="session",
                             format_func=lambda n: f"{n}: {MODELS[n].description}",
                             help="The zoo network the weights belong to (models that fit the data set's inputs).")
-        model_file = kept_upload("weights", st.file_uploader(
-            f"Weights (.pt / .pth, at most {mb} MB)", key="byo_model_file",
-            on_change=forget_on_clear, args=("weights", "byo_model_file"),
-            help="torch.save(model.state_dict(), 'weights.pt'); a dict with a 'state_dict' entry works too. "
-                 "Loaded with weights_only=True."))
-        _kept_note("weights", model_file)
+        model_file = _uploader("weights", "byo_model_file", f"Weights (.pt / .pth, at most {mb} MB)",
+                               "torch.save(model.state_dict(), 'weights.pt'); a dict with a 'state_dict' entry works "
+                               "too. Loaded with weights_only=True.")
         with st.expander("Which weights files fit an architecture?"):
             st.markdown(LAYOUTS)
     else:
-        model_file = kept_upload("program", st.file_uploader(
-            f"Exported program (.pt2, at most {mb} MB)", key="byo_pt2_file",
-            on_change=forget_on_clear, args=("program", "byo_pt2_file"),
-            help="x = a batch of two or more inputs; ep = torch.export.export(model.eval(), (x,), "
-                 "dynamic_shapes=({0: torch.export.Dim('batch')},)); torch.export.save(ep, 'model.pt2'). A program "
-                 "exported with a fixed batch size (no dynamic_shapes) works too: it runs in pieces of that size."))
-        _kept_note("program", model_file)
+        model_file = _uploader("program", "byo_pt2_file", f"Exported program (.pt2, at most {mb} MB)",
+                               "x = a batch of two or more inputs; ep = torch.export.export(model.eval(), (x,), "
+                               "dynamic_shapes=({0: torch.export.Dim('batch')},)); torch.export.save(ep, "
+                               "'model.pt2'). A program exported with a fixed batch size (no dynamic_shapes) works "
+                               "too: it runs in pieces of that size.")
     return arch, model_file
 
 
 # The uploaders take any file: a file of the wrong kind gets the loaders' own refusal with its fix ("a torch.save
 # file: choose weights"), where a type filter showed only a red mark whose message was cut to a pixel.
+
+
+def _uploader(slot: str, key: str, label: str, help: str):
+    """A file uploader whose file is kept for the session (ui/kept_uploads.py): the file, or the one kept earlier
+    when a page switch emptied it (with a line saying so and a Remove button), or None."""
+    f = kept_upload(slot, st.file_uploader(label, key=key, on_change=forget_on_clear, args=(slot, key), help=help))
+    _kept_note(slot, f)
+    return f
 
 
 def _kept_note(slot: str, f) -> None:
