@@ -60,7 +60,8 @@ def check_delta(delta, name: str = "delta") -> float:
     if isinstance(delta, (torch.Tensor, np.ndarray)) and getattr(delta, "ndim", 1) == 0:
         delta = delta.item()
     if not _is_real(delta) or not math.isfinite(float(delta)) or not 0.0 < float(delta) < 1.0:
-        raise BadInput(f"{name} must be a number with 0 < {name} < 1 (e.g. 1e-16); got {delta!r}")
+        raise BadInput(f"{name} must be a number with 0 < {name} < 1; got {delta!r}",
+                       f"give {name} a small probability, e.g. {name}=1e-16 (the authors' value)")
     return float(delta)
 
 
@@ -69,7 +70,8 @@ def check_epsilon(epsilon, name: str = "epsilon") -> float:
     if isinstance(epsilon, (torch.Tensor, np.ndarray)) and getattr(epsilon, "ndim", 1) == 0:
         epsilon = epsilon.item()
     if not _is_real(epsilon) or not math.isfinite(float(epsilon)) or not float(epsilon) > 0.0:
-        raise BadInput(f"{name} must be a finite number > 0 (e.g. 0.5); got {epsilon!r}")
+        raise BadInput(f"{name} must be a finite number > 0; got {epsilon!r}",
+                       f"give {name} the relative error a row may keep, e.g. {name}=0.5")
     return float(epsilon)
 
 

@@ -89,17 +89,21 @@ class PruneResult:
 def validate_arguments(method, keep_ratio, epsilon, delta, patch_reduction="max", allocation="global", c_prime=3.0):
     """Raise BadInput (a ValueError) naming the first bad argument and its valid range."""
     if method not in METHODS:
-        raise BadInput(f"method must be one of {', '.join(METHODS + STRUCTURED_METHODS)}; got {method!r}")
+        raise BadInput(f"method must be one of {', '.join(METHODS + STRUCTURED_METHODS)}; got {method!r}",
+                       "choose one of them (sipp-hybrid is the default)")
     if (keep_ratio is None) == (epsilon is None):
-        raise BadInput("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither")
+        raise BadInput("give exactly one of keep_ratio (in (0, 1]) or epsilon (> 0), not both or neither",
+                       "e.g. keep_ratio=0.1, or epsilon=0.5")
     if keep_ratio is not None:
         if not isinstance(keep_ratio, (int, float)) or not (0.0 < float(keep_ratio) <= 1.0) or math.isnan(keep_ratio):
-            raise BadInput(f"keep_ratio must be in (0, 1]; got {keep_ratio!r}")
+            raise BadInput(f"keep_ratio must be in (0, 1]; got {keep_ratio!r}",
+                           "give the share of the prunable weights to keep, e.g. keep_ratio=0.1")
     if epsilon is not None:
         check_epsilon(epsilon)
         if method not in SIPP_METHODS:
             raise BadInput(
-                f"epsilon mode needs a SiPP method ({', '.join(SIPP_METHODS)}); {method!r} takes keep_ratio"
+                f"epsilon mode needs a SiPP method ({', '.join(SIPP_METHODS)}); {method!r} takes keep_ratio",
+                f"choose a SiPP method, or give {method!r} a keep_ratio"
             )
     check_delta(delta)
     if patch_reduction not in PATCH_REDUCTIONS:

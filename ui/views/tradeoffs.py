@@ -15,6 +15,7 @@ import math
 
 import streamlit as st
 
+from sipp_core.errors import SippError
 from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
@@ -205,7 +206,7 @@ def _request(s: Settings):
     try:
         req = sweep_request(s, methods, text, seeds, latency)
     except ValueError as exc:
-        text = str(exc)
+        text = exc.problem if isinstance(exc, SippError) else str(exc)  # the page gives its own fix
         st.error(f"{text[:1].upper()}{text[1:]}. Fix: type numbers in (0, 1] separated by commas, e.g. "
                  f"{DEFAULT_RATIOS}.", icon=":material/error:")
         st.stop()
