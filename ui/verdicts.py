@@ -105,8 +105,8 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
     k = int(held.sum())
     # a deterministic or entirely pruned row's error is at most its whole signal (1): a bound of 1 or more holds
     # whatever happens, and says nothing
-    kinds_all = rows["method"].to_numpy() if "method" in rows else np.array([None] * len(rows))
-    vacuous = ok & (b >= 1) & np.isin(kinds_all, ["deterministic", "pruned entirely"])
+    methods = rows["method"].to_numpy() if "method" in rows else np.array([None] * len(rows))
+    vacuous = ok & (b >= 1) & np.isin(methods, ["deterministic", "pruned entirely"])
     n_vac = int(vacuous.sum())
     ratio_ok = held & ~vacuous & (m > 0) & (b > 0)
     where = f"rows, measured on {on}"
@@ -118,7 +118,6 @@ def bound_rows_verdict(rows: pd.DataFrame, on: str = "held-out points", delta: f
     else:
         head = f"The bound **held on {k:,} of {n:,} {where}**; {_plural(n - k, 'row')} exceeded it"
         failed = ok & ~held
-        methods = rows["method"].to_numpy() if "method" in rows else np.array([None] * len(rows))
         kinds = methods[failed]
         det, sam, whole = (int((kinds == k).sum()) for k in ("deterministic", "sampled", "kept all with s > 0"))
         why = []
