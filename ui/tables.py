@@ -19,6 +19,9 @@ from sipp_core.zoo.layers import prunable_layers
 # 2: every weight with a share of the signal on S (s > 0) kept; a weight silent on all of S (s = 0) is dropped
 ROW_METHOD_NAMES = {0: "deterministic", 1: "sampled", 2: "kept all with s > 0", 3: "pruned entirely"}
 SIGN_NAMES = {0: "+ (positive weights)", 1: "- (negative weights)"}
+# The pruned state_dict's four file formats (sipp_core.plan.sparse_speed), in the speed panel's words
+FILE_LABELS = {"dense": "dense state_dict (torch.save)", "dense_zip": "dense, zipped (np.savez_compressed)",
+               "csr_torch": "sparse CSR (torch.save)", "csr_npz": "sparse CSR, zipped, small indices"}
 
 
 def as_float(v) -> float:

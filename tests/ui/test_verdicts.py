@@ -252,7 +252,7 @@ def test_a_long_list_of_keep_ratios_is_short_and_rounded():
 
 
 def test_a_cancelled_sweep_says_what_never_ran():
-    from ui.results import cancelled_note
+    from ui.sweep_results import cancelled_note
 
     frame = pd.DataFrame(dict(method=["wt", "wt", "sipp-hybrid"], seed=[0, 0, 0]))
     note = cancelled_note(frame, dict(methods=["wt", "sipp-hybrid", "random"], seeds=[0, 1], ratios=[0.5, 0.1]))

@@ -22,6 +22,7 @@ import pandas as pd
 
 from sipp_core.zoo.layers import layer_label
 from ui.charts.core import LEGEND_PX, OKABE, TEXT_PX, _floor, _title, empty, sized, tight_log
+from ui.tables import FILE_LABELS
 
 METHOD_COLOR = {
     "sipp-hybrid": OKABE["blue"], "sipp-det": OKABE["sky"], "sipp-rand": OKABE["green"], "wt": OKABE["orange"],
@@ -393,10 +394,6 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
         title=_title("Sparse (CSR) speed over dense, per layer", ["median of timed runs, 1 CPU thread",
                                                                   "dotted line: equal speed; left of it sparse is slower"]),
         width=width, height=h), h, 2, 1)
-
-
-FILE_LABELS = {"dense": "dense state_dict (torch.save)", "dense_zip": "dense, zipped (np.savez_compressed)",
-               "csr_torch": "sparse CSR (torch.save)", "csr_npz": "sparse CSR, zipped, small indices"}
 
 
 def file_size_chart(files: dict, width: int = WIDTH) -> alt.Chart:

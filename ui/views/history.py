@@ -19,8 +19,9 @@ from sipp_core.zoo.models import MODELS
 from ui import run_store, show
 from ui import verdicts as vd
 from ui.charts.history import overlay_chart, smp_overlay_chart
-from ui.results import show_cascade, show_isolation, show_sweep, verdict_box
+from ui.results import verdict_box
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, METHOD_LABELS, Settings, fmt_num
+from ui.sweep_results import show_cascade, show_isolation, show_sweep
 from ui.tables import as_float
 
 KIND_LABELS = {"prune": "prune", "sweep": "trade-off sweep", "retrain": "prune-retrain cascade",

@@ -23,9 +23,9 @@ from sipp_core.zoo.models import build_model
 from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, show_error
-from ui.results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings
+from ui.sweep_results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 
 CASCADE_JOB, ISOLATION_JOB = "_job_cascade", "_job_isolation"
 DEFAULT_SCHEDULE = "0.5, 0.2, 0.1, 0.05, 0.02"

@@ -20,9 +20,9 @@ from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, get_prepared, show_error
-from ui.results import show_sweep
 from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings
+from ui.sweep_results import show_sweep
 
 JOB_KEY = "_job_sweep"
 # Large ratios first: on the default network the 2-point prune potential then has an answer for most methods.
