@@ -248,11 +248,13 @@ def summary(label: str, runs: list[dict]) -> None:
 
 
 def prepare(root: Path) -> None:
-    """What `make run` does in `root` before it starts the server (the app's bytecode, where its Makefile
-    compiles it), so that each checkout is timed as its users start it."""
+    """What `make run` does in `root` before it starts the server (the app's bytecode and its compiled chart
+    templates, where its Makefile makes them), so that each checkout is timed as its users start it."""
     makefile = root / "Makefile"
-    if makefile.exists() and "\nbytecode:" in makefile.read_text():
-        subprocess.run(["make", "-s", "-C", str(root), "-o", ".venv/.installed-app", "bytecode",
+    text = makefile.read_text() if makefile.exists() else ""
+    target = "templates" if "\ntemplates:" in text else "bytecode" if "\nbytecode:" in text else None
+    if target is not None:
+        subprocess.run(["make", "-s", "-C", str(root), "-o", ".venv/.installed-app", target,
                         f"PY={sys.executable}"], check=True, timeout=300)
 
 

@@ -8,6 +8,15 @@ No streamlit (usable from a notebook): ``charts/`` (Altair builders and PIL heat
 Streamlit: ``engine.py`` (cached engine calls shared by sessions), ``jobs.py`` (background jobs),
 ``sidebar.py`` (the one shared sidebar), ``nav.py`` (st.navigation), ``show.py``; the services the
 pages share: ``guard.py`` (settings check, sensitivities and report, errors with their fix),
-``results.py`` (result displays), ``run_store.py`` (the run history), ``explain.py`` (the formulas
-expander); and the page bodies ``views/``.
+``results.py`` (the verdict callout and a prune's headline), ``sweep_results.py`` (a sweep's and a retraining
+run's displays), ``run_store.py`` (the run history), ``explain.py`` (the formulas
+expander); the page bodies ``views/``; and ``compile_templates.py`` (`make run`'s step that compiles the default
+page's chart templates, running that page once).
 """
+import sys
+
+# Before altair (and so jsonschema) is first imported, by the app or a notebook: jsonschema's format checker imports
+# rfc3987_syntax when it is installed (the Jupyter extras bring it), and that compiles 38 grammars at import: 8 s of
+# altair's 10.7 s import on a 2-core machine at load 10, paid by the first page of a fresh server. It only checks the
+# "iri" formats, which the Vega-Lite schema never uses, so chart validation is unchanged without it.
+sys.modules.setdefault("rfc3987_syntax", None)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-from ui.charts.core import LEGEND_LABEL_LIMIT, to_png, to_svg, wide_title
-from ui.charts.figure import Figure, as_chart, template_of
+from ui.charts.base import LEGEND_LABEL_LIMIT, to_png, to_svg, wide_title
+from ui.charts.figure import Figure, as_chart, spec_of
 from ui.style import presenting
 from ui.tables import LAYER_TABLE_LABELS
 
@@ -47,11 +46,14 @@ def _scaled(spec, factor: float):
 
 
 def _stem(c) -> str:
-    title = getattr(c, "title", alt.Undefined)
-    text = getattr(title, "text", title) if title is not alt.Undefined else "chart"
+    """A file name for the chart's downloads, from its title's words (an Altair chart's title, or a Figure's as
+    Vega-Lite has it: Altair is not imported here, so both are read by their fields)."""
+    title = getattr(c, "title", None)
+    text = title.get("text") if isinstance(title, dict) else getattr(title, "text", title)
     text = " ".join(text) if isinstance(text, list) else text  # titles wrap into lines (ui.charts.core._title)
-    if isinstance(text, alt.ExprRef):  # a title with a live number: its leading words, e.g. 'Weights kept per layer'
-        m = re.match(r"\s*'([^']*)'", text.expr)
+    expr = text.get("expr") if isinstance(text, dict) else getattr(text, "expr", None)
+    if isinstance(expr, str):  # a title with a live number: its leading words, e.g. 'Weights kept per layer'
+        m = re.match(r"\s*'([^']*)'", expr)
         text = m.group(1) if m else "chart"
     text = text if isinstance(text, str) else "chart"
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "chart"
@@ -221,7 +223,7 @@ def chart_row(items: list) -> None:
 
 
 def _meta(c) -> dict:
-    meta = getattr(c, "usermeta", alt.Undefined)
+    meta = getattr(c, "usermeta", None)
     return meta if isinstance(meta, dict) else {}
 
 
@@ -239,7 +241,7 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     h = meta.get("sipp_height")
     present = presenting()
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
-        spec = c.spec(_presented(c.key, template_of(c)[1]) if present else None)
+        spec = c.spec(_presented(c.key, spec_of(c)) if present else None)
     elif present:
         spec = presented(spec if spec is not None else c.to_dict())
     where = st if present or where is None else where

@@ -16,7 +16,7 @@ from ui import tables  # noqa: E402
 from ui.charts import guarantees as guarantee_charts  # noqa: E402
 from ui.charts import layers as layer_charts  # noqa: E402
 from ui.charts import sensitivity as sens_charts  # noqa: E402
-from ui.charts.figure import Figure, template_of  # noqa: E402
+from ui.charts.figure import Figure, spec_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,13 @@ def failing(prepared):
 def test_two_settings_share_one_template_and_differ_only_in_data(reports, make):
     a, b = make(reports[0]), make(reports[1])
     assert isinstance(a, Figure) and a.key == b.key
-    assert template_of(a)[1] is template_of(b)[1]  # built and converted once
+    assert spec_of(a) is spec_of(b)  # built and converted once
     sa, sb = a.spec(), b.spec()
-    assert set(sa["datasets"]) >= set(template_of(a)[1].get("datasets", {}))  # the template's fixed data stay
+    assert set(sa["datasets"]) >= set(spec_of(a).get("datasets", {}))  # the template's fixed data stay
     assert {k: v for k, v in sa.items() if k != "datasets"} == {k: v for k, v in sb.items() if k != "datasets"}
     assert set(sa["datasets"]) >= set(a.data) and not all(
         sa["datasets"][n].equals(sb["datasets"][n]) for n in a.data)  # the numbers differ
-    assert not set(template_of(a)[1].get("datasets", {})) & set(a.data)  # the shared template holds none of it
+    assert not set(spec_of(a).get("datasets", {})) & set(a.data)  # the shared template holds none of it
 
 
 def test_a_method_without_a_bound_gets_its_own_template(reports):
@@ -72,7 +72,7 @@ def test_the_complete_chart_inlines_every_data_set(reports):
 
 
 def _shared_template(a, b) -> None:
-    assert isinstance(a, Figure) and a.key == b.key and template_of(a)[1] is template_of(b)[1]
+    assert isinstance(a, Figure) and a.key == b.key and spec_of(a) is spec_of(b)
     sa, sb = a.spec(), b.spec()
     assert {k: v for k, v in sa.items() if k != "datasets"} == {k: v for k, v in sb.items() if k != "datasets"}
 

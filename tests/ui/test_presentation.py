@@ -69,6 +69,12 @@ def test_downloaded_files_are_named_after_the_chart_title():
     assert _stem(c) == "guaranteed-bound-vs-measured-error-per-layer"
     live = c.properties(title=alt.Title(alt.ExprRef(expr="'Weights kept per layer: ' + format(1, '.2f')")))
     assert _stem(live) == "weights-kept-per-layer"  # a title with a live number: its leading words
+    from ui.charts.figure import Figure
+
+    # A Figure's title is read from its Vega-Lite dict (show.py never imports Altair): the same names
+    assert _stem(Figure(("stem-test", "wrapped"), lambda: c, {})) == "guaranteed-bound-vs-measured-error-per-layer"
+    assert _stem(Figure(("stem-test", "live"), lambda: live, {})) == "weights-kept-per-layer"
+    assert _stem(Figure(("stem-test", "none"), lambda: alt.Chart(pd.DataFrame({"a": [1]})).mark_point(), {})) == "chart"
 
 
 def test_a_fresh_servers_first_page_has_its_style_before_the_heavy_imports():

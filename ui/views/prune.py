@@ -20,7 +20,6 @@ from sipp_core.zoo.layers import left_dense
 from ui import engine, show, tables
 from ui import verdicts as vd
 from ui.charts import layers as charts
-from ui.charts import tradeoffs as ct
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
 from ui.results import export_zip, headline_metrics, verdict_box
@@ -99,7 +98,7 @@ def speed_tables(rep) -> dict:
     ].rename(columns={"name": "layer", "density": "kept share", "batch_size": "batch size", "dense_ms": "dense (ms)",
                       "csr_ms": "CSR (ms)", "speedup": "CSR speed-up", "max_abs_diff": "max |dense − CSR|"})
     files = rep.files_frame()
-    files["format"] = files["format"].map(lambda k: ct.FILE_LABELS.get(k, k))
+    files["format"] = files["format"].map(lambda k: tables.FILE_LABELS.get(k, k))
     files = files.rename(columns={"relative_to_dense": "share of dense"})
     return dict(totals=totals, layers=layers, files=files, verdict=verdict(rep), explanation=rep.explanation)
 
@@ -134,6 +133,10 @@ def render_speed_panel(report, key: tuple) -> None:
         t = speed_tables(rep)
         for line in t["verdict"]:
             st.markdown("- " + line)
+        # Imported here, not at the top: the charts' module imports Altair (0.2 s), which the first page does
+        # without (ui.charts.compiled); this panel is drawn only once opened and measured.
+        from ui.charts import tradeoffs as ct
+
         if (rep.to_frame()["kind"] == "linear").any():
             show.chart(ct.speedup_chart(rep.to_frame(), rep.totals()))
         show.chart(ct.file_size_chart(rep.files))

@@ -1,0 +1,108 @@
+"""Chart templates compiled ahead: the Vega-Lite dicts of the default page's charts, written by `make run` before
+it starts the server (``python -m ui.compile_templates``), as it compiles the app's bytecode.
+
+Why: a fresh server's first page would otherwise import Altair (0.2 s on a 2-core laptop) and build its two chart
+templates (0.1 s) after torch, while its first visitor waits. Drawn from this file (ui.charts.figure.spec_of),
+it does neither.
+
+The file holds what the builders themselves made, by key (ui.charts.figure.Figure.key), beside a fingerprint of
+the code that made them (ui/charts, ui/tables.py and Altair's version). A file whose fingerprint is not the
+code's now, an unreadable file or none at all is ignored: every template is then built as usual, so the file can
+only make a page sooner, never different. Written to a temporary file and renamed: a reader never sees half of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+PATH = Path(__file__).resolve().parent / "__templates__" / "default.json"  # beside the code, like its bytecode
+_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "tables.py")
+
+_lock = threading.Lock()
+_table: dict[str, dict] | None = None  # key text -> spec, read once per process
+
+
+def fingerprint() -> str:
+    """A hash of the code the templates come from: the chart modules, the table labels, Altair itself."""
+    h = hashlib.sha256()
+    charts, tables = _CODE
+    for p in sorted(charts.glob("*.py")) + [tables]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    spec = importlib.util.find_spec("altair")  # its __init__ names its version; found, not imported
+    if spec is not None and spec.origin:
+        h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()
+
+
+def key_text(key: tuple) -> str | None:
+    """A figure key as the file writes it (None for a key that JSON cannot hold: never compiled)."""
+    try:
+        return json.dumps(key, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read(path: Path) -> dict[str, dict]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint():
+            return {}
+        templates = doc.get("templates")
+        return {k: v for k, v in templates.items() if isinstance(v, dict)} if isinstance(templates, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def spec(key: tuple) -> dict | None:
+    """The compiled template for this key, or None (no file, another code's file, or a key not compiled)."""
+    global _table
+    text = key_text(key)
+    if text is None:
+        return None
+    with _lock:
+        if _table is None:
+            _table = _read(PATH)
+        return _table.get(text)
+
+
+def forget(ignore_file: bool = False) -> None:
+    """Read the file again at the next spec() (tests; after writing it); ignore_file: read none (every template
+    is built: what ui.compile_templates writes)."""
+    global _table
+    with _lock:
+        _table = {} if ignore_file else None
+
+
+def write(specs: dict[tuple, dict], path: Path | None = None) -> int:
+    """Write these templates (key -> Vega-Lite dict) with the code's fingerprint to `path` (default PATH); returns
+    how many."""
+    path = path if path is not None else PATH
+    templates = {t: s for k, s in specs.items() if (t := key_text(k)) is not None}
+    doc = {"fingerprint": fingerprint(), "templates": templates}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".default-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        os.chmod(tmp, 0o644)  # as the code beside it: readable by whoever runs the app (mkstemp made it 0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    forget()
+    return len(templates)
+
+
+def up_to_date() -> bool:
+    """Whether PATH holds templates of this code."""
+    return bool(_read(PATH))
+
+
+if __name__ == "__main__":  # `make templates`: exit 0 when the file is this code's, else 1 (then ui.compile_templates)
+    sys.exit(0 if up_to_date() else 1)
