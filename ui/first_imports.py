@@ -1,5 +1,6 @@
-"""The app's heavy imports (torch, pandas, Altair and the app's own modules: about 280,000 objects), made once per
-process by the first run, with Python's garbage collector kept out of them.
+"""The app's heavy imports (torch, pandas and the app's own modules: most of the 280,000 objects a server holds),
+made once per process by the first run, with Python's garbage collector kept out of them; and, the same way,
+what the first page does without and later pages need (later_import: Altair and the chart builders).
 
 Why: the collector makes a pass every few hundred new objects and a full pass as old ones pile up. Over these
 imports that is about a fifth of their time (1.84-1.99 s with it, 1.42-1.70 s without, on a 2-core laptop), and
@@ -13,6 +14,8 @@ Streamlit-free and light: studio.py enters it before torch is imported. Two runs
 from __future__ import annotations
 
 import gc
+import importlib
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -47,5 +50,28 @@ def heavy_imports():
                 if done and not _state["frozen"]:
                     gc.freeze()
                     _state["frozen"] = True
+                if _state["was_enabled"]:
+                    gc.enable()
+
+
+def later_import(module: str) -> None:
+    """Import `module` (and all it imports) as heavy_imports makes the first ones: with the collector off, then
+    frozen. For what the first page does without: Altair and the chart builders (ui.charts.compiled), imported in the
+    background once that page is drawn (ui.warmup), or by the first other page if it comes sooner. Unfrozen, their
+    objects would add 6-10 ms to the full collection after every run. Nothing to do once imported."""
+    if module in sys.modules:
+        return
+    with _lock:
+        if _state["inside"] == 0:
+            _state["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _state["inside"] += 1
+    try:
+        importlib.import_module(module)
+    finally:
+        with _lock:
+            _state["inside"] -= 1
+            if _state["inside"] == 0:
+                gc.freeze()
                 if _state["was_enabled"]:
                     gc.enable()

@@ -14,6 +14,8 @@ from typing import Callable
 
 import streamlit as st
 
+from ui.first_imports import later_import
+
 APP = Path(__file__).resolve().parent.parent / "studio.py"
 _ACTIVE = threading.local()  # set while studio.py runs the selected page
 
@@ -25,12 +27,16 @@ class PageSpec:
     icon: str
     section: str
     default: bool = False
+    # Its charts' templates are compiled (ui.charts.compiled): it draws them without Altair, so a fresh server's
+    # first page never imports it. Every other page has the chart builders imported before it runs (run_page).
+    compiled_charts: bool = False
 
 
 SECTIONS = ("Prune and inspect", "Analyses", "Models and runs", "Teach")
 
 PAGES: list[PageSpec] = [
-    PageSpec("pages/prune.py", "Prune", ":material/content_cut:", "Prune and inspect", default=True),
+    PageSpec("pages/prune.py", "Prune", ":material/content_cut:", "Prune and inspect", default=True,
+             compiled_charts=True),
     PageSpec("pages/sensitivity.py", "Sensitivity", ":material/insights:", "Prune and inspect"),
     PageSpec("pages/kept_edges.py", "Kept edges", ":material/grid_on:", "Prune and inspect"),
     PageSpec("pages/guarantees.py", "Guarantees", ":material/verified:", "Prune and inspect"),
@@ -43,6 +49,10 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/bring_your_own.py", "Bring your own", ":material/upload_file:", "Models and runs"),
     PageSpec("pages/history.py", "Run history", ":material/history:", "Models and runs"),
 ]
+
+
+COMPILED_TITLES = frozenset(p.title for p in PAGES if p.compiled_charts)
+CHART_BUILDERS = "ui.charts.core"  # what every chart builder imports: Altair, the shared scales, titles and sizes
 
 
 def build_navigation():
@@ -58,7 +68,11 @@ def build_navigation():
 
 
 def run_page(page) -> None:
-    """studio.py: run the selected page, marking that the shared sidebar has been drawn."""
+    """studio.py: run the selected page, marking that the shared sidebar has been drawn. A page whose charts are
+    built here has the builders imported first, their objects frozen (first_imports.later_import): usually the
+    warm-up has done it in the background already."""
+    if page.title not in COMPILED_TITLES:
+        later_import(CHART_BUILDERS)
     _ACTIVE.on = True
     try:
         page.run()

@@ -63,3 +63,22 @@ def test_a_collector_switched_off_before_stays_off(fresh):
     with first_imports.heavy_imports():
         pass
     assert not gc.isenabled() and fresh == [1]
+
+
+def test_a_later_import_runs_without_the_collector_then_freezes_and_only_once(fresh, monkeypatch, tmp_path):
+    """What the first page does without (the chart builders) is imported later the same way: collector off, then
+    its objects frozen; a module already imported costs nothing."""
+    (tmp_path / "sipp_later_probe.py").write_text("import gc\nCOLLECTOR_ON = gc.isenabled()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first_imports.later_import("sipp_later_probe")
+    import sipp_later_probe
+
+    assert sipp_later_probe.COLLECTOR_ON is False and gc.isenabled() and fresh == [1]
+    first_imports.later_import("sipp_later_probe")  # already there: no second freeze
+    assert fresh == [1]
+
+
+def test_a_failed_later_import_still_turns_the_collector_back_on(fresh):
+    with pytest.raises(ModuleNotFoundError):
+        first_imports.later_import("sipp_no_such_module_here")
+    assert gc.isenabled()
