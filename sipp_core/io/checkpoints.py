@@ -42,6 +42,7 @@ from ..errors import CheckpointError, StorageError
 from ..zoo.models import build_model, positional_names
 from ..zoo.train import DEFAULT_EPOCHS, Progress, train_model
 from .data import load_dataset
+from .outputs import give_usual_mode
 from .table_cache import cache_root
 from .uploads import safe_load_message
 
@@ -203,6 +204,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, name, dataset, epochs, seed
                 torch.save(payload, fh)
             except RuntimeError as exc:  # torch's writer reports a full disk as "unexpected pos 1408 vs 1302"
                 raise _failed_write(path, exc) from exc
+        give_usual_mode(tmp)  # not mkstemp's private 0600: `sipp train --out` makes a file to share
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import SippError, StorageError
+from .outputs import give_usual_mode
 from .state_dicts import file_masks, file_state
 
 __all__ = ["EXPORT_FILES", "ONNX_TOLERANCE", "ExportSummary", "export_pruned"]
@@ -229,6 +230,7 @@ def _write(path: Path, data: bytes) -> int:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            give_usual_mode(tmp)  # not mkstemp's private 0600: the files are for deploying elsewhere
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BadInput, StorageError
 
-__all__ = ["check_output_file", "check_output_folder"]
+__all__ = ["check_output_file", "check_output_folder", "give_usual_mode"]
 
 
 def _writable(folder: Path, flag: str, path: Path) -> None:
@@ -54,3 +54,24 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> None:
     if existing.exists() and not existing.is_dir():
         raise BadInput(f"{flag} {p}: {existing} is a file, not a folder", f"give {flag} a path in a folder")
     _writable(existing, flag, p)
+
+
+def _umask() -> int:
+    """The process's umask. Linux tells it in /proc; elsewhere os.umask can only read it by setting it (briefly)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_usual_mode(path: str | os.PathLike) -> None:
+    """Give a file written under a temporary name by tempfile.mkstemp, which makes it private (0600), the mode a
+    plain open() would have given it: 0666 less the umask (0644 on most machines). Why: exported models and
+    checkpoints are meant for other machines and other users' services, which could not read a private file."""
+    os.chmod(path, 0o666 & ~_umask())

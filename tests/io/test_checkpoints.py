@@ -1,5 +1,7 @@
 """Checkpoint cache: round trip, corrupted and foreign files, shipped checkpoints."""
 
+import os
+
 import pytest
 import torch
 
@@ -142,3 +144,16 @@ def test_cli_train_unknown_model_exits_2(capsys):
 
     assert cli(["train", "--model", "alexnet", "--dataset", "moons", "--epochs", "1"]) == 2
     assert "valid models" in capsys.readouterr().err
+
+
+def test_a_saved_checkpoint_has_the_mode_of_the_users_umask(tmp_path):
+    """`sipp train --out` writes under a temporary name (mkstemp: private) and renames: the file still ends with the
+    mode open() would give it (0644 under the usual umask), for sharing."""
+    path = tmp_path / "lenet.pt"
+    before = os.umask(0o022)
+    try:
+        checkpoints.save_checkpoint(path, build_model("mlp", (2,), 2), name="mlp", dataset="moons", epochs=3, seed=1,
+                                    input_shape=(2,), num_classes=2, test_accuracy=0.5)
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o644

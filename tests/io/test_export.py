@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -140,3 +141,24 @@ def test_the_apps_zip_holds_every_deployable_file(tiny_moons_env):
         data = json.loads(zf.read("report.json"))
     assert names == {"masks.pt", "state_dict.pt", "model.pt2", "model.onnx", "report.json", "report.csv"}
     assert data["model"] == "mlp" and data["export"]["onnx_checked_points"] == len(report.prepared.record.x_test)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_mode_open_would_give_them(tmp_path, umask):
+    """Written under a temporary name (mkstemp: private, 0600), then renamed: each file still ends with the mode a
+    plain open() gives under the user's umask, so another user's service can read a model meant for deploying."""
+    from sipp_core.io.export import _write
+
+    before = os.umask(umask)
+    try:
+        _write(tmp_path / "model.onnx", b"bytes")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_every_exported_file_has_the_mode_of_the_users_umask(exported):
+    *_, folder, summary = exported
+    mask = os.umask(0o022)  # os.umask reads it only by setting it: put it back at once
+    os.umask(mask)
+    assert {f: (folder / f).stat().st_mode & 0o777 for f in summary.files} == {f: 0o666 & ~mask for f in summary.files}
