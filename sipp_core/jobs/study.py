@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..console import ProgressPrinter
-from ..errors import BadInput, StorageError
+from ..errors import BadInput, SippError, StorageError, fix_of
 from ..io.checkpoints import cache_dir
 from ..io.data_files import missing_files
 from ..io.outputs import check_output_folder
@@ -138,9 +138,10 @@ def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
         raw = data.get("ratios", "0.5:0.01:8")
         ratios = parse_ratios(raw) if isinstance(raw, str) else _check_ratios(raw)
         seeds = _check_seeds(data.get("seeds", MIN_SEEDS))
-    except (ValueError, TypeError) as exc:
-        raise _bad(source, str(exc), f"methods are any of {', '.join(METHODS + STRUCTURED_METHODS)}; ratios a list "
-                   "in (0, 1] or 'K1:K2:N'; seeds a count or a list") from exc
+    except (ValueError, TypeError) as exc:  # a refusal with a fix of its own keeps it (the ratios', the seeds')
+        raise _bad(source, exc.problem if isinstance(exc, SippError) else str(exc), fix_of(exc) or (
+            f"methods are any of {', '.join(METHODS + STRUCTURED_METHODS)}; ratios a list in (0, 1] or 'K1:K2:N'; "
+            "seeds a count or a list")) from exc
     sample_size = data.get("sample_size")
     if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
                                     or sample_size < 1):

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..cli_args import add_epochs_argument
 from ..console import ProgressPrinter
+from ..errors import BadInput
 from ..io.checkpoints import ASSETS_DIR, cache_dir, checkpoint_name
 from ..io.outputs import check_output_file
 from ..options import METHODS, STRUCTURED_METHODS
@@ -67,22 +68,28 @@ CACHE_VERSION = 1  # bump when rows change meaning
 
 
 MAX_RATIOS = 100  # keep ratios in one sweep: each runs for every method and seed
+RATIOS_FORMS = ("a comma list of shares in (0, 1], e.g. 0.5,0.1,0.02, or a grid from K1 to K2 in N steps, "
+                "e.g. 0.5:0.01:8")
+SEEDS_FIX = "give a count, e.g. 3 (seeds 0, 1, 2), or distinct seeds, e.g. 0,1,7"
 
 
 def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
     """`count` keep ratios from hi down to lo, evenly spaced in log (rounded to 6 significant digits)."""
     hi, lo, count = float(hi), float(lo), int(count)
     if not (0 < lo <= 1 and 0 < hi <= 1) or math.isnan(hi) or math.isnan(lo):
-        raise ValueError(f"keep-ratio range ends must lie in (0, 1]; got {hi:g} and {lo:g}")
+        raise BadInput(f"keep-ratio range ends must lie in (0, 1]; got {hi:g} and {lo:g}",
+                       "give each end as a share of the weights kept, 1 keeping all, e.g. 0.5:0.01:8")
     if count < 1:
-        raise ValueError(f"the number of keep ratios must be at least 1; got {count}")
+        raise BadInput(f"the number of keep ratios must be at least 1; got {count}",
+                       "give N of 1 or more, e.g. 0.5:0.01:8")
     if count > MAX_RATIOS:
-        raise ValueError(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
-                         f"got {count}")
+        raise BadInput(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
+                       f"got {count}", "give fewer, e.g. the grid 0.5:0.01:8")
     if count == 1:
         return (float(f"{hi:.6g}"),)
     if hi == lo:
-        raise ValueError(f"keep-ratio range ends are equal ({hi:g}); give two different ends or count 1")
+        raise BadInput(f"keep-ratio range ends are equal ({hi:g})",
+                       "give two different ends, or N = 1 for that one ratio")
     hi, lo = max(hi, lo), min(hi, lo)
     return tuple(float(f"{v:.6g}") for v in np.geomspace(hi, lo, count))
 
@@ -99,45 +106,47 @@ def parse_ratios(text: str) -> tuple[float, ...]:
         else:
             values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
-        raise ValueError(f"ratios must be 'K1:K2:N' (e.g. 0.5:0.01:8) or a comma list (e.g. 0.5,0.1,0.02); "
-                         f"got {text!r}") from exc
+        raise BadInput(f"keep ratios must be 'K1:K2:N' or a comma list; got {text!r}",
+                       "write " + RATIOS_FORMS) from exc
     if ":" not in text:
         return _check_ratios(values, text)
     if grid[2] == 1 and grid[0] != grid[1]:  # "0.5:0.01:1" would silently be the single ratio 0.5
-        raise ValueError(f"K1:K2:N with N = 1 is the single keep ratio {grid[0]:g}, and {grid[1]:g} would be left out; "
-                         "give N of at least 2 (e.g. 0.5:0.01:8), or the one ratio alone")
+        raise BadInput(f"K1:K2:N with N = 1 is the single keep ratio {grid[0]:g}, and {grid[1]:g} would be left "
+                       "out",
+                       "give N of at least 2 (e.g. 0.5:0.01:8), or the one ratio alone")
     return geometric_ratios(*grid)
 
 
 def _check_ratios(values: Iterable[float], text: str = "") -> tuple[float, ...]:
     vals = tuple(float(v) for v in values)
     if not vals:
-        raise ValueError("give at least one keep ratio")
+        raise BadInput("no keep ratio given", "write " + RATIOS_FORMS)
     bad = [v for v in vals if not (0 < v <= 1) or math.isnan(v)]
     if bad:
         comma = " (a decimal comma? write 0.5 with a point: commas separate the ratios)" if re.search(
             r"\d,\d", text) else ""
-        raise ValueError(f"keep ratios must lie in (0, 1]; got {bad[0]:g}{comma}")
+        raise BadInput(f"keep ratios must lie in (0, 1]; got {bad[0]:g}{comma}",
+                       "write each as the share of the weights kept, 1 keeping all, e.g. 0.5,0.1,0.02")
     out = tuple(sorted(set(vals), reverse=True))
     if len(out) > MAX_RATIOS:
-        raise ValueError(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
-                         f"got {len(out)}")
+        raise BadInput(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
+                       f"got {len(out)}", "give fewer, e.g. the grid 0.5:0.01:8")
     return out
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
     if isinstance(seeds, bool):
-        raise ValueError("seeds must be a count (int >= 1) or a list of integer seeds")
+        raise BadInput("seeds must be a count (int >= 1) or a list of integer seeds", SEEDS_FIX)
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ValueError(f"seeds must be at least 1 (a count) or a list of seeds; got {seeds}")
+            raise BadInput(f"seeds must be at least 1 (a count) or a list of seeds; got {seeds}", SEEDS_FIX)
         return tuple(range(seeds))
     try:
         out = tuple(int(s) for s in seeds)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"seeds must be a count or a list of integers; got {seeds!r}") from exc
+        raise BadInput(f"seeds must be a count or a list of integers; got {seeds!r}", SEEDS_FIX) from exc
     if not out or len(set(out)) != len(out) or min(out) < 0:
-        raise ValueError(f"seeds must be distinct non-negative integers; got {list(out)}")
+        raise BadInput(f"seeds must be distinct non-negative integers; got {list(out)}", SEEDS_FIX)
     return out
 
 

@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
+from sipp_core.errors import BadInput
 from sipp_core.io.data import load_dataset
 from sipp_core.jobs.sweeps import (
     ROW_FIELDS,
+    SEEDS_FIX,
     SweepResult,
+    _check_seeds,
     add_sweep_parser,
     geometric_ratios,
     parse_ratios,
@@ -51,9 +54,17 @@ def test_parse_ratios():
                        ("0.5:0.01:1", "N = 1 is the single keep ratio 0.5, and 0.01 would be left out"),
                        ("0.5:0.01:500", "at most 100 keep ratios"),
                        (",".join(f"{i / 1000:g}" for i in range(1, 102)), "at most 100 keep ratios")]:
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(BadInput, match=match) as err:
             parse_ratios(bad)
+        assert err.value.fix and "Fix" not in err.value.problem  # the command line prints them on two lines
     assert parse_ratios("0.5:0.5:1") == (0.5,)
+
+
+def test_seed_refusals_say_how_to_give_seeds():
+    for bad in (0, True, "x", [1, 1], [-2]):
+        with pytest.raises(BadInput, match="seeds must") as err:
+            _check_seeds(bad)
+        assert err.value.fix == SEEDS_FIX
 
 
 def _frame(rows):
