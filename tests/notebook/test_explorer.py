@@ -65,6 +65,12 @@ def test_method_eps_delta_and_their_errors(ex):
     assert "Not updated" in ex.status.value
     ex.controls.mode.value = "keep ratio"
     assert ex.error is None and ex.result.settings["method"] == "wt"
+    kept = ex.result  # a call that cannot update says so (a click only shows it above the charts)
+    with pytest.raises(BadInput, match=r"ex.set\(epsilon=0.5\) did not update: .*no error bound.*still shows the last"
+                                       ) as err:
+        ex.set(epsilon=0.5)
+    assert ex.result is kept and err.value.fix and "Fix" not in err.value.problem
+    ex.set(keep_ratio=0.1)
     assert not [r for r in _data(ex.specs["bound"]) if "bound" in r.get("series", "")]
     ex.set(method="sipp-hybrid", keep_ratio=0.1, delta=1e-6)
     assert ex.result.settings["delta"] == 1e-6

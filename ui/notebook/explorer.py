@@ -131,6 +131,10 @@ def _initial(sources: Sources, given: dict) -> dict:
     return out
 
 
+def _call_args(settings: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in settings.items())
+
+
 class Explorer:
     """The widget: controls, headline numbers and charts over one network. Display it, or read .result."""
 
@@ -272,6 +276,10 @@ class Explorer:
         self._show_mode()
         c.sample_size.disabled = c.auto_sample.value
         self.update()
+        if self.error is not None:  # a call, not a click: say it, or a script would read the last result as this one's
+            problem, _, fix = self.error.partition(" Fix: ")
+            raise BadInput(f"ex.set({_call_args(settings)}) did not update: {problem.rstrip('.')}; the explorer still "
+                           "shows the last setting that worked", fix)
         if settings.get("layer") is not None:
             c.layer.value = settings["layer"]  # redraws the kept edges through its observer
         return self
