@@ -29,9 +29,6 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime import Runtime, SessionClient
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from ui.first_imports import later_import
-from ui.nav import CHART_BUILDERS
-
 _SESSIONS: set[str] = set()  # ids of the warm-up sessions running now
 _BACKGROUND: set[str] = set()  # those of them past their first page: nobody waits for their runs
 BACKGROUND_NICE = 10  # the CPU priority of those runs, below the users' pages (Linux: per thread)
@@ -43,9 +40,6 @@ PREFETCH_WAIT_S = 2.0  # then wait this long at most for the next steps' reports
 # A page after the first waits until no user's run has been under way for this long: after its run, the browser
 # still draws the page (0.5-0.9 s on a 2-core laptop), and a warm-up run beside it would share those two cores.
 QUIET_S = 1.0
-# The chart builders that the first page does without are imported this long after a user's run ends: the browser
-# draws the page meanwhile (0.1-0.4 s on a 2-core laptop), and a user reads it for longer than the import takes
-DRAWN_S = 0.3
 POLL_S = 0.05
 
 _users_lock = threading.Lock()
@@ -97,12 +91,10 @@ def counted_run():
             _users["ended"] = time.monotonic()
 
 
-def users_busy(quiet_s: float | None = None) -> bool:
-    """True while a user's run is under way or ended less than quiet_s (default QUIET_S) ago (its page is still
-    being drawn)."""
-    quiet_s = QUIET_S if quiet_s is None else quiet_s
+def users_busy() -> bool:
+    """True while a user's run is under way or ended less than QUIET_S ago (its page is still being drawn)."""
     with _users_lock:
-        return _users["running"] > 0 or time.monotonic() - _users["ended"] < quiet_s
+        return _users["running"] > 0 or time.monotonic() - _users["ended"] < QUIET_S
 
 
 def redundant() -> bool:
@@ -115,17 +107,10 @@ def redundant() -> bool:
         return _users["running"] > 0
 
 
-async def _quiet(quiet_s: float | None = None) -> None:
-    """Wait until no user's run is under way or ended less than quiet_s (default QUIET_S) ago (users_busy)."""
-    while users_busy(quiet_s):
+async def _quiet() -> None:
+    """Wait until no user waits for a page (users_busy is False)."""
+    while users_busy():
         await asyncio.sleep(POLL_S)
-
-
-def _import_builders() -> None:
-    """Import the chart builders (Altair) that the first page did without (ui.charts.compiled), below the users'
-    runs in priority: a first switch to another page then finds them imported (0.2-0.3 s on a 2-core laptop)."""
-    lower_priority(BACKGROUND_NICE)
-    later_import(CHART_BUILDERS)
 
 
 class _Watcher(SessionClient):
@@ -161,9 +146,6 @@ async def run_pages(runtime: Runtime, pages: tuple[str, ...] = PAGES, timeout: f
     _SESSIONS.add(session_id)
     try:
         for i, name in enumerate(pages):
-            if i == 1:  # the first page is drawn: the chart builders it did without, while its user reads it
-                await _quiet(DRAWN_S)
-                threading.Thread(target=_import_builders, name="sipp-builders", daemon=True).start()
             if i >= 1:  # the first page is what a first visitor waits for; the others wait for the users' pages
                 _BACKGROUND.add(session_id)
                 await _quiet()

@@ -237,30 +237,6 @@ def test_a_warm_up_run_ends_early_while_a_users_run_computes_the_page(monkeypatc
     assert "drawn" not in at.session_state and not at.exception  # ended early, quietly
 
 
-def test_the_chart_builders_are_imported_in_the_background_once_the_first_page_is_drawn(monkeypatch):
-    """The first page does without Altair (its templates are compiled); right after it, and before the other pages,
-    the warm-up imports the builders in a thread of its own, below the users' runs in priority."""
-    imported: list[tuple[str, str]] = []
-    lowered: list[str] = []
-    asked: list[str] = []
-    monkeypatch.setattr(warmup, "later_import", lambda m: imported.append((m, threading.current_thread().name)))
-    monkeypatch.setattr(warmup, "lower_priority", lambda nice: lowered.append(threading.current_thread().name))
-    monkeypatch.setattr(warmup, "QUIET_S", 0.05)
-    rt = FakeRuntime()
-
-    def handle(session_id, msg, handle=rt.handle_backmsg):
-        asked.append(msg.rerun_script.page_name)
-        handle(session_id, msg)
-
-    rt.handle_backmsg = handle
-    assert asyncio.run(warmup.run_pages(rt, pages=("", "sensitivity"), timeout=5)) is True
-    deadline = time.monotonic() + 5
-    while not imported and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert imported == [("ui.charts.core", "sipp-builders")] and lowered == ["sipp-builders"]
-    assert asked == ["", "sensitivity"]
-
-
 def test_every_page_but_the_compiled_one_has_the_builders_imported_before_it_runs(monkeypatch):
     from ui import nav
 
