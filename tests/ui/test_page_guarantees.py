@@ -12,11 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from pagetest import prepared  # noqa: F401  (a fixture)
+from pagetest import app, ok, page_folders, prepared  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sipp_core.errors import BadInput  # noqa: E402
 from ui import tables  # noqa: E402
 from ui.charts import guarantees as guarantee_charts  # noqa: E402
 from ui.views import guarantees as page  # noqa: E402
@@ -64,3 +65,27 @@ def test_the_row_chart_opens_on_a_layer_that_broke_its_bound_else_one_with_a_bou
     assert page.first_layer_to_show(fake(dict.fromkeys(names, 0.0), bounds), names) == 2  # conv1 is kept whole
     assert page.first_layer_to_show(fake(dict.fromkeys(names, float("nan")), dict.fromkeys(names, float("nan"))),
                                     names) == 0
+
+
+def test_the_eps_values_of_the_sweep_are_typed_and_checked():
+    assert page.parse_eps_list("2, 0.5,0.5, 10") == (0.5, 2.0, 10.0)
+    for bad, problem in [("0.5, abc", "'abc' is not a number"), ("0, 1", "ε must be a positive number; got 0"),
+                         ("1, inf", "got inf"), ("-1", "got -1"), (" , ", "no value of ε given"),
+                         (",".join(str(i) for i in range(1, 14)), "at most 12 values of ε")]:
+        with pytest.raises(BadInput) as err:
+            page.parse_eps_list(bad)
+        assert problem in err.value.problem and err.value.fix, bad
+
+
+def test_the_sweep_runs_at_the_typed_eps_and_says_so(app):  # noqa: F811 - the pagetest fixture
+    at = app
+    at.switch_page("pages/guarantees.py").run()
+    ok(at)
+    at.text_input(key="sweep_eps").set_value("0.5, 2").run()
+    ok(at)
+    verdicts = [v.value for v in at.success if v.value.startswith("**Verdict**")]
+    assert any("From ε = 0.5 to ε = 2 the kept share falls" in v for v in verdicts), verdicts
+    at.text_input(key="sweep_eps").set_value("0.5, abc").run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("'abc' is not a number. Fix: type positive numbers separated by commas") for e in errors)
+    assert not any("From ε = 0.5 to ε = 2" in v.value for v in at.success)  # no sweep drawn for a bad list

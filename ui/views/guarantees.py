@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from sipp_core.errors import BadInput
 from sipp_core.options import SIPP_METHODS
 from ui import engine, show, tables
 from ui import verdicts as vd
@@ -15,6 +16,30 @@ from ui.results import verdict_box
 from ui.settings import fmt_num
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+MAX_SWEEP_EPS = 12  # each value is a full prune and measurement
+
+
+def parse_eps_list(text: str) -> tuple[float, ...]:
+    """The sweep's ε values typed as a comma list ("0.1, 0.5, 2"): distinct, ascending. BadInput names the value
+    that is not a positive number, and the fix."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    fix = f"type positive numbers separated by commas, e.g. {', '.join(f'{e:g}' for e in SWEEP_EPS)}"
+    if not parts:
+        raise BadInput("no value of ε given", fix)
+    values = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise BadInput(f"{p!r} is not a number", fix) from None
+        if not (v > 0) or v == float("inf"):
+            raise BadInput(f"ε must be a positive number; got {p}", fix)
+        values.append(v)
+    out = tuple(sorted(set(values)))
+    if len(out) > MAX_SWEEP_EPS:
+        raise BadInput(f"the sweep takes at most {MAX_SWEEP_EPS} values of ε (each is a full prune); "
+                       f"got {len(out)}", "give fewer values")
+    return out
 
 
 def all_rows(report, on: str = "heldout") -> pd.DataFrame:
@@ -93,8 +118,20 @@ def first_layer_to_show(report, names: list[str]) -> int:
     return 0
 
 
-def _sweep_reports(s, prepared) -> dict:
-    return {e: engine.get_report(s, prepared, epsilon=e) for e in SWEEP_EPS}
+def _sweep_reports(s, prepared, eps: tuple[float, ...]) -> dict:
+    return {e: engine.get_report(s, prepared, epsilon=e) for e in eps}
+
+
+def _eps_values() -> tuple[float, ...] | None:
+    """The sweep's ε values from their box (None, with the problem and its fix shown, when they are not numbers)."""
+    text = st.text_input("ε values of the sweep", value=", ".join(f"{e:g}" for e in SWEEP_EPS), key="sweep_eps",
+                         help="The relative errors ε at which to prune, separated by commas (each is a full prune "
+                              f"and measurement; at most {MAX_SWEEP_EPS}).")
+    try:
+        return parse_eps_list(text)
+    except BadInput as exc:
+        st.error(f"{exc.problem[:1].upper()}{exc.problem[1:]}. Fix: {exc.fix}.", icon=":material/error:")
+        return None
 
 
 @st.fragment
@@ -102,23 +139,26 @@ def _sweep(s, prepared, report) -> None:
     st.subheader("As ε moves")
     method = s.method if s.method in SIPP_METHODS else "sipp-hybrid"
     ss = s if method == s.method else type(s)(**{**s.as_dict(), "method": method})
+    eps = _eps_values()
+    if eps is None:
+        return
     per_run = sum(report.timings_s.get(k, 0.0) for k in ("prune", "evaluate"))
-    cached = all(engine.is_report_cached(ss, epsilon=e) for e in SWEEP_EPS)
-    auto = cached or per_run * len(SWEEP_EPS) < 8.0
-    if not auto and not st.button(f"Run the ε sweep ({len(SWEEP_EPS)} prunes, about {per_run * len(SWEEP_EPS):.0f} s)",
+    cached = all(engine.is_report_cached(ss, epsilon=e) for e in eps)
+    auto = cached or per_run * len(eps) < 8.0
+    if not auto and not st.button(f"Run the ε sweep ({len(eps)} prunes, about {per_run * len(eps):.0f} s)",
                                   key="sweep_button"):
         st.caption("Each point of the sweep is a full prune and measurement in ε mode.")
         return
     try:
         with st.spinner("Pruning at each ε…"):
-            reps = _sweep_reports(ss, prepared)
+            reps = _sweep_reports(ss, prepared, eps)
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
         return
     df = tables.sweep_frame(reps)
     cur = s.epsilon if s.mode != "keep ratio" else None
     # built once per sweep and sidebar ε: the keep-ratio slider does not change it
-    key = (tuple(engine.report_key(ss, epsilon=e) for e in SWEEP_EPS), cur, method)
+    key = (tuple(engine.report_key(ss, epsilon=e) for e in eps), cur, method)
     show.chart_row([engine.chart(("eps_keep", *key), lambda: guarantee_charts.eps_keep_chart(df, cur, method)),
                     engine.chart(("eps_error", *key), lambda: guarantee_charts.eps_error_chart(df, cur, method))])
     verdict_box(vd.eps_sweep_verdict(df))
