@@ -70,7 +70,16 @@ def test_method_eps_delta_and_their_errors(ex):
                                        ) as err:
         ex.set(epsilon=0.5)
     assert ex.result is kept and err.value.fix and "Fix" not in err.value.problem
-    ex.set(keep_ratio=0.1)
+    assert ex.settings().mode == "keep ratio" and ex.settings().method == "wt"  # the controls back on that result
+    ex.set(method="sipp-hybrid", keep_ratio=0.1)
+    with pytest.raises(BadInput, match="did not update"):
+        ex.set(method="wt", epsilon=0.5)
+    assert (ex.settings().method, ex.settings().mode) == ("sipp-hybrid", "keep ratio")
+    ex.set(keep_ratio=0.2)  # starts from the last setting that worked, not from the refused one
+    assert ex.result.settings["method"] == "sipp-hybrid" and abs(ex.result.keep_ratio - 0.2) < 0.01
+    with pytest.raises(BadInput, match="epsilon = inf is out of range.*a finite number > 0"):
+        ex.set(epsilon=float("inf"))
+    ex.set(method="wt", keep_ratio=0.1)
     assert not [r for r in _data(ex.specs["bound"]) if "bound" in r.get("series", "")]
     ex.set(method="sipp-hybrid", keep_ratio=0.1, delta=1e-6)
     assert ex.result.settings["delta"] == 1e-6

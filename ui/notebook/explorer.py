@@ -86,8 +86,10 @@ def _check_given(settings: dict) -> dict:
             continue
         if not _real(v):
             raise BadInput(f"{key} = {v!r} is not a number", f"give {key} as a number, e.g. {key}=0.1")
-        if not (lo < float(v) <= hi and (key != "delta" or float(v) < 1)):
-            raise BadInput(f"{key} = {v!r} is out of range", f"choose {key} in ({lo:g}, {hi:g}{')' if key == 'delta' else ']'}")
+        if not (lo < float(v) <= hi and (key != "delta" or float(v) < 1)) or math.isinf(float(v)):
+            span = "a finite number > 0, e.g. epsilon=0.5" if hi == math.inf else (
+                f"a number in ({lo:g}, {hi:g}{')' if key == 'delta' else ']'}")
+            raise BadInput(f"{key} = {v!r} is out of range", f"choose {key} as {span}")
     # whole numbers only: the boxes would round 1.5 to 1, and a negative seed to 0, without a word
     for key, lo, hi in (("seed", 0, SEED_BOX_MAX), ("sample_size", 1, math.inf)):
         v = settings.get(key)
@@ -251,6 +253,7 @@ class Explorer:
         if size is not None and not 1 <= int(size) <= pool:  # the box would clamp it silently
             raise BadInput(f"sample_size = {size!r} is outside the S-pool of {pool:,} points",
                            f"choose 1 to {pool:,}, or None for the formula")
+        before = self._control_values()
         self._building = True
         try:
             if settings.get("epsilon") is not None:
@@ -277,12 +280,35 @@ class Explorer:
         c.sample_size.disabled = c.auto_sample.value
         self.update()
         if self.error is not None:  # a call, not a click: say it, or a script would read the last result as this one's
+            self._restore(before)  # and the controls show the setting of that result again: the next call starts there
             problem, _, fix = self.error.partition(" Fix: ")
             raise BadInput(f"ex.set({_call_args(settings)}) did not update: {problem.rstrip('.')}; the explorer still "
                            "shows the last setting that worked", fix)
         if settings.get("layer") is not None:
             c.layer.value = settings["layer"]  # redraws the kept edges through its observer
         return self
+
+    _RESTORED = ("mode", "method", "epsilon", "keep_ratio", "delta", "auto_sample", "sample_size", "seed")
+
+    def _control_values(self) -> dict:
+        """What set() may change, as it was: each control's value, and the options and limits it may widen."""
+        c = self.controls
+        return {"values": {k: getattr(c, k).value for k in self._RESTORED}, "eps_options": c.epsilon.options,
+                "delta_options": c.delta.options, "keep_min": c.keep_ratio.min}
+
+    def _restore(self, saved: dict) -> None:
+        """Put the controls back as _control_values found them, without computing anything."""
+        c = self.controls
+        self._building = True
+        try:
+            c.epsilon.options, c.delta.options = saved["eps_options"], saved["delta_options"]
+            c.keep_ratio.min = saved["keep_min"]
+            for k, v in saved["values"].items():
+                getattr(c, k).value = v
+        finally:
+            self._building = False
+        self._show_mode()
+        c.sample_size.disabled = c.auto_sample.value
 
     # ---- computing and drawing ---------------------------------------------------------------------
 
