@@ -109,6 +109,15 @@ def _bad(where: str, problem: str, fix: str) -> BadInput:
     return StudyFileError(f"{where}: {problem}", fix)
 
 
+def _checked(where: str, check, fix: str | None = None):
+    """check()'s value; its refusal as the study file's, with `fix` (else the refusal's own)."""
+    try:
+        return check()
+    except (ValueError, TypeError) as exc:
+        problem = exc.problem if isinstance(exc, SippError) else str(exc)
+        raise _bad(where, problem, fix or fix_of(exc) or "see studies/*.toml for the form of each key") from exc
+
+
 def _unknown(where: str, got: dict, allowed: set) -> None:
     extra = sorted(set(got) - allowed)
     if extra:
@@ -133,15 +142,16 @@ def load_config(path: str | Path) -> StudyConfig:
 
 def config_from_dict(data: dict, source: str = "study") -> StudyConfig:
     _unknown(source, data, _TOP_KEYS)
-    try:
-        methods = _check_methods(data.get("methods", ["sipp-det", "sipp-rand", "sipp-hybrid", "wt", "snip"]))
-        raw = data.get("ratios", "0.5:0.01:8")
-        ratios = parse_ratios(raw) if isinstance(raw, str) else _check_ratios(raw)
-        seeds = _check_seeds(data.get("seeds", MIN_SEEDS))
-    except (ValueError, TypeError) as exc:  # a refusal with a fix of its own keeps it (the ratios', the seeds')
-        raise _bad(source, exc.problem if isinstance(exc, SippError) else str(exc), fix_of(exc) or (
-            f"methods are any of {', '.join(METHODS + STRUCTURED_METHODS)}; ratios a list in (0, 1] or 'K1:K2:N'; "
-            "seeds a count or a list")) from exc
+    valid = ", ".join(f'"{m}"' for m in METHODS + STRUCTURED_METHODS)
+    methods = _checked(source, lambda: _check_methods(data.get("methods", ["sipp-det", "sipp-rand", "sipp-hybrid",
+                                                                           "wt", "snip"])),
+                       f'write methods = ["sipp-hybrid", "wt"], from {valid}')
+    raw = data.get("ratios", "0.5:0.01:8")
+    # a text is read as on the command line, and its refusal's own fix fits; a list gets the file's words
+    ratios = _checked(source, lambda: parse_ratios(raw)) if isinstance(raw, str) else _checked(
+        source, lambda: _check_ratios(raw), 'write ratios = [0.5, 0.1, 0.02], or a grid: ratios = "0.5:0.01:8"')
+    seeds = _checked(source, lambda: _check_seeds(data.get("seeds", MIN_SEEDS)),
+                     "write seeds = 3 (seeds 0, 1, 2) or seeds = [0, 1, 7]")
     sample_size = data.get("sample_size")
     if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int)
                                     or sample_size < 1):

@@ -29,9 +29,11 @@ point, see ``ray_executor``), or an ``executors.Executor``; rows are the same wh
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 import time
@@ -70,6 +72,7 @@ CACHE_VERSION = 1  # bump when rows change meaning
 MAX_RATIOS = 100  # keep ratios in one sweep: each runs for every method and seed
 RATIOS_FORMS = ("a comma list of shares in (0, 1], e.g. 0.5,0.1,0.02, or a grid from K1 to K2 in N steps, "
                 "e.g. 0.5:0.01:8")
+MAX_SEEDS = 100  # seeds in one sweep: each runs every method at every keep ratio
 SEEDS_FIX = "give a count, e.g. 3 (seeds 0, 1, 2), or distinct seeds, e.g. 0,1,7"
 
 
@@ -81,15 +84,15 @@ def geometric_ratios(hi: float, lo: float, count: int) -> tuple[float, ...]:
                        "give each end as a share of the weights kept, 1 keeping all, e.g. 0.5:0.01:8")
     if count < 1:
         raise BadInput(f"the number of keep ratios must be at least 1; got {count}",
-                       "give N of 1 or more, e.g. 0.5:0.01:8")
+                       "give N of at least 2, e.g. 0.5:0.01:8, or one ratio alone, e.g. 0.5")
     if count > MAX_RATIOS:
         raise BadInput(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
-                       f"got {count}", "give fewer, e.g. the grid 0.5:0.01:8")
+                       f"got {count}", "give fewer, e.g. 0.5:0.01:8")
     if count == 1:
         return (float(f"{hi:.6g}"),)
     if hi == lo:
         raise BadInput(f"keep-ratio range ends are equal ({hi:g})",
-                       "give two different ends, or N = 1 for that one ratio")
+                       f"give two different ends, e.g. 0.5:0.01:8, or that one ratio alone: {hi:g}")
     hi, lo = max(hi, lo), min(hi, lo)
     return tuple(float(f"{v:.6g}") for v in np.geomspace(hi, lo, count))
 
@@ -118,6 +121,14 @@ def parse_ratios(text: str) -> tuple[float, ...]:
 
 
 def _check_ratios(values: Iterable[float], text: str = "") -> tuple[float, ...]:
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
+        values = (values,)  # one ratio, as a study file's `ratios = 0.5`
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise BadInput(f"keep ratios must be a list of numbers; got {values!r}", "write " + RATIOS_FORMS)
+    values = list(values)
+    odd = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+    if odd:  # True would be the ratio 1, and "0.5" a string's float
+        raise BadInput(f"keep ratios must be numbers; got {odd[0]!r}", "write " + RATIOS_FORMS)
     vals = tuple(float(v) for v in values)
     if not vals:
         raise BadInput("no keep ratio given", "write " + RATIOS_FORMS)
@@ -130,24 +141,47 @@ def _check_ratios(values: Iterable[float], text: str = "") -> tuple[float, ...]:
     out = tuple(sorted(set(vals), reverse=True))
     if len(out) > MAX_RATIOS:
         raise BadInput(f"a sweep takes at most {MAX_RATIOS} keep ratios (each runs for every method and seed); "
-                       f"got {len(out)}", "give fewer, e.g. the grid 0.5:0.01:8")
+                       f"got {len(out)}", "give fewer, e.g. 0.5:0.01:8")
     return out
+
+
+def seeds_arg(text: str):
+    """argparse type for --seeds: a count ("3": seeds 0, 1, 2) or a comma list of seeds ("0,1,7"); _check_seeds
+    checks the values."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count nor a comma list of seeds "
+                                         "(e.g. 3, or 0,1,7)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, bool):
-        raise BadInput("seeds must be a count (int >= 1) or a list of integer seeds", SEEDS_FIX)
-    if isinstance(seeds, int):
+    """A count N (seeds 0..N-1) or distinct non-negative whole numbers; at most MAX_SEEDS of them."""
+    if _whole(seeds):
         if seeds < 1:
             raise BadInput(f"seeds must be at least 1 (a count) or a list of seeds; got {seeds}", SEEDS_FIX)
+        if seeds > MAX_SEEDS:
+            raise BadInput(f"a sweep takes at most {MAX_SEEDS} seeds (each runs every method at every keep ratio); "
+                           f"got {seeds}", "give fewer, e.g. 3")
         return tuple(range(seeds))
-    try:
-        out = tuple(int(s) for s in seeds)
-    except (TypeError, ValueError) as exc:
-        raise BadInput(f"seeds must be a count or a list of integers; got {seeds!r}", SEEDS_FIX) from exc
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):  # "12" would be the seeds 1 and 2
+        raise BadInput(f"seeds must be a count or a list of whole numbers; got {seeds!r}", SEEDS_FIX)
+    out = tuple(seeds)
+    odd = [s for s in out if not _whole(s)]
+    if odd:  # 1.7 would be truncated to 1, True taken as 1
+        raise BadInput(f"seeds must be whole numbers; got {odd[0]!r}", SEEDS_FIX)
     if not out or len(set(out)) != len(out) or min(out) < 0:
-        raise BadInput(f"seeds must be distinct non-negative integers; got {list(out)}", SEEDS_FIX)
-    return out
+        raise BadInput(f"seeds must be distinct non-negative whole numbers; got {list(out)}", SEEDS_FIX)
+    if len(out) > MAX_SEEDS:
+        raise BadInput(f"a sweep takes at most {MAX_SEEDS} seeds (each runs every method at every keep ratio); "
+                       f"got {len(out)}", "give fewer")
+    return tuple(int(s) for s in out)
 
 
 def _check_methods(methods) -> tuple[str, ...]:
@@ -156,12 +190,12 @@ def _check_methods(methods) -> tuple[str, ...]:
     methods = tuple(methods)
     valid = METHODS + STRUCTURED_METHODS
     if not methods:
-        raise ValueError(f"give at least one method: {', '.join(valid)}")
+        raise BadInput("no method given", f"give one or more of {', '.join(valid)}")
     bad = [m for m in methods if m not in valid]
     if bad:
-        raise ValueError(f"unknown method {bad[0]!r}; valid methods: {', '.join(valid)}")
+        raise BadInput(f"unknown method {bad[0]!r}", f"give one or more of {', '.join(valid)}")
     if len(set(methods)) != len(methods):
-        raise ValueError(f"methods repeat: {list(methods)}")
+        raise BadInput(f"methods repeat: {list(methods)}", "name each method once")
     return methods
 
 
@@ -625,7 +659,9 @@ def add_sweep_parser(subparsers):
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated planner methods")
     p.add_argument("--ratios", default=f"{DEFAULT_RANGE[0]}:{DEFAULT_RANGE[1]}:{DEFAULT_COUNT}",
                    help="K1:K2:N for N ratios on a geometric grid from K1 to K2, or a comma list")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1): S and sampling per seed")
+    p.add_argument("--seeds", type=seeds_arg, default=1,
+                   help="a count N (seeds 0..N-1) or distinct seeds as a comma list, e.g. 0,1,7: S and sampling per "
+                        "seed")
     add_epochs_argument(p)
     p.add_argument("--sample-size", type=int, help="|S| (default: the formula of docs/sipp.md §2.5)")
     p.add_argument("--delta", type=float, default=1e-16)

@@ -41,6 +41,28 @@ def test_config_errors_name_the_key_and_fix(change, match):
     assert err.value.fix and str(err.value).startswith("x.toml")
 
 
+@pytest.mark.parametrize("change, problem, fix", [
+    (dict(seeds="12"), "seeds must be a count or a list of whole numbers; got '12'", "seeds = [0, 1, 7]"),
+    (dict(seeds=[1.7, 2.2]), "seeds must be whole numbers; got 1.7", "seeds = 3"),
+    (dict(seeds=[True, False]), "seeds must be whole numbers; got True", "seeds = 3"),
+    (dict(seeds=1000), "at most 100 seeds", "seeds = 3"),
+    (dict(ratios=[True]), "keep ratios must be numbers; got True", "ratios = [0.5, 0.1, 0.02]"),
+    (dict(ratios=[0.5, "abc"]), "keep ratios must be numbers; got 'abc'", "ratios = [0.5, 0.1, 0.02]"),
+    (dict(ratios="0.5:0.01:1"), "N = 1 is the single keep ratio 0.5", "give N of at least 2"),
+    (dict(methods=[]), "no method given", 'methods = ["sipp-hybrid", "wt"]'),
+])
+def test_a_bad_value_is_refused_not_guessed_with_the_fix_in_the_files_words(change, problem, fix):
+    """Text that Python would iterate ("12": seeds 1 and 2), fractions it would truncate, booleans it would count
+    as 1: refused, each with one fix written as the file writes it."""
+    with pytest.raises(BadInput) as err:
+        config_from_dict(TINY | change, source="x.toml")
+    assert problem in err.value.problem and fix in err.value.fix and "Fix" not in err.value.problem
+
+
+def test_one_number_is_one_keep_ratio():
+    assert config_from_dict(TINY | dict(ratios=0.5), source="x.toml").ratios == (0.5,)
+
+
 def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(BadInput, match="cannot be read"):
         load_config(tmp_path / "missing.toml")

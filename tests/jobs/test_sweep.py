@@ -18,6 +18,7 @@ from sipp_core.jobs.sweeps import (
     geometric_ratios,
     parse_ratios,
     prune_potential,
+    seeds_arg,
     sweep,
 )
 from sipp_core.zoo.models import build_model
@@ -60,8 +61,28 @@ def test_parse_ratios():
     assert parse_ratios("0.5:0.5:1") == (0.5,)
 
 
+def test_every_example_a_ratio_fix_gives_is_accepted():
+    """A fix names values that work: following it never meets another refusal."""
+    import re
+
+    for bad in ["0.5:0.01:0", "0.5:0.5:3", "0.5:0.01:1", "abc", "0,5", "", "0.5:0.01:500", "0.5:0:4", "2"]:
+        with pytest.raises(BadInput) as err:
+            parse_ratios(bad)
+        examples = re.findall(r"(?:e\.g\.|alone:) ([0-9.:,]+[0-9])", err.value.fix)
+        assert examples, (bad, err.value.fix)
+        for example in examples:
+            assert parse_ratios(example), example
+
+
+def test_the_command_line_takes_a_count_or_a_list_of_seeds():
+    assert seeds_arg("3") == 3 and seeds_arg("0, 1,7") == (0, 1, 7)
+    for bad in ("x", "1.5", "2,", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="neither a count nor a comma list of seeds"):
+            seeds_arg(bad)
+
+
 def test_seed_refusals_say_how_to_give_seeds():
-    for bad in (0, True, "x", [1, 1], [-2]):
+    for bad in (0, True, "x", "12", [1, 1], [-2], [1.5], [True]):
         with pytest.raises(BadInput, match="seeds must") as err:
             _check_seeds(bad)
         assert err.value.fix == SEEDS_FIX

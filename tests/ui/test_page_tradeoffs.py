@@ -77,6 +77,9 @@ def test_a_bad_keep_ratio_list_is_an_error_with_the_fix(app):
     at.switch_page("pages/tradeoffs.py").run()
     at.text_input(key="to_ratios").set_value("0.5, 2").run()
     assert at.error and at.error[0].value.startswith("Keep ratios must lie in (0, 1]; got 2. Fix")  # said once
+    at.text_input(key="to_ratios").set_value("0.5:0.5:3").run()  # the refusal's own fix, not a generic one
+    assert at.error[0].value == ("Keep-ratio range ends are equal (0.5). Fix: give two different ends, e.g. "
+                                 "0.5:0.01:8, or that one ratio alone: 0.5.")
     at.text_input(key="to_ratios").set_value("0.5, 0.1").run()
     ok(at)
     at.switch_page("pages/prune.py").run()

@@ -15,7 +15,7 @@ import math
 
 import streamlit as st
 
-from sipp_core.errors import SippError
+from sipp_core.errors import SippError, fix_of
 from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
@@ -206,9 +206,9 @@ def _request(s: Settings):
     try:
         req = sweep_request(s, methods, text, seeds, latency)
     except ValueError as exc:
-        text = exc.problem if isinstance(exc, SippError) else str(exc)  # the page gives its own fix
-        st.error(f"{text[:1].upper()}{text[1:]}. Fix: type numbers in (0, 1] separated by commas, e.g. "
-                 f"{DEFAULT_RATIOS}.", icon=":material/error:")
+        text = exc.problem if isinstance(exc, SippError) else str(exc)
+        fix = fix_of(exc) or f"type numbers in (0, 1] separated by commas, e.g. {DEFAULT_RATIOS}"  # the refusal's own
+        st.error(f"{text[:1].upper()}{text[1:]}. Fix: {fix}.", icon=":material/error:")
         st.stop()
     return req, c5
 
