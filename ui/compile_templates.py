@@ -39,8 +39,13 @@ def main() -> int:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("streamlit."):
             logging.getLogger(name).setLevel(logging.ERROR)
+    if not compiled.writable():  # say so at once, before running the page (a read-only checkout)
+        print(f"Chart templates not compiled ({compiled.PATH.parent} cannot be written); the first page builds them.",
+              file=sys.stderr)
+        return 0
     try:
-        n = compiled.write(default_page_specs())
+        code = compiled.fingerprint()  # before the page runs: an edit meanwhile leaves the file stale, not wrong
+        n = compiled.write(default_page_specs(), code=code)
     except Exception as exc:  # noqa: BLE001 - the app starts all the same, building its templates as it goes
         print(f"Chart templates not compiled ({type(exc).__name__}: {exc}); the first page builds them.",
               file=sys.stderr)

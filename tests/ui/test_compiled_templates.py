@@ -156,3 +156,32 @@ def test_the_default_page_draws_its_charts_without_altair_once_compiled(tmp_path
     assert fast.returncode == 0, fast.stderr[-2000:]
     errors, metrics, charts_now, altair = json.loads(fast.stdout.strip().splitlines()[-1])
     assert errors == 0 and "Weights kept" in metrics and charts_now == charts and not altair
+
+
+def test_the_fingerprint_follows_altairs_installed_version(monkeypatch, tmp_path):
+    """Altair's __init__ reads its version from its metadata: the metadata folder's name is hashed too."""
+    site = tmp_path / "site"
+    (site / "altair").mkdir(parents=True)
+    (site / "altair" / "__init__.py").write_text('__version__ = version("altair")\n')
+    (site / "altair-6.3.0.dist-info").mkdir()
+    spec = type("Spec", (), {"origin": str(site / "altair" / "__init__.py")})()
+    monkeypatch.setattr(compiled.importlib.util, "find_spec", lambda name: spec)
+    before = compiled.fingerprint()
+    (site / "altair-6.3.0.dist-info").rename(site / "altair-6.4.0.dist-info")
+    assert compiled.fingerprint() != before
+
+
+def test_a_folder_it_cannot_write_is_said_at_once_without_running_the_page(store, monkeypatch, capsys):
+    monkeypatch.setattr(compiled, "writable", lambda: False)
+    monkeypatch.setattr(compile_templates, "default_page_specs", lambda: pytest.fail("the page ran"))
+    assert compile_templates.main() == 0
+    assert "cannot be written); the first page builds them" in capsys.readouterr().err
+
+
+def test_a_code_change_while_compiling_leaves_the_file_stale_not_wrong(store, monkeypatch):
+    """The fingerprint is taken before the page runs: templates made by the old code never carry the new one's."""
+    codes = iter(["old code", "new code"])
+    monkeypatch.setattr(compiled, "fingerprint", lambda: next(codes))
+    monkeypatch.setattr(compile_templates, "default_page_specs", lambda: {("k",): {"mark": "point"}})
+    assert compile_templates.main() == 0
+    assert json.loads(store.read_text())["fingerprint"] == "old code"

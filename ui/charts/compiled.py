@@ -21,6 +21,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from sipp_core.io.outputs import give_usual_mode
+
 PATH = Path(__file__).resolve().parent / "__templates__" / "default.json"  # beside the code, like its bytecode
 _CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "tables.py")
 
@@ -34,9 +36,12 @@ def fingerprint() -> str:
     charts, tables = _CODE
     for p in sorted(charts.glob("*.py")) + [tables]:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    spec = importlib.util.find_spec("altair")  # its __init__ names its version; found, not imported
+    spec = importlib.util.find_spec("altair")  # found, not imported
     if spec is not None and spec.origin:
-        h.update(Path(spec.origin).read_bytes())
+        package = Path(spec.origin).parent
+        h.update(spec.origin.encode() + b"\0" + (package / "__init__.py").read_bytes())
+        # its version: the name of its installed metadata (importlib.metadata.version takes 40 ms to find it)
+        h.update("\0".join(sorted(p.name for p in package.parent.glob("altair-*.dist-info"))).encode())
     return h.hexdigest()
 
 
@@ -79,24 +84,33 @@ def forget(ignore_file: bool = False) -> None:
         _table = {} if ignore_file else None
 
 
-def write(specs: dict[tuple, dict], path: Path | None = None) -> int:
-    """Write these templates (key -> Vega-Lite dict) with the code's fingerprint to `path` (default PATH); returns
-    how many."""
+def write(specs: dict[tuple, dict], path: Path | None = None, code: str | None = None) -> int:
+    """Write these templates (key -> Vega-Lite dict) to `path` (default PATH) with `code`, the fingerprint of the
+    code that made them (default: the code's now; take it before making them, so that an edit meanwhile makes the
+    file stale rather than wrong). Returns how many."""
     path = path if path is not None else PATH
     templates = {t: s for k, s in specs.items() if (t := key_text(k)) is not None}
-    doc = {"fingerprint": fingerprint(), "templates": templates}
+    doc = {"fingerprint": code if code is not None else fingerprint(), "templates": templates}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".default-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f, separators=(",", ":"))
-        os.chmod(tmp, 0o644)  # as the code beside it: readable by whoever runs the app (mkstemp made it 0600)
+        give_usual_mode(tmp)  # as the code beside it: readable by whoever runs the app (mkstemp made it 0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     forget()
     return len(templates)
+
+
+def writable() -> bool:
+    """Whether PATH can be written (its folder, or the nearest folder above that exists)."""
+    folder = PATH.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK) and (not PATH.exists() or os.access(PATH, os.W_OK))
 
 
 def up_to_date() -> bool:
