@@ -56,6 +56,19 @@ def test_a_method_without_a_bound_gets_its_own_template(reports):
     assert "no error bound" in str(without.to_dict()) and "no error bound" not in str(with_bound.to_dict())
 
 
+def test_the_bound_charts_legend_lists_what_is_drawn_and_keeps_each_series_colour(reports):
+    from ui.charts.core import SERIES_COLOR
+
+    for r in (reports[0], reports[2]):  # sipp-hybrid (bounds drawn), wt (no bound: measured errors only)
+        fig = layer_charts.bound_figure(r)
+        drawn = list(dict.fromkeys(fig.data["errors"]["series"]))
+        scale = fig.to_dict()["layer"][0]["encoding"]["color"]["scale"]
+        assert sorted(scale["domain"]) == sorted(drawn)
+        assert scale["range"] == [SERIES_COLOR[s] for s in scale["domain"]]
+    assert not any("bound" in s for s in layer_charts.bound_figure(reports[2]).to_dict()["layer"][0]["encoding"][
+        "color"]["scale"]["domain"])
+
+
 def test_the_live_number_in_a_title_is_drawn_from_the_data(reports):
     """The density chart's title shows the overall keep ratio; Vega computes it from the data set."""
     for r in reports[:2]:

@@ -70,9 +70,18 @@ KEPT_COLORS = alt.Scale(domain=["kept", "pruned"], range=[OKABE["blue"], "#C8C8C
 SIGN_COLORS = alt.Scale(domain=list(tables.SIGN_NAMES.values()), range=[OKABE["blue"], OKABE["orange"]])
 METHOD_COLORS = alt.Scale(domain=list(tables.ROW_METHOD_NAMES.values()),
                           range=[OKABE["blue"], OKABE["orange"], OKABE["green"], OKABE["grey"]])
-SERIES_COLORS = alt.Scale(domain=SERIES, range=[OKABE["vermillion"], OKABE["orange"], OKABE["green"], OKABE["blue"],
-                                                OKABE["sky"]])
-SERIES_SHAPES = alt.Scale(domain=SERIES, range=["triangle-up", "triangle-down", "circle", "square", "diamond"])
+SERIES_COLOR = dict(zip(SERIES, [OKABE["vermillion"], OKABE["orange"], OKABE["green"], OKABE["blue"], OKABE["sky"]]))
+SERIES_SHAPE = dict(zip(SERIES, ["triangle-up", "triangle-down", "circle", "square", "diamond"]))
+SERIES_COLORS = alt.Scale(domain=SERIES, range=list(SERIES_COLOR.values()))
+SERIES_SHAPES = alt.Scale(domain=SERIES, range=list(SERIES_SHAPE.values()))
+
+
+def series_scales(series) -> tuple[alt.Scale, alt.Scale]:
+    """(colour, shape) scales of the bound chart over these series only: its legend lists what is drawn, and each
+    series keeps its colour and shape whichever others are there."""
+    shown = [s for s in SERIES if s in set(series)]
+    return (alt.Scale(domain=shown, range=[SERIES_COLOR[s] for s in shown]),
+            alt.Scale(domain=shown, range=[SERIES_SHAPE[s] for s in shown]))
 
 
 def _title(text: str, subtitle: str | list[str] | None = None) -> alt.Title:

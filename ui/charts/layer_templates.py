@@ -3,6 +3,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
@@ -11,13 +13,12 @@ from ui.charts.core import (
     OKABE,
     REL_ERR,
     SERIES,
-    SERIES_COLORS,
-    SERIES_SHAPES,
     TEXT_PX,
     _title,
     layer_axis,
     layer_axis_title,
     layer_label_lines,
+    series_scales,
     sized,
     tight_log,
     wide,
@@ -46,14 +47,17 @@ def density(order: list[str], width: int):
     return sized(chart, h)
 
 
-def bound(order: list[str], has_bound: bool, rows: int, width: int, height: int):
+def bound(order: list[str], series: tuple[str, ...], width: int, height: int):
+    has_bound = any("bound" in s for s in series)
+    rows = math.ceil(len(series) / 2)
+    colors, shapes = series_scales(series)
     pts = alt.Chart(alt.NamedData("errors")).mark_point(filled=True, size=140, opacity=0.95).encode(
         x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order)),
         xOffset=alt.XOffset("series:N", sort=SERIES),
         y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
-        color=alt.Color("series:N", scale=SERIES_COLORS, sort=SERIES, title=None,
+        color=alt.Color("series:N", scale=colors, sort=SERIES, title=None,
                         legend=alt.Legend(orient="bottom", columns=2, labelLimit=LEGEND_LABEL_LIMIT)),
-        shape=alt.Shape("series:N", scale=SERIES_SHAPES, sort=SERIES, title=None),
+        shape=alt.Shape("series:N", scale=shapes, sort=SERIES, title=None),
         tooltip=["layer:N", "series:N", alt.Tooltip("value:Q", format=".4g", title="value"), alt.Tooltip("note:N", title="")],
     )
     one = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["1 = the row's whole signal z^σ"]}))

@@ -6,14 +6,13 @@ when they are not compiled (ui.charts.compiled). Shared palette, type sizes and 
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ui import tables
-from ui.charts.base import HEIGHT, WIDTH, _floor, _layer_order
+from ui.charts.base import HEIGHT, SERIES, WIDTH, _floor, _layer_order
 from ui.charts.figure import Figure, Template
 
 if TYPE_CHECKING:
@@ -51,9 +50,9 @@ def bound_figure(report, width: int = WIDTH, height: int = HEIGHT) -> Figure:
     df["note"] = np.where(df["value"] > 0, "", "0 (drawn at the floor)")
     df = df.dropna(subset=["shown"]).reset_index(drop=True)
     order = _layer_order(report)
-    rows = math.ceil(df["series"].nunique() / 2)
-    return Figure(("bound_vs_measured", tuple(order), has_bound, rows, width, height),
-                  Template(TEMPLATES, "bound", (order, has_bound, rows, width, height)), {"errors": df})
+    series = tuple(s for s in SERIES if s in set(df["series"]))  # what is drawn: the legend lists these only
+    return Figure(("bound_vs_measured", tuple(order), series, width, height),
+                  Template(TEMPLATES, "bound", (order, series, width, height)), {"errors": df})
 
 
 def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
