@@ -28,6 +28,11 @@ def pct(v: float, digits: int = 1) -> str:
     return f"{100 * v:.{digits}f}%"
 
 
+def rate_pct(v: float) -> str:
+    """A rate as a percentage, never rounded to a zero it is not: 1.40%, 0.12%, 0.0027% (8 of 300,000)."""
+    return f"{100 * v:.2f}%" if v == 0 or 100 * v >= 0.1 else f"{100 * v:.2g}%"
+
+
 def times(v: float) -> str:
     """A factor: 24× for large ones, 2.4× below 10, 1.3× near 1."""
     return f"{v:.0f}×" if v >= 10 else f"{v:.1f}×"

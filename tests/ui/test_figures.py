@@ -79,7 +79,8 @@ def test_the_live_number_in_a_title_is_drawn_from_the_data(reports):
 def test_the_complete_chart_inlines_every_data_set(reports):
     fig = layer_charts.bound_figure(reports[0])
     spec = fig.chart().to_dict()
-    assert "errors" in spec["datasets"] and len(spec["datasets"]) == 2  # and the fixed "1 = whole signal" line
+    # and the fixed "1 = whole signal" line, and the layers to mark ✗ (none here)
+    assert "errors" in spec["datasets"] and "broken" in spec["datasets"] and len(spec["datasets"]) == 3
     assert len(spec["datasets"]["errors"]) == len(fig.data["errors"])
     assert spec["usermeta"]["sipp_height"] == fig.usermeta["sipp_height"]
 
@@ -125,3 +126,25 @@ def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
         assert lo <= rows["bound"].min() and hi >= max(rows["bound"].max(), rows["shown"].max())  # every point inside
     svg = vl_convert.vegalite_to_svg(a.to_dict())
     assert "above y = x:" in svg and "Linear 300→100" in svg
+
+
+def test_layers_whose_held_out_rows_broke_their_bound_are_marked_on_the_axis(failing):
+    """The layer's largest error can sit below its largest bound while rows break their own: such layers are named
+    with a ✗ in vermillion, and a subtitle line says what the mark means; no mark, no line."""
+    for r in failing:
+        fig = layer_charts.bound_figure(r)
+        broken = layer_charts.broken_layers(r)
+        assert broken and list(fig.data["broken"]["layer"]) == broken
+        svg = vl_convert.vegalite_to_svg(fig.to_dict())
+        for label in broken:
+            assert f"✗ {label.split(' · ')[0]}" in svg
+        assert "✗ in red: held-out points broke some row's bound" in fig.title["subtitle"]  # on one line
+
+
+def test_no_layer_is_marked_where_every_row_held(reports):
+    for r in reports:
+        fig = layer_charts.bound_figure(r)
+        if layer_charts.broken_layers(r):
+            continue
+        assert fig.data["broken"].empty and "✗" not in vl_convert.vegalite_to_svg(fig.to_dict())
+        assert "✗" not in str(fig.title)

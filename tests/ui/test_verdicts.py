@@ -257,3 +257,8 @@ def test_a_cancelled_sweep_says_what_never_ran():
     frame = pd.DataFrame(dict(method=["wt", "wt", "sipp-hybrid"], seed=[0, 0, 0]))
     note = cancelled_note(frame, dict(methods=["wt", "sipp-hybrid", "random"], seeds=[0, 1], ratios=[0.5, 0.1]))
     assert note == "Cancelled: showing the 3 of 12 points that finished. Never ran: random. Seed 1 never ran."
+
+
+def test_a_small_failure_rate_is_never_rounded_to_zero():
+    assert vd.rate_pct(8 / 300_000) == "0.0027%" and vd.rate_pct(0.014) == "1.40%" and vd.rate_pct(0) == "0.00%"
+    assert vd.rate_pct(0.0012) == "0.12%"

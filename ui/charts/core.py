@@ -66,6 +66,7 @@ from ui.charts.base import (  # noqa: F401 - given here too: the builders import
 # about half as long without the first: a slider move redraws them.
 alt.utils.schemapi.disable_debug_mode()
 
+AXIS_LABEL_COLOR = "#222222"
 KEPT_COLORS = alt.Scale(domain=["kept", "pruned"], range=[OKABE["blue"], "#C8C8C8"])
 SIGN_COLORS = alt.Scale(domain=list(tables.SIGN_NAMES.values()), range=[OKABE["blue"], OKABE["orange"]])
 METHOD_COLORS = alt.Scale(domain=list(tables.ROW_METHOD_NAMES.values()),
@@ -108,7 +109,7 @@ def projector(chart):
     """The chart with the project's type sizes in its own config (titles 18 px, axes and legends >= 13 px)."""
     return (chart.configure(font=FONT)
             .configure_title(fontSize=TITLE_PX, subtitleFontSize=SUBTITLE_PX, color="#111111")
-            .configure_axis(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX, labelColor="#222222",
+            .configure_axis(labelFontSize=AXIS_LABEL_PX, titleFontSize=AXIS_TITLE_PX, labelColor=AXIS_LABEL_COLOR,
                             titleColor="#111111", titleFontWeight="normal")
             .configure_legend(labelFontSize=LEGEND_PX, titleFontSize=LEGEND_PX, labelLimit=LEGEND_LABEL_LIMIT,
                               labelColor="#222222", titleColor="#111111")
@@ -152,13 +153,32 @@ def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
     return chart.properties(usermeta={**chart.usermeta, "sipp_empty": sentence})
 
 
-def layer_axis(order: list[str] | None = None, **kw) -> alt.Axis:
+def layer_axis(order: list[str] | None = None, marked: str | None = None, **kw) -> alt.Axis:
     """A layer axis whose labels ("fc1 · Linear 784→300") break after the module name, so several fit side by side;
-    the module names alone, turned, when even the page's whole width is too narrow for that."""
-    if order is not None and _turned(order):
+    the module names alone, turned, when even the page's whole width is too narrow for that.
+
+    marked: the name of a data set of layers ({"layer": label}) whose labels get a "✗" and the vermillion colour
+    (the bound chart: layers where held-out rows broke their bound). The chart must draw that data set (an
+    invisible mark will do) for Vega to have it."""
+    turned = order is not None and _turned(order)
+    name = "split(datum.label, ' · ')[0]"
+    plain = name if turned else "split(datum.label, ' · ')"
+    if marked is not None:
+        test = f"indata('{marked}', 'layer', datum.value)"
+        flagged = f"'✗ ' + {name}" if turned else f"['✗ ' + {name}, split(datum.label, ' · ')[1]]"
+        kw = dict(kw, labelColor=alt.condition(test, alt.value(OKABE["vermillion"]), alt.value(AXIS_LABEL_COLOR)))
+        expr = f"{test} ? {flagged} : {plain}"
+    else:
+        expr = plain
+    if turned:
         return alt.Axis(labelAngle=-90, labelAlign="right", labelBaseline="middle", labelLimit=200,
-                        labelExpr="split(datum.label, ' · ')[0]", labelOverlap=False, **kw)
-    return alt.Axis(labelAngle=0, labelExpr="split(datum.label, ' · ')", labelLimit=200, labelOverlap=False, **kw)
+                        labelExpr=expr, labelOverlap=False, **kw)
+    return alt.Axis(labelAngle=0, labelExpr=expr, labelLimit=200, labelOverlap=False, **kw)
+
+
+def _marked_layers(name: str, order: list[str]) -> alt.Chart:
+    """An invisible mark over the data set `name` of layer_axis(marked=name): it puts the data set in the chart."""
+    return alt.Chart(alt.NamedData(name)).mark_text(opacity=0).encode(x=alt.X("layer:N", sort=order), text="layer:N")
 
 
 def wide(chart, order: list[str]):

@@ -14,6 +14,7 @@ from ui.charts.core import (
     REL_ERR,
     SERIES,
     TEXT_PX,
+    _marked_layers,
     _title,
     layer_axis,
     layer_axis_title,
@@ -47,12 +48,12 @@ def density(order: list[str], width: int):
     return sized(chart, h)
 
 
-def bound(order: list[str], series: tuple[str, ...], width: int, height: int):
+def bound(order: list[str], series: tuple[str, ...], broken: bool, width: int, height: int):
     has_bound = any("bound" in s for s in series)
     rows = math.ceil(len(series) / 2)
     colors, shapes = series_scales(series)
     pts = alt.Chart(alt.NamedData("errors")).mark_point(filled=True, size=140, opacity=0.95).encode(
-        x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order)),
+        x=alt.X("layer:N", sort=order, title=layer_axis_title(order), axis=layer_axis(order, marked="broken")),
         xOffset=alt.XOffset("series:N", sort=SERIES),
         y=alt.Y("shown:Q", scale=tight_log(), title=REL_ERR),
         color=alt.Color("series:N", scale=colors, sort=SERIES, title=None,
@@ -66,6 +67,8 @@ def bound(order: list[str], series: tuple[str, ...], width: int, height: int):
         y="y:Q", x=alt.value(2), text="label:N")
     sub = (["bounds per row (unit, sign), relative to the row's signal z^σ", "exact zeros are drawn a power of ten below the rest"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
-    return wide(sized((pts + rule + lab).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
+    if broken:  # the layers named in red: a row's bound can break below the layer's largest bound
+        sub.append("✗ in red: held-out points broke some row's bound")
+    return wide(sized((pts + rule + lab + _marked_layers("broken", order)).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
                                                      width=width, height=height), height, len(sub), rows,
                       x_label_lines=layer_label_lines(order)), order)

@@ -51,8 +51,17 @@ def bound_figure(report, width: int = WIDTH, height: int = HEIGHT) -> Figure:
     df = df.dropna(subset=["shown"]).reset_index(drop=True)
     order = _layer_order(report)
     series = tuple(s for s in SERIES if s in set(df["series"]))  # what is drawn: the legend lists these only
-    return Figure(("bound_vs_measured", tuple(order), series, width, height),
-                  Template(TEMPLATES, "bound", (order, series, width, height)), {"errors": df})
+    broken = broken_layers(report) if has_bound else []
+    return Figure(("bound_vs_measured", tuple(order), series, bool(broken), width, height),
+                  Template(TEMPLATES, "bound", (order, series, bool(broken), width, height)),
+                  {"errors": df, "broken": pd.DataFrame({"layer": pd.Series(broken, dtype=object)})})
+
+
+def broken_layers(report) -> list[str]:
+    """Labels of the layers where some held-out (row, point) pair exceeded its row's bound. The layer's largest
+    error can sit below its largest bound all the same: the bound holds row by row."""
+    f = tables.failure_frame(report)
+    return f[(f["points"] == "held-out") & (f["failures"] > 0)]["layer"].tolist()
 
 
 def bound_vs_measured(report, width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:

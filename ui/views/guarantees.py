@@ -71,7 +71,7 @@ def promise_box(s, report) -> None:
     if failed:
         st.warning("**Where the bound did not hold.** " + " ".join(
             f"{r['layer']}: {r['held_failures']:,} of {r['held_pairs']:,} held-out (row, point) pairs exceeded their "
-            f"row's bound ({100 * r['held_failures'] / r['held_pairs']:.2f}%, against δ = {fmt_num(s.delta)}); on the "
+            f"row's bound ({vd.rate_pct(r['held_failures'] / r['held_pairs'])}, against δ = {fmt_num(s.delta)}); on the "
             f"points of S, {r['s_failures']:,} of {r['s_pairs']:,}." for r in failed)
             + " The Verdict above says which rows and why: a bound is built from what S shows, and a held-out point "
             "can reach inputs that no point of S did.", icon=":material/report:")
