@@ -48,8 +48,11 @@ def headline_metrics(h: dict, detailed: bool = True) -> None:
     c1.caption(f"{h['kept']:,} of {h['total']:,} prunable weights" + (
         f" · all parameters (biases too): {fmt_pct(h['params_kept'] / h['params_total'], 2)} of "
         f"{h['params_total']:,}" if detailed else ""))
-    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]),
-              delta=f"{100 * (h['accuracy_after'] - h['accuracy_before']):+.1f} pts")
+    change = 100 * (h["accuracy_after"] - h["accuracy_before"])
+    # a change that rounds to 0.0 points is no change: grey, no arrow (a green "↑ +0.0 pts" read as a gain)
+    moved = abs(change) >= 0.05
+    c2.metric("Accuracy after", fmt_pct(h["accuracy_after"]), delta=f"{change:+.1f} pts",
+              delta_color="normal" if moved else "off", delta_arrow="auto" if moved else "off")
     c2.caption(f"before: {fmt_pct(h['accuracy_before'])} · {'top-1 on ' if detailed else ''}"
                f"{h['test_points']:,} test points, no retraining")
     c3.metric("Agreement", fmt_pct(h["agreement"]))

@@ -73,7 +73,10 @@ def prune_verdict(h: dict) -> list[str]:
                    + ": the Guarantees page shows which rows and why.")
     elif h.get("has_bound") and _finite(h["bound_max"]) and _finite(h["measured_max_heldout"]):
         b, m = float(h["bound_max"]), float(h["measured_max_heldout"])
-        if m <= b + TOL and b >= 1:
+        if m <= TOL and b <= TOL:  # nothing to be below: every row kept whole, or kept all with s > 0 on S
+            out.append("The measured error on held-out points is 0, and so is the largest bound: every row kept all "
+                       "of its weights that S shows any signal through.")
+        elif m <= b + TOL and b >= 1:
             out.append(f"The largest measured error on held-out points ({m:.3g}) stays below the largest bound "
                        f"({b:.3g}), but a bound of 1 or more allows an error as large as the row's whole signal: the "
                        "Guarantees page counts the rows whose bound says something.")

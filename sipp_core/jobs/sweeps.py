@@ -107,7 +107,16 @@ def parse_ratios(text: str) -> tuple[float, ...]:
                 raise ValueError
             grid = (float(parts[0]), float(parts[1]), int(parts[2]))
         else:
-            values = tuple(float(v) for v in text.split(",") if v.strip())
+            items = [v.strip() for v in text.split(",") if v.strip()]
+            for item in items:  # name the item that is not a number ("abc" in "0.5,abc", "10%")
+                try:
+                    float(item)
+                except ValueError:
+                    raise BadInput(f"{item!r} in the keep ratios is not a number",
+                                   "write " + RATIOS_FORMS) from None
+            values = tuple(float(v) for v in items)
+    except BadInput:
+        raise
     except ValueError as exc:
         raise BadInput(f"keep ratios must be 'K1:K2:N' or a comma list; got {text!r}",
                        "write " + RATIOS_FORMS) from exc
@@ -134,9 +143,10 @@ def _check_ratios(values: Iterable[float], text: str = "") -> tuple[float, ...]:
         raise BadInput("no keep ratio given", "write " + RATIOS_FORMS)
     bad = [v for v in vals if not (0 < v <= 1) or math.isnan(v)]
     if bad:
-        comma = " (a decimal comma? write 0.5 with a point: commas separate the ratios)" if re.search(
-            r"\d,\d", text) else ""
-        raise BadInput(f"keep ratios must lie in (0, 1]; got {bad[0]:g}{comma}",
+        if re.search(r"\d,\d", text):  # "0,5": one remedy, the likely one
+            raise BadInput(f"keep ratios must lie in (0, 1]; got {bad[0]:g} (a decimal comma?)",
+                           "write 0.5 with a point: commas separate the ratios, e.g. 0.5,0.1,0.02")
+        raise BadInput(f"keep ratios must lie in (0, 1]; got {bad[0]:g}",
                        "write each as the share of the weights kept, 1 keeping all, e.g. 0.5,0.1,0.02")
     out = tuple(sorted(set(vals), reverse=True))
     if len(out) > MAX_RATIOS:

@@ -50,8 +50,9 @@ def test_geometric_grid():
 def test_parse_ratios():
     assert parse_ratios("0.5:0.01:8") == geometric_ratios(0.5, 0.01, 8)
     assert parse_ratios("0.1, 0.5,0.02") == (0.5, 0.1, 0.02)
-    for bad, match in [("0.5:0.1", "K1:K2:N"), ("abc", "K1:K2:N"), ("0.5,2", r"\(0, 1\]"), ("0.5:0:4", "range"),
-                       ("0,5", r"got 0 \(a decimal comma\? write 0.5 with a point"),
+    for bad, match in [("0.5:0.1", "K1:K2:N"), ("abc", "'abc' in the keep ratios is not a number"),
+                       ("0.5,10%", "'10%' in the keep ratios is not a number"), ("0.5,2", r"\(0, 1\]"),
+                       ("0.5:0:4", "range"), ("0,5", r"got 0 \(a decimal comma\?\)"),
                        ("0.5:0.01:1", "N = 1 is the single keep ratio 0.5, and 0.01 would be left out"),
                        ("0.5:0.01:500", "at most 100 keep ratios"),
                        (",".join(f"{i / 1000:g}" for i in range(1, 102)), "at most 100 keep ratios")]:
@@ -220,7 +221,8 @@ def test_cli_errors(capsys):
     assert _cli(["sweep", "--model", "mlp", "--dataset", "moons", "--methods", "wt,nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().out
     assert _cli(["sweep", "--model", "mlp", "--dataset", "moons", "--ratios", "0.5-0.1"]) == 2
-    assert "K1:K2:N" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "'0.5-0.1' in the keep ratios is not a number. Fix: write a comma list" in out
 
 
 def test_cli_runs(tmp_path, capsys):

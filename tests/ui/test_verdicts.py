@@ -164,6 +164,10 @@ def test_prune_verdict_uses_the_headline_numbers():
     assert empty[1] == ("**2 of 3 layers keep no weight** (fc2 · Linear 300→100, fc3 · Linear 100→10): the network "
                         "outputs the same for every input, so its bounds describe nothing useful.") and len(empty) == 2
     assert "is above the largest bound" in vd.prune_verdict({**h, "bound_max": 0.1})[1]
+    # keep ratio 1: every weight S sees is kept; 0 is not "below" 0
+    assert vd.prune_verdict({**h, "bound_max": 0.0, "measured_max_heldout": 0.0})[1] == (
+        "The measured error on held-out points is 0, and so is the largest bound: every row kept all of its weights "
+        "that S shows any signal through.")
     # the largest error below the largest bound says nothing when some row exceeded its own (LeNet-5 at 20% kept)
     failed = vd.prune_verdict({**h, "failed_pairs_heldout": 140, "pairs_heldout": 236_000,
                                "failed_layers_heldout": ["fc3 · Linear 84→10"]})

@@ -283,7 +283,8 @@ def render() -> None:
                 pass
         est, measured = estimate_seconds(s, req, prepared, report)
     c5.caption(f"Keep ratios: {', '.join(f'{r:g}' for r in req['ratios'])}  \n"
-               f"{len(req['methods'])} methods × {len(req['ratios'])} ratios × {len(req['seeds'])} seed(s) = "
+               f"{_count(len(req['methods']), 'method')} × {_count(len(req['ratios']), 'ratio')} × "
+               f"{_count(len(req['seeds']), 'seed')} = "
                f"**{points} points**, estimated **{jobs.fmt_seconds(est)}**"
                + (" (from timed points of each method on this network)" if measured
                   else " (rough: not every method has a timed point on this network yet)")
@@ -305,3 +306,7 @@ def render() -> None:
             st.info("Choose methods and a keep-ratio range, then press **Run sweep**.", icon=":material/info:")
         return
     _show_result(result, note, from_cache)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
