@@ -179,6 +179,7 @@ def layer_table(df, where=None):
     config = {
         "kept": num(format="localized"), "weights": num(format="localized"),
         "det. rows": num(format="localized"), "sampled rows": num(format="localized"),
+        "rows kept all with s > 0": num(format="localized"), "rows pruned entirely": num(format="localized"),
         "kept share": num(format="percent"), "largest bound": three, "mean bound": three, "max error on S": three,
         "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
         "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),

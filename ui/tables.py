@@ -74,7 +74,12 @@ def layer_table(report) -> pd.DataFrame:
     if df.empty:
         return df
     df["density"] = df["kept"] / df["total"]
-    order = ["label", "file_name", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled", "bound", "bound_mean",
+    plans = getattr(report.result, "plans", None) or {}
+    if all(n in plans for n in df["name"]):  # the rows of the two other kinds: det. + sampled alone may add up to 0
+        for col, code in (("rows_whole", 2), ("rows_pruned", 3)):
+            df[col] = [int((plans[n].row_method == code).sum()) for n in df["name"]]
+    order = ["label", "file_name", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled",
+             "rows_whole", "rows_pruned", "bound", "bound_mean",
              "measured_max_s", "measured_max_heldout", "measured_p95_heldout", "measured_mean_heldout",
              "failure_rate_s", "failure_rate"]
     return df[[c for c in order if c in df.columns]].reset_index(drop=True)
@@ -82,7 +87,8 @@ def layer_table(report) -> pd.DataFrame:
 
 LAYER_TABLE_LABELS = {
     "label": "layer", "name": "module name", "kind": "kind", "kept": "kept", "total": "weights", "density": "kept share",
-    "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "bound": "largest bound",
+    "rows_deterministic": "det. rows", "rows_sampled": "sampled rows", "rows_whole": "rows kept all with s > 0",
+    "rows_pruned": "rows pruned entirely", "bound": "largest bound",
     "bound_mean": "mean bound", "measured_max_s": "max error on S", "measured_max_heldout": "max error held-out",
     "measured_p95_heldout": "p95 error held-out", "measured_mean_heldout": "mean error held-out",
     "failure_rate_s": "failure rate on S", "failure_rate": "failure rate held-out",

@@ -189,6 +189,10 @@ def test_guarantee_charts(report, eps_report):
 def test_layer_table_and_headline(report):
     df = tables.layer_table(report)
     assert list(df["name"]) == tables.layer_names(report)
+    # every row of a layer is of one of the four kinds, each with its column (fc3 at 85% kept read "0 det., 0 sampled")
+    units = {n: int(p.row_method.numel()) for n, p in report.result.plans.items()}
+    assert (df[["rows_deterministic", "rows_sampled", "rows_whole", "rows_pruned"]].sum(axis=1)
+            == df["name"].map(units)).all()
     h = tables.headline(report)
     assert h["kept"] == report.result.kept and 0 < h["keep_ratio"] < 0.06
     assert h["has_bound"] and h["bound_max"] > 0
