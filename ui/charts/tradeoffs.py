@@ -404,8 +404,13 @@ def file_size_chart(files: dict, width: int = WIDTH) -> alt.Chart:
     order = [FILE_LABELS.get(k, k) for k in files]
     colors = [OKABE["grey"], OKABE["orange"], OKABE["sky"], OKABE["blue"]][: len(order)]
     base = alt.Chart(d).encode(
-        y=alt.Y("format:N", sort=order, title="storage format", axis=alt.Axis(labelLimit=260)),
-        x=alt.X("kib:Q", title="file size (KiB)", scale=alt.Scale(domain=[0, float(d["kib"].max()) * 1.45])),
+        # the axis title above the labels, level, ending at the axis: beside 260 px of labels it was drawn over the
+        # longest one (Vega measures the labels before the page's font has loaded)
+        y=alt.Y("format:N", sort=order, title="storage format",
+                axis=alt.Axis(labelLimit=260, titleAngle=0, titleAlign="right", titleBaseline="bottom", titleX=0,
+                              titleY=-6)),
+        x=alt.X("kib:Q", title="file size (KiB)", scale=alt.Scale(domain=[0, float(d["kib"].max()) * 1.45]),
+                axis=alt.Axis(tickCount=5, format=",.0f")),  # "1,000 1,100 …" every 100 KiB ran together
         tooltip=["format:N", alt.Tooltip("kib:Q", format=",.1f", title="KiB"),
                  alt.Tooltip("pct:Q", format=".1f", title="% of dense")],
     )
@@ -414,7 +419,8 @@ def file_size_chart(files: dict, width: int = WIDTH) -> alt.Chart:
     text = base.mark_text(align="left", dx=4, fontSize=TEXT_PX).encode(text="label:N")
     h = 34 * len(d) + 10
     return sized((bars + text).properties(title=_title("File size of the pruned model",
-                                                       "percent: of the dense state_dict"), width=width, height=h), h)
+                                                       "percent: of the dense state_dict"), width=width, height=h),
+                 h + 20)  # and the axis title's line above the plot
 
 
 def is_finite(v) -> bool:
