@@ -34,8 +34,9 @@ _BACKGROUND: set[str] = set()  # those of them past their first page: nobody wai
 BACKGROUND_NICE = 10  # the CPU priority of those runs, below the users' pages (Linux: per thread)
 TIMEOUT_S = 120.0  # a run that takes longer is stopped (its session closed)
 # The pages run, in this order (URL names; "" is the default page, Prune): the first section's pages, which a
-# class clicks through first, so that a first visit to each only draws too.
-PAGES = ("", "sensitivity", "kept_edges", "guarantees")
+# class clicks through first, so that a first visit to each only draws too; then Learn, where a class starts, whose
+# first visit trains the walkthrough's small network (3 s of a 2-core laptop's server time).
+PAGES = ("", "sensitivity", "kept_edges", "guarantees", "learn")
 PREFETCH_WAIT_S = 2.0  # then wait this long at most for the next steps' reports (ui.prefetch) to be ready
 # A page after the first waits until no user's run has been under way for this long: after its run, the browser
 # still draws the page (0.5-0.9 s on a 2-core laptop), and a warm-up run beside it would share those two cores.

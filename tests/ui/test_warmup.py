@@ -71,6 +71,7 @@ def test_the_default_warm_up_starts_on_the_default_page():
 
     stems = {p.path.removeprefix("pages/").removesuffix(".py") for p in PAGES}
     assert set(warmup.PAGES[1:]) <= stems  # every other name is a page's URL name
+    assert "learn" in warmup.PAGES  # where a class starts: its first visit trained a network for 3 s
 
 
 def test_a_failed_page_stops_the_warm_up():
