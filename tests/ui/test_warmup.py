@@ -71,7 +71,7 @@ def test_the_default_warm_up_starts_on_the_default_page():
 
     stems = {p.path.removeprefix("pages/").removesuffix(".py") for p in PAGES}
     assert set(warmup.PAGES[1:]) <= stems  # every other name is a page's URL name
-    assert "learn" in warmup.PAGES  # where a class starts: its first visit trained a network for 3 s
+    assert set(warmup.AFTER_A_VISITOR) <= stems and "learn" in warmup.AFTER_A_VISITOR  # its first visit: 3 s
 
 
 def test_a_failed_page_stops_the_warm_up():
@@ -255,3 +255,26 @@ def test_every_page_but_the_compiled_one_has_the_builders_imported_before_it_run
     assert imported == []
     nav.run_page(Page("Sensitivity"))
     assert imported == ["ui.charts.core"] and nav.COMPILED_TITLES == {"Prune"}
+
+
+def test_learn_is_warmed_only_once_a_visitors_first_page_is_drawn(monkeypatch, capsys):
+    """The first section's pages run at start-up; Learn waits for a user's run to end (and for QUIET_S without
+    one): before a visitor it would share the interpreter with the page they open."""
+    monkeypatch.setattr(warmup, "QUIET_S", 0.05)
+    monkeypatch.setattr(warmup, "PREFETCH_WAIT_S", 0.0)
+    rt = FakeRuntime()
+
+    async def go():
+        task = asyncio.create_task(warmup.warm(rt))
+        await asyncio.sleep(0.6)
+        before = list(rt.pages)
+        with warmup.counted_run():  # a visitor's first page
+            pass
+        await asyncio.wait_for(task, 5)
+        return before
+
+    before = asyncio.run(go())
+    assert before == list(warmup.PAGES)  # nothing of AFTER_A_VISITOR before the visitor
+    assert rt.pages == list(warmup.PAGES) + list(warmup.AFTER_A_VISITOR)
+    assert rt.seen_in_background[len(warmup.PAGES):] == [True] * len(warmup.AFTER_A_VISITOR)
+    assert "Warm-up done" in capsys.readouterr().out
