@@ -182,8 +182,10 @@ def layer_table(df, where=None):
         "rows kept all with s > 0": num(format="localized"), "rows pruned entirely": num(format="localized"),
         "kept share": num(format="percent"), "largest bound": three, "mean bound": three, "max error on S": three,
         "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
-        "failure rate on S": num(format="percent"), "failure rate held-out": num(format="percent"),
+        # percent with 3 significant digits (the columns are scaled below): "percent" showed 2.7e-5 as 0% or 0.00%
+        "failure rate on S": num(format="%.3g%%"), "failure rate held-out": num(format="%.3g%%"),
     }
+    df = df.assign(**{c: 100 * df[c] for c in ("failure_rate_s", "failure_rate") if c in df.columns})
     if presenting():
         return present_layers(df, where, config)
     if "file_name" in df.columns:  # uploaded under other names: the labels already give the file's names

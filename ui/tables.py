@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as Fn
 
+from sipp_core.options import SIPP_METHODS
 from sipp_core.zoo.layers import prunable_layers
 
 # 2: every weight with a share of the signal on S (s > 0) kept; a weight silent on all of S (s = 0) is dropped
@@ -75,7 +76,9 @@ def layer_table(report) -> pd.DataFrame:
         return df
     df["density"] = df["kept"] / df["total"]
     plans = getattr(report.result, "plans", None) or {}
-    if all(n in plans for n in df["name"]):  # the rows of the two other kinds: det. + sampled alone may add up to 0
+    if report.result.settings.get("method") not in SIPP_METHODS:  # WT, random, SNIP: no rows of SiPP's kinds
+        df = df.drop(columns=["rows_deterministic", "rows_sampled"], errors="ignore")
+    elif all(n in plans for n in df["name"]):  # the rows of the two other kinds: det. + sampled alone may add to 0
         for col, code in (("rows_whole", 2), ("rows_pruned", 3)):
             df[col] = [int((plans[n].row_method == code).sum()) for n in df["name"]]
     order = ["label", "file_name", "name", "kind", "kept", "total", "density", "rows_deterministic", "rows_sampled",

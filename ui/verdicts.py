@@ -161,11 +161,13 @@ def eps_sweep_verdict(df: pd.DataFrame) -> list[str]:
     """From tables.sweep_frame: how the keep ratio and the bound move with ε."""
     d = df.dropna(subset=["eps", "keep_ratio"]).sort_values("eps")
     if len(d) < 2:
-        return []
+        one = "One value of ε: give two or more to see how the kept share and the bound move with it."
+        return [one] if len(d) else []
     lo, hi = d.iloc[0], d.iloc[-1]
-    out = [f"From ε = {lo['eps']:g} to ε = {hi['eps']:g} the kept share falls from {pct(lo['keep_ratio'], 2)} to "
-           f"{pct(hi['keep_ratio'], 2)} and the largest bound grows from {lo['bound_max']:.3g} to "
-           f"{hi['bound_max']:.3g}."]
+    k0, k1, b0, b1 = pct(lo["keep_ratio"], 2), pct(hi["keep_ratio"], 2), f"{lo['bound_max']:.3g}", f"{hi['bound_max']:.3g}"
+    kept = f"the kept share stays at {k0}" if k0 == k1 else f"the kept share falls from {k0} to {k1}"
+    bound = f"the largest bound stays at {b0}" if b0 == b1 else f"the largest bound grows from {b0} to {b1}"
+    out = [f"From ε = {lo['eps']:g} to ε = {hi['eps']:g} {kept} and {bound}."]
     # row by row: the largest error below the largest bound would hide a row that broke its own bound
     bad = d[d["failed_pairs_heldout"] > 0]
     if bad.empty:
@@ -176,7 +178,8 @@ def eps_sweep_verdict(df: pd.DataFrame) -> list[str]:
         out.append(f"At {len(bad)} of {len(d)} values of ε (ε = {', '.join(f'{e:g}' for e in bad['eps'])}) some "
                    f"held-out (row, point) pairs exceeded their row's bound: at most "
                    f"{int(worst['failed_pairs_heldout']):,} of {int(worst['pairs_heldout']):,} (at ε = "
-                   f"{worst['eps']:g}); the Verdict at the top of the page says why.")
+                   f"{worst['eps']:g}); set ε to one of these values in the sidebar and the Verdict at the top of the "
+                   "page says which rows and why.")
     return out
 
 

@@ -97,7 +97,7 @@ def test_failure_rates_share_a_template_and_leave_room_above_the_tallest_bar(fai
     for fig in (a, b):
         assert fig.data["top"]["y"][0] >= 1.3 * fig.data["failures"]["percent"].max() - 1e-12
     svg = vl_convert.vegalite_to_svg(a.to_dict())
-    assert "Failure rate beside δ" in svg and "5e-01" in svg
+    assert "Failure rate beside δ" in svg and "δ = 0.5" in svg and "5e-01" not in svg  # as the sidebar writes it
 
 
 def test_the_sensitivity_scatter_keeps_its_points_and_recolours_them(prepared, reports):
@@ -138,7 +138,7 @@ def test_layers_whose_held_out_rows_broke_their_bound_are_marked_on_the_axis(fai
         svg = vl_convert.vegalite_to_svg(fig.to_dict())
         for label in broken:
             assert f"✗ {label.split(' · ')[0]}" in svg
-        assert "✗ in red: held-out points broke some row's bound" in fig.title["subtitle"]  # on one line
+        assert "✗: a layer where held-out points broke a row's bound" in fig.title["subtitle"]  # on one line
 
 
 def test_no_layer_is_marked_where_every_row_held(reports):
@@ -148,3 +148,10 @@ def test_no_layer_is_marked_where_every_row_held(reports):
             continue
         assert fig.data["broken"].empty and "✗" not in vl_convert.vegalite_to_svg(fig.to_dict())
         assert "✗" not in str(fig.title)
+
+
+def test_the_per_layer_table_has_row_kinds_for_sipp_only(reports):
+    """WT has no deterministic or sampled rows: its table has no such columns (it read 600 det. rows)."""
+    sipp, wt = tables.layer_table(reports[0]), tables.layer_table(reports[2])
+    assert {"rows_deterministic", "rows_sampled", "rows_whole", "rows_pruned"} <= set(sipp.columns)
+    assert not {"rows_deterministic", "rows_sampled", "rows_whole", "rows_pruned"} & set(wt.columns)

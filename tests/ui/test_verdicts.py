@@ -239,7 +239,13 @@ def test_eps_sweep_verdict_counts_rows_that_broke_their_bound_not_maxima():
     assert lines[0] == ("From ε = 0.1 to ε = 10 the kept share falls from 94.55% to 25.53% and the largest bound "
                         "grows from 0 to 10.")
     assert lines[1] == ("At 3 of 4 values of ε (ε = 0.1, 1, 10) some held-out (row, point) pairs exceeded their row's "
-                        "bound: at most 140 of 236,000 (at ε = 0.1); the Verdict at the top of the page says why.")
+                        "bound: at most 140 of 236,000 (at ε = 0.1); set ε to one of these values in the sidebar and "
+                        "the Verdict at the top of the page says which rows and why.")
+    same = vd.eps_sweep_verdict(pd.DataFrame(dict(eps=[0.1, 0.2], keep_ratio=[0.9919] * 2, bound_max=[0.0] * 2,
+                                                  failed_pairs_heldout=[0] * 2, pairs_heldout=[10] * 2)))
+    assert same[0] == "From ε = 0.1 to ε = 0.2 the kept share stays at 99.19% and the largest bound stays at 0."
+    assert vd.eps_sweep_verdict(df.iloc[:1]) == [
+        "One value of ε: give two or more to see how the kept share and the bound move with it."]
     fine = vd.eps_sweep_verdict(df.assign(failed_pairs_heldout=0))[1]
     assert fine == "At every ε, every held-out (row, point) pair stayed within its row's bound (4 of 4 values)."
 

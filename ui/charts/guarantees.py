@@ -30,6 +30,7 @@ from ui.charts.core import (
     wide,
 )
 from ui.charts.figure import Figure, as_chart
+from ui.settings import fmt_num
 
 
 def row_figure(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360):
@@ -112,7 +113,7 @@ def failure_figure(report, delta: float, width: int = WIDTH, height: int = HEIGH
         held = int(df.loc[df["points"] == "held-out", "pairs"].sum())
         return empty("Failure rate beside δ",
                      f"No (row, point) pair broke its bound: 0 failures in {on_s:,} pairs on S and {held:,} held-out "
-                     f"pairs, in every layer. The guarantee allows a share of δ = {delta:.0e}.", width)
+                     f"pairs, in every layer. The guarantee allows a share of δ = {fmt_num(delta)}.", width)
     df["percent"] = 100 * df["failure_rate"]
     # Compact two-line labels ("0 of" over "91.2k"): on one line, neighbouring bars' labels ran into each
     # other at 1280 px with five layers; the tooltip has the full counts.
@@ -138,11 +139,11 @@ def _failure_template(order: list[str], delta: float, width: int, height: int):
     bars = base.mark_bar()
     # dy: Vega anchors a multi-line label by its first line; lift it by one line so both sit above the bar
     text = base.mark_text(dy=-(TEXT_PX + 3), fontSize=TEXT_PX, baseline="bottom", lineBreak="\n").encode(text="label:N")
-    d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {delta:.0e}"]})
+    d = pd.DataFrame({"y": [100 * delta], "t": [f"δ = {fmt_num(delta)}"]})
     rule = alt.Chart(d).mark_rule(color=OKABE["vermillion"], strokeDash=[6, 3]).encode(y="y:Q")
     room = alt.Chart(alt.NamedData("top")).mark_point(opacity=0, size=0).encode(y="y:Q")  # not drawn: sets the axis top
     return wide(sized((bars + text + rule + room).properties(
-        title=_title("Failure rate beside δ", [f"red dashed line: δ = {delta:.0e}, the share of failures the guarantee allows",
+        title=_title("Failure rate beside δ", [f"red dashed line: δ = {fmt_num(delta)}, the share of failures the guarantee allows",
                                                  "labels: failures of (row, point) pairs (k = thousand, M = million)"]),
         width=width, height=height), height, 2, 1, x_label_lines=layer_label_lines(order)), order)
 

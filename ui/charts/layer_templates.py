@@ -68,7 +68,7 @@ def bound(order: list[str], series: tuple[str, ...], broken: bool, width: int, h
     sub = (["bounds per row (unit, sign), relative to the row's signal z^σ", "exact zeros are drawn a power of ten below the rest"]
            if has_bound else ["this method has no error bound: only the measured error is shown"])
     if broken:  # the layers named in red: a row's bound can break below the layer's largest bound
-        sub.append("✗ in red: held-out points broke some row's bound")
+        sub.append("✗: a layer where held-out points broke a row's bound")
     return wide(sized((pts + rule + lab + _marked_layers("broken", order)).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
                                                      width=width, height=height), height, len(sub), rows,
                       x_label_lines=layer_label_lines(order)), order)

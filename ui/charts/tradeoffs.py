@@ -370,11 +370,15 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
     batches = list(dict.fromkeys(d["batch"]))
     lim = float(max(4.0, d["speedup"].max() * 3, 1 / max(d["speedup"].min(), 1e-3) * 1.5)) if len(d) else 4.0
     base = alt.Chart(d).encode(
-        y=alt.Y("layer:N", sort=order, title="pruned Linear layer", axis=alt.Axis(labelLimit=240, labelFontSize=LEGEND_PX)),
+        # the y title above the labels, level (beside them it was drawn over them, projected); the x title on two
+        # short lines and 5 ticks (one line was cut at 150% zoom, and "0.40.5" ran together)
+        y=alt.Y("layer:N", sort=order, title="pruned Linear layer",
+                axis=alt.Axis(labelLimit=240, labelFontSize=LEGEND_PX, titleAngle=0, titleAlign="right",
+                              titleBaseline="bottom", titleX=0, titleY=-6)),
         yOffset=alt.YOffset("batch:N", sort=batches),
         x=alt.X("speedup:Q", scale=alt.Scale(type="log", domain=[1 / lim, lim]),
-                title="CSR speed-up over dense (dense time / CSR time, log scale; > 1: sparse faster)",
-                axis=alt.Axis(format="~g")),
+                title=["CSR speed-up over dense (dense time / CSR time)", "log scale; > 1: sparse faster"],
+                axis=alt.Axis(format="~g", tickCount=5)),
         color=alt.Color("batch:N", sort=batches, scale=alt.Scale(domain=batches, range=[OKABE["orange"], OKABE["blue"],
                                                                                         OKABE["green"]][: len(batches)]),
                         legend=alt.Legend(orient="bottom", title=None, labelLimit=400)),
@@ -393,7 +397,7 @@ def speedup_chart(layers: pd.DataFrame, totals: list[dict], width: int = WIDTH) 
     return sized((rule_src + pts + text + one).properties(
         title=_title("Sparse (CSR) speed over dense, per layer", ["median of timed runs, 1 CPU thread",
                                                                   "dotted line: equal speed; left of it sparse is slower"]),
-        width=width, height=h), h, 2, 1)
+        width=width, height=h), h + 20, 2, 1, x_label_lines=2)  # + the y title's line above the plot
 
 
 def file_size_chart(files: dict, width: int = WIDTH) -> alt.Chart:

@@ -59,8 +59,7 @@ def promise_box(s, report) -> None:
     loose = "" if not h["has_bound"] or h["bound_max"] < 1 or failed else (
         f" Here the largest bound is **{h['bound_max']:.3g}** while the largest measured error is "
         f"**{h['measured_max_heldout']:.3g}**: their ratio is about "
-        f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g} (the Verdict above gives the typical row's "
-        "ratio), which is common at this budget.")
+        f"{h['bound_max'] / max(h['measured_max_heldout'], 1e-12):.2g}, which is common at this budget.")
     st.info(
         "**What the guarantee promises.** For every unit and sign separately (a *row*), the pruned layer's "
         "pre-activation ẑ stays within ε·z^σ of the original z^σ, so |ẑ − z| ≤ ε·(z⁺ + z⁻) — relative to the "
@@ -73,8 +72,8 @@ def promise_box(s, report) -> None:
             f"{r['layer']}: {r['held_failures']:,} of {r['held_pairs']:,} held-out (row, point) pairs exceeded their "
             f"row's bound ({vd.rate_pct(r['held_failures'] / r['held_pairs'])}, against δ = {fmt_num(s.delta)}); on the "
             f"points of S, {r['s_failures']:,} of {r['s_pairs']:,}." for r in failed)
-            + " The Verdict above says which rows and why: a bound is built from what S shows, and a held-out point "
-            "can reach inputs that no point of S did.", icon=":material/report:")
+            + " The Verdict above says what kind of rows they are and why: a bound is built from what S shows, and a "
+            "held-out point can reach inputs that no point of S did.", icon=":material/report:")
 
 
 def failed_layers(report) -> list[dict]:
@@ -130,7 +129,9 @@ def _eps_values() -> tuple[float, ...] | None:
     try:
         return parse_eps_list(text)
     except BadInput as exc:
-        st.error(f"{exc.problem[:1].upper()}{exc.problem[1:]}. Fix: {exc.fix}.", icon=":material/error:")
+        first = exc.problem[:1]
+        first = first.upper() if first.isascii() else first  # "ε must be …", not "Ε must be …" (a capital epsilon)
+        st.error(f"{first}{exc.problem[1:]}. Fix: {exc.fix}.", icon=":material/error:")
         return None
 
 
