@@ -54,6 +54,8 @@ def test_a_method_without_a_bound_gets_its_own_template(reports):
     with_bound, without = layer_charts.bound_figure(reports[0]), layer_charts.bound_figure(reports[2])
     assert with_bound.key != without.key
     assert "no error bound" in str(without.to_dict()) and "no error bound" not in str(with_bound.to_dict())
+    # WT at keep ratio 1 has errors of exactly 0, drawn at the floor: the note says so for it too
+    assert "exact zeros are drawn a power of ten below the rest" in without.title["subtitle"]
 
 
 def test_the_bound_charts_legend_lists_what_is_drawn_and_keeps_each_series_colour(reports):

@@ -66,7 +66,8 @@ def bound(order: list[str], series: tuple[str, ...], broken: bool, width: int, h
     lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#444444", fontSize=TEXT_PX).encode(
         y="y:Q", x=alt.value(2), text="label:N")
     sub = (["bounds per row (unit, sign), relative to the row's signal z^σ", "exact zeros are drawn a power of ten below the rest"]
-           if has_bound else ["this method has no error bound: only the measured error is shown"])
+           if has_bound else ["this method has no error bound: only the measured error is shown",
+                              "exact zeros are drawn a power of ten below the rest"])
     if broken:  # the layers named in red: a row's bound can break below the layer's largest bound
         sub.append("✗: a layer where held-out points broke a row's bound")
     return wide(sized((pts + rule + lab + _marked_layers("broken", order)).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
