@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import SippError, StorageError
-from .outputs import give_usual_mode
+from .outputs import write_atomically
 from .state_dicts import file_masks, file_state
 
 __all__ = ["EXPORT_FILES", "ONNX_TOLERANCE", "ExportSummary", "export_pruned"]
@@ -224,18 +224,10 @@ def _csv_bytes(rows: list[dict]) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> int:
-    """Write atomically (temporary name, then rename); a storage failure is a StorageError."""
+    """Write atomically, with the umask's mode (the files are for deploying elsewhere); a storage failure is a
+    StorageError."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            give_usual_mode(tmp)  # not mkstemp's private 0600: the files are for deploying elsewhere
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        return write_atomically(path, data)
     except OSError as exc:
         raise StorageError(f"could not write {path} ({exc.strerror or exc})",
                            "choose a writable folder with free space for the export") from exc
-    return len(data)

@@ -8,11 +8,12 @@ disk). A full disk cannot be told in advance; writing then fails with its own me
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import BadInput, StorageError
 
-__all__ = ["check_output_file", "check_output_folder", "give_usual_mode"]
+__all__ = ["check_output_file", "check_output_folder", "give_usual_mode", "write_atomically"]
 
 
 def _writable(folder: Path, flag: str, path: Path) -> None:
@@ -75,3 +76,20 @@ def give_usual_mode(path: str | os.PathLike) -> None:
     plain open() would have given it: 0666 less the umask (0644 on most machines). Why: exported models and
     checkpoints are meant for other machines and other users' services, which could not read a private file."""
     os.chmod(path, 0o666 & ~_umask())
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> int:
+    """Write `data` to `path` under a temporary name in the same folder, then rename it: a reader sees the old file
+    or the whole new one, never half of it. The file gets the umask's mode (give_usual_mode). An OSError (a full or
+    read-only disk) leaves no temporary file behind and is raised as it is, for the caller to word."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        give_usual_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(data)

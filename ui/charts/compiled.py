@@ -8,7 +8,7 @@ it does neither.
 The file holds what the builders themselves made, by key (ui.charts.figure.Figure.key), beside a fingerprint of
 the code that made them (ui/charts, ui/tables.py and Altair's version). A file whose fingerprint is not the
 code's now, an unreadable file or none at all is ignored: every template is then built as usual, so the file can
-only make a page sooner, never different. Written to a temporary file and renamed: a reader never sees half of it.
+only make a page sooner, never different. Written atomically: a reader never sees half of it.
 """
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
-from sipp_core.io.outputs import give_usual_mode
+from sipp_core.io.outputs import write_atomically
 
 PATH = Path(__file__).resolve().parent / "__templates__" / "default.json"  # beside the code, like its bytecode
 _CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "tables.py")
@@ -92,15 +91,7 @@ def write(specs: dict[tuple, dict], path: Path | None = None, code: str | None =
     templates = {t: s for k, s in specs.items() if (t := key_text(k)) is not None}
     doc = {"fingerprint": code if code is not None else fingerprint(), "templates": templates}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".default-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        give_usual_mode(tmp)  # as the code beside it: readable by whoever runs the app (mkstemp made it 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(doc, separators=(",", ":")).encode("utf-8"))  # readable by whoever runs the app
     forget()
     return len(templates)
 
