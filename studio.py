@@ -25,15 +25,14 @@ with counted_run():  # a user's run is counted: the warm-up leaves the CPU to it
     # The first run in a fresh server waits for the imports below (torch alone takes over a second on a laptop), or
     # for the server's start-up run that is doing them (ui/warmup.py): a sentence says so instead of a blank page.
     starting = st.empty() if "ui.sidebar" not in sys.modules else None
-    if starting is not None:
-        with starting.container():
-            st.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after the "
-                    "server starts and takes a few seconds.", icon=":material/hourglass_top:")
-            hidden = preload.element_code()  # the browser loads the page's element code meanwhile (ui/preload.py)
-
     with heavy_imports():  # once per process, with the garbage collector kept out of them (a fifth of their time)
         if starting is not None:
-            preload.table_code(hidden)  # pandas first: the table's code loads while torch is imported
+            with starting.container():
+                st.info("Starting SiPP Studio: loading PyTorch and the default network. This happens once after "
+                        "the server starts and takes a few seconds.", icon=":material/hourglass_top:")
+                # the browser loads the page's element code meanwhile (ui/preload.py); its chart imports pandas
+                hidden = preload.element_code()
+            preload.table_code(hidden)  # the table's code loads while torch is imported
         from ui import prefetch
         from ui.runtime import app_icon, configure_torch
         from ui.show import new_run

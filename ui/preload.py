@@ -26,12 +26,12 @@ _CHART = {"data": {"values": [{"a": 1}]}, "mark": "point", "encoding": {"x": {"f
 
 def element_code():
     """A hidden container holding one element of each kind the first page draws (chart and metric first: their
-    code is the largest). Returns the container, for table_code once pandas is imported."""
+    code is the largest). Returns the container, for table_code. Called inside the heavy imports (studio.py):
+    Streamlit turns the chart's data into a pandas frame, so pandas is imported here, with the collector off."""
     box = st.container(key=KEY)
     with box:
         st.vega_lite_chart(_CHART)
         st.metric(LABEL, 1, 1)
-        st.latex("x")
         st.slider(LABEL, 0, 1, disabled=True)
         st.selectbox(LABEL, ["a"], disabled=True, help=LABEL)
         st.number_input(LABEL, disabled=True)
@@ -44,8 +44,7 @@ def element_code():
 
 
 def table_code(box) -> None:
-    """A one-cell table in the hidden container. Called inside the heavy imports: Streamlit turns any table into a
-    pandas frame, so pandas (0.25 s) is imported here, just before torch rather than just after."""
+    """A one-cell table in the hidden container, drawn just before torch is imported (studio.py)."""
     import pandas as pd  # deferred: this module is imported before the heavy imports (studio.py)
 
     # st.dataframe itself: ui.show.table would import torch (through the chart code) before the table is sent
