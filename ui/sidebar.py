@@ -119,7 +119,7 @@ def render_sidebar() -> Settings:
             size = st.number_input("|S|: points in the sample S", min_value=1, max_value=100_000,
                                    value=DEFAULTS.sample_size, step=1, key="s", help=hint("S", "s"), **BIND)
         if facts:
-            note = (f"Formula $|S| = \\lceil 3\\ln(8\\,\\eta\\,\\eta_{{\\max}}/\\delta_S)\\rceil$ = **{facts['formula']}** "
+            note = (f"Formula |S| = ⌈3 ln(8 η η_max / δ_S)⌉ = **{facts['formula']}** "
                     f"(η = {facts['eta']:,}, η_max = {facts['eta_max']:,}, δ_S = 1e-16)")
             if auto and facts["formula"] > facts["pool"]:
                 note += f"; the S-pool holds {facts['pool']:,} points, so all of them are used"
