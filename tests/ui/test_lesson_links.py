@@ -127,3 +127,13 @@ def test_a_projected_lesson_whose_controls_are_in_the_sidebar_says_where_they_ar
     lesson = lessons.LESSONS["sensitivity"]
     at = _open(lesson.url("sensitivity") + "&present=1", lesson.file)
     assert not any("open it with **»**" in m.value for m in at.markdown)
+
+
+def test_the_learn_and_nonsmoothness_choices_travel_by_name():
+    """learn_data=spirals and ns_units=1024, as a lecturer writes them, pick spirals and 1024 (the boxes showed
+    "spirals: three spiral arms (3 classes)" and "1,024", which was the value a link had to carry, so these were
+    dropped without a word: the page's own check accepted them)."""
+    at = _open("learn?learn_data=spirals", "pages/learn.py")
+    assert at.selectbox(key="learn_data").value == "spirals" and not at.warning
+    at = _open("nonsmoothness?ns_units=1024", "pages/nonsmoothness.py")
+    assert at.selectbox(key="ns_units").value == 1024 and not at.warning

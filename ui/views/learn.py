@@ -45,8 +45,10 @@ def _controls():
     page_link_problems("learn", {"learn_data": link_choice(lc.TOY_DATASETS), "learn_hidden": link_number(2, 8, True),
                                  "learn_s": link_number(2, 30, True), "learn_seed": link_number(0, 999, True)})
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Toy data", list(lc.TOY_DATASETS), format_func=lambda d: f"{d}: {lc.TOY_DATASETS[d]}",
-                           key="learn_data", bind="query-params")
+    # The options are the names a link carries (?learn_data=spirals): a bound selectbox reads the URL as its
+    # shown text, so with the descriptions in that text a hand-written link was ignored. They are in the help.
+    dataset = c1.selectbox("Toy data", list(lc.TOY_DATASETS), key="learn_data", bind="query-params",
+                           help="; ".join(f"**{k}**: {v}" for k, v in lc.TOY_DATASETS.items()))
     hidden = c2.number_input("Hidden units", 2, 8, 4, key="learn_hidden", bind="query-params")
     s_size = c3.number_input("|S| (small, to see every number)", 2, 30, 8, key="learn_s", bind="query-params")
     seed = c4.number_input("Seed", 0, 999, 0, key="learn_seed", bind="query-params")

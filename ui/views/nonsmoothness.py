@@ -91,10 +91,11 @@ def _form(s) -> tuple[dict, bool]:
                                   help="More points resolve more kinks (SMP converges as N grows).", **BIND)
         kind = c3.selectbox("Path kind", KINDS, key="ns_kind", help=KIND_HELP, **BIND)
         seed = c4.number_input("Path seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="ns_seed", **BIND)
+        # the options as a link writes them (?ns_units=1024): a bound selectbox reads the URL as its shown text
         units = c5.selectbox("Max units per layer", UNITS, key="ns_units",
-                             format_func=lambda u: f"auto ({CONV_UNITS if conv else DENSE_UNITS:,})" if u == "auto" else f"{u:,}",
                              help=f"Per-layer SMP is a mean over at most this many seeded units (auto: {CONV_UNITS} for "
-                                  f"conv nets, {DENSE_UNITS} otherwise). Cost grows with it.", **BIND)
+                                  f"conv nets, {DENSE_UNITS} otherwise; this network: "
+                                  f"{CONV_UNITS if conv else DENSE_UNITS}). Cost grows with it.", **BIND)
         submitted = st.form_submit_button("Measure nonsmoothness", type="primary", key="ns_run",
                                           icon=":material/show_chart:")
         st.caption("Cost ≈ paths × points × sampled units, for both networks. At 16 × 1024 on two busy CPU cores: "
