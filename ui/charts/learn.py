@@ -62,8 +62,9 @@ def toy_data(x: np.ndarray, y: np.ndarray, s_index: np.ndarray | None = None, ch
     df = pd.DataFrame(dict(x1=x[:, 0], x2=x[:, 1], cls=[f"class {int(c)}" for c in y]))
     base = alt.Chart(df).mark_circle(size=18, opacity=0.35).encode(
         # 5 ticks: every 0.2 standard deviations the x labels ran together ("−2.0−1.8") in a half-width column
-        x=alt.X("x1:Q", title="feature 1 (standardised)", axis=alt.Axis(tickCount=5)),
-        y=alt.Y("x2:Q", title="feature 2 (standardised)", axis=alt.Axis(tickCount=5)),
+        # 12 px of room at each end before the domain is rounded: spiral points at 2.43 sat on the frame's top
+        x=alt.X("x1:Q", title="feature 1 (standardised)", axis=alt.Axis(tickCount=5), scale=alt.Scale(padding=12)),
+        y=alt.Y("x2:Q", title="feature 2 (standardised)", axis=alt.Axis(tickCount=5), scale=alt.Scale(padding=12)),
         color=alt.Color("cls:N", title="class", scale=alt.Scale(range=[OKABE["blue"], OKABE["orange"], OKABE["green"]]),
                         legend=alt.Legend(orient="bottom")))  # below, as sized() counts it: on the right it was cut
     layers = [base]
