@@ -105,17 +105,22 @@ PRESENT_MAX_COLUMNS = 10
 
 def number_format(fmt: str | None):
     """A Streamlit NumberColumn format as a function of the value: printf-style ("%.3g", "%.2f×", "%d"),
-    "percent" (two decimals) or "localized" (thousands separators); without a format, the value as it is; None for
+    "percent" (up to two decimals) or "localized" (thousands separators); without a format, the value as it is; None for
     a format this does not know."""
     if fmt is None:
         return lambda v: v
-    if fmt == "percent":
-        return lambda v: f"{v:.2%}"
+    if fmt == "percent":  # as the grid writes it (up to two decimals, none trailing): 85%, 10.14%, 10.1%
+        return lambda v: _trim(f"{100 * v:.2f}") + "%"
     if fmt == "localized":
-        return lambda v: f"{v:,.3f}".rstrip("0").rstrip(".")  # as a browser's toLocaleString: 3 decimals at most
+        return lambda v: _trim(f"{v:,.3f}")  # as a browser's toLocaleString: 3 decimals at most
     if fmt.startswith("%"):
         return lambda v: fmt % v
     return None
+
+
+def _trim(text: str) -> str:
+    """A decimal without trailing zeros: "85.00" -> "85", "10.10" -> "10.1"."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def static_table(data, column_config=None, column_order=None):

@@ -255,7 +255,7 @@ def test_a_saved_runs_layers_are_a_static_table_while_presenting():
     table = at.table[-1].value
     assert list(table.columns) == ["layer", "kept", "weights", "kept share"]
     assert list(table["weights"]) == ["235,200", "30,000", "1,000"]
-    assert list(table["kept share"]) == ["1.00%", "", "1.00%"]
+    assert list(table["kept share"]) == ["1%", "", "1%"]
     assert any("Presentation mode shows 4 of the table's" in c.value for c in at.caption)
     RunHistory().delete([run_id])
 

@@ -199,6 +199,9 @@ def test_a_small_table_is_static_while_presenting_and_formatted_as_its_grid():
     assert list(out["weights"]) == ["235,200", "30,000"] and list(out["kept share"]) == ["52.17%", ""]
     assert list(out["bound"]) == ["24.1", "7.3"] and list(out["raw"]) == ["0.1235", ""]
     assert list(df["weights"]) == [235200, 30000]  # the caller's frame is left as it was
+    # the grid writes a percent with up to two decimals and none trailing: 85%, not 85.00% while presenting
+    shares = static_table(pd.DataFrame({"s": [0.85, 0.101, 0.10144, 0.0, 1.0]}), {"s": num(format="percent")})
+    assert list(shares["s"]) == ["85%", "10.1%", "10.14%", "0%", "100%"]
     ticks = static_table(df.assign(kept=[True, False]), {"kept": st.column_config.CheckboxColumn("kept?")})
     assert list(ticks["kept?"]) == ["✓", ""]  # a checkbox column projected as ticks a class can read
     assert static_table(df, {"layer": st.column_config.ProgressColumn()}) is None  # other kinds stay a grid
