@@ -26,7 +26,7 @@ def _script():
 def test_one_element_of_each_kind_in_a_hidden_container():
     at = AppTest.from_function(_script).run()
     assert not at.exception
-    kinds = {"vega_lite_chart": 1, "metric": 1, "slider": 1, "selectbox": 1, "number_input": 1,
+    kinds = {"vega_lite_chart": 1, "metric": 1, "latex": 1, "slider": 1, "selectbox": 1, "number_input": 1,
              "radio": 1, "toggle": 1, "checkbox": 1, "popover": 1, "expander": 1, "dataframe": 1}
     assert {k: len(at.get(k)) for k in kinds} == kinds
     assert all(w.disabled for w in (*at.slider, *at.selectbox, *at.number_input, *at.radio, *at.toggle, *at.checkbox))
