@@ -127,16 +127,17 @@ def link_number(lo, hi, integer=False):
     return ("int" if integer else "float", lo, hi)
 
 
-def _log_choice(options):
-    return ("log", tuple(float(o) for o in options))
+def _log_choice(options, default: float):
+    return ("log", tuple(float(o) for o in options), float(default))
 
 
 def sidebar_url_spec(models, datasets, methods) -> dict:
     """{query parameter: what it may hold} for the shared sidebar's widgets."""
     return {
         "model": link_choice(models), "data": link_choice(datasets), "method": link_choice(methods),
-        "mode": link_choice(MODES), "keep": link_number(0.005, 1.0), "eps": _log_choice(EPS_OPTIONS),
-        "delta": _log_choice(DELTA_OPTIONS), "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
+        "mode": link_choice(MODES), "keep": link_number(0.005, 1.0),
+        "eps": _log_choice(EPS_OPTIONS, Settings.epsilon), "delta": _log_choice(DELTA_OPTIONS, Settings.delta),
+        "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
         "seed": link_number(0, 2**31 - 1, integer=True),
         "patch": link_choice(PATCH_REDUCTIONS), "device": link_choice(DEVICES), "alloc": link_choice(ALLOCATIONS),
         "cprime": link_number(1.0, 100.0),
@@ -157,8 +158,16 @@ def _why_not(raw: str, rule) -> str | None:
     if math.isnan(value):
         return "it is not a number"
     if kind == "log":
-        near = any(math.isclose(value, o, rel_tol=1e-9) for o in rule[1])
-        return None if near else f"it is not one of the slider's values ({fmt_num(rule[1][0])} to {fmt_num(rule[1][-1])}: 1, 2, 5 per decade)"
+        near = [o for o in rule[1] if math.isclose(value, o, rel_tol=1e-9)]
+        if not near:
+            return (f"it is not one of the slider's values ({fmt_num(rule[1][0])} to {fmt_num(rule[1][-1])}: 1, 2, 5 "
+                    "per decade)")
+        # The slider reads the URL as the text it shows: 2.0 or 1e-08 were dropped ("2", "1e-8"). The default is
+        # what the slider shows anyway.
+        shown = fmt_num(near[0])
+        if raw != shown and not math.isclose(near[0], rule[2], rel_tol=1e-9):
+            return f"the slider takes a value only as it writes it: {shown}"
+        return None
     _, lo, hi = rule
     if kind == "int" and value != int(value):
         return "it must be a whole number"

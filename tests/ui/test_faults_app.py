@@ -34,6 +34,22 @@ def test_link_values_are_checked_by_kind():
     assert all("Fix:" in p for p in bad)
 
 
+def test_a_slider_value_spelled_another_way_is_named_with_the_sliders_spelling():
+    """The ε and δ sliders read a link's value as the text they show: eps=2.0 and delta=1e-08 were dropped without a
+    word (the check took them as numbers); eps=2 and delta=1e-8 are taken, and the default, however written, shows
+    anyway."""
+    bad = url_problems({"eps": "2.0", "delta": "1e-08"}, SPEC)
+    assert len(bad) == 2
+    assert "eps='2.0'" in bad[0] and "as it writes it: 2;" in bad[0]
+    assert "delta='1e-08'" in bad[1] and "as it writes it: 1e-8;" in bad[1]
+    assert url_problems({"eps": "2", "delta": "1e-8"}, SPEC) == []
+    assert url_problems({"eps": "1.0", "delta": "1e-16"}, SPEC) == []  # the defaults: the sliders show them anyway
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"mode": "eps and delta", "eps": "2", "delta": "1e-8"})
+    at.run()
+    assert at.session_state["eps"] == 2.0 and at.session_state["delta"] == 1e-8 and not at.warning
+
+
 @fault("link with a page's own bad values (Learn, Nonsmoothness)", surface="app", outcome="recovered")
 def test_page_link_values_are_named_on_their_page():
     at = AppTest.from_file(APP, default_timeout=120)
