@@ -57,7 +57,7 @@ LESSONS = {
         "Edges with a small s can go without changing any unit's input by much, on every point of S."),
     "eps-delta": Lesson(
         "How ε and δ set |S| and m", "", "Prune",
-        {"method": "sipp-hybrid", "mode": "eps and delta", "eps": 1.0, "delta": 1e-16},
+        {"method": "sipp-hybrid", "mode": "eps and delta", "eps": 1, "delta": 1e-16},
         ("model", "data", "method", "mode", "keep", "s_auto", "s", "seed", "patch", "device", "alloc"),
         "Open **Formulas with these numbers** below. |S| comes from the network's size η and the sample's own "
         "failure probability δ_S: it does not move with the sliders. **ε** and **δ** set each row's m: δ enters "

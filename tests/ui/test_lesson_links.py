@@ -137,3 +137,18 @@ def test_the_learn_and_nonsmoothness_choices_travel_by_name():
     assert at.selectbox(key="learn_data").value == "spirals" and not at.warning
     at = _open("nonsmoothness?ns_units=1024", "pages/nonsmoothness.py")
     assert at.selectbox(key="ns_units").value == 1024 and not at.warning
+
+
+def test_a_lessons_slider_values_are_written_as_the_sliders_write_them():
+    """A bound slider reads a link's value as the text it shows: the ε-and-δ lesson's eps=1.0 was dropped, and only
+    the default being 1 hid it (a copy edited to eps=0.5 would have worked, one edited to eps=2.0 not)."""
+    from urllib.parse import parse_qs
+
+    from ui.settings import fmt_num, sidebar_url_spec
+
+    spec = sidebar_url_spec([], [], [])
+    for name, lesson in lessons.LESSONS.items():
+        query = parse_qs(urlsplit(lesson.url(name)).query)
+        for key, (raw,) in query.items():
+            if spec.get(key, ("",))[0] == "log":
+                assert raw == fmt_num(float(raw)), (name, key, raw)
