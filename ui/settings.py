@@ -144,11 +144,36 @@ def sidebar_url_spec(models, datasets, methods) -> dict:
     }
 
 
+def _spelled_as(raw: str, options) -> str | None:
+    """The option a link's value means when it is written another way than the widget writes it: spaces around it,
+    another case (WT for wt), a number with decimals (32.0 for 32); else None."""
+    for o in options:
+        if raw.strip() == o or raw.strip().lower() == o.lower():
+            return o
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    for o in options:
+        try:
+            if math.isclose(value, float(o), rel_tol=1e-9):
+                return o
+        except ValueError:
+            continue
+    return None
+
+
 def _why_not(raw: str, rule) -> str | None:
-    """None if raw fits rule, else the reason in words."""
+    """None if the widget takes raw as it is written, else the reason in words. A widget reads a choice as the
+    exact text it shows: "WT", "32.0" or "wt " were dropped where the check used to accept them."""
     kind = rule[0]
     if kind == "choice":
-        return None if raw in rule[1] else "it is not one of " + ", ".join(rule[1])
+        if raw in rule[1]:
+            return None
+        meant = _spelled_as(raw, rule[1])
+        if meant is not None:
+            return f"the control takes a value only as it writes it: {meant}"
+        return "it is not one of " + ", ".join(rule[1])
     if kind == "bool":
         return None if raw.lower() in ("true", "false") else "it must be true or false"
     try:
@@ -175,16 +200,56 @@ def _why_not(raw: str, rule) -> str | None:
     return None if lo <= value <= hi else f"it is outside {span}"
 
 
-def url_problems(params, spec: dict) -> list[str]:
-    """One sentence per URL parameter whose value a widget would not accept (and would replace)."""
+def url_problems(params, spec: dict, where: str = "the sidebar") -> list[str]:
+    """One sentence per URL parameter whose value a widget would not accept (and would replace), or would take
+    otherwise than written. where: the controls' place ("the sidebar", "the page")."""
     out = []
     for key, rule in spec.items():
         if key not in params:
             continue
         values = params.get_all(key) if hasattr(params, "get_all") else [params[key]]
         raw = str(values[-1]) if values else ""
-        reason = _why_not(raw.strip(), rule)
+        truncated = _truncated(raw, rule)
+        if truncated is not None:  # a number box for whole numbers keeps the whole part (6.5 shows 6)
+            out.append(f"The link's value {key}={raw!r} is not a whole number: {where} uses {truncated:,}. Fix: "
+                       f"write {key}={truncated} in the link, or another whole number.")
+            continue
+        reason = _why_not(raw if rule[0] in ("choice", "log") else raw.strip(), rule)
         if reason:
-            out.append(f"The link's value {key}={raw!r} was ignored because {reason}; the sidebar shows its "
-                       f"default instead. Fix: choose {key} in the sidebar, or correct the link.")
+            place = f"{'in' if 'sidebar' in where else 'on'} {where}"
+            out.append(f"The link's value {key}={raw!r} was ignored because {reason}; {where} shows its "
+                       f"default instead. Fix: choose {key} {place}, or correct the link.")
     return out
+
+
+def unused_link_values(params) -> list[str]:
+    """One sentence per sidebar value a link sets that the other settings leave unused: |S| while the formula
+    chooses it, ε in keep-ratio mode, κ in ε-and-δ mode. The value is kept, and acts once that setting changes."""
+    def has(key):
+        return key in params and str(params[key]).strip() != ""
+
+    mode = str(params["mode"]) if "mode" in params else MODES[0]
+    out = []
+    if has("s") and str(params["s_auto"] if "s_auto" in params else "true").strip().lower() != "false":
+        out.append(f"The link's value s={params['s']!r} is not used while |S| comes from the formula. Fix: add "
+                   "s_auto=false to the link.")
+    if has("eps") and mode != "eps and delta":
+        out.append(f"The link's value eps={params['eps']!r} is not used in keep-ratio mode. Fix: add "
+                   "mode=eps+and+delta to the link.")
+    if has("keep") and mode == "eps and delta":
+        out.append(f"The link's value keep={params['keep']!r} is not used in ε-and-δ mode, where ε sets the kept "
+                   "share. Fix: drop keep from the link, or drop mode to use it.")
+    return out
+
+
+def _truncated(raw: str, rule) -> int | None:
+    """The whole number a whole-number box takes for a link's decimal value inside its range, else None."""
+    if rule[0] != "int":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if math.isnan(value) or value == int(value) or not rule[1] <= int(value) <= rule[2]:
+        return None
+    return int(value)

@@ -25,6 +25,7 @@ from ui.settings import (
     Settings,
     fmt_num,
     sidebar_url_spec,
+    unused_link_values,
     url_problems,
 )
 
@@ -49,7 +50,7 @@ def warn_about_link(spec: dict) -> None:
     if st.session_state.get("_link_checked"):
         return
     st.session_state["_link_checked"] = True
-    st.session_state["_link_problems"] = url_problems(st.query_params, spec)
+    st.session_state["_link_problems"] = url_problems(st.query_params, spec) + unused_link_values(st.query_params)
 
 
 def page_link_problems(page: str, spec: dict) -> None:
@@ -59,7 +60,7 @@ def page_link_problems(page: str, spec: dict) -> None:
     if st.session_state.get(seen):
         return
     st.session_state[seen] = True
-    for text in url_problems(st.query_params, spec):
+    for text in url_problems(st.query_params, spec, where="the page"):
         st.warning(text, icon=":material/link_off:")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from faults import fault
 from streamlit.testing.v1 import AppTest
 
-from ui.settings import sidebar_url_spec, url_problems
+from ui.settings import sidebar_url_spec, unused_link_values, url_problems
 
 APP = str(Path(__file__).resolve().parents[2] / "studio.py")
 SPEC = sidebar_url_spec(["lenet300", "lenet5"], ["mnist5k", "moons"], ["sipp-hybrid", "wt"])
@@ -66,3 +66,38 @@ def test_page_link_values_are_named_on_their_page():
     ns.switch_page("pages/nonsmoothness.py").run()
     warnings = [w.value for w in ns.warning]
     assert any("ns_points='1000'" in w for w in warnings) and not any("ns_kind" in w for w in warnings)
+
+
+def test_a_choice_written_another_way_names_the_controls_spelling():
+    """A control reads a link's choice as the exact text it shows: 'LENET5', 'sipp-det ' (a trailing space) and
+    ns_paths=32.0 were dropped; the check used to strip or accept them, so nothing was said."""
+    bad = url_problems({"model": "LENET5", "method": "wt "}, SPEC)
+    assert "model='LENET5'" in bad[0] and "as it writes it: lenet5;" in bad[0]
+    assert "method='wt '" in bad[1] and "as it writes it: wt;" in bad[1]
+    assert "in the sidebar" in bad[0]
+    page = url_problems({"ns_paths": "32.0"}, {"ns_paths": ("choice", ("4", "8", "16", "32", "64"))}, where="the page")
+    assert len(page) == 1 and "as it writes it: 32;" in page[0] and "on the page" in page[0] and "sidebar" not in page[0]
+
+
+def test_a_decimal_in_a_whole_number_box_says_what_is_used():
+    """s=200.5 shows 200 (the box keeps the whole part): the warning used to say the default was shown."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"s_auto": "false", "s": "200.5"})
+    at.run()
+    assert at.session_state["s"] == 200
+    assert [w.value for w in at.warning] == ["The link's value s='200.5' is not a whole number: the sidebar uses 200. "
+                                             "Fix: write s=200 in the link, or another whole number."]
+
+
+def test_a_link_value_the_other_settings_leave_unused_is_named():
+    """|S| while the formula chooses it, ε in keep-ratio mode, κ in ε-and-δ mode: each link value was kept without a
+    word, and acted only once the other setting changed."""
+    assert len(unused_link_values({"s": "200"})) == 1 and unused_link_values({"s": "200", "s_auto": "false"}) == []
+    assert "mode=eps+and+delta" in unused_link_values({"eps": "0.5"})[0]
+    assert unused_link_values({"eps": "0.5", "mode": "eps and delta"}) == []
+    assert "drop keep" in unused_link_values({"keep": "0.2", "mode": "eps and delta"})[0]
+    assert unused_link_values({"keep": "0.2"}) == []
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"eps": "0.5"})
+    at.run()
+    assert any("eps='0.5' is not used in keep-ratio mode" in w.value for w in at.warning)
