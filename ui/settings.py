@@ -120,14 +120,28 @@ def check_settings(s: Settings) -> list[str]:
 # What each URL parameter of the sidebar may hold. A link with anything else would be
 # silently reset by the widget; url_problems names each such value so the page can say so.
 def link_choice(options):
-    return ("choice", tuple(str(o) for o in options))
+    return link_shown(options)
+
+
+def link_shown(options, format_func=None):
+    """A choice control's link rule: the texts it shows, which a link must carry, and each option's own name (in
+    lower case) with its shown text, so that a link naming the option (filters_target=flops) is told to write the
+    shown text (FLOPs)."""
+    shown = tuple(str(format_func(o)) if format_func is not None else str(o) for o in options)
+    return ("choice", shown, {str(o).lower(): t for o, t in zip(options, shown)})
+
+
+def link_many(options):
+    """A multiselect's link rule: each of its values repeated (to_methods=wt&to_methods=snip), each one option."""
+    return ("many", tuple(str(o) for o in options))
 
 
 def link_number(lo, hi, integer=False):
     return ("int" if integer else "float", lo, hi)
 
 
-def _log_choice(options, default: float):
+def link_log(options, default: float):
+    """A slider of fmt_num-written values' link rule (a value is taken only as the slider writes it: 2, 1e-8)."""
     return ("log", tuple(float(o) for o in options), float(default))
 
 
@@ -136,7 +150,7 @@ def sidebar_url_spec(models, datasets, methods) -> dict:
     return {
         "model": link_choice(models), "data": link_choice(datasets), "method": link_choice(methods),
         "mode": link_choice(MODES), "keep": link_number(0.005, 1.0),
-        "eps": _log_choice(EPS_OPTIONS, Settings.epsilon), "delta": _log_choice(DELTA_OPTIONS, Settings.delta),
+        "eps": link_log(EPS_OPTIONS, Settings.epsilon), "delta": link_log(DELTA_OPTIONS, Settings.delta),
         "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
         "seed": link_number(0, 2**31 - 1, integer=True),
         "patch": link_choice(PATCH_REDUCTIONS), "device": link_choice(DEVICES), "alloc": link_choice(ALLOCATIONS),
@@ -144,12 +158,19 @@ def sidebar_url_spec(models, datasets, methods) -> dict:
     }
 
 
-def _spelled_as(raw: str, options) -> str | None:
+def _spelled_as(raw: str, options, names: dict | None = None) -> str | None:
     """The option a link's value means when it is written another way than the widget writes it: spaces around it,
-    another case (WT for wt), a number with decimals (32.0 for 32); else None."""
+    another case (WT for wt), the option's name where the control shows a label (fc2 for "fc2 · Linear 300→100"),
+    the start of one label only (5 for "5 · s = max over S"), a number with decimals (32.0 for 32); else None."""
+    bare = raw.strip()
     for o in options:
-        if raw.strip() == o or raw.strip().lower() == o.lower():
+        if bare == o or bare.lower() == o.lower():
             return o
+    if names and bare.lower() in names:
+        return names[bare.lower()]
+    starts = [o for o in options if bare and o.lower().startswith(bare.lower() + " ")]
+    if len(starts) == 1:
+        return starts[0]
     try:
         value = float(raw)
     except ValueError:
@@ -163,14 +184,17 @@ def _spelled_as(raw: str, options) -> str | None:
     return None
 
 
-def _why_not(raw: str, rule) -> str | None:
+def _why_not(raw: str, rule, key: str = "") -> str | None:
     """None if the widget takes raw as it is written, else the reason in words. A widget reads a choice as the
     exact text it shows: "WT", "32.0" or "wt " were dropped where the check used to accept them."""
     kind = rule[0]
-    if kind == "choice":
+    if kind in ("choice", "many"):
         if raw in rule[1]:
             return None
-        meant = _spelled_as(raw, rule[1])
+        if kind == "many" and "," in raw:
+            return "a box of several values takes each as its own parameter: write them one by one, e.g. " + \
+                "&".join(f"{key}={v.strip()}" for v in raw.split(",") if v.strip())
+        meant = _spelled_as(raw, rule[1], rule[2] if kind == "choice" and len(rule) > 2 else None)
         if meant is not None:
             return f"the control takes a value only as it writes it: {meant}"
         return "it is not one of " + ", ".join(rule[1])
@@ -208,18 +232,28 @@ def url_problems(params, spec: dict, where: str = "the sidebar") -> list[str]:
         if key not in params:
             continue
         values = params.get_all(key) if hasattr(params, "get_all") else [params[key]]
+        if rule[0] == "many":  # every value of a multiselect's: one sentence for the first it drops
+            reason = next((r for r in (_why_not(str(v), rule, key) for v in values) if r), None)
+            if reason:
+                out.append(f"The link's values {key}={', '.join(map(str, values))!r} were ignored because {reason}; "
+                           f"{where} shows its default instead. Fix: choose {key} {_place(where)}, or correct the "
+                           "link.")
+            continue
         raw = str(values[-1]) if values else ""
         truncated = _truncated(raw, rule)
         if truncated is not None:  # a number box for whole numbers keeps the whole part (6.5 shows 6)
             out.append(f"The link's value {key}={raw!r} is not a whole number: {where} uses {truncated:,}. Fix: "
                        f"write {key}={truncated} in the link, or another whole number.")
             continue
-        reason = _why_not(raw if rule[0] in ("choice", "log") else raw.strip(), rule)
+        reason = _why_not(raw if rule[0] in ("choice", "log") else raw.strip(), rule, key)
         if reason:
-            place = f"{'in' if 'sidebar' in where else 'on'} {where}"
             out.append(f"The link's value {key}={raw!r} was ignored because {reason}; {where} shows its "
-                       f"default instead. Fix: choose {key} {place}, or correct the link.")
+                       f"default instead. Fix: choose {key} {_place(where)}, or correct the link.")
     return out
+
+
+def _place(where: str) -> str:
+    return f"{'in' if 'sidebar' in where else 'on'} {where}"
 
 
 def unused_link_values(params) -> list[str]:

@@ -152,3 +152,34 @@ def test_a_lessons_slider_values_are_written_as_the_sliders_write_them():
         for key, (raw,) in query.items():
             if spec.get(key, ("",))[0] == "log":
                 assert raw == fmt_num(float(raw)), (name, key, raw)
+
+
+@pytest.mark.parametrize("url, file, spelled", [
+    ("guarantees?guar_layer=fc2", "pages/guarantees.py", ("guar_layer", "fc2 · Linear 300→100", "fc2")),
+    ("filters?filters_target=flops", "pages/filters.py", ("filters_target", "FLOPs", "flops")),
+    ("retrain?li_keep=0.10", "pages/retrain.py", ("li_keep", "0.1", 0.1)),
+    ("retrain?rt_method=WT", "pages/retrain.py", ("rt_method", "wt", "wt")),
+    ("learn?learn_step=5", "pages/learn.py", ("learn_step", "5 · s = max over S", "5 · s = max over S")),
+])
+def test_a_pages_own_control_spelled_another_way_is_named_with_its_spelling(url, file, spelled):
+    """Guarantees, Filters, Retraining and Learn's walkthrough checked no link values: a value written as the option's
+    name (fc2, flops) or another way (0.10, WT, 5) was dropped without a word, and the URL lost it."""
+    key, shown, value = spelled
+    at = _open(url, file)
+    texts = [w.value for w in at.warning]
+    assert len(texts) == 1 and f"{key}=" in texts[0] and f"as it writes it: {shown};" in texts[0], texts
+    assert "on the page" in texts[0] and "sidebar" not in texts[0]
+    fixed = _open(f"{url.split('?')[0]}?{urlencode({key: shown})}", file)  # the spelling the warning gives
+    assert not fixed.warning and fixed.session_state[key] == value
+
+
+def test_a_multiselects_values_are_one_parameter_each():
+    """to_methods=wt,snip fell back to the five default methods without a word."""
+    at = _open("tradeoffs?to_methods=wt,snip", "pages/tradeoffs.py")
+    assert any("to_methods=wt&to_methods=snip" in w.value for w in at.warning)
+    at = new_app()
+    at.query_params["to_methods"] = ["wt", "snip"]
+    at.run()
+    at.switch_page("pages/tradeoffs.py").run()
+    ok(at)
+    assert at.session_state["to_methods"] == ["wt", "snip"] and not at.warning

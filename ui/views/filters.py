@@ -19,12 +19,21 @@ from ui.filters_core import COMPARE_COLUMNS, compare_verdict, filters_verdict, m
 from ui.glossary import hint
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
+from ui.settings import link_number, link_shown
+from ui.sidebar import page_link_problems
 
 INTRO = ("Weight pruning (the other pages) leaves every layer its shape, so the network is no smaller and no faster. "
          "Filter pruning removes **whole channels**: a layer's input channel goes together with the filter that "
          "produces it, and the network is rebuilt with fewer channels. **PFP** scores channel j by its "
          "sensitivity s_j, the largest share one of its weights takes of a unit's input on S, and sizes each "
          "layer from the same ε/δ sampling bound as SiPP (docs/pfp.md).")
+TARGET_LABELS = {"params": "parameters", "flops": "FLOPs"}
+
+
+def _axis_label(key: str) -> str:
+    return charts.COMPARE_X[key][0].split(" (")[0]
+
+
 METHOD_HELP = {
     "pfp": "PFP: each layer keeps its channels of largest sensitivity; counts from the sampling bound",
     "pfp-rand": "PFP, sampled: channels drawn with probability ∝ sensitivity and reweighted (what the bound covers)",
@@ -50,11 +59,14 @@ def _zip(result, x_check) -> bytes:
 
 @st.fragment
 def _explore(s, prepared) -> None:
+    page_link_problems("filters", {"filters_method": link_shown(STRUCTURED_METHODS),
+                                   "filters_target": link_shown(STRUCTURED_TARGETS, TARGET_LABELS.get),
+                                   "filters_ratio": link_number(0.05, 1.0)})
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
     method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m,
                           bind="query-params", help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))
     target = c2.radio("Keep ratio counts", STRUCTURED_TARGETS, key="filters_target", horizontal=True,
-                      bind="query-params", format_func={"params": "parameters", "flops": "FLOPs"}.get,
+                      bind="query-params", format_func=TARGET_LABELS.get,
                       help="parameters (the authors' target) or multiply-accumulates per input")
     ratio = c3.slider("Keep ratio", 0.05, 1.0, 0.3, 0.05, key="filters_ratio", bind="query-params",
                       help="the share of the network's parameters (or FLOPs) to keep; the measured share lands "
@@ -110,6 +122,7 @@ def _explore(s, prepared) -> None:
     show.chart_row([charts.widths_chart(r), charts.flops_chart(r)])
     st.subheader("Channel sensitivities per layer")
     labels = r.labels
+    page_link_problems("filters-layer", {"filters_layer": link_shown(list(labels), labels.get)})
     layer = st.selectbox("Layer", list(labels), format_func=labels.get, key="filters_layer", bind="query-params")
     show.chart(charts.channel_sensitivity_bars(r, layer))
     w = next(x for x in r.widths if x.name == layer)
@@ -151,8 +164,9 @@ def _compare(s, prepared) -> None:
         bar.empty()
         st.session_state.setdefault("filters_compare", {})[key] = frame
     verdict_box(compare_verdict(frame))
+    page_link_problems("filters-compare", {"filters_cmp_x": link_shown(list(charts.COMPARE_X), _axis_label)})
     axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True, bind="query-params",
-                    format_func=lambda k: charts.COMPARE_X[k][0].split(" (")[0])
+                    format_func=_axis_label)
     show.chart(charts.compare_chart(frame, axis))
     num = st.column_config.NumberColumn
     show.table(frame[[c for c in COMPARE_COLUMNS if c in frame]].rename(columns=COMPARE_COLUMNS), hide_index=True,

@@ -13,7 +13,8 @@ from ui.charts import layers as layer_charts
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
-from ui.settings import fmt_num
+from ui.settings import fmt_num, link_shown
+from ui.sidebar import page_link_problems
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 MAX_SWEEP_EPS = 12  # each value is a full prune and measurement
@@ -90,13 +91,18 @@ def failed_layers(report) -> list[dict]:
     return out
 
 
+ON_POINTS = ["held-out points", "the points of S"]
+
+
 @st.fragment
 def _rows(s, report) -> None:
     names = tables.layer_names(report)
+    page_link_problems("guarantees", {"guar_layer": link_shown(names, tables.layer_labels(report).get),
+                                      "guar_on": link_shown(ON_POINTS)})
     c1, c2 = st.columns([2, 1])
     layer = c1.selectbox("Layer", names, index=first_layer_to_show(report, names), key="guar_layer",
                          format_func=tables.layer_labels(report).get, bind="query-params")
-    on = c2.radio("Measured on", ["held-out points", "the points of S"], horizontal=True, key="guar_on",
+    on = c2.radio("Measured on", ON_POINTS, horizontal=True, key="guar_on",
                   bind="query-params")
     show.chart(guarantee_charts.row_figure(report, layer, "heldout" if on.startswith("held") else "s"))
     if s.method == "sipp-hybrid":

@@ -11,7 +11,7 @@ from ui import learn_core as lc
 from ui import lessons, show
 from ui.charts import learn as learn_charts
 from ui.charts import sensitivity as sens_charts
-from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number
+from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number, link_shown
 from ui.sidebar import page_link_problems
 
 STEPS = lc.STEPS
@@ -230,10 +230,13 @@ def _walkthrough() -> None:
     labels = {n: layer_label(n, "linear", tuple(toy.model.get_submodule(n).weight.shape)) for n in toy.layer_names}
     st.caption(f"A {'-'.join(map(str, sizes))} ReLU network trained on {dataset}: test accuracy "
                f"{100 * toy.accuracy:.1f}%. Layers: " + ", ".join(f"`{labels[n]}`" for n in toy.layer_names))
+    def shown(n):
+        return f"{labels[n]} " + ("(input → hidden)" if n == toy.layer_names[0] else "(hidden → output)")
+
+    page_link_problems("learn-walk", {"learn_layer": link_shown(toy.layer_names, shown),
+                                      "learn_step": link_shown(STEPS)})
     layer = st.radio("Layer to follow", toy.layer_names, index=len(toy.layer_names) - 1, key="learn_layer",
-                     horizontal=True, bind="query-params",
-                     format_func=lambda n: f"{labels[n]} "
-                                           + ("(input → hidden)" if n == toy.layer_names[0] else "(hidden → output)"))
+                     horizontal=True, bind="query-params", format_func=shown)
     step = st.segmented_control("Step", STEPS, default=STEPS[0], key="learn_step", width="stretch",
                                 bind="query-params")
     step = step or STEPS[0]

@@ -23,8 +23,8 @@ from sipp_core.zoo.models import build_model
 from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, show_error
-from ui.settings import METHOD_LABELS, Settings, fmt_num
-from ui.sidebar import BIND, current_settings
+from ui.settings import METHOD_LABELS, Settings, fmt_num, link_log, link_number, link_shown
+from ui.sidebar import BIND, current_settings, page_link_problems
 from ui.sweep_results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 
 CASCADE_JOB, ISOLATION_JOB = "_job_cascade", "_job_isolation"
@@ -357,6 +357,12 @@ def render() -> None:
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
         st.stop()
+    methods = _methods()
+    page_link_problems("retrain", {
+        "rt_method": link_shown(methods), "rt_epochs": link_number(1, 50, True), "li_method": link_shown(methods),
+        "li_keep": link_log(ISO_KEEP, 0.05), "li_epochs": link_number(1, 100, True),
+        "li_rewind": link_number(0, 99, True), "li_at": link_shown(list(PRUNE_AT), PRUNE_AT.get),
+        "li_scope": link_shown(list(SCOPES), SCOPES.get)})
     # A tracked tab (key, on_change): a run started in the second tab used to bring the first back on its rerun,
     # hiding the run's progress and result.
     # The tab chosen last is remembered in the session (a widget's own state goes when its page is left), so that

@@ -20,8 +20,8 @@ from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, get_prepared, show_error
-from ui.settings import METHOD_LABELS, Settings, fmt_num
-from ui.sidebar import BIND, current_settings
+from ui.settings import METHOD_LABELS, Settings, fmt_num, link_many, link_number
+from ui.sidebar import BIND, current_settings, page_link_problems
 from ui.sweep_results import show_sweep
 
 JOB_KEY = "_job_sweep"
@@ -185,6 +185,8 @@ def _request(s: Settings):
     """The page's widgets (methods, typed keep ratios, seeds) as a sweep request, and the column that
     shows its size; stops the page with the fix when they make no sweep."""
     methods_all = _methods()
+    page_link_problems("tradeoffs", {"to_methods": link_many(methods_all), "to_seeds": link_number(1, 5, True),
+                                     "to_latency": ("bool",)})
     st.subheader("Sweep")
     c1, c2 = st.columns([2.3, 1.2])  # the five default methods' chips on one line at 150% zoom
     methods = c1.multiselect("Methods", methods_all, default=["sipp-hybrid", "sipp-det", "sipp-rand", "wt", "random"],
