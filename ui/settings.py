@@ -256,23 +256,27 @@ def _place(where: str) -> str:
     return f"{'in' if 'sidebar' in where else 'on'} {where}"
 
 
-def unused_link_values(params) -> list[str]:
-    """One sentence per sidebar value a link sets that the other settings leave unused: |S| while the formula
-    chooses it, ε in keep-ratio mode, κ in ε-and-δ mode. The value is kept, and acts once that setting changes."""
+def unused_link_values(params, spec: dict | None = None) -> dict[str, str]:
+    """{parameter: a sentence} for each sidebar value a link sets that the other settings leave unused: |S| while the
+    formula chooses it, ε in keep-ratio mode, κ in ε-and-δ mode. Its control is not drawn, so the sentence replaces
+    url_problems' (which says the control shows its default) and names, with spec, a value it would not take
+    either. The value is kept, and acts once that setting changes."""
     def has(key):
         return key in params and str(params[key]).strip() != ""
 
     mode = str(params["mode"]) if "mode" in params else MODES[0]
-    out = []
+    out = {}
     if has("s") and str(params["s_auto"] if "s_auto" in params else "true").strip().lower() != "false":
-        out.append(f"The link's value s={params['s']!r} is not used while |S| comes from the formula. Fix: add "
-                   "s_auto=false to the link.")
+        out["s"] = "is not used while |S| comes from the formula. Fix: add s_auto=false to the link"
     if has("eps") and mode != "eps and delta":
-        out.append(f"The link's value eps={params['eps']!r} is not used in keep-ratio mode. Fix: add "
-                   "mode=eps+and+delta to the link.")
+        out["eps"] = "is not used in keep-ratio mode. Fix: add mode=eps+and+delta to the link"
     if has("keep") and mode == "eps and delta":
-        out.append(f"The link's value keep={params['keep']!r} is not used in ε-and-δ mode, where ε sets the kept "
-                   "share. Fix: drop keep from the link, or drop mode to use it.")
+        out["keep"] = ("is not used in ε-and-δ mode, where ε sets the kept share. Fix: drop keep from the link, or "
+                       "drop mode to use it")
+    for key, text in out.items():
+        raw = str(params[key])
+        reason = _why_not(raw if key == "eps" else raw.strip(), spec[key], key) if spec and key in spec else None
+        out[key] = f"The link's value {key}={raw!r} {text}" + (f", and correct the value: {reason}." if reason else ".")
     return out
 
 

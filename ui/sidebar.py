@@ -50,7 +50,9 @@ def warn_about_link(spec: dict) -> None:
     if st.session_state.get("_link_checked"):
         return
     st.session_state["_link_checked"] = True
-    st.session_state["_link_problems"] = url_problems(st.query_params, spec) + unused_link_values(st.query_params)
+    unused = unused_link_values(st.query_params, spec)  # named once, as unused: their controls are not drawn
+    drawn = {k: rule for k, rule in spec.items() if k not in unused}
+    st.session_state["_link_problems"] = url_problems(st.query_params, drawn) + list(unused.values())
 
 
 def page_link_problems(page: str, spec: dict) -> None:

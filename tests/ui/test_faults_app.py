@@ -19,7 +19,7 @@ def test_bad_link_values_are_named_on_the_page():
     at.run()
     warnings = [w.value for w in at.warning]
     assert any("model='resnet9000'" in w and "lenet300" in w for w in warnings)
-    assert any("eps='0.3'" in w and "slider" in w for w in warnings)
+    assert any("eps='0.3'" in w and "not one of the slider's values" in w for w in warnings)
     assert any("seed='-4'" in w for w in warnings)
     assert not any("keep=" in w for w in warnings)  # a good value is not flagged
     assert at.selectbox(key="model").value == "lenet300" and not at.exception
@@ -92,12 +92,17 @@ def test_a_decimal_in_a_whole_number_box_says_what_is_used():
 def test_a_link_value_the_other_settings_leave_unused_is_named():
     """|S| while the formula chooses it, ε in keep-ratio mode, κ in ε-and-δ mode: each link value was kept without a
     word, and acted only once the other setting changed."""
-    assert len(unused_link_values({"s": "200"})) == 1 and unused_link_values({"s": "200", "s_auto": "false"}) == []
-    assert "mode=eps+and+delta" in unused_link_values({"eps": "0.5"})[0]
-    assert unused_link_values({"eps": "0.5", "mode": "eps and delta"}) == []
-    assert "drop keep" in unused_link_values({"keep": "0.2", "mode": "eps and delta"})[0]
-    assert unused_link_values({"keep": "0.2"}) == []
+    assert list(unused_link_values({"s": "200"})) == ["s"] and unused_link_values({"s": "200", "s_auto": "false"}) == {}
+    assert "mode=eps+and+delta" in unused_link_values({"eps": "0.5"})["eps"]
+    assert unused_link_values({"eps": "0.5", "mode": "eps and delta"}) == {}
+    assert "drop keep" in unused_link_values({"keep": "0.2", "mode": "eps and delta"})["keep"]
+    assert unused_link_values({"keep": "0.2"}) == {}
+    assert unused_link_values({"eps": "0.3"}, SPEC)["eps"].endswith(
+        "mode=eps+and+delta to the link, and correct the value: it is not one of the slider's values (0.01 to 100: 1, "
+        "2, 5 per decade).")
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"eps": "0.5"})
+    at.query_params.update({"eps": "2.0"})  # named once, as unused: its slider is not drawn in keep-ratio mode
     at.run()
-    assert any("eps='0.5' is not used in keep-ratio mode" in w.value for w in at.warning)
+    assert [w.value for w in at.warning] == ["The link's value eps='2.0' is not used in keep-ratio mode. Fix: add "
+                                             "mode=eps+and+delta to the link, and correct the value: the slider "
+                                             "takes a value only as it writes it: 2."]
