@@ -76,7 +76,8 @@ def test_a_choice_written_another_way_names_the_controls_spelling():
     assert "method='wt '" in bad[1] and "as it writes it: wt;" in bad[1]
     assert "in the sidebar" in bad[0]
     page = url_problems({"ns_paths": "32.0"}, {"ns_paths": ("choice", ("4", "8", "16", "32", "64"))}, where="the page")
-    assert len(page) == 1 and "as it writes it: 32;" in page[0] and "on the page" in page[0] and "sidebar" not in page[0]
+    assert len(page) == 1 and "as it writes it: 32;" in page[0]
+    assert "on the page" in page[0] and "sidebar" not in page[0]
 
 
 def test_a_decimal_in_a_whole_number_box_says_what_is_used():
