@@ -149,8 +149,9 @@ def sidebar_url_spec(models, datasets, methods) -> dict:
     """{query parameter: what it may hold} for the shared sidebar's widgets."""
     return {
         "model": link_choice(models), "data": link_choice(datasets), "method": link_choice(methods),
-        "mode": link_choice(MODES), "keep": link_number(0.005, 1.0),
-        "eps": link_log(EPS_OPTIONS, Settings.epsilon), "delta": link_log(DELTA_OPTIONS, Settings.delta),
+        "mode": link_choice(MODES), "keep": link_slider(link_number(0.005, 1.0)),
+        "eps": link_slider(link_log(EPS_OPTIONS, Settings.epsilon)),
+        "delta": link_slider(link_log(DELTA_OPTIONS, Settings.delta)),
         "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
         "seed": link_number(0, 2**31 - 1, integer=True),
         "patch": link_choice(PATCH_REDUCTIONS), "device": link_choice(DEVICES), "alloc": link_choice(ALLOCATIONS),
@@ -188,24 +189,28 @@ def _why_not(raw: str, rule, key: str = "") -> str | None:
     """None if the widget takes raw as it is written, else the reason in words. A widget reads a choice as the
     exact text it shows: "WT", "32.0" or "wt " were dropped where the check used to accept them."""
     kind = rule[0]
-    if kind in ("choice", "many"):
+    if kind == "choice":
         if raw in rule[1]:
             return None
-        if kind == "many" and "," in raw:
-            return "a box of several values takes each as its own parameter: write them one by one, e.g. " + \
-                "&".join(f"{key}={v.strip()}" for v in raw.split(",") if v.strip())
-        meant = _spelled_as(raw, rule[1], rule[2] if kind == "choice" and len(rule) > 2 else None)
+        meant = _spelled_as(raw, rule[1], rule[2] if len(rule) > 2 else None)
         if meant is not None:
             return f"the control takes a value only as it writes it: {meant}"
         return "it is not one of " + ", ".join(rule[1])
-    if kind == "bool":
-        return None if raw.lower() in ("true", "false") else "it must be true or false"
+    if kind == "bool":  # read as written: " false" is dropped
+        if raw.lower() in ("true", "false"):
+            return None
+        word = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(
+            raw.strip().lower(), raw.strip().lower())
+        return f"it must be true or false, as written: {word}" if word in ("true", "false") else \
+            "it must be true or false"
     try:
         value = float(raw)
     except ValueError:
         return "it is not a number"
     if math.isnan(value):
         return "it is not a number"
+    if math.isinf(value):
+        return "it is not a finite number"
     if kind == "log":
         near = [o for o in rule[1] if math.isclose(value, o, rel_tol=1e-9)]
         if not near:
@@ -231,25 +236,62 @@ def url_problems(params, spec: dict, where: str = "the sidebar") -> list[str]:
     for key, rule in spec.items():
         if key not in params:
             continue
-        values = params.get_all(key) if hasattr(params, "get_all") else [params[key]]
-        if rule[0] == "many":  # every value of a multiselect's: one sentence for the first it drops
-            reason = next((r for r in (_why_not(str(v), rule, key) for v in values) if r), None)
-            if reason:
-                out.append(f"The link's values {key}={', '.join(map(str, values))!r} were ignored because {reason}; "
-                           f"{where} shows its default instead. Fix: choose {key} {_place(where)}, or correct the "
-                           "link.")
+        values = params.get_all(key) if hasattr(params, "get_all") else params[key]
+        values = values if isinstance(values, list) else [values]  # a plain dict: a list for a repeated value
+        if rule[0] == "many":
+            out += _many_problems(key, [str(v) for v in values], rule, where)
+            continue
+        if isinstance(rule, Slider) and len([v for v in values if str(v) != ""]) > 1:
+            out.append(f"The link gives {key} {len(values)} values ({_short(', '.join(map(str, values)))}); a slider "
+                       f"takes one, so all were ignored and {where} shows its default. Fix: write {key} once.")
             continue
         raw = str(values[-1]) if values else ""
         truncated = _truncated(raw, rule)
         if truncated is not None:  # a number box for whole numbers keeps the whole part (6.5 shows 6)
-            out.append(f"The link's value {key}={raw!r} is not a whole number: {where} uses {truncated:,}. Fix: "
-                       f"write {key}={truncated} in the link, or another whole number.")
+            out.append(f"The link's value {key}={_short(raw)!r} is not a whole number: {where} uses {truncated:,}. "
+                       f"Fix: write {key}={truncated} in the link, or another whole number.")
             continue
-        reason = _why_not(raw if rule[0] in ("choice", "log") else raw.strip(), rule, key)
+        reason = _why_not(raw if rule[0] in ("choice", "log", "bool") else raw.strip(), rule, key)
         if reason:
-            out.append(f"The link's value {key}={raw!r} was ignored because {reason}; {where} shows its "
+            out.append(f"The link's value {key}={_short(raw)!r} was ignored because {reason}; {where} shows its "
                        f"default instead. Fix: choose {key} {_place(where)}, or correct the link.")
     return out
+
+
+class Slider(tuple):
+    """A link rule for a slider (link_slider): a repeated value is read as a range, which it refuses."""
+
+
+def link_slider(rule) -> Slider:
+    return Slider(rule)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _many_problems(key: str, values: list[str], rule, where: str) -> list[str]:
+    """A multiselect keeps the link's values it has (empty ones are skipped) and drops the others: one sentence
+    naming the dropped ones, what each means where it is only spelled otherwise, and what the box shows."""
+    given = [v for v in values if v != ""]
+    if not given:
+        return []  # an empty box, which the page itself refuses in words
+    dropped = [v for v in given if v not in rule[1]]
+    if not dropped:
+        return []
+    kept = [v for v in given if v in rule[1]]
+    parts = [p.strip() for v in dropped for p in (v.split(",") if "," in v else [v]) if p.strip()]
+    meant = [_spelled_as(p, rule[1]) for p in parts]
+    shows = f"the box holds {', '.join(kept)}" if kept else f"{where} shows its default"
+    if all(meant):
+        fix = "write " + "&".join(f"{key}={m}" for m in dict.fromkeys(kept + meant))
+        why = "a box of several values takes each as its own parameter, spelled as it writes it" if any(
+            "," in v for v in dropped) else "the box takes a value only as it writes it"
+    else:
+        fix = f"choose {key} {_place(where)}, or correct the link"
+        why = "not every value is one of " + ", ".join(rule[1])
+    return [f"The link's {'values' if len(dropped) > 1 else 'value'} {key}={_short(', '.join(dropped))!r} "
+            f"{'were' if len(dropped) > 1 else 'was'} dropped because {why}; {shows}. Fix: {fix}."]
 
 
 def _place(where: str) -> str:
@@ -266,7 +308,7 @@ def unused_link_values(params, spec: dict | None = None) -> dict[str, str]:
 
     mode = str(params["mode"]) if "mode" in params else MODES[0]
     out = {}
-    if has("s") and str(params["s_auto"] if "s_auto" in params else "true").strip().lower() != "false":
+    if has("s") and str(params["s_auto"] if "s_auto" in params else "true").lower() != "false":  # as read
         out["s"] = "is not used while |S| comes from the formula. Fix: add s_auto=false to the link"
     if has("eps") and mode != "eps and delta":
         out["eps"] = "is not used in keep-ratio mode. Fix: add mode=eps+and+delta to the link"
@@ -288,6 +330,6 @@ def _truncated(raw: str, rule) -> int | None:
         value = float(raw)
     except ValueError:
         return None
-    if math.isnan(value) or value == int(value) or not rule[1] <= int(value) <= rule[2]:
+    if not math.isfinite(value) or value == int(value) or not rule[1] <= int(value) <= rule[2]:
         return None
     return int(value)

@@ -5,7 +5,10 @@ Values are persisted for the whole session, so switching pages keeps them.
 """
 from __future__ import annotations
 
+import math
+
 import streamlit as st
+from streamlit.runtime.state import get_session_state
 
 from sipp_core.io.data import DATASETS
 from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
@@ -45,6 +48,31 @@ def _datasets() -> tuple[list[str], dict]:
     return list(DATASETS), dict(DATASETS)
 
 
+def drop_infinite_whole_numbers(spec: dict) -> None:
+    """Take a link's inf (or 1e999) for a whole-number box out of the URL before the box reads it: Streamlit's
+    seeding converts it to an integer and stops the page with OverflowError (1.67). The check names the value.
+    Streamlit keeps the link's first values in a field of its own (_initial_query_params), with no public way to
+    edit it; where that field is gone, nothing is done."""
+    bad = []
+    for key, rule in spec.items():
+        if rule[0] == "int" and key in st.query_params:
+            try:
+                if math.isinf(float(st.query_params[key])):
+                    bad.append(key)
+            except ValueError:
+                continue
+    if not bad:
+        return
+    try:
+        with get_session_state().query_params() as qp:
+            for key in bad:
+                qp._initial_query_params.pop(key, None)
+        for key in bad:
+            del st.query_params[key]
+    except (AttributeError, KeyError, TypeError, st.errors.StreamlitAPIException):
+        pass
+
+
 def warn_about_link(spec: dict) -> None:
     """Once per session, before the widgets read the URL: name every link value they would reset."""
     if st.session_state.get("_link_checked"):
@@ -53,6 +81,7 @@ def warn_about_link(spec: dict) -> None:
     unused = unused_link_values(st.query_params, spec)  # named once, as unused: their controls are not drawn
     drawn = {k: rule for k, rule in spec.items() if k not in unused}
     st.session_state["_link_problems"] = url_problems(st.query_params, drawn) + list(unused.values())
+    drop_infinite_whole_numbers(spec)
 
 
 def page_link_problems(page: str, spec: dict) -> None:
@@ -64,6 +93,7 @@ def page_link_problems(page: str, spec: dict) -> None:
     st.session_state[seen] = True
     for text in url_problems(st.query_params, spec, where="the page"):
         st.warning(text, icon=":material/link_off:")
+    drop_infinite_whole_numbers(spec)
 
 
 def show_link_problems(settings: Settings) -> None:

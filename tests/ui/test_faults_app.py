@@ -107,3 +107,37 @@ def test_a_link_value_the_other_settings_leave_unused_is_named():
     assert [w.value for w in at.warning] == ["The link's value eps='2.0' is not used in keep-ratio mode. Fix: add "
                                              "mode=eps+and+delta to the link, and correct the value: the slider "
                                              "takes a value only as it writes it: 2."]
+
+
+@fault("link with an infinite whole number (seed=inf, to_seeds=1e999)", surface="app", outcome="recovered")
+def test_an_infinite_whole_number_in_a_link_is_named_and_the_page_runs():
+    """Streamlit's number box stopped the page with OverflowError on seed=inf (every page: the sidebar's)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"seed": "inf"})
+    at.run()
+    assert not at.exception and at.session_state["seed"] == 0
+    assert any("seed='inf'" in w.value and "not a finite number" in w.value for w in at.warning)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"to_seeds": "1e999"})
+    at.run()
+    at.switch_page("pages/tradeoffs.py").run()
+    assert not at.exception and at.session_state["to_seeds"] == 1
+
+
+def test_repeated_values_spaces_in_true_false_and_a_multiselect_are_named_as_they_are_taken():
+    """A slider reads a repeated value as a range and refuses it (keep=0.2&keep=0.3 showed the default without a
+    word); ' false' is not false to Streamlit; a multiselect keeps the values it has and drops the others, so
+    to_methods=WT&to_methods=snip holds snip, and the fix gives every value in its spelling."""
+    assert url_problems({"keep": ["0.2", "0.3"]}, SPEC) == [
+        "The link gives keep 2 values (0.2, 0.3); a slider takes one, so all were ignored and the sidebar shows its "
+        "default. Fix: write keep once."]
+    assert "as written: false" in url_problems({"s_auto": " false"}, SPEC)[0]
+    assert list(unused_link_values({"s": "500", "s_auto": " false"})) == ["s"]  # the toggle stays on
+    rule = ("many", ("sipp-hybrid", "wt", "snip"))
+    assert url_problems({"m": ["WT", "snip"]}, {"m": rule}, where="the page") == [
+        "The link's value m='WT' was dropped because the box takes a value only as it writes it; the box holds snip. "
+        "Fix: write m=snip&m=wt."]
+    assert "Fix: write m=wt&m=snip." in url_problems({"m": ["WT,snip"]}, {"m": rule}, where="the page")[0]
+    assert url_problems({"m": ["wt", ""]}, {"m": rule}) == [] and url_problems({"m": [""]}, {"m": rule}) == []
+    long = url_problems({"model": "x" * 5000}, SPEC)[0]
+    assert len(long) < 400 and "…" in long

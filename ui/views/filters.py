@@ -19,7 +19,7 @@ from ui.filters_core import COMPARE_COLUMNS, compare_verdict, filters_verdict, m
 from ui.glossary import hint
 from ui.guard import obtain, show_error
 from ui.results import verdict_box
-from ui.settings import link_number, link_shown
+from ui.settings import link_number, link_shown, link_slider
 from ui.sidebar import page_link_problems
 
 INTRO = ("Weight pruning (the other pages) leaves every layer its shape, so the network is no smaller and no faster. "
@@ -61,7 +61,7 @@ def _zip(result, x_check) -> bytes:
 def _explore(s, prepared) -> None:
     page_link_problems("filters", {"filters_method": link_shown(STRUCTURED_METHODS),
                                    "filters_target": link_shown(STRUCTURED_TARGETS, TARGET_LABELS.get),
-                                   "filters_ratio": link_number(0.05, 1.0)})
+                                   "filters_ratio": link_slider(link_number(0.05, 1.0))})
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
     method = c1.selectbox("Method", STRUCTURED_METHODS, key="filters_method", format_func=lambda m: m,
                           bind="query-params", help="\n\n".join(f"**{k}**: {v}" for k, v in METHOD_HELP.items()))

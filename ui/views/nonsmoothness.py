@@ -20,7 +20,7 @@ from ui import verdicts as vd
 from ui.charts import smoothness as cs
 from ui.guard import friendly, obtain
 from ui.results import verdict_box
-from ui.settings import link_choice, link_number
+from ui.settings import link_choice, link_number, link_slider
 from ui.sidebar import BIND, page_link_problems
 
 INTRO = ("How **kinked** is the network's input-output map, and does pruning change that? Along straight input "
@@ -80,7 +80,8 @@ def _units(choice, conv: bool) -> int:
 def _form(s) -> tuple[dict, bool]:
     conv = _has_conv(s)
     page_link_problems("nonsmoothness", {
-        "ns_paths": link_choice(PATH_COUNTS), "ns_points": link_choice(POINTS), "ns_kind": link_choice(KINDS),
+        "ns_paths": link_slider(link_choice(PATH_COUNTS)), "ns_points": link_slider(link_choice(POINTS)),
+        "ns_kind": link_choice(KINDS),
         "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_choice(UNITS)})
     with st.form("ns_form", border=True):
         st.markdown("**Paths and sampling**")

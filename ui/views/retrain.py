@@ -23,7 +23,7 @@ from sipp_core.zoo.models import build_model
 from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, show_error
-from ui.settings import METHOD_LABELS, Settings, fmt_num, link_log, link_number, link_shown
+from ui.settings import METHOD_LABELS, Settings, fmt_num, link_log, link_number, link_shown, link_slider
 from ui.sidebar import BIND, current_settings, page_link_problems
 from ui.sweep_results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 
@@ -360,7 +360,7 @@ def render() -> None:
     methods = _methods()
     page_link_problems("retrain", {
         "rt_method": link_shown(methods), "rt_epochs": link_number(1, 50, True), "li_method": link_shown(methods),
-        "li_keep": link_log(ISO_KEEP, 0.05), "li_epochs": link_number(1, 100, True),
+        "li_keep": link_slider(link_log(ISO_KEEP, 0.05)), "li_epochs": link_number(1, 100, True),
         "li_rewind": link_number(0, 99, True), "li_at": link_shown(list(PRUNE_AT), PRUNE_AT.get),
         "li_scope": link_shown(list(SCOPES), SCOPES.get)})
     # A tracked tab (key, on_change): a run started in the second tab used to bring the first back on its rerun,
