@@ -15,6 +15,7 @@ from sipp_core.options import ALLOCATIONS, DEVICES, METHODS, PATCH_REDUCTIONS
 from sipp_core.zoo.models import MODELS
 from ui import engine, style
 from ui.glossary import hint
+from ui.links import sidebar_url_spec, unused_link_values, url_problems
 from ui.settings import (
     ALLOCATION_LABELS,
     DELTA_OPTIONS,
@@ -27,9 +28,6 @@ from ui.settings import (
     PATCH_LABELS,
     Settings,
     fmt_num,
-    sidebar_url_spec,
-    unused_link_values,
-    url_problems,
 )
 
 BIND = dict(bind="query-params", persist_state="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 from faults import fault
 from streamlit.testing.v1 import AppTest
 
-from ui.settings import sidebar_url_spec, unused_link_values, url_problems
+from ui.links import sidebar_url_spec, unused_link_values, url_problems
 
 APP = str(Path(__file__).resolve().parents[2] / "studio.py")
 SPEC = sidebar_url_spec(["lenet300", "lenet5"], ["mnist5k", "moons"], ["sipp-hybrid", "wt"])

@@ -144,7 +144,8 @@ def test_a_lessons_slider_values_are_written_as_the_sliders_write_them():
     the default being 1 hid it (a copy edited to eps=0.5 would have worked, one edited to eps=2.0 not)."""
     from urllib.parse import parse_qs
 
-    from ui.settings import fmt_num, sidebar_url_spec
+    from ui.links import sidebar_url_spec
+    from ui.settings import fmt_num
 
     spec = sidebar_url_spec([], [], [])
     for name, lesson in lessons.LESSONS.items():

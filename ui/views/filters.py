@@ -18,8 +18,8 @@ from ui.charts import filters as charts
 from ui.filters_core import COMPARE_COLUMNS, compare_verdict, filters_verdict, measured_table
 from ui.glossary import hint
 from ui.guard import obtain, show_error
+from ui.links import link_number, link_shown, link_slider
 from ui.results import verdict_box
-from ui.settings import link_number, link_shown, link_slider
 from ui.sidebar import page_link_problems
 
 INTRO = ("Weight pruning (the other pages) leaves every layer its shape, so the network is no smaller and no faster. "

@@ -12,8 +12,9 @@ from ui.charts import guarantees as guarantee_charts
 from ui.charts import layers as layer_charts
 from ui.explain import explain_expander
 from ui.guard import obtain, show_error
+from ui.links import link_shown
 from ui.results import verdict_box
-from ui.settings import fmt_num, link_shown
+from ui.settings import fmt_num
 from ui.sidebar import page_link_problems
 
 SWEEP_EPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

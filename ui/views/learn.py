@@ -11,7 +11,8 @@ from ui import learn_core as lc
 from ui import lessons, show
 from ui.charts import learn as learn_charts
 from ui.charts import sensitivity as sens_charts
-from ui.settings import DELTA_OPTIONS, fmt_num, link_choice, link_number, link_shown
+from ui.links import link_choice, link_number, link_shown
+from ui.settings import DELTA_OPTIONS, fmt_num
 from ui.sidebar import page_link_problems
 
 STEPS = lc.STEPS

@@ -19,8 +19,8 @@ from ui import engine, run_store, show
 from ui import verdicts as vd
 from ui.charts import smoothness as cs
 from ui.guard import friendly, obtain
+from ui.links import link_choice, link_number, link_slider
 from ui.results import verdict_box
-from ui.settings import link_choice, link_number, link_slider
 from ui.sidebar import BIND, page_link_problems
 
 INTRO = ("How **kinked** is the network's input-output map, and does pruning change that? Along straight input "

@@ -23,7 +23,8 @@ from sipp_core.zoo.models import build_model
 from sipp_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, accuracy
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, show_error
-from ui.settings import METHOD_LABELS, Settings, fmt_num, link_log, link_number, link_shown, link_slider
+from ui.links import link_log, link_number, link_shown, link_slider
+from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings, page_link_problems
 from ui.sweep_results import PRUNE_AT, SCOPES, show_cascade, show_isolation
 

@@ -20,7 +20,8 @@ from sipp_core.jobs.sweeps import parse_ratios, sweep
 from sipp_core.options import METHODS, STRUCTURED_METHODS
 from ui import engine, jobs, ray_status, run_store
 from ui.guard import describe, get_prepared, show_error
-from ui.settings import METHOD_LABELS, Settings, fmt_num, link_many, link_number
+from ui.links import link_many, link_number
+from ui.settings import METHOD_LABELS, Settings, fmt_num
 from ui.sidebar import BIND, current_settings, page_link_problems
 from ui.sweep_results import show_sweep
 
