@@ -13,10 +13,6 @@ from sipp_core.options import ALLOCATIONS, DEVICES, PATCH_REDUCTIONS
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, MODES, Settings, fmt_num
 
 
-def link_choice(options):
-    return link_shown(options)
-
-
 def link_shown(options, format_func=None):
     """A choice control's link rule: the texts it shows, which a link must carry, and each option's own name (in
     lower case) with its shown text, so that a link naming the option (filters_target=flops) is told to write the
@@ -42,13 +38,13 @@ def link_log(options, default: float):
 def sidebar_url_spec(models, datasets, methods) -> dict:
     """{query parameter: what it may hold} for the shared sidebar's widgets."""
     return {
-        "model": link_choice(models), "data": link_choice(datasets), "method": link_choice(methods),
-        "mode": link_choice(MODES), "keep": link_slider(link_number(0.005, 1.0)),
+        "model": link_shown(models), "data": link_shown(datasets), "method": link_shown(methods),
+        "mode": link_shown(MODES), "keep": link_slider(link_number(0.005, 1.0)),
         "eps": link_slider(link_log(EPS_OPTIONS, Settings.epsilon)),
         "delta": link_slider(link_log(DELTA_OPTIONS, Settings.delta)),
         "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
         "seed": link_number(0, 2**31 - 1, integer=True),
-        "patch": link_choice(PATCH_REDUCTIONS), "device": link_choice(DEVICES), "alloc": link_choice(ALLOCATIONS),
+        "patch": link_shown(PATCH_REDUCTIONS), "device": link_shown(DEVICES), "alloc": link_shown(ALLOCATIONS),
         "cprime": link_number(1.0, 100.0),
     }
 

@@ -11,7 +11,7 @@ from ui import learn_core as lc
 from ui import lessons, show
 from ui.charts import learn as learn_charts
 from ui.charts import sensitivity as sens_charts
-from ui.links import link_choice, link_number, link_shown
+from ui.links import link_number, link_shown
 from ui.settings import DELTA_OPTIONS, fmt_num
 from ui.sidebar import page_link_problems
 
@@ -43,7 +43,7 @@ def _matrix(a: np.ndarray, rows: str, cols: str, digits: int = 4) -> pd.DataFram
 
 
 def _controls():
-    page_link_problems("learn", {"learn_data": link_choice(lc.TOY_DATASETS), "learn_hidden": link_number(2, 8, True),
+    page_link_problems("learn", {"learn_data": link_shown(lc.TOY_DATASETS), "learn_hidden": link_number(2, 8, True),
                                  "learn_s": link_number(2, 30, True), "learn_seed": link_number(0, 999, True)})
     c1, c2, c3, c4 = st.columns(4)
     # The options are the names a link carries (?learn_data=spirals): a bound selectbox reads the URL as its

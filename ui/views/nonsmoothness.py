@@ -19,7 +19,7 @@ from ui import engine, run_store, show
 from ui import verdicts as vd
 from ui.charts import smoothness as cs
 from ui.guard import friendly, obtain
-from ui.links import link_choice, link_number, link_slider
+from ui.links import link_number, link_shown, link_slider
 from ui.results import verdict_box
 from ui.sidebar import BIND, page_link_problems
 
@@ -80,9 +80,9 @@ def _units(choice, conv: bool) -> int:
 def _form(s) -> tuple[dict, bool]:
     conv = _has_conv(s)
     page_link_problems("nonsmoothness", {
-        "ns_paths": link_slider(link_choice(PATH_COUNTS)), "ns_points": link_slider(link_choice(POINTS)),
-        "ns_kind": link_choice(KINDS),
-        "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_choice(UNITS)})
+        "ns_paths": link_slider(link_shown(PATH_COUNTS)), "ns_points": link_slider(link_shown(POINTS)),
+        "ns_kind": link_shown(KINDS),
+        "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_shown(UNITS)})
     with st.form("ns_form", border=True):
         st.markdown("**Paths and sampling**")
         c1, c2, c3, c4, c5 = st.columns([1.2, 1.4, 1.2, 0.8, 1.2])
