@@ -13,7 +13,7 @@ from sipp_core.jobs.sweeps import ROW_FIELDS, SweepResult, prune_potential
 from ui import show
 from ui import verdicts as vd
 from ui.charts import tradeoffs as ct
-from ui.results import verdict_box
+from ui.results import fmt_pct, verdict_box
 from ui.sidebar import BIND
 
 PRUNE_AT = {"trained": "the trained network (lottery ticket)", "init": "the initial weights θ₀ (prune at initialisation)"}
@@ -145,12 +145,12 @@ def show_cascade(steps: list[dict], dense_acc: float, settings: dict, cancelled:
         return
     last = steps[-1]
     c = st.columns(4)
-    c[0].metric("Dense accuracy", f"{100 * dense_acc:.2f}%")
+    c[0].metric("Dense accuracy", fmt_pct(dense_acc))
     c[1].metric("Weights kept (last step)", f"{100 * last['keep_ratio']:.2f}%")
     # short deltas (what they compare with is in the label): projected at 150% zoom, "-9.90 pts vs dense" was cut
-    c[2].metric("After fine-tuning (vs dense)", f"{100 * last['accuracy_finetuned']:.2f}%",
+    c[2].metric("After fine-tuning (vs dense)", fmt_pct(last['accuracy_finetuned']),
                 delta=f"{100 * (last['accuracy_finetuned'] - dense_acc):+.1f} points")
-    c[3].metric("Right after pruning (vs dense)", f"{100 * last['accuracy_pruned']:.2f}%",
+    c[3].metric("Right after pruning (vs dense)", fmt_pct(last['accuracy_pruned']),
                 delta=f"{100 * (last['accuracy_pruned'] - dense_acc):+.1f} points")
     verdict_box(vd.cascade_verdict(steps, dense_acc))
     zero = all(bool(s.get("pruned_weights_zero")) for s in steps)
@@ -193,15 +193,15 @@ def show_isolation(ticket: dict, random: dict, dense_acc: float, settings: dict,
     rlabel = "random mask, same count per layer" if scope == "layerwise" else "random mask, same total count"
     c = st.columns(4)
     c[0].metric(f"Dense network ({settings.get('epochs')} epochs)",
-                "n/a" if not ct.is_finite(dense_acc) else f"{100 * dense_acc:.2f}%",
+                "n/a" if not ct.is_finite(dense_acc) else fmt_pct(dense_acc),
                 help="Trained from the same θ₀ for the same number of epochs (the shipped checkpoint when that is "
                      "this model's default; otherwise trained here and cached). n/a: pruning at initialisation "
                      "without a trained checkpoint.")
     c[1].metric("Weights kept", f"{100 * ticket['keep_ratio']:.2f}%")
-    c[2].metric("Method's mask, trained", f"{100 * ticket['accuracy']:.2f}%" if ct.is_finite(ticket.get("accuracy"))
+    c[2].metric("Method's mask, trained", fmt_pct(ticket['accuracy']) if ct.is_finite(ticket.get("accuracy"))
                 else "n/a")
     if random and ct.is_finite(random.get("accuracy")):
-        c[3].metric("Random mask, trained (vs method)", f"{100 * random['accuracy']:.2f}%",
+        c[3].metric("Random mask, trained (vs method)", fmt_pct(random['accuracy']),
                     delta=f"{100 * (random['accuracy'] - ticket['accuracy']):+.1f} points")
     else:
         c[3].metric("Random mask, trained", "not run")

@@ -2,6 +2,8 @@
 training in isolation."""
 from __future__ import annotations
 
+import re
+
 from pagetest import app, metric, new_app, ok, page_folders, wait  # noqa: F401 - the module's fixtures
 
 
@@ -40,6 +42,9 @@ def test_one_step_cascade_runs_and_checks_the_mask(app):
     job = wait(at, "_job_cascade")
     assert len(job.result.steps) == 1 and job.result.steps[0]["pruned_weights_zero"]
     assert float(metric(at, "After fine-tuning (vs dense)").rstrip("%")) > 50
+    # accuracies are written with one decimal, as on the Prune page (94.9%, not 94.90%)
+    for label in ("Dense accuracy", "After fine-tuning (vs dense)", "Right after pruning (vs dense)"):
+        assert re.fullmatch(r"\d+\.\d%", metric(at, label)), (label, metric(at, label))
     assert any("stayed exactly zero" in c.value for c in at.caption)
     step = job.result.steps[0]
     verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
