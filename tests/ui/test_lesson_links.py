@@ -184,3 +184,14 @@ def test_a_multiselects_values_are_one_parameter_each():
     at.switch_page("pages/tradeoffs.py").run()
     ok(at)
     assert at.session_state["to_methods"] == ["wt", "snip"] and not at.warning
+
+
+def test_a_link_opens_the_retraining_pages_second_tab():
+    """li_… values in a link used to land on the first tab, with the controls they set out of sight."""
+    tab = "Train in isolation (lottery tickets)"
+    at = _open("retrain?" + urlencode({"rt_tab": tab, "li_keep": "0.1"}), "pages/retrain.py")
+    assert at.session_state["rt_tab"] == tab and not at.warning
+    wrong = _open("retrain?rt_tab=isolation", "pages/retrain.py")
+    texts = [w.value for w in wrong.warning]
+    assert len(texts) == 1 and "rt_tab=" in texts[0] and tab in texts[0], texts
+    assert wrong.session_state["rt_tab"] == "Prune-retrain cascade"

@@ -197,6 +197,10 @@ def _finished(job_key: str, key: tuple):
 
 # ---- the two tabs ------------------------------------------------------------------------------------
 
+# The page's two tabs, by label: a link names one by its label (rt_tab=Train in isolation (lottery tickets)).
+TABS = ("Prune-retrain cascade", "Train in isolation (lottery tickets)")
+
+
 def _remember_tab() -> None:
     st.session_state["_rt_tab_last"] = st.session_state.get("rt_tab")
 
@@ -359,7 +363,8 @@ def render() -> None:
         show_error(exc)
         st.stop()
     methods = _methods()
-    page_link_problems("retrain", {
+    names = list(TABS)
+    page_link_problems("retrain", {"rt_tab": link_shown(names),
         "rt_method": link_shown(methods), "rt_epochs": link_number(1, 50, True), "li_method": link_shown(methods),
         "li_keep": link_slider(link_log(ISO_KEEP, 0.05)), "li_epochs": link_number(1, 100, True),
         "li_rewind": link_number(0, 99, True), "li_at": link_shown(list(PRUNE_AT), PRUNE_AT.get),
@@ -368,10 +373,10 @@ def render() -> None:
     # hiding the run's progress and result.
     # The tab chosen last is remembered in the session (a widget's own state goes when its page is left), so that
     # coming back to the page shows it again.
-    names = ["Prune-retrain cascade", "Train in isolation (lottery tickets)"]
+    # Bound to the URL (rt_tab=<the tab's label>), so that a link can open the second tab.
     last = st.session_state.get("_rt_tab_last")
     cascade, isolation = st.tabs(names, key="rt_tab", default=last if last in names else None,
-                                 on_change=_remember_tab)
+                                 on_change=_remember_tab, bind="query-params")
     with cascade:
         _cascade_tab(s)
     with isolation:
