@@ -13,12 +13,17 @@ from sipp_core.options import ALLOCATIONS, DEVICES, PATCH_REDUCTIONS
 from ui.settings import DELTA_OPTIONS, EPS_OPTIONS, MODES, Settings, fmt_num
 
 
-def link_shown(options, format_func=None):
+def link_shown(options, format_func=None, default=None):
     """A choice control's link rule: the texts it shows, which a link must carry, and each option's own name (in
     lower case) with its shown text, so that a link naming the option (filters_target=flops) is told to write the
-    shown text (FLOPs)."""
-    shown = tuple(str(format_func(o)) if format_func is not None else str(o) for o in options)
-    return ("choice", shown, {str(o).lower(): t for o, t in zip(options, shown)})
+    shown text (FLOPs). default: the option the control shows without a link; a link writing it another way
+    (ns_paths=16.0) is not flagged, since the control shows it anyway."""
+    def text(o):
+        return str(format_func(o)) if format_func is not None else str(o)
+
+    shown = tuple(text(o) for o in options)
+    return ("choice", shown, {str(o).lower(): t for o, t in zip(options, shown)},
+            None if default is None else text(default))
 
 
 def link_many(options):
@@ -38,13 +43,16 @@ def link_log(options, default: float):
 def sidebar_url_spec(models, datasets, methods) -> dict:
     """{query parameter: what it may hold} for the shared sidebar's widgets."""
     return {
-        "model": link_shown(models), "data": link_shown(datasets), "method": link_shown(methods),
-        "mode": link_shown(MODES), "keep": link_slider(link_number(0.005, 1.0)),
+        "model": link_shown(models, default=Settings.model), "data": link_shown(datasets, default=Settings.dataset),
+        "method": link_shown(methods, default=Settings.method), "mode": link_shown(MODES, default=Settings.mode),
+        "keep": link_slider(link_number(0.005, 1.0)),
         "eps": link_slider(link_log(EPS_OPTIONS, Settings.epsilon)),
         "delta": link_slider(link_log(DELTA_OPTIONS, Settings.delta)),
         "s_auto": ("bool",), "s": link_number(1, 100_000, integer=True),
         "seed": link_number(0, 2**31 - 1, integer=True),
-        "patch": link_shown(PATCH_REDUCTIONS), "device": link_shown(DEVICES), "alloc": link_shown(ALLOCATIONS),
+        "patch": link_shown(PATCH_REDUCTIONS, default=Settings.patch_reduction),
+        "device": link_shown(DEVICES, default=Settings.device),
+        "alloc": link_shown(ALLOCATIONS, default=Settings.allocation),
         "cprime": link_number(1.0, 100.0),
     }
 
@@ -83,6 +91,8 @@ def _why_not(raw: str, rule) -> str | None:
         if raw in rule[1]:
             return None
         meant = _spelled_as(raw, rule[1], rule[2] if len(rule) > 2 else None)
+        if meant is not None and len(rule) > 3 and meant == rule[3]:
+            return None  # the default, written another way: the control shows it all the same
         if meant is not None:
             return f"the control takes a value only as it writes it: {meant}"
         return "it is not one of " + ", ".join(rule[1])

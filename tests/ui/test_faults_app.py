@@ -80,6 +80,24 @@ def test_a_choice_written_another_way_names_the_controls_spelling():
     assert "on the page" in page[0] and "sidebar" not in page[0]
 
 
+def test_a_choices_default_written_another_way_is_not_flagged():
+    """ns_paths=16.0 or method=SIPP-HYBRID: the control drops the value but shows its default, which is what the link
+    asked for, so a warning would only alarm (the ε and δ sliders already said nothing in that case)."""
+    from ui.links import link_shown
+
+    rule = {"ns_paths": link_shown([4, 8, 16, 32, 64], default=16)}
+    assert url_problems({"ns_paths": "16.0"}, rule, where="the page") == []
+    assert len(url_problems({"ns_paths": "32.0"}, rule, where="the page")) == 1
+    assert url_problems({"method": "SIPP-HYBRID", "model": "LENET5"}, SPEC)[0].startswith("The link's value model=")
+    assert len(url_problems({"method": "SIPP-HYBRID", "model": "LENET5"}, SPEC)) == 1
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"ns_paths": "16.0", "ns_points": "2048.0"})
+    at.run()
+    at.switch_page("pages/nonsmoothness.py").run()
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "ns_points='2048.0'" in warnings[0], warnings
+
+
 def test_a_decimal_in_a_whole_number_box_says_what_is_used():
     """s=200.5 shows 200 (the box keeps the whole part): the warning used to say the default was shown."""
     at = AppTest.from_file(APP, default_timeout=120)

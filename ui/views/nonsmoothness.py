@@ -41,6 +41,7 @@ DEFINITION_NOTE = (
 
 PATH_COUNTS = [4, 8, 16, 32, 64]
 POINTS = [256, 512, 1024, 2048, 4096]
+DEFAULT_PATHS, DEFAULT_POINTS = 16, 1024
 KINDS = ("mixed", "same-class", "different-class", "local")
 KIND_HELP = ("mixed: about a third each of same-class pairs, different-class pairs and short local segments "
              "x ± r·u around a held-out point (r = 5% of the typical distance between two points)")
@@ -80,15 +81,16 @@ def _units(choice, conv: bool) -> int:
 def _form(s) -> tuple[dict, bool]:
     conv = _has_conv(s)
     page_link_problems("nonsmoothness", {
-        "ns_paths": link_slider(link_shown(PATH_COUNTS)), "ns_points": link_slider(link_shown(POINTS)),
-        "ns_kind": link_shown(KINDS),
-        "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_shown(UNITS)})
+        "ns_paths": link_slider(link_shown(PATH_COUNTS, default=DEFAULT_PATHS)),
+        "ns_points": link_slider(link_shown(POINTS, default=DEFAULT_POINTS)),
+        "ns_kind": link_shown(KINDS, default=KINDS[0]),
+        "ns_seed": link_number(0, 2**31 - 1, True), "ns_units": link_shown(UNITS, default=UNITS[0])})
     with st.form("ns_form", border=True):
         st.markdown("**Paths and sampling**")
         c1, c2, c3, c4, c5 = st.columns([1.2, 1.4, 1.2, 0.8, 1.2])
-        count = c1.select_slider("Paths", PATH_COUNTS, value=16, key="ns_paths",
+        count = c1.select_slider("Paths", PATH_COUNTS, value=DEFAULT_PATHS, key="ns_paths",
                                  help="P straight segments through held-out inputs; both networks see the same ones.", **BIND)
-        points = c2.select_slider("Points per path N", POINTS, value=1024, key="ns_points",
+        points = c2.select_slider("Points per path N", POINTS, value=DEFAULT_POINTS, key="ns_points",
                                   help="More points resolve more kinks (SMP converges as N grows).", **BIND)
         kind = c3.selectbox("Path kind", KINDS, key="ns_kind", help=KIND_HELP, **BIND)
         seed = c4.number_input("Path seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="ns_seed", **BIND)
