@@ -22,6 +22,9 @@ PRESENT_CHARS_SCALE = 1.1
 # A chart with a long legend or many x-label lines is left taller by what they need (sized() records it).
 PRESENT_MAX_PX = 380
 PRESENT_Y_TITLE_CHARS = 26  # a longer y-axis title is set on two lines while presenting: a shorter plot holds it
+# A square plot's side while presenting (a chart marked sipp_square: a log-log scatter with y = x). Its legend moves
+# to the right, so that the title, the plot and the x axis fit PRESENT_MAX_PX.
+PRESENT_SQUARE_PX = 220
 
 
 def new_run() -> None:
@@ -254,17 +257,35 @@ def chart(c, where=None, spec: dict | None = None) -> None:
         spec = presented(spec if spec is not None else c.to_dict())
     where = st if present or where is None else where
     # Across the page's whole width, a title wrapped for a half-width column would leave half a line empty
-    if where is st and meta.get("sipp_title"):
+    if where is st and meta.get("sipp_title") and not meta.get("sipp_square"):
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
                                  PRESENT_CHARS_SCALE if present else 1.0)
         h = h - saved if h else h
     height = (present_height(h, meta.get("sipp_extra", 0)) if present else int(h)) if h else "content"
     # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
-    if spec is not None:
+    if meta.get("sipp_square"):  # at its own size: stretched to the column, y = x no longer ran at 45°
+        spec = square(spec if spec is not None else c.to_dict(), PRESENT_SQUARE_PX if present else None)
+        where.vega_lite_chart(spec, width="content", height="content", theme=None)
+    elif spec is not None:
         where.vega_lite_chart(spec, width="stretch", height=height, theme=None)
     else:
         where.altair_chart(c, width="stretch", height=height, theme=None)
     downloads(c, where)
+
+
+def square(spec: dict, side: int | None = None) -> dict:
+    """A spec drawn at its own size with a square plot: side pixels a side (default: its own height), its legend at
+    the right when side is given (presenting: below the plot it would leave the plot a strip of the window)."""
+    side = int(side or spec.get("height", 360))
+    out = {**spec, "width": side, "height": side, "autosize": {"type": "pad", "contains": "padding"}}
+    return _rewritten(out, _right_legend) if side != spec.get("height") else out
+
+
+def _right_legend(d: dict) -> dict:
+    legend = d.get("legend")
+    if isinstance(legend, dict) and legend.get("orient") == "bottom":
+        return {**d, "legend": {k: v for k, v in legend.items() if k != "columns"} | {"orient": "right"}}
+    return d
 
 
 def present_height(h: int, extra: int = 0) -> int:

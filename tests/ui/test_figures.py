@@ -81,7 +81,7 @@ def test_the_live_number_in_a_title_is_drawn_from_the_data(reports):
 def test_the_complete_chart_inlines_every_data_set(reports):
     fig = layer_charts.bound_figure(reports[0])
     spec = fig.chart().to_dict()
-    # and the fixed "1 = whole signal" line, and the layers to mark ✗ (none here)
+    # and the fixed line at 1 (the whole signal), and the layers to mark ✗ (none here)
     assert "errors" in spec["datasets"] and "broken" in spec["datasets"] and len(spec["datasets"]) == 3
     assert len(spec["datasets"]["errors"]) == len(fig.data["errors"])
     assert spec["usermeta"]["sipp_height"] == fig.usermeta["sipp_height"]
@@ -123,7 +123,7 @@ def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
     for fig, r in zip((a, b), reports[:2]):
         rows = fig.data["rows"]
         above = int((rows["measured"] > rows["bound"]).sum())
-        assert fig.data["counts"]["above"][0] == f"above y = x: {above:,} of {len(rows):,} rows"
+        assert fig.data["counts"]["above"][0] == f"above y = x: {above:,} of {len(rows):,}"
         lo, hi = fig.data["diagonal"]["x"]
         assert lo <= rows["bound"].min() and hi >= max(rows["bound"].max(), rows["shown"].max())  # every point inside
     svg = vl_convert.vegalite_to_svg(a.to_dict())

@@ -40,8 +40,8 @@ def test_a_row_with_bound_0_and_an_error_is_drawn_above_the_diagonal(report, mon
     assert list(drawn["unit"]) == [0, 2]  # bound 0 with no error, and no bound at all: not drawn
     floor = drawn["bound_shown"].iloc[0]
     assert 0 < floor < 0.008 and drawn["shown"].iloc[0] == 0.008  # at the floor, above y = x
-    assert fig.data["counts"]["above"][0] == "above y = x: 1 of 2 rows"
-    assert fig.data["counts"]["whole"][0] == "not drawn: 1 row with bound 0 and no error"
+    assert fig.data["counts"]["above"][0] == "above y = x: 1 of 2"
+    assert fig.data["counts"]["whole"][0] == "not drawn: 1"
 
 
 def test_the_layers_that_broke_their_bound_are_named_with_counts_on_s_beside(monkeypatch):

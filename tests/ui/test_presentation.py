@@ -126,15 +126,36 @@ def test_a_full_width_chart_gets_its_title_wrapped_for_the_full_width():
     assert core.wide_title(spec, {}) == (spec, 0)  # not made by _title: left as it is
 
 
-def test_guarantees_draws_the_per_row_chart_with_one_title_line_and_the_column_charts_with_two():
+def _row_scatter(at) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    return next(s for s in specs if " ".join(s["title"]["text"]).startswith("Bound vs measured per row"))
+
+
+def _legends(spec: dict) -> list[dict]:
+    return [layer["encoding"]["color"]["legend"] for layer in spec["layer"] if "color" in layer.get("encoding", {})]
+
+
+def test_the_per_row_scatter_is_square_on_the_page_and_projected():
+    """Its log axes span the same range, so y = x must run at 45°: stretched to the page's width (1216 x 380 px while
+    presenting) it was a flat strip, and "above the line" could not be read by eye."""
+    from ui.show import PRESENT_SQUARE_PX
+
     at = new_app().run()
     at.switch_page("pages/guarantees.py").run()
     ok(at)
+    row = _row_scatter(at)
+    assert row["width"] == row["height"] == 360 and row["autosize"]["type"] == "pad"
+    assert [g["orient"] for g in _legends(row)] == ["bottom"]
     titles = {" ".join(t): t for t in (json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart"))
               if isinstance(t, list)}
-    row = next(t for k, t in titles.items() if k.startswith("Bound vs measured per row"))
-    column = titles["Guaranteed bound vs measured error, per layer"]
-    assert len(row) == 1 and len(column) == 2, (row, column)
+    assert len(titles["Guaranteed bound vs measured error, per layer"]) == 2  # a half-width column's title
+    at.query_params["present"] = "1"
+    at.switch_page("pages/guarantees.py").run()
+    ok(at)
+    row = _row_scatter(at)
+    assert row["width"] == row["height"] == PRESENT_SQUARE_PX
+    # at the right: below the plot, it took the plot's room
+    assert [(g["orient"], "columns" in g) for g in _legends(row)] == [("right", False)]
 
 
 def test_a_title_never_ends_on_a_line_of_one_word():

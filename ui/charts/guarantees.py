@@ -53,9 +53,10 @@ def row_figure(report, layer: str, on: str = "heldout", width: int = 460, height
     hi = max(ok["bound_shown"].max(), ok["shown"].max()) * 2
     above = int((ok["measured"] > ok["bound"] + 1e-6).sum())
     silent = int((finite & (df["bound"] == 0) & (df["measured"] == 0)).sum())
-    counts = pd.DataFrame({"above": [f"above y = x: {above:,} of {len(ok):,} rows"],
-                           "whole": [f"not drawn: {silent:,} row{'' if silent == 1 else 's'} with bound 0 and "
-                                     "no error"]})
+    # short: in presentation type (17.5 px) a line must fit the projected chart's 220 px plot (ui/show.py). The
+    # subtitle says which rows are not drawn; a count of 0 of them is left unsaid.
+    counts = pd.DataFrame({"above": [f"above y = x: {above:,} of {len(ok):,}"],
+                           "whole": [f"not drawn: {silent:,}" if silent else ""]})
     # the diagonal spans both axes' range, so both log axes get the same domain without fixing it in the spec
     diagonal = pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})
     return Figure(("row_scatter", label, on, width, height), lambda: _row_template(label, on, width, height),
@@ -78,13 +79,17 @@ def _row_template(label: str, on: str, width: int, height: int):
     line = alt.Chart(alt.NamedData("diagonal")).mark_line(color=OKABE["black"], strokeDash=[5, 4]).encode(
         x="x:Q", y="y:Q")
     # counts in the plot's top-left corner: above the diagonal, where only rows that broke their bound fall
-    text = alt.Chart(alt.NamedData("counts")).mark_text(align="left", baseline="top", fontSize=TEXT_PX,
-                                                         color="#333333")
-    counts = [text.encode(text=f"{f}:N", x=alt.value(6), y=alt.value(6 + 18 * i)) for i, f in enumerate(("above", "whole"))]
+    # (the second line set by dy, which presentation mode scales with the type, not by y, which it leaves)
+    counts = [alt.Chart(alt.NamedData("counts")).mark_text(align="left", baseline="top", fontSize=TEXT_PX, dy=18 * i,
+                                                           color="#333333").encode(
+        text=f"{f}:N", x=alt.value(6), y=alt.value(6)) for i, f in enumerate(("above", "whole"))]
     sub = ["dashed: y = x; a point above it broke its bound",
            "zeros (a bound or an error of 0) sit at the floor; rows with both 0 are not drawn"]
-    return sized(alt.layer(line, pts, *counts).properties(
-        title=_title(f"Bound vs measured per row, layer {label}", sub), width=width, height=height), height, 2, 2)
+    chart = sized(alt.layer(line, pts, *counts).properties(
+        title=_title(f"Bound vs measured per row, layer {label}", sub), width=height, height=height), height, 2, 2)
+    # square: both log axes span the same range, so y = x must run at 45° for "above the line" to read right
+    # (ui/show.py keeps it square on the page, where charts are otherwise stretched to the column's width)
+    return chart.properties(usermeta={**chart.usermeta, "sipp_square": True})
 
 
 def row_scatter(report, layer: str, on: str = "heldout", width: int = 460, height: int = 360) -> alt.Chart:
