@@ -61,15 +61,15 @@ def bound(order: list[str], series: tuple[str, ...], broken: bool, width: int, h
         shape=alt.Shape("series:N", scale=shapes, sort=SERIES, title=None),
         tooltip=["layer:N", "series:N", alt.Tooltip("value:Q", format=".4g", title="value"), alt.Tooltip("note:N", title="")],
     )
-    one = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["1 = the row's whole signal z^σ"]}))
-    rule = one.mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
-    lab = one.mark_text(align="left", baseline="bottom", dx=2, dy=-2, color="#444444", fontSize=TEXT_PX).encode(
-        y="y:Q", x=alt.value(2), text="label:N")
-    sub = (["bounds per row (unit, sign), relative to the row's signal z^σ", "exact zeros are drawn a power of ten below the rest"]
-           if has_bound else ["this method has no error bound: only the measured error is shown",
+    # the line at 1 is named in the subtitle: a label on it, in the plot, ran into fc1's markers when they sat at 1
+    rule = alt.Chart(pd.DataFrame({"y": [1.0]})).mark_rule(color=OKABE["grey"], strokeDash=[6, 4]).encode(y="y:Q")
+    one = "dashed line at 1: the row's whole signal"
+    sub = (["each row's bound and error, over its signal z^σ", one,
+            "exact zeros are drawn a power of ten below the rest"]
+           if has_bound else ["this method has no error bound: only the measured error is shown", one,
                               "exact zeros are drawn a power of ten below the rest"])
     if broken:  # the layers named in red: a row's bound can break below the layer's largest bound
         sub.append("✗: a layer where held-out points broke a row's bound")
-    return wide(sized((pts + rule + lab + _marked_layers("broken", order)).properties(title=_title("Guaranteed bound vs measured error, per layer", sub),
-                                                     width=width, height=height), height, len(sub), rows,
-                      x_label_lines=layer_label_lines(order)), order)
+    title = _title("Guaranteed bound vs measured error, per layer", sub)
+    return wide(sized((pts + rule + _marked_layers("broken", order)).properties(title=title, width=width, height=height),
+                      height, len(sub), rows, x_label_lines=layer_label_lines(order)), order)
