@@ -20,7 +20,7 @@ from pathlib import Path
 from .cli_args import add_epochs_argument, epochs_arg
 from .console import ProgressPrinter, warning_line
 from .errors import BadInput, SippError, StorageError
-from .io.byo import MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
+from .io.byo import AUTO, MODEL_MAX_BYTES, load_exported_upload, load_npz_upload, load_state_dict_upload
 from .io.checkpoints import TrainedModel, cache_dir, checkpoint_name, save_checkpoint
 from .io.data import load_dataset
 from .io.npz import NPZ_MAX_BYTES
@@ -90,8 +90,9 @@ def _own_network(args):
         model = load_exported_upload(_read_file(args.program, "--program"), record)
         name = Path(args.program).name
     else:
-        model = load_state_dict_upload(_read_file(args.weights, "--weights"), args.model, record)
-        name = args.model
+        # without --model, the architecture the weights fit is found (the zoo's order first)
+        model = load_state_dict_upload(_read_file(args.weights, "--weights"), args.model or AUTO, record)
+        name = model.zoo_architecture
     return TrainedModel(model, name, record.name, 0, 0, math.nan, "upload", ""), record
 
 
@@ -105,15 +106,15 @@ def _read_file(path: str, flag: str, max_bytes: int = MODEL_MAX_BYTES) -> bytes:
 
 
 def _check_sources(args) -> None:
-    """--npz comes with --weights or --program; a zoo model needs --model."""
+    """--npz comes with --weights or --program; a zoo model needs --model (--weights finds its own without it)."""
     if args.npz and not (args.weights or args.program):
-        raise BadInput("--npz needs the network trained on it", "add --weights FILE.pt (with --model) or "
+        raise BadInput("--npz needs the network trained on it", "add --weights FILE.pt or "
                        "--program FILE.pt2")
     if (args.weights or args.program) and not args.npz:
         raise BadInput("--weights and --program need the data they were trained on",
                        "add --npz FILE.npz (x_train, y_train, x_test, y_test)")
-    if not args.model and not args.program:
-        raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --program")
+    if not args.model and not args.program and not args.weights:
+        raise BadInput("no network given", "add --model NAME (a zoo network), or --npz with --weights or --program")
     if args.npz and args.dataset:
         raise BadInput("--dataset names a built-in data set, and --npz is your own data", "leave out --dataset")
     if args.program and args.model:
@@ -286,13 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: the checkpoint cache)")
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("prune", help="prune a trained model and print a per-layer table")
-    q.add_argument("--model", help="a zoo network (the architecture of --weights); not needed with --program")
+    q.add_argument("--model", help="a zoo network, or the architecture of --weights (without it, the one the weights "
+                   "fit is found); not with --program")
     q.add_argument("--dataset", help="a built-in data set (default mnist5k); not with --npz, which is the data")
     q.add_argument("--npz", help="your own data set: x_train, y_train, x_test, y_test (with --weights or --program)")
     q.add_argument("--preprocessing", default="as-given", choices=list(PREPROCESSING),
                    help="what is done to --npz inputs first (default: as-given, the values as stored)")
     own = q.add_mutually_exclusive_group()
-    own.add_argument("--weights", help="your network's state_dict (.pt) for --model, trained on --npz")
+    own.add_argument("--weights", help="your network's state_dict (.pt) for a zoo architecture, trained on --npz")
     own.add_argument("--program", help="your network as a torch.export program (.pt2), trained on --npz")
     q.add_argument("--method", default="sipp-hybrid",
                    help=f"weights: one of {', '.join(METHODS)}; whole channels: {', '.join(STRUCTURED_METHODS)}")

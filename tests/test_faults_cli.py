@@ -289,6 +289,17 @@ def test_an_npz_whose_s_pool_is_below_the_formula_is_said(capsys, tmp_path):
     assert "warning: |S| = 30 is below the" in err and "the S-pool holds 30 points" in err
 
 
+def test_weights_without_model_find_their_architecture(capsys, tmp_path):
+    """--model was required with --weights; without it, the zoo architecture the weights fit is found and named."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((600, 2)).astype(np.float32), rng.integers(0, 2, 600)
+    np.savez(tmp_path / "d.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
+    torch.save(build_model("mlp", (2,), 2, widths=(12, 6), seed=0).state_dict(), tmp_path / "w.pt")
+    code, out, err = run_cli(capsys, "prune", "--npz", str(tmp_path / "d.npz"), "--weights", str(tmp_path / "w.pt"),
+                             "--keep-ratio", "0.5", "--quiet")
+    assert code == 0 and "mlp" in out, (out, err)
+
+
 @fault("prune --npz with --dataset, or --program with --model", surface="command line", outcome="clear error")
 def test_flags_that_would_be_ignored_are_refused(capsys, tmp_path):
     data, prog = tmp_path / "d.npz", tmp_path / "p.pt2"

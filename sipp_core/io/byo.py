@@ -24,7 +24,7 @@ from ..zoo.layers import dense_layers, layer_infos
 from .exported_upload import exported_types, load_exported_upload
 from .npz import load_npz_dataset
 from .pt2_scan import scan_pt2
-from .state_dict_upload import load_state_dict_upload
+from .state_dict_upload import AUTO, load_state_dict_upload
 from .uploads import (
     DATA_SMALLER,
     MODEL_MAX_BYTES,
@@ -36,6 +36,7 @@ from .uploads import (
 )
 
 __all__ = [
+    "AUTO",
     "MODEL_MAX_BYTES",
     "NPZ_UPLOAD_MAX_BYTES",
     "ModelDescription",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import UploadError
-from ..zoo.models import build_model
+from ..zoo.models import build_model, compatible_models
 from .state_dicts import (
     Match,
     OtherData,
@@ -43,7 +43,10 @@ from .uploads import (
     zip_names,
 )
 
-__all__ = ["load_state_dict_upload"]
+__all__ = ["AUTO", "load_state_dict_upload"]
+
+# The architecture name that asks the loader to find the zoo architecture the weights fit
+AUTO = "auto"
 
 _SAVE_HINT = "save it with torch.save(model.state_dict(), 'weights.pt')"
 
@@ -228,7 +231,8 @@ def load_state_dict_upload(
 
     Args:
         data: the file's bytes or a binary file object (e.g. a Streamlit UploadedFile).
-        model_name: a zoo architecture (models.MODELS).
+        model_name: a zoo architecture (models.MODELS), or AUTO ("auto"): the first in the zoo's order that the
+            weights fit (the one the file names first); the model's ``zoo_architecture`` says which.
         dataset_record: the DataRecord the model is for.
         max_bytes: size limit.
         model_options: build options (e.g. widths for "mlp").
@@ -237,9 +241,14 @@ def load_state_dict_upload(
         UploadError (a ValueError): the message names the problem and the fix.
     """
 
-    what = f"weights for {model_name}"
+    what = "weights" if model_name == AUTO else f"weights for {model_name}"
     raw = read_checked(data, max_bytes, what)
     payload = _torch_load_weights_only(raw, what)
+    picked = model_name == AUTO
+    if picked:
+        model_name, _ = fitting_architecture(strip_prefixes(_extract_state_dict(payload, what)), dataset_record,
+                                             payload.get("model") if isinstance(payload, dict) else None)
+        what = f"weights for {model_name}"
     if isinstance(payload, dict) and isinstance(payload.get("model"), str) and payload["model"] != model_name:
         note = f" (the file says it is for {payload['model']!r})"
     else:
@@ -249,7 +258,9 @@ def load_state_dict_upload(
     match, nearest = match_state_dict(state, model_name, rec, model_options)
     if match.mapping is None:
         other = fits_other_data(state, model_name, rec) if nearest is None or nearest.mapping is None else None
-        raise UploadError(f"{what} on {rec.name!r}{note} do not fit: " + _misfit(state, match, rec),
+        head = (f"the weights fit no zoo architecture on {rec.name!r}{note}; against the nearest, {model_name}: "
+                if picked else f"{what} on {rec.name!r}{note} do not fit: ")
+        raise UploadError(head + _misfit(state, match, rec),
                           _misfit_fix(match, nearest, other, rec, _input_mismatch(state, match, rec)))
     file_keys = set(state)
     state = {match.mapping[k]: v for k, v in state.items()}
@@ -272,4 +283,21 @@ def load_state_dict_upload(
         model = named_as_file(model, match.mapping) or keep_file_keys(model, match.mapping)
     model.eval()
     check_runs_on(model, rec, f"the uploaded {model_name}")
+    model.zoo_architecture = model_name  # what AUTO found, for labels
     return model
+
+
+def fitting_architecture(state: dict[str, torch.Tensor], rec, named: str | None = None) -> tuple[str, bool]:
+    """(the zoo architecture these weights fit on rec's inputs, True), or (the nearest, False) when none fits.
+    The one the file names (SiPP Studio's checkpoints say which) is tried first; then the zoo's order, so that
+    LeNet-300-100's weights are lenet300, not the mlp of the same widths."""
+    names = compatible_models(tuple(rec.input_shape))
+    first = named if named in names else names[0]
+    match, nearest = match_state_dict(state, first, rec)
+    if match.mapping is not None:
+        return first, True
+    if nearest is not None and nearest.mapping is not None:
+        return nearest.name, True
+    if nearest is None or match.misfits <= nearest.misfits:
+        return first, False
+    return nearest.name, False

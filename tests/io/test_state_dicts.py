@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sipp_core.errors import UploadError
-from sipp_core.io.byo import describe_model, load_npz_upload, load_state_dict_upload
+from sipp_core.io.byo import AUTO, describe_model, load_npz_upload, load_state_dict_upload
 from sipp_core.io.checkpoints import TrainedModel
 from sipp_core.io.data import load_dataset
 from sipp_core.pipeline import evaluate_prune, prepare_trained
@@ -220,3 +220,29 @@ def test_the_command_line_names_a_renamed_resnets_layers_as_its_file_does(tmp_pa
     assert code == 0 and "\nblock0 · Conv2d 3→16, 3x3 " in out and "\nconv1 · " not in out
     dense = [line for line in out.splitlines() if "left dense" in line.lower()]
     assert len(dense) == 1 and dense[0].startswith("  Left dense (normalisation parameters are not pruned): block1")
+
+
+def test_auto_finds_the_architecture_the_weights_fit():
+    """Bring your own asked for the architecture first, and a wrong pick was only named in the refusal: 'auto' picks
+    the one the weights fit (the zoo's order first: lenet300 over an mlp of the same widths), or the one the file names."""
+    rec = load_dataset("mnist5k")
+    for name in ("lenet5", "lenet300", "cnn"):
+        model = build_model(name, (1, 28, 28), 10, seed=0).eval()
+        loaded = load_state_dict_upload(_saved(model.state_dict()), AUTO, rec)
+        assert loaded.zoo_architecture == name
+        _same_outputs(model, loaded, rec.x_test[:8])
+    sd = build_model("mlp", (1, 28, 28), 10, widths=(300, 100), seed=0).state_dict()
+    assert load_state_dict_upload(_saved(sd), AUTO, rec).zoo_architecture == "lenet300"
+    assert load_state_dict_upload(_saved({"model": "mlp", "state_dict": sd}), AUTO, rec).zoo_architecture == "mlp"
+    own = ClassMLP((40, 20)).eval()  # a user's class, under its own names
+    assert load_state_dict_upload(_saved(own.state_dict()), AUTO, DIGITS).zoo_architecture == "mlp"
+
+
+def test_auto_with_weights_that_fit_nothing_says_so_and_names_the_data_they_fit():
+    """lenet5's weights with 8x8 digits: no architecture fits these inputs, and the fix names the data that does."""
+    state = build_model("lenet5", (1, 28, 28), 10, seed=0).state_dict()
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(state), AUTO, IMAGES)
+    err = info.value
+    assert err.problem.startswith("the weights fit no zoo architecture on 'rgb'; against the nearest, "), err.problem
+    assert "(1, 28, 28)" in err.fix and "'lenet5'" in err.fix, err.fix

@@ -49,7 +49,9 @@ def test_byo_good_state_dict_is_pruned_and_bad_uploads_are_refused():
     at.file_uploader(key="byo_model_file").set_value(("w.pt", _lenet300_state_dict_bytes(),
                                                       "application/octet-stream")).run()
     ok(at)
-    assert at.success and "266,200 prunable weights" in at.success[0].value
+    assert at.selectbox(key="byo_arch").value == "auto"  # the architecture is found, and named
+    assert at.success and "266,200 prunable weights" in at.success[0].value and "**lenet300-" in at.success[0].value
+    assert "fit the zoo's **lenet300** architecture" in at.success[0].value
     assert metric(at, "Weights kept").startswith("10.")
     assert len(at.dataframe) >= 2
     runs = [r for r in RunHistory().list(kind="prune") if r.settings.get("source") == "upload"]

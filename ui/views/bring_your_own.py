@@ -26,6 +26,7 @@ import torch
 
 from sipp_core.errors import SippError
 from sipp_core.io.byo import (
+    AUTO,
     MODEL_MAX_BYTES,
     describe_model,
     load_exported_upload,
@@ -47,7 +48,7 @@ from ui.run_store import REOPENED_UPLOAD, record_upload_prune
 from ui.settings import METHOD_LABELS, Settings, check_settings
 from ui.sidebar import current_settings
 
-STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "prepared", "reports"}
+STATE = "_byo"  # session_state: {"sig", "model", "record", "desc", "label", "found", "prepared", "reports"}
 KINDS = {"state_dict": "weights (state_dict) for a zoo architecture", "export": "exported program (torch.export .pt2)"}
 DATA_SOURCES = {"sidebar": "the sidebar's data set", "npz": "upload a .npz data set"}
 PREPROCESSING_LABELS = {"as-given": "as given: the values exactly as stored",
@@ -68,6 +69,7 @@ LAYOUTS = """**Weights layouts accepted** (the widths and depth are read off the
 The layers keep the file's names in charts, tables and downloads, so the pruned state_dict loads back into your
 own network with `load_state_dict` (a ResNet saved under other names is shown under the zoo's names, but its
 downloads use the file's). Anything else: upload the network as an exported program (.pt2) instead."""
+AUTO_LABEL = "auto: the architecture the weights fit"
 AUTO_PRUNE_WEIGHTS = 2_000_000  # above this many prunable weights, sensitivities wait for a click
 INTRO = ("Prune **your own network**: upload its weights for one of the zoo architectures, or a whole exported "
          "program, and prune it on a zoo data set or your own. Files are checked before anything runs and are "
@@ -171,7 +173,9 @@ def _summary(state: dict) -> None:
     st.success(f"**{state['label']}** loaded and checked on **{rec.name}** ({len(rec.x_test):,} test points, "
                f"{rec.num_classes} classes, inputs {tuple(rec.input_shape)}): {len(desc.prunable)} prunable layer(s), "
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
-               f"({100 * desc.prunable_share:.1f}%).", icon=":material/check_circle:")
+               f"({100 * desc.prunable_share:.1f}%)."
+               + (f" The weights fit the zoo's **{state['found']}** architecture." if state.get("found") else ""),
+               icon=":material/check_circle:")
     renamed = any("file_name" in d for d in desc.prunable)  # open: the model runs under names the file does not use
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:", expanded=renamed):
         show.table(pd.DataFrame([dict(layer=layer_label(d.get("file_name", d["name"]), d["kind"], d["weight_shape"]),
@@ -334,11 +338,12 @@ def _model_inputs(s: Settings, kind: str, record, mb: int) -> tuple[str | None, 
     arch = None
     if kind == "state_dict":
         names = compatible_models(tuple(record.input_shape)) if record is not None else []
-        names = names or list(MODELS)
-        default = names.index(s.model) if s.model in names else 0
-        arch = st.selectbox("Architecture", names, index=default, key="byo_arch", persist_state="session",
-                            format_func=lambda n: f"{n}: {MODELS[n].description}",
-                            help="The zoo network the weights belong to (models that fit the data set's inputs).")
+        names = [AUTO] + (names or list(MODELS))
+        arch = st.selectbox("Architecture", names, key="byo_arch", persist_state="session",
+                            format_func=lambda n: AUTO_LABEL if n == AUTO else f"{n}: {MODELS[n].description}",
+                            help="The zoo network the weights belong to (models that fit the data set's inputs). "
+                                 "auto tries each in the zoo's order and takes the first the weights fit exactly; "
+                                 "choose one to hear precisely why the weights do not fit it.")
         model_file = _uploader("weights", "byo_model_file", f"Weights (.pt / .pth, at most {mb} MB)",
                                "torch.save(model.state_dict(), 'weights.pt'); a dict with a 'state_dict' entry works "
                                "too. Loaded with weights_only=True.")
@@ -405,8 +410,10 @@ def _checked_upload(sig: tuple, kind: str, arch: str | None, model_file, record)
             except Exception as exc:  # noqa: BLE001
                 _refuse(f"“{model_file.name}”", exc)
                 st.stop()
-        label = (arch if kind == "state_dict" else "exported") + f"-{digest}"
-        state = dict(sig=sig, model=model, record=record, desc=desc, label=label, prepared={}, reports={})
+        # auto: the label names the architecture found
+        label = (getattr(model, "zoo_architecture", arch) if kind == "state_dict" else "exported") + f"-{digest}"
+        found = getattr(model, "zoo_architecture", None) if arch == AUTO else None
+        state = dict(sig=sig, model=model, record=record, desc=desc, label=label, found=found, prepared={}, reports={})
         st.session_state[STATE] = state
     return state
 
