@@ -148,6 +148,9 @@ def _compare(s, prepared) -> None:
     st.markdown(f"{', '.join(COMPARE_METHODS)} at keep ratios {', '.join(map(str, COMPARE_RATIOS))} of the parameters. "
                 "The weight methods are pruned to the same parameter count as PFP at each ratio; every point's "
                 "latency is measured (median of 20 runs at batch 64).")
+    # checked before the comparison runs: its x-axis control appears only then, and a link's bad value was named
+    # only after a click, long after the link was opened
+    page_link_problems("filters-compare", {"filters_cmp_x": link_shown(list(charts.COMPARE_X), _axis_label)})
     key = ("filters-compare", s.heavy_key, float(s.delta), int(s.seed))
     frame = st.session_state.get("filters_compare", {}).get(key)
     if frame is None:
@@ -164,7 +167,6 @@ def _compare(s, prepared) -> None:
         bar.empty()
         st.session_state.setdefault("filters_compare", {})[key] = frame
     verdict_box(compare_verdict(frame))
-    page_link_problems("filters-compare", {"filters_cmp_x": link_shown(list(charts.COMPARE_X), _axis_label)})
     axis = st.radio("x-axis", list(charts.COMPARE_X), key="filters_cmp_x", horizontal=True, bind="query-params",
                     format_func=_axis_label)
     show.chart(charts.compare_chart(frame, axis))
