@@ -192,6 +192,8 @@ def layer_table(df, where=None):
         "max error held-out": three, "p95 error held-out": three, "mean error held-out": three,
         # percent with 3 significant digits (the columns are scaled below): "percent" showed 2.7e-5 as 0% or 0.00%
         "failure rate on S": num(format="%.3g%%"), "failure rate held-out": num(format="%.3g%%"),
+        # pinned: the table is wider than the page at 1280 px, and a row scrolled sideways lost its layer's name
+        "layer": st.column_config.TextColumn(pinned=True),
     }
     df = df.assign(**{c: 100 * df[c] for c in ("failure_rate_s", "failure_rate") if c in df.columns})
     if presenting():

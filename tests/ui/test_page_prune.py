@@ -104,3 +104,20 @@ def test_the_formulas_are_made_only_while_their_expander_is_open(app):
     assert len(at.latex) >= 8 and any("loosest row" in m.value for m in at.markdown)
     at.session_state["explain_open"] = False
     at.run()
+
+
+def test_the_wide_tables_keep_their_row_names_in_view(app):
+    """The per-layer table (17 columns) and Run history's list are wider than the page at 1280 px: scrolled sideways,
+    a row lost its layer's name (or its run's id). That column is pinned."""
+    import json
+
+    at = app
+    at.run()
+    ok(at)
+    layers = next(json.loads(d.proto.columns) for d in at.dataframe if "max error held-out" in d.proto.columns)
+    assert layers["layer"]["pinned"] is True
+    at.switch_page("pages/history.py").run()
+    ok(at)
+    runs = next(json.loads(d.proto.columns) for d in at.dataframe if '"id"' in d.proto.columns)
+    assert runs["id"]["pinned"] is True
+    at.switch_page("pages/prune.py").run()

@@ -359,7 +359,7 @@ def _table(shown: pd.DataFrame, total: int, listed: int) -> pd.DataFrame:
     shown = shown[["id", "when", "kind", "accuracy after", "kept share", "run", "time (s)", "label", "model",
                    "data set", "method"]]
     show.table(shown, hide_index=True, width="stretch", column_config={
-        "id": num(format="%d", width="small"),
+        "id": num(format="%d", width="small", pinned=True),  # kept in view when the wide table scrolls sideways
         "kept share": st.column_config.TextColumn(help="a cascade's last step; empty for sweeps (many points)"),
         "accuracy after": st.column_config.TextColumn(help="after pruning; a cascade's last step after fine-tuning; "
                                                            "empty for sweeps and nonsmoothness runs"),
