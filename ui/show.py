@@ -278,9 +278,9 @@ def chart(c, where=None, spec: dict | None = None) -> None:
 def square(spec: dict, side: int | None = None) -> dict:
     """A spec drawn at its own size with a square plot: side pixels a side (default: its own height), its legend at
     the right when side is given (presenting: below the plot it would leave the plot a strip of the window)."""
-    side = int(side or spec.get("height", 360))
-    out = {**spec, "width": side, "height": side, "autosize": {"type": "pad", "contains": "padding"}}
-    return _rewritten(out, _right_legend) if side != spec.get("height") else out
+    px = int(side or spec.get("height", 360))
+    out = {**spec, "width": px, "height": px, "autosize": {"type": "pad", "contains": "padding"}}
+    return _rewritten(out, _right_legend) if side else out
 
 
 def _right_legend(d: dict) -> dict:
