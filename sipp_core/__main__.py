@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: the checkpoint cache)")
     t.set_defaults(func=cmd_train)
     q = sub.add_parser("prune", help="prune a trained model and print a per-layer table")
-    q.add_argument("--model", help="a zoo network, or the architecture of --weights (without it, the one the weights "
-                   "fit is found); not with --program")
+    q.add_argument("--model", help="a zoo network, or the architecture of --weights (without it, or with auto, the "
+                   "one the weights fit is found); not with --program")
     q.add_argument("--dataset", help="a built-in data set (default mnist5k); not with --npz, which is the data")
     q.add_argument("--npz", help="your own data set: x_train, y_train, x_test, y_test (with --weights or --program)")
     q.add_argument("--preprocessing", default="as-given", choices=list(PREPROCESSING),

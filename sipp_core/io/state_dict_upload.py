@@ -29,6 +29,7 @@ from .state_dicts import (
     keep_file_keys,
     match_state_dict,
     named_as_file,
+    ranked_matches,
     strip_prefixes,
 )
 from .uploads import (
@@ -107,19 +108,30 @@ def _pickle_globals(raw: bytes, names: list[str] | None) -> list[str]:
 
 
 def _extract_state_dict(payload: Any, what: str) -> dict[str, torch.Tensor]:
-    if isinstance(payload, dict):
-        for key in ("state_dict", "model_state_dict"):
-            if key in payload and isinstance(payload[key], dict):
-                return dict(payload[key])
-        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
-            return dict(payload)
-        bad = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
-        raise UploadError(
-            f"{what}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry; "
-            f"these entries are not tensors: {first_few(bad)}. {_SAVE_HINT}"
-        )
-    raise UploadError(f"{what}: expected a state_dict (a dict of tensors), got a {type(payload).__name__}; "
-                      f"{_SAVE_HINT}")
+    """The tensors of a state_dict file: the file itself, its 'state_dict' or 'model_state_dict' entry, or the one
+    entry that is a dict of tensors (a training checkpoint: {"model": ..., "optimizer": ..., "epoch": 5})."""
+    if not isinstance(payload, dict):
+        raise UploadError(f"{what}: expected a state_dict (a dict of tensors), got a {type(payload).__name__}",
+                          _SAVE_HINT)
+    for key in ("state_dict", "model_state_dict"):
+        if key in payload and isinstance(payload[key], dict):
+            payload = payload[key]
+            break
+    else:
+        inner = [k for k, v in payload.items() if _tensors_only(v)]
+        if len(inner) == 1 and not any(isinstance(v, torch.Tensor) for v in payload.values()):
+            payload = payload[inner[0]]
+    if not payload:
+        raise UploadError(f"{what}: the file holds no tensors", f"{_SAVE_HINT} from the trained network")
+    bad = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise UploadError(f"{what}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry; "
+                          f"these entries are not tensors: {first_few(bad)}", _SAVE_HINT)
+    return dict(payload)
+
+
+def _tensors_only(v: Any) -> bool:
+    return isinstance(v, dict) and bool(v) and all(isinstance(t, torch.Tensor) for t in v.values())
 
 
 def _weights(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
@@ -186,7 +198,8 @@ def _input_mismatch(state: dict[str, torch.Tensor], match: Match, rec) -> str | 
     return f"the file's first layer takes {found[0][1].shape[1]} {unit} and this data set gives {ref[0][1].shape[1]}"
 
 
-def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, rec, inputs: str | None = None) -> str:
+def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, rec, inputs: str | None = None,
+                tried_all: bool = False) -> str:
     """The fix, most certain first: another architecture that fits exactly; the architecture (this one or another)
     fitting the inputs of other data sets; a first layer for another input size (no architecture changes that);
     else the nearest architecture, and the exported-program route."""
@@ -206,6 +219,9 @@ def _misfit_fix(match: Match, nearest: Match | None, other: OtherData | None, re
     if inputs is not None:
         return (f"{inputs}: choose the data set the weights were trained for (or upload an .npz of points of that "
                 "size), or upload weights trained on this data set")
+    if tried_all:
+        return ("no zoo architecture has these layers: upload the network as an exported program (.pt2), which "
+                "needs none (torch.export.export, then torch.export.save), or weights of a zoo architecture")
     near = (f"the nearest zoo architecture is {nearest.name!r} ({nearest.misfits} tensors off: {nearest.mismatch}); "
             if nearest is not None else "")
     return (f"{near}choose the architecture and data set the weights were trained for, or upload the network as "
@@ -257,11 +273,13 @@ def load_state_dict_upload(
     rec = dataset_record
     match, nearest = match_state_dict(state, model_name, rec, model_options)
     if match.mapping is None:
+        if picked:  # every architecture was tried: model_name is the nearest, and there is none other to choose
+            nearest = None
         other = fits_other_data(state, model_name, rec) if nearest is None or nearest.mapping is None else None
         head = (f"the weights fit no zoo architecture on {rec.name!r}{note}; against the nearest, {model_name}: "
                 if picked else f"{what} on {rec.name!r}{note} do not fit: ")
         raise UploadError(head + _misfit(state, match, rec),
-                          _misfit_fix(match, nearest, other, rec, _input_mismatch(state, match, rec)))
+                          _misfit_fix(match, nearest, other, rec, _input_mismatch(state, match, rec), picked))
     file_keys = set(state)
     state = {match.mapping[k]: v for k, v in state.items()}
     model = build_model(model_name, rec.input_shape, rec.num_classes, **match.options)
@@ -283,7 +301,8 @@ def load_state_dict_upload(
         model = named_as_file(model, match.mapping) or keep_file_keys(model, match.mapping)
     model.eval()
     check_runs_on(model, rec, f"the uploaded {model_name}")
-    model.zoo_architecture = model_name  # what AUTO found, for labels
+    model.zoo_architecture = model_name  # what AUTO found, for labels; with the build options read off the tensors
+    model.zoo_options = _options(match.options)  # in words ("hidden widths 64, 32"), or ""
     return model
 
 
@@ -291,13 +310,7 @@ def fitting_architecture(state: dict[str, torch.Tensor], rec, named: str | None 
     """(the zoo architecture these weights fit on rec's inputs, True), or (the nearest, False) when none fits.
     The one the file names (SiPP Studio's checkpoints say which) is tried first; then the zoo's order, so that
     LeNet-300-100's weights are lenet300, not the mlp of the same widths."""
-    names = compatible_models(tuple(rec.input_shape))
-    first = named if named in names else names[0]
-    match, nearest = match_state_dict(state, first, rec)
-    if match.mapping is not None:
-        return first, True
-    if nearest is not None and nearest.mapping is not None:
-        return nearest.name, True
-    if nearest is None or match.misfits <= nearest.misfits:
-        return first, False
-    return nearest.name, False
+    ranked = ranked_matches(state, rec, named if isinstance(named, str) else None)
+    if not ranked:
+        return compatible_models(tuple(rec.input_shape))[0], False
+    return ranked[0].name, ranked[0].mapping is not None

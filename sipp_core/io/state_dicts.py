@@ -140,10 +140,44 @@ def match_state_dict(state: dict[str, torch.Tensor], model_name: str, record,
     chosen = _try(model_name, state, record, model_options)
     if chosen.mapping is not None:
         return chosen, None
-    others = [_try(n, state, record, None) for n in compatible_models(record.input_shape) if n != model_name]
-    others = [m for m in others if m.misfits < 10**9]
-    nearest = min(others, key=lambda m: (m.misfits, list(MODELS).index(m.name)), default=None)
-    return chosen, nearest
+    others = [m for m in ranked_matches(state, record) if m.name != model_name]
+    return chosen, (others[0] if others else None)
+
+
+def ranked_matches(state: dict[str, torch.Tensor], record, first: str | None = None) -> list[Match]:
+    """Every zoo architecture that takes record's inputs, matched against the state_dict, nearest first: those that
+    fit (first, when given, before the zoo's order), then those whose first layer is of the file's kind (a
+    convolution or a Linear layer: a ResNet-32's weights are nearer a ResNet-20 than LeNet-300-100, although fewer
+    tensors are off in the latter), then by the difference in depth (layers and batch norms), then by the count of
+    tensors off."""
+    state = strip_prefixes(state)
+    weights, norms = _layer_weights(state), _norms(state)
+    conv = bool(weights) and weights[0].ndim == 4
+    names = compatible_models(tuple(record.input_shape))
+    matches = [m for m in (_try(n, state, record, None) for n in names) if m.misfits < 10**9]
+    order = {n: (n != first, i) for i, n in enumerate(names)}
+
+    def distance(m: Match) -> tuple:
+        if m.mapping is not None:
+            return (0, order[m.name])
+        # then the depth, layers and batch norms: a count of tensors off favours the shallow architectures, which
+        # have few tensors to be off, and the mlp and cnn take as many layers as the file has
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ref = build_model(m.name, record.input_shape, record.num_classes, **m.options).state_dict()
+        depth = abs(len(_layer_weights(ref)) - len(weights)) + abs(_norms(ref) - norms)
+        return (1, MODELS[m.name].needs_image != conv, depth, m.misfits, order[m.name])
+
+    return sorted(matches, key=distance)
+
+
+def _norms(state: dict[str, torch.Tensor]) -> int:
+    return sum(k.endswith("running_mean") for k in state)
+
+
+def _layer_weights(state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The layers' weights (2-D and 4-D tensors named '...weight'), in saved order."""
+    return [v for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)]
 
 
 class _Shapes(NamedTuple):  # what _try reads of a data set

@@ -246,3 +246,38 @@ def test_auto_with_weights_that_fit_nothing_says_so_and_names_the_data_they_fit(
     err = info.value
     assert err.problem.startswith("the weights fit no zoo architecture on 'rgb'; against the nearest, "), err.problem
     assert "(1, 28, 28)" in err.fix and "'lenet5'" in err.fix, err.fix
+
+
+CIFAR = SimpleNamespace(name="cifar-shaped", input_shape=(3, 32, 32), num_classes=10,
+                        x_test=torch.randn(4, 3, 32, 32), y_test=torch.arange(4))
+
+
+def test_auto_refuses_with_one_nearest_of_the_files_kind_and_a_fix_left_to_take():
+    """A reviewer's findings: the refusal named lenet300 as the nearest and the fix named mlp (the fix searched the
+    others again); a ResNet-32's nearest was lenet300 (fewer tensors off) rather than a ResNet; and the fix said to
+    choose the architecture, which auto had already done."""
+    from sipp_core.zoo.models import CifarResNet
+
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(nn.Linear(784, 10).state_dict()), AUTO, load_dataset("mnist5k"))
+    nearest = info.value.problem.split("against the nearest, ")[1].split(":")[0]
+    assert nearest in ("lenet300", "mlp") and "nearest zoo architecture is" not in info.value.fix
+    assert "exported program" in info.value.fix and "choose the architecture" not in info.value.fix
+    with pytest.raises(UploadError) as info:
+        load_state_dict_upload(_saved(CifarResNet((3, 32, 32), 10, 32).state_dict()), AUTO, CIFAR)
+    assert "against the nearest, resnet" in info.value.problem, info.value.problem
+
+
+def test_training_checkpoints_and_empty_files():
+    """{"model": state_dict, "optimizer": ..., "epoch": 5}, a training script's checkpoint, was refused ("these
+    entries are not tensors: model, optimizer, epoch"); an empty file said "these entries are not tensors: ." with no
+    fix of its own."""
+    own = ClassMLP((40, 20)).eval()
+    ckpt = {"model": own.state_dict(), "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 5}
+    loaded = load_state_dict_upload(_saved(ckpt), AUTO, DIGITS)
+    _same_outputs(own, loaded, DIGITS.x_test)
+    assert loaded.zoo_architecture == "mlp" and loaded.zoo_options == "hidden widths 40, 20"
+    for empty in ({}, {"state_dict": {}}):
+        with pytest.raises(UploadError) as info:
+            load_state_dict_upload(_saved(empty), AUTO, DIGITS)
+        assert info.value.problem == "weights: the file holds no tensors" and "torch.save" in info.value.fix

@@ -174,7 +174,7 @@ def _summary(state: dict) -> None:
                f"{rec.num_classes} classes, inputs {tuple(rec.input_shape)}): {len(desc.prunable)} prunable layer(s), "
                f"{desc.prunable_weights:,} prunable weights of {desc.total_parameters:,} parameters "
                f"({100 * desc.prunable_share:.1f}%)."
-               + (f" The weights fit the zoo's **{state['found']}** architecture." if state.get("found") else ""),
+               + (f" The weights fit the zoo's {state['found']} architecture." if state.get("found") else ""),
                icon=":material/check_circle:")
     renamed = any("file_name" in d for d in desc.prunable)  # open: the model runs under names the file does not use
     with st.expander("What SiPP sees in this model", icon=":material/account_tree:", expanded=renamed):
@@ -412,7 +412,10 @@ def _checked_upload(sig: tuple, kind: str, arch: str | None, model_file, record)
                 st.stop()
         # auto: the label names the architecture found
         label = (getattr(model, "zoo_architecture", arch) if kind == "state_dict" else "exported") + f"-{digest}"
-        found = getattr(model, "zoo_architecture", None) if arch == AUTO else None
+        found = None
+        if arch == AUTO:
+            opts = getattr(model, "zoo_options", "")
+            found = f"**{model.zoo_architecture}**" + (f" ({opts})" if opts else "")
         state = dict(sig=sig, model=model, record=record, desc=desc, label=label, found=found, prepared={}, reports={})
         st.session_state[STATE] = state
     return state
