@@ -303,6 +303,7 @@ def load_state_dict_upload(
     check_runs_on(model, rec, f"the uploaded {model_name}")
     model.zoo_architecture = model_name  # what AUTO found, for labels; with the build options read off the tensors
     model.zoo_options = _options(match.options)  # in words ("hidden widths 64, 32"), or ""
+    model.zoo_note = note  # " (the file says it is for 'resnet20')" where the file names another architecture
     return model
 
 

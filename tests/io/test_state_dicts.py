@@ -234,6 +234,8 @@ def test_auto_finds_the_architecture_the_weights_fit():
     sd = build_model("mlp", (1, 28, 28), 10, widths=(300, 100), seed=0).state_dict()
     assert load_state_dict_upload(_saved(sd), AUTO, rec).zoo_architecture == "lenet300"
     assert load_state_dict_upload(_saved({"model": "mlp", "state_dict": sd}), AUTO, rec).zoo_architecture == "mlp"
+    named_wrong = load_state_dict_upload(_saved({"model": "resnet20", "state_dict": sd}), AUTO, rec)
+    assert named_wrong.zoo_architecture == "lenet300" and named_wrong.zoo_note == " (the file says it is for 'resnet20')"
     own = ClassMLP((40, 20)).eval()  # a user's class, under its own names
     assert load_state_dict_upload(_saved(own.state_dict()), AUTO, DIGITS).zoo_architecture == "mlp"
 

@@ -415,7 +415,7 @@ def _checked_upload(sig: tuple, kind: str, arch: str | None, model_file, record)
         found = None
         if arch == AUTO:
             opts = getattr(model, "zoo_options", "")
-            found = f"**{model.zoo_architecture}**" + (f" ({opts})" if opts else "")
+            found = f"**{model.zoo_architecture}**" + (f" ({opts})" if opts else "") + getattr(model, "zoo_note", "")
         state = dict(sig=sig, model=model, record=record, desc=desc, label=label, found=found, prepared={}, reports={})
         st.session_state[STATE] = state
     return state
