@@ -21,6 +21,11 @@ PRESENT_CHARS_SCALE = 1.1
 # 60 px header over its top. Its plot shrinks to fit (about 190 px left for the bound chart's); its type does not.
 # A chart with a long legend or many x-label lines is left taller by what they need (sized() records it).
 PRESENT_MAX_PX = 380
+# ... but never a plot shorter than this (a y-axis title in 17.5 px type, wrapped at 26 characters a line, is about
+# 190 px long): a chart with a long subtitle was squeezed to a plot of height 0 (the stage chart of Nonsmoothness,
+# drawn as one flat line). A chart of one row per item (sipp_rows) keeps PRESENT_ROW_PX a row, or its labels overlap.
+PRESENT_MIN_PLOT_PX = 190
+PRESENT_ROW_PX = 25
 PRESENT_Y_TITLE_CHARS = 26  # a longer y-axis title is set on two lines while presenting: a shorter plot holds it
 # A square plot's side while presenting (a chart marked sipp_square: a log-log scatter with y = x). Its legend moves
 # to the right, so that the title, the plot and the x axis fit PRESENT_MAX_PX.
@@ -263,7 +268,8 @@ def chart(c, where=None, spec: dict | None = None) -> None:
         spec, saved = wide_title(spec if spec is not None else c.to_dict(), meta,
                                  PRESENT_CHARS_SCALE if present else 1.0)
         h = h - saved if h else h
-    height = (present_height(h, meta.get("sipp_extra", 0)) if present else int(h)) if h else "content"
+    height = (present_height(h, meta.get("sipp_extra", 0), meta.get("sipp_plot"), meta.get("sipp_rows", 0))
+              if present else int(h)) if h else "content"
     # theme=None: Streamlit's theme would replace the chart's own (projector) type sizes with smaller ones
     if meta.get("sipp_square"):  # at its own size: stretched to the column, y = x no longer ran at 45°
         spec = square(spec if spec is not None else c.to_dict(), PRESENT_SQUARE_PX if present else None)
@@ -290,10 +296,18 @@ def _right_legend(d: dict) -> dict:
     return d
 
 
-def present_height(h: int, extra: int = 0) -> int:
+def present_height(h: int, extra: int = 0, plot: int | None = None, rows: int = 0) -> int:
     """A chart's element height while presenting: its own (h) in the larger type, at most PRESENT_MAX_PX plus
-    what its legend and x labels need beyond the usual (extra)."""
-    return min(int(h * 1.2), PRESENT_MAX_PX + int(extra))
+    what its legend and x labels need beyond the usual (extra), but never less than its title, axes and legend in
+    the larger type (h - plot, scaled) plus PRESENT_MIN_PLOT_PX (or its own plot, when smaller), or PRESENT_ROW_PX
+    per row of a chart of rows."""
+    capped = min(int(h * 1.2), PRESENT_MAX_PX + int(extra))
+    if plot is None:
+        return capped
+    # sized()'s estimate of the title, axes and legend is generous enough for the larger type too: measured in the
+    # browser, scaling it by PRESENT_SCALE left plots 100 px taller than asked
+    around = int(h - plot)
+    return max(capped, around + max(min(PRESENT_MIN_PLOT_PX, int(plot)), PRESENT_ROW_PX * int(rows)))
 
 
 def two_line(title: str) -> list[str]:
@@ -322,15 +336,25 @@ def _two_line_y_title(d: dict) -> dict:
         return d
     y = dict(y)
     if _long(y.get("title")):
-        y["title"] = two_line(y["title"])
+        y["title"] = _shorter_lines(y["title"])
     axis = y.get("axis")
     if isinstance(axis, dict) and _long(axis.get("title")):
-        y["axis"] = {**axis, "title": two_line(axis["title"])}
+        y["axis"] = {**axis, "title": _shorter_lines(axis["title"])}
     return {**d, "encoding": {**enc, "y": y}}
 
 
+def _shorter_lines(title) -> list[str]:
+    """A y-axis title as lines of at most about PRESENT_Y_TITLE_CHARS: one line broken in two at its middle; a
+    title given as lines has each long line broken in two (Trade-offs' "relative logits error ||ŷ − y|| / ||y||", 40
+    characters, ran past its plot's top into the chart's title)."""
+    if isinstance(title, str):
+        return two_line(title)
+    return [part for line in title for part in (two_line(line) if _long(line) else [line])]
+
+
 def _long(title) -> bool:
-    return isinstance(title, str) and len(title) > PRESENT_Y_TITLE_CHARS
+    lines = [title] if isinstance(title, str) else title if isinstance(title, list) else []
+    return any(isinstance(t, str) and len(t) > PRESENT_Y_TITLE_CHARS for t in lines)
 
 
 def _three_column_legend(d: dict) -> dict:

@@ -326,6 +326,22 @@ def test_a_projected_chart_fits_a_720p_window_at_150_percent(monkeypatch):
     assert spec["encoding"]["color"]["legend"]["columns"] == 3
     show.chart(chart(80))  # small already: its own height
     assert drawn[-1][1] == int(chart(80).usermeta["sipp_height"] * 1.2) < show.PRESENT_MAX_PX
-    show.chart(chart(500, legend_rows=6))  # six legend rows: taller than the others, by what they take
-    assert drawn[-1][1] == show.PRESENT_MAX_PX + 35 * 4
+    show.chart(chart(500, legend_rows=6))  # six legend rows: taller than the others, by what they take at least
+    six = chart(500, legend_rows=6).usermeta["sipp_height"]
+    assert drawn[-1][1] >= show.PRESENT_MAX_PX + 35 * 4
+    assert drawn[-1][1] - (six - 500) >= show.PRESENT_MIN_PLOT_PX
+    # a long subtitle: the plot keeps PRESENT_MIN_PLOT_PX (Nonsmoothness's stage chart had a plot of height 0)
+    long = alt.Chart(df).mark_point().encode(x="x:Q", y="y:Q")
+    long = sized(long.properties(title=_title("A chart", [f"line {i}" for i in range(6)]), width=600, height=300),
+                 300, 6, legend_rows=2)
+    show.chart(long)
+    around = long.usermeta["sipp_height"] - 300
+    assert drawn[-1][1] == around + show.PRESENT_MIN_PLOT_PX > show.PRESENT_MAX_PX
+    # one row per item: PRESENT_ROW_PX a row
+    rows = long.properties(usermeta={**long.usermeta, "sipp_rows": 16})
+    show.chart(rows)
+    assert drawn[-1][1] == around + 16 * show.PRESENT_ROW_PX
+    # a y title given as lines has its long lines wrapped (Trade-offs' ran past the plot's top)
+    assert show._shorter_lines(["relative logits error ||ŷ − y|| / ||y||", "(log scale)"]) == [
+        "relative logits error", "||ŷ − y|| / ||y||", "(log scale)"]
     assert show.two_line("short") == ["short"] and show.two_line("a b c d") == ["a b", "c d"]

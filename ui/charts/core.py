@@ -139,7 +139,9 @@ def sized(chart, plot_height: int, subtitle_lines: int = 1, legend_rows: int = 0
     # sipp_extra: what a presentation that shrinks the chart to a projector's window (ui/show.py) must leave it
     # beyond the usual: its legend's rows past two, its x labels' lines past two
     extra = 35 * max(0, legend_rows - 2) + 24 * max(0, x_label_lines - 2)
-    return projector(chart).properties(usermeta={"sipp_height": int(total), "sipp_extra": int(extra), **meta})
+    # sipp_plot: the plot's own height, so that a presentation knows what is title, axis and legend (ui/show.py)
+    return projector(chart).properties(usermeta={"sipp_height": int(total), "sipp_extra": int(extra),
+                                                 "sipp_plot": int(plot_height), **meta})
 
 
 def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:

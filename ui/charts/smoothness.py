@@ -211,7 +211,9 @@ def path_distribution(comp, metric: str = "smp", class_names=None, width: int = 
     h = max(140, row * comp.original.paths.count)
     chart = alt.layer(bars, pts).properties(title=_title(f"{name[0].upper() + name[1:]} per path, before and after pruning",
                                                           sub), width=width, height=h)
-    return sized(chart, h, len(sub), 1)
+    chart = sized(chart, h, len(sub), 1)
+    # one row per path: presenting, the rows keep their height (squeezed into 380 px, 16 labels overlapped)
+    return chart.properties(usermeta={**chart.usermeta, "sipp_rows": comp.original.paths.count})
 
 
 # ---- per stage --------------------------------------------------------------------------------
