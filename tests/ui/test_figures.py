@@ -128,6 +128,10 @@ def test_the_row_scatter_shares_a_template_and_states_its_counts(reports):
         assert lo <= rows["bound"].min() and hi >= max(rows["bound"].max(), rows["shown"].max())  # every point inside
     svg = vl_convert.vegalite_to_svg(a.to_dict())
     assert "above y = x:" in svg and "Linear 300→100" in svg
+    # the legend names the kinds of rows drawn, no others (every fc1 row deterministic: 'sampled' was listed too)
+    for fig in (a, b):
+        color = next(layer["encoding"]["color"] for layer in fig.spec()["layer"] if "color" in layer.get("encoding", {}))
+        assert set(color["scale"]["domain"]) == set(fig.data["rows"]["method"]), color["scale"]["domain"]
 
 
 def test_layers_whose_held_out_rows_broke_their_bound_are_marked_on_the_axis(failing):

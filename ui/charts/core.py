@@ -69,8 +69,15 @@ alt.utils.schemapi.disable_debug_mode()
 AXIS_LABEL_COLOR = "#222222"
 KEPT_COLORS = alt.Scale(domain=["kept", "pruned"], range=[OKABE["blue"], "#C8C8C8"])
 SIGN_COLORS = alt.Scale(domain=list(tables.SIGN_NAMES.values()), range=[OKABE["blue"], OKABE["orange"]])
-METHOD_COLORS = alt.Scale(domain=list(tables.ROW_METHOD_NAMES.values()),
-                          range=[OKABE["blue"], OKABE["orange"], OKABE["green"], OKABE["grey"]])
+METHOD_COLOR = dict(zip(tables.ROW_METHOD_NAMES.values(), [OKABE["blue"], OKABE["orange"], OKABE["green"],
+                                                            OKABE["grey"]]))
+
+
+def method_colors(kinds) -> alt.Scale:
+    """The colours of the row kinds drawn (each kind its own colour on every chart): a legend of all four named
+    kinds that were not drawn (every row of fc1 deterministic, and 'sampled' in the legend)."""
+    kinds = [k for k in METHOD_COLOR if k in set(kinds)]
+    return alt.Scale(domain=kinds, range=[METHOD_COLOR[k] for k in kinds])
 SERIES_COLOR = dict(zip(SERIES, [OKABE["vermillion"], OKABE["orange"], OKABE["green"], OKABE["blue"], OKABE["sky"]]))
 SERIES_SHAPE = dict(zip(SERIES, ["triangle-up", "triangle-down", "circle", "square", "diamond"]))
 SERIES_COLORS = alt.Scale(domain=SERIES, range=list(SERIES_COLOR.values()))

@@ -13,7 +13,7 @@ from ui import tables
 from ui.charts.core import (
     HEIGHT,
     LOG_LABELS,
-    METHOD_COLORS,
+    METHOD_COLOR,
     OKABE,
     REL_ERR,
     TEXT_PX,
@@ -25,6 +25,7 @@ from ui.charts.core import (
     layer_axis,
     layer_axis_title,
     layer_label_lines,
+    method_colors,
     sized,
     tight_log,
     wide,
@@ -59,11 +60,13 @@ def row_figure(report, layer: str, on: str = "heldout", width: int = 460, height
                            "whole": [f"not drawn: {silent:,}" if silent else ""]})
     # the diagonal spans both axes' range, so both log axes get the same domain without fixing it in the spec
     diagonal = pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})
-    return Figure(("row_scatter", label, on, width, height), lambda: _row_template(label, on, width, height),
+    kinds = tuple(k for k in METHOD_COLOR if k in set(ok["method"]))  # the legend names the kinds drawn only
+    return Figure(("row_scatter", label, on, width, height, kinds),
+                  lambda: _row_template(label, on, width, height, kinds),
                   {"rows": ok, "diagonal": diagonal, "counts": counts})
 
 
-def _row_template(label: str, on: str, width: int, height: int):
+def _row_template(label: str, on: str, width: int, height: int, kinds: tuple = tuple(METHOD_COLOR)):
     where = "held-out points" if on == "heldout" else "the points of S"
     pts = alt.Chart(alt.NamedData("rows")).mark_circle(size=28, opacity=0.7).encode(
         # not nice: both axes span exactly the diagonal's range (a factor of 2 beyond every point)
@@ -71,7 +74,7 @@ def _row_template(label: str, on: str, width: int, height: int):
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
         y=alt.Y("shown:Q", scale=alt.Scale(type="log", nice=False), title=f"largest measured error on {where} (log)",
                 axis=alt.Axis(labelExpr=LOG_LABELS)),
-        color=alt.Color("method:N", scale=METHOD_COLORS, title="row pruned by",
+        color=alt.Color("method:N", scale=method_colors(kinds), title="row pruned by",
                         legend=alt.Legend(orient="bottom", columns=2)),
         tooltip=["unit:Q", "sign:N", "method:N", "kept:Q", alt.Tooltip("bound:Q", format=".4g"),
                  alt.Tooltip("measured:Q", format=".4g")],
