@@ -232,7 +232,7 @@ def chart_row(items: list) -> None:
     One below the other, each across the page, when one of them asks for the whole width (a layer axis of many
     layers: ui.charts.core.wide). items: charts, or (chart, cached spec) pairs as ``chart(c, spec=)`` takes them."""
     pairs = [it if isinstance(it, tuple) else (it, None) for it in items]
-    if any(_meta(c).get("sipp_wide") for c, _ in pairs):
+    if presenting() or any(_meta(c).get("sipp_wide") for c, _ in pairs):  # presenting: each across the page
         for c, spec in pairs:
             chart(c, spec=spec)
         return
@@ -256,8 +256,13 @@ def chart(c, where=None, spec: dict | None = None) -> None:
     and validating the chart again on every rerun.
     """
     meta = _meta(c)
-    h = meta.get("sipp_height")
     present = presenting()
+    if meta.get("sipp_empty"):  # a sentence, as the page's own text: drawn as a chart, it left an empty band and
+        # offered a download of itself (and, projected, its type did not follow the page's); where a chart would go
+        (st if present or where is None else where).markdown(
+            f"**{_plain(meta.get('sipp_empty_title', ''))}**\n\n{_plain(meta['sipp_empty'])}")
+        return
+    h = meta.get("sipp_height")
     if isinstance(c, Figure):  # its data frames: Streamlit sends them as Arrow tables
         spec = c.spec(_presented(c.key, spec_of(c)) if present else None)
     elif present:
@@ -294,6 +299,11 @@ def _right_legend(d: dict) -> dict:
     if isinstance(legend, dict) and legend.get("orient") == "bottom":
         return {**d, "legend": {k: v for k, v in legend.items() if k != "columns"} | {"orient": "right"}}
     return d
+
+
+def _plain(text: str) -> str:
+    """Text shown as Markdown as it is written: no emphasis from its * and _, no formula from its $."""
+    return re.sub(r"([\\*_`$\[\]<>#|~])", r"\\\1", str(text))
 
 
 def present_height(h: int, extra: int = 0, plot: int | None = None, rows: int = 0) -> int:

@@ -345,3 +345,16 @@ def test_a_projected_chart_fits_a_720p_window_at_150_percent(monkeypatch):
     assert show._shorter_lines(["relative logits error ||ŷ − y|| / ||y||", "(log scale)"]) == [
         "relative logits error", "||ŷ − y|| / ||y||", "(log scale)"]
     assert show.two_line("short") == ["short"] and show.two_line("a b c d") == ["a b", "c d"]
+
+
+def test_a_chart_with_nothing_to_draw_is_a_sentence_of_the_page():
+    """Guarantees' failure-rate chart says in a sentence that nothing failed. Drawn as a chart it left an empty band
+    (about 100 px, projected) and a "Download chart" button for a sentence."""
+    at = new_app().run()
+    at.switch_page("pages/guarantees.py").run()
+    ok(at)
+    texts = [m.value for m in at.markdown]
+    said = [t for t in texts if t.startswith("**Failure rate beside δ**")]
+    assert said and "failures in" in said[0].replace("\\", ""), texts[:5]
+    titles = [json.dumps(json.loads(c.proto.spec)["title"]) for c in at.get("vega_lite_chart")]
+    assert not any("Failure rate beside" in t for t in titles)

@@ -159,7 +159,7 @@ def empty(title: str, sentence: str, width: int = WIDTH) -> alt.Chart:
         fontSize=15, align="left", baseline="top", lineBreak="\n", lineHeight=24, color="#333333").encode(
         text="t:N", x=alt.value(0), y=alt.value(4))
     chart = sized(text.properties(title=_title(title), width=width, height=h), h, 0, x_axis=False)
-    return chart.properties(usermeta={**chart.usermeta, "sipp_empty": sentence})
+    return chart.properties(usermeta={**chart.usermeta, "sipp_empty": sentence, "sipp_empty_title": title})
 
 
 def layer_axis(order: list[str] | None = None, marked: str | None = None, **kw) -> alt.Axis:
