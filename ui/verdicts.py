@@ -328,8 +328,8 @@ def cascade_verdict(steps: list[dict], dense_acc: float) -> list[str]:
     after, ft = float(last["accuracy_pruned"]), float(last["accuracy_finetuned"])
     gap = 100 * (dense_acc - ft)
     rel = (f"{pts(gap)} points below" if gap >= 0.05 else f"{pts(-gap)} points above" if gap <= -0.05 else "level with")
-    return [f"At {pct(float(last['keep_ratio']), 2)} of the weights, fine-tuning brings accuracy to **{pct(ft, 2)}**, "
-            f"{rel} the dense network ({pct(dense_acc, 2)}); right after pruning it was {pct(after, 2)}, so "
+    return [f"At {pct(float(last['keep_ratio']), 2)} of the weights, fine-tuning brings accuracy to **{pct(ft)}**, "
+            f"{rel} the dense network ({pct(dense_acc)}); right after pruning it was {pct(after)}, so "
             f"fine-tuning recovered **{pts(100 * (ft - after))} points**."]
 
 
@@ -338,18 +338,18 @@ def isolation_verdict(ticket: dict, random: dict | None, dense_acc: float) -> li
     if not ticket or not _finite(ticket.get("accuracy")):
         return []
     t = float(ticket["accuracy"])
-    line = f"Trained with its mask at {pct(float(ticket['keep_ratio']), 2)} of the weights, the method reaches **{pct(t, 2)}**"
+    line = f"Trained with its mask at {pct(float(ticket['keep_ratio']), 2)} of the weights, the method reaches **{pct(t)}**"
     if random and _finite(random.get("accuracy")):
         r = float(random["accuracy"])
         diff = 100 * (t - r)
-        line += (f", **{pts(diff)} points above** a random mask with the same count ({pct(r, 2)})" if diff >= 0.05 else
-                 f", **{pts(-diff)} points below** a random mask with the same count ({pct(r, 2)})" if diff <= -0.05
-                 else f", the same as a random mask with the same count ({pct(r, 2)})")
+        line += (f", **{pts(diff)} points above** a random mask with the same count ({pct(r)})" if diff >= 0.05 else
+                 f", **{pts(-diff)} points below** a random mask with the same count ({pct(r)})" if diff <= -0.05
+                 else f", the same as a random mask with the same count ({pct(r)})")
     if _finite(dense_acc):
         g = 100 * (dense_acc - t)
-        line += (f"; {pts(g)} points below the dense network ({pct(dense_acc, 2)})" if g >= 0.05 else
-                 f"; {pts(-g)} points above the dense network ({pct(dense_acc, 2)})" if g <= -0.05 else
-                 f"; level with the dense network ({pct(dense_acc, 2)})")
+        line += (f"; {pts(g)} points below the dense network ({pct(dense_acc)})" if g >= 0.05 else
+                 f"; {pts(-g)} points above the dense network ({pct(dense_acc)})" if g <= -0.05 else
+                 f"; level with the dense network ({pct(dense_acc)})")
     return [line + "."]
 
 

@@ -169,7 +169,7 @@ def accuracy_chart(frame: pd.DataFrame, max_drop_pts: float | None = None, width
     if seeds > 1:
         sub.append(f"bands: lowest to highest of {seeds} seeds")
     if not math.isnan(dense):
-        r = alt.Chart(pd.DataFrame([dict(y=100 * dense, label=f"dense network {100 * dense:.2f}%")]))
+        r = alt.Chart(pd.DataFrame([dict(y=100 * dense, label=f"dense network {100 * dense:.1f}%")]))
         layers.append(r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"))
         layers.append(r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
             y="y:Q", x=alt.value(0), text="label:N"))
@@ -297,7 +297,7 @@ def cascade_chart(steps: list[dict], dense_acc: float, width: int = WIDTH, heigh
                            alt.Tooltip("keep_pct:Q", format=".3g", title="kept %"), "series:N",
                            alt.Tooltip("acc:Q", format=".2f", title="accuracy %")])]
     if dense_acc is not None and not math.isnan(dense_acc):
-        r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense {100 * dense_acc:.2f}%"]}))
+        r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense {100 * dense_acc:.1f}%"]}))
         layers += [r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"),
                    r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
                        y="y:Q", x=alt.value(2), text="label:N")]
@@ -336,7 +336,7 @@ def isolation_chart(ticket: dict, random: dict, dense_acc: float, random_label: 
                   "run:N", scale=alt.Scale(domain=runs, range=[[1, 0], [6, 3]]), legend=None)),
               base.mark_point(filled=True, size=50)]
     if dense_acc is not None and not math.isnan(dense_acc):
-        r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense network {100 * dense_acc:.2f}%"]}))
+        r = alt.Chart(pd.DataFrame({"y": [100 * dense_acc], "label": [f"dense network {100 * dense_acc:.1f}%"]}))
         layers += [r.mark_rule(color=OKABE["black"], strokeDash=[2, 3]).encode(y="y:Q"),
                    r.mark_text(align="left", baseline="bottom", dx=3, dy=-2, fontSize=TEXT_PX, color="#444444").encode(
                        y="y:Q", x=alt.value(2), text="label:N")]
