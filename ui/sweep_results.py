@@ -169,6 +169,7 @@ def show_cascade(steps: list[dict], dense_acc: float, settings: dict, cancelled:
                                        "pruned_weights_zero": "pruned stay zero", "prune_s": "prune (s)",
                                        "finetune_s": "fine-tune (s)"}),
                  hide_index=True, width="stretch", key=f"{key}_table", column_config={
+                     "step": num(pinned=True),  # the table scrolls sideways at 1280 px, presenting
                      "kept share": num(format="percent"), "accuracy after pruning": num(format="percent"),
                      "accuracy after fine-tuning": num(format="percent"), "drop vs dense (points)": num(format="%.1f"),
                      "agreement after pruning": num(format="percent"), "prune (s)": num(format="%.2f"),

@@ -2,6 +2,8 @@
 retraining on demand, the download; and the verdict sentences on a case built for the test."""
 from __future__ import annotations
 
+import json
+
 from types import SimpleNamespace
 
 import pandas as pd
@@ -106,6 +108,8 @@ def test_comparison_runs_on_the_page(app):
     table = frame_with(at, "speed-up")  # the page's column names, not the library's (params_share, ...)
     assert set(table["method"]) == {"pfp", "filter-l1", "sipp-hybrid", "wt"} and len(table) == 12
     assert not [c for c in table.columns if "_" in c]
+    grid = next(d for d in at.dataframe if '"speed-up"' in d.proto.columns)  # 11 columns: the method stays in view
+    assert json.loads(grid.proto.columns)["method"]["pinned"] is True
     # weights pruned to the parameter count PFP reached
     for ratio in (0.5, 0.3, 0.1):
         sub = table[table["keep ratio"] == ratio].set_index("method")["parameter share"]

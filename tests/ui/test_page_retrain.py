@@ -2,6 +2,7 @@
 training in isolation."""
 from __future__ import annotations
 
+import json
 import re
 
 from pagetest import app, metric, new_app, ok, page_folders, wait  # noqa: F401 - the module's fixtures
@@ -46,6 +47,8 @@ def test_one_step_cascade_runs_and_checks_the_mask(app):
     for label in ("Dense accuracy", "After fine-tuning (vs dense)", "Right after pruning (vs dense)"):
         assert re.fullmatch(r"\d+\.\d%", metric(at, label)), (label, metric(at, label))
     assert any("stayed exactly zero" in c.value for c in at.caption)
+    grid = next(d for d in at.dataframe if "accuracy after fine-tuning" in d.proto.columns)
+    assert json.loads(grid.proto.columns)["step"]["pinned"] is True  # the table scrolls sideways, presenting
     step = job.result.steps[0]
     verdict = next(v.value for v in at.success if v.value.startswith("**Verdict**"))
     assert f"recovered **{100 * (step['accuracy_finetuned'] - step['accuracy_pruned']):.1f} points**" in verdict

@@ -173,6 +173,8 @@ def _compare(s, prepared) -> None:
     num = st.column_config.NumberColumn
     show.table(frame[[c for c in COMPARE_COLUMNS if c in frame]].rename(columns=COMPARE_COLUMNS), hide_index=True,
                width="stretch", column_config={
+                   # pinned: 11 columns scroll sideways at 1280 px, and a row lost its method's name
+                   "method": st.column_config.TextColumn(pinned=True),
                    "parameters": num(format="localized"), "FLOPs": num(format="localized"),
                    "parameter share": num(format="percent"), "FLOP share": num(format="percent"),
                    "accuracy": num(format="percent"), "latency (ms)": num(format="%.3f"),
