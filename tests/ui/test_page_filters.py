@@ -3,7 +3,6 @@ retraining on demand, the download; and the verdict sentences on a case built fo
 from __future__ import annotations
 
 import json
-
 from types import SimpleNamespace
 
 import pandas as pd
