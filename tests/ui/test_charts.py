@@ -285,8 +285,15 @@ def test_learn_walk_matches_the_engine():
         assert np.allclose(w.s, w.s_engine, rtol=1e-4, atol=1e-6)
         rows = lc.row_table(w, 1, 1e-2)
         assert len(rows) == 2 * w.W.shape[0]
-    assert_readable(learn_charts.network_diagram([toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]))
+    weights = [toy.model.get_submodule(n).weight.detach().numpy() for n in toy.layer_names]
+    assert_readable(learn_charts.network_diagram(weights))
     assert math.isfinite(toy.accuracy)
+    # the subtitle promises dashed grey edges only where one is pruned (Learn's step 1 has none)
+    subtitle = lambda c: " ".join(c.to_dict()["title"]["subtitle"])  # noqa: E731
+    assert "dashed grey" not in subtitle(learn_charts.network_diagram(weights))
+    masks = [np.ones_like(w, dtype=bool) for w in weights]
+    masks[0][0, 0] = False
+    assert "dashed grey: pruned" in subtitle(learn_charts.network_diagram(weights, masks))
 
 
 # ---- trade-off, retraining and speed charts (ui.charts.tradeoffs) --------------------------------------

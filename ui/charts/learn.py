@@ -53,7 +53,9 @@ def network_diagram(weights: list[np.ndarray], masks: list[np.ndarray] | None = 
     heads = alt.Chart(pd.DataFrame(dict(x=list(range(len(sizes))), y=[max(sizes) / 2 + 0.05] * len(sizes), t=titles))).mark_text(
         fontSize=TEXT_PX + 1, fontWeight="bold").encode(x=xs, y=ys, text="t:N")
     return sized(alt.layer(pruned, kept, hl, dots, labels, heads).properties(
-        title=_title("The tiny network", "edge width ∝ |w|; dashed grey: pruned"), width=width, height=height),
+        # "dashed grey: pruned" only where an edge is pruned: step 1 promised dashes it did not draw
+        title=_title("The tiny network", "edge width ∝ |w|" + ("; dashed grey: pruned" if (e["state"] == "pruned").any()
+                                                               else "")), width=width, height=height),
         height, 1, 1, x_axis=False)
 
 
