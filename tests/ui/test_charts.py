@@ -184,6 +184,9 @@ def test_guarantee_charts(report, eps_report):
     assert list(df["eps"]) == [1.0, 2.0]
     assert_readable(guarantee_charts.eps_keep_chart(df, 2.0, "sipp-rand"))
     assert_readable(guarantee_charts.eps_error_chart(df, 2.0, "sipp-rand"))
+    # the floor as the log axis writes its numbers (it said "3e-02" beside an axis reading 0.03)
+    sub = " ".join(guarantee_charts.eps_error_chart(df, 2.0, "sipp-rand").to_dict()["title"]["subtitle"])
+    assert "e-0" not in sub and "sits at the floor, " in sub, sub
 
 
 def test_layer_table_and_headline(report):

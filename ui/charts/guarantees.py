@@ -215,8 +215,8 @@ def eps_error_chart(df: pd.DataFrame, current_eps: float | None = None, method: 
     yx = alt.Chart(pd.DataFrame({"eps": sorted(d["eps"])})).mark_line(color=OKABE["grey"], strokeDash=[4, 4]).encode(
         x="eps:Q", y="eps:Q")
     # the largest bound sits on bound = ε wherever a row was sampled to meet ε exactly: the grey line is then hidden
-    sub = [f"grey dashed: bound = ε (under the bound's line where they coincide); a 0 sits at the floor, "
-           f"{long['shown'].min():.0e}"] + (
+    floor = fmt_num(float(f"{long['shown'].min():.1g}"))  # as the axis writes it: 0.03, not 3e-02
+    sub = [f"grey dashed: bound = ε (under the bound's line where they coincide); a 0 sits at the floor, {floor}"] + (
         ["black dotted: the sidebar's ε"] if current_eps is not None else [])
     return sized(alt.layer(err, yx, *_sidebar_eps(current_eps)).properties(
         title=_title(f"Bound and measured error as ε moves ({method})", sub), width=width, height=height),
