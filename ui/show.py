@@ -28,7 +28,8 @@ PRESENT_MIN_PLOT_PX = 190
 PRESENT_ROW_PX = 25
 PRESENT_Y_TITLE_CHARS = 26  # a longer y-axis title is set on two lines while presenting: a shorter plot holds it
 # A square plot's side while presenting (a chart marked sipp_square: a log-log scatter with y = x). Its legend moves
-# to the right, so that the title, the plot and the x axis fit PRESENT_MAX_PX.
+# to the right, so that the whole chart (411 px for Guarantees' per-row scatter) fits the 420 px a 1280x720 window
+# at 150% zoom leaves below Streamlit's header.
 PRESENT_SQUARE_PX = 220
 
 
@@ -308,8 +309,8 @@ def _plain(text: str) -> str:
 
 def present_height(h: int, extra: int = 0, plot: int | None = None, rows: int = 0) -> int:
     """A chart's element height while presenting: its own (h) in the larger type, at most PRESENT_MAX_PX plus
-    what its legend and x labels need beyond the usual (extra), but never less than its title, axes and legend in
-    the larger type (h - plot, scaled) plus PRESENT_MIN_PLOT_PX (or its own plot, when smaller), or PRESENT_ROW_PX
+    what its legend and x labels need beyond the usual (extra), but never less than its title, axes and legend as
+    sized() estimates them (h - plot) plus PRESENT_MIN_PLOT_PX (or its own plot, when smaller), or PRESENT_ROW_PX
     per row of a chart of rows."""
     capped = min(int(h * 1.2), PRESENT_MAX_PX + int(extra))
     if plot is None:
