@@ -200,7 +200,7 @@ def fits_other_data(state: dict[str, torch.Tensor], model_name: str, record) -> 
     with its own output count as the class count, when it fits nothing on `record`: weights trained on 28x28 digits
     and given with the 8x8 ones are for another data set, not another architecture."""
     state = strip_prefixes(state)
-    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)]
+    weights = _layer_weights(state)
     if not weights:
         return None
     classes = int(weights[-1].shape[0])
